@@ -1,0 +1,34 @@
+# InstroPitch: `make demo` runs the pipeline on embedded defaults, `make test` runs every test.
+# The virtual environment bootstraps itself from PyPI (uv for speed, pins from requirements.txt).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+UV_VERSION := 0.13.9
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test test-fast lint bench clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip install --python $(PY) -r requirements.txt
+	$(VENV)/bin/uv pip install --python $(PY) --no-deps -e .
+	touch $(STAMP)
+
+demo: venv
+	$(VENV)/bin/instropitch demo
+
+test: venv
+	$(PY) -m pytest
+
+test-fast: venv
+	$(PY) -m pytest -m "not e2e and not slow"
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf .instropitch .pytest_cache

@@ -47,6 +47,21 @@ def _cmd_dataset_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_runs(args: argparse.Namespace) -> int:
+    import mlflow
+
+    from instropitch import registry
+
+    if args.tracking_uri:
+        mlflow.set_tracking_uri(args.tracking_uri)
+    table = registry.list_runs(experiment=args.experiment, max_results=args.max_results)
+    if table.empty:
+        print(f"no training runs in experiment {args.experiment!r} at {mlflow.get_tracking_uri()}")
+        return 0
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="instropitch",
@@ -74,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--size", type=int, default=None, help="expected size in bytes (default: TinySOL v6.0's)")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=_cmd_dataset_download)
+
+    p = sub.add_parser("runs", help="recent training runs side by side (test accuracy, version, champion)")
+    p.add_argument("--experiment", default="instropitch", help="MLflow experiment (default: instropitch)")
+    p.add_argument("--max-results", type=int, default=20, help="at most this many runs, newest first")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
+    p.set_defaults(func=_cmd_runs)
 
     return parser
 

@@ -245,7 +245,9 @@ def parse_row(record: dict[str, str]) -> MetadataRow:
     if instrument is None:
         raise _ColumnError("Instrument (abbr.)", f"unknown instrument {abbr!r}; known: {', '.join(INSTRUMENT_ABBRS)}")
     if get["Instrument (in full)"].strip() != instrument.name:
-        raise _ColumnError("Instrument (in full)", f"{get['Instrument (in full)']!r} does not match {abbr} ({instrument.name})")
+        raise _ColumnError(
+            "Instrument (in full)", f"{get['Instrument (in full)']!r} does not match {abbr} ({instrument.name})"
+        )
     if get["Family"].strip() != instrument.family:
         raise _ColumnError("Family", f"{get['Family']!r} does not match {abbr} ({instrument.family})")
 

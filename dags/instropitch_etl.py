@@ -1,0 +1,139 @@
+"""
+### instropitch_etl
+
+Extracts TinySOL (or any folder in its layout) from S3, turns every WAV into a pitch and
+an instrument spectrogram, loads them into PostgreSQL and builds the combined table that
+`instropitch_training` learns from.
+
+1. `create_schema` — tables from `include/sql/schema.sql` (if absent).
+2. `extract_metadata` — `TinySOL_metadata.csv` from S3 into `tinysol_metadata`; bad rows to `etl_rejects`.
+3. `plan` — list WAV objects; skip those loaded with the same ETag and feature config; shard the rest.
+4. `transform` — mapped over shards: ranged reads, spectrograms, one transaction per shard.
+5. `build_combined` — `include/sql/build_combined.sql`, swapped in atomically.
+6. `quality_gate` — counts, NaN/inf, every instrument present.
+7. `publish` — updates the `instruments_notes_spectrogram` Asset when the table changed.
+
+Connections: `aws_default` (S3; `endpoint_url` in extra for MinIO/moto), `postgres_default`.
+Logic lives in `include/instropitch/etl.py`; this file only wires it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+
+COMBINED_TABLE = Asset(
+    name="instruments_notes_spectrogram",
+    uri="postgres://warehouse:5432/postgres/public/instruments_notes_spectrogram",
+)
+
+
+def _run_id() -> str:
+    return get_current_context()["run_id"]
+
+
+def _params() -> dict:
+    return get_current_context()["params"]
+
+
+@dag(
+    dag_id="instropitch_etl",
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["instropitch", "etl"],
+    default_args={"owner": "instropitch", "retries": 2, "retry_delay": timedelta(seconds=30)},
+    params={
+        "bucket": Param(
+            "instropitch", type="string", minLength=3, maxLength=63, pattern=r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$"
+        ),
+        "prefix": Param("TinySOL/", type="string", maxLength=512, description="dataset folder inside the bucket"),
+        "features": Param("default", type="string", description="feature preset (instropitch.features.PRESETS)"),
+        "shard_size": Param(200, type="integer", minimum=1, maximum=5000, description="WAV objects per transform task"),
+    },
+)
+def instropitch_etl():
+    @task
+    def create_schema() -> None:
+        from instropitch.connections import warehouse_engine
+        from instropitch.warehouse import create_schema
+
+        create_schema(warehouse_engine())
+
+    @task
+    def extract_metadata() -> dict:
+        params = _params()
+        from dataclasses import asdict
+
+        from instropitch import etl
+        from instropitch.connections import s3_client, warehouse_engine
+
+        summary = etl.extract_metadata(s3_client(), warehouse_engine(), params["bucket"], params["prefix"], _run_id())
+        return asdict(summary)
+
+    @task
+    def plan() -> list[list[dict]]:
+        params = _params()
+        from instropitch import etl
+        from instropitch.connections import s3_client, warehouse_engine
+        from instropitch.features import get_preset
+
+        digest = get_preset(params["features"]).digest()
+        result = etl.plan(
+            s3_client(), warehouse_engine(), params["bucket"], params["prefix"], digest, params["shard_size"], _run_id()
+        )
+        return result.shards
+
+    @task(max_active_tis_per_dagrun=4)
+    def transform(shard: list[dict]) -> dict:
+        params = _params()
+        from instropitch import etl
+        from instropitch.connections import s3_client, warehouse_engine
+        from instropitch.features import get_preset
+
+        result = etl.transform_shard(
+            s3_client(), warehouse_engine(), params["bucket"], shard, get_preset(params["features"]), _run_id()
+        )
+        return {"loaded": result.loaded, "rejected": result.rejected, "seconds": round(result.seconds, 2)}
+
+    @task(trigger_rule="none_failed")
+    def build_combined() -> dict:
+        params = _params()
+        from instropitch import etl
+        from instropitch.connections import warehouse_engine
+        from instropitch.features import get_preset
+
+        return etl.build_combined(warehouse_engine(), get_preset(params["features"]).digest())
+
+    @task
+    def quality_gate(extract_summary: dict, combined: dict) -> str:
+        from instropitch import etl
+        from instropitch.connections import warehouse_engine
+
+        return str(etl.quality_gate(warehouse_engine(), extract_summary["csv_rows"]))
+
+    @task(outlets=[COMBINED_TABLE])
+    def publish(combined: dict, report: str) -> None:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        if not combined["changed"]:
+            raise AirflowSkipException("instruments_notes_spectrogram is unchanged: no Asset event, no retraining")
+        context = get_current_context()
+        context["outlet_events"][COMBINED_TABLE].extra = {"rows": combined["rows"], "digest": combined["digest"]}
+
+    schema = create_schema()
+    metadata = extract_metadata()
+    shards = plan()
+    schema >> metadata >> shards
+    loaded = transform.expand(shard=shards)
+    combined = build_combined()
+    loaded >> combined
+    report = quality_gate(metadata, combined)
+    publish(combined, report)
+
+
+instropitch_etl()

@@ -1,0 +1,180 @@
+"""The CNN a `ModelSpec` describes, and the training-only augmentation of its inputs.
+
+The saved model holds only built-in Keras layers (augmentation is a `tf.data` map applied
+to the training set, not a layer), so anyone can load it with plain `keras.saving.load_model`
+or `mlflow.keras.load_model` without importing this package first.
+
+TensorFlow and Keras are imported inside the functions: the Airflow scheduler imports this
+module while parsing DAGs and must not pay for TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from instropitch.modelspec import MIXUP_ALPHA, Augmentation, ModelSpec
+
+if TYPE_CHECKING:
+    import keras
+    import numpy as np
+
+
+def configure_tensorflow(threads: int | None = None) -> None:
+    """Quiet TensorFlow's logs and size its thread pools to the machine (2 cores here).
+
+    Thread pools can only be sized before TensorFlow runs its first op; later calls keep
+    whatever is already set, which is harmless.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import tensorflow as tf
+
+    threads = threads or int(os.environ.get("INSTROPITCH_TF_THREADS", 0)) or (os.cpu_count() or 1)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    except RuntimeError:
+        pass  # already initialised in this process
+
+
+def build_model(
+    spec: ModelSpec,
+    input_shape: tuple[int, int],
+    n_classes: int,
+    *,
+    input_mean: float = 0.0,
+    input_std: float = 1.0,
+) -> keras.Model:
+    """Input (frames, bands) -> conv blocks -> pooling -> dense + dropout -> softmax, compiled.
+
+    `input_mean`/`input_std` (of the training spectrograms, in dB) are baked into a first
+    normalisation layer so the saved model takes raw spectrograms as stored.
+    """
+    configure_tensorflow()
+    import keras
+    from keras import layers
+
+    arch = spec.architecture
+    frames, bands = (int(n) for n in input_shape)
+    inputs = keras.Input(shape=(frames, bands), name="spectrogram", dtype="float32")
+    x = layers.Normalization(axis=None, mean=input_mean, variance=max(input_std, 1e-6) ** 2, name="standardize")(inputs)
+    x = layers.Reshape((frames, bands, 1), name="add_channel")(x)
+    for i, block in enumerate(arch.conv_blocks, start=1):
+        x = layers.Conv2D(block.filters, block.kernel, padding="same", use_bias=not arch.batch_norm, name=f"conv{i}")(x)
+        if arch.batch_norm:
+            x = layers.BatchNormalization(name=f"bn{i}")(x)
+        x = layers.ReLU(name=f"relu{i}")(x)
+        if block.pool != (1, 1):
+            # `same` padding: a short input never shrinks to zero frames.
+            x = layers.MaxPooling2D(block.pool, padding="same", name=f"pool{i}")(x)
+    if arch.pooling == "avg":
+        x = layers.GlobalAveragePooling2D(name="global_avg")(x)
+    elif arch.pooling == "max":
+        x = layers.GlobalMaxPooling2D(name="global_max")(x)
+    elif arch.pooling in ("time_avg", "time_max"):
+        # Pool over the time axis only; keep (bands, channels) so frequency position survives.
+        reduce = layers.AveragePooling2D if arch.pooling == "time_avg" else layers.MaxPooling2D
+        x = reduce(pool_size=(x.shape[1], 1), name=arch.pooling)(x)
+        x = layers.Flatten(name="flatten")(x)
+    else:
+        x = layers.Flatten(name="flatten")(x)
+    for i, units in enumerate(arch.dense, start=1):
+        x = layers.Dense(units, activation="relu", name=f"dense{i}")(x)
+        if arch.dropout:
+            x = layers.Dropout(arch.dropout, name=f"dropout{i}")(x)
+    if not arch.dense and arch.dropout:
+        x = layers.Dropout(arch.dropout, name="dropout")(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+
+    model = keras.Model(inputs, outputs, name=f"instropitch_{spec.name}".replace("-", "_"))
+    compile_model(model, spec)
+    return model
+
+
+def compile_model(model: keras.Model, spec: ModelSpec) -> None:
+    """Adam + cross-entropy + accuracy. With mixup the labels are soft, hence one-hot losses."""
+    import keras
+
+    if spec.training.augmentation.mixup:
+        loss: Any = keras.losses.CategoricalCrossentropy()
+        metric: Any = keras.metrics.CategoricalAccuracy(name="accuracy")
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    model.compile(optimizer=keras.optimizers.Adam(spec.training.learning_rate), loss=loss, metrics=[metric])
+
+
+# --------------------------------------------------------------------- augmentation
+
+
+def _shift(x: Any, max_shift: int, axis: int) -> Any:
+    """Move `x` by a random whole number of steps in [-max_shift, max_shift] along `axis`,
+    filling the vacated edge with the spectrogram's floor (its minimum) rather than wrapping."""
+    import tensorflow as tf
+
+    k = tf.random.uniform([], -max_shift, max_shift + 1, dtype=tf.int32)
+    paddings = [[max_shift, max_shift] if a == axis else [0, 0] for a in range(2)]
+    padded = tf.pad(x, paddings, constant_values=tf.reduce_min(x))
+    begin = [max_shift - k if a == axis else 0 for a in range(2)]
+    return tf.slice(padded, tf.stack(begin), tf.shape(x))
+
+
+def augment_example(x: Any, aug: Augmentation) -> Any:
+    """One training spectrogram (frames, bands) in dB -> a randomly changed copy."""
+    import tensorflow as tf
+
+    if aug.gain_db:
+        x = x + tf.random.uniform([], -aug.gain_db, aug.gain_db)
+    if aug.noise:
+        x = x + tf.random.normal(tf.shape(x), stddev=aug.noise)
+    if aug.time_shift:
+        x = _shift(x, aug.time_shift, axis=0)
+    if aug.freq_shift:
+        x = _shift(x, aug.freq_shift, axis=1)
+    return x
+
+
+def _mixup(x: Any, y: Any) -> Any:
+    """Blend each example of a batch with another one of the same batch (soft labels)."""
+    import tensorflow as tf
+
+    n = tf.shape(x)[0]
+    a = tf.random.gamma([n], MIXUP_ALPHA)
+    b = tf.random.gamma([n], MIXUP_ALPHA)
+    lam = tf.maximum(a / (a + b), b / (a + b))  # keep the original example dominant
+    order = tf.random.shuffle(tf.range(n))
+    lam_x = tf.reshape(lam, [-1, 1, 1])
+    lam_y = tf.reshape(lam, [-1, 1])
+    return lam_x * x + (1 - lam_x) * tf.gather(x, order), lam_y * y + (1 - lam_y) * tf.gather(y, order)
+
+
+def make_dataset(
+    x: np.ndarray,
+    y: np.ndarray,
+    spec: ModelSpec,
+    n_classes: int,
+    *,
+    training: bool,
+    seed: int | None = None,
+) -> Any:
+    """A batched `tf.data.Dataset`; shuffled and augmented only when `training` is true.
+
+    With mixup the labels become one-hot (for every split, so the loss matches).
+    """
+    import tensorflow as tf
+
+    t = spec.training
+    ds = tf.data.Dataset.from_tensor_slices((x.astype("float32", copy=False), y.astype("int32", copy=False)))
+    if training:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        if t.augmentation.enabled:
+            aug = t.augmentation
+            # Sequential map: random draws stay reproducible for a seed.
+            ds = ds.map(lambda a, b: (augment_example(a, aug), b))
+    if t.augmentation.mixup:
+        ds = ds.map(lambda a, b: (a, tf.one_hot(b, n_classes)))
+    ds = ds.batch(t.batch_size)
+    if training and t.augmentation.mixup:
+        ds = ds.map(_mixup)
+    return ds.prefetch(2)

@@ -1,0 +1,484 @@
+"""Download, verify and safely extract the real TinySOL dataset.
+
+TinySOL v6.0 lives on Zenodo (record 3685367) as one ~1 GB `TinySOL.tar.gz`. The download
+streams into `TinySOL.tar.gz.part`, resumes an interrupted file with an HTTP `Range`
+request, retries connection errors and 5xx answers with backoff, and checks size and md5
+before the file takes its final name. Extraction refuses the whole archive if any member
+could write outside the destination (absolute paths, `..`, links, devices), unpacks into a
+temporary folder and moves the result into place, then leaves a marker so that running
+again is a no-op. If the archive holds no `TinySOL_metadata.csv`, it is fetched on its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import time
+import zlib
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+import requests
+import urllib3
+from tqdm.auto import tqdm
+
+from instropitch.cli import CliError
+from instropitch.tinysol import INSTRUMENTS, METADATA_FILENAME
+
+log = logging.getLogger(__name__)
+
+TINYSOL_URL = "https://zenodo.org/records/3685367/files/TinySOL.tar.gz?download=1"
+TINYSOL_MD5 = "36030a7fe389da86c3419e5ee48e3b7f"
+TINYSOL_SIZE = 1_026_917_185
+"""TinySOL v6.0's archive on Zenodo: where it is, its md5 and its size in bytes."""
+
+METADATA_URL = "https://zenodo.org/records/3685367/files/TinySOL_metadata.csv?download=1"
+METADATA_MD5 = "a86c9bb115f69e61f2f25872e397fc4a"
+"""TinySOL v6.0's metadata CSV, published next to the archive."""
+
+ARCHIVE_NAME = "TinySOL.tar.gz"
+PART_SUFFIX = ".part"
+MARKER_NAME = ".tinysol-extracted.json"
+"""Written after a successful extraction: the archive md5 and where the dataset root is."""
+
+FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(i.family for i in INSTRUMENTS))
+"""Top-level folders of the dataset: Brass, Keyboards, Strings, Winds."""
+
+TIMEOUT = (15.0, 60.0)
+"""(connect, read) timeouts in seconds for each HTTP request."""
+RETRIES = 4
+"""Failed attempts in a row (connection errors, 429/5xx) before giving up."""
+BACKOFF = 2.0
+"""Seconds before the first retry; doubles with each failure in a row."""
+MAX_BACKOFF = 60.0
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+CHUNK_SIZE = 1 << 20
+
+_CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
+_TRANSIENT_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError)
+_FILTER_ERROR = getattr(tarfile, "FilterError", ())  # Python >= 3.11.4
+
+
+class DownloadError(CliError):
+    """Downloading, verifying or extracting failed; the message says what and where.
+
+    A `CliError`, so the `instropitch` command prints it as one line and exits with 1.
+    """
+
+
+class UnsafeArchiveError(DownloadError):
+    """The archive holds a member that could write outside the destination; nothing was extracted."""
+
+    def __init__(self, message: str, members: list[str]):
+        super().__init__(message)
+        self.members = members
+
+
+# ------------------------------------------------------------------------ download
+
+
+def file_md5(path: str | Path, progress: bool = False) -> str:
+    """md5 of a file as hex, read in chunks (the archive is ~1 GB)."""
+    path = Path(path)
+    digest = hashlib.md5(usedforsecurity=False)
+    with (
+        open(path, "rb") as fh,
+        tqdm(
+            total=path.stat().st_size,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=f"md5 {path.name}",
+            disable=not progress,
+        ) as bar,
+    ):
+        while chunk := fh.read(CHUNK_SIZE):
+            digest.update(chunk)
+            bar.update(len(chunk))
+    return digest.hexdigest()
+
+
+def _mismatch(path: Path, md5: str | None, size: int | None, progress: bool) -> str | None:
+    """Why `path` is not the expected file, or None if it is (size first: it costs nothing)."""
+    actual_size = path.stat().st_size
+    if size is not None and actual_size != size:
+        return f"size mismatch: expected {size:,} bytes, got {actual_size:,}"
+    if md5 is not None:
+        actual_md5 = file_md5(path, progress=progress)
+        if actual_md5 != md5.lower():
+            return f"md5 mismatch: expected {md5.lower()}, got {actual_md5}"
+    return None
+
+
+def _parse_content_range(value: str | None) -> tuple[int, int | None] | None:
+    """`bytes 100-199/200` -> (100, 200); `bytes 100-199/*` -> (100, None)."""
+    match = _CONTENT_RANGE_RE.match(value or "")
+    if match is None:
+        return None
+    total = match.group(3)
+    return int(match.group(1)), None if total == "*" else int(total)
+
+
+def _retry_after(response: requests.Response) -> float:
+    value = response.headers.get("Retry-After", "")
+    return min(float(value), MAX_BACKOFF) if value.strip().isdigit() else 0.0
+
+
+def fetch(
+    url: str,
+    target: str | Path,
+    *,
+    md5: str | None = None,
+    size: int | None = None,
+    progress: bool = True,
+    session: requests.Session | None = None,
+    retries: int | None = None,
+    backoff: float | None = None,
+    timeout: tuple[float, float] | None = None,
+) -> Path:
+    """Download `url` to `target`, resuming `target.part`; check `size` and `md5` if given.
+
+    An existing `target` that passes the checks is kept without any request. A file that
+    fails them is deleted and `DownloadError` names the URL, the expected and actual values.
+    `retries`, `backoff` and `timeout` default to the module's RETRIES, BACKOFF and TIMEOUT.
+    """
+    target = Path(target)
+    if target.is_file():
+        reason = _mismatch(target, md5, size, progress)
+        if reason is None:
+            log.info("%s is already there and verified", target)
+            return target
+        log.warning("%s is not the expected file (%s); downloading it again", target, reason)
+        target.unlink()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + PART_SUFFIX)
+
+    own_session = session is None
+    session = session if session is not None else requests.Session()
+    try:
+        _download_part(
+            url,
+            part,
+            size=size,
+            progress=progress,
+            session=session,
+            retries=RETRIES if retries is None else retries,
+            backoff=BACKOFF if backoff is None else backoff,
+            timeout=TIMEOUT if timeout is None else timeout,
+        )
+    finally:
+        if own_session:
+            session.close()
+
+    reason = _mismatch(part, md5, size, progress)
+    if reason is not None:
+        part.unlink(missing_ok=True)
+        raise DownloadError(f"{url}: {reason}; deleted the download, run again to retry")
+    os.replace(part, target)
+    return target
+
+
+def _download_part(
+    url: str,
+    part: Path,
+    *,
+    size: int | None,
+    progress: bool,
+    session: requests.Session,
+    retries: int,
+    backoff: float,
+    timeout: tuple[float, float],
+) -> None:
+    """Bring `part` to the whole remote file (as far as HTTP can tell); checks come after."""
+    failures = 0
+
+    def give_up_or_wait(what: str, wait: float = 0.0) -> None:
+        nonlocal failures
+        failures += 1
+        if failures > retries:
+            raise DownloadError(f"{url}: {what} (gave up after {failures} attempts)")
+        delay = max(min(backoff * 2 ** (failures - 1), MAX_BACKOFF), wait)
+        log.warning("%s: %s; retrying in %.1f s (%d/%d)", url, what, delay, failures, retries)
+        time.sleep(delay)
+
+    with tqdm(
+        total=size,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=part.name[: -len(PART_SUFFIX)],
+        disable=not progress,
+    ) as bar:
+        while True:
+            have = part.stat().st_size if part.exists() else 0
+            if size is not None and have > size:
+                log.warning("%s holds %d bytes, more than the expected %d; starting over", part, have, size)
+                part.unlink()
+                have = 0
+            if size is not None and have == size:
+                return  # complete as far as the size goes; the md5 check decides
+            headers = {"Accept-Encoding": "identity"}
+            if have:
+                headers["Range"] = f"bytes={have}-"
+                log.info("resuming %s at byte %d", url, have)
+            try:
+                response = session.get(url, headers=headers, stream=True, timeout=timeout)
+            except requests.RequestException as exc:
+                give_up_or_wait(f"{type(exc).__name__}: {exc}")
+                continue
+
+            with response:
+                status = response.status_code
+                if status == 416 and have:
+                    return  # nothing past `have`: the part file already holds everything
+                if status in RETRY_STATUSES:
+                    give_up_or_wait(f"HTTP {status} {response.reason}", _retry_after(response))
+                    continue
+                if status == 206:
+                    content_range = _parse_content_range(response.headers.get("Content-Range"))
+                    if content_range is None or content_range[0] != have:
+                        log.warning("%s answered Range bytes=%d- with %s; starting over", url, have, content_range)
+                        part.unlink()
+                        give_up_or_wait("server sent the wrong byte range")
+                        continue
+                    mode, total = "ab", content_range[1]
+                elif status == 200:
+                    if have:
+                        log.info("%s ignored the Range request; downloading from the start", url)
+                    mode, have = "wb", 0
+                    length = response.headers.get("Content-Length", "")
+                    encoded = response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+                    total = int(length) if length.isdigit() and not encoded else None
+                else:
+                    raise DownloadError(f"{url}: HTTP {status} {response.reason}")
+
+                if size is not None and total is not None and total != size:
+                    part.unlink(missing_ok=True)
+                    raise DownloadError(
+                        f"{url}: size mismatch: expected {size:,} bytes, the server offers {total:,}; "
+                        "is this the right URL (or --size)?"
+                    )
+                free = shutil.disk_usage(part.parent).free
+                expected_total = size if size is not None else total
+                if expected_total is not None and free < expected_total - have:
+                    raise DownloadError(
+                        f"{url}: not enough disk space in {part.parent}: need {expected_total - have:,} bytes, "
+                        f"{free:,} free"
+                    )
+
+                bar.reset(total=expected_total)
+                bar.update(have)
+                written = 0
+                try:
+                    with open(part, mode) as fh:
+                        # raw bytes exactly as served: never let a Content-Encoding header un-gzip the archive
+                        for chunk in response.raw.stream(CHUNK_SIZE, decode_content=False):
+                            fh.write(chunk)
+                            written += len(chunk)
+                            bar.update(len(chunk))
+                            if size is not None and have + written > size:
+                                fh.close()
+                                part.unlink()
+                                raise DownloadError(
+                                    f"{url}: size mismatch: expected {size:,} bytes, the server sent more; "
+                                    "deleted the download"
+                                )
+                except _TRANSIENT_ERRORS as exc:
+                    if written:
+                        failures = 0  # progress was made: only failures in a row count
+                    give_up_or_wait(f"connection lost after {have + written:,} bytes ({type(exc).__name__})")
+                    continue
+                return
+
+
+# ------------------------------------------------------------------------- extract
+
+
+def _member_problem(member: tarfile.TarInfo, dest_real: str, reserved: frozenset[str]) -> str | None:
+    """Why extracting `member` under `dest` would be unsafe, or None."""
+    name = member.name
+    posix = PurePosixPath(name)
+    if not name or name.startswith(("/", "\\")) or posix.is_absolute() or PureWindowsPath(name).anchor:
+        return "absolute path"
+    if ".." in posix.parts or ".." in PureWindowsPath(name).parts:
+        return "'..' in path"
+    if member.issym() or member.islnk():
+        return f"{'symbolic' if member.issym() else 'hard'} link to {member.linkname!r}"
+    if member.ischr() or member.isblk() or member.isfifo():
+        return "device or FIFO"
+    if not (member.isfile() or member.isdir()):
+        return f"unsupported member type {member.type!r}"
+    resolved = os.path.realpath(os.path.join(dest_real, name))
+    if os.path.commonpath([dest_real, resolved]) != dest_real or resolved == dest_real and not member.isdir():
+        return "resolves outside the destination"
+    top = posix.parts[0] if posix.parts else ""
+    if top in reserved:
+        return f"would overwrite {top}"
+    return None
+
+
+def check_members(members: list[tarfile.TarInfo], dest: str | Path, archive: str = "archive") -> None:
+    """Raise `UnsafeArchiveError` naming every member that is not a plain file or folder inside `dest`."""
+    dest_real = os.path.realpath(dest)
+    reserved = frozenset({ARCHIVE_NAME, ARCHIVE_NAME + PART_SUFFIX, MARKER_NAME, Path(archive).name})
+    bad = [(m.name, why) for m in members if (why := _member_problem(m, dest_real, reserved)) is not None]
+    if bad:
+        shown = "; ".join(f"{name!r}: {why}" for name, why in bad[:5])
+        more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise UnsafeArchiveError(
+            f"{archive}: refusing to extract, unsafe member {shown}{more}; nothing was extracted",
+            [name for name, _ in bad],
+        )
+
+
+def find_dataset_root(base: str | Path) -> Path | None:
+    """The folder holding TinySOL_metadata.csv, else the one holding Brass/, Strings/, ...
+
+    Looks in `base` and its direct sub-folders (the archive may or may not have a
+    `TinySOL/` prefix). None if neither is found.
+    """
+    base = Path(base)
+    if not base.is_dir():
+        return None
+    candidates = [base, *sorted(p for p in base.iterdir() if p.is_dir() and not p.is_symlink())]
+    for folder in candidates:
+        if (folder / METADATA_FILENAME).is_file():
+            return folder
+    for folder in candidates:
+        if any((folder / family).is_dir() for family in FAMILIES):
+            return folder
+    return None
+
+
+def _read_marker(dest: Path) -> dict | None:
+    try:
+        marker = json.loads((dest / MARKER_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
+def extracted_root(dest: str | Path, md5: str) -> Path | None:
+    """The dataset root if `dest` holds a finished extraction of the archive with this md5."""
+    dest = Path(dest)
+    marker = _read_marker(dest)
+    if marker is None or str(marker.get("md5", "")).lower() != md5.lower():
+        return None
+    root = (dest / str(marker.get("root", "."))).resolve()
+    if not root.is_dir() or os.path.commonpath([dest.resolve(), root]) != str(dest.resolve()):
+        return None
+    return root
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+def extract_archive(archive: str | Path, dest: str | Path, *, md5: str | None = None, progress: bool = False) -> Path:
+    """Safely extract `archive` into `dest`; return the dataset root inside `dest`.
+
+    Every member is checked before anything is written (`UnsafeArchiveError` otherwise);
+    members are unpacked with tarfile's `data` filter into a temporary folder in `dest`,
+    then moved into place, replacing what an earlier extraction left. A marker records the
+    archive's md5 (computed if `md5` is None), so extracting the same archive again does
+    nothing.
+    """
+    archive, dest = Path(archive), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    md5 = (md5 or file_md5(archive, progress=progress)).lower()
+    root = extracted_root(dest, md5)
+    if root is not None:
+        log.info("%s is already extracted in %s", archive.name, root)
+        return root
+
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = tar.getmembers()
+            check_members(members, dest, archive.name)
+            tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest))
+            try:
+                safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+                tar.extractall(
+                    tmp,
+                    members=tqdm(members, desc=f"extract {archive.name}", unit="file", disable=not progress),
+                    **safe,
+                )
+                found = find_dataset_root(tmp)
+                if found is None:
+                    raise DownloadError(
+                        f"{archive}: does not look like TinySOL: no {METADATA_FILENAME} and none of "
+                        f"{', '.join(f + '/' for f in FAMILIES)} at the top or one folder down"
+                    )
+                relative = found.relative_to(tmp).as_posix()
+                (dest / MARKER_NAME).unlink(missing_ok=True)  # a half-moved tree must not look finished
+                for entry in sorted(tmp.iterdir()):
+                    _remove(dest / entry.name)
+                    os.replace(entry, dest / entry.name)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    except _FILTER_ERROR as exc:  # the data filter found something our checks missed
+        raise UnsafeArchiveError(f"{archive}: refusing to extract: {exc}", [str(exc)]) from exc
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise DownloadError(f"{archive}: cannot extract: {exc}") from exc
+
+    marker_tmp = dest / (MARKER_NAME + ".tmp")
+    marker_tmp.write_text(json.dumps({"archive": archive.name, "md5": md5, "root": relative}) + "\n", encoding="utf-8")
+    os.replace(marker_tmp, dest / MARKER_NAME)
+    return (dest / relative).resolve()
+
+
+# ------------------------------------------------------------------------- TinySOL
+
+
+def download_tinysol(
+    dest: str | Path,
+    url: str | None = None,
+    md5: str | None = None,
+    size: int | None = None,
+    progress: bool = True,
+    *,
+    metadata_url: str | None = None,
+    metadata_md5: str | None = None,
+    session: requests.Session | None = None,
+) -> Path:
+    """Download, verify and extract TinySOL into `dest`; return the dataset root.
+
+    The root is the folder holding TinySOL_metadata.csv (`dest` or `dest/TinySOL`). `url`,
+    `md5` and `size` default to TinySOL v6.0 on Zenodo (a mirror serves the same bytes; for
+    another archive pass its md5 and size). If the archive has no metadata CSV it is
+    fetched from `metadata_url` and checked against `metadata_md5` (default: Zenodo's).
+    Running again after a success makes no HTTP request.
+    """
+    dest = Path(dest).expanduser()
+    dest.mkdir(parents=True, exist_ok=True)
+    url = url or TINYSOL_URL
+    md5 = (md5 or TINYSOL_MD5).lower()
+    size = TINYSOL_SIZE if size is None else size
+    metadata_url = metadata_url or METADATA_URL
+    metadata_md5 = (metadata_md5 or METADATA_MD5).lower()
+
+    own_session = session is None
+    session = session if session is not None else requests.Session()
+    try:
+        root = extracted_root(dest, md5)
+        if root is None:
+            archive = fetch(url, dest / ARCHIVE_NAME, md5=md5, size=size, progress=progress, session=session)
+            root = extract_archive(archive, dest, md5=md5, progress=progress)
+        metadata = root / METADATA_FILENAME
+        if not metadata.is_file():
+            log.info("%s has no %s; fetching it from %s", ARCHIVE_NAME, METADATA_FILENAME, metadata_url)
+            fetch(metadata_url, metadata, md5=metadata_md5, progress=progress, session=session)
+    finally:
+        if own_session:
+            with contextlib.suppress(Exception):
+                session.close()
+    return root

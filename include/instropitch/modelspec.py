@@ -1,0 +1,434 @@
+"""Model recipes as YAML files: what to predict, from which spectrogram, with which CNN.
+
+Each `models/*.yaml` is one model the pipeline trains; adding a file adds a model with no
+code change. Validation is strict on purpose: a typo such as `epoch:` for `epochs:` would
+otherwise silently train with a default, so every unknown key is an error that names the
+file, the key path and the closest known key.
+
+Only PyYAML is imported here, so the Airflow scheduler can list and check the recipes
+while parsing a DAG without loading TensorFlow.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+LABELS: tuple[str, ...] = ("midi", "instrument")
+"""What a model predicts: the MIDI number of the note, or the instrument playing it."""
+
+INPUTS: tuple[str, ...] = ("pitch", "instrument")
+"""Which stored spectrogram a model reads (the features preset defines one of each)."""
+
+POOLINGS: tuple[str, ...] = ("avg", "max", "flatten", "time_avg", "time_max")
+"""How the conv stack's output becomes a vector.
+
+`avg`/`max` pool over time *and* frequency: shift-invariant, good for timbre (instrument).
+`time_avg`/`time_max` pool over time only and keep the frequency axis, so the position of
+energy in frequency (the pitch) survives. `flatten` keeps everything (the seed recipe).
+"""
+
+MONITORS: tuple[str, ...] = ("val_loss", "val_accuracy")
+
+MAX_PARAM_LENGTH = 500
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+class SpecError(ValueError):
+    """A model YAML is invalid; the message lists every problem, one per line."""
+
+
+# ------------------------------------------------------------------------- the spec
+
+
+@dataclass(frozen=True)
+class ConvBlock:
+    """Conv2D(filters, kernel, same padding) -> [BatchNorm] -> ReLU -> MaxPool(pool)."""
+
+    filters: int
+    kernel: tuple[int, int] = (3, 3)
+    pool: tuple[int, int] = (2, 2)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    conv_blocks: tuple[ConvBlock, ...]
+    batch_norm: bool = True
+    pooling: str = "avg"
+    dense: tuple[int, ...] = (128,)
+    dropout: float = 0.3
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    patience: int = 5
+    monitor: str = "val_loss"
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random changes applied to training examples only; 0 / false switches one off.
+
+    Values are in the units of the stored spectrogram. `gain_db` adds one random offset
+    to the whole example, which is a level change only for un-normalised dB inputs (a
+    per-example z-scored preset such as "default" removes level anyway: leave it 0 there).
+    `noise` is the std of added Gaussian noise. Shifts move the spectrogram by whole
+    frames (time) or bands (frequency), filling with its floor value.
+    """
+
+    gain_db: float = 0.0
+    noise: float = 0.0
+    time_shift: int = 0
+    freq_shift: int = 0
+    mixup: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.gain_db or self.noise or self.time_shift or self.freq_shift or self.mixup)
+
+
+MIXUP_ALPHA = 0.2
+"""Beta(alpha, alpha) mixing weight when `mixup: true` (the usual choice for audio)."""
+
+
+@dataclass(frozen=True)
+class Training:
+    epochs: int = 30
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    validation_split: float = 0.15
+    seed: int = 42
+    early_stopping: EarlyStopping | None = field(default_factory=EarlyStopping)
+    augmentation: Augmentation = field(default_factory=Augmentation)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model recipe. `source` is the YAML it came from (not a parameter of the model)."""
+
+    name: str
+    label: str
+    input: str
+    architecture: Architecture
+    training: Training = field(default_factory=Training)
+    features: str = "default"
+    description: str = ""
+    source: Path | None = field(default=None, compare=False)
+
+    @property
+    def registered_model_name(self) -> str:
+        return f"instropitch-{self.name}"
+
+    def to_params(self) -> dict[str, str]:
+        """Flat `section.key` -> text for `mlflow.log_params` (values cut to 500 chars)."""
+        params: dict[str, str] = {}
+        _flatten(
+            {
+                "name": self.name,
+                "label": self.label,
+                "input": self.input,
+                "features": self.features,
+                "description": self.description,
+                "architecture": self.architecture,
+                "training": self.training,
+            },
+            "",
+            params,
+        )
+        return {k: v[:MAX_PARAM_LENGTH] for k, v in params.items()}
+
+
+def _flatten(value: Any, prefix: str, out: dict[str, str]) -> None:
+    if hasattr(value, "__dataclass_fields__"):
+        value = {name: getattr(value, name) for name in value.__dataclass_fields__}
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(item, f"{prefix}.{key}" if prefix else str(key), out)
+    elif isinstance(value, tuple) and value and all(hasattr(v, "__dataclass_fields__") for v in value):
+        for i, item in enumerate(value):
+            _flatten(item, f"{prefix}.{i}", out)
+    elif isinstance(value, tuple):
+        out[prefix] = "[" + ", ".join(str(v) for v in value) + "]"
+    else:
+        out[prefix] = "null" if value is None else str(value)
+
+
+# ------------------------------------------------------------------------ validation
+
+
+_REQUIRED = object()
+
+
+class _Section:
+    """Reads one mapping of a YAML file, recording errors instead of stopping at the first."""
+
+    def __init__(self, data: Any, path: str, errors: list[str], where: str):
+        self.path = path
+        self.errors = errors
+        self.where = where
+        self.known: list[str] = []
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            self.error("", f"must be a mapping, got {_kind(data)}")
+            data = {}
+        self.data: dict = data
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def error(self, name: str, message: str) -> None:
+        path = self.key(name) if name else (self.path or "(top level)")
+        self.errors.append(f"{self.where}: {path}: {message}")
+
+    def take(self, name: str, check: Callable[[Any], Any], default: Any = _REQUIRED) -> Any:
+        """The value of `name` after `check` (which raises ValueError with the reason)."""
+        self.known.append(name)
+        if name not in self.data:
+            if default is _REQUIRED:
+                self.error(name, "missing required key")
+            return default
+        try:
+            return check(self.data[name])
+        except ValueError as exc:
+            self.error(name, str(exc))
+            return default if default is not _REQUIRED else None
+
+    def section(self, name: str) -> _Section:
+        self.known.append(name)
+        return _Section(self.data.get(name), self.key(name), self.errors, self.where)
+
+    def finish(self) -> None:
+        """Every key not read is unknown: report it with the nearest known key."""
+        for key in self.data:
+            if key in self.known:
+                continue
+            close = difflib.get_close_matches(str(key), self.known, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(self.known)})"
+            self.error(str(key), f"unknown key{hint}")
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _int(low: int | None = None, high: int | None = None) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"must be a whole number, got {_kind(value)} {value!r}")
+        if low is not None and value < low:
+            raise ValueError(f"must be >= {low}, got {value}")
+        if high is not None and value > high:
+            raise ValueError(f"must be <= {high}, got {value}")
+        return value
+
+    return check
+
+
+def _float(low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        # PyYAML reads `1e-3` (no dot) as a string; accept it since everyone writes it so.
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ValueError(f"must be a number, got the text {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"must be a number, got {_kind(value)} {value!r}")
+        value = float(value)
+        too_low = value <= low if low_open else value < low
+        too_high = value >= high if high_open else value > high
+        if too_low or too_high:
+            lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+            raise ValueError(f"must be in {lo}{low:g}, {high:g}{hi}, got {value:g}")
+        return value
+
+    return check
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {_kind(value)} {value!r}")
+    return value
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in options:
+            close = difflib.get_close_matches(str(value), options, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"must be one of {', '.join(options)}; got {value!r}{hint}")
+        return value
+
+    return check
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be text, got {_kind(value)} {value!r}")
+    return value
+
+
+def _name(value: Any) -> str:
+    value = _text(value)
+    if not _NAME_RE.match(value):
+        raise ValueError(f"{value!r} must be lower case letters, digits, '-' or '_' (it names the registered model)")
+    return value
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    """`3` or `[3, 1]` -> (time, frequency) sizes."""
+    check = _int(1)
+    if isinstance(value, list):
+        if len(value) != 2:
+            raise ValueError(f"must be a number or a [time, frequency] pair, got {value!r}")
+        return check(value[0]), check(value[1])
+    size = check(value)
+    return size, size
+
+
+def _read_block(data: Any, path: str, errors: list[str], where: str) -> ConvBlock:
+    s = _Section(data, path, errors, where)
+    block = ConvBlock(
+        filters=s.take("filters", _int(1, 4096)),
+        kernel=s.take("kernel", _pair, (3, 3)),
+        pool=s.take("pool", _pair, (2, 2)),
+    )
+    s.finish()
+    return block
+
+
+def _read_architecture(s: _Section) -> Architecture:
+    blocks: list[ConvBlock] = []
+    raw = s.take("conv_blocks", lambda v: v)
+    if raw is not None:
+        if not isinstance(raw, list) or not raw:
+            s.error("conv_blocks", f"must be a non-empty list of {{filters, kernel, pool}}, got {_kind(raw)}")
+        else:
+            blocks = [_read_block(b, s.key(f"conv_blocks.{i}"), s.errors, s.where) for i, b in enumerate(raw)]
+
+    def dense(value: Any) -> tuple[int, ...]:
+        if not isinstance(value, list):
+            raise ValueError(f"must be a list of layer sizes (may be empty), got {_kind(value)}")
+        return tuple(_int(1, 65536)(v) for v in value)
+
+    arch = Architecture(
+        conv_blocks=tuple(blocks),
+        batch_norm=s.take("batch_norm", _bool, True),
+        pooling=s.take("pooling", _choice(POOLINGS), "avg"),
+        dense=s.take("dense", dense, (128,)),
+        dropout=s.take("dropout", _float(0.0, 1.0, high_open=True), 0.3),
+    )
+    s.finish()
+    return arch
+
+
+def _read_training(s: _Section, label: str | None) -> Training:
+    defaults = Training()
+    early: EarlyStopping | None = defaults.early_stopping
+    s.known.append("early_stopping")
+    if "early_stopping" in s.data and s.data["early_stopping"] is None:
+        early = None  # `early_stopping: null` trains all epochs
+    elif "early_stopping" in s.data:
+        e = _Section(s.data["early_stopping"], s.key("early_stopping"), s.errors, s.where)
+        early = EarlyStopping(
+            patience=e.take("patience", _int(1, 1000), 5),
+            monitor=e.take("monitor", _choice(MONITORS), "val_loss"),
+        )
+        e.finish()
+
+    a = s.section("augmentation")
+    aug = Augmentation(
+        gain_db=a.take("gain_db", _float(0.0, 60.0), 0.0),
+        noise=a.take("noise", _float(0.0, 60.0), 0.0),
+        time_shift=a.take("time_shift", _int(0, 1000), 0),
+        freq_shift=a.take("freq_shift", _int(0, 1000), 0),
+        mixup=a.take("mixup", _bool, False),
+    )
+    if aug.freq_shift and label == "midi":
+        a.error(
+            "freq_shift",
+            "not allowed for label 'midi': shifting the spectrogram in frequency changes the note, "
+            "so the label would be wrong; use it for instrument models only (or set 0)",
+        )
+    a.finish()
+
+    training = Training(
+        epochs=s.take("epochs", _int(1, 10000), defaults.epochs),
+        batch_size=s.take("batch_size", _int(1, 65536), defaults.batch_size),
+        learning_rate=s.take("learning_rate", _float(0.0, 1.0, low_open=True), defaults.learning_rate),
+        validation_split=s.take("validation_split", _float(0.0, 0.5, low_open=True), defaults.validation_split),
+        seed=s.take("seed", _int(0, 2**31 - 1), defaults.seed),
+        early_stopping=early,
+        augmentation=aug,
+    )
+    s.finish()
+    return training
+
+
+def parse_spec(data: Any, where: str = "<spec>", source: Path | None = None) -> ModelSpec:
+    """Validate an already-parsed YAML document; `where` names it in error messages."""
+    errors: list[str] = []
+    top = _Section(data, "", errors, where)
+    default_name = source.stem if source is not None else _REQUIRED
+    name = top.take("name", _name, default_name)
+    label = top.take("label", _choice(LABELS))
+    spec_input = top.take("input", _choice(INPUTS))
+    features = top.take("features", _text, "default")
+    if features is not None and not features.strip():
+        top.error("features", "must name a features preset, e.g. 'default'")
+    description = top.take("description", _text, "")
+    architecture = _read_architecture(top.section("architecture"))
+    training = _read_training(top.section("training"), label)
+    top.finish()
+    if errors:
+        raise SpecError("\n".join(errors))
+    return ModelSpec(
+        name=name,
+        label=label,
+        input=spec_input,
+        architecture=architecture,
+        training=training,
+        features=features,
+        description=description.strip(),
+        source=source,
+    )
+
+
+def load_spec(path: str | Path) -> ModelSpec:
+    """Read and validate one model YAML; raises `SpecError` listing every problem."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    return parse_spec(data, where=str(path), source=path)
+
+
+def load_specs(folder: str | Path) -> list[ModelSpec]:
+    """Every `*.yaml` / `*.yml` in `folder`, sorted by model name; names must be unique."""
+    folder = Path(folder)
+    files = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+    if not files:
+        raise SpecError(f"{folder}: no model YAML files (*.yaml)")
+    problems: list[str] = []
+    specs: list[ModelSpec] = []
+    for path in files:
+        try:
+            specs.append(load_spec(path))
+        except SpecError as exc:
+            problems.append(str(exc))
+    seen: dict[str, Path | None] = {}
+    for spec in specs:
+        if spec.name in seen:
+            problems.append(f"{spec.source}: name: {spec.name!r} is also used by {seen[spec.name]}")
+        seen[spec.name] = spec.source
+    if problems:
+        raise SpecError("\n".join(problems))
+    return sorted(specs, key=lambda s: s.name)

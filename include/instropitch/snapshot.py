@@ -1,0 +1,340 @@
+"""A frozen, split copy of the training data: the one thing every train and promote task shares.
+
+The `snapshot` task reads the warehouse once, fixes the train/test split and stores the
+result as a compressed `.npz` MLflow artifact. Every model trained in that DAG run, and
+the promotion that compares them with the champion, reads the same file, so "test
+accuracy" always means the same notes. Rows are sorted by path before splitting, so the
+order the database returns them in never changes the split or the digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from instropitch.tinysol import INSTRUMENT_ABBRS, midi_to_pitch, pitch_to_midi
+
+if TYPE_CHECKING:
+    from instropitch.modelspec import ModelSpec
+
+MIDI_CLASSES: tuple[int, ...] = tuple(range(21, 109))
+"""The 88 piano keys A0..C8: the fixed output layout of every pitch model, whatever the data covers."""
+
+SNAPSHOT_ARTIFACT_DIR = "snapshot"
+SNAPSHOT_FILENAME = "snapshot.npz"
+SNAPSHOT_ARTIFACT = f"{SNAPSHOT_ARTIFACT_DIR}/{SNAPSHOT_FILENAME}"
+"""Where `log_snapshot` puts the file inside its MLflow run."""
+
+_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    """N notes with both spectrograms, their labels and a fixed test split, sorted by path.
+
+    `stratify` records which rule the split could use (see `create_snapshot`).
+    `feature_preset` names the features preset the spectrograms were computed with ("" if unknown).
+    """
+
+    paths: np.ndarray  # (N,) str
+    midi: np.ndarray  # (N,) int64
+    instrument: np.ndarray  # (N,) str, TinySOL abbreviation
+    fold: np.ndarray  # (N,) int64
+    pitch: np.ndarray  # (N, F, B) float32
+    instrument_spec: np.ndarray  # (N, F2, B2) float32
+    is_test: np.ndarray  # (N,) bool
+    seed: int
+    test_size: float
+    digest: str
+    feature_digest: str = ""
+    feature_preset: str = ""
+    stratify: str = "instrument+midi"
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def n_test(self) -> int:
+        return int(self.is_test.sum())
+
+    def inputs_for(self, spec: ModelSpec | str) -> np.ndarray:
+        """The spectrograms a model reads: `pitch` or `instrument_spec` (by `spec.input`)."""
+        which = spec if isinstance(spec, str) else spec.input
+        if which == "pitch":
+            return self.pitch
+        if which == "instrument":
+            return self.instrument_spec
+        raise ValueError(f"unknown input {which!r}; expected 'pitch' or 'instrument'")
+
+    def labels_for(self, spec: ModelSpec | str) -> tuple[np.ndarray, list[str]]:
+        """(class index per row, class names) for `spec.label`.
+
+        midi: 88 classes for MIDI 21..108, named by pitch ("A0" .. "C8").
+        instrument: the 14 TinySOL abbreviations in `tinysol.INSTRUMENTS` order.
+        """
+        label = spec if isinstance(spec, str) else spec.label
+        values, names = class_layout(label)
+        index = {v: i for i, v in enumerate(values)}
+        column = self.midi if label == "midi" else self.instrument
+        column_values = [int(v) for v in column] if label == "midi" else [str(v) for v in column]
+        return np.array([index[v] for v in column_values], dtype=np.int64), names
+
+    def summary(self) -> dict[str, object]:
+        """Small facts for logs and MLflow params."""
+        return {
+            "n_notes": len(self),
+            "n_test": self.n_test,
+            "seed": self.seed,
+            "test_size": self.test_size,
+            "digest": self.digest,
+            "feature_digest": self.feature_digest,
+            "feature_preset": self.feature_preset,
+            "stratify": self.stratify,
+            "pitch_shape": list(self.pitch.shape[1:]),
+            "instrument_shape": list(self.instrument_spec.shape[1:]),
+        }
+
+    # --------------------------------------------------------------- file format
+
+    def save(self, path: str | Path) -> Path:
+        """Write a compressed `.npz` holding plain arrays only (loadable without pickle)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:
+            np.savez_compressed(f, **self._arrays())
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Snapshot:
+        """Read a file written by `save`; refuses pickled content and checks the digest."""
+        with np.load(Path(path), allow_pickle=False) as data:
+            version = int(data["format_version"])
+            if version != _FORMAT_VERSION:
+                raise ValueError(f"{path}: snapshot format {version}, this code reads {_FORMAT_VERSION}")
+            snap = cls(
+                paths=data["paths"],
+                midi=data["midi"],
+                instrument=data["instrument"],
+                fold=data["fold"],
+                pitch=data["pitch"],
+                instrument_spec=data["instrument_spec"],
+                is_test=data["is_test"],
+                seed=int(data["seed"]),
+                test_size=float(data["test_size"]),
+                digest=str(data["digest"]),
+                feature_digest=str(data["feature_digest"]),
+                feature_preset=str(data["feature_preset"]),
+                stratify=str(data["stratify"]),
+            )
+        actual = _digest(
+            snap.paths, snap.midi, snap.instrument, snap.fold, snap.pitch, snap.instrument_spec, snap.is_test
+        )
+        if actual != snap.digest:
+            raise ValueError(f"{path}: content digest {actual} does not match the stored {snap.digest}")
+        return snap
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "format_version": np.array(_FORMAT_VERSION),
+            "paths": self.paths,
+            "midi": self.midi,
+            "instrument": self.instrument,
+            "fold": self.fold,
+            "pitch": self.pitch,
+            "instrument_spec": self.instrument_spec,
+            "is_test": self.is_test,
+            "seed": np.array(self.seed),
+            "test_size": np.array(self.test_size),
+            "digest": np.array(self.digest),
+            "feature_digest": np.array(self.feature_digest),
+            "feature_preset": np.array(self.feature_preset),
+            "stratify": np.array(self.stratify),
+        }
+
+
+def class_layout(label: str) -> tuple[list[int] | list[str], list[str]]:
+    """(label values, display names) in output order for `label` "midi" or "instrument"."""
+    if label == "midi":
+        return list(MIDI_CLASSES), [midi_to_pitch(m) for m in MIDI_CLASSES]
+    if label == "instrument":
+        return list(INSTRUMENT_ABBRS), list(INSTRUMENT_ABBRS)
+    raise ValueError(f"unknown label {label!r}; expected 'midi' or 'instrument'")
+
+
+def class_values(label: str, names: list[str]) -> list[int] | list[str]:
+    """Display names back to label values (pitch names -> MIDI numbers)."""
+    return [pitch_to_midi(n) for n in names] if label == "midi" else list(names)
+
+
+# ---------------------------------------------------------------------- creation
+
+
+def _digest(*arrays: np.ndarray) -> str:
+    """sha256 over dtype, shape and bytes of each array (strings as UTF-8 lines); 16 hex chars."""
+    h = hashlib.sha256()
+    for a in arrays:
+        if a.dtype.kind in "UO":
+            h.update(b"str")
+            h.update("\n".join(str(v) for v in a).encode("utf-8"))
+        else:
+            a = np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<"), copy=False)
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            h.update(a.tobytes())
+        h.update(b"\x00")
+    return h.hexdigest()[:16]
+
+
+def strata(instrument: np.ndarray, midi: np.ndarray) -> np.ndarray:
+    """The stratum of each row for a split that keeps instrument *and* pitch proportions.
+
+    Rule: a row's stratum is its (instrument, MIDI) pair when that pair has >= 2 rows
+    (stratify needs two members to put one on each side). Rows of rarer pairs fall back
+    to their instrument (`Vn|rare`); if that leaves a single row, it joins one shared
+    `rare` stratum.
+    """
+    joint = [f"{i}|{int(m)}" for i, m in zip(instrument, midi, strict=True)]
+    counts = Counter(joint)
+    keys = [k if counts[k] >= 2 else f"{k.split('|')[0]}|rare" for k in joint]
+    counts = Counter(keys)
+    return np.array([k if counts[k] >= 2 else "rare" for k in keys])
+
+
+def create_snapshot(
+    paths: np.ndarray | list[str],
+    midi: np.ndarray | list[int],
+    instrument: np.ndarray | list[str],
+    fold: np.ndarray | list[int],
+    pitch: np.ndarray,
+    instrument_spec: np.ndarray,
+    *,
+    seed: int = 42,
+    test_size: float = 0.25,
+    feature_digest: str = "",
+    feature_preset: str = "",
+) -> Snapshot:
+    """Sort rows by path, split train/test reproducibly, and fingerprint the result.
+
+    The split is `sklearn.model_selection.train_test_split(test_size, random_state=seed)`
+    stratified by `strata()` (instrument x MIDI, rare pairs by instrument). When the test
+    side is too small to hold one row of every stratum (tiny data sets), it stratifies
+    by instrument only, and if even that fails it splits without stratification; the rule
+    used is kept in `Snapshot.stratify`.
+    """
+    from sklearn.model_selection import train_test_split
+
+    paths_a = np.asarray(paths).astype(str)
+    n = len(paths_a)
+    if n < 2:
+        raise ValueError(f"a snapshot needs at least 2 notes, got {n}")
+    if len(set(paths_a.tolist())) != n:
+        dupes = [p for p, c in Counter(paths_a.tolist()).items() if c > 1][:3]
+        raise ValueError(f"paths must be unique; duplicated: {dupes}")
+    columns = {
+        "midi": np.asarray(midi),
+        "instrument": np.asarray(instrument).astype(str),
+        "fold": np.asarray(fold),
+        "pitch": np.asarray(pitch),
+        "instrument_spec": np.asarray(instrument_spec),
+    }
+    for name, column in columns.items():
+        if len(column) != n:
+            raise ValueError(f"{name} has {len(column)} rows, paths has {n}")
+    if not 0.0 < test_size < 1.0:
+        raise ValueError(f"test_size must be in (0, 1), got {test_size}")
+    unknown = sorted(set(columns["instrument"].tolist()) - set(INSTRUMENT_ABBRS))
+    if unknown:
+        raise ValueError(f"unknown instrument abbreviations {unknown}; expected TinySOL's {list(INSTRUMENT_ABBRS)}")
+    midi_i = columns["midi"].astype(np.int64)
+    outside = sorted({int(m) for m in midi_i if not MIDI_CLASSES[0] <= m <= MIDI_CLASSES[-1]})
+    if outside:
+        raise ValueError(f"MIDI numbers {outside} are outside the piano range 21..108")
+
+    order = np.argsort(paths_a, kind="stable")
+    paths_s = paths_a[order]
+    midi_s = midi_i[order]
+    instrument_s = columns["instrument"][order]
+    fold_s = columns["fold"].astype(np.int64)[order]
+    pitch_s = np.ascontiguousarray(columns["pitch"][order], dtype=np.float32)
+    inst_s = np.ascontiguousarray(columns["instrument_spec"][order], dtype=np.float32)
+
+    index = np.arange(n)
+    attempts = [("instrument+midi", strata(instrument_s, midi_s)), ("instrument", instrument_s), ("none", None)]
+    rule, test_idx = "none", index[:0]
+    for candidate, labels in attempts:
+        try:
+            _, test_idx = train_test_split(index, test_size=test_size, random_state=seed, stratify=labels)
+        except ValueError:
+            continue
+        rule = candidate
+        break
+    is_test = np.zeros(n, dtype=bool)
+    is_test[test_idx] = True
+
+    digest = _digest(paths_s, midi_s, instrument_s, fold_s, pitch_s, inst_s, is_test)
+    return Snapshot(
+        paths=paths_s,
+        midi=midi_s,
+        instrument=instrument_s,
+        fold=fold_s,
+        pitch=pitch_s,
+        instrument_spec=inst_s,
+        is_test=is_test,
+        seed=int(seed),
+        test_size=float(test_size),
+        digest=digest,
+        feature_digest=feature_digest,
+        feature_preset=feature_preset,
+        stratify=rule,
+    )
+
+
+# ------------------------------------------------------------------ MLflow transport
+
+
+def log_snapshot(snapshot: Snapshot, *, run_id: str | None = None, experiment: str = "instropitch") -> str:
+    """Store the snapshot as an artifact of `run_id` (or of a new `snapshot` run); return its URI.
+
+    The returned `runs:/<run_id>/snapshot/snapshot.npz` string is small enough for XCom;
+    `download_snapshot(uri)` gets the arrays back in another task.
+    """
+    import tempfile
+
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    if run_id is None:
+        exp = mlflow.set_experiment(experiment)
+        run = client.create_run(exp.experiment_id, run_name="snapshot", tags={"instropitch.kind": "snapshot"})
+        run_id = run.info.run_id
+        own_run = True
+    else:
+        own_run = False
+    with tempfile.TemporaryDirectory() as tmp:
+        local = snapshot.save(Path(tmp) / SNAPSHOT_FILENAME)
+        client.log_artifact(run_id, str(local), artifact_path=SNAPSHOT_ARTIFACT_DIR)
+    client.set_tag(run_id, "data_digest", snapshot.digest)
+    client.set_tag(run_id, "feature_digest", snapshot.feature_digest)
+    client.set_tag(run_id, "snapshot.n_notes", str(len(snapshot)))
+    client.set_tag(run_id, "snapshot.n_test", str(snapshot.n_test))
+    client.set_tag(run_id, "snapshot.stratify", snapshot.stratify)
+    if own_run:
+        client.set_terminated(run_id)
+    return f"runs:/{run_id}/{SNAPSHOT_ARTIFACT}"
+
+
+def download_snapshot(uri: str) -> Snapshot:
+    """Load a snapshot from an MLflow artifact URI (`runs:/...`, `s3://...`) or a local path."""
+    if "://" not in uri and Path(uri).exists():
+        return Snapshot.load(uri)
+    import tempfile
+
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
+        return Snapshot.load(local)

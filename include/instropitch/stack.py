@@ -1,0 +1,194 @@
+"""Embedded services for one machine with no Docker: PostgreSQL from pip and an S3 API server.
+
+`instropitch stack up` starts a real PostgreSQL (pgserver, data under `.instropitch/pg`,
+Unix socket only) and moto's S3 server on loopback as background processes and writes
+their addresses to `.instropitch/stack.json`; `stack down` stops them. `airflow_env()`
+turns those addresses into the Airflow connections (`aws_default`, `postgres_default`)
+and the MLflow tracking URI, exactly as the docker-compose stack sets them by environment.
+
+moto keeps objects in memory: after `stack up` the dataset is uploaded again (`seed`), which
+skips objects whose ETag already matches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+S3_ACCESS_KEY = "instropitch"  # the embedded moto server accepts any credentials
+S3_SECRET_KEY = "instropitch-local-only"
+S3_REGION = "us-east-1"
+
+
+def default_home() -> Path:
+    """Where embedded services keep their data: `$INSTROPITCH_HOME` or `./.instropitch`."""
+    return Path(os.environ.get("INSTROPITCH_HOME", ".instropitch")).resolve()
+
+
+@dataclass
+class Services:
+    """Addresses of the running embedded services."""
+
+    home: str
+    pg_socket_dir: str
+    pg_database: str
+    pg_user: str
+    s3_endpoint: str
+    s3_pid: int
+    mlflow_uri: str
+
+    @property
+    def postgres_uri(self) -> str:
+        return f"postgresql+psycopg://{self.pg_user}@/{self.pg_database}?host={self.pg_socket_dir}"
+
+    def save(self) -> None:
+        Path(self.home, "stack.json").write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, home: Path) -> Services | None:
+        path = Path(home, "stack.json")
+        return cls(**json.loads(path.read_text())) if path.exists() else None
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_postgres(home: Path) -> tuple[str, str]:
+    """Start (or reuse) pgserver's PostgreSQL under `home/pg`; return (socket dir, database)."""
+    import pgserver
+
+    home.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(home / "pg", cleanup_mode=None)
+    uri = server.get_uri()  # postgresql://postgres:@/postgres?host=/path
+    socket_dir = uri.split("host=", 1)[1]
+    return socket_dir, "postgres"
+
+
+def stop_postgres(home: Path) -> None:
+    """Stop the PostgreSQL under `home/pg` if it runs (data is kept)."""
+    pgdata = home / "pg"
+    if not (pgdata / "postmaster.pid").exists():
+        return
+    from pgserver._commands import pg_ctl
+
+    user = "pgserver" if os.geteuid() == 0 else None
+    with contextlib.suppress(subprocess.CalledProcessError):
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+
+
+def _wait_http(url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} did not answer within {timeout:.0f} s") from None
+            time.sleep(0.2)
+
+
+def start_s3(home: Path, port: int | None = None) -> tuple[str, int]:
+    """Start moto's S3 API server on 127.0.0.1 as a background process; return (endpoint, pid)."""
+    port = port or free_port()
+    log = open(home / "s3.log", "ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(f"{endpoint}/moto-api/")
+    except TimeoutError:
+        process.kill()
+        raise
+    return endpoint, process.pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def up(home: Path | None = None) -> Services:
+    """Start PostgreSQL and the S3 server (reusing running ones); return their addresses."""
+    home = (home or default_home()).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    previous = Services.load(home)
+    socket_dir, database = start_postgres(home)
+    if previous and _alive(previous.s3_pid):
+        endpoint, pid = previous.s3_endpoint, previous.s3_pid
+    else:
+        endpoint, pid = start_s3(home)
+    services = Services(
+        home=str(home),
+        pg_socket_dir=socket_dir,
+        pg_database=database,
+        pg_user="postgres",
+        s3_endpoint=endpoint,
+        s3_pid=pid,
+        mlflow_uri=f"sqlite:///{home / 'mlflow.db'}",
+    )
+    services.save()
+    return services
+
+
+def down(home: Path | None = None) -> None:
+    """Stop the S3 server and PostgreSQL; data under `home` is kept."""
+    home = (home or default_home()).resolve()
+    services = Services.load(home)
+    if services and _alive(services.s3_pid):
+        os.killpg(services.s3_pid, signal.SIGTERM)
+    stop_postgres(home)
+    if services:
+        Path(home, "stack.json").unlink(missing_ok=True)
+
+
+def airflow_env(services: Services, dags_folder: Path | None = None) -> dict[str, str]:
+    """Environment that points Airflow, the library and MLflow at the embedded services."""
+    home = Path(services.home)
+    aws = {
+        "conn_type": "aws",
+        "login": S3_ACCESS_KEY,
+        "password": S3_SECRET_KEY,
+        "extra": {"endpoint_url": services.s3_endpoint, "region_name": S3_REGION},
+    }
+    postgres = {
+        "conn_type": "postgres",
+        "host": services.pg_socket_dir,
+        "port": 5432,
+        "login": services.pg_user,
+        "schema": services.pg_database,
+    }
+    return {
+        "AIRFLOW_HOME": str(home / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder or PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(aws),
+        "AIRFLOW_CONN_POSTGRES_DEFAULT": json.dumps(postgres),
+        "MLFLOW_TRACKING_URI": services.mlflow_uri,
+        "INSTROPITCH_ARTIFACT_ROOT": str(home / "mlartifacts"),
+        "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+        "AWS_DEFAULT_REGION": S3_REGION,
+        "INSTROPITCH_S3_ENDPOINT": services.s3_endpoint,
+    }

@@ -1,0 +1,418 @@
+"""Train one `ModelSpec` on a `Snapshot` and record everything about it in one MLflow run.
+
+The run holds the spec (params and the YAML itself), per-epoch curves, test metrics and
+reports, and the Keras model with its signature, input example and label layout; the
+model is registered as `instropitch-{spec.name}`. Promotion is a separate step
+(`registry.promote`), so training never changes what is served.
+
+TensorFlow, Keras, MLflow and matplotlib are imported inside the functions: the Airflow
+scheduler imports this module while parsing DAGs.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from instropitch.modelspec import ModelSpec
+from instropitch.snapshot import Snapshot, class_layout
+
+if TYPE_CHECKING:
+    import keras
+    import pandas as pd
+
+MODEL_ARTIFACT_NAME = "model"
+LABELS_FILENAME = "labels.json"
+"""Inside the logged model as `extra_files/labels.json`, and at the run's artifact root."""
+METADATA_KEY = "instropitch"
+"""Key of the label layout in the logged model's MLmodel `metadata` (see `registry.load_model`)."""
+
+TAG_KIND = "instropitch.kind"
+TAG_MODEL = "instropitch.model"
+TAG_LABEL = "instropitch.label"
+TAG_INPUT = "instropitch.input"
+TAG_CLASSES = "instropitch.class_names"
+TAG_DATA_DIGEST = "data_digest"
+TAG_FEATURE_DIGEST = "feature_digest"
+TAG_REGISTERED_MODEL = "registered_model"
+TAG_REGISTERED_VERSION = "registered_version"
+
+MAX_MISCLASSIFIED_SHOWN = 8
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a train task hands on (all small: safe for XCom)."""
+
+    run_id: str
+    model_uri: str
+    version: str | None
+    test_accuracy: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form (for XCom)."""
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+def split_validation(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit rows, validation rows) as positions into `y`: stratified when every class allows it."""
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(y))
+    if len(y) < 2:
+        raise ValueError(f"need at least 2 training notes to hold some out for validation, got {len(y)}")
+    try:
+        return train_test_split(index, test_size=fraction, random_state=seed, stratify=y)
+    except ValueError:  # a class with one note, or fewer validation rows than classes
+        return train_test_split(index, test_size=fraction, random_state=seed)
+
+
+def _pip_requirements() -> list[str]:
+    """Pinned from what is installed: skips MLflow's slow subprocess that infers them."""
+    wanted = ["mlflow", "keras", "numpy"]
+    for tf_dist in ("tensorflow-cpu", "tensorflow"):
+        try:
+            importlib_metadata.version(tf_dist)
+            wanted.append(tf_dist)
+            break
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return [f"{name}=={importlib_metadata.version(name)}" for name in wanted]
+
+
+def label_info(spec: ModelSpec, snapshot: Snapshot, input_shape: tuple[int, int]) -> dict[str, Any]:
+    """The label layout a predictor needs: stored in the model's metadata and as labels.json."""
+    values, names = class_layout(spec.label)
+    return {
+        "spec_name": spec.name,
+        "label": spec.label,
+        "input": spec.input,
+        "class_names": names,
+        "class_values": values,
+        "input_shape": [int(n) for n in input_shape],
+        "features": spec.features,
+        "feature_digest": snapshot.feature_digest,
+        "data_digest": snapshot.digest,
+    }
+
+
+def _epoch_logger() -> keras.callbacks.Callback:
+    import keras
+    import mlflow
+
+    class EpochLogger(keras.callbacks.Callback):
+        """loss / accuracy / val_loss / val_accuracy per epoch, step = epoch number."""
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            values = {k: float(v) for k, v in (logs or {}).items() if np.isscalar(v) or np.ndim(v) == 0}
+            if values:
+                mlflow.log_metrics(values, step=epoch)
+
+    return EpochLogger()
+
+
+# ----------------------------------------------------------------------- reports
+
+
+def evaluation_metrics(spec: ModelSpec, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro F1; for pitch models also note-only and octave-only accuracy."""
+    from sklearn.metrics import f1_score
+
+    metrics = {
+        "test_accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else 0.0,
+        "test_macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)) if len(y_true) else 0.0,
+    }
+    if spec.label == "midi":
+        values = np.asarray(class_layout("midi")[0])
+        true_midi, pred_midi = values[y_true], values[y_pred]
+        metrics["test_note_accuracy"] = float(np.mean(true_midi % 12 == pred_midi % 12)) if len(y_true) else 0.0
+        metrics["test_octave_accuracy"] = float(np.mean(true_midi // 12 == pred_midi // 12)) if len(y_true) else 0.0
+    return metrics
+
+
+def classification_table(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> pd.DataFrame:
+    """Per-class precision / recall / F1 / support for classes seen in the test set or predicted."""
+    import pandas as pd
+    from sklearn.metrics import classification_report
+
+    labels = sorted(set(y_true.tolist()) | set(y_pred.tolist()))
+    report = classification_report(
+        y_true, y_pred, labels=labels, target_names=[class_names[i] for i in labels], output_dict=True, zero_division=0
+    )
+    table = pd.DataFrame(report).T
+    table.index.name = "class"
+    return table
+
+
+def confusion_figure(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str], title: str) -> Any:
+    """Confusion matrix over the classes that occur (88 pitch classes would mostly be empty)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import confusion_matrix
+
+    labels = sorted(set(y_true.tolist()) | set(y_pred.tolist()))
+    cm = confusion_matrix(y_true, y_pred, labels=labels)
+    size = min(4 + 0.18 * len(labels), 22)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    image = ax.imshow(cm, cmap="Blues", interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    names = [class_names[i] for i in labels]
+    font = 8 if len(labels) <= 30 else 5
+    ax.set_xticks(range(len(labels)), names, rotation=90, fontsize=font)
+    ax.set_yticks(range(len(labels)), names, fontsize=font)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    if len(labels) <= 20:
+        for i in range(len(labels)):
+            for j in range(len(labels)):
+                if cm[i, j]:
+                    color = "white" if cm[i, j] > cm.max() / 2 else "black"
+                    ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7, color=color)
+    fig.tight_layout()
+    return fig
+
+
+def misclassified_figure(
+    x: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, paths: np.ndarray, class_names: list[str]
+) -> Any:
+    """Spectrograms of up to 8 wrongly predicted test notes, titled true -> predicted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    wrong = np.flatnonzero(y_true != y_pred)[:MAX_MISCLASSIFIED_SHOWN]
+    if len(wrong) == 0:
+        fig, ax = plt.subplots(figsize=(4, 1.5))
+        ax.text(0.5, 0.5, "no misclassified test notes", ha="center", va="center")
+        ax.axis("off")
+        return fig
+    cols = min(4, len(wrong))
+    rows = int(np.ceil(len(wrong) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, wrong, strict=False):
+        ax.axis("on")
+        ax.imshow(x[i].T, origin="lower", aspect="auto", cmap="magma")
+        ax.set_title(f"true {class_names[y_true[i]]} / pred {class_names[y_pred[i]]}", fontsize=9)
+        ax.set_xlabel(str(paths[i]).rsplit("/", 1)[-1][:40], fontsize=6)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def _accuracy_by_instrument(snapshot: Snapshot, test_rows: np.ndarray, correct: np.ndarray) -> str:
+    import pandas as pd
+
+    frame = pd.DataFrame({"instrument": snapshot.instrument[test_rows], "correct": correct})
+    table = frame.groupby("instrument")["correct"].agg(["mean", "size"])
+    return table.rename(columns={"mean": "accuracy", "size": "n_test"}).to_csv()
+
+
+# ------------------------------------------------------------------------ training
+
+
+def train_and_log(
+    spec: ModelSpec,
+    snapshot: Snapshot,
+    *,
+    epochs_override: int | None = None,
+    parent_run_id: str | None = None,
+    experiment: str = "instropitch",
+    register: bool = True,
+) -> TrainResult:
+    """Train `spec` on the snapshot's training part and log one MLflow run (see module doc).
+
+    The test part is only predicted once, after training; early stopping watches a
+    validation split carved from the training part. `epochs_override` (e.g. 1 in smoke
+    tests, 0 for an untrained baseline) replaces `spec.training.epochs`. The tracking
+    server comes from `MLFLOW_TRACKING_URI`.
+    """
+    from instropitch.cnn import build_model, configure_tensorflow, make_dataset
+
+    configure_tensorflow()
+    import keras
+    import mlflow
+    import yaml
+    from mlflow.models import infer_signature
+
+    if spec.features and snapshot.feature_preset and spec.features != snapshot.feature_preset:
+        raise ValueError(
+            f"model {spec.name!r} wants features preset {spec.features!r}, "
+            f"but the snapshot was computed with {snapshot.feature_preset!r}"
+        )
+    t = spec.training
+    epochs = t.epochs if epochs_override is None else int(epochs_override)
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+
+    x_all = snapshot.inputs_for(spec)
+    y_all, class_names = snapshot.labels_for(spec)
+    n_classes = len(class_names)
+    train_rows = np.flatnonzero(~snapshot.is_test)
+    test_rows = np.flatnonzero(snapshot.is_test)
+    fit_pos, val_pos = split_validation(y_all[train_rows], t.validation_split, t.seed)
+    fit_rows, val_rows = train_rows[np.sort(fit_pos)], train_rows[np.sort(val_pos)]
+    x_fit, y_fit = x_all[fit_rows], y_all[fit_rows]
+    x_val, y_val = x_all[val_rows], y_all[val_rows]
+    x_test, y_test = x_all[test_rows], y_all[test_rows]
+    input_shape = (int(x_all.shape[1]), int(x_all.shape[2]))
+
+    keras.utils.set_random_seed(t.seed)
+    model = build_model(
+        spec, input_shape, n_classes, input_mean=float(x_fit.mean()), input_std=float(x_fit.std() or 1.0)
+    )
+    fit_ds = make_dataset(x_fit, y_fit, spec, n_classes, training=True, seed=t.seed)
+    val_ds = make_dataset(x_val, y_val, spec, n_classes, training=False)
+
+    client = mlflow.MlflowClient()
+    if parent_run_id:
+        experiment_id = client.get_run(parent_run_id).info.experiment_id
+    else:
+        experiment_id = mlflow.set_experiment(experiment).experiment_id
+    info = label_info(spec, snapshot, input_shape)
+    run_tags = {
+        TAG_KIND: "train",
+        TAG_MODEL: spec.name,
+        TAG_LABEL: spec.label,
+        TAG_INPUT: spec.input,
+        TAG_DATA_DIGEST: snapshot.digest,
+        TAG_FEATURE_DIGEST: snapshot.feature_digest,
+        TAG_CLASSES: ",".join(class_names),
+    }
+    with mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name=f"train-{spec.name}",
+        parent_run_id=parent_run_id,
+        nested=mlflow.active_run() is not None,
+        tags=run_tags,
+        description=spec.description or None,
+    ) as run:
+        run_id = run.info.run_id
+        mlflow.log_params(spec.to_params())
+        mlflow.log_params(
+            {
+                "training.epochs_effective": epochs,
+                "data.n_fit": len(fit_rows),
+                "data.n_val": len(val_rows),
+                "data.n_test": len(test_rows),
+                "data.input_shape": f"{input_shape[0]}x{input_shape[1]}",
+                "data.n_classes": n_classes,
+                "data.snapshot_seed": snapshot.seed,
+                "data.test_size": snapshot.test_size,
+                "data.stratify": snapshot.stratify,
+                "data.feature_preset": snapshot.feature_preset,
+            }
+        )
+        if spec.source is not None and spec.source.exists():
+            mlflow.log_artifact(str(spec.source), artifact_path="spec")
+        else:
+            mlflow.log_text(yaml.safe_dump(spec.to_params(), sort_keys=False), f"spec/{spec.name}.yaml")
+        mlflow.log_dict(info, LABELS_FILENAME)
+
+        callbacks: list[Any] = [_epoch_logger()]
+        if t.early_stopping is not None:
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor=t.early_stopping.monitor, patience=t.early_stopping.patience, restore_best_weights=True
+                )
+            )
+        started = time.perf_counter()
+        if epochs > 0:
+            history = model.fit(
+                fit_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, shuffle=False, verbose=0
+            ).history
+        else:
+            history = {}
+            model.optimizer.build(model.trainable_variables)  # saves cleanly even untrained
+        training_time = time.perf_counter() - started
+
+        proba = model.predict(x_test, batch_size=256, verbose=0) if len(x_test) else np.zeros((0, n_classes))
+        y_pred = np.argmax(proba, axis=1)
+        metrics = evaluation_metrics(spec, y_test, y_pred)
+        metrics["training_time_s"] = training_time
+        metrics["epochs_trained"] = float(len(history.get("loss", [])))
+        if history.get("val_loss"):
+            monitor = t.early_stopping.monitor if t.early_stopping else "val_loss"
+            curve = history[monitor]
+            metrics["best_epoch"] = float(np.argmin(curve) if monitor == "val_loss" else np.argmax(curve))
+            for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+                if history.get(key):
+                    metrics[f"final_{key}"] = float(history[key][-1])
+        mlflow.log_metrics(metrics)
+
+        if len(y_test):
+            mlflow.log_text(classification_table(y_test, y_pred, class_names).to_csv(), "classification_report.csv")
+            mlflow.log_text(
+                _accuracy_by_instrument(snapshot, test_rows, y_test == y_pred), "accuracy_by_instrument.csv"
+            )
+            title = f"{spec.name}: test accuracy {metrics['test_accuracy']:.3f}"
+            _log_figure(confusion_figure(y_test, y_pred, class_names, title), "confusion_matrix.png")
+            _log_figure(
+                misclassified_figure(x_test, y_test, y_pred, snapshot.paths[test_rows], class_names),
+                "misclassified.png",
+            )
+
+        example = x_fit[:2].astype(np.float32)
+        signature = infer_signature(example, model.predict(example, verbose=0))
+        with tempfile.TemporaryDirectory() as tmp:
+            labels_file = Path(tmp) / LABELS_FILENAME
+            labels_file.write_text(json.dumps(info, indent=1))
+            # mlflow.tensorflow, not mlflow.keras: the Keras-3 flavour's log_model fails with an
+            # input example in MLflow 3.17 (mlflow/mlflow#16183). Both save the same .keras file.
+            model_info = mlflow.tensorflow.log_model(
+                model,
+                name=MODEL_ARTIFACT_NAME,
+                signature=signature,
+                input_example=example,
+                registered_model_name=spec.registered_model_name if register else None,
+                pip_requirements=_pip_requirements(),
+                metadata={METADATA_KEY: info},
+                extra_files=[str(labels_file)],
+            )
+        version = str(model_info.registered_model_version) if register and model_info.registered_model_version else None
+        if version is not None:
+            mlflow.set_tags({TAG_REGISTERED_MODEL: spec.registered_model_name, TAG_REGISTERED_VERSION: version})
+            version_tags = {**run_tags, "test_accuracy": f"{metrics['test_accuracy']:.6f}"}
+            version_tags.pop(TAG_KIND)
+            for key, value in version_tags.items():
+                client.set_model_version_tag(spec.registered_model_name, version, key, value)
+            if spec.description:
+                client.update_model_version(spec.registered_model_name, version, description=spec.description)
+            model_uri = f"models:/{spec.registered_model_name}/{version}"
+        else:
+            model_uri = model_info.model_uri
+
+    return TrainResult(
+        run_id=run_id,
+        model_uri=model_uri,
+        version=version,
+        test_accuracy=metrics["test_accuracy"],
+        metrics=metrics,
+    )
+
+
+def _log_figure(fig: Any, name: str) -> None:
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    try:
+        mlflow.log_figure(fig, name)
+    finally:
+        plt.close(fig)

@@ -1,0 +1,287 @@
+"""The PostgreSQL warehouse: schema, fast loads and reads of spectrogram tables.
+
+Every statement lives in `include/sql/` (one file per purpose); this module only runs
+them. Loads go through COPY into a temporary staging table followed by one upsert, all
+inside the caller's transaction, so a shard either lands whole or not at all.
+
+Spectrograms are stored as little-endian float32 bytes (`bytea`) plus their shape
+(`integer[]`): exact to the bit, about 4 bytes a value, decoded with `numpy.frombuffer`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.engine import URL
+
+from instropitch.tinysol import MetadataRow
+
+SQL_DIR = Path(os.environ.get("INSTROPITCH_SQL_DIR", Path(__file__).resolve().parents[1] / "sql"))
+
+_BIND_RE = re.compile(r"(?<!:):([A-Za-z_][A-Za-z0-9_]*)")
+
+NOTES_COLUMNS = ("path", "pitch", "note", "octave", "midi", "spectrogram", "shape", "etag", "feature_digest")
+INSTRUMENTS_COLUMNS = ("path", "instrument", "family", "spectrogram", "shape", "etag", "feature_digest")
+METADATA_TABLE_COLUMNS = (
+    "path",
+    "fold",
+    "family",
+    "instrument_abbr",
+    "instrument_name",
+    "technique_abbr",
+    "technique_name",
+    "pitch",
+    "pitch_id",
+    "dynamics",
+    "dynamics_id",
+    "instance_id",
+    "string_id",
+    "needed_retuning",
+)
+
+
+# ------------------------------------------------------------------------ SQL files
+
+
+@cache
+def sql_statements(name: str) -> tuple[str, ...]:
+    """The statements of `include/sql/{name}.sql`, comments stripped, split on `;`."""
+    path = SQL_DIR / f"{name}.sql"
+    lines = [line for line in path.read_text().splitlines() if not line.lstrip().startswith("--")]
+    body = "\n".join(lines)
+    return tuple(s.strip() for s in body.split(";\n") if s.strip().rstrip(";").strip())
+
+
+def run_sql(conn: Connection, name: str, **params: Any) -> list[Any]:
+    """Run every statement of a SQL file with bound parameters; return the last result's rows."""
+    rows: list[Any] = []
+    for statement in sql_statements(name):
+        statement = statement.rstrip(";")
+        wanted = {k: params[k] for k in _BIND_RE.findall(statement) if k in params}
+        result = conn.execute(text(statement), wanted)
+        rows = list(result) if result.returns_rows else []
+    return rows
+
+
+# ----------------------------------------------------------------------- connections
+
+
+def engine_for(
+    host: str | None,
+    port: int | None = None,
+    login: str | None = None,
+    password: str | None = None,
+    database: str | None = None,
+) -> Engine:
+    """An SQLAlchemy engine on psycopg 3. `host` may be a Unix socket folder (pgserver)."""
+    url = URL.create(
+        "postgresql+psycopg",
+        username=login or None,
+        password=password or None,
+        host=None if (host or "").startswith("/") else host,
+        port=port,
+        database=database or "postgres",
+        query={"host": host} if (host or "").startswith("/") else {},
+    )
+    return create_engine(url, pool_pre_ping=True)
+
+
+def engine_from_uri(uri: str) -> Engine:
+    """An engine from a `postgresql://` URI (any driver name is replaced by psycopg 3)."""
+    uri = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql+psycopg://", uri)
+    return create_engine(uri, pool_pre_ping=True)
+
+
+def create_schema(engine: Engine) -> None:
+    """Create every table and index if absent (safe to run on every DAG run)."""
+    with engine.begin() as conn:
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('instropitch.schema'))"))
+        run_sql(conn, "schema")
+
+
+# ------------------------------------------------------------------- spectrogram codec
+
+
+def encode_spectrogram(array: np.ndarray) -> tuple[bytes, list[int]]:
+    """float32 array -> (little-endian bytes, shape) as stored in the warehouse."""
+    array = np.ascontiguousarray(array, dtype="<f4")
+    return array.tobytes(), list(array.shape)
+
+
+def decode_spectrogram(data: bytes | memoryview, shape: Sequence[int]) -> np.ndarray:
+    """Stored bytes and shape -> float32 array (a copy, writable)."""
+    array = np.frombuffer(bytes(data), dtype="<f4")
+    expected = int(np.prod(shape)) if len(shape) else 0
+    if array.size != expected:
+        raise ValueError(f"stored spectrogram has {array.size} values, its shape {list(shape)} needs {expected}")
+    return array.reshape(tuple(shape)).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------ loads
+
+
+def _copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+    """COPY rows into a table through psycopg 3 on the connection's own transaction."""
+    raw = conn.connection.driver_connection
+    count = 0
+    with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+            count += 1
+    return count
+
+
+def replace_metadata(conn: Connection, rows: Sequence[MetadataRow]) -> int:
+    """Make `tinysol_metadata` equal the good rows of the CSV (upsert + delete the rest)."""
+    run_sql(conn, "stage_metadata")
+    count = _copy_rows(
+        conn,
+        "metadata_stage",
+        METADATA_TABLE_COLUMNS,
+        (
+            (
+                r.path,
+                r.fold,
+                r.family,
+                r.instrument_abbr,
+                r.instrument_name,
+                r.technique_abbr,
+                r.technique_name,
+                r.pitch,
+                r.pitch_id,
+                r.dynamics,
+                r.dynamics_id,
+                r.instance_id,
+                r.string_id,
+                r.needed_retuning,
+            )
+            for r in rows
+        ),
+    )
+    run_sql(conn, "upsert_metadata")
+    return count
+
+
+@dataclass(frozen=True)
+class LoadedNote:
+    """One transformed object ready for the two spectrogram tables."""
+
+    path: str
+    etag: str
+    feature_digest: str
+    pitch: str
+    note: str
+    octave: int
+    midi: int
+    instrument: str
+    family: str
+    pitch_spectrogram: np.ndarray
+    instrument_spectrogram: np.ndarray
+
+
+def upsert_spectrograms(conn: Connection, notes: Sequence[LoadedNote]) -> int:
+    """Stage a shard's rows with COPY and upsert both tables by path, in the caller's transaction."""
+    run_sql(conn, "stage_spectrograms")
+    note_rows = []
+    instrument_rows = []
+    for n in notes:
+        pitch_bytes, pitch_shape = encode_spectrogram(n.pitch_spectrogram)
+        inst_bytes, inst_shape = encode_spectrogram(n.instrument_spectrogram)
+        note_rows.append(
+            (n.path, n.pitch, n.note, n.octave, n.midi, pitch_bytes, pitch_shape, n.etag, n.feature_digest)
+        )
+        instrument_rows.append((n.path, n.instrument, n.family, inst_bytes, inst_shape, n.etag, n.feature_digest))
+    _copy_rows(conn, "notes_stage", NOTES_COLUMNS, note_rows)
+    _copy_rows(conn, "instruments_stage", INSTRUMENTS_COLUMNS, instrument_rows)
+    run_sql(conn, "upsert_spectrograms")
+    return len(note_rows)
+
+
+def record_rejects(conn: Connection, stage: str, rejects: Iterable[tuple[str, str]], run_id: str | None) -> int:
+    """Upsert (path, reason) rejects of a stage."""
+    params = [{"path": p, "stage": stage, "reason": r, "run_id": run_id} for p, r in rejects]
+    if params:
+        (statement,) = sql_statements("upsert_reject")
+        conn.execute(text(statement.rstrip(";")), params)
+    return len(params)
+
+
+def replace_rejects(conn: Connection, stage: str, rejects: Iterable[tuple[str, str]], run_id: str | None) -> int:
+    """Make the rejects of a stage equal `rejects` (what is refused now, not what once was)."""
+    run_sql(conn, "clear_rejects", stage=stage)
+    return record_rejects(conn, stage, rejects, run_id)
+
+
+def loaded_objects(conn: Connection) -> dict[str, tuple[str, str]]:
+    """path -> (etag, feature digest) of every object whose two spectrograms are loaded."""
+    return {row.path: (row.etag, row.feature_digest) for row in run_sql(conn, "loaded_objects")}
+
+
+def combined_digest(conn: Connection) -> tuple[int, str]:
+    """(rows, md5 of the content) of the combined table."""
+    (row,) = run_sql(conn, "combined_digest")
+    return int(row.row_count), row.digest
+
+
+def build_combined(engine: Engine, feature_digest: str) -> dict[str, Any]:
+    """Rebuild `instruments_notes_spectrogram` atomically.
+
+    Returns its row count, a digest of its content, and whether the rebuild changed it
+    (so an unchanged nightly run need not announce new data).
+    """
+    with engine.begin() as conn:
+        _, before = combined_digest(conn)
+        run_sql(conn, "build_combined", feature_digest=feature_digest)
+        rows, after = combined_digest(conn)
+    return {"rows": rows, "digest": after, "changed": after != before}
+
+
+@dataclass
+class CombinedRow:
+    """One decoded row of the combined table."""
+
+    path: str
+    instrument: str
+    midi: int
+    fold: int
+    pitch_spectrogram: np.ndarray
+    instrument_spectrogram: np.ndarray
+    feature_digest: str
+
+
+def iter_combined(engine: Engine) -> Iterator[CombinedRow]:
+    """Stream the combined table ordered by path, spectrograms decoded."""
+    with engine.connect() as conn:
+        (statement,) = sql_statements("read_combined")
+        result = conn.execution_options(stream_results=True, yield_per=500).execute(text(statement.rstrip(";")))
+        for r in result:
+            yield CombinedRow(
+                path=r.path,
+                instrument=r.instrument,
+                midi=int(r.midi),
+                fold=int(r.fold),
+                pitch_spectrogram=decode_spectrogram(r.pitch_spectrogram, r.pitch_shape),
+                instrument_spectrogram=decode_spectrogram(r.instrument_spectrogram, r.instrument_shape),
+                feature_digest=r.feature_digest,
+            )
+
+
+def table_counts(engine: Engine) -> dict[str, int]:
+    """Rows per warehouse table, for summaries and tests."""
+    tables = (
+        "tinysol_metadata",
+        "notes_spectrogram",
+        "instruments_spectrogram",
+        "instruments_notes_spectrogram",
+        "etl_rejects",
+    )
+    with engine.connect() as conn:
+        return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in tables}

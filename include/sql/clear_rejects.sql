@@ -1,0 +1,2 @@
+-- Forget the rejects of a stage before it records the current ones (rejects mirror the present state).
+DELETE FROM etl_rejects WHERE stage = :stage;

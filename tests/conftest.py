@@ -1,0 +1,67 @@
+"""Shared fixtures: real embedded services (PostgreSQL from pip, moto's S3 server on loopback)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from instropitch import objectstore, stack, warehouse
+from sqlalchemy import Engine, text
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[stack.Services]:
+    """PostgreSQL and the S3 server, started once for the whole session, stopped at its end."""
+    home = tmp_path_factory.mktemp("stack")
+    running = stack.up(home)
+    try:
+        yield running
+    finally:
+        stack.down(home)
+
+
+@pytest.fixture
+def database(services: stack.Services) -> Iterator[str]:
+    """A fresh, empty database for one test; dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = warehouse.engine_for(services.pg_socket_dir, 5432, services.pg_user, None, services.pg_database)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield name
+    finally:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def engine(services: stack.Services, database: str) -> Iterator[Engine]:
+    """An engine on the test's own database, with the warehouse schema created."""
+    eng = warehouse.engine_for(services.pg_socket_dir, 5432, services.pg_user, None, database)
+    warehouse.create_schema(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def s3(services: stack.Services):
+    """A boto3 client on the loopback S3 server."""
+    return objectstore.make_client(
+        services.s3_endpoint, aws_access_key_id=stack.S3_ACCESS_KEY, aws_secret_access_key=stack.S3_SECRET_KEY
+    )
+
+
+@pytest.fixture
+def bucket(s3) -> str:
+    """A new bucket for one test."""
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def project_root() -> Path:
+    return Path(__file__).resolve().parents[1]

@@ -1,0 +1,176 @@
+"""Promotion: the first version becomes champion, a better one replaces it, a worse one never does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from instropitch.modelspec import parse_spec
+from instropitch.snapshot import create_snapshot
+
+INSTRUMENTS = ("Vn", "Fl", "Ob", "Hn")
+SHAPE = (10, 24)
+
+SPEC = {
+    "name": "inst",
+    "label": "instrument",
+    "input": "instrument",
+    "architecture": {
+        "conv_blocks": [{"filters": 8, "kernel": 3, "pool": 2}],
+        "pooling": "time_avg",
+        "dense": [16],
+        "dropout": 0.0,
+    },
+    "training": {
+        "epochs": 8,
+        "batch_size": 16,
+        "learning_rate": 0.01,
+        "seed": 3,
+        "early_stopping": None,
+        "augmentation": {"gain_db": 2, "freq_shift": 1},
+    },
+}
+
+
+def synthetic_snapshot(n: int = 160):
+    """Instrument = position of a bright band in frequency; midi varies but is irrelevant here."""
+    rng = np.random.default_rng(0)
+    instrument = np.array([INSTRUMENTS[i % 4] for i in range(n)])
+    midi = np.array([(60, 64)[(i // 4) % 2] for i in range(n)])
+    paths = np.array([f"{a}/ordinario/note-{i:04d}.wav" for i, a in enumerate(instrument)])
+    spec = rng.normal(-70.0, 3.0, (n, *SHAPE)).astype(np.float32)
+    for i in range(n):
+        b = 2 + 6 * INSTRUMENTS.index(instrument[i])
+        spec[i, :, b : b + 2] += 40.0
+    pitch = rng.normal(-70.0, 3.0, (n, 8, 16)).astype(np.float32)
+    return create_snapshot(paths, midi, instrument, np.zeros(n, int), pitch, spec, seed=2, feature_digest="fd")
+
+
+@pytest.fixture(scope="module")
+def story(tmp_path_factory):
+    """v1 untrained -> champion; v2 trained -> replaces it; v3 untrained -> refused."""
+    import mlflow
+    from instropitch import registry
+    from instropitch.training import train_and_log
+
+    root = tmp_path_factory.mktemp("mlflow")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
+        mp.chdir(root)
+        mlflow.MlflowClient().create_experiment("instropitch", artifact_location=str(root / "artifacts"))
+        spec = parse_spec(SPEC)
+        snap = synthetic_snapshot()
+        untrained = train_and_log(spec, snap, epochs_override=0)
+        first = registry.promote("inst", untrained.version, snap)
+        good = train_and_log(spec, snap)
+        second = registry.promote("inst", good.version, snap)
+        worse = train_and_log(
+            parse_spec({**SPEC, "training": {**SPEC["training"], "seed": 11}}), snap, epochs_override=0
+        )
+        third = registry.promote("inst", worse.version, snap)
+        yield {
+            "snap": snap,
+            "runs": (untrained, good, worse),
+            "decisions": (first, second, third),
+            "root": root,
+        }
+
+
+def test_first_version_becomes_champion(story):
+    first = story["decisions"][0]
+    assert first.promoted
+    assert first.champion_version_before is None and first.champion_score is None
+    assert "no champion yet" in first.reason
+    assert first.new_score == pytest.approx(story["runs"][0].test_accuracy)
+
+
+def test_better_version_takes_over(story):
+    untrained, good, _ = story["runs"]
+    second = story["decisions"][1]
+    assert good.test_accuracy >= 0.9
+    assert second.promoted
+    assert second.champion_version_before == "1"
+    assert second.champion_score == pytest.approx(untrained.test_accuracy)
+    assert second.new_score == pytest.approx(good.test_accuracy)
+    assert second.new_score > second.champion_score
+
+
+def test_worse_version_never_replaces_champion(story):
+    import mlflow
+    from instropitch.registry import champion_info, load_model
+
+    _, good, worse = story["runs"]
+    third = story["decisions"][2]
+    assert not third.promoted
+    assert third.champion_version_before == good.version
+    assert third.new_score < third.champion_score
+    assert "stays champion" in third.reason
+
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias("instropitch-inst", "champion").version) == good.version
+    info = champion_info("inst")
+    assert info is not None and info.version == good.version
+    assert info.model_uri == "models:/instropitch-inst@champion"
+    assert info.test_accuracy == pytest.approx(good.test_accuracy)
+    champion = load_model(info.model_uri)  # what a predict task does
+    snap = story["snap"]
+    assert champion.label == "instrument" and champion.class_values[:2] == ["BTb", "Hn"]
+    predicted = champion.predict(snap.instrument_spec[snap.is_test])
+    assert np.mean(predicted == snap.instrument[snap.is_test]) == pytest.approx(good.test_accuracy)
+
+    # the decision and both scores are on the refused version and on its training run
+    version_tags = client.get_model_version("instropitch-inst", worse.version).tags
+    run_tags = client.get_run(worse.run_id).data.tags
+    for tags in (version_tags, run_tags):
+        assert tags["promotion.decision"] == "rejected"
+        assert float(tags["promotion.new_score"]) == pytest.approx(third.new_score)
+        assert float(tags["promotion.champion_score"]) == pytest.approx(third.champion_score)
+        assert tags["promotion.champion_version_before"] == good.version
+        assert tags["promotion.snapshot_digest"] == story["snap"].digest
+    assert client.get_model_version("instropitch-inst", good.version).tags["promotion.decision"] == "promoted"
+
+
+def test_ties_keep_the_champion(story, monkeypatch):
+    from instropitch import registry
+
+    monkeypatch.setattr(registry, "evaluate", lambda loaded, snapshot: 0.5)
+    tie = registry.promote("inst", story["runs"][0].version, story["snap"])
+    assert not tie.promoted
+    assert tie.new_score == tie.champion_score == 0.5
+    assert "ties keep the champion" in tie.reason
+    assert registry.champion_info("inst").version == story["runs"][1].version
+
+
+def test_repromoting_the_champion_changes_nothing(story):
+    from instropitch import registry
+
+    good = story["runs"][1]
+    again = registry.promote("inst", good.version, story["snap"])
+    assert again.promoted and again.champion_version_before == good.version
+    assert "already is the champion" in again.reason
+    assert registry.champion_info("inst").version == good.version
+
+
+def test_champion_info_without_model(story):
+    from instropitch.registry import champion_info
+
+    assert champion_info("nothing-here") is None
+
+
+def test_list_runs_side_by_side(story, capsys):
+    from instropitch.cli import main
+    from instropitch.registry import RUN_COLUMNS, list_runs
+
+    runs = list_runs()
+    assert tuple(runs.columns) == RUN_COLUMNS
+    assert len(runs) == 3
+    assert runs["run_id"].tolist() == [r.run_id for r in reversed(story["runs"])]  # newest first
+    assert runs["champion"].tolist() == [False, True, False]
+    assert runs["version"].tolist() == ["3", "2", "1"]
+    assert set(runs["model"]) == {"inst"}
+    assert set(runs["data_digest"]) == {story["snap"].digest}
+    assert list_runs(experiment="no-such-experiment").empty
+
+    assert main(["runs", "--max-results", "2"]) == 0
+    out = capsys.readouterr().out
+    assert story["runs"][1].run_id in out and story["runs"][0].run_id not in out
+    assert "champion" in out.splitlines()[0]

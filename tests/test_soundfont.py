@@ -1,0 +1,398 @@
+"""The pure-numpy SF2 reader and player: TimGM6mb.sf2 and small hand-built SoundFonts."""
+
+from __future__ import annotations
+
+import math
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from instropitch.soundfont import GEN, SoundFont, SoundFontError, default_soundfont_path
+
+SR = 44100
+GM_PROGRAMS = {58: "Tuba", 60: "Horn", 57: "Trombone", 56: "Trumpet", 21: "Accordion", 42: "Cello", 43: "Contra"}
+GM_PROGRAMS |= {41: "Viola", 40: "Violin", 65: "Sax", 70: "Bassoon", 71: "Clarinet", 73: "Flute", 68: "Oboe"}
+
+
+# ------------------------------------------------------------------ pitch estimation
+
+
+def estimate_f0(x: np.ndarray, sr: int = SR, fmin: float = 25.0, fmax: float = 4200.0) -> float:
+    """YIN (cumulative mean normalised difference) f0 over the whole range, then refined.
+
+    No expected pitch goes in, so an octave error would show. The coarse lag is refined by
+    parabolic interpolation of the YIN curve.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    max_lag, min_lag = int(sr / fmin), int(sr / fmax)
+    w = len(x) - max_lag - 1
+    assert w > max_lag, "segment too short"
+    frame = x[: w + max_lag + 1]
+    energy = np.concatenate([[0.0], np.cumsum(frame**2)])
+    lags = np.arange(max_lag + 1)
+    nfft = 1 << int(np.ceil(np.log2(2 * len(frame))))
+    cross = np.fft.irfft(np.fft.rfft(frame, nfft) * np.conj(np.fft.rfft(frame[:w], nfft)), nfft)[: max_lag + 1]
+    diff = energy[w] + (energy[lags + w] - energy[lags]) - 2 * cross
+    diff[0] = 0.0
+    cmnd = np.ones_like(diff)
+    cmnd[1:] = diff[1:] * np.arange(1, max_lag + 1) / np.maximum(np.cumsum(diff[1:]), 1e-12)
+    below = np.flatnonzero(cmnd[min_lag:max_lag] < 0.15)
+    if len(below):
+        tau = min_lag + int(below[0])
+        while tau + 1 < max_lag and cmnd[tau + 1] < cmnd[tau]:
+            tau += 1
+    else:
+        tau = min_lag + int(np.argmin(cmnd[min_lag:max_lag]))
+    a, b, c = cmnd[tau - 1 : tau + 2]
+    den = a - 2 * b + c
+    return sr / (tau + (0.5 * (a - c) / den if den else 0.0))
+
+
+def cents_off(f0: float, midi: float) -> float:
+    return 1200 * math.log2(f0 / (440.0 * 2 ** ((midi - 69) / 12)))
+
+
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.asarray(x, dtype=np.float64) ** 2)))
+
+
+# ------------------------------------------------------------------ TimGM6mb
+
+
+@pytest.fixture(scope="module")
+def gm() -> SoundFont:
+    return SoundFont.load(default_soundfont_path())
+
+
+def test_default_soundfont_is_timgm6mb(gm: SoundFont) -> None:
+    assert default_soundfont_path().name == "TimGM6mb.sf2"
+    assert gm.info["ifil"].startswith("2.")
+    assert gm.name == "TimGM6mb"
+    assert len(gm.samples) > 100 and len(gm.instruments) > 100
+
+
+def test_presets_for_the_14_gm_programs(gm: SoundFont) -> None:
+    melodic = {p.program: p for p in gm.presets if p.bank == 0}
+    for program, word in GM_PROGRAMS.items():
+        assert program in melodic, f"no bank-0 preset for program {program}"
+        assert word.lower() in melodic[program].name.lower(), (program, melodic[program].name)
+        assert melodic[program].zones, program
+
+
+def test_zone_resolution(gm: SoundFont) -> None:
+    # French Horns layer four instruments, each with its own zone for the key.
+    horn = gm.voices(60, 50, 100)
+    assert len(horn) == 4
+    assert len({v.instrument for v in horn}) == 4
+    violin = gm.voices(40, 67, 100)
+    assert len(violin) == 1
+    (v,) = violin
+    assert v.loops and v.loop_mode == 1
+    assert v.start <= v.loop_start < v.loop_end <= v.end
+    assert v.sample.sample_rate == 44100
+    # A zone's own overridingRootKey wins over the sample's original pitch.
+    assert v.root_key == 79 and v.sample.original_pitch == 60
+    # Louder velocity, less attenuation.
+    assert gm.voices(40, 67, 120)[0].attenuation_cb < gm.voices(40, 67, 30)[0].attenuation_cb
+
+
+@pytest.mark.parametrize(
+    ("program", "midi"),
+    [
+        (40, 67),  # violin G4
+        (42, 48),  # cello C3
+        (43, 31),  # contrabass G1
+        (73, 84),  # flute C6
+        (71, 62),  # clarinet D4
+        (56, 72),  # trumpet C5
+        (58, 36),  # tuba C2
+        (70, 40),  # bassoon E2
+    ],
+)
+def test_rendered_pitch(gm: SoundFont, program: int, midi: int) -> None:
+    y = gm.render_note(program, midi, 100, 1.5)
+    f0 = estimate_f0(y[int(0.4 * SR) : int(1.4 * SR)])
+    assert abs(cents_off(f0, midi)) < 20, (program, midi, f0)
+
+
+def test_pitch_far_below_the_root_key(gm: SoundFont) -> None:
+    (v,) = gm.voices(58, 30, 100)  # tuba F#1 plays a sample rooted 20 semitones higher
+    assert v.root_key - 30 >= 12
+    y = gm.render_note(58, 30, 100, 1.5)
+    assert abs(cents_off(estimate_f0(y[int(0.4 * SR) : int(1.4 * SR)]), 30)) < 20
+
+
+def test_long_note_loops_through(gm: SoundFont) -> None:
+    # The violin sample lasts 30 ms: an 8 s note only sounds because the loop repeats.
+    (v,) = gm.voices(40, 69, 100)
+    assert (v.end - v.start) / v.sample.sample_rate < 0.1
+    y = gm.render_note(40, 69, 100, 8.0, release_s=0.5)
+    assert len(y) == round(8.5 * SR) and y.dtype == np.float32
+    early, late = y[int(1.0 * SR) : int(2.0 * SR)], y[int(7.0 * SR) : int(8.0 * SR)]
+    assert rms(late) > 0.5 * rms(early) > 0
+    assert abs(cents_off(estimate_f0(late), 69)) < 20
+    # After note-off the release envelope takes it down to silence.
+    assert rms(y[-int(0.05 * SR) :]) < 0.01 * rms(late)
+
+
+def test_level_pp_below_ff(gm: SoundFont) -> None:
+    for program, midi in ((40, 67), (73, 79), (57, 50)):
+        pp = gm.render_note(program, midi, 36, 1.0)
+        ff = gm.render_note(program, midi, 114, 1.0)
+        assert 20 * math.log10(rms(ff) / rms(pp)) > 10, program
+
+
+def test_missing_key_falls_back_to_the_nearest(gm: SoundFont) -> None:
+    # TimGM6mb's alto sax has no zone for E4 (64): the nearest key is played, transposed.
+    assert gm.voices(65, 64, 100) == []
+    y = gm.render_note(65, 64, 100, 1.5)
+    assert abs(cents_off(estimate_f0(y[int(0.4 * SR) : int(1.4 * SR)]), 64)) < 20
+    with pytest.raises(ValueError, match="no zone"):
+        gm.render_note(65, 64, 100, 1.0, nearest_key=False)
+
+
+def test_render_is_quick(gm: SoundFont) -> None:
+    import time
+
+    gm.render_note(40, 67, 100, 4.0)
+    started = time.perf_counter()
+    for _ in range(10):
+        gm.render_note(40, 67, 100, 4.0)
+    assert (time.perf_counter() - started) / 10 < 0.05  # a few ms in practice
+
+
+# ------------------------------------------------------------------ hand-built SF2 files
+
+
+def _chunk(cid: bytes, payload: bytes) -> bytes:
+    pad = b"\0" if len(payload) % 2 else b""
+    return cid + struct.pack("<I", len(payload)) + payload + pad
+
+
+def _list(kind: bytes, *chunks: bytes) -> bytes:
+    return _chunk(b"LIST", kind + b"".join(chunks))
+
+
+def _gens(zone: list[tuple[str, object]]) -> list[tuple[int, int]]:
+    out = []
+    for name, amount in zone:
+        value = amount[0] | (amount[1] << 8) if isinstance(amount, tuple) else int(amount) & 0xFFFF
+        out.append((GEN[name], value))
+    return out
+
+
+def build_sf2(
+    path: Path,
+    samples: list[dict],
+    instruments: list[tuple[str, list[list[tuple[str, object]]]]],
+    presets: list[tuple[str, int, int, list[list[tuple[str, object]]]]],
+    sm24: bytes | None = None,
+) -> Path:
+    """Write a minimal SoundFont: samples (dicts with data/rate/root/corr/loop), instruments
+    and presets as lists of zones, each zone a list of (generator name, amount)."""
+    smpl = b""
+    shdr = b""
+    offset = 0
+    for s in samples:
+        data = np.asarray(s["data"], dtype="<i2")
+        start, end = offset, offset + len(data)
+        ls, le = s.get("loop", (0, 0))
+        shdr += struct.pack(
+            "<20sIIIIIBbHH",
+            s["name"].encode(),
+            start,
+            end,
+            start + ls,
+            start + le,
+            s["rate"],
+            s["root"],
+            s.get("corr", 0),
+            0,
+            1,
+        )
+        smpl += data.tobytes() + b"\0\0" * 46
+        offset = end + 46
+    shdr += struct.pack("<20sIIIIIBbHH", b"EOS", 0, 0, 0, 0, 0, 0, 0, 0, 0)
+
+    def hydra(records: list[tuple[str, list[list[tuple[str, object]]]]], head_fmt: str, extra: list[tuple]):
+        heads, bags, gens = b"", b"", b""
+        n_bag = n_gen = 0
+        for (name, zones), more in zip(records, extra, strict=True):
+            heads += struct.pack(head_fmt, name.encode(), *more, n_bag)
+            for zone in zones:
+                bags += struct.pack("<HH", n_gen, 0)
+                n_bag += 1
+                for oper, amount in _gens(zone):
+                    gens += struct.pack("<HH", oper, amount)
+                    n_gen += 1
+        bags += struct.pack("<HH", n_gen, 0)
+        gens += struct.pack("<HH", 0, 0)
+        return heads, n_bag, bags, gens
+
+    inst_heads, n_ibag, ibag, igen = hydra(instruments, "<20sH", [()] * len(instruments))
+    inst_heads += struct.pack("<20sH", b"EOI", n_ibag)
+    phdr_fmt = "<20sHHH"
+    p_heads, n_pbag, pbag, pgen = hydra(
+        [(name, zones) for name, _, _, zones in presets], phdr_fmt, [(prog, bank) for _, prog, bank, _ in presets]
+    )
+    # phdr records carry three more dwords after the bag index.
+    p_records = b""
+    for i in range(len(presets)):
+        p_records += p_heads[i * 26 : (i + 1) * 26] + b"\0" * 12
+    p_records += struct.pack("<20sHHHIII", b"EOP", 0, 0, n_pbag, 0, 0, 0)
+    mod_terminal = b"\0" * 10
+    body = (
+        b"sfbk"
+        + _list(b"INFO", _chunk(b"ifil", struct.pack("<HH", 2, 1)), _chunk(b"INAM", b"Test font\0"))
+        + _list(b"sdta", _chunk(b"smpl", smpl), *([_chunk(b"sm24", sm24)] if sm24 is not None else []))
+        + _list(
+            b"pdta",
+            _chunk(b"phdr", p_records),
+            _chunk(b"pbag", pbag),
+            _chunk(b"pmod", mod_terminal),
+            _chunk(b"pgen", pgen),
+            _chunk(b"inst", inst_heads),
+            _chunk(b"ibag", ibag),
+            _chunk(b"imod", mod_terminal),
+            _chunk(b"igen", igen),
+            _chunk(b"shdr", shdr),
+        )
+    )
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    return path
+
+
+def sine_cycles(period: int, cycles: int, amplitude: int = 20000) -> np.ndarray:
+    n = np.arange(period * cycles)
+    return np.round(amplitude * np.sin(2 * np.pi * n / period)).astype(np.int16)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> SoundFont:
+    # 100 points per cycle at 44,000 Hz = exactly 440 Hz, recorded as A4 (69).
+    sine = {"name": "sine440", "data": sine_cycles(100, 40), "rate": 44000, "root": 69, "loop": (1000, 4000)}
+    # A 20 ms blip with no loop, recorded as 220 Hz but marked 40 cents sharp-needing.
+    blip = {"name": "blip", "data": sine_cycles(200, 4), "rate": 44000, "root": 57, "corr": 40}
+    # Loop-until-release sample: the part after the loop is silent, so release shows it.
+    tail = np.concatenate([sine_cycles(100, 30), np.zeros(4000, dtype=np.int16)])
+    held = {"name": "held", "data": tail, "rate": 44000, "root": 69, "loop": (1000, 3000)}
+    instruments = [
+        (
+            "Looped",
+            [
+                # Global zone: 60 cB for every zone unless a zone says otherwise.
+                [("initialAttenuation", 60), ("releaseVolEnv", -1200)],
+                [("keyRange", (0, 63)), ("velRange", (0, 127)), ("sampleModes", 1), ("sampleID", 0)],
+                [
+                    ("keyRange", (64, 127)),
+                    ("initialAttenuation", 0),
+                    ("fineTune", 50),
+                    ("sampleModes", 1),
+                    ("sampleID", 0),
+                ],
+            ],
+        ),
+        ("Blip", [[("keyRange", (0, 127)), ("sampleID", 1)]]),
+        ("Held", [[("sampleModes", 3), ("releaseVolEnv", 2400), ("sampleID", 2)]]),
+        (
+            "Layers",
+            [[("velRange", (0, 63)), ("sampleModes", 1), ("sampleID", 0)], [("velRange", (64, 127)), ("sampleID", 1)]],
+        ),
+    ]
+    presets = [
+        # Preset-level fineTune adds to the instrument's; its keyRange intersects.
+        ("Sine", 0, 0, [[("fineTune", -20), ("keyRange", (0, 100)), ("instrument", 0)]]),
+        ("Blip", 1, 0, [[("instrument", 1)]]),
+        ("Held", 2, 0, [[("instrument", 2)]]),
+        # A global preset zone (no instrument) transposes the whole preset an octave up.
+        ("Octave", 3, 0, [[("coarseTune", 12)], [("instrument", 0)]]),
+        ("Layers", 4, 0, [[("instrument", 3)]]),
+    ]
+    path = build_sf2(tmp_path_factory.mktemp("sf2") / "tiny.sf2", [sine, blip, held], instruments, presets)
+    return SoundFont.load(path)
+
+
+def test_tiny_font_parses(tiny: SoundFont) -> None:
+    assert tiny.name == "Test font" and tiny.info["ifil"] == "2.01"
+    assert [(p.bank, p.program, p.name) for p in tiny.presets] == [
+        (0, 0, "Sine"),
+        (0, 1, "Blip"),
+        (0, 2, "Held"),
+        (0, 3, "Octave"),
+        (0, 4, "Layers"),
+    ]
+    assert [s.name for s in tiny.samples] == ["sine440", "blip", "held"]
+    assert tiny.samples[1].pitch_correction == 40
+
+
+def test_global_zones_and_preset_generators(tiny: SoundFont) -> None:
+    (low,) = tiny.voices(0, 60, 127)
+    (high,) = tiny.voices(0, 80, 127)
+    # Global instrument zone's attenuation reaches the zone that lacks one, scaled like FluidSynth.
+    assert low.attenuation_cb == pytest.approx(60 * SoundFont.attenuation_scale)
+    assert high.attenuation_cb == 0
+    # Instrument fineTune 50 plus preset fineTune -20.
+    assert high.pitch_cents == pytest.approx(100 * (80 - 69) + 30)
+    assert low.pitch_cents == pytest.approx(100 * (60 - 69) - 20)
+    # The preset's keyRange stops at 100 although the instrument's goes to 127.
+    assert tiny.voices(0, 101, 100) == []
+    with pytest.raises(KeyError):
+        tiny.preset(99)
+
+
+def test_tiny_font_pitch(tiny: SoundFont) -> None:
+    for midi, expected_cents in ((57, -20), (63, -20), (69, 30), (81, 30)):
+        y = tiny.render_note(0, midi, 127, 1.0)
+        f0 = estimate_f0(y[int(0.2 * SR) : int(0.9 * SR)])
+        assert cents_off(f0, midi) == pytest.approx(expected_cents, abs=3), midi
+    # Global preset zone: coarseTune +12 on top of the instrument.
+    y = tiny.render_note(3, 60, 127, 1.0)
+    assert cents_off(estimate_f0(y[int(0.2 * SR) : int(0.9 * SR)]), 72) == pytest.approx(0, abs=3)
+    # pitchCorrection: a 220 Hz recording played at its root key comes out 40 cents up.
+    y = tiny.render_note(1, 57, 127, 0.015, release_s=0.0)
+    spectrum = np.abs(np.fft.rfft(y * np.hanning(len(y)), 1 << 20))
+    f_peak = np.argmax(spectrum) * SR / (1 << 20)
+    assert cents_off(f_peak, 57) == pytest.approx(40, abs=8)
+
+
+def test_unlooped_sample_stops_at_its_end(tiny: SoundFont) -> None:
+    y = tiny.render_note(1, 57, 127, 1.0)
+    # 800 points at 44,000 Hz, played 40 cents faster: about 18 ms of sound.
+    last = np.flatnonzero(np.abs(y) > 1e-4)[-1]
+    assert 0.016 * SR < last < 0.02 * SR
+
+
+def test_loop_until_release_plays_the_tail(tiny: SoundFont) -> None:
+    y = tiny.render_note(2, 69, 127, 1.0, release_s=1.0)
+    held = rms(y[int(0.5 * SR) : SR])
+    assert held > 0.1
+    # After note-off the sample runs on out of the loop into its silent tail (at most the
+    # 2000-point loop away), although the 4 s release envelope would ring on.
+    silent_from = np.flatnonzero(np.abs(y) > 1e-3)[-1]
+    assert SR <= silent_from < SR + 2100
+
+
+def test_velocity_layers(tiny: SoundFont) -> None:
+    assert [v.sample.name for v in tiny.voices(4, 60, 40)] == ["sine440"]
+    assert [v.sample.name for v in tiny.voices(4, 60, 100)] == ["blip"]
+
+
+def test_sm24_extends_samples_to_24_bit(tmp_path: Path) -> None:
+    data = np.array([1000, -1000, 0, 256], dtype=np.int16)
+    low = bytes([0x80, 0x40, 0xFF, 0x00]) + bytes(46)
+    sample = {"name": "s", "data": data, "rate": 44100, "root": 60}
+    path = build_sf2(
+        tmp_path / "s24.sf2", [sample], [("I", [[("sampleID", 0)]])], [("P", 0, 0, [[("instrument", 0)]])], low
+    )
+    font = SoundFont.load(path)
+    got = font.sample_data(0, 4)
+    expected = (data.astype(np.float64) * 256 + np.frombuffer(low[:4], np.uint8)) / 2**23
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+def test_not_a_soundfont(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.sf2"
+    bad.write_bytes(b"RIFF\x04\x00\x00\x00WAVE")
+    with pytest.raises(SoundFontError, match="not a SoundFont"):
+        SoundFont.load(bad)

@@ -1,0 +1,265 @@
+"""The synthetic TinySOL: manifest shape, rendered files, determinism and the CLI."""
+
+from __future__ import annotations
+
+import math
+import re
+import wave
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from instropitch import cli, synth, tinysol
+from instropitch.tinysol import INSTRUMENTS, METADATA_FILENAME, parse_metadata
+
+SMALL = {"instruments": ["Vn", "Fl"], "max_pitches": 3}
+
+
+@pytest.fixture(scope="module")
+def full() -> list[synth.PlannedNote]:
+    return synth.build_manifest(seed=0)
+
+
+@pytest.fixture(scope="module")
+def small_render(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, synth.RenderSummary]:
+    out = tmp_path_factory.mktemp("synth") / "tinysol"
+    summary = synth.render_dataset(out, seed=7, workers=2, progress=False, **SMALL)
+    return out, summary
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int, int, int]:
+    with wave.open(str(path)) as handle:
+        frames = handle.readframes(handle.getnframes())
+        return (
+            np.frombuffer(frames, dtype="<i2"),
+            handle.getframerate(),
+            handle.getsampwidth(),
+            handle.getnchannels(),
+        )
+
+
+# ------------------------------------------------------------------ the full manifest (not rendered)
+
+
+def test_full_manifest_mirrors_tinysol(full: list[synth.PlannedNote]) -> None:
+    assert abs(len(full) - 2913) <= 0.03 * 2913
+    by_inst = defaultdict(list)
+    for note in full:
+        by_inst[note.row.instrument_abbr].append(note)
+    assert set(by_inst) == set(tinysol.INSTRUMENT_ABBRS)
+    for inst in INSTRUMENTS:
+        notes = by_inst[inst.abbr]
+        midis = {n.midi for n in notes}
+        assert (min(midis), max(midis)) == (inst.midi_low, inst.midi_high), inst.abbr
+        assert midis == set(range(inst.midi_low, inst.midi_high + 1)), f"{inst.abbr} misses pitches"
+        assert abs(len(notes) - inst.n_files) <= max(3, 0.05 * inst.n_files), inst.abbr
+        assert all(n.program == synth.GM_PROGRAMS[inst.abbr] for n in notes)
+    assert len({n.path for n in full}) == len(full)
+
+
+def test_full_manifest_rows_parse_back(full: list[synth.PlannedNote], tmp_path: Path) -> None:
+    csv_path = tmp_path / METADATA_FILENAME
+    tinysol.write_metadata([n.row for n in full], csv_path)
+    result = parse_metadata(csv_path)
+    assert result.errors == []
+    assert len(result.rows) == len(full)
+
+
+def test_folds_are_balanced(full: list[synth.PlannedNote]) -> None:
+    folds = Counter(n.row.fold for n in full)
+    assert set(folds) == set(range(5))
+    assert max(folds.values()) - min(folds.values()) <= 1
+    for inst in INSTRUMENTS:
+        per = Counter(n.row.fold for n in full if n.row.instrument_abbr == inst.abbr)
+        assert max(per.values()) - min(per.values()) <= 2, (inst.abbr, per)
+
+
+def test_dynamics_durations_and_retuning(full: list[synth.PlannedNote]) -> None:
+    dyn = Counter(n.dynamics for n in full)
+    assert set(dyn) == {"pp", "p", "mf", "ff"}
+    assert 5 <= dyn["p"] <= 20
+    for d in ("pp", "mf", "ff"):
+        assert 0.28 < dyn[d] / len(full) < 0.38
+    assert all(synth.MIN_DURATION_S <= n.duration_s <= synth.MAX_DURATION_S for n in full)
+    # Low notes are held longer than high ones.
+    tuba = sorted((n for n in full if n.row.instrument_abbr == "BTb"), key=lambda n: n.midi)
+    assert np.mean([n.duration_s for n in tuba[:20]]) > np.mean([n.duration_s for n in tuba[-20:]])
+    retuned = [n.row for n in full if n.row.needed_retuning]
+    assert 0 < len(retuned) < 0.1 * len(full)
+    assert all(re.search(r"-T\d+[ud]\.wav$", r.path) for r in retuned)
+    assert all(r.path.endswith("-N.wav") for r in (n.row for n in full) if not r.needed_retuning)
+
+
+def test_string_numbers_are_playable(full: list[synth.PlannedNote]) -> None:
+    for note in full:
+        row = note.row
+        if row.instrument_abbr not in synth.OPEN_STRINGS:
+            assert row.string_id is None
+            continue
+        opens = synth.OPEN_STRINGS[row.instrument_abbr]
+        assert row.string_id in (1, 2, 3, 4)
+        assert row.instance_id == row.string_id - 1
+        assert f"-{row.string_id}c-" in row.path
+        assert note.midi >= opens[row.string_id - 1], row.path
+    # Several strings per instrument, the lowest notes only on the lowest string.
+    for abbr, opens in synth.OPEN_STRINGS.items():
+        rows = [n.row for n in full if n.row.instrument_abbr == abbr]
+        assert {r.string_id for r in rows} == {1, 2, 3, 4}
+        assert {r.string_id for r in rows if r.pitch_id < opens[2]} == {4}
+
+
+def test_accordion_takes(full: list[synth.PlannedNote]) -> None:
+    acc = [n.row for n in full if n.row.instrument_abbr == "Acc"]
+    instances = Counter(r.instance_id for r in acc)
+    assert instances[0] > instances[1] > instances[2] > 0
+    assert max(instances) >= 4
+    for r in acc:
+        assert ("-N-" in r.path) if r.instance_id == 0 else (f"-alt{r.instance_id}-" in r.path)
+
+
+def test_manifest_determinism(full: list[synth.PlannedNote]) -> None:
+    assert synth.build_manifest(seed=0) == full
+    other = synth.build_manifest(seed=1)
+    assert [n.row for n in other] != [n.row for n in full]
+    assert {n.seed for n in other}.isdisjoint({n.seed for n in full})
+
+
+def test_subsets_are_filters_of_the_full_plan(full: list[synth.PlannedNote]) -> None:
+    by_path = {n.path: n for n in full}
+    small = synth.build_manifest(seed=0, **SMALL)
+    assert {n.row.instrument_abbr for n in small} == {"Vn", "Fl"}
+    for abbr in ("Vn", "Fl"):
+        inst = tinysol.INSTRUMENT_BY_ABBR[abbr]
+        midis = {n.midi for n in small if n.row.instrument_abbr == abbr}
+        assert len(midis) == 3 and {inst.midi_low, inst.midi_high} <= midis
+    assert all(by_path[n.path] == n for n in small)
+
+    tenth = synth.build_manifest(seed=0, scale=0.1)
+    counts = Counter(n.row.instrument_abbr for n in tenth)
+    assert set(counts) == set(tinysol.INSTRUMENT_ABBRS)
+    for inst in INSTRUMENTS:
+        assert abs(counts[inst.abbr] - 0.1 * inst.n_files) <= 1
+    assert abs(len(tenth) - 291) <= 10
+    assert all(by_path[n.path] == n for n in tenth)
+    # Stratified: the tenth still spans each instrument's range.
+    acc = sorted(n.midi for n in tenth if n.row.instrument_abbr == "Acc")
+    assert acc[0] < 40 and acc[-1] > 95
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match=r"unknown instrument.*'Kazoo'.*known: BTb, Hn"):
+        synth.build_manifest(0, instruments=["Vn", "Kazoo"])
+    with pytest.raises(ValueError, match="scale"):
+        synth.build_manifest(0, scale=0)
+    with pytest.raises(ValueError, match="max_pitches"):
+        synth.build_manifest(0, max_pitches=0)
+    assert {n.row.instrument_abbr for n in synth.build_manifest(0, instruments=["vn", "FL"], max_pitches=1)} == {
+        "Vn",
+        "Fl",
+    }
+
+
+def test_render_rejects_unknown_instrument_before_writing(tmp_path: Path) -> None:
+    out = tmp_path / "never"
+    with pytest.raises(ValueError, match="unknown instrument"):
+        synth.render_dataset(out, instruments=["Xylo"], progress=False)
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------ a rendered tiny set
+
+
+def test_render_writes_tinysol_layout(small_render: tuple[Path, synth.RenderSummary]) -> None:
+    out, summary = small_render
+    result = parse_metadata(out / METADATA_FILENAME)
+    assert result.errors == []
+    planned = synth.build_manifest(seed=7, **SMALL)
+    assert sorted(r.path for r in result.rows) == sorted(n.path for n in planned)
+    assert summary.files == len(planned) == len(result.rows)
+    assert summary.out_dir == out
+    wavs = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.wav"))
+    assert wavs == sorted(r.path for r in result.rows)
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    assert summary.bytes == total
+    assert "rendered" in str(summary) and str(summary.files) in str(summary) and "\n" not in str(summary)
+
+
+def test_rendered_files_are_tinysol_wavs(small_render: tuple[Path, synth.RenderSummary]) -> None:
+    out, _ = small_render
+    planned = {n.path: n for n in synth.build_manifest(seed=7, **SMALL)}
+    for path, note in planned.items():
+        samples, rate, width, channels = read_wav(out / path)
+        assert (rate, width, channels) == (44100, 2, 1), path
+        seconds = len(samples) / rate
+        assert 2.0 <= seconds <= 10.0 and seconds == pytest.approx(note.duration_s, abs=1e-3)
+        peak = np.max(np.abs(samples.astype(np.int32)))
+        assert 0.02 * 32767 < peak < 32767, path  # audible, never clipped
+
+
+def test_rendered_pitch_and_dynamics(small_render: tuple[Path, synth.RenderSummary]) -> None:
+    from test_soundfont import cents_off, estimate_f0
+
+    out, _ = small_render
+    planned = synth.build_manifest(seed=7, **SMALL)
+    peaks: dict[tuple[str, int, str | None], dict[str, float]] = defaultdict(dict)
+    for note in planned:
+        samples, rate, _, _ = read_wav(out / note.path)
+        x = samples.astype(np.float64) / 32768
+        f0 = estimate_f0(x[int(0.3 * rate) : int(1.8 * rate)], rate)
+        assert abs(cents_off(f0, note.midi)) < 25, note.path  # vibrato included
+        key = (note.row.instrument_abbr, note.midi, note.row.string_id)
+        peaks[key][note.dynamics] = float(np.max(np.abs(x)))
+    compared = 0
+    for levels in peaks.values():
+        if "pp" in levels and "ff" in levels:
+            assert 20 * math.log10(levels["ff"] / levels["pp"]) > 10
+            compared += 1
+    assert compared >= 3
+
+
+def test_takes_are_never_identical(small_render: tuple[Path, synth.RenderSummary]) -> None:
+    out, _ = small_render
+    digests = Counter((out / n.path).read_bytes()[44:] for n in synth.build_manifest(seed=7, **SMALL))
+    assert max(digests.values()) == 1
+
+
+def test_render_is_deterministic(small_render: tuple[Path, synth.RenderSummary], tmp_path: Path) -> None:
+    out, _ = small_render
+    # Same seed, one process instead of two, into a new folder: the same bytes.
+    again = tmp_path / "again"
+    synth.render_dataset(again, seed=7, workers=1, progress=False, **SMALL)
+    files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    for rel in files:
+        assert (out / rel).read_bytes() == (again / rel).read_bytes(), rel
+    # Another seed: other audio for the same notes.
+    other = tmp_path / "other"
+    synth.render_dataset(other, seed=8, workers=1, progress=False, instruments=["Fl"], max_pitches=3)
+    common = [p.relative_to(other) for p in other.rglob("*.wav") if (out / p.relative_to(other)).exists()]
+    assert common
+    for rel in common:
+        assert (out / rel).read_bytes() != (other / rel).read_bytes(), rel
+
+
+def test_rerun_into_the_same_folder(tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    first = synth.render_dataset(out, seed=3, workers=1, progress=False, instruments=["Ob"], max_pitches=1)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    second = synth.render_dataset(out, seed=3, workers=1, progress=False, instruments=["Ob"], max_pitches=1)
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert before == after and first.files == second.files >= 2
+
+
+def test_cli_synth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli"
+    code = cli.main(["synth", "--out", str(out), "--instruments", "Vn", "--max-pitches", "2", "--quiet"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("rendered ") and str(out) in printed
+    result = parse_metadata(out / METADATA_FILENAME)
+    assert result.errors == []
+    assert {r.instrument_abbr for r in result.rows} == {"Vn"}
+    assert len({r.pitch_id for r in result.rows}) == 2
+    assert all((out / r.path).is_file() for r in result.rows)

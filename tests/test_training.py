@@ -1,0 +1,376 @@
+"""Snapshots, the CNN builder and `train_and_log` on a tiny learnable synthetic problem.
+
+The problem: a bright band across a noisy dB spectrogram, its frequency position set by
+the label. Any working CNN learns it in a few epochs, so failures here are wiring bugs.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from instropitch.modelspec import load_spec, parse_spec
+from instropitch.snapshot import (
+    MIDI_CLASSES,
+    Snapshot,
+    create_snapshot,
+    download_snapshot,
+    log_snapshot,
+    strata,
+)
+from instropitch.tinysol import INSTRUMENT_ABBRS, midi_to_pitch
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+
+TINY_YAML = """
+# A third recipe, written by the test: it must train with no code change.
+name: tiny
+label: midi
+input: pitch
+features: synthetic
+architecture:
+  conv_blocks:
+    - {filters: 8, kernel: 3, pool: 2}
+    - {filters: 16, kernel: 3, pool: [2, 1]}
+  batch_norm: true
+  pooling: time_avg
+  dense: [16]
+  dropout: 0.1
+training:
+  epochs: 6
+  batch_size: 16
+  learning_rate: 0.01
+  validation_split: 0.2
+  seed: 7
+  early_stopping: {monitor: val_loss, patience: 3}
+  augmentation: {gain_db: 3, noise: 0.5, time_shift: 1}
+"""
+
+SEED_ARCHITECTURE = {
+    "conv_blocks": [{"filters": 32}, {"filters": 64}, {"filters": 128}],
+    "pooling": "flatten",
+    "dense": [128],
+    "dropout": 0.5,
+}
+
+PITCH_SHAPE = (12, 32)
+INSTRUMENT_SHAPE = (10, 24)
+
+
+def synthetic_arrays(n: int = 160, midis=(48, 55, 60, 67), instruments=("Vn", "Fl"), seed: int = 0):
+    """Rows of a tiny data set: MIDI -> band position in `pitch`, instrument -> band in `instrument_spec`."""
+    rng = np.random.default_rng(seed)
+    midi = np.array([midis[i % len(midis)] for i in range(n)])
+    instrument = np.array([instruments[(i // len(midis)) % len(instruments)] for i in range(n)])
+    paths = np.array(
+        [
+            f"{a}/ordinario/{a}-ord-{midi_to_pitch(m)}-{i:04d}.wav"
+            for i, (a, m) in enumerate(zip(instrument, midi, strict=True))
+        ]
+    )
+    pitch = rng.normal(-70.0, 3.0, (n, *PITCH_SHAPE)).astype(np.float32)
+    inst = rng.normal(-70.0, 3.0, (n, *INSTRUMENT_SHAPE)).astype(np.float32)
+    for i in range(n):
+        b = 3 + 7 * midis.index(midi[i])
+        pitch[i, :, b : b + 2] += 40.0
+        c = 4 + 8 * instruments.index(instrument[i])
+        inst[i, :, c : c + 2] += 40.0
+    fold = np.arange(n) % 5
+    return paths, midi, instrument, fold, pitch, inst
+
+
+# ------------------------------------------------------------------------ snapshot
+
+
+def test_split_is_stratified_on_instrument_and_pitch():
+    midis = (40, 45, 50, 55, 60, 65)
+    paths, midi, inst, fold, pitch, spec = synthetic_arrays(n=192, midis=midis, instruments=("Vn", "Fl", "Ob", "Hn"))
+    snap = create_snapshot(paths, midi, inst, fold, pitch, spec, seed=3)
+    assert snap.stratify == "instrument+midi"
+    assert snap.n_test == 48  # 24 (instrument, midi) pairs x 8 notes
+    for column in (snap.instrument, snap.midi):
+        everywhere = Counter(column.tolist())
+        in_test = Counter(column[snap.is_test].tolist())
+        for key, count in everywhere.items():
+            assert in_test[key] / snap.n_test == pytest.approx(count / len(snap), abs=0.03)
+    joint = Counter(zip(snap.instrument[snap.is_test].tolist(), snap.midi[snap.is_test].tolist(), strict=True))
+    assert len(set(joint.values())) <= 2  # every (instrument, midi) pair gets its share, +-1
+
+
+def test_split_is_reproducible_and_order_independent():
+    arrays = synthetic_arrays(n=120)
+    a = create_snapshot(*arrays, seed=42, feature_digest="f1")
+    again = create_snapshot(*arrays, seed=42, feature_digest="f1")
+    order = np.random.default_rng(1).permutation(120)
+    shuffled = create_snapshot(*(x[order] for x in arrays), seed=42, feature_digest="f1")
+    other_seed = create_snapshot(*arrays, seed=43, feature_digest="f1")
+
+    assert list(a.paths) == sorted(a.paths)
+    for b in (again, shuffled):
+        assert b.digest == a.digest
+        np.testing.assert_array_equal(b.paths, a.paths)
+        np.testing.assert_array_equal(b.is_test, a.is_test)
+        np.testing.assert_array_equal(b.pitch, a.pitch)
+    assert not np.array_equal(other_seed.is_test, a.is_test)
+    assert other_seed.digest != a.digest
+    pitch_changed = arrays[4].copy()
+    pitch_changed[0, 0, 0] += 1e-3
+    assert create_snapshot(*arrays[:4], pitch_changed, arrays[5], seed=42).digest != a.digest
+
+
+def test_rare_strata_fall_back_to_instrument():
+    paths, midi, inst, fold, pitch, spec = synthetic_arrays(n=80)
+    midi = midi.copy()
+    midi[0], midi[1] = 30, 31  # two pairs seen once each: joined in their instrument's `rare` stratum
+    keys = strata(inst, midi)
+    assert keys[0] == f"{inst[0]}|rare" or keys[0] == "rare"
+    assert Counter(keys.tolist())[keys[0]] >= 2
+    snap = create_snapshot(paths, midi, inst, fold, pitch, spec)
+    assert snap.stratify == "instrument+midi"
+    # 16 notes = 8 (instrument, midi) pairs of 2, but only 4 test notes: stratify by instrument
+    rows = slice(2, 18)
+    small = create_snapshot(paths[rows], midi[rows], inst[rows], fold[rows], pitch[rows], spec[rows])
+    assert small.stratify == "instrument"
+    assert Counter(small.instrument[small.is_test].tolist()) == {"Vn": 2, "Fl": 2}
+
+
+def test_save_load_round_trip_is_bit_exact(tmp_path):
+    snap = create_snapshot(*synthetic_arrays(n=40), seed=5, feature_digest="abc", feature_preset="seed")
+    path = snap.save(tmp_path / "snap.npz")
+    with np.load(path, allow_pickle=False) as raw:  # plain arrays only
+        assert raw["paths"].dtype.kind == "U"
+    back = Snapshot.load(path)
+    for name in ("paths", "midi", "instrument", "fold", "pitch", "instrument_spec", "is_test"):
+        a, b = getattr(snap, name), getattr(back, name)
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert a.tobytes() == b.tobytes()
+    assert (back.seed, back.test_size, back.digest, back.feature_digest, back.feature_preset, back.stratify) == (
+        snap.seed,
+        snap.test_size,
+        snap.digest,
+        snap.feature_digest,
+        snap.feature_preset,
+        snap.stratify,
+    )
+
+
+def test_labels_have_a_fixed_layout():
+    snap = create_snapshot(*synthetic_arrays(n=40))
+    y, names = snap.labels_for("midi")
+    assert len(names) == 88 and names[0] == "A0" and names[-1] == "C8"
+    assert [MIDI_CLASSES[i] for i in y] == snap.midi.tolist()
+    y, names = snap.labels_for("instrument")
+    assert names == list(INSTRUMENT_ABBRS)
+    assert [names[i] for i in y] == snap.instrument.tolist()
+    assert snap.inputs_for("instrument") is snap.instrument_spec
+
+
+def test_bad_rows_are_refused():
+    paths, midi, inst, fold, pitch, spec = synthetic_arrays(n=20)
+    with pytest.raises(ValueError, match="unique"):
+        create_snapshot(np.array([paths[0]] * 20), midi, inst, fold, pitch, spec)
+    with pytest.raises(ValueError, match="unknown instrument"):
+        create_snapshot(paths, midi, np.array(["Kazoo"] * 20), fold, pitch, spec)
+    with pytest.raises(ValueError, match="outside the piano range"):
+        create_snapshot(paths, np.full(20, 120), inst, fold, pitch, spec)
+    with pytest.raises(ValueError, match="rows"):
+        create_snapshot(paths, midi[:-1], inst, fold, pitch, spec)
+
+
+# --------------------------------------------------------------------------- CNN
+
+
+@pytest.mark.parametrize(
+    ("recipe", "shape", "n_classes"),
+    [("pitch", (22, 128), 88), ("instrument", (44, 128), 14), ("seed", (44, 128), 14), ("pitch", (3, 20), 88)],
+)
+def test_build_model_shapes(recipe, shape, n_classes):
+    from instropitch.cnn import build_model
+
+    if recipe == "seed":
+        spec = parse_spec(
+            {"name": "seed", "label": "instrument", "input": "instrument", "architecture": SEED_ARCHITECTURE}
+        )
+    else:
+        spec = load_spec(MODELS / f"{recipe}.yaml")
+    model = build_model(spec, shape, n_classes, input_mean=-50.0, input_std=20.0)
+    assert model.input_shape == (None, *shape)
+    assert model.output_shape == (None, n_classes)
+    probs = np.asarray(model(np.full((2, *shape), -50.0, dtype=np.float32), training=False))
+    assert probs.shape == (2, n_classes)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert model.optimizer is not None and model.loss is not None
+
+
+def test_augmentation_runs_only_in_training():
+    from instropitch.cnn import make_dataset
+
+    spec = parse_spec(
+        {
+            "name": "aug",
+            "label": "instrument",
+            "input": "instrument",
+            "architecture": {"conv_blocks": [{"filters": 4}]},
+            "training": {"batch_size": 8, "augmentation": {"gain_db": 6, "noise": 1, "time_shift": 2, "freq_shift": 2}},
+        }
+    )
+    x = np.random.default_rng(0).normal(-60, 5, (8, *INSTRUMENT_SHAPE)).astype(np.float32)
+    y = np.arange(8) % 3
+    ((xt, _),) = make_dataset(x, y, spec, 14, training=True, seed=1).take(1)
+    ((xe, ye),) = make_dataset(x, y, spec, 14, training=False).take(1)
+    assert xt.shape == xe.shape == x.shape
+    np.testing.assert_array_equal(np.asarray(xe), x)  # evaluation data untouched, in order
+    np.testing.assert_array_equal(np.asarray(ye), y)
+    assert not np.allclose(np.sort(np.asarray(xt).ravel()), np.sort(x.ravel()))
+
+
+def test_mixup_trains_with_soft_labels():
+    from instropitch.cnn import build_model, make_dataset
+
+    spec = parse_spec(
+        {
+            "name": "mix",
+            "label": "instrument",
+            "input": "instrument",
+            "architecture": {"conv_blocks": [{"filters": 4}], "dense": []},
+            "training": {"batch_size": 8, "augmentation": {"mixup": True, "gain_db": 1}},
+        }
+    )
+    x = np.random.default_rng(0).normal(-60, 5, (16, *INSTRUMENT_SHAPE)).astype(np.float32)
+    y = np.arange(16) % 3
+    ((_, soft),) = make_dataset(x, y, spec, 14, training=True, seed=1).take(1)
+    assert soft.shape == (8, 14)
+    np.testing.assert_allclose(np.asarray(soft).sum(axis=1), 1.0, rtol=1e-5)
+    model = build_model(spec, INSTRUMENT_SHAPE, 14, input_mean=-60.0, input_std=5.0)
+    history = model.fit(make_dataset(x, y, spec, 14, training=True, seed=1), epochs=1, shuffle=False, verbose=0).history
+    assert np.isfinite(history["loss"][0])
+    assert model.evaluate(make_dataset(x, y, spec, 14, training=False), verbose=0, return_dict=True)["accuracy"] >= 0
+
+
+# ------------------------------------------------------------------ train_and_log
+
+
+@pytest.fixture(scope="module")
+def tracking(tmp_path_factory):
+    """A throw-away MLflow store (sqlite + local artifacts) for this module."""
+    import mlflow
+
+    root = tmp_path_factory.mktemp("mlflow")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
+        mp.chdir(root)
+        mlflow.MlflowClient().create_experiment("instropitch", artifact_location=str(root / "artifacts"))
+        yield root
+
+
+@pytest.fixture(scope="module")
+def trained(tracking):
+    import mlflow
+    from instropitch.training import train_and_log
+
+    recipe = tracking / "tiny.yaml"
+    recipe.write_text(textwrap.dedent(TINY_YAML))
+    spec = load_spec(recipe)
+    snap = create_snapshot(*synthetic_arrays(n=160), seed=1, feature_digest="feat123", feature_preset="synthetic")
+    parent = mlflow.MlflowClient().create_run(mlflow.get_experiment_by_name("instropitch").experiment_id)
+    result = train_and_log(spec, snap, parent_run_id=parent.info.run_id)
+    return spec, snap, result, parent.info.run_id
+
+
+def test_train_and_log_learns_and_registers(trained):
+    spec, snap, result, _ = trained
+    assert result.version == "1"
+    assert result.model_uri == "models:/instropitch-tiny/1"
+    assert result.test_accuracy >= 0.9
+    for key in ("test_accuracy", "test_macro_f1", "test_note_accuracy", "test_octave_accuracy", "training_time_s"):
+        assert key in result.metrics
+    assert result.metrics["test_note_accuracy"] >= result.test_accuracy
+    assert result.metrics["training_time_s"] > 0
+
+
+def test_run_records_params_curves_tags_and_parent(trained):
+    import mlflow
+
+    spec, snap, result, parent_id = trained
+    client = mlflow.MlflowClient()
+    run = client.get_run(result.run_id)
+    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+    assert params["architecture.conv_blocks.1.pool"] == "[2, 1]"
+    assert params["training.augmentation.time_shift"] == "1"
+    assert int(params["data.n_test"]) == snap.n_test
+    assert int(params["data.n_fit"]) + int(params["data.n_val"]) == len(snap) - snap.n_test
+    assert metrics["test_accuracy"] == pytest.approx(result.test_accuracy)
+    for key in ("test_macro_f1", "test_note_accuracy", "test_octave_accuracy", "training_time_s"):
+        assert key in metrics
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        history = client.get_metric_history(result.run_id, key)
+        assert [m.step for m in history] == list(range(len(history))) and len(history) >= 1
+    assert tags["data_digest"] == snap.digest
+    assert tags["feature_digest"] == "feat123"
+    assert tags["instropitch.class_names"].split(",")[:2] == ["A0", "A#0"]
+    assert tags["registered_version"] == "1"
+    assert tags["mlflow.parentRunId"] == parent_id
+
+    version = client.get_model_version("instropitch-tiny", "1")
+    assert version.run_id == result.run_id
+    assert version.tags["data_digest"] == snap.digest
+    assert version.tags["instropitch.label"] == "midi"
+
+
+def test_run_artifacts(trained):
+    import mlflow
+
+    spec, snap, result, _ = trained
+    client = mlflow.MlflowClient()
+    names = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {"classification_report.csv", "confusion_matrix.png", "misclassified.png", "labels.json", "spec"} <= names
+    assert [a.path for a in client.list_artifacts(result.run_id, "spec")] == ["spec/tiny.yaml"]
+    local = Path(mlflow.artifacts.download_artifacts(run_id=result.run_id, artifact_path="classification_report.csv"))
+    report = local.read_text().splitlines()
+    assert report[0].startswith("class,precision,recall,f1-score,support")
+    assert any(line.startswith("C4,") for line in report)
+    for png in ("confusion_matrix.png", "misclassified.png"):
+        data = Path(mlflow.artifacts.download_artifacts(run_id=result.run_id, artifact_path=png)).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_logged_model_has_signature_example_and_labels(trained):
+    import mlflow
+    from instropitch.registry import load_model
+
+    spec, snap, result, _ = trained
+    info = mlflow.models.get_model_info(result.model_uri)
+    assert list(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, *PITCH_SHAPE]
+    assert list(info.signature.outputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 88]
+    assert info.saved_input_example_info is not None
+    assert info.metadata["instropitch"]["class_names"][39] == "C4"
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{result.model_uri}/extra_files/labels.json"))
+    assert json.loads(local.read_text())["class_values"][39] == 60
+
+    loaded = load_model(result.model_uri)
+    test_x = snap.pitch[snap.is_test]
+    assert np.mean(loaded.predict(test_x) == snap.midi[snap.is_test]) == pytest.approx(result.test_accuracy)
+
+
+def test_snapshot_travels_as_an_mlflow_artifact(tracking):
+    snap = create_snapshot(*synthetic_arrays(n=30), feature_digest="x")
+    uri = log_snapshot(snap)
+    assert uri.startswith("runs:/") and uri.endswith("/snapshot/snapshot.npz")
+    back = download_snapshot(uri)
+    assert back.digest == snap.digest
+    assert back.pitch.tobytes() == snap.pitch.tobytes()
+
+
+def test_features_preset_mismatch_is_refused(tracking):
+    from instropitch.training import train_and_log
+
+    spec = parse_spec(
+        {"name": "x", "label": "midi", "input": "pitch", "architecture": {"conv_blocks": [{"filters": 4}]}}
+    )
+    snap = create_snapshot(*synthetic_arrays(n=20), feature_preset="seed")
+    with pytest.raises(ValueError, match="features preset 'default'"):
+        train_and_log(spec, snap)

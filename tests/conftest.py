@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,14 +14,19 @@ from sqlalchemy import Engine, text
 
 
 @pytest.fixture(scope="session")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[stack.Services]:
-    """PostgreSQL and the S3 server, started once for the whole session, stopped at its end."""
-    home = tmp_path_factory.mktemp("stack")
+def services() -> Iterator[stack.Services]:
+    """PostgreSQL and the S3 server, started once for the whole session, stopped at its end.
+
+    Not under pytest's tmp folder: PostgreSQL runs as another user (pgserver does that
+    when run as root) and pytest makes its tmp root private to the current user.
+    """
+    home = Path(tempfile.mkdtemp(prefix="instropitch-test-stack-"))
     running = stack.up(home)
     try:
         yield running
     finally:
         stack.down(home)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture

@@ -152,6 +152,21 @@ def test_missing_key_falls_back_to_the_nearest(gm: SoundFont) -> None:
         gm.render_note(65, 64, 100, 1.0, nearest_key=False)
 
 
+def test_render_voices_tunes_layers_separately(gm: SoundFont) -> None:
+    voices, shift = gm.find_voices(60, 50, 100)
+    assert len(voices) == 4 and shift == 0
+    whole = gm.render_note(60, 50, 100, 0.5)
+    np.testing.assert_allclose(gm.render_voices(voices, 0.5), whole, atol=1e-6)
+    # One detune per voice: moving every layer by 100 cents is the next key's pitch.
+    up = gm.render_voices(voices, 1.5, detune_cents=[100.0] * 4)
+    assert abs(cents_off(estimate_f0(up[int(0.4 * SR) : int(1.4 * SR)]), 51)) < 20
+    with pytest.raises(ValueError, match="4 voices"):
+        gm.render_voices(voices, 0.5, detune_cents=[0.0, 0.0])
+    # An uncovered key: the nearest covered one, and the shift that gets back to it.
+    voices, shift = gm.find_voices(65, 64, 100)
+    assert voices and shift in (100.0, -100.0)
+
+
 def test_render_is_quick(gm: SoundFont) -> None:
     import time
 

@@ -167,6 +167,23 @@ def test_render_rejects_unknown_instrument_before_writing(tmp_path: Path) -> Non
     assert not out.exists()
 
 
+def test_tuning_corrections_fix_the_accordion() -> None:
+    from instropitch.soundfont import SoundFont, default_soundfont_path
+    from test_soundfont import cents_off, estimate_f0
+
+    sf = SoundFont.load(default_soundfont_path())
+    # TimGM6mb's accordion plays C#6 (85) about 65 cents flat: two reed layers, both off.
+    raw = sf.render_note(21, 85, 100, 1.5)
+    assert cents_off(estimate_f0(raw[int(0.3 * synth.SAMPLE_RATE) : int(1.3 * synth.SAMPLE_RATE)]), 85) < -40
+    table = synth.tuning_corrections(sf, 21, 85)
+    assert len(table) == 2 and all(40 < c < 80 for c in table.values())
+    note = next(n for n in synth.build_manifest(0, instruments=["Acc"]) if n.midi == 85)
+    x = synth.render_audio(note, sf).astype(np.float64) / 32768
+    assert abs(cents_off(estimate_f0(x[int(0.3 * synth.SAMPLE_RATE) : int(1.5 * synth.SAMPLE_RATE)]), 85)) < 15
+    # An in-tune instrument needs (almost) nothing.
+    assert all(abs(c) < 12 for c in synth.tuning_corrections(sf, 40, 67).values())
+
+
 # ------------------------------------------------------------------ a rendered tiny set
 
 
@@ -263,3 +280,18 @@ def test_cli_synth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert {r.instrument_abbr for r in result.rows} == {"Vn"}
     assert len({r.pitch_id for r in result.rows}) == 2
     assert all((out / r.path).is_file() for r in result.rows)
+
+
+def test_spawned_workers_render_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # With other threads about (Airflow, a server), workers are spawned instead of forked.
+    import multiprocessing
+
+    inline = tmp_path / "inline"
+    synth.render_dataset(inline, seed=5, workers=1, progress=False, instruments=["Ob"], max_pitches=1)
+    monkeypatch.setattr(synth, "_mp_context", lambda: multiprocessing.get_context("spawn"))
+    spawned = tmp_path / "spawned"
+    synth.render_dataset(spawned, seed=5, workers=2, progress=False, instruments=["Ob"], max_pitches=1)
+    files = [p.relative_to(inline) for p in inline.rglob("*") if p.is_file()]
+    assert files
+    for rel in files:
+        assert (inline / rel).read_bytes() == (spawned / rel).read_bytes(), rel

@@ -22,7 +22,7 @@ from instropitch.snapshot import (
     log_snapshot,
     strata,
 )
-from instropitch.tinysol import INSTRUMENT_ABBRS, midi_to_pitch
+from instropitch.tinysol import INSTRUMENT_ABBRS, INSTRUMENTS, midi_to_pitch
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
@@ -161,7 +161,8 @@ def test_save_load_round_trip_is_bit_exact(tmp_path):
 def test_labels_have_a_fixed_layout():
     snap = create_snapshot(*synthetic_arrays(n=40))
     y, names = snap.labels_for("midi")
-    assert len(names) == 88 and names[0] == "A0" and names[-1] == "C8"
+    assert len(names) == len(MIDI_CLASSES) == 89 and names[0] == "A0" and names[-1] == "C#8"
+    assert max(i.midi_high for i in INSTRUMENTS) == MIDI_CLASSES[-1]  # every TinySOL note has a class
     assert [MIDI_CLASSES[i] for i in y] == snap.midi.tolist()
     y, names = snap.labels_for("instrument")
     assert names == list(INSTRUMENT_ABBRS)
@@ -175,7 +176,7 @@ def test_bad_rows_are_refused():
         create_snapshot(np.array([paths[0]] * 20), midi, inst, fold, pitch, spec)
     with pytest.raises(ValueError, match="unknown instrument"):
         create_snapshot(paths, midi, np.array(["Kazoo"] * 20), fold, pitch, spec)
-    with pytest.raises(ValueError, match="outside the piano range"):
+    with pytest.raises(ValueError, match="outside 21..109"):
         create_snapshot(paths, np.full(20, 120), inst, fold, pitch, spec)
     with pytest.raises(ValueError, match="rows"):
         create_snapshot(paths, midi[:-1], inst, fold, pitch, spec)
@@ -186,7 +187,7 @@ def test_bad_rows_are_refused():
 
 @pytest.mark.parametrize(
     ("recipe", "shape", "n_classes"),
-    [("pitch", (22, 128), 88), ("instrument", (44, 128), 14), ("seed", (44, 128), 14), ("pitch", (3, 20), 88)],
+    [("pitch", (44, 96), 89), ("instrument", (44, 128), 14), ("seed", (44, 128), 14), ("pitch", (3, 20), 89)],
 )
 def test_build_model_shapes(recipe, shape, n_classes):
     from instropitch.cnn import build_model
@@ -345,7 +346,7 @@ def test_logged_model_has_signature_example_and_labels(trained):
     spec, snap, result, _ = trained
     info = mlflow.models.get_model_info(result.model_uri)
     assert list(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, *PITCH_SHAPE]
-    assert list(info.signature.outputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 88]
+    assert list(info.signature.outputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, len(MIDI_CLASSES)]
     assert info.saved_input_example_info is not None
     assert info.metadata["instropitch"]["class_names"][39] == "C4"
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{result.model_uri}/extra_files/labels.json"))

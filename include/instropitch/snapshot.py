@@ -22,8 +22,11 @@ from instropitch.tinysol import INSTRUMENT_ABBRS, midi_to_pitch, pitch_to_midi
 if TYPE_CHECKING:
     from instropitch.modelspec import ModelSpec
 
-MIDI_CLASSES: tuple[int, ...] = tuple(range(21, 109))
-"""The 88 piano keys A0..C8: the fixed output layout of every pitch model, whatever the data covers."""
+MIDI_CLASSES: tuple[int, ...] = tuple(range(21, 110))
+"""MIDI 21..109 (A0..C#8): the fixed output layout of every pitch model, whatever the data covers.
+
+The 88 piano keys plus C#8, because TinySOL's accordion reaches MIDI 109 (see
+`tinysol.INSTRUMENTS`); a piano-only layout would have to drop those notes."""
 
 SNAPSHOT_ARTIFACT_DIR = "snapshot"
 SNAPSHOT_FILENAME = "snapshot.npz"
@@ -74,7 +77,7 @@ class Snapshot:
     def labels_for(self, spec: ModelSpec | str) -> tuple[np.ndarray, list[str]]:
         """(class index per row, class names) for `spec.label`.
 
-        midi: 88 classes for MIDI 21..108, named by pitch ("A0" .. "C8").
+        midi: 89 classes for MIDI 21..109 (`MIDI_CLASSES`), named by pitch ("A0" .. "C#8").
         instrument: the 14 TinySOL abbreviations in `tinysol.INSTRUMENTS` order.
         """
         label = spec if isinstance(spec, str) else spec.label
@@ -252,7 +255,7 @@ def create_snapshot(
     midi_i = columns["midi"].astype(np.int64)
     outside = sorted({int(m) for m in midi_i if not MIDI_CLASSES[0] <= m <= MIDI_CLASSES[-1]})
     if outside:
-        raise ValueError(f"MIDI numbers {outside} are outside the piano range 21..108")
+        raise ValueError(f"MIDI numbers {outside} are outside {MIDI_CLASSES[0]}..{MIDI_CLASSES[-1]} (MIDI_CLASSES)")
 
     order = np.argsort(paths_a, kind="stable")
     paths_s = paths_a[order]

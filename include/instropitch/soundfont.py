@@ -25,7 +25,9 @@ and each render touches only the slices of the zones it plays.
 from __future__ import annotations
 
 import math
+import mmap
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -255,7 +257,7 @@ def abs_cents_to_hz(cents: float) -> float:
 # ------------------------------------------------------------------ RIFF
 
 
-def _chunks(data: bytes | memoryview, start: int, end: int):
+def _chunks(data: bytes | mmap.mmap, start: int, end: int):
     """Yield (id, payload_start, payload_size) of the RIFF chunks in data[start:end]."""
     pos = start
     while pos + 8 <= end:
@@ -307,14 +309,17 @@ class SoundFont:
 
     @classmethod
     def load(cls, path: str | Path) -> SoundFont:
+        """Parse the file's structure; the sample data stays on disk, memory-mapped."""
         path = Path(path)
         with open(path, "rb") as handle:
             header = handle.read(12)
             if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"sfbk":
                 raise SoundFontError(f"{path}: not a SoundFont 2 file (no RIFF 'sfbk' header)")
-            # Read everything but the sample data; smpl is memory-mapped afterwards.
-            handle.seek(0)
-            data = handle.read()
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                return cls._parse(path, data)
+
+    @classmethod
+    def _parse(cls, path: Path, data: mmap.mmap) -> SoundFont:
         (riff_size,) = struct.unpack_from("<I", data, 4)
         end = min(len(data), 8 + riff_size)
         lists: dict[str, tuple[int, int]] = {}
@@ -508,6 +513,26 @@ class SoundFont:
             return (raw * 256.0 + low) / 8388608.0
         return raw / 32768.0
 
+    def find_voices(
+        self, program: int, midi: int, velocity: int, bank: int = 0, nearest_key: bool = True
+    ) -> tuple[list[Voice], float]:
+        """The voices that play `midi`, and the transposition in cents they need.
+
+        The transposition is 0 unless no zone covers `midi`: then, with `nearest_key`, the
+        nearest key that has a zone is used and shifted (a `ValueError` otherwise).
+        """
+        velocity = int(min(max(velocity, 1), 127))
+        voices = self.voices(program, midi, velocity, bank)
+        if voices:
+            return voices, 0.0
+        if not nearest_key:
+            raise ValueError(f"{self.name}: no zone of program {program} plays key {midi} at velocity {velocity}")
+        covered = _covered_keys(self, program, velocity, bank)
+        if not covered:
+            raise ValueError(f"{self.name}: program {program} plays no key at velocity {velocity}")
+        key = min(covered, key=lambda k: (abs(k - midi), k))
+        return self.voices(program, key, velocity, bank), 100.0 * (midi - key)
+
     def render_note(
         self,
         program: int,
@@ -531,29 +556,45 @@ class SoundFont:
         If no zone covers `midi` and `nearest_key` is true, the nearest key that has one is
         played and transposed (a clear `ValueError` otherwise).
         """
+        voices, shift = self.find_voices(program, int(midi), velocity, bank, nearest_key)
+        return self.render_voices(
+            voices,
+            duration_s,
+            sample_rate,
+            release_s,
+            detune_cents=detune_cents + shift,
+            vibrato_hz=vibrato_hz,
+            vibrato_cents=vibrato_cents,
+        )
+
+    def render_voices(
+        self,
+        voices: Sequence[Voice],
+        duration_s: float,
+        sample_rate: int = 44100,
+        release_s: float = 0.5,
+        *,
+        detune_cents: float | Sequence[float] = 0.0,
+        vibrato_hz: float = 0.0,
+        vibrato_cents: float = 0.0,
+    ) -> np.ndarray:
+        """Mix the given voices (from `voices`/`find_voices`) as one note, like `render_note`.
+
+        `detune_cents` is one shift for all voices or one per voice (e.g. to tune layers
+        of a preset separately).
+        """
         if duration_s < 0 or release_s < 0:
             raise ValueError("duration_s and release_s must be >= 0")
-        midi, velocity = int(midi), int(min(max(velocity, 1), 127))
+        shifts = [float(detune_cents)] * len(voices) if np.isscalar(detune_cents) else list(detune_cents)
+        if len(shifts) != len(voices):
+            raise ValueError(f"{len(shifts)} detune values for {len(voices)} voices")
         n_on = int(round(duration_s * sample_rate))
         n_total = n_on + int(round(release_s * sample_rate))
         out = np.zeros(n_total, dtype=np.float32)
         if n_total == 0:
             return out
-        key, shift = midi, 0.0
-        voices = self.voices(program, key, velocity, bank)
-        if not voices:
-            if not nearest_key:
-                raise ValueError(f"{self.name}: no zone of program {program} plays key {midi} at velocity {velocity}")
-            covered = _covered_keys(self, program, velocity, bank)
-            if not covered:
-                raise ValueError(f"{self.name}: program {program} plays no key at velocity {velocity}")
-            key = min(covered, key=lambda k: (abs(k - midi), k))
-            shift = 100.0 * (midi - key)
-            voices = self.voices(program, key, velocity, bank)
-        for voice in voices:
-            out += self._render_voice(
-                voice, n_on, n_total, sample_rate, detune_cents + shift, vibrato_hz, vibrato_cents
-            )
+        for voice, shift in zip(voices, shifts, strict=True):
+            out += self._render_voice(voice, n_on, n_total, sample_rate, shift, vibrato_hz, vibrato_cents)
         if release_s > 0:
             fade = min(n_total - n_on, int(0.01 * sample_rate))
             if fade > 1:

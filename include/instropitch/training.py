@@ -156,7 +156,7 @@ def classification_table(y_true: np.ndarray, y_pred: np.ndarray, class_names: li
 
 
 def confusion_figure(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str], title: str) -> Any:
-    """Confusion matrix over the classes that occur (88 pitch classes would mostly be empty)."""
+    """Confusion matrix over the classes that occur (most of the 89 pitch classes would be empty)."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,0 +1,196 @@
+"""The `instropitch_etl` DAG end to end: real Airflow (`airflow dags test`), real PostgreSQL, S3 over HTTP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from instropitch import audio, etl, features, local_airflow, objectstore, synth, tinysol, warehouse
+from sqlalchemy import text
+
+pytestmark = pytest.mark.e2e
+
+PREFIX = "TinySOL/"
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory) -> Path:
+    """A tiny synthetic TinySOL: three instruments, two pitches each, all takes."""
+    out = tmp_path_factory.mktemp("synth")
+    synth.render_dataset(out, seed=7, instruments=["Vn", "Fl", "Cb"], max_pitches=2, workers=2, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def airflow_base_env(services, tmp_path_factory) -> dict[str, str]:
+    env = local_airflow.environment(services, {"AIRFLOW_HOME": str(tmp_path_factory.mktemp("airflow"))})
+    local_airflow.migrate(env)
+    return env
+
+
+@pytest.fixture
+def airflow_env(airflow_base_env, services, database) -> dict[str, str]:
+    """Airflow's environment with `postgres_default` on this test's own database."""
+    postgres = json.loads(airflow_base_env["AIRFLOW_CONN_POSTGRES_DEFAULT"])
+    postgres["schema"] = database
+    return {**airflow_base_env, "AIRFLOW_CONN_POSTGRES_DEFAULT": json.dumps(postgres)}
+
+
+def run_etl(env: dict[str, str], bucket: str, **conf) -> local_airflow.DagTestResult:
+    result = local_airflow.dags_test(
+        "instropitch_etl", env, {"bucket": bucket, "prefix": PREFIX, "shard_size": 8, **conf}
+    )
+    assert result.ok, result.tail(60)
+    return result
+
+
+def table_checksums(engine) -> dict[str, str]:
+    queries = {
+        "tinysol_metadata": "SELECT md5(string_agg(t::text, ',' ORDER BY path)) FROM tinysol_metadata t",
+        "notes_spectrogram": "SELECT md5(string_agg(t::text, ',' ORDER BY path)) FROM notes_spectrogram t",
+        "instruments_spectrogram": "SELECT md5(string_agg(t::text, ',' ORDER BY path)) FROM instruments_spectrogram t",
+        "instruments_notes_spectrogram": "SELECT md5(string_agg(t::text, ',' ORDER BY path)) FROM instruments_notes_spectrogram t",
+        "etl_rejects": "SELECT md5(string_agg(path || stage || reason, ',' ORDER BY path, stage)) FROM etl_rejects",
+    }
+    with engine.connect() as conn:
+        return {name: conn.execute(text(q)).scalar_one() for name, q in queries.items()}
+
+
+def transformed_since(engine, moment) -> int:
+    with engine.connect() as conn:
+        return conn.execute(
+            text("SELECT count(*) FROM notes_spectrogram WHERE loaded_at > :t"), {"t": moment}
+        ).scalar_one()
+
+
+def db_now(engine):
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT clock_timestamp()")).scalar_one()
+
+
+def test_etl_loads_is_idempotent_and_incremental(airflow_env, engine, s3, bucket, small_dataset, tmp_path):
+    objectstore.upload_folder(s3, bucket, PREFIX, small_dataset)
+    rows = tinysol.parse_metadata(small_dataset / tinysol.METADATA_FILENAME).rows
+    run_etl(airflow_env, bucket)
+
+    counts = warehouse.table_counts(engine)
+    assert counts["tinysol_metadata"] == len(rows)
+    assert counts["notes_spectrogram"] == counts["instruments_spectrogram"] == len(rows)
+    assert counts["instruments_notes_spectrogram"] == len(rows)
+    assert counts["etl_rejects"] == 0
+    # values agree with the metadata and with features computed straight from the files
+    config = features.get_preset("default")
+    by_path = {r.path: r for r in rows}
+    combined = list(warehouse.iter_combined(engine))
+    for row in combined:
+        meta = by_path[row.path]
+        assert (row.instrument, row.midi, row.fold) == (meta.instrument_abbr, meta.pitch_id, meta.fold)
+        assert row.feature_digest == config.digest()
+    sample = combined[0]
+    expected = features.compute_features(small_dataset / sample.path, config)
+    assert np.array_equal(sample.pitch_spectrogram, expected.pitch)
+    assert np.array_equal(sample.instrument_spectrogram, expected.instrument)
+    with engine.connect() as conn:
+        note, octave, pitch = conn.execute(
+            text("SELECT note, octave, pitch FROM instruments_notes_spectrogram WHERE path = :p"), {"p": sample.path}
+        ).one()
+    assert f"{note}{octave}" == pitch == by_path[sample.path].pitch
+
+    # a second run over the unchanged bucket changes no row
+    before = table_checksums(engine)
+    moment = db_now(engine)
+    second = run_etl(airflow_env, bucket)
+    assert transformed_since(engine, moment) == 0
+    assert table_checksums(engine) == before
+    assert "unchanged: no Asset event" in second.log_path.read_text()
+
+    # add 3 objects (with metadata rows) and change 1 -> exactly 4 transformed
+    extra_dir = tmp_path / "extra"
+    vn = tinysol.INSTRUMENT_BY_ABBR["Vn"]
+    new_rows = [tinysol.make_row(vn, midi, "mf", 0, instance_id=0, string_id=1, retune="T11u") for midi in (60, 61, 62)]
+    for i, row in enumerate(new_rows):
+        tone = np.sin(2 * np.pi * 440 * 2 ** ((row.pitch_id - 69) / 12) * np.arange(44100 * 2) / 44100) * (
+            0.3 + 0.1 * i
+        )
+        (extra_dir / row.path).parent.mkdir(parents=True, exist_ok=True)
+        audio.write_wav(extra_dir / row.path, tone.astype(np.float32), 44100)
+    tinysol.write_metadata(rows + new_rows, extra_dir / tinysol.METADATA_FILENAME)
+    changed = small_dataset / rows[0].path
+    data = bytearray(changed.read_bytes())
+    data[-200:] = bytes(200)  # a re-recorded ending: new bytes, new ETag
+    (extra_dir / rows[0].path).parent.mkdir(parents=True, exist_ok=True)
+    (extra_dir / rows[0].path).write_bytes(bytes(data))
+    moment = db_now(engine)
+    objectstore.upload_folder(s3, bucket, PREFIX, extra_dir)
+    run_etl(airflow_env, bucket)
+    assert transformed_since(engine, moment) == 4
+    assert warehouse.table_counts(engine)["instruments_notes_spectrogram"] == len(rows) + 3
+
+
+def test_bad_data_is_rejected_with_reasons_and_the_rest_loads(airflow_env, engine, s3, bucket, small_dataset):
+    objectstore.upload_folder(s3, bucket, PREFIX, small_dataset)
+    rows = tinysol.parse_metadata(small_dataset / tinysol.METADATA_FILENAME).rows
+    corrupt, missing = rows[1], rows[2]
+    s3.put_object(Bucket=bucket, Key=PREFIX + corrupt.path, Body=b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk")
+    s3.delete_object(Bucket=bucket, Key=PREFIX + missing.path)
+    orphan = "Winds/Flute/ordinario/Fl-ord-C5-mf-N-N.wav"
+    s3.put_object(Bucket=bucket, Key=PREFIX + orphan, Body=(small_dataset / rows[0].path).read_bytes())
+    csv_text = (small_dataset / tinysol.METADATA_FILENAME).read_bytes().decode()
+    bad_row = "Winds/Kazoo/ordinario/Kz-ord-C4-mf-N-N.wav,0,Winds,Kz,Kazoo,ord,ordinario,C4,60,mf,2,0,,FALSE\r\n"
+    s3.put_object(Bucket=bucket, Key=PREFIX + tinysol.METADATA_FILENAME, Body=(csv_text + bad_row).encode())
+
+    run_etl(airflow_env, bucket)
+
+    with engine.connect() as conn:
+        rejects = {
+            (r.path, r.stage): r.reason for r in conn.execute(text("SELECT path, stage, reason FROM etl_rejects"))
+        }
+    assert set(rejects) == {
+        (corrupt.path, "transform"),
+        (missing.path, "missing_object"),
+        (orphan, "orphan_object"),
+        ("Winds/Kazoo/ordinario/Kz-ord-C4-mf-N-N.wav", "metadata"),
+    }
+    assert (
+        corrupt.path in rejects[(corrupt.path, "transform")]
+        and "truncated" in rejects[(corrupt.path, "transform")].lower()
+        or "WAV" in rejects[(corrupt.path, "transform")]
+    )
+    assert "does not exist" in rejects[(missing.path, "missing_object")]
+    assert "has no row" in rejects[(orphan, "orphan_object")]
+    assert "unknown instrument 'Kz'" in rejects[("Winds/Kazoo/ordinario/Kz-ord-C4-mf-N-N.wav", "metadata")]
+    good = {r.path for r in rows} - {corrupt.path, missing.path}
+    assert {r.path for r in warehouse.iter_combined(engine)} == good
+
+
+def test_a_shard_that_fails_half_way_leaves_nothing_and_its_retry_completes(engine, s3, bucket, small_dataset):
+    objectstore.upload_folder(s3, bucket, PREFIX, small_dataset)
+    etl.extract_metadata(s3, engine, bucket, PREFIX)
+    config = features.get_preset("default")
+    plan = etl.plan(s3, engine, bucket, PREFIX, config.digest(), shard_size=1000)
+    (shard,) = plan.shards
+
+    def crash() -> None:
+        raise ConnectionError("database went away half-way through the load")
+
+    with pytest.raises(ConnectionError):
+        etl.transform_shard(s3, engine, bucket, shard, config, before_commit=crash)
+    counts = warehouse.table_counts(engine)
+    assert counts["notes_spectrogram"] == counts["instruments_spectrogram"] == 0
+
+    result = etl.transform_shard(s3, engine, bucket, shard, config)
+    assert result.loaded == len(shard)
+    assert warehouse.table_counts(engine)["notes_spectrogram"] == len(shard)
+
+
+def test_ranged_reads_fetch_only_part_of_each_object(s3, bucket, tmp_path):
+    tone = np.sin(2 * np.pi * 220 * np.arange(44100 * 8) / 44100).astype(np.float32) * 0.5
+    audio.write_wav(tmp_path / "long.wav", tone, 44100)
+    s3.put_object(Bucket=bucket, Key="long.wav", Body=(tmp_path / "long.wav").read_bytes())
+    size = (tmp_path / "long.wav").stat().st_size
+    reader = objectstore.RangedObjectReader(s3, bucket, "long.wav", size)
+    features.compute_features(reader, features.get_preset("default"), name="long.wav")
+    assert reader.bytes_fetched < size / 2
+    assert reader.requests <= 4

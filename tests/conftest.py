@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import uuid
@@ -9,8 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from instropitch import objectstore, stack, warehouse
 from sqlalchemy import Engine, text
+
+from instropitch import local_airflow, objectstore, stack, synth, warehouse
 
 
 @pytest.fixture(scope="session")
@@ -72,3 +74,31 @@ def bucket(s3) -> str:
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory) -> Path:
+    """A tiny synthetic TinySOL: three instruments, two pitches each, all takes."""
+    out = tmp_path_factory.mktemp("synth")
+    synth.render_dataset(out, seed=7, instruments=["Vn", "Fl", "Cb"], max_pitches=2, workers=2, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def airflow_base_env(services, tmp_path_factory) -> dict[str, str]:
+    env = local_airflow.environment(services, {"AIRFLOW_HOME": str(tmp_path_factory.mktemp("airflow"))})
+    local_airflow.migrate(env)
+    return env
+
+
+@pytest.fixture
+def airflow_env(airflow_base_env, services, database, tmp_path) -> dict[str, str]:
+    """Airflow's environment with `postgres_default` on this test's own database and its own MLflow store."""
+    postgres = json.loads(airflow_base_env["AIRFLOW_CONN_POSTGRES_DEFAULT"])
+    postgres["schema"] = database
+    return {
+        **airflow_base_env,
+        "AIRFLOW_CONN_POSTGRES_DEFAULT": json.dumps(postgres),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "INSTROPITCH_ARTIFACT_ROOT": str(tmp_path / "mlartifacts"),
+    }

@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+
 from instropitch import cli, download, tinysol
 from instropitch.download import DownloadError, UnsafeArchiveError
 

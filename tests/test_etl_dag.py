@@ -2,40 +2,15 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
-from instropitch import audio, etl, features, local_airflow, objectstore, synth, tinysol, warehouse
 from sqlalchemy import text
+
+from instropitch import audio, etl, features, local_airflow, objectstore, tinysol, warehouse
 
 pytestmark = pytest.mark.e2e
 
 PREFIX = "TinySOL/"
-
-
-@pytest.fixture(scope="session")
-def small_dataset(tmp_path_factory) -> Path:
-    """A tiny synthetic TinySOL: three instruments, two pitches each, all takes."""
-    out = tmp_path_factory.mktemp("synth")
-    synth.render_dataset(out, seed=7, instruments=["Vn", "Fl", "Cb"], max_pitches=2, workers=2, progress=False)
-    return out
-
-
-@pytest.fixture(scope="session")
-def airflow_base_env(services, tmp_path_factory) -> dict[str, str]:
-    env = local_airflow.environment(services, {"AIRFLOW_HOME": str(tmp_path_factory.mktemp("airflow"))})
-    local_airflow.migrate(env)
-    return env
-
-
-@pytest.fixture
-def airflow_env(airflow_base_env, services, database) -> dict[str, str]:
-    """Airflow's environment with `postgres_default` on this test's own database."""
-    postgres = json.loads(airflow_base_env["AIRFLOW_CONN_POSTGRES_DEFAULT"])
-    postgres["schema"] = database
-    return {**airflow_base_env, "AIRFLOW_CONN_POSTGRES_DEFAULT": json.dumps(postgres)}
 
 
 def run_etl(env: dict[str, str], bucket: str, **conf) -> local_airflow.DagTestResult:

@@ -7,6 +7,7 @@ import io
 
 import numpy as np
 import pytest
+
 from instropitch import audio
 from instropitch.features import (
     FEATURES_VERSION,

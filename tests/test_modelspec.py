@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from instropitch.modelspec import MAX_PARAM_LENGTH, ModelSpec, SpecError, load_spec, load_specs, parse_spec
 
 MODELS = Path(__file__).resolve().parents[1] / "models"

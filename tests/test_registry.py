@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from instropitch.modelspec import parse_spec
 from instropitch.snapshot import create_snapshot
 
@@ -49,6 +50,7 @@ def synthetic_snapshot(n: int = 160):
 def story(tmp_path_factory):
     """v1 untrained -> champion; v2 trained -> replaces it; v3 untrained -> refused."""
     import mlflow
+
     from instropitch import registry
     from instropitch.training import train_and_log
 
@@ -96,6 +98,7 @@ def test_better_version_takes_over(story):
 
 def test_worse_version_never_replaces_champion(story):
     import mlflow
+
     from instropitch.registry import champion_info, load_model
 
     _, good, worse = story["runs"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from instropitch.soundfont import GEN, SoundFont, SoundFontError, default_soundfont_path
 
 SR = 44100

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from instropitch import cli, synth, tinysol
 from instropitch.tinysol import INSTRUMENTS, METADATA_FILENAME, parse_metadata
 
@@ -168,8 +169,9 @@ def test_render_rejects_unknown_instrument_before_writing(tmp_path: Path) -> Non
 
 
 def test_tuning_corrections_fix_the_accordion() -> None:
-    from instropitch.soundfont import SoundFont, default_soundfont_path
     from test_soundfont import cents_off, estimate_f0
+
+    from instropitch.soundfont import SoundFont, default_soundfont_path
 
     sf = SoundFont.load(default_soundfont_path())
     # TimGM6mb's accordion plays C#6 (85) about 65 cents flat: two reed layers, both off.

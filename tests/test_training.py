@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from instropitch.modelspec import load_spec, parse_spec
 from instropitch.snapshot import (
     MIDI_CLASSES,
@@ -271,6 +272,7 @@ def tracking(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(tracking):
     import mlflow
+
     from instropitch.training import train_and_log
 
     recipe = tracking / "tiny.yaml"
@@ -341,6 +343,7 @@ def test_run_artifacts(trained):
 
 def test_logged_model_has_signature_example_and_labels(trained):
     import mlflow
+
     from instropitch.registry import load_model
 
     spec, snap, result, _ = trained

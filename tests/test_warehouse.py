@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from instropitch import tinysol, warehouse
-from instropitch.warehouse import LoadedNote
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
+
+from instropitch import tinysol, warehouse
+from instropitch.warehouse import LoadedNote
 
 
 def _note(row: tinysol.MetadataRow, rng: np.random.Generator, digest: str = "d1", etag: str = "e1") -> LoadedNote:

@@ -62,6 +62,165 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_predictor(args: argparse.Namespace):
+    """The models a predict/export/serve command uses: an export folder, or the registry."""
+    from instropitch.predict import Predictor, PredictorError, parse_versions
+
+    try:
+        versions = parse_versions(getattr(args, "model_version", None))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    from_export = getattr(args, "from_export", None)
+    if from_export and versions:
+        raise CliError("--from-export and --model-version exclude each other (versions live in the registry)")
+    try:
+        return Predictor.load(from_export=from_export, versions=versions, tracking_uri=args.tracking_uri)
+    except PredictorError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _prediction_table(rows: list[dict]) -> str:
+    headers = ("file", "instrument", "conf", "pitch", "note", "octave", "midi", "conf")
+    body = [
+        (
+            r["file"],
+            f"{r['instrument']} ({r['instrument_abbr']})",
+            f"{r['instrument_confidence']:.2f}",
+            r["pitch"],
+            r["note"],
+            str(r["octave"]),
+            str(r["midi"]),
+            f"{r['pitch_confidence']:.2f}",
+        )
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(headers)]
+    right = {2, 5, 6, 7}
+
+    def line(cells) -> str:
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([line(headers), *(line(row) for row in body)])
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from instropitch.predict import find_wavs
+
+    if args.top_k < 0:
+        raise CliError(f"--top-k must be 0 or more, got {args.top_k}")
+    files, missing = find_wavs(args.paths)
+    for problem in missing:
+        print(f"instropitch: {problem}", file=sys.stderr)
+    if not files:
+        raise CliError("no WAV files to predict")
+    predictor = _load_predictor(args)
+
+    as_json = args.json or args.jsonl
+    bar = None
+    if len(files) > 20 and not as_json and not args.quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(files), unit="file", desc="predict", file=sys.stderr)
+    failed = len(missing)
+    good: list[dict] = []
+    everything: list[dict] = []
+    try:
+        for result in predictor.iter_predictions(
+            files, top_k=args.top_k, batch_size=args.batch_size, progress=(lambda _name: bar.update()) if bar else None
+        ):
+            row = result.to_dict()
+            if not result.ok:
+                failed += 1
+                message = f"instropitch: {result.file}: {result.error}"
+                if bar is not None:
+                    bar.write(message, file=sys.stderr)
+                else:
+                    print(message, file=sys.stderr)
+            else:
+                good.append(row)
+            if args.jsonl:
+                print(json.dumps(row), flush=True)
+            everything.append(row)
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json:
+        print(json.dumps(everything, indent=1))
+    elif not args.jsonl and good:
+        print(_prediction_table(good))
+    return 1 if failed else 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from instropitch.predict import PredictorError
+
+    predictor = _load_predictor(args)
+    try:
+        out = predictor.export(Path(args.out))
+    except PredictorError as exc:
+        raise CliError(str(exc)) from None
+    for role, model in predictor.models.items():
+        info = model.info
+        accuracy = "n/a" if info.test_accuracy is None else f"{info.test_accuracy:.4f}"
+        print(f"{role:<10} {info.registered_model or '?'} v{info.version or '?'}  test accuracy {accuracy}")
+    print(f"exported to {out}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from instropitch.predict import Predictor, parse_versions
+    from instropitch.serve import create_app
+
+    try:
+        versions = parse_versions(args.model_version)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if args.from_export and versions:
+        raise CliError("--from-export and --model-version exclude each other (versions live in the registry)")
+    if args.from_export and not Path(args.from_export).is_dir():
+        raise CliError(f"{args.from_export}: no such export folder")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"instropitch: serving on {args.host}: anyone who can reach this port can upload files; "
+            "there is no authentication",
+            file=sys.stderr,
+        )
+
+    def factory() -> Predictor:
+        return Predictor.load(from_export=args.from_export, versions=versions, tracking_uri=args.tracking_uri)
+
+    app = create_app(
+        factory,
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_duration_s=args.max_duration,
+        preload=True,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _add_model_options(p: argparse.ArgumentParser, *, export: bool = True) -> None:
+    p.add_argument(
+        "--model-version",
+        metavar="ROLE=VERSION,...",
+        help="registry versions to use instead of the champions, e.g. pitch=3,instrument=2 (or pitch=@alias)",
+    )
+    if export:
+        p.add_argument(
+            "--from-export",
+            metavar="DIR",
+            help="use a folder written by `instropitch export` instead of the registry (no MLflow needed); "
+            "default: $INSTROPITCH_EXPORT_DIR if set",
+        )
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="instropitch",
@@ -95,6 +254,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-results", type=int, default=20, help="at most this many runs, newest first")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
     p.set_defaults(func=_cmd_runs)
+
+    p = sub.add_parser("predict", help="which instrument plays these WAVs, and which note is it?")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="WAV files, folders (every *.wav below) or globs")
+    p.add_argument("--top-k", type=int, default=3, help="alternatives listed per model in JSON (default: 3)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print one JSON array (failures included as {file, error})")
+    fmt.add_argument("--jsonl", action="store_true", help="print JSON lines, one per file, as they are predicted")
+    p.add_argument("--batch-size", type=int, default=64, help="files per model call (default: 64)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_model_options(p)
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("export", help="write the serving models to a self-contained folder (no MLflow needed)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write (an earlier export there is replaced)")
+    _add_model_options(p, export=False)
+    p.set_defaults(func=_cmd_export, from_export=None)
+
+    p = sub.add_parser("serve", help="the prediction web page and HTTP API (POST /predict)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1; 0.0.0.0 exposes it)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload accepted (default: 20 MB)")
+    p.add_argument("--max-duration", type=float, default=60.0, help="longest audio accepted, seconds (default: 60)")
+    _add_model_options(p)
+    p.set_defaults(func=_cmd_serve)
 
     return parser
 

@@ -11,15 +11,16 @@ key/velocity ranges intersecting) and renders one note at a time:
 * sampleModes 1 (loop) and 3 (loop until release, then play to the end) loop
   through the held note;
 * the DAHDSR volume envelope (timecents / centibels, keynum-to-hold/decay
-  scaling), initialAttenuation and the default velocity-to-attenuation curve;
-* the static low-pass filter (initialFilterFc/Q, with the default
-  velocity-to-cutoff modulator) and the vibrato LFO to pitch;
+  scaling), initialAttenuation (scaled by 0.4 like FluidSynth, see
+  `SoundFont.attenuation_scale`) and the default velocity-to-attenuation curve;
+* the static low-pass filter (initialFilterFc/Q, with the default velocity-to-cutoff
+  modulator in its SF2.01 form) and the vibrato LFO to pitch;
 * zones are mixed to mono (pan is ignored) and a release tail follows note-off.
 
-Not modelled: modulators stored in the file (pmod/imod are parsed, not applied;
-only the spec's default velocity modulators are), the modulation envelope and
-modulation LFO, exclusive classes, reverb/chorus, pan. Sample data is memory-mapped,
-and each render touches only the slices of the zones it plays.
+Not modelled: modulators stored in the file (pmod/imod records are skipped; only the
+spec's default velocity modulators apply), the modulation envelope and modulation LFO,
+exclusive classes, reverb/chorus, pan, compressed (sf3) samples. Sample data is
+memory-mapped, and each render touches only the slices of the zones it plays.
 """
 
 from __future__ import annotations

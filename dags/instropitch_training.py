@@ -1,0 +1,91 @@
+"""
+### instropitch_training
+
+Trains every model in `models/*.yaml` (pitch and instrument CNNs) on the combined table
+and keeps the best one of each as the MLflow registry alias `champion`.
+
+Runs nightly at 02:00 UTC **or** as soon as `instropitch_etl` publishes a changed
+`instruments_notes_spectrogram` Asset; trigger it by hand with params to train only some
+models or to override the epochs (`airflow dags trigger instropitch_training -c '{"epochs": 3}'`).
+
+1. `snapshot` — the combined table frozen into one seeded, stratified 75/25 split (MLflow artifact of a parent run).
+2. `train` — mapped over the model YAMLs: one child MLflow run each, registered as `instropitch-<name>`.
+3. `promote` — mapped: the new version becomes `champion` only if it beats the current one on the same split.
+4. `close_parent` — marks the parent run finished or failed.
+
+Tracking server from `MLFLOW_TRACKING_URI`; warehouse from connection `postgres_default`.
+Logic lives in `include/instropitch/training_pipeline.py`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
+
+COMBINED_TABLE = Asset(
+    name="instruments_notes_spectrogram",
+    uri="postgres://warehouse:5432/postgres/public/instruments_notes_spectrogram",
+)
+
+
+@dag(
+    dag_id="instropitch_training",
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 2 * * *", timezone="UTC"), assets=COMBINED_TABLE),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["instropitch", "training", "mlflow"],
+    default_args={"owner": "instropitch", "retries": 2, "retry_delay": timedelta(minutes=1)},
+    params={
+        "models": Param(
+            [], type="array", items={"type": "string"}, description="model names to train (empty: every models/*.yaml)"
+        ),
+        "epochs": Param(
+            None, type=["null", "integer"], minimum=0, maximum=1000, description="override every model's epochs"
+        ),
+        "seed": Param(42, type="integer", description="seed of the train/test split"),
+    },
+)
+def instropitch_training():
+    @task
+    def snapshot() -> dict:
+        from instropitch import training_pipeline
+        from instropitch.connections import warehouse_engine
+
+        context = get_current_context()
+        return training_pipeline.make_snapshot(warehouse_engine(), context["run_id"], seed=context["params"]["seed"])
+
+    @task
+    def model_paths() -> list[str]:
+        from instropitch import training_pipeline
+
+        return training_pipeline.model_paths(get_current_context()["params"]["models"] or None)
+
+    @task(max_active_tis_per_dagrun=2)
+    def train(model_path: str, snapshot_info: dict) -> dict:
+        from instropitch import training_pipeline
+
+        return training_pipeline.train(model_path, snapshot_info, get_current_context()["params"]["epochs"])
+
+    @task
+    def promote(trained: dict, snapshot_info: dict) -> dict:
+        from instropitch import training_pipeline
+
+        return training_pipeline.promote(trained, snapshot_info)
+
+    @task(trigger_rule="all_done", retries=0)
+    def close_parent(snapshot_info: dict) -> None:
+        from instropitch import training_pipeline
+
+        training_pipeline.close_parent(snapshot_info)
+
+    frozen = snapshot()
+    trained = train.partial(snapshot_info=frozen).expand(model_path=model_paths())
+    decisions = promote.partial(snapshot_info=frozen).expand(trained=trained)
+    decisions >> close_parent(frozen)
+
+
+instropitch_training()

@@ -1,0 +1,711 @@
+"""Which instrument plays this note, and which note is it? Both CNNs behind one call.
+
+A `Predictor` holds the pitch and the instrument Keras models, the label layout each was
+trained with and the `FeatureConfig` their spectrograms must be computed with. It is
+loaded from one of:
+
+* the MLflow model registry: `instropitch-pitch` and `instropitch-instrument` at the
+  alias `champion` (default), another alias, or a given version of each
+  (`Predictor.from_registry(versions={"pitch": "3"})`). The features come from the preset
+  each model logged in its label layout (`features`), checked against its `feature_digest`;
+* an export folder written by `Predictor.export(dir)` / `instropitch export --out DIR`:
+  both `.keras` models, `labels.json`, `features.json` (the full feature config, so no
+  preset lookup) and `manifest.json` (versions, test accuracies). Loading it needs no
+  MLflow server (`Predictor.from_export(dir)`).
+
+`Predictor.load()` picks an export when given one (or `$INSTROPITCH_EXPORT_DIR` is set)
+and the registry otherwise. Prediction reads only the seconds of audio the spectrograms
+need (`features.compute_features`); `predict_many` computes a batch of spectrograms and
+calls each model once per batch. A file that cannot be used (not a WAV, truncated,
+silent, ...) gives a `Prediction` with `error` set, never an exception.
+
+TensorFlow, Keras and MLflow are imported inside the functions: the Airflow API server
+imports this module through the plugin and must not pay for TensorFlow until a request.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from instropitch import audio
+from instropitch.features import FeatureConfig, SpectrogramConfig, compute_features, get_preset
+from instropitch.tinysol import INSTRUMENT_BY_ABBR, midi_to_note_octave, midi_to_pitch
+
+ROLES: tuple[str, ...] = ("pitch", "instrument")
+"""The two models, by spec name (registered as `instropitch-pitch`, `instropitch-instrument`)."""
+ROLE_LABEL = {"pitch": "midi", "instrument": "instrument"}
+"""What each role must predict (the `label` of its model spec)."""
+
+CHAMPION = "champion"
+ENV_EXPORT_DIR = "INSTROPITCH_EXPORT_DIR"
+"""An export folder to serve instead of the registry (read by `Predictor.load`)."""
+
+EXPORT_FORMAT = "instropitch-export"
+EXPORT_VERSION = 1
+MANIFEST_FILENAME = "manifest.json"
+LABELS_FILENAME = "labels.json"
+FEATURES_FILENAME = "features.json"
+
+DEFAULT_TOP_K = 3
+DEFAULT_BATCH_SIZE = 64
+_MODEL_CHUNK = 256
+
+
+class PredictorError(RuntimeError):
+    """The models cannot be found, loaded, or do not fit together; the message says which and why."""
+
+
+# ----------------------------------------------------------------------- results
+
+
+@dataclass
+class Prediction:
+    """The answer for one file, or `error` (the reason it could not be analysed)."""
+
+    file: str
+    instrument: str | None = None
+    instrument_abbr: str | None = None
+    instrument_confidence: float | None = None
+    note: str | None = None
+    octave: int | None = None
+    pitch: str | None = None
+    midi: int | None = None
+    pitch_confidence: float | None = None
+    top_k: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    error: str | None = None
+    error_type: str | None = field(default=None, repr=False)
+    """Class name of the failure (e.g. `NotAWavError`, `SilentAudioError`, `FileNotFoundError`)."""
+    spectrograms: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    """The model inputs (`pitch`, `instrument`: frames × bands), when asked for."""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape: every field for a prediction, `file` and `error` for a failure."""
+        if self.error is not None:
+            return {"file": self.file, "error": self.error}
+        return {
+            "file": self.file,
+            "instrument": self.instrument,
+            "instrument_abbr": self.instrument_abbr,
+            "instrument_confidence": self.instrument_confidence,
+            "note": self.note,
+            "octave": self.octave,
+            "pitch": self.pitch,
+            "midi": self.midi,
+            "pitch_confidence": self.pitch_confidence,
+            "top_k": self.top_k,
+        }
+
+    @classmethod
+    def failure(cls, file: str, exc: BaseException) -> Prediction:
+        if isinstance(exc, audio.AudioError):
+            reason = exc.reason
+        elif isinstance(exc, OSError) and exc.strerror:
+            reason = exc.strerror
+        else:
+            reason = str(exc) or type(exc).__name__
+        return cls(file=file, error=reason, error_type=type(exc).__name__)
+
+
+def _confidence(p: float) -> float:
+    return round(float(p), 4)
+
+
+# ------------------------------------------------------------------------ models
+
+
+@dataclass
+class ModelInfo:
+    """Where one model came from: what `/models`, the manifest and the CLI report."""
+
+    role: str
+    registered_model: str | None = None
+    version: str | None = None
+    alias: str | None = None
+    test_accuracy: float | None = None
+    run_id: str | None = None
+    source_uri: str | None = None
+    feature_preset: str | None = None
+    feature_digest: str | None = None
+    data_digest: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Model:
+    """One Keras CNN with the label layout it was trained with."""
+
+    keras: Any
+    label: str
+    input: str
+    class_names: list[str]
+    class_values: list[Any]
+    input_shape: tuple[int, int]
+    layout: dict[str, Any]
+    info: ModelInfo
+
+    def proba(self, x: np.ndarray) -> np.ndarray:
+        """(N, frames, bands) -> (N, n_classes); a direct call (no `predict` loop) in chunks."""
+        if len(x) == 0:
+            return np.zeros((0, len(self.class_names)), dtype=np.float32)
+        parts = [
+            np.asarray(self.keras(x[i : i + _MODEL_CHUNK], training=False)) for i in range(0, len(x), _MODEL_CHUNK)
+        ]
+        return np.concatenate(parts).astype(np.float64)
+
+
+def _model_from_layout(role: str, keras_model: Any, layout: Mapping[str, Any], info: ModelInfo, where: str) -> _Model:
+    from instropitch.snapshot import class_values
+
+    try:
+        label = str(layout["label"])
+        model_input = str(layout["input"])
+        names = [str(n) for n in layout["class_names"]]
+        shape = tuple(int(n) for n in layout["input_shape"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PredictorError(f"{where}: the label layout lacks {exc}; was it logged by instropitch training?") from None
+    if label != ROLE_LABEL[role]:
+        raise PredictorError(
+            f"{where}: the {role} model must predict {ROLE_LABEL[role]!r}, this one predicts {label!r}"
+        )
+    if model_input not in ("pitch", "instrument"):
+        raise PredictorError(f"{where}: unknown input {model_input!r}; expected 'pitch' or 'instrument'")
+    outputs = int(keras_model.output_shape[-1])
+    if outputs != len(names):
+        raise PredictorError(f"{where}: the model has {outputs} outputs but its layout names {len(names)} classes")
+    values = class_values(label, names)
+    if label == "instrument":
+        unknown = [v for v in values if v not in INSTRUMENT_BY_ABBR]
+        if unknown:
+            raise PredictorError(f"{where}: unknown instrument classes {unknown}")
+    return _Model(keras_model, label, model_input, names, list(values), shape, dict(layout), info)
+
+
+def _combined_features(
+    models: Mapping[str, _Model], configs: Mapping[str, SpectrogramConfig], fallback: FeatureConfig
+) -> FeatureConfig:
+    """One `FeatureConfig` whose `pitch`/`instrument` slots are what the models reading them need.
+
+    `configs[role]` is the config of the spectrogram `role`'s model reads (its `input`). A
+    slot no model reads keeps `fallback`'s (it is computed and unused).
+    """
+    slots: dict[str, SpectrogramConfig] = {}
+    for role, model in models.items():
+        cfg = configs[role]
+        if model.input in slots and slots[model.input] != cfg:
+            raise PredictorError(
+                f"both models read the {model.input!r} spectrogram but were trained on different settings of it"
+            )
+        slots[model.input] = cfg
+        if tuple(cfg.shape) != model.input_shape:
+            raise PredictorError(
+                f"the {role} model reads spectrograms of shape {model.input_shape}, its feature config "
+                f"gives {cfg.shape}: the features changed since training"
+            )
+    return FeatureConfig(
+        pitch=slots.get("pitch", fallback.pitch), instrument=slots.get("instrument", fallback.instrument)
+    )
+
+
+# --------------------------------------------------------------------- predictor
+
+
+class Predictor:
+    """Both CNNs, their class layouts and the feature config they were trained on."""
+
+    def __init__(self, pitch: _Model, instrument: _Model, features: FeatureConfig, *, source: str, location: str):
+        self.pitch_model = pitch
+        self.instrument_model = instrument
+        self.features = features
+        self.source = source
+        self.location = location
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        from_export: str | os.PathLike | None = None,
+        versions: Mapping[str, str] | None = None,
+        alias: str = CHAMPION,
+        tracking_uri: str | None = None,
+    ) -> Predictor:
+        """An export if given (or `$INSTROPITCH_EXPORT_DIR` is set), else the registry."""
+        export_dir = from_export or os.environ.get(ENV_EXPORT_DIR) or None
+        if export_dir and not versions:
+            return cls.from_export(export_dir)
+        if export_dir and from_export:
+            raise PredictorError("model versions come from the registry: give either an export folder or versions")
+        return cls.from_registry(versions, alias=alias, tracking_uri=tracking_uri)
+
+    @classmethod
+    def from_registry(
+        cls,
+        versions: Mapping[str, str] | None = None,
+        *,
+        alias: str = CHAMPION,
+        tracking_uri: str | None = None,
+    ) -> Predictor:
+        """Load `instropitch-pitch` and `instropitch-instrument` from the MLflow registry.
+
+        `versions` maps a role to a version number (`"3"`) or an alias (`"@challenger"`);
+        a role not named takes `alias`. The tracking server is `tracking_uri` or
+        `$MLFLOW_TRACKING_URI`.
+        """
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        from instropitch import registry
+
+        unknown = sorted(set(versions or {}) - set(ROLES))
+        if unknown:
+            raise PredictorError(f"unknown model(s) {unknown}; known: {', '.join(ROLES)}")
+        if tracking_uri:
+            mlflow.set_tracking_uri(tracking_uri)
+        uri = mlflow.get_tracking_uri()
+        client = mlflow.MlflowClient()
+        models: dict[str, _Model] = {}
+        configs: dict[str, SpectrogramConfig] = {}
+        presets: dict[str, FeatureConfig] = {}
+        for role in ROLES:
+            name = registry.registered_name(role)
+            wanted = str((versions or {}).get(role) or f"@{alias}")
+            try:
+                if wanted.startswith("@"):
+                    used_alias: str | None = wanted[1:]
+                    mv = client.get_model_version_by_alias(name, used_alias)
+                else:
+                    used_alias = None
+                    mv = client.get_model_version(name, wanted)
+            except MlflowException as exc:
+                what = f"alias {wanted[1:]!r}" if wanted.startswith("@") else f"version {wanted}"
+                raise PredictorError(
+                    f"no {what} of registered model {name!r} at {uri} ({_first_line(exc)}); "
+                    "train and promote one (the training DAG), pick another with --model-version, "
+                    "or predict from an export with --from-export DIR"
+                ) from None
+            version = str(mv.version)
+            try:
+                loaded = registry.load_model(f"models:/{name}/{version}")
+            except (MlflowException, OSError, ValueError) as exc:
+                raise PredictorError(f"cannot load {name} version {version} from {uri}: {_first_line(exc)}") from None
+            tags = dict(mv.tags or {})
+            score = tags.get(registry.TAG_NEW_SCORE) or tags.get("test_accuracy")
+            layout = dict(loaded.info)
+            info = ModelInfo(
+                role=role,
+                registered_model=name,
+                version=version,
+                alias=used_alias,
+                test_accuracy=float(score) if score else None,
+                run_id=mv.run_id,
+                source_uri=f"models:/{name}/{version}",
+                feature_preset=layout.get("features"),
+                feature_digest=layout.get("feature_digest") or None,
+                data_digest=layout.get("data_digest") or None,
+            )
+            where = f"{name} v{version}"
+            model = _model_from_layout(role, loaded.model, layout, info, where)
+            preset_name = layout.get("features")
+            if not preset_name:
+                raise PredictorError(f"{where}: its label layout names no features preset")
+            try:
+                preset = get_preset(str(preset_name))
+            except ValueError as exc:
+                raise PredictorError(f"{where}: {exc}") from None
+            digest = layout.get("feature_digest")
+            if digest and digest != preset.digest():
+                raise PredictorError(
+                    f"{where} was trained on features {digest}, but preset {preset_name!r} now computes "
+                    f"{preset.digest()}: the feature code or preset changed since training; retrain the model, "
+                    "or predict from an export made when they matched"
+                )
+            models[role] = model
+            configs[role] = getattr(preset, model.input)
+            presets[role] = preset
+        features = _combined_features(models, configs, presets["pitch"])
+        return cls(models["pitch"], models["instrument"], features, source="registry", location=uri)
+
+    @classmethod
+    def from_export(cls, directory: str | os.PathLike) -> Predictor:
+        """Load a folder written by `export` (no MLflow involved)."""
+        from instropitch.cnn import configure_tensorflow
+
+        root = Path(directory)
+        manifest_path = root / MANIFEST_FILENAME
+        if not manifest_path.is_file():
+            raise PredictorError(f"{root} is not an instropitch export: no {MANIFEST_FILENAME}")
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            layouts = json.loads((root / LABELS_FILENAME).read_text())
+            features = FeatureConfig.from_dict(json.loads((root / FEATURES_FILENAME).read_text()))
+        except (OSError, ValueError) as exc:
+            raise PredictorError(f"{root}: cannot read the export: {exc}") from None
+        if manifest.get("format") != EXPORT_FORMAT or int(manifest.get("version", 0)) > EXPORT_VERSION:
+            raise PredictorError(
+                f"{root}: {MANIFEST_FILENAME} is not a version {EXPORT_VERSION} {EXPORT_FORMAT} manifest "
+                f"(format {manifest.get('format')!r}, version {manifest.get('version')!r})"
+            )
+
+        configure_tensorflow()
+        import keras
+
+        models: dict[str, _Model] = {}
+        for role in ROLES:
+            entry = (manifest.get("models") or {}).get(role)
+            if not entry or role not in layouts:
+                raise PredictorError(f"{root}: the export has no {role} model")
+            path = root / str(entry.get("file") or f"{role}.keras")
+            try:
+                keras_model = keras.saving.load_model(path, compile=False)
+            except Exception as exc:  # Keras raises many kinds for a bad file
+                raise PredictorError(f"{path}: cannot load the Keras model: {_first_line(exc)}") from None
+            known = {k: entry.get(k) for k in ModelInfo.__dataclass_fields__ if k != "role"}
+            info = ModelInfo(role=role, **known)
+            models[role] = _model_from_layout(role, keras_model, layouts[role], info, str(path))
+        configs = {role: getattr(features, model.input) for role, model in models.items()}
+        combined = _combined_features(models, configs, features)
+        if combined != features:
+            raise PredictorError(f"{root}: {FEATURES_FILENAME} does not fit the models' inputs")
+        return cls(models["pitch"], models["instrument"], features, source="export", location=str(root.resolve()))
+
+    # ------------------------------------------------------------------ export
+
+    def export(self, out_dir: str | os.PathLike) -> Path:
+        """Write a self-contained folder `from_export` can load; returns its path.
+
+        The folder is built next to `out_dir` and renamed into place, so a reader never
+        sees half an export. An existing export there is replaced; any other non-empty
+        folder is refused.
+        """
+        out = Path(out_dir)
+        if out.exists():
+            if not out.is_dir():
+                raise PredictorError(f"{out} exists and is not a folder")
+            if any(out.iterdir()) and not _is_export(out):
+                raise PredictorError(f"{out} is a non-empty folder that is not an instropitch export; not replacing it")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+        try:
+            staging.chmod(0o755)  # mkdtemp makes it private; an export is meant to be shared
+            manifest_models: dict[str, Any] = {}
+            layouts: dict[str, Any] = {}
+            for role, model in self.models.items():
+                filename = f"{role}.keras"
+                model.keras.save(staging / filename)
+                layouts[role] = _jsonable(model.layout)
+                manifest_models[role] = {**model.info.to_dict(), "file": filename}
+            (staging / LABELS_FILENAME).write_text(json.dumps(layouts, indent=1))
+            (staging / FEATURES_FILENAME).write_text(json.dumps(self.features.to_dict(), indent=1))
+            manifest = {
+                "format": EXPORT_FORMAT,
+                "version": EXPORT_VERSION,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "exported_from": {"source": self.source, "location": redact_uri(self.location)},
+                "feature_digest": self.features.digest(),
+                "versions": _package_versions(),
+                "models": manifest_models,
+            }
+            (staging / MANIFEST_FILENAME).write_text(json.dumps(manifest, indent=1))
+            if out.exists():
+                shutil.rmtree(out)
+            staging.rename(out)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return out
+
+    # --------------------------------------------------------------- describing
+
+    @property
+    def models(self) -> dict[str, _Model]:
+        return {"pitch": self.pitch_model, "instrument": self.instrument_model}
+
+    def describe(self) -> dict[str, Any]:
+        """Where the models come from, their versions and test accuracies, the feature digest."""
+        return {
+            "source": self.source,
+            "location": redact_uri(self.location),
+            "models": {role: model.info.to_dict() for role, model in self.models.items()},
+            "feature_digest": self.features.digest(),
+            "input_shapes": {role: list(model.input_shape) for role, model in self.models.items()},
+        }
+
+    # --------------------------------------------------------------- predicting
+
+    def predict_file(
+        self,
+        source: audio.Source,
+        name: str | None = None,
+        *,
+        top_k: int = DEFAULT_TOP_K,
+        max_duration: float | None = audio.DEFAULT_MAX_DURATION,
+        keep_spectrograms: bool = False,
+    ) -> Prediction:
+        """Predict one file (a path, bytes or a binary file object); `name` labels it."""
+        label = name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<bytes>")
+        return self.predict_many(
+            [(label, source)], top_k=top_k, max_duration=max_duration, keep_spectrograms=keep_spectrograms
+        )[0]
+
+    def predict_many(
+        self,
+        sources: Iterable[audio.Source | tuple[str, audio.Source]],
+        *,
+        top_k: int = DEFAULT_TOP_K,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_duration: float | None = audio.DEFAULT_MAX_DURATION,
+        keep_spectrograms: bool = False,
+        progress: Callable[[str], None] | None = None,
+    ) -> list[Prediction]:
+        """Predictions in input order; see `iter_predictions`."""
+        return list(
+            self.iter_predictions(
+                sources,
+                top_k=top_k,
+                batch_size=batch_size,
+                max_duration=max_duration,
+                keep_spectrograms=keep_spectrograms,
+                progress=progress,
+            )
+        )
+
+    def iter_predictions(
+        self,
+        sources: Iterable[audio.Source | tuple[str, audio.Source]],
+        *,
+        top_k: int = DEFAULT_TOP_K,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_duration: float | None = audio.DEFAULT_MAX_DURATION,
+        keep_spectrograms: bool = False,
+        progress: Callable[[str], None] | None = None,
+    ) -> Iterator[Prediction]:
+        """Yield one `Prediction` per source, in order, computed `batch_size` files at a time.
+
+        Each item is a path, bytes, or `(name, source)`. Spectrograms of a batch are stacked
+        and each model is called once per batch. `progress(name)` is called as each file's
+        spectrograms are done (or it fails).
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        batch: list[tuple[str, audio.Source]] = []
+        for item in sources:
+            if isinstance(item, tuple):
+                batch.append((str(item[0]), item[1]))
+            else:
+                batch.append((os.fspath(item) if isinstance(item, (str, os.PathLike)) else "<bytes>", item))
+            if len(batch) >= batch_size:
+                yield from self._predict_batch(batch, top_k, max_duration, keep_spectrograms, progress)
+                batch = []
+        if batch:
+            yield from self._predict_batch(batch, top_k, max_duration, keep_spectrograms, progress)
+
+    def _predict_batch(
+        self,
+        batch: Sequence[tuple[str, audio.Source]],
+        top_k: int,
+        max_duration: float | None,
+        keep_spectrograms: bool,
+        progress: Callable[[str], None] | None,
+    ) -> list[Prediction]:
+        results: list[Prediction | None] = [None] * len(batch)
+        good: list[int] = []
+        inputs: dict[str, list[np.ndarray]] = {"pitch": [], "instrument": []}
+        for i, (name, source) in enumerate(batch):
+            try:
+                with audio.open_source(source, name) as src:
+                    info = audio.read_info(src, max_duration=max_duration)
+                    feats = compute_features(src, self.features, info=info)
+            except (audio.AudioError, OSError, ValueError, TypeError) as exc:
+                results[i] = Prediction.failure(name, exc)
+                if progress is not None:
+                    progress(name)
+                continue
+            good.append(i)
+            inputs["pitch"].append(feats.pitch)
+            inputs["instrument"].append(feats.instrument)
+            if progress is not None:
+                progress(name)
+        if good:
+            stacked = {k: np.stack(v).astype(np.float32, copy=False) for k, v in inputs.items()}
+            with self._lock:
+                p_pitch = self.pitch_model.proba(stacked[self.pitch_model.input])
+                p_inst = self.instrument_model.proba(stacked[self.instrument_model.input])
+            k = max(0, int(top_k))
+            for row, i in enumerate(good):
+                result = self._prediction(batch[i][0], p_pitch[row], p_inst[row], k)
+                if keep_spectrograms:
+                    result.spectrograms = {"pitch": stacked["pitch"][row], "instrument": stacked["instrument"][row]}
+                results[i] = result
+        return [r for r in results if r is not None]
+
+    def _prediction(self, file: str, p_pitch: np.ndarray, p_inst: np.ndarray, top_k: int) -> Prediction:
+        inst_order = np.argsort(-p_inst, kind="stable")
+        pitch_order = np.argsort(-p_pitch, kind="stable")
+        inst_values = self.instrument_model.class_values
+        pitch_values = self.pitch_model.class_values
+
+        def instrument_entry(j: int) -> dict[str, Any]:
+            abbr = str(inst_values[j])
+            return {
+                "instrument": INSTRUMENT_BY_ABBR[abbr].name,
+                "instrument_abbr": abbr,
+                "confidence": _confidence(p_inst[j]),
+            }
+
+        def pitch_entry(j: int) -> dict[str, Any]:
+            midi = int(pitch_values[j])
+            note, octave = midi_to_note_octave(midi)
+            return {
+                "pitch": midi_to_pitch(midi),
+                "note": note,
+                "octave": octave,
+                "midi": midi,
+                "confidence": _confidence(p_pitch[j]),
+            }
+
+        best_inst = instrument_entry(int(inst_order[0]))
+        best_pitch = pitch_entry(int(pitch_order[0]))
+        return Prediction(
+            file=file,
+            instrument=best_inst["instrument"],
+            instrument_abbr=best_inst["instrument_abbr"],
+            instrument_confidence=best_inst["confidence"],
+            note=best_pitch["note"],
+            octave=best_pitch["octave"],
+            pitch=best_pitch["pitch"],
+            midi=best_pitch["midi"],
+            pitch_confidence=best_pitch["confidence"],
+            top_k={
+                "instrument": [instrument_entry(int(j)) for j in inst_order[:top_k]],
+                "pitch": [pitch_entry(int(j)) for j in pitch_order[:top_k]],
+            },
+        )
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:500]
+
+
+def redact_uri(uri: str) -> str:
+    """`scheme://user:secret@host/...` -> `scheme://***@host/...`: locations are shown to users."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return uri
+    if "@" not in parts.netloc:
+        return uri
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
+def _is_export(path: Path) -> bool:
+    try:
+        return json.loads((path / MANIFEST_FILENAME).read_text()).get("format") == EXPORT_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+
+
+def _package_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for dist in ("instropitch", "keras", "tensorflow-cpu", "tensorflow", "numpy", "mlflow"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def parse_versions(text: str | None) -> dict[str, str]:
+    """`"pitch=3,instrument=@challenger"` -> {"pitch": "3", "instrument": "@challenger"}."""
+    if not text:
+        return {}
+    out: dict[str, str] = {}
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        role, sep, value = part.partition("=")
+        role, value = role.strip(), value.strip()
+        if not sep or role not in ROLES or not value:
+            raise ValueError(
+                f"bad model version {part!r}: expected ROLE=VERSION or ROLE=@ALIAS with ROLE one of "
+                f"{', '.join(ROLES)}, e.g. pitch=3,instrument=2"
+            )
+        if not (value.isdigit() or (value.startswith("@") and len(value) > 1)):
+            raise ValueError(f"bad model version {part!r}: {value!r} is neither a version number nor @alias")
+        out[role] = value
+    return out
+
+
+_GLOB_CHARS = set("*?[")
+
+
+def find_wavs(patterns: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Expand files, folders (every `*.wav` below, any case) and globs; (files, patterns matching nothing).
+
+    Order: the patterns' order, files sorted within a folder or glob; duplicates dropped.
+    A named file is kept whatever its extension (the prediction will say if it is no WAV).
+    """
+    files: list[str] = []
+    missing: list[str] = []
+    seen: set[str] = set()
+
+    def add(path: str) -> None:
+        key = os.path.normpath(path)
+        if key not in seen:
+            seen.add(key)
+            files.append(path)
+
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            found = sorted(
+                str(p) for p in path.rglob("*") if p.suffix.lower() == ".wav" and (p.is_file() or p.is_symlink())
+            )
+            if not found:
+                missing.append(f"{pattern}: no .wav files in this folder")
+            for f in found:
+                add(f)
+        elif path.exists() or path.is_symlink():
+            add(pattern)
+        elif _GLOB_CHARS & set(pattern):
+            found = sorted(glob.glob(pattern, recursive=True))
+            found = [f for f in found if not os.path.isdir(f)]
+            if not found:
+                missing.append(f"{pattern}: no file matches")
+            for f in found:
+                add(f)
+        else:
+            missing.append(f"{pattern}: no such file or folder")
+    return files, missing

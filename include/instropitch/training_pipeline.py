@@ -1,0 +1,140 @@
+"""The steps behind the `instropitch_training` DAG, one function per task.
+
+`snapshot` freezes the combined table into one train/test split stored as an MLflow
+artifact of a parent run; every `train` task (one per `models/*.yaml`) and every
+`promote` reads that same artifact, so both models are trained and judged on the same
+notes. Only small JSON (URIs, versions, scores) crosses task boundaries.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine
+
+from instropitch import warehouse
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT = "instropitch"
+MODELS_DIR = Path(os.environ.get("INSTROPITCH_MODELS_DIR", Path(__file__).resolve().parents[2] / "models"))
+
+
+def ensure_experiment(name: str = EXPERIMENT) -> str:
+    """Create the experiment once (artifacts under `$INSTROPITCH_ARTIFACT_ROOT` when set); return its id."""
+    import mlflow
+
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    root = os.environ.get("INSTROPITCH_ARTIFACT_ROOT")
+    location = Path(root).resolve().as_uri() if root and "://" not in root else root
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except Exception:  # created meanwhile by a concurrent task
+        return mlflow.get_experiment_by_name(name).experiment_id
+
+
+def model_paths(names: list[str] | None = None, models_dir: Path | None = None) -> list[str]:
+    """YAML files of the models to train: all of `models/`, or those named (unknown name -> error)."""
+    from instropitch.modelspec import load_specs
+
+    specs = load_specs(models_dir or MODELS_DIR)
+    if names:
+        known = {s.name: s for s in specs}
+        unknown = sorted(set(names) - set(known))
+        if unknown:
+            raise ValueError(f"unknown model(s) {unknown}; models/ holds {sorted(known)}")
+        specs = [known[n] for n in names]
+    return [str(s.source) for s in specs]
+
+
+def make_snapshot(engine: Engine, run_label: str = "", seed: int = 42, test_size: float = 0.25) -> dict[str, Any]:
+    """Read the combined table, split it, and store the snapshot under a new parent run."""
+    import mlflow
+
+    from instropitch.features import PRESETS
+    from instropitch.snapshot import create_snapshot, log_snapshot
+
+    rows = list(warehouse.iter_combined(engine))
+    if not rows:
+        raise ValueError("instruments_notes_spectrogram is empty: run instropitch_etl first")
+    digests = {r.feature_digest for r in rows}
+    if len(digests) != 1:
+        raise ValueError(f"the combined table mixes feature configs {sorted(digests)}")
+    (feature_digest,) = digests
+    preset = next((name for name, config in PRESETS.items() if config.digest() == feature_digest), "")
+    snapshot = create_snapshot(
+        [r.path for r in rows],
+        [r.midi for r in rows],
+        [r.instrument for r in rows],
+        [r.fold for r in rows],
+        np.stack([r.pitch_spectrogram for r in rows]),
+        np.stack([r.instrument_spectrogram for r in rows]),
+        seed=seed,
+        test_size=test_size,
+        feature_digest=feature_digest,
+        feature_preset=preset,
+    )
+    experiment_id = ensure_experiment()
+    client = mlflow.MlflowClient()
+    parent = client.create_run(
+        experiment_id,
+        run_name=f"training {run_label}".strip(),
+        tags={"instropitch.kind": "pipeline", "airflow.run_id": run_label},
+    )
+    uri = log_snapshot(snapshot, run_id=parent.info.run_id)
+    log.info(
+        "snapshot %s: %d notes (%d test), digest %s, stratified by %s",
+        uri,
+        len(snapshot),
+        snapshot.n_test,
+        snapshot.digest,
+        snapshot.stratify,
+    )
+    return {"snapshot_uri": uri, "parent_run_id": parent.info.run_id, "digest": snapshot.digest, "notes": len(snapshot)}
+
+
+def train(model_path: str, snapshot_info: dict[str, Any], epochs: int | None = None) -> dict[str, Any]:
+    """Train one model YAML on the shared snapshot as a child run; register its version."""
+    from instropitch.modelspec import load_spec
+    from instropitch.snapshot import download_snapshot
+    from instropitch.training import train_and_log
+
+    spec = load_spec(model_path)
+    snapshot = download_snapshot(snapshot_info["snapshot_uri"])
+    result = train_and_log(spec, snapshot, epochs_override=epochs, parent_run_id=snapshot_info["parent_run_id"])
+    log.info(
+        "%s: test accuracy %.4f, version %s, run %s", spec.name, result.test_accuracy, result.version, result.run_id
+    )
+    return {"model": spec.name, **result.to_dict()}
+
+
+def promote(trained: dict[str, Any], snapshot_info: dict[str, Any]) -> dict[str, Any]:
+    """Give the new version `champion` only if it beats the current one on the same test split."""
+    from instropitch import registry
+    from instropitch.snapshot import download_snapshot
+
+    snapshot = download_snapshot(snapshot_info["snapshot_uri"])
+    decision = registry.promote(trained["model"], trained["version"], snapshot)
+    log.info("%s v%s: %s", trained["model"], trained["version"], decision.reason)
+    return decision.to_dict()
+
+
+def close_parent(snapshot_info: dict[str, Any]) -> str:
+    """Mark the parent run FINISHED if every child run finished, else FAILED; return the status."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    parent = client.get_run(snapshot_info["parent_run_id"])
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    ok = bool(children) and all(c.info.status == "FINISHED" for c in children)
+    status = "FINISHED" if ok else "FAILED"
+    client.set_terminated(parent.info.run_id, status=status)
+    return status

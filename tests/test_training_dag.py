@@ -1,0 +1,71 @@
+"""`instropitch_training` after `instropitch_etl`: real Airflow, PostgreSQL and an MLflow store."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from instropitch import local_airflow, objectstore
+
+pytestmark = pytest.mark.e2e
+
+PREFIX = "TinySOL/"
+
+
+def mlflow_client(env: dict[str, str]):
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"], registry_uri=env["MLFLOW_TRACKING_URI"])
+
+
+def asset_events(env: dict[str, str]) -> list[tuple[str, str]]:
+    """(asset name, extra) of every Asset event in Airflow's metadata database."""
+    db = Path(env["AIRFLOW_HOME"]) / "airflow.db"
+    with sqlite3.connect(db) as conn:
+        return conn.execute(
+            "SELECT a.name, e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id ORDER BY e.id"
+        ).fetchall()
+
+
+def test_training_after_etl_logs_registers_and_promotes(airflow_env, engine, s3, bucket, small_dataset):
+    objectstore.upload_folder(s3, bucket, PREFIX, small_dataset)
+    before = len(asset_events(airflow_env))
+    etl = local_airflow.dags_test("instropitch_etl", airflow_env, {"bucket": bucket, "prefix": PREFIX})
+    assert etl.ok, etl.tail(60)
+    events = asset_events(airflow_env)[before:]
+    assert [name for name, _ in events] == ["instruments_notes_spectrogram"]  # the outlet fired
+
+    first = local_airflow.dags_test("instropitch_training", airflow_env, {"epochs": 2})
+    assert first.ok, first.tail(80)
+
+    client = mlflow_client(airflow_env)
+    experiment = client.get_experiment_by_name("instropitch")
+    runs = client.search_runs([experiment.experiment_id], filter_string="tags.`instropitch.kind` = 'train'")
+    assert sorted(r.data.tags["instropitch.model"] for r in runs) == ["instrument", "pitch"]
+    parents = {r.data.tags.get("mlflow.parentRunId") for r in runs}
+    assert len(parents) == 1 and None not in parents  # one parent run groups the pair
+    assert client.get_run(parents.pop()).info.status == "FINISHED"
+    for run in runs:
+        metrics = run.data.metrics
+        assert 0.0 <= metrics["test_accuracy"] <= 1.0 and "test_macro_f1" in metrics
+        assert run.data.tags["data_digest"]
+        history = client.get_metric_history(run.info.run_id, "loss")
+        assert len(history) == 2  # per-epoch
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"confusion_matrix.png", "misclassified.png", "classification_report.csv"} <= artifacts
+    pitch_run = next(r for r in runs if r.data.tags["instropitch.model"] == "pitch")
+    assert {"test_note_accuracy", "test_octave_accuracy"} <= set(pitch_run.data.metrics)
+    for name in ("instropitch-pitch", "instropitch-instrument"):
+        champion = client.get_model_version_by_alias(name, "champion")
+        assert str(champion.version) == "1"
+
+    # a deliberately worse model (0 epochs: untrained) never takes `champion`
+    worse = local_airflow.dags_test("instropitch_training", airflow_env, {"epochs": 0})
+    assert worse.ok, worse.tail(80)
+    for name in ("instropitch-pitch", "instropitch-instrument"):
+        assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+        latest = client.get_model_version(name, "2")
+        assert latest.tags["promotion.decision"] == "rejected"
+        assert latest.tags["promotion.new_score"] and latest.tags["promotion.champion_score"]  # both scores recorded

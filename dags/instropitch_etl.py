@@ -24,10 +24,9 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-COMBINED_TABLE = Asset(
-    name="instruments_notes_spectrogram",
-    uri="postgres://warehouse:5432/postgres/public/instruments_notes_spectrogram",
-)
+# Named by the table it stands for. A name-only Asset (no URI scheme) keeps DAG parsing
+# fast: a scheme makes Airflow load every provider's URI handlers (~1.4 s) at parse time.
+COMBINED_TABLE = Asset(name="instruments_notes_spectrogram")
 
 
 def _run_id() -> str:

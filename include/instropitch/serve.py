@@ -323,7 +323,8 @@ def create_app(
 
 def _too_large(limit: int, size: int | None = None) -> str:
     got = f"{size:,} bytes" if size is not None else "the upload"
-    return f"too large: {got} is over the {limit:,}-byte ({limit / 1048576:g} MB) limit"
+    human = f"{limit / 1048576:.1f} MB" if limit >= 1048576 else f"{limit / 1024:.0f} KB"
+    return f"too large: {got} is over the {limit:,}-byte ({human}) limit"
 
 
 async def _limited(stream: AsyncIterator[bytes], cap: int) -> AsyncIterator[bytes]:

@@ -1,0 +1,544 @@
+"""Prediction: the Predictor on registry champions and exports, batching, bad files, the CLI.
+
+The models are real: `train_and_log` trains tiny CNNs on spectrograms of synthesized WAVs
+(three instruments with distinct harmonic recipes, six pitches) and registers them in a
+sqlite MLflow store, the champions get the alias. `trained_store()` builds that once per
+test session; test_serve, test_pyfunc and test_plugin import it from here.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from instropitch import audio
+
+SR = 22050
+TRAIN_INSTRUMENTS = ("Fl", "ClBb", "Vn")
+TRAIN_PITCHES = (60, 62, 64, 65, 67, 69)
+TRAIN_AMPLITUDES = (0.2, 0.5, 0.8)
+
+
+# ----------------------------------------------------------------- shared store
+
+
+def tone(abbr: str, midi: int, *, seconds: float = 1.5, amp: float = 0.5, seed: int = 0, sr: int = SR) -> np.ndarray:
+    """A synthetic note: flute ~ sine, clarinet ~ odd harmonics, violin ~ sawtooth with a sharp attack."""
+    rng = np.random.default_rng(seed)
+    f0 = 440.0 * 2 ** ((midi - 69) / 12) * (1 + rng.normal(0, 0.002))
+    t = np.arange(int(seconds * sr)) / sr
+    if abbr == "Fl":
+        partials, attack = {1: 1.0, 2: 0.1}, 0.08
+    elif abbr == "ClBb":
+        partials, attack = {1: 1.0, 3: 0.6, 5: 0.4, 7: 0.25, 9: 0.15}, 0.03
+    else:
+        partials, attack = {n: 1.0 / n for n in range(1, 12)}, 0.01
+    y = sum(
+        a * np.sin(2 * np.pi * n * f0 * t + rng.uniform(0, 2 * np.pi)) for n, a in partials.items() if n * f0 < sr / 2
+    )
+    y = y * np.minimum(1, t / attack) * np.minimum(1, (seconds - t) / 0.05)
+    y = y / np.abs(y).max() * amp + rng.normal(0, 1e-3, len(t))
+    return y.astype(np.float32)
+
+
+def wav_bytes(samples: np.ndarray, sr: int = SR, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    audio.write_wav(buf, samples, sr, **kwargs)
+    return buf.getvalue()
+
+
+@dataclass
+class Store:
+    root: Path
+    uri: str
+    train_dir: Path
+    versions: dict[str, str]  # role -> champion version
+    accuracies: dict[str, float]
+
+
+_STORE: dict[str, Store] = {}
+
+TRAINING = {"epochs": 25, "batch_size": 16, "learning_rate": 0.01, "seed": 3, "early_stopping": None}
+SPECS = {
+    "pitch": {"label": "midi", "input": "pitch", "pool": [2, 1]},
+    "instrument": {"label": "instrument", "input": "instrument", "pool": 2},
+}
+
+
+def trained_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """Champions `instropitch-pitch` v1 and `instropitch-instrument` v1 (plus a pitch v2 with no alias)."""
+    if "store" in _STORE:
+        return _STORE["store"]
+    import mlflow
+
+    from instropitch.features import compute_features, get_preset
+    from instropitch.modelspec import parse_spec
+    from instropitch.snapshot import create_snapshot
+    from instropitch.training import train_and_log
+
+    root = tmp_path_factory.mktemp("predict-store")
+    train_dir = root / "train"
+    train_dir.mkdir()
+    config = get_preset("default")
+    rows: dict[str, list] = {"paths": [], "midi": [], "instrument": [], "pitch": [], "spec": []}
+    for abbr in TRAIN_INSTRUMENTS:
+        for midi in TRAIN_PITCHES:
+            for k, amp in enumerate(TRAIN_AMPLITUDES):
+                path = train_dir / f"{abbr}-{midi}-{k}.wav"
+                audio.write_wav(path, tone(abbr, midi, amp=amp, seed=midi * 10 + k), SR)
+                feats = compute_features(path, config)
+                rows["paths"].append(str(path))
+                rows["midi"].append(midi)
+                rows["instrument"].append(abbr)
+                rows["pitch"].append(feats.pitch)
+                rows["spec"].append(feats.instrument)
+    n = len(rows["paths"])
+    snapshot = create_snapshot(
+        rows["paths"],
+        rows["midi"],
+        rows["instrument"],
+        np.zeros(n, int),
+        np.stack(rows["pitch"]),
+        np.stack(rows["spec"]),
+        seed=1,
+        feature_digest=config.digest(),
+        feature_preset="default",
+    )
+    uri = f"sqlite:///{root}/mlflow.db"
+    versions: dict[str, str] = {}
+    accuracies: dict[str, float] = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        client = mlflow.MlflowClient()
+        client.create_experiment("instropitch", artifact_location=str(root / "artifacts"))
+        for role, spec in SPECS.items():
+            model_spec = parse_spec(
+                {
+                    "name": role,
+                    "label": spec["label"],
+                    "input": spec["input"],
+                    "architecture": {
+                        "conv_blocks": [{"filters": 8, "kernel": 3, "pool": spec["pool"]}],
+                        "batch_norm": False,
+                        "pooling": "time_avg",
+                        "dense": [32],
+                        "dropout": 0.0,
+                    },
+                    "training": TRAINING,
+                }
+            )
+            result = train_and_log(model_spec, snapshot)
+            assert result.test_accuracy >= 0.9, f"the tiny {role} model did not learn: {result.metrics}"
+            client.set_registered_model_alias(f"instropitch-{role}", "champion", result.version)
+            versions[role] = result.version
+            accuracies[role] = result.test_accuracy
+        # pitch v2: the same weights registered again, a lower recorded accuracy, no alias
+        v1 = client.get_model_version("instropitch-pitch", versions["pitch"])
+        v2 = client.create_model_version(
+            "instropitch-pitch", v1.source, run_id=v1.run_id, tags={"test_accuracy": "0.5"}
+        )
+        assert str(v2.version) == "2"
+    store = Store(root=root, uri=uri, train_dir=train_dir, versions=versions, accuracies=accuracies)
+    _STORE["store"] = store
+    return store
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory) -> Store:
+    return trained_store(tmp_path_factory)
+
+
+@pytest.fixture
+def tracking(store, monkeypatch) -> str:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
+    monkeypatch.delenv("INSTROPITCH_EXPORT_DIR", raising=False)
+    return store.uri
+
+
+_PREDICTOR: dict[str, object] = {}
+
+
+def champion_predictor(store: Store):
+    """The champions loaded once for the session (loading costs a second or two)."""
+    if "champion" not in _PREDICTOR:
+        from instropitch.predict import Predictor
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("MLFLOW_TRACKING_URI", store.uri)
+            _PREDICTOR["champion"] = Predictor.from_registry()
+    return _PREDICTOR["champion"]
+
+
+@pytest.fixture(scope="session")
+def predictor(store):
+    return champion_predictor(store)
+
+
+def write_batch(folder: Path) -> dict[str, tuple[str, int] | None]:
+    """Good notes in several encodings plus a corrupt file and silence; name -> (abbr, midi) or None."""
+    folder.mkdir(parents=True, exist_ok=True)
+    expected: dict[str, tuple[str, int] | None] = {}
+    audio.write_wav(folder / "violin-A4.wav", tone("Vn", 69, amp=0.6, seed=901), SR)
+    expected["violin-A4.wav"] = ("Vn", 69)
+    audio.write_wav(folder / "flute-E4.wav", tone("Fl", 64, amp=0.4, seed=902), SR)
+    expected["flute-E4.wav"] = ("Fl", 64)
+    stereo = np.stack([tone("ClBb", 67, amp=0.5, seed=903), tone("ClBb", 67, amp=0.45, seed=903)], axis=1)
+    audio.write_wav(folder / "clarinet-G4-stereo24.wav", stereo, SR, bits=24)
+    expected["clarinet-G4-stereo24.wav"] = ("ClBb", 67)
+    audio.write_wav(folder / "violin-C4-48k.wav", tone("Vn", 60, amp=0.5, seed=904, sr=48000), 48000)
+    expected["violin-C4-48k.wav"] = ("Vn", 60)
+    (folder / "corrupt.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00")
+    expected["corrupt.wav"] = None
+    audio.write_wav(folder / "silence.wav", np.zeros(SR, np.float32), SR)
+    expected["silence.wav"] = None
+    return expected
+
+
+# -------------------------------------------------------------------- predictor
+
+
+def test_predict_file_gives_the_documented_json(predictor, store):
+    from instropitch.predict import Prediction
+
+    result = predictor.predict_file(wav_bytes(tone("Vn", 69, amp=0.5, seed=77)), name="my-note.wav", top_k=3)
+    assert isinstance(result, Prediction) and result.ok
+    d = result.to_dict()
+    assert list(d) == [
+        "file",
+        "instrument",
+        "instrument_abbr",
+        "instrument_confidence",
+        "note",
+        "octave",
+        "pitch",
+        "midi",
+        "pitch_confidence",
+        "top_k",
+    ]
+    assert d["file"] == "my-note.wav"
+    assert (d["instrument"], d["instrument_abbr"]) == ("Violin", "Vn")
+    assert (d["note"], d["octave"], d["pitch"], d["midi"]) == ("A", 4, "A4", 69)
+    assert 0.5 < d["instrument_confidence"] <= 1 and 0.5 < d["pitch_confidence"] <= 1
+    assert len(d["top_k"]["instrument"]) == 3 and len(d["top_k"]["pitch"]) == 3
+    assert d["top_k"]["instrument"][0] == {
+        "instrument": "Violin",
+        "instrument_abbr": "Vn",
+        "confidence": d["instrument_confidence"],
+    }
+    assert d["top_k"]["pitch"][0] == {
+        "pitch": "A4",
+        "note": "A",
+        "octave": 4,
+        "midi": 69,
+        "confidence": d["pitch_confidence"],
+    }
+    confidences = [e["confidence"] for e in d["top_k"]["pitch"]]
+    assert confidences == sorted(confidences, reverse=True)
+    json.dumps(d)  # plain JSON types only
+
+    described = predictor.describe()
+    assert described["source"] == "registry"
+    for role in ("pitch", "instrument"):
+        info = described["models"][role]
+        assert info["version"] == store.versions[role] and info["alias"] == "champion"
+        assert info["test_accuracy"] == pytest.approx(store.accuracies[role], abs=1e-6)
+        assert info["feature_preset"] == "default"
+
+
+def test_predict_many_calls_each_model_once_per_batch(predictor, tmp_path):
+    expected = write_batch(tmp_path)
+    files = [str(tmp_path / name) for name in expected] + [str(tmp_path / "violin-A4.wav")]
+
+    calls: dict[str, list[int]] = {"pitch": [], "instrument": []}
+    originals = {role: model.keras for role, model in predictor.models.items()}
+
+    class Counting:
+        def __init__(self, role, model):
+            self.role, self.model = role, model
+
+        def __call__(self, x, **kwargs):
+            calls[self.role].append(len(x))
+            return self.model(x, **kwargs)
+
+    try:
+        for role, model in predictor.models.items():
+            model.keras = Counting(role, originals[role])
+        results = predictor.predict_many(files)
+        assert calls == {"pitch": [5], "instrument": [5]}  # 7 files, 2 unusable, one call each
+        calls["pitch"].clear(), calls["instrument"].clear()
+        again = predictor.predict_many(files, batch_size=3)
+        assert calls == {"pitch": [3, 1, 1], "instrument": [3, 1, 1]}
+    finally:
+        for role, model in predictor.models.items():
+            model.keras = originals[role]
+
+    assert [r.file for r in results] == files  # input order, failures in place
+    assert [r.to_dict() for r in again] == [r.to_dict() for r in results]
+    for r in results:
+        want = expected[Path(r.file).name]
+        if want is None:
+            assert not r.ok
+        else:
+            assert r.ok, r.error
+            assert (r.instrument_abbr, r.midi) == want, r.file
+
+
+def test_unusable_files_give_error_results_not_exceptions(predictor, tmp_path):
+    write_batch(tmp_path)
+    (tmp_path / "notes.txt").write_text("this is not audio")
+    sources = [
+        str(tmp_path / "silence.wav"),
+        str(tmp_path / "corrupt.wav"),
+        str(tmp_path / "missing.wav"),
+        str(tmp_path / "notes.txt"),
+        str(tmp_path),
+        ("empty.wav", b""),
+        ("too-long.wav", wav_bytes(np.full(8000 * 5, 0.1, np.float32), 8000)),
+    ]
+    results = predictor.predict_many(sources, max_duration=3.0)
+    by_name = {Path(r.file).name: r for r in results}
+    assert all(not r.ok for r in results)
+    assert by_name["silence.wav"].error.startswith("silent")
+    assert by_name["silence.wav"].error_type == "SilentAudioError"
+    assert by_name["corrupt.wav"].error.startswith("truncated")
+    assert by_name["missing.wav"].error == "No such file or directory"
+    assert by_name["notes.txt"].error.startswith("not a WAV file") and "text" in by_name["notes.txt"].error
+    assert by_name[tmp_path.name].error == "Is a directory"
+    assert by_name["empty.wav"].error == "empty file (0 bytes)"
+    assert by_name["too-long.wav"].error.startswith("too long")
+    assert by_name["silence.wav"].to_dict() == {
+        "file": str(tmp_path / "silence.wav"),
+        "error": by_name["silence.wav"].error,
+    }
+
+
+def test_versions_and_aliases_select_other_models(store, tracking):
+    from instropitch.predict import Predictor, PredictorError, parse_versions
+
+    assert parse_versions("pitch=2, instrument=@champion") == {"pitch": "2", "instrument": "@champion"}
+    assert parse_versions("") == {}
+    for bad in ("pitch", "bass=2", "pitch=two", "pitch=@"):
+        with pytest.raises(ValueError, match="bad model version|ROLE"):
+            parse_versions(bad)
+
+    chosen = Predictor.from_registry({"pitch": "2"})
+    models = chosen.describe()["models"]
+    assert models["pitch"]["version"] == "2" and models["pitch"]["alias"] is None
+    assert models["pitch"]["test_accuracy"] == 0.5
+    assert models["instrument"]["version"] == store.versions["instrument"]
+    assert models["instrument"]["alias"] == "champion"
+
+    with pytest.raises(PredictorError, match=r"no alias 'nope' of registered model 'instropitch-pitch'.*--from-export"):
+        Predictor.from_registry(alias="nope")
+    with pytest.raises(PredictorError, match="no version 99 of registered model 'instropitch-instrument'"):
+        Predictor.from_registry({"instrument": "99"})
+
+
+def test_changed_features_are_refused(store, tracking, monkeypatch):
+    import dataclasses
+
+    from instropitch import predict
+    from instropitch.features import get_preset
+
+    real = get_preset("default")
+    changed = dataclasses.replace(real, pitch=dataclasses.replace(real.pitch, n_fft=4096))
+    monkeypatch.setattr(predict, "get_preset", lambda name: changed)
+    with pytest.raises(predict.PredictorError, match="changed since training"):
+        predict.Predictor.from_registry()
+
+
+def test_find_wavs_expands_folders_and_globs(tmp_path):
+    from instropitch.predict import find_wavs
+
+    (tmp_path / "a" / "deep").mkdir(parents=True)
+    for name in ("a/one.wav", "a/deep/two.WAV", "a/skip.txt", "b.wav", "c.wav"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "empty").mkdir()
+    files, missing = find_wavs(
+        [
+            str(tmp_path / "a"),
+            str(tmp_path / "*.wav"),
+            str(tmp_path / "b.wav"),  # already matched by the glob: not twice
+            str(tmp_path / "nothing-*.wav"),
+            str(tmp_path / "gone.wav"),
+            str(tmp_path / "empty"),
+            str(tmp_path / "a" / "skip.txt"),  # named explicitly: kept, the prediction will judge it
+        ]
+    )
+    rel = [os.path.relpath(f, tmp_path) for f in files]
+    assert rel == ["a/deep/two.WAV", "a/one.wav", "b.wav", "c.wav", "a/skip.txt"]
+    assert [m.split(": ", 1)[1] for m in missing] == [
+        "no file matches",
+        "no such file or folder",
+        "no .wav files in this folder",
+    ]
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_predicts_a_mixed_batch(store, tracking, tmp_path, capsys):
+    from instropitch.cli import main
+
+    expected = write_batch(tmp_path / "batch")
+    code = main(["predict", str(tmp_path / "batch"), str(tmp_path / "nowhere.wav")])
+    out, err = capsys.readouterr()
+    assert code == 1
+    err_lines = err.strip().splitlines()
+    assert f"instropitch: {tmp_path / 'nowhere.wav'}: no such file or folder" in err_lines
+    assert any(line.startswith(f"instropitch: {tmp_path / 'batch' / 'corrupt.wav'}: truncated") for line in err_lines)
+    assert any(line.startswith(f"instropitch: {tmp_path / 'batch' / 'silence.wav'}: silent") for line in err_lines)
+    assert len(err_lines) == 3
+
+    lines = out.strip().splitlines()
+    assert lines[0].split() == ["file", "instrument", "conf", "pitch", "note", "octave", "midi", "conf"]
+    rows = {Path(line.split()[0]).name: line for line in lines[1:]}
+    assert set(rows) == {name for name, want in expected.items() if want}
+    from instropitch.tinysol import INSTRUMENT_BY_ABBR, midi_to_pitch
+
+    for name, want in expected.items():
+        if want:
+            abbr, midi = want
+            assert f"{INSTRUMENT_BY_ABBR[abbr].name} ({abbr})" in rows[name]
+            assert f" {midi_to_pitch(midi)} " in rows[name] and f" {midi} " in rows[name]
+
+
+def test_cli_json_and_json_lines(store, tracking, tmp_path, capsys):
+    from instropitch.cli import main
+
+    expected = write_batch(tmp_path)
+    assert main(["predict", str(tmp_path / "*.wav"), "--json", "--top-k", "2"]) == 1
+    out, err = capsys.readouterr()
+    array = json.loads(out)
+    assert [Path(r["file"]).name for r in array] == sorted(expected)
+    for r in array:
+        want = expected[Path(r["file"]).name]
+        if want is None:
+            assert set(r) == {"file", "error"}
+            assert f"instropitch: {r['file']}: {r['error']}" in err
+        else:
+            assert (r["instrument_abbr"], r["midi"]) == want
+            assert len(r["top_k"]["pitch"]) == 2
+
+    assert main(["predict", str(tmp_path / "violin-A4.wav"), str(tmp_path / "flute-E4.wav"), "--jsonl"]) == 0
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.strip().splitlines()]
+    assert [(r["instrument_abbr"], r["pitch"]) for r in rows] == [("Vn", "A4"), ("Fl", "E4")]
+    assert err == ""
+
+
+def test_cli_model_version_and_errors(store, tracking, tmp_path, capsys):
+    from instropitch.cli import main
+
+    note = tmp_path / "violin-A4.wav"
+    audio.write_wav(note, tone("Vn", 69, seed=5), SR)
+    assert main(["predict", str(note), "--json", "--model-version", "pitch=2"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["pitch"] == "A4"
+
+    assert main(["predict", str(note), "--model-version", "pitch=two"]) == 1
+    assert "bad model version 'pitch=two'" in capsys.readouterr().err
+    assert main(["predict", str(note), "--model-version", "pitch=42"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("instropitch: no version 42 of registered model 'instropitch-pitch'")
+    assert main(["predict", str(tmp_path / "none-*.wav")]) == 1
+    err = capsys.readouterr().err
+    assert "no file matches" in err and "no WAV files to predict" in err
+
+
+def test_cli_progress_bar_only_on_a_terminal(predictor, store, tracking, tmp_path, capsys, monkeypatch):
+    from instropitch.cli import main
+
+    for i in range(21):
+        audio.write_wav(tmp_path / f"n{i:02d}.wav", tone("Fl", 62, amp=0.3, seed=i), SR)
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["predict", str(tmp_path), "--batch-size", "8"]) == 0
+    assert "21/21" in terminal.getvalue()
+    assert len(capsys.readouterr().out.strip().splitlines()) == 22
+
+    terminal.seek(0), terminal.truncate()
+    assert main(["predict", str(tmp_path), "--jsonl"]) == 0
+    assert terminal.getvalue() == ""  # no bar with JSON output
+    assert len(capsys.readouterr().out.strip().splitlines()) == 21
+
+
+# ------------------------------------------------------------------------ export
+
+
+def test_export_then_predict_without_mlflow(store, tracking, tmp_path, capsys, monkeypatch):
+    import mlflow
+
+    from instropitch.cli import main
+    from instropitch.predict import Predictor
+
+    out = tmp_path / "export"
+    assert main(["export", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"exported to {out}" in printed and "instropitch-pitch v1" in printed
+    assert sorted(p.name for p in out.iterdir()) == [
+        "features.json",
+        "instrument.keras",
+        "labels.json",
+        "manifest.json",
+        "pitch.keras",
+    ]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["format"] == "instropitch-export"
+    for role in ("pitch", "instrument"):
+        assert manifest["models"][role]["version"] == store.versions[role]
+        assert manifest["models"][role]["test_accuracy"] == pytest.approx(store.accuracies[role], abs=1e-6)
+    labels = json.loads((out / "labels.json").read_text())
+    assert labels["pitch"]["label"] == "midi" and len(labels["pitch"]["class_names"]) == 89
+
+    # no MLflow from here on: no tracking URI, and any use of the client or artifacts fails loudly
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("predicting from an export must not touch MLflow")
+
+    monkeypatch.setattr(mlflow, "MlflowClient", forbidden)
+    monkeypatch.setattr(mlflow.artifacts, "download_artifacts", forbidden)
+    note = tmp_path / "clarinet-D4.wav"
+    audio.write_wav(note, tone("ClBb", 62, amp=0.5, seed=44), SR)
+    assert main(["predict", str(note), "--from-export", str(out), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["instrument"], row["pitch"], row["note"], row["octave"]) == ("Clarinet in Bb", "D4", "D", 4)
+
+    monkeypatch.setenv("INSTROPITCH_EXPORT_DIR", str(out))
+    loaded = Predictor.load()
+    assert loaded.source == "export" and loaded.describe()["models"]["pitch"]["version"] == store.versions["pitch"]
+    assert loaded.predict_file(note).to_dict() == {**row, "file": str(note)}
+
+    # re-exporting over an export replaces it; any other folder is refused
+    loaded.export(out)
+    assert Predictor.from_export(out).describe()["feature_digest"] == manifest["feature_digest"]
+
+
+def test_export_refuses_a_folder_that_is_not_an_export(predictor, tmp_path):
+    from instropitch.predict import Predictor, PredictorError
+
+    other = tmp_path / "precious"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(PredictorError, match="not an instropitch export"):
+        predictor.export(other)
+    assert (other / "keep.txt").read_text() == "mine"
+    with pytest.raises(PredictorError, match="no manifest.json"):
+        Predictor.from_export(other)
+    broken = predictor.export(tmp_path / "broken")
+    shutil.copy(broken / "pitch.keras", broken / "instrument.keras")  # the wrong model in the instrument slot
+    with pytest.raises(PredictorError, match="instrument"):
+        Predictor.from_export(broken)

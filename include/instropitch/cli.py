@@ -7,8 +7,11 @@ runs, so `instropitch --help` and quick commands start fast.
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 
@@ -221,6 +224,47 @@ def _add_model_options(p: argparse.ArgumentParser, *, export: bool = True) -> No
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from instropitch import demo
+
+    options = demo.DemoOptions(
+        home=Path(args.home) if args.home else _home(),
+        scale=args.scale,
+        seed=args.seed,
+        epochs=args.epochs,
+        train=not args.no_training,
+        keep_running=args.keep_running,
+    )
+    return demo.run(options)
+
+
+def _home() -> Path:
+    from instropitch.stack import default_home
+
+    return default_home()
+
+
+def _cmd_stack(args: argparse.Namespace) -> int:
+    from instropitch import stack
+
+    home = Path(args.home) if args.home else _home()
+    if args.action == "up":
+        services = stack.up(home)
+        if args.data:
+            from instropitch.demo import seed_bucket
+
+            print(f"uploaded {seed_bucket(services, Path(args.data))} objects from {args.data}")
+        for key, value in stack.airflow_env(services).items():
+            print(f"export {key}={shlex.quote(value)}")
+    elif args.action == "down":
+        stack.down(home)
+        print(f"stopped the services of {home} (data kept)")
+    else:
+        services = stack.Services.load(home)
+        print(json.dumps(asdict(services), indent=2) if services else f"no stack running in {home}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="instropitch",
@@ -238,6 +282,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("demo", help="run the whole pipeline on embedded services (what `make demo` runs)")
+    p.add_argument("--home", help="where data and services live (default: $INSTROPITCH_HOME or ./.instropitch)")
+    p.add_argument(
+        "--scale", type=float, default=1.0, help="fraction of the full synthetic set (default: all 2,913 notes)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="synthesis seed")
+    p.add_argument("--epochs", type=int, default=None, help="override every model's epochs")
+    p.add_argument("--no-training", action="store_true", help="stop after the ETL")
+    p.add_argument("--keep-running", action="store_true", help="leave PostgreSQL and S3 running afterwards")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("stack", help="start/stop the embedded PostgreSQL and S3 server")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("--home", help="where data and services live (default: $INSTROPITCH_HOME or ./.instropitch)")
+    p.add_argument("--data", help="with `up`: upload this TinySOL-layout folder to s3://instropitch/TinySOL/")
+    p.set_defaults(func=_cmd_stack)
 
     p = sub.add_parser("dataset", help="the real TinySOL dataset")
     dsub = p.add_subparsers(dest="dataset_command", required=True, metavar="ACTION")
@@ -288,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except CliError as exc:
+    except (CliError, ValueError, FileNotFoundError) as exc:  # user-facing: one line, no traceback
         print(f"instropitch: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast lint bench clean
+.PHONY: venv demo up test test-fast lint clean
 
 venv: $(STAMP)
 
@@ -19,6 +19,9 @@ $(STAMP): requirements.txt pyproject.toml
 
 demo: venv
 	$(VENV)/bin/instropitch demo
+
+up: venv
+	$(VENV)/bin/instropitch up
 
 test: venv
 	$(PY) -m pytest

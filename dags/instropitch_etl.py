@@ -13,6 +13,8 @@ an instrument spectrogram, loads them into PostgreSQL and builds the combined ta
 6. `quality_gate` — counts, NaN/inf, every instrument present.
 7. `publish` — updates the `instruments_notes_spectrogram` Asset when the table changed.
 
+Runs daily at 01:00 UTC (new or changed objects only), or when triggered by hand.
+
 Connections: `aws_default` (S3; `endpoint_url` in extra for MinIO/moto), `postgres_default`.
 Logic lives in `include/instropitch/etl.py`; this file only wires it.
 """
@@ -21,8 +23,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Asset, CronTriggerTimetable, Param, dag, get_current_context, task
 
 # Named by the table it stands for. A name-only Asset (no URI scheme) keeps DAG parsing
 # fast: a scheme makes Airflow load every provider's URI handlers (~1.4 s) at parse time.
@@ -39,8 +40,9 @@ def _params() -> dict:
 
 @dag(
     dag_id="instropitch_etl",
-    schedule="@daily",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    # 01:00 UTC, an hour before the nightly training. No start_date: with one in the past,
+    # Airflow would run the latest missed interval as soon as the DAG is unpaused.
+    schedule=CronTriggerTimetable("0 1 * * *", timezone="UTC"),
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,

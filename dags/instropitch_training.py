@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
 
 # Named by the table it stands for. A name-only Asset (no URI scheme) keeps DAG parsing
@@ -32,8 +31,7 @@ COMBINED_TABLE = Asset(name="instruments_notes_spectrogram")
 @dag(
     dag_id="instropitch_training",
     schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 2 * * *", timezone="UTC"), assets=COMBINED_TABLE),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
+    catchup=False,  # no start_date: nothing runs for past dates when the DAG is unpaused
     max_active_runs=1,
     doc_md=__doc__,
     tags=["instropitch", "training", "mlflow"],

@@ -47,6 +47,7 @@ def test_training_after_etl_logs_registers_and_promotes(airflow_env, engine, s3,
     parents = {r.data.tags.get("mlflow.parentRunId") for r in runs}
     assert len(parents) == 1 and None not in parents  # one parent run groups the pair
     assert client.get_run(parents.pop()).info.status == "FINISHED"
+    assert len({r.data.tags["data_digest"] for r in runs}) == 1  # both models saw the same snapshot
     for run in runs:
         metrics = run.data.metrics
         assert 0.0 <= metrics["test_accuracy"] <= 1.0 and "test_macro_f1" in metrics

@@ -115,6 +115,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     if args.top_k < 0:
         raise CliError(f"--top-k must be 0 or more, got {args.top_k}")
+    if args.batch_size < 1:
+        raise CliError(f"--batch-size must be at least 1, got {args.batch_size}")
     files, missing = find_wavs(args.paths)
     for problem in missing:
         print(f"instropitch: {problem}", file=sys.stderr)
@@ -186,6 +188,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     if args.from_export and versions:
         raise CliError("--from-export and --model-version exclude each other (versions live in the registry)")
+    if args.max_upload_mb <= 0 or args.max_duration <= 0:
+        raise CliError("--max-upload-mb and --max-duration must be positive")
     if args.from_export and not Path(args.from_export).is_dir():
         raise CliError(f"{args.from_export}: no such export folder")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -265,6 +269,33 @@ def _cmd_stack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_up(args: argparse.Namespace) -> int:
+    import time
+
+    from instropitch import airflow_services, demo, stack
+
+    home = Path(args.home) if args.home else _home()
+    services = stack.up(home)
+    folder = demo.ensure_dataset(demo.dataset_dir(home, args.seed, args.scale), args.seed, args.scale)
+    print(f"s3: {demo.seed_bucket(services, folder)} objects uploaded to s3://{demo.BUCKET}/{demo.PREFIX}")
+    running = airflow_services.start(services, home / "services")
+    print(f"Airflow UI   {running.api_url}  (login {airflow_services.ADMIN_USER} / {running.admin_password})")
+    print(f"MLflow UI    {running.mlflow_url}")
+    print(f"predict page {running.api_url}/instropitch/")
+    print(f"logs         {running.home / 'logs'}")
+    print("Trigger instropitch_etl from the UI; Ctrl-C stops every service (data is kept).")
+    try:
+        while all(p.poll() is None for p in running.processes.values()):
+            time.sleep(2)
+        print("instropitch: a service exited; see its log", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        airflow_services.stop(running)
+        stack.down(home)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="instropitch",
@@ -293,6 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-training", action="store_true", help="stop after the ETL")
     p.add_argument("--keep-running", action="store_true", help="leave PostgreSQL and S3 running afterwards")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("up", help="real Airflow services (web UI, scheduler, ...) + MLflow on localhost, no Docker")
+    p.add_argument("--home", help="where data and services live (default: $INSTROPITCH_HOME or ./.instropitch)")
+    p.add_argument("--scale", type=float, default=1.0, help="fraction of the full synthetic set to upload")
+    p.add_argument("--seed", type=int, default=0, help="synthesis seed")
+    p.set_defaults(func=_cmd_up)
 
     p = sub.add_parser("stack", help="start/stop the embedded PostgreSQL and S3 server")
     p.add_argument("action", choices=["up", "down", "status"])

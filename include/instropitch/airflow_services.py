@@ -1,0 +1,211 @@
+"""Real Airflow services as local processes, for `make up` and the end-to-end test.
+
+The same set docker-compose runs, minus Docker and Celery: `airflow api-server`,
+`scheduler`, `dag-processor` and `triggerer` with the LocalExecutor on a PostgreSQL
+metadata database (the embedded pgserver), plus an MLflow tracking server that serves
+its artifacts. Every process is started in its own session so `stop()` ends it and
+everything it spawned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import text
+
+from instropitch import stack, warehouse
+
+AIRFLOW_PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer")
+ADMIN_USER = "admin"
+
+
+@dataclass
+class AirflowServices:
+    """Running Airflow + MLflow processes and how to reach them."""
+
+    home: Path
+    api_url: str
+    mlflow_url: str
+    admin_password: str
+    env: dict[str, str]
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def log(self, name: str) -> Path:
+        return self.home / "logs" / f"{name}.log"
+
+    def token(self) -> str:
+        """A JWT for the REST API v2, as the UI gets one (`POST /auth/token`)."""
+        body = json.dumps({"username": ADMIN_USER, "password": self.admin_password}).encode()
+        request = urllib.request.Request(
+            f"{self.api_url}/auth/token", data=body, headers={"Content-Type": "application/json"}, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())["access_token"]
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def ensure_database(services: stack.Services, name: str) -> None:
+    """Create a database on the embedded PostgreSQL if it does not exist."""
+    admin = warehouse.engine_for(services.pg_socket_dir, 5432, services.pg_user, None, services.pg_database)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
+        if not exists:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+
+
+def environment(
+    services: stack.Services,
+    home: Path,
+    api_port: int,
+    mlflow_port: int,
+    admin_password: str,
+    metadata_db: str = "airflow",
+    warehouse_db: str | None = None,
+) -> dict[str, str]:
+    """Airflow configuration for local services (every key is a documented Airflow option)."""
+    env = {**os.environ, **stack.airflow_env(services)}
+    passwords = home / "passwords.json"
+    passwords.write_text(json.dumps({ADMIN_USER: admin_password}))
+    if warehouse_db:
+        postgres = json.loads(env["AIRFLOW_CONN_POSTGRES_DEFAULT"])
+        postgres["schema"] = warehouse_db
+        env["AIRFLOW_CONN_POSTGRES_DEFAULT"] = json.dumps(postgres)
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home / "airflow"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
+                f"postgresql+psycopg2://{services.pg_user}@/{metadata_db}?host={services.pg_socket_dir}"
+            ),
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(stack.PROJECT_ROOT / "plugins"),
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(api_port),
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+            "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow_port}",
+            "INSTROPITCH_MLFLOW_UI_URL": f"http://127.0.0.1:{mlflow_port}",
+            "OPENBLAS_NUM_THREADS": "1",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "INSTROPITCH_TF_THREADS": "1",
+        }
+    )
+    env.pop("INSTROPITCH_ARTIFACT_ROOT", None)  # the MLflow server owns its artifacts here
+    return env
+
+
+def wait_http(url: str, timeout: float, process: subprocess.Popen | None = None, log: Path | None = None) -> None:
+    """Wait until `url` answers 2xx; fail early (with the log's tail) if the process died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and process.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+            raise RuntimeError(f"{url}: the process exited with {process.returncode}\n{tail}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status < 300:
+                    return
+        except Exception:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+        time.sleep(1)
+
+
+def _spawn(name: str, command: list[str], env: dict[str, str], home: Path) -> subprocess.Popen:
+    logs = home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    out = open(logs / f"{name}.log", "ab")
+    return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def start(
+    services: stack.Services,
+    home: Path,
+    *,
+    metadata_db: str = "airflow",
+    warehouse_db: str | None = None,
+    timeout: float = 240,
+) -> AirflowServices:
+    """Migrate the metadata database and start MLflow and the four Airflow services."""
+    home.mkdir(parents=True, exist_ok=True)
+    ensure_database(services, metadata_db)
+    api_port, mlflow_port = stack.free_port(), stack.free_port()
+    password = secrets.token_urlsafe(12)
+    env = environment(services, home, api_port, mlflow_port, password, metadata_db, warehouse_db)
+    running = AirflowServices(home, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{mlflow_port}", password, env)
+    try:
+        subprocess.run([_bin("airflow"), "db", "migrate"], env=env, check=True, capture_output=True, text=True)
+        running.processes["mlflow"] = _spawn(
+            "mlflow",
+            [
+                _bin("mlflow"),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(mlflow_port),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+                f"sqlite:///{home / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(home / "mlflow-artifacts"),
+                "--serve-artifacts",
+            ],
+            env,
+            home,
+        )
+        for name in AIRFLOW_PROCESSES:
+            running.processes[name] = _spawn(name, [_bin("airflow"), name], env, home)
+        wait_http(f"{running.mlflow_url}/health", timeout, running.processes["mlflow"], running.log("mlflow"))
+        wait_http(
+            f"{running.api_url}/api/v2/monitor/health",
+            timeout,
+            running.processes["api-server"],
+            running.log("api-server"),
+        )
+    except BaseException:
+        stop(running)
+        raise
+    return running
+
+
+def stop(running: AirflowServices, grace: float = 15) -> None:
+    """Terminate every process group (SIGTERM, then SIGKILL after `grace` seconds)."""
+    for process in running.processes.values():
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + grace
+    for process in running.processes.values():
+        try:
+            process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait(5)

@@ -9,6 +9,7 @@ everything it spawned.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -195,17 +196,13 @@ def stop(running: AirflowServices, grace: float = 15) -> None:
     """Terminate every process group (SIGTERM, then SIGKILL after `grace` seconds)."""
     for process in running.processes.values():
         if process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
     deadline = time.monotonic() + grace
     for process in running.processes.values():
         try:
             process.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             process.wait(5)

@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -272,7 +273,6 @@ class Predictor:
         `$MLFLOW_TRACKING_URI`.
         """
         import mlflow
-        from mlflow.exceptions import MlflowException
 
         from instropitch import registry
 
@@ -281,7 +281,7 @@ class Predictor:
             raise PredictorError(f"unknown model(s) {unknown}; known: {', '.join(ROLES)}")
         if tracking_uri:
             mlflow.set_tracking_uri(tracking_uri)
-        uri = mlflow.get_tracking_uri()
+        uri = redact_uri(mlflow.get_tracking_uri())
         client = mlflow.MlflowClient()
         models: dict[str, _Model] = {}
         configs: dict[str, SpectrogramConfig] = {}
@@ -296,7 +296,10 @@ class Predictor:
                 else:
                     used_alias = None
                     mv = client.get_model_version(name, wanted)
-            except MlflowException as exc:
+            except Exception as exc:  # MlflowException, or a driver / HTTP error under it
+                code = getattr(exc, "error_code", "")
+                if code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                    raise PredictorError(f"cannot read the model registry at {uri}: {_first_line(exc)}") from None
                 what = f"alias {wanted[1:]!r}" if wanted.startswith("@") else f"version {wanted}"
                 raise PredictorError(
                     f"no {what} of registered model {name!r} at {uri} ({_first_line(exc)}); "
@@ -305,8 +308,9 @@ class Predictor:
                 ) from None
             version = str(mv.version)
             try:
-                loaded = registry.load_model(f"models:/{name}/{version}")
-            except (MlflowException, OSError, ValueError) as exc:
+                with _quiet_downloads():
+                    loaded = registry.load_model(f"models:/{name}/{version}")
+            except Exception as exc:  # download, MLmodel or Keras errors of many kinds
                 raise PredictorError(f"cannot load {name} version {version} from {uri}: {_first_line(exc)}") from None
             tags = dict(mv.tags or {})
             score = tags.get(registry.TAG_NEW_SCORE) or tags.get("test_accuracy")
@@ -360,10 +364,16 @@ class Predictor:
             features = FeatureConfig.from_dict(json.loads((root / FEATURES_FILENAME).read_text()))
         except (OSError, ValueError) as exc:
             raise PredictorError(f"{root}: cannot read the export: {exc}") from None
-        if manifest.get("format") != EXPORT_FORMAT or int(manifest.get("version", 0)) > EXPORT_VERSION:
+        version = manifest.get("version") if isinstance(manifest, dict) else None
+        if (
+            not isinstance(manifest, dict)
+            or manifest.get("format") != EXPORT_FORMAT
+            or not isinstance(version, int)
+            or version > EXPORT_VERSION
+        ):
             raise PredictorError(
                 f"{root}: {MANIFEST_FILENAME} is not a version {EXPORT_VERSION} {EXPORT_FORMAT} manifest "
-                f"(format {manifest.get('format')!r}, version {manifest.get('version')!r})"
+                f"(format {manifest.get('format') if isinstance(manifest, dict) else None!r}, version {version!r})"
             )
 
         configure_tensorflow()
@@ -374,7 +384,7 @@ class Predictor:
             entry = (manifest.get("models") or {}).get(role)
             if not entry or role not in layouts:
                 raise PredictorError(f"{root}: the export has no {role} model")
-            path = root / str(entry.get("file") or f"{role}.keras")
+            path = root / Path(str(entry.get("file") or f"{role}.keras")).name  # inside the export only
             try:
                 keras_model = keras.saving.load_model(path, compile=False)
             except Exception as exc:  # Keras raises many kinds for a bad file
@@ -393,9 +403,9 @@ class Predictor:
     def export(self, out_dir: str | os.PathLike) -> Path:
         """Write a self-contained folder `from_export` can load; returns its path.
 
-        The folder is built next to `out_dir` and renamed into place, so a reader never
-        sees half an export. An existing export there is replaced; any other non-empty
-        folder is refused.
+        The folder is written beside `out_dir` and renamed into place when complete, so
+        `out_dir` never holds half an export. An existing export there is replaced; any
+        other non-empty folder is refused.
         """
         out = Path(out_dir)
         if out.exists():
@@ -603,6 +613,21 @@ class Predictor:
 
 
 # ------------------------------------------------------------------------ helpers
+
+
+@contextmanager
+def _quiet_downloads() -> Iterator[None]:
+    """No MLflow "Downloading artifacts" bars on stderr (they would mix with the CLI's output)."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    before = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
 
 
 def _first_line(exc: BaseException) -> str:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
+import pandas as pd
 
 from instropitch import audio
 
@@ -85,9 +86,8 @@ class InstroPitchModel(mlflow.pyfunc.PythonModel):
 
         self._predictor = Predictor.from_export(context.artifacts[ARTIFACT_KEY])
 
-    def predict(self, context: Any, model_input, params: dict[str, Any] | None = None):  # noqa: ANN001 - no type hint: MLflow would infer a schema from it
-        import pandas as pd
-
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        # pd.DataFrame hints: MLflow infers no schema from them (the logged signature is explicit)
         from instropitch.predict import Prediction
 
         if self._predictor is None:

@@ -31,6 +31,7 @@ import logging
 import re
 import struct
 import threading
+import time
 import zlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
@@ -74,13 +75,23 @@ def _clean_name(name: str | None) -> str:
 # ------------------------------------------------------------------ the predictor
 
 
-class PredictorHolder:
-    """Loads the predictor once, on first use, under a lock; a failure is kept and retried next time."""
+class ModelsUnavailable(RuntimeError):
+    """The last attempt to load the models failed and the retry pause has not passed yet."""
 
-    def __init__(self, factory: Callable[[], Predictor]):
+
+class PredictorHolder:
+    """Loads the predictor once, on first use, under a lock.
+
+    A failure is kept (`error`) and answered at once for `retry_s` seconds, then the next
+    request tries again: a registry that is down is not asked again by every request.
+    """
+
+    def __init__(self, factory: Callable[[], Predictor], *, retry_s: float = 30.0):
         self._factory = factory
         self._lock = threading.Lock()
         self._predictor: Predictor | None = None
+        self._failed_at: float | None = None
+        self.retry_s = retry_s
         self.error: str | None = None
         self.loading = False
 
@@ -97,12 +108,15 @@ class PredictorHolder:
             return self._predictor
         with self._lock:
             if self._predictor is None:
+                if self._failed_at is not None and time.monotonic() - self._failed_at < self.retry_s:
+                    raise ModelsUnavailable(self.error or "loading failed")
                 self.loading = True
                 try:
                     self._predictor = self._factory()
-                    self.error = None
+                    self.error, self._failed_at = None, None
                 except Exception as exc:
                     self.error = str(exc) or type(exc).__name__
+                    self._failed_at = time.monotonic()
                     log.warning("instropitch: cannot load the models: %s", self.error)
                     raise
                 finally:
@@ -157,6 +171,7 @@ def create_app(
     max_duration_s: float = DEFAULT_MAX_DURATION_S,
     preload: bool = False,
     max_concurrent: int = 2,
+    load_retry_s: float = 30.0,
 ) -> FastAPI:
     """The page and the API around one lazily loaded `Predictor` (see the module doc).
 
@@ -164,13 +179,14 @@ def create_app(
     or the registry champions at `$MLFLOW_TRACKING_URI`). `preload=True` loads it at
     startup (uvicorn runs the lifespan; an app mounted inside another one, as in Airflow,
     does not, and loads on the first request). At most `max_concurrent` predictions run
-    at once (the rest wait).
+    at once (the rest wait). After a failed load, requests get 503 at once for
+    `load_retry_s` seconds before the next attempt.
     """
     if max_upload_bytes < 1:
         raise ValueError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
     if not max_duration_s > 0:
         raise ValueError(f"max_duration_s must be positive, got {max_duration_s}")
-    holder = PredictorHolder(predictor_factory or _default_factory)
+    holder = PredictorHolder(predictor_factory or _default_factory, retry_s=load_retry_s)
     body_cap = max_upload_bytes + FORM_OVERHEAD_BYTES
     busy = asyncio.Semaphore(max_concurrent)
 
@@ -208,7 +224,9 @@ def create_app(
         try:
             return await run_in_threadpool(holder.get)
         except Exception as exc:
-            return _error(503, f"the models are not available: {str(exc) or type(exc).__name__}")
+            response = _error(503, f"the models are not available: {str(exc) or type(exc).__name__}")
+            response.headers["Retry-After"] = str(max(1, round(holder.retry_s)))
+            return response
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:

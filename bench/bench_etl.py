@@ -203,7 +203,9 @@ def run_dag(services: stack.Services, home: Path, shard_size: int) -> dict[str, 
     shutil.copyfile(result.log_path, kept)
     out["dag_log"] = str(kept)
     log = result.log_path.read_text(errors="replace")
-    shard_seconds = [float(line.split(" in ")[1].split(" s ")[0]) for line in log.splitlines() if "shard loaded" in line]
+    shard_seconds = [
+        float(line.split(" in ")[1].split(" s ")[0]) for line in log.splitlines() if "shard loaded" in line
+    ]
     out["dag_transform_tasks"] = len(shard_seconds)
     out["dag_transform_s"] = sum(shard_seconds)
     out["dag_rows"] = warehouse.table_counts(engine)["instruments_notes_spectrogram"]

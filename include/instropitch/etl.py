@@ -162,7 +162,7 @@ WHOLE_OBJECT_MAX = 2 * 1024 * 1024
 """Objects up to this size are fetched with one GET instead of ranged reads of the parts needed.
 
 A GET costs far more than its bytes: ~6 ms of CPU per request (boto3 plus the loopback moto
-server) against ~1.3 ms per MB on the 2-core bench, and 20–50 ms of latency on AWS against
+server) against ~4 ms per MB on the 2-core bench, and 20–50 ms of latency on AWS against
 ~10 ms per MB. The ranged path needs 3 GETs per note (header, pitch window, instrument
 window), so for TinySOL's notes (0.2–0.9 MB) one whole-object GET is the cheaper read;
 longer recordings keep fetching only the seconds the features use.

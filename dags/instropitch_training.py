@@ -11,7 +11,8 @@ models or to override the epochs (`airflow dags trigger instropitch_training -c 
 1. `snapshot` — the combined table frozen into one seeded, stratified 75/25 split (MLflow artifact of a parent run).
 2. `train` — mapped over the model YAMLs: one child MLflow run each, registered as `instropitch-<name>`.
 3. `promote` — mapped: the new version becomes `champion` only if it beats the current one on the same split.
-4. `close_parent` — marks the parent run finished or failed.
+4. `publish_serving_model` — registers the combined pyfunc `instropitch@champion` when a champion changed.
+5. `close_parent` — marks the parent run finished or failed.
 
 Tracking server from `MLFLOW_TRACKING_URI`; warehouse from connection `postgres_default`.
 Logic lives in `include/instropitch/training_pipeline.py`.
@@ -73,6 +74,12 @@ def instropitch_training():
 
         return training_pipeline.promote(trained, snapshot_info)
 
+    @task
+    def publish_serving_model(decisions: list[dict]) -> dict:
+        from instropitch import training_pipeline
+
+        return training_pipeline.publish_serving_model(list(decisions))
+
     @task(trigger_rule="all_done", retries=0)
     def close_parent(snapshot_info: dict) -> None:
         from instropitch import training_pipeline
@@ -82,7 +89,7 @@ def instropitch_training():
     frozen = snapshot()
     trained = train.partial(snapshot_info=frozen).expand(model_path=model_paths())
     decisions = promote.partial(snapshot_info=frozen).expand(trained=trained)
-    decisions >> close_parent(frozen)
+    publish_serving_model(decisions) >> close_parent(frozen)
 
 
 instropitch_training()

@@ -465,7 +465,9 @@ def test_silence_check() -> None:
     with pytest.raises(SilentAudioError, match="a.wav: silent: .* digital silence"):
         audio.ensure_audible(np.zeros(100, np.float32), "a.wav")
     with pytest.raises(SilentAudioError, match="-100 dBFS"):
-        audio.ensure_audible(np.full(100, 1e-5, np.float32), "a.wav")
+        audio.ensure_audible(np.float32([1e-5, -1e-5] * 50), "a.wav")
+    with pytest.raises(SilentAudioError, match="digital silence"):  # constant DC is inaudible
+        audio.ensure_audible(np.full(100, 0.5, np.float32), "a.wav")
     with pytest.raises(SilentAudioError):
         audio.ensure_audible(np.zeros(0, np.float32), "a.wav")
 

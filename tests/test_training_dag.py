@@ -62,6 +62,11 @@ def test_training_after_etl_logs_registers_and_promotes(airflow_env, engine, s3,
         champion = client.get_model_version_by_alias(name, "champion")
         assert str(champion.version) == "1"
 
+    serving = client.get_model_version_by_alias(
+        "instropitch", "champion"
+    )  # the combined pyfunc for `mlflow models serve`
+    assert str(serving.version) == "1"
+
     # a deliberately worse model (0 epochs: untrained) never takes `champion`
     worse = local_airflow.dags_test("instropitch_training", airflow_env, {"epochs": 0})
     assert worse.ok, worse.tail(80)
@@ -70,3 +75,4 @@ def test_training_after_etl_logs_registers_and_promotes(airflow_env, engine, s3,
         latest = client.get_model_version(name, "2")
         assert latest.tags["promotion.decision"] == "rejected"
         assert latest.tags["promotion.new_score"] and latest.tags["promotion.champion_score"]  # both scores recorded
+    assert str(client.get_model_version_by_alias("instropitch", "champion").version) == "1"  # nothing changed

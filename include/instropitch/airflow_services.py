@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -58,7 +59,9 @@ def _bin(name: str) -> str:
 
 
 def ensure_database(services: stack.Services, name: str) -> None:
-    """Create a database on the embedded PostgreSQL if it does not exist."""
+    """Create a database on the embedded PostgreSQL if it does not exist (a plain identifier only)."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", name):
+        raise ValueError(f"database name {name!r} must be a plain identifier (letters, digits, _)")
     admin = warehouse.engine_for(services.pg_socket_dir, 5432, services.pg_user, None, services.pg_database)
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()

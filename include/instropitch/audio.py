@@ -132,6 +132,10 @@ class SilentAudioError(AudioError):
     """The segment analysed is digital silence (or below `SILENCE_THRESHOLD`)."""
 
 
+class TooShortError(AudioError):
+    """Shorter than a note can be (a click): nothing to tell the pitch or instrument from."""
+
+
 # ------------------------------------------------------------------------- the header
 
 
@@ -549,8 +553,11 @@ def load(
 
 
 def ensure_audible(y: np.ndarray, name: str, what: str = "the audio", threshold: float = SILENCE_THRESHOLD) -> None:
-    """Raise `SilentAudioError` if `y` peaks below `threshold` (nothing to analyse, no 0/0 later)."""
-    peak = float(np.max(np.abs(y))) if len(y) else 0.0
+    """Raise `SilentAudioError` if `y` peaks below `threshold` around its mean (nothing to analyse, no 0/0 later).
+
+    The mean is removed first: a constant (DC) signal is as inaudible as zeros.
+    """
+    peak = float(np.max(np.abs(y - y.mean()))) if len(y) else 0.0
     if peak < threshold:
         level = f"{20 * math.log10(peak):.0f} dBFS" if peak > 0 else "digital silence"
         raise SilentAudioError(

@@ -430,6 +430,10 @@ def needed_byte_ranges(info: audio.WavInfo, config: FeatureConfig) -> list[tuple
     return [(o, n) for o, n in merged]
 
 
+MIN_NOTE_DURATION = 0.05
+"""Seconds; anything shorter is a click, not a note (refused with `audio.TooShortError`)."""
+
+
 def compute_features(
     source: audio.Source,
     config: FeatureConfig,
@@ -445,6 +449,11 @@ def compute_features(
     """
     with audio.open_source(source, name) as src:
         info = info or audio.read_info(src)
+        if info.duration < MIN_NOTE_DURATION:
+            raise audio.TooShortError(
+                src.name,
+                f"too short: {info.duration * 1000:.1f} ms, a note lasts at least {MIN_NOTE_DURATION * 1000:.0f} ms",
+            )
         arrays = {}
         for what, cfg, start, length in _segments(info, config):
             y = audio.read_segment(src, start, length, cfg.sample_rate, info=info)

@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from instropitch.stack import Services, airflow_env
 
@@ -59,8 +60,28 @@ class DagTestResult:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def secrets_in(env: dict[str, str]) -> list[str]:
+    """Values to mask in logs: connection passwords and variables named like secrets."""
+    found = []
+    for key, value in env.items():
+        if key.startswith("AIRFLOW_CONN_"):
+            try:
+                password = json.loads(value).get("password")
+            except (ValueError, AttributeError):
+                password = urlsplit(value).password
+            if password:
+                found.append(password)
+        elif any(word in key for word in ("PASSWORD", "SECRET")) and value:
+            found.append(value)
+    return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
+
+
 def dags_test(dag_id: str, env: dict[str, str], conf: dict | None = None, log_dir: Path | None = None) -> DagTestResult:
-    """Run one DAG run with `airflow dags test`; its log goes to a file (it is long)."""
+    """Run one DAG run with `airflow dags test`; its log goes to a file (it is long).
+
+    `dags test` prints task logs without Airflow's secrets masker, so every line is masked
+    here before it is written: no connection password reaches the file.
+    """
     log_dir = log_dir or Path(env["AIRFLOW_HOME"]) / "runs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{dag_id}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
@@ -68,8 +89,17 @@ def dags_test(dag_id: str, env: dict[str, str], conf: dict | None = None, log_di
     if conf:
         command += ["--conf", json.dumps(conf)]
     started = time.perf_counter()
+    secrets = secrets_in(env)
     with open(log_path, "w") as log:
-        process = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+        )
+        assert process.stdout is not None
+        for line in process.stdout:
+            for secret in secrets:
+                line = line.replace(secret, "***")
+            log.write(line)
+        process.wait()
     seconds = time.perf_counter() - started
     text = log_path.read_text(errors="replace")
     # `dags test` exits 0 even when a task failed; the run's final state is in its log.

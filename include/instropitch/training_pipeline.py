@@ -138,3 +138,26 @@ def close_parent(snapshot_info: dict[str, Any]) -> str:
     status = "FINISHED" if ok else "FAILED"
     client.set_terminated(parent.info.run_id, status=status)
     return status
+
+
+def publish_serving_model(decisions: list[dict[str, Any]]) -> dict[str, Any]:
+    """Register the combined pyfunc `instropitch@champion` when a champion CNN changed (or none exists yet).
+
+    `mlflow models serve -m models:/instropitch@champion` then answers with the current
+    champions; an unchanged pair leaves the serving model as it is.
+    """
+    import mlflow
+
+    from instropitch.pyfunc_model import PYFUNC_MODEL_NAME, register_pyfunc
+
+    client = mlflow.MlflowClient()
+    try:
+        current = client.get_model_version_by_alias(PYFUNC_MODEL_NAME, "champion").version
+    except Exception:  # no registered model or no alias yet
+        current = None
+    if current is not None and not any(d.get("promoted") for d in decisions):
+        log.info("%s@champion v%s kept: no champion changed", PYFUNC_MODEL_NAME, current)
+        return {"registered": False, "version": str(current)}
+    registered = register_pyfunc()
+    log.info("%s v%s registered as champion (%s)", registered.name, registered.version, registered.components)
+    return {"registered": True, "version": registered.version}

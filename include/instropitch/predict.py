@@ -162,13 +162,29 @@ class _Model:
     layout: dict[str, Any]
     info: ModelInfo
 
+    def _compiled(self) -> Any:
+        """The model as one traced TensorFlow graph for any batch size.
+
+        Calling a Keras 3 model eagerly runs its layers one by one in Python (~1 ms each);
+        the traced graph answers a single file in a few ms (bench/RESULTS.md, predict).
+        """
+        fn = self.__dict__.get("_fn")
+        if fn is None:
+            import tensorflow as tf
+
+            spec = tf.TensorSpec([None, *self.input_shape], tf.float32)
+            model = self.keras
+            fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+            self.__dict__["_fn"] = fn
+        return fn
+
     def proba(self, x: np.ndarray) -> np.ndarray:
-        """(N, frames, bands) -> (N, n_classes); a direct call (no `predict` loop) in chunks."""
+        """(N, frames, bands) -> (N, n_classes); the traced graph in chunks (no `predict` loop)."""
         if len(x) == 0:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
-        parts = [
-            np.asarray(self.keras(x[i : i + _MODEL_CHUNK], training=False)) for i in range(0, len(x), _MODEL_CHUNK)
-        ]
+        fn = self._compiled()
+        x = np.asarray(x, dtype=np.float32)
+        parts = [np.asarray(fn(x[i : i + _MODEL_CHUNK])) for i in range(0, len(x), _MODEL_CHUNK)]
         return np.concatenate(parts).astype(np.float64)
 
 

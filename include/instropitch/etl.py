@@ -27,6 +27,9 @@ STAGE_ORPHAN = "orphan_object"
 STAGE_MISSING = "missing_object"
 STAGE_TRANSFORM = "transform"
 
+GONE_OR_CHANGED = ("NoSuchKey", "404", "NotFound", "PreconditionFailed", "412")
+"""S3 error codes meaning the object listed by `plan` is gone or replaced: rejected, not retried."""
+
 
 class QualityError(RuntimeError):
     """The loaded data breaks a quality check; the message is the readable report."""
@@ -212,6 +215,8 @@ def transform_shard(
     failure (database, network) raises and leaves nothing of the shard behind, so the
     task's retry starts clean. `before_commit` is a hook for fault-injection tests.
     """
+    from botocore.exceptions import ClientError
+
     from instropitch.audio import AudioError
 
     started = time.perf_counter()
@@ -223,6 +228,17 @@ def transform_shard(
             return _transform_one(client, bucket, item, feature_config)
         except (AudioError, ValueError) as exc:
             return (item["path"], str(exc))
+        except ClientError as exc:
+            # Gone or replaced since `plan` listed it: this object is refused, the shard goes on.
+            # Any other S3 error is transient: it fails the shard and Airflow retries it.
+            error = exc.response.get("Error", {})
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if error.get("Code") in GONE_OR_CHANGED or status in (404, 412):
+                return (
+                    item["path"],
+                    f"s3://{bucket}/{item['key']}: {error.get('Code', status)} (deleted or changed since plan)",
+                )
+            raise
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for i, outcome in enumerate(pool.map(work, shard), start=1):

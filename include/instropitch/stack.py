@@ -84,10 +84,13 @@ def stop_postgres(home: Path) -> None:
     if not (pgdata / "postmaster.pid").exists():
         return
     from pgserver._commands import pg_ctl
+    from pgserver.postgres_server import PostgresServer
 
     user = "pgserver" if os.geteuid() == 0 else None
     with contextlib.suppress(subprocess.CalledProcessError):
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    # pgserver caches one handle per data folder and would hand it back without restarting.
+    PostgresServer._instances.pop(pgdata.resolve(), None)
 
 
 def _wait_http(url: str, timeout: float = 20.0) -> None:

@@ -238,6 +238,9 @@ def build_combined(engine: Engine, feature_digest: str) -> dict[str, Any]:
     (so an unchanged nightly run need not announce new data).
     """
     with engine.begin() as conn:
+        # Serialise rebuilds before reading the table: a read lock taken first would deadlock
+        # against a concurrent rebuild's DROP TABLE (build_combined.sql takes the same lock).
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('instropitch.build_combined'))"))
         _, before = combined_digest(conn)
         run_sql(conn, "build_combined", feature_digest=feature_digest)
         rows, after = combined_digest(conn)

@@ -24,51 +24,14 @@ import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
+from test_registry import SPEC, synthetic_snapshot  # the same tiny spec and learnable data
 
 from instropitch.modelspec import parse_spec
-from instropitch.snapshot import create_snapshot
 
 NAME = "inst"
-REGISTERED = "instropitch-inst"
-INSTRUMENTS = ("Vn", "Fl", "Ob", "Hn")
-SHAPE = (10, 24)
+REGISTERED = "instropitch-inst"  # SPEC["name"] is "inst"
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))
-
-SPEC = {
-    "name": NAME,
-    "label": "instrument",
-    "input": "instrument",
-    "architecture": {
-        "conv_blocks": [{"filters": 8, "kernel": 3, "pool": 2}],
-        "pooling": "time_avg",
-        "dense": [16],
-        "dropout": 0.0,
-    },
-    "training": {
-        "epochs": 8,
-        "batch_size": 16,
-        "learning_rate": 0.01,
-        "seed": 3,
-        "early_stopping": None,
-        "augmentation": {"gain_db": 2, "freq_shift": 1},
-    },
-}
-
-
-def synthetic_snapshot(n: int = 160):
-    """Same synthetic data as tests/test_registry.py: instrument = position of a bright band."""
-    rng = np.random.default_rng(0)
-    instrument = np.array([INSTRUMENTS[i % 4] for i in range(n)])
-    midi = np.array([(60, 64)[(i // 4) % 2] for i in range(n)])
-    paths = np.array([f"{a}/ordinario/note-{i:04d}.wav" for i, a in enumerate(instrument)])
-    spec = rng.normal(-70.0, 3.0, (n, *SHAPE)).astype(np.float32)
-    for i in range(n):
-        b = 2 + 6 * INSTRUMENTS.index(instrument[i])
-        spec[i, :, b : b + 2] += 40.0
-    pitch = rng.normal(-70.0, 3.0, (n, 8, 16)).astype(np.float32)
-    return create_snapshot(paths, midi, instrument, np.zeros(n, int), pitch, spec, seed=2, feature_digest="fd")
 
 
 def free_port() -> int:

@@ -284,16 +284,193 @@ def test_cli_synth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert all((out / r.path).is_file() for r in result.rows)
 
 
-def test_spawned_workers_render_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("conditions", ["dry", "mixed"])
+def test_spawned_workers_render_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, conditions: str
+) -> None:
     # With other threads about (Airflow, a server), workers are spawned instead of forked.
     import multiprocessing
 
+    small = {"instruments": ["Ob"], "max_pitches": 1, "conditions": conditions}
     inline = tmp_path / "inline"
-    synth.render_dataset(inline, seed=5, workers=1, progress=False, instruments=["Ob"], max_pitches=1)
+    synth.render_dataset(inline, seed=5, workers=1, progress=False, **small)
     monkeypatch.setattr(synth, "_mp_context", lambda: multiprocessing.get_context("spawn"))
     spawned = tmp_path / "spawned"
-    synth.render_dataset(spawned, seed=5, workers=2, progress=False, instruments=["Ob"], max_pitches=1)
+    synth.render_dataset(spawned, seed=5, workers=2, progress=False, **small)
     files = [p.relative_to(inline) for p in inline.rglob("*") if p.is_file()]
     assert files
     for rel in files:
         assert (inline / rel).read_bytes() == (spawned / rel).read_bytes(), rel
+
+
+# ------------------------------------------------------------------ sources and render conditions
+
+# sha256 of render_audio's int16 bytes, taken before render conditions existed: the plain
+# (`dry`) render must never change (the default dataset and `make demo` rely on it).
+DRY_BEFORE_CONDITIONS = {
+    "Strings/Violin/ordinario/Vn-ord-G3-pp-4c-N.wav": "34fb738011f533a5",
+    "Keyboards/Accordion/ordinario/Acc-ord-E1-mf-alt1-N.wav": "fa4f77b74cc1de44",
+    "Brass/Trumpet_C/ordinario/TpC-ord-F#3-ff-N-N.wav": "8c2323aa9968943e",
+}
+SMALL_SEED7_WAVS_BEFORE_CONDITIONS = "4e4a85b4d835ab700c86a7e1308404afaf385ee0cbe750786b59efc9038f841f"
+
+
+def test_dry_is_byte_identical_to_before_conditions() -> None:
+    import hashlib
+
+    from instropitch import conditions
+    from instropitch.soundfont import SoundFont, default_soundfont_path
+
+    sf = SoundFont.load(default_soundfont_path())
+    notes = {n.path: n for n in synth.build_manifest(0, instruments=["Vn", "Acc", "TpC"], max_pitches=1)}
+    for path, digest in DRY_BEFORE_CONDITIONS.items():
+        note = notes[path]
+        for condition in (None, conditions.DRY, synth.note_condition(note, "dry", "anything")):
+            assert (
+                hashlib.sha256(synth.render_audio(note, sf, condition=condition).tobytes()).hexdigest()[:16] == digest
+            )
+        # A note that draws `dry` among other presets is the plain render too.
+        for source in map(str, range(40)):
+            if synth.note_condition(note, "dry,room,player", source).name == "dry":
+                break
+        else:
+            pytest.fail("no source drew dry")
+        audio = synth.render_audio(note, sf, condition=synth.note_condition(note, "dry,room,player", source))
+        assert hashlib.sha256(audio.tobytes()).hexdigest()[:16] == digest
+
+
+def test_default_render_is_byte_identical_to_before_conditions(
+    small_render: tuple[Path, synth.RenderSummary],
+) -> None:
+    import hashlib
+
+    out, _ = small_render
+    digest = hashlib.sha256()
+    for path in sorted(out.rglob("*.wav")):
+        digest.update(path.read_bytes())
+    assert digest.hexdigest() == SMALL_SEED7_WAVS_BEFORE_CONDITIONS
+    # The CSV: the 14 TinySOL columns as they were, then Source and Condition.
+    result = parse_metadata(out / METADATA_FILENAME)
+    assert result.extra_columns == synth.EXTRA_COLUMNS == ("Source", "Condition")
+    extra = read_extra_columns(out / METADATA_FILENAME)
+    assert set(extra.values()) == {("timgm6mb", "dry")}
+
+
+def read_extra_columns(csv_path: Path) -> dict[str, tuple[str, str]]:
+    """Path -> (Source, Condition) of a synthetic CSV, checking it has exactly 16 columns."""
+    import csv
+
+    with open(csv_path, newline="", encoding="utf-8") as handle:
+        lines = list(csv.reader(handle))
+    assert tuple(lines[0][:14]) == tinysol.METADATA_COLUMNS and lines[0][14:] == ["Source", "Condition"]
+    assert all(len(line) == 16 for line in lines)
+    return {line[0]: (line[14], line[15]) for line in lines[1:]}
+
+
+def test_resolve_sources(tmp_path: Path) -> None:
+    from instropitch.soundfont import default_soundfont_path
+
+    gm = default_soundfont_path()
+    assert synth.resolve_sources(None) == {"timgm6mb": gm}
+    assert synth.resolve_sources(str(gm)) == {"timgm6mb": gm}
+    assert synth.source_name("/usr/share/sounds/sf2/FluidR3_GM.sf2") == "fluidr3_gm"
+    assert synth.source_name("My Font (v2).sf2") == "my_font__v2_"
+    assert synth.resolve_sources([f"a={gm}", f"b={gm}"]) == {"a": gm, "b": gm}
+    assert synth.resolve_sources({"x": gm}) == {"x": gm}
+    with pytest.raises(ValueError, match=r"two SoundFonts named 'timgm6mb'.*NAME=PATH"):
+        synth.resolve_sources([str(gm), gm])
+    with pytest.raises(FileNotFoundError, match="nope.sf2"):
+        synth.resolve_sources([str(gm), f"b={tmp_path / 'nope.sf2'}"])
+    with pytest.raises(ValueError, match="bad source name"):
+        synth.resolve_sources({"a/b": gm})
+
+
+def test_note_conditions_are_seeded_per_source() -> None:
+    notes = synth.build_manifest(0, instruments=["Fl"], max_pitches=5)
+    names = "room,hall,mic,distant,player"
+    a = [synth.note_condition(n, names, "a") for n in notes]
+    assert a == [synth.note_condition(n, names, "a") for n in notes]
+    b = [synth.note_condition(n, names, "b") for n in notes]
+    assert [c.tag for c in a] != [c.tag for c in b]
+    assert {c.name for c in a + b} == set(names.split(","))
+
+
+def test_two_sources_with_conditions(tmp_path: Path) -> None:
+    import shutil
+
+    from instropitch.soundfont import default_soundfont_path
+
+    copy = tmp_path / "Second_Font.sf2"
+    shutil.copyfile(default_soundfont_path(), copy)
+    fonts = [str(default_soundfont_path()), str(copy)]
+    small = {"instruments": ["Ob", "Vc"], "max_pitches": 2}
+    out = tmp_path / "two"
+    summary = synth.render_dataset(
+        out, soundfont=fonts, seed=4, workers=2, progress=False, conditions="room,mic", **small
+    )
+    planned = synth.build_manifest(4, **small)
+    assert sorted(p.name for p in out.iterdir()) == ["second_font", "timgm6mb"]
+    assert [s.source for s in summary.sources] == ["timgm6mb", "second_font"]
+    assert summary.files == 2 * len(planned) and summary.out_dir == out
+    lines = str(summary).splitlines()
+    assert len(lines) == 3 and lines[0].startswith("timgm6mb: rendered") and lines[2].startswith("total:")
+    tags = {}
+    for name in ("timgm6mb", "second_font"):
+        folder = out / name
+        result = parse_metadata(folder / METADATA_FILENAME)
+        assert result.errors == [] and result.extra_columns == ("Source", "Condition")
+        assert sorted(r.path for r in result.rows) == sorted(n.path for n in planned)
+        extra = read_extra_columns(folder / METADATA_FILENAME)
+        assert {src for src, _ in extra.values()} == {name}
+        assert {c for _, c in extra.values()} == {"room", "mic"}
+        for note in planned:
+            assert extra[note.path][1] == synth.note_condition(note, "room,mic", name).tag
+            samples, rate, _, _ = read_wav(folder / note.path)
+            assert rate == 44100 and len(samples) == round(note.duration_s * rate)
+            assert 0.01 * 32767 < np.max(np.abs(samples.astype(np.int32))) < 32767
+        tags[name] = extra
+    # Same font, different source names: independent conditions, so different files.
+    differ = [p for p in tags["timgm6mb"] if tags["timgm6mb"][p] != tags["second_font"][p]]
+    assert differ
+    for path in differ:
+        assert (out / "timgm6mb" / path).read_bytes() != (out / "second_font" / path).read_bytes()
+
+    # One process, one source at a time: the same bytes (a source does not depend on the others).
+    alone = tmp_path / "alone"
+    single = synth.render_dataset(
+        alone, soundfont=f"second_font={copy}", seed=4, workers=1, progress=False, conditions="room,mic", **small
+    )
+    assert single.source == "second_font" and not single.sources and "\n" not in str(single)
+    files = sorted(p.relative_to(alone) for p in alone.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(out / "second_font") for p in (out / "second_font").rglob("*") if p.is_file())
+    for rel in files:
+        assert (alone / rel).read_bytes() == (out / "second_font" / rel).read_bytes(), rel
+
+
+def test_unknown_condition_fails_before_writing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "never"
+    with pytest.raises(ValueError, match=r"unknown render condition\(s\) 'cave'; known: dry, room, hall, mic"):
+        synth.render_dataset(out, conditions="room,cave", progress=False)
+    assert cli.main(["synth", "--out", str(out), "--conditions", "dry,cave", "--quiet"]) == 1
+    assert "unknown render condition(s) 'cave'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_cli_synth_sources_and_conditions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from instropitch.soundfont import default_soundfont_path
+
+    gm = default_soundfont_path()
+    out = tmp_path / "cli-sources"
+    code = cli.main(
+        ["synth", "--soundfont", f"a={gm}", "--soundfont", f"b={gm}", "--conditions", "room,mic"]
+        + ["--scale", "0.05", "--instruments", "Fl,Hn", "--workers", "2", "--out", str(out), "--quiet"]
+    )
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["a", "b", "total"]
+    planned = synth.build_manifest(0, scale=0.05, instruments=["Fl", "Hn"])
+    for name in ("a", "b"):
+        extra = read_extra_columns(out / name / METADATA_FILENAME)
+        assert sorted(extra) == sorted(n.path for n in planned)
+        assert {s for s, _ in extra.values()} == {name} and {c for _, c in extra.values()} <= {"room", "mic"}
+        assert all((out / name / path).is_file() for path in extra)

@@ -23,16 +23,20 @@ class CliError(Exception):
 def _cmd_synth(args: argparse.Namespace) -> int:
     from instropitch import synth
 
-    summary = synth.render_dataset(
-        out_dir=Path(args.out),
-        soundfont=Path(args.soundfont) if args.soundfont else None,
-        seed=args.seed,
-        scale=args.scale,
-        instruments=args.instruments.split(",") if args.instruments else None,
-        max_pitches=args.max_pitches,
-        workers=args.workers,
-        progress=not args.quiet,
-    )
+    try:
+        summary = synth.render_dataset(
+            out_dir=Path(args.out),
+            soundfont=args.soundfont or None,
+            seed=args.seed,
+            scale=args.scale,
+            instruments=args.instruments.split(",") if args.instruments else None,
+            max_pitches=args.max_pitches,
+            workers=args.workers,
+            progress=not args.quiet,
+            conditions=args.conditions,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        raise CliError(str(exc)) from None
     print(summary)
     return 0
 
@@ -306,7 +310,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="render a synthetic TinySOL-layout dataset from a SoundFont")
     p.add_argument("--out", required=True, help="folder to write (TinySOL layout + TinySOL_metadata.csv)")
-    p.add_argument("--soundfont", help="an SF2 file (default: TimGM6mb.sf2 shipped with pretty_midi)")
+    p.add_argument(
+        "--soundfont",
+        action="append",
+        metavar="[NAME=]PATH",
+        help="an SF2 file (default: TimGM6mb.sf2 shipped with pretty_midi); repeat for several sources, "
+        "each rendered into OUT/NAME/ (NAME defaults to the file stem, lowercased)",
+    )
+    p.add_argument(
+        "--conditions",
+        default="dry",
+        metavar="LIST",
+        help="comma list of render-condition presets, one drawn per note: dry, room, hall, mic, distant, "
+        "player, mixed (default: dry)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed renders the same files")
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the full ~2,913-note manifest to render")
     p.add_argument("--instruments", help="comma-separated abbreviations, e.g. Vn,Fl (default: all 14)")

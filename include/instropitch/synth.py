@@ -4,9 +4,15 @@
 length) the way TinySOL v6.0 is laid out; `render_dataset` renders them in parallel
 processes with `instropitch.soundfont` and writes `TinySOL_metadata.csv`.
 
+Several SoundFonts make several *sources* (one TinySOL tree each, same manifest), and
+render-condition presets (`instropitch.conditions`: rooms, microphones, distance, player)
+vary what a microphone would have heard, so that a model cannot learn one font's sound.
+
 Every random choice comes from the global seed: the manifest from `seed` (one stream per
-instrument), each note from a seed derived from `seed` and the note's path. A note renders
-to the same bytes whatever the worker count, the subset asked for or the render order.
+instrument), each note from a seed derived from `seed` and the note's path. A note's
+condition comes from a separate stream of the note seed and the source name, so the plain
+(`dry`) render does not depend on conditions at all. A note renders to the same bytes
+whatever the worker count, the subset asked for, the other sources or the render order.
 """
 
 from __future__ import annotations
@@ -14,12 +20,14 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
 import threading
 import time
 import wave
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
@@ -27,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import lfilter
 
+from instropitch import conditions as cond
 from instropitch import tinysol
 from instropitch.soundfont import SoundFont, Voice, default_soundfont_path
 from instropitch.tinysol import INSTRUMENT_BY_ABBR, INSTRUMENTS, Instrument, MetadataRow
@@ -98,18 +107,38 @@ class PlannedNote:
 
 @dataclass(frozen=True)
 class RenderSummary:
+    """What `render_dataset` wrote: one source, or the totals with `sources` one per font."""
+
     files: int
     seconds: float
     bytes: int
     out_dir: Path
     audio_seconds: float = 0.0
+    source: str = ""
+    conditions: tuple[tuple[str, int], ...] = ()  # (preset, notes), in preset order
+    sources: tuple[RenderSummary, ...] = ()
 
-    def __str__(self) -> str:
+    def _line(self) -> str:
         rate = self.files / self.seconds if self.seconds > 0 else float("inf")
-        return (
+        line = (
             f"rendered {self.files} notes ({self.audio_seconds / 60:.1f} min of audio, {self.bytes / 1e6:.1f} MB) "
             f"into {self.out_dir} in {self.seconds:.1f} s ({rate:.1f} files/s)"
         )
+        if self.conditions and [name for name, _ in self.conditions] != ["dry"]:
+            line += "; conditions " + ", ".join(f"{name} {count}" for name, count in self.conditions)
+        return line
+
+    def __str__(self) -> str:
+        """One line per source (plus a total line when there are several)."""
+        if not self.sources:
+            return self._line()
+        lines = [f"{s.source}: {s._line()}" for s in self.sources]
+        rate = self.files / self.seconds if self.seconds > 0 else float("inf")
+        lines.append(
+            f"total: {self.files} notes from {len(self.sources)} sources ({self.audio_seconds / 3600:.2f} h of audio, "
+            f"{self.bytes / 1e6:.1f} MB) into {self.out_dir} in {self.seconds:.1f} s ({rate:.1f} files/s)"
+        )
+        return "\n".join(lines)
 
 
 # ------------------------------------------------------------------ manifest
@@ -362,15 +391,20 @@ def render_audio(
     sf: SoundFont,
     sample_rate: int = SAMPLE_RATE,
     tuning: dict[VoiceId, float] | None = None,
+    condition: cond.Condition | None = None,
 ) -> np.ndarray:
     """The note's samples as int16, exactly `duration_s` long; a pure function of the note and font.
 
     `tuning` is `tuning_corrections` for the note's key (measured here if None).
+    `condition` (see `note_condition`) changes the playing (its `player`) and then the
+    sound (its effects, applied after the level is set to the dynamics' target peak);
+    None or `conditions.DRY` is the plain render, which draws nothing from elsewhere.
     """
     rng = np.random.default_rng(note.seed)
     row = note.row
     inst = row.instrument
     n_total = int(round(note.duration_s * sample_rate))
+    perf = condition.player if condition is not None else None
 
     velocity = int(np.clip(VELOCITY[row.dynamics] + rng.integers(-6, 7), 1, 127))
     if tuning is None:
@@ -383,6 +417,9 @@ def render_audio(
         if correction is None:  # a voice that only plays at this velocity
             correction = -voice_tuning_error(sf, voice, row.pitch_id, shift)
         cents.append(detune + shift + correction)
+    if perf is not None:
+        cents = [c + perf.detune_cents for c in cents]
+        voices = [replace(v, attack_s=perf.attack(v.attack_s)) for v in voices]
     lead = rng.uniform(0.005, 0.06)
     release = rng.uniform(0.25, 0.7) if inst.family in ("Strings", "Keyboards") else rng.uniform(0.2, 0.5)
     hold = max(0.1, note.duration_s - lead - release)
@@ -390,6 +427,8 @@ def render_audio(
     if rate:
         rate *= rng.uniform(0.9, 1.1)
         depth *= rng.uniform(0.6, 1.3)
+    if perf is not None:
+        rate, depth = perf.vibrato(rate, depth, may_add=inst.abbr != "Acc")  # no vibrato on free reeds
     y = sf.render_voices(voices, hold, sample_rate, release, detune_cents=cents, vibrato_hz=rate, vibrato_cents=depth)
 
     # Take-to-take colour: a random share of a gentle low-pass (lower strings darker).
@@ -405,6 +444,8 @@ def render_audio(
     target = 10 ** ((PEAK_DBFS[row.dynamics] + rng.uniform(-1.5, 1.5)) / 20)
     if peak > 0:
         out *= np.float32(target / peak)
+    if condition is not None and condition.effects:
+        out = condition.apply(out, sample_rate)  # same length; keeps the peak, or lowers it (distance)
     fade = min(n_total, int(0.02 * sample_rate))
     if fade > 1:
         out[n_total - fade :] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
@@ -416,6 +457,20 @@ def render_audio(
     np.rint(out, out=out)
     np.clip(out, -32768, 32767, out=out)
     return out.astype(np.int16)
+
+
+def note_condition(note: PlannedNote, conditions: str | Sequence[str] = "dry", source: str = "") -> cond.Condition:
+    """The render condition of `note` in `source`: one of `conditions`, with its parameters.
+
+    Drawn from a stream of its own (the note seed and the source name), never from the
+    note's render stream: `dry` stays byte-identical to a render without conditions, and
+    the same path gets independent conditions in different sources.
+    """
+    names = cond.resolve(conditions)
+    if names == ("dry",):
+        return cond.DRY
+    tag = int.from_bytes(hashlib.blake2b(f"condition\0{source}".encode(), digest_size=8).digest(), "little")
+    return cond.choose(names, np.random.default_rng([note.seed, tag]))
 
 
 def _one_pole(x: np.ndarray, cutoff_hz: float, sample_rate: int) -> np.ndarray:
@@ -464,27 +519,88 @@ def _tuning_one(job: tuple[str, int, int]) -> dict[VoiceId, float]:
     return tuning_corrections(_soundfont(sf_path), program, midi)
 
 
-def _render_one(job: tuple[PlannedNote, str, str, dict[VoiceId, float]]) -> tuple[int, float]:
-    note, out_dir, sf_path, tuning = job
-    samples = render_audio(note, _soundfont(sf_path), tuning=tuning)
+def _render_one(job: tuple[PlannedNote, str, str, dict[VoiceId, float], cond.Condition | None]) -> tuple[int, float]:
+    note, out_dir, sf_path, tuning, condition = job
+    samples = render_audio(note, _soundfont(sf_path), tuning=tuning, condition=condition)
     size = _write_wav(Path(out_dir) / note.path, samples, SAMPLE_RATE)
     return size, len(samples) / SAMPLE_RATE
 
 
+# ------------------------------------------------------------------ sources
+
+SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+"""A source name is a folder name (and an S3 prefix part): letters, digits, `_`, `.`, `-`."""
+
+EXTRA_COLUMNS = ("Source", "Condition")
+"""Columns every synthetic `TinySOL_metadata.csv` has after the 14 TinySOL ones."""
+
+SoundFontSpec = str | Path
+"""An SF2 path, or `NAME=PATH` as a string."""
+
+
+def source_name(path: str | Path) -> str:
+    """The default name of a font's source: its file stem, lowercased (`TimGM6mb.sf2` -> `timgm6mb`)."""
+    return re.sub(r"[^a-z0-9_.-]", "_", Path(path).stem.lower()).lstrip("._-") or "source"
+
+
+def resolve_sources(
+    soundfont: SoundFontSpec | Sequence[SoundFontSpec] | Mapping[str, SoundFontSpec] | None,
+) -> dict[str, Path]:
+    """SoundFont arguments -> {source name: SF2 path}, in the order given.
+
+    None is TimGM6mb; a string may be `NAME=PATH`; a mapping gives names explicitly.
+    Names must be valid folder names and unique; the files must exist.
+    """
+    if soundfont is None:
+        items: list[tuple[str | None, Path]] = [(None, default_soundfont_path())]
+    elif isinstance(soundfont, Mapping):
+        items = [(str(name), Path(path)) for name, path in soundfont.items()]
+    else:
+        specs = [soundfont] if isinstance(soundfont, (str, Path)) else list(soundfont)
+        items = []
+        for spec in specs:
+            name, path = None, Path(spec)
+            if isinstance(spec, str) and "=" in spec:
+                left, right = spec.split("=", 1)
+                if SOURCE_NAME.match(left):
+                    name, path = left, Path(right)
+            items.append((name, path))
+    if not items:
+        raise ValueError("no SoundFont given")
+    sources: dict[str, Path] = {}
+    for name, path in items:
+        name = name if name is not None else source_name(path)
+        if not SOURCE_NAME.match(name):
+            raise ValueError(f"bad source name {name!r} for {path}: use letters, digits, '_', '.', '-'")
+        if name in sources:
+            raise ValueError(f"two SoundFonts named {name!r} ({sources[name]} and {path}); name them: NAME=PATH")
+        if not path.is_file():
+            raise FileNotFoundError(f"SoundFont {path} does not exist")
+        sources[name] = path
+    return sources
+
+
 def render_dataset(
     out_dir: Path,
-    soundfont: Path | None = None,
+    soundfont: SoundFontSpec | Sequence[SoundFontSpec] | Mapping[str, SoundFontSpec] | None = None,
     seed: int = 0,
     scale: float = 1.0,
     instruments: list[str] | None = None,
     max_pitches: int | None = None,
     workers: int = 0,
     progress: bool = True,
+    conditions: str | Sequence[str] = "dry",
 ) -> RenderSummary:
     """Render the planned notes as TinySOL's folder tree plus `TinySOL_metadata.csv`.
 
-    `workers=0` uses one process per core, 1 renders in this process. Existing files of the
-    same names are replaced (each WAV is written under a temporary name, then renamed).
+    `soundfont` is one font or several (see `resolve_sources`). One font renders into
+    `out_dir` itself; several render the same manifest into `out_dir/<source name>/`, one
+    TinySOL tree and CSV each. `conditions` (names from `instropitch.conditions.CONDITIONS`,
+    comma list or sequence) are drawn per note; every CSV has the 14 TinySOL columns plus
+    `Source` and `Condition`. `workers=0` uses one process per core, 1 renders in this
+    process. Existing files of the same names are replaced (each WAV is written under a
+    temporary name, then renamed). Returns the summary of the one source, or totals with
+    `sources` holding one summary per source.
     """
     from tqdm import tqdm
 
@@ -493,73 +609,115 @@ def render_dataset(
 
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    sf_path = Path(soundfont) if soundfont is not None else default_soundfont_path()
-    if not sf_path.is_file():
-        raise FileNotFoundError(f"SoundFont {sf_path} does not exist")
-    sf = _soundfont(str(sf_path))  # fail early on a bad file, before any process starts
+    names = cond.resolve(conditions)
+    sources = resolve_sources(soundfont)
+    # Fail early on a bad file or a missing program, before any process starts or any file is written.
     notes = build_manifest(seed, scale=scale, instruments=instruments, max_pitches=max_pitches)
-    missing = sorted({n.program for n in notes} - {p.program for p in sf.presets if p.bank == 0})
-    if missing:
-        raise ValueError(f"{sf_path.name} has no bank-0 preset for GM program(s) {missing}")
+    programs = {n.program for n in notes}
+    for path in sources.values():
+        sf = _soundfont(str(path))
+        missing = sorted(programs - {p.program for p in sf.presets if p.bank == 0})
+        if missing:
+            raise ValueError(f"{path.name} has no bank-0 preset for GM program(s) {missing}")
 
-    for directory in sorted({str(Path(n.path).parent) for n in notes}):
-        (out_dir / directory).mkdir(parents=True, exist_ok=True)
+    multi = len(sources) > 1
     if workers <= 0:
         workers = os.cpu_count() or 1
     workers = max(1, min(workers, len(notes)))
-
-    total_bytes, audio_seconds = 0, 0.0
     pool = (
         ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context(), initializer=_init_worker)
         if workers > 1
         else None
     )
+    summaries: list[RenderSummary] = []
     try:
-        run = map if pool is None else partial(pool.map, chunksize=16)
-        # First the font's tuning correction for every key in use, then the notes,
-        # longest first so that the last ones to finish are short.
-        keys = sorted({(n.program, n.midi) for n in notes})
-        tuning = dict(zip(keys, run(_tuning_one, [(str(sf_path), *k) for k in keys]), strict=True))
-        ordered = sorted(notes, key=lambda n: (-n.duration_s, n.path))
-        jobs = [(n, str(out_dir), str(sf_path), tuning[n.program, n.midi]) for n in ordered]
-        if pool is None:
-            results = map(_render_one, jobs)
-        else:
-            results = pool.map(_render_one, jobs, chunksize=max(1, min(16, len(jobs) // (workers * 8))))
-        with _Bar(total=len(jobs), unit="note", desc="synth", disable=not progress) as bar:
-            for size, secs in results:
-                total_bytes += size
-                audio_seconds += secs
-                bar.update()
+        for name, sf_path in sources.items():
+            source_started = time.perf_counter()
+            folder = out_dir / name if multi else out_dir
+            for directory in sorted({str(Path(n.path).parent) for n in notes}):
+                (folder / directory).mkdir(parents=True, exist_ok=True)
+            run = map if pool is None else partial(pool.map, chunksize=16)
+            # First the font's tuning correction for every key in use, then the notes,
+            # longest first so that the last ones to finish are short.
+            keys = sorted({(n.program, n.midi) for n in notes})
+            tuning = dict(zip(keys, run(_tuning_one, [(str(sf_path), *k) for k in keys]), strict=True))
+            conds = {n.path: note_condition(n, names, name) for n in notes}
+            ordered = sorted(notes, key=lambda n: (-n.duration_s, n.path))
+            jobs = [
+                (
+                    n,
+                    str(folder),
+                    str(sf_path),
+                    tuning[n.program, n.midi],
+                    conds[n.path] if conds[n.path].name != "dry" else None,
+                )
+                for n in ordered
+            ]
+            if pool is None:
+                results = map(_render_one, jobs)
+            else:
+                results = pool.map(_render_one, jobs, chunksize=max(1, min(16, len(jobs) // (workers * 8))))
+            total_bytes, audio_seconds = 0, 0.0
+            with _Bar(total=len(jobs), unit="note", desc=name if multi else "synth", disable=not progress) as bar:
+                for size, secs in results:
+                    total_bytes += size
+                    audio_seconds += secs
+                    bar.update()
+
+            rows = sorted((n.row for n in notes), key=lambda r: r.path)
+            extra = [{"Source": name, "Condition": conds[r.path].tag} for r in rows]
+            csv_path = folder / tinysol.METADATA_FILENAME
+            tmp = csv_path.with_name(f".{csv_path.name}.{os.getpid()}.tmp")
+            tinysol.write_metadata(rows, tmp, extra=extra, extra_columns=EXTRA_COLUMNS)
+            os.replace(tmp, csv_path)
+            total_bytes += csv_path.stat().st_size
+            counts = Counter(c.name for c in conds.values())
+            summaries.append(
+                RenderSummary(
+                    files=len(notes),
+                    seconds=time.perf_counter() - source_started,
+                    bytes=total_bytes,
+                    out_dir=folder,
+                    audio_seconds=audio_seconds,
+                    source=name,
+                    conditions=tuple((c, counts[c]) for c in cond.CONDITIONS if counts[c]),
+                )
+            )
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
 
-    rows = sorted((n.row for n in notes), key=lambda r: r.path)
-    csv_path = out_dir / tinysol.METADATA_FILENAME
-    tmp = csv_path.with_name(f".{csv_path.name}.{os.getpid()}.tmp")
-    tinysol.write_metadata(rows, tmp)
-    os.replace(tmp, csv_path)
-    total_bytes += csv_path.stat().st_size
+    if not multi:
+        return replace(summaries[0], seconds=time.perf_counter() - started)
     return RenderSummary(
-        files=len(notes),
+        files=sum(s.files for s in summaries),
         seconds=time.perf_counter() - started,
-        bytes=total_bytes,
+        bytes=sum(s.bytes for s in summaries),
         out_dir=out_dir,
-        audio_seconds=audio_seconds,
+        audio_seconds=sum(s.audio_seconds for s in summaries),
+        conditions=tuple(
+            (c, sum(dict(s.conditions).get(c, 0) for s in summaries))
+            for c in cond.CONDITIONS
+            if any(c in dict(s.conditions) for s in summaries)
+        ),
+        sources=tuple(summaries),
     )
 
 
 __all__ = [
+    "EXTRA_COLUMNS",
     "GM_PROGRAMS",
     "OPEN_STRINGS",
     "PlannedNote",
     "RenderSummary",
     "build_manifest",
+    "note_condition",
     "note_seed",
     "render_audio",
     "render_dataset",
     "resolve_instruments",
+    "resolve_sources",
+    "source_name",
     "tuning_corrections",
     "voice_tuning_error",
 ]

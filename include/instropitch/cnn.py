@@ -13,11 +13,12 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from instropitch.modelspec import MIXUP_ALPHA, Augmentation, ModelSpec
 
 if TYPE_CHECKING:
     import keras
-    import numpy as np
 
 
 def configure_tensorflow(threads: int | None = None) -> None:
@@ -120,10 +121,71 @@ def _shift(x: Any, max_shift: int, axis: int) -> Any:
     return tf.slice(padded, tf.stack(begin), tf.shape(x))
 
 
-def augment_example(x: Any, aug: Augmentation) -> Any:
-    """One training spectrogram (frames, bands) in dB -> a randomly changed copy."""
+LOG_POWER_PER_UNIT = 3.0
+"""Natural-log power per z-score unit of a dB spectrogram (ln 10 / 10 x a typical 13 dB
+spread): what turns "add two sounds" into a log-sum-exp on z-scored examples."""
+
+
+def _log_add(a: Any, b: Any) -> Any:
+    """The spectrogram of two sounds played together, both given as z-scored dB."""
     import tensorflow as tf
 
+    k = LOG_POWER_PER_UNIT
+    return tf.math.reduce_logsumexp(tf.stack([k * a, k * b]), axis=0) / k
+
+
+def _reverb(x: Any) -> Any:
+    """Mix in a decaying tail: each frame rings on, losing ~3.5 units (about 60 dB) per RT60.
+
+    In the power domain a tail is a running sum of past frames with exponential decay; on
+    log values that is a cumulative log-sum-exp of x[t] + t * d, minus t * d.
+    """
+    import tensorflow as tf
+
+    frames = tf.cast(tf.shape(x)[0], tf.float32)
+    rt60_frames = tf.random.uniform([], 4.0, 64.0)  # ~0.1-1.5 s at 23 ms per frame
+    decay = 3.5 / rt60_frames
+    ramp = tf.range(frames)[:, None] * decay
+    k = LOG_POWER_PER_UNIT
+    tail = tf.math.cumulative_logsumexp(k * (x + ramp), axis=0) / k - ramp
+    wet = tf.random.uniform([], -1.5, 0.3)
+    return _log_add(x, tail + wet)
+
+
+def _acoustic(x: Any, aug: Augmentation) -> Any:
+    """Microphone colour, room, noise floor and band limits on one z-scored example."""
+    import tensorflow as tf
+
+    bands = tf.shape(x)[1]
+    position = tf.cast(tf.range(bands), tf.float32) / tf.maximum(tf.cast(bands - 1, tf.float32), 1.0) - 0.5
+    floor = tf.reduce_min(x)
+    if aug.reverb:
+        x = tf.cond(tf.random.uniform([]) < aug.reverb, lambda: _reverb(x), lambda: x)
+    if aug.eq_tilt:
+        x = x + tf.random.uniform([], -aug.eq_tilt, aug.eq_tilt) * position[None, :]
+    if aug.band_limit:
+        top = tf.cast(tf.random.uniform([], 0.0, aug.band_limit) * tf.cast(bands, tf.float32), tf.int32)
+        bottom = tf.cast(tf.random.uniform([], 0.0, aug.band_limit / 2) * tf.cast(bands, tf.float32), tf.int32)
+        index = tf.range(bands)
+        keep = tf.logical_and(index >= bottom, index < bands - top)
+        x = tf.where(keep[None, :], x, tf.minimum(x, floor))
+    if aug.noise_floor:
+        level = floor + tf.random.uniform([], 0.0, aug.noise_floor)
+        x = _log_add(x, level + 0.3 * tf.random.normal(tf.shape(x)))
+    mean, var = tf.nn.moments(x, axes=[0, 1])
+    return (x - mean) / tf.sqrt(var + 1e-6)
+
+
+def augment_example(x: Any, aug: Augmentation) -> Any:
+    """One training spectrogram (frames, bands) -> a randomly changed copy.
+
+    First what a different recording would change (`_acoustic`: room, microphone, distance),
+    then the generic perturbations (level, noise, small shifts).
+    """
+    import tensorflow as tf
+
+    if aug.acoustic:
+        x = _acoustic(x, aug)
     if aug.gain_db:
         x = x + tf.random.uniform([], -aug.gain_db, aug.gain_db)
     if aug.noise:
@@ -157,17 +219,33 @@ def make_dataset(
     *,
     training: bool,
     seed: int | None = None,
+    groups: np.ndarray | None = None,
 ) -> Any:
     """A batched `tf.data.Dataset`; shuffled and augmented only when `training` is true.
 
-    With mixup the labels become one-hot (for every split, so the loss matches).
+    `groups` (one source name per row) with `balance: sources` makes a training epoch draw
+    the same number of rows from every source (`len(x)` rows in all, a small source's rows
+    repeated, a large one's sampled). With mixup the labels become one-hot (for every split,
+    so the loss matches).
     """
     import tensorflow as tf
 
     t = spec.training
-    ds = tf.data.Dataset.from_tensor_slices((x.astype("float32", copy=False), y.astype("int32", copy=False)))
+    x = x.astype("float32", copy=False)
+    y = y.astype("int32", copy=False)
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
     if training:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        names = np.unique(groups) if groups is not None else np.empty(0)
+        if t.balance == "sources" and len(names) > 1:
+            parts = [
+                tf.data.Dataset.from_tensor_slices((x[groups == g], y[groups == g]))
+                .shuffle(int(np.sum(groups == g)), seed=seed, reshuffle_each_iteration=True)
+                .repeat()
+                for g in names
+            ]
+            ds = tf.data.Dataset.sample_from_datasets(parts, seed=seed).take(len(x))
+        else:
+            ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
         if t.augmentation.enabled:
             aug = t.augmentation
             # Sequential map: random draws stay reproducible for a seed.

@@ -80,6 +80,16 @@ class Augmentation:
     per-example z-scored preset such as "default" removes level anyway: leave it 0 there).
     `noise` is the std of added Gaussian noise. Shifts move the spectrogram by whole
     frames (time) or bands (frequency), filling with its floor value.
+
+    What a different microphone, room or distance does to a recording, applied to the
+    spectrogram (the warehouse holds spectrograms, not audio), in per-example z-score units
+    of dB spectrograms such as the "default" preset (see `cnn.augment_example`):
+    `eq_tilt` — a random linear tilt across the band axis of up to ± this much end to end;
+    `reverb` — with this probability, a decaying tail (0.1–1.5 s of the frame rate) mixed in;
+    `noise_floor` — a steady noise floor raised up to this far above the example's minimum;
+    `band_limit` — up to this fraction of the top bands (a duller microphone) and half of it
+    at the bottom cut to the floor. They keep the label of a pitch model too (nothing moves
+    in frequency). After any of them the example is z-scored again, as stored ones are.
     """
 
     gain_db: float = 0.0
@@ -87,18 +97,36 @@ class Augmentation:
     time_shift: int = 0
     freq_shift: int = 0
     mixup: bool = False
+    eq_tilt: float = 0.0
+    reverb: float = 0.0
+    noise_floor: float = 0.0
+    band_limit: float = 0.0
+
+    @property
+    def acoustic(self) -> bool:
+        """True when one of the recording-condition changes (tilt, reverb, floor, band limit) is on."""
+        return bool(self.eq_tilt or self.reverb or self.noise_floor or self.band_limit)
 
     @property
     def enabled(self) -> bool:
-        return bool(self.gain_db or self.noise or self.time_shift or self.freq_shift or self.mixup)
+        return bool(self.gain_db or self.noise or self.time_shift or self.freq_shift or self.mixup or self.acoustic)
 
 
 MIXUP_ALPHA = 0.2
 """Beta(alpha, alpha) mixing weight when `mixup: true` (the usual choice for audio)."""
 
 
+BALANCES: tuple[str, ...] = ("none", "sources")
+
+
 @dataclass(frozen=True)
 class Training:
+    """`balance: sources` draws every batch evenly from the data sources (timbre sets) of the
+    training rows, so a large source does not drown a small one; "none" draws rows uniformly.
+    `leave_one_source_out` also trains, for each source, a model that never sees it and logs
+    its accuracy on that source (the honest estimate for recordings unlike the training data;
+    it costs one extra fit per source and needs two sources or more)."""
+
     epochs: int = 30
     batch_size: int = 64
     learning_rate: float = 1e-3
@@ -106,6 +134,8 @@ class Training:
     seed: int = 42
     early_stopping: EarlyStopping | None = field(default_factory=EarlyStopping)
     augmentation: Augmentation = field(default_factory=Augmentation)
+    balance: str = "sources"
+    leave_one_source_out: bool = True
 
 
 @dataclass(frozen=True)
@@ -350,6 +380,10 @@ def _read_training(s: _Section, label: str | None) -> Training:
         time_shift=a.take("time_shift", _int(0, 1000), 0),
         freq_shift=a.take("freq_shift", _int(0, 1000), 0),
         mixup=a.take("mixup", _bool, False),
+        eq_tilt=a.take("eq_tilt", _float(0.0, 20.0), 0.0),
+        reverb=a.take("reverb", _float(0.0, 1.0), 0.0),
+        noise_floor=a.take("noise_floor", _float(0.0, 20.0), 0.0),
+        band_limit=a.take("band_limit", _float(0.0, 0.9), 0.0),
     )
     if aug.freq_shift and label == "midi":
         a.error(
@@ -367,6 +401,8 @@ def _read_training(s: _Section, label: str | None) -> Training:
         seed=s.take("seed", _int(0, 2**31 - 1), defaults.seed),
         early_stopping=early,
         augmentation=aug,
+        balance=s.take("balance", _choice(BALANCES), defaults.balance),
+        leave_one_source_out=s.take("leave_one_source_out", _bool, defaults.leave_one_source_out),
     )
     s.finish()
     return training

@@ -1,10 +1,14 @@
 """The model registry side: which version serves (`champion`), and how a version earns it.
 
-A new version only takes the `champion` alias when it is strictly more accurate than
-the current champion on the *same* test notes (the snapshot of the DAG run that trained
-it). Both models are re-evaluated here rather than trusting logged numbers, so an old
-champion trained on another split is still judged on this one. Every decision is written
-as tags on the new version and on its training run, promoted or not.
+A new version only takes the `champion` alias when it is strictly better than the
+current champion. With several data sources the measure is the held-out-source accuracy
+(the mean, over sources, of a same-recipe model that never saw that source: how the model
+will do on recordings unlike its training data), recorded at training time, and compared
+only when both versions were held out on the same sources. Otherwise (one source, or a
+champion measured on other sources) both models are re-evaluated here on the *same* test
+notes (the snapshot of the DAG run that trained the new one), so an old champion trained
+on another split is still judged on this one. Every decision is written as tags on the
+new version and on its training run, promoted or not.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ TAG_NEW_SCORE = "promotion.new_score"
 TAG_CHAMPION_SCORE = "promotion.champion_score"
 TAG_CHAMPION_BEFORE = "promotion.champion_version_before"
 TAG_SNAPSHOT = "promotion.snapshot_digest"
+TAG_BASIS = "promotion.basis"
+BASIS_HELDOUT = "heldout_source_accuracy"
+BASIS_TEST = "test_accuracy"
 
 RUN_COLUMNS = ("model", "run_id", "start_time", "test_accuracy", "data_digest", "version", "champion")
 
@@ -120,6 +127,7 @@ class PromotionDecision:
     reason: str
     model_name: str = ""
     version: str = ""
+    basis: str = BASIS_TEST
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -131,6 +139,17 @@ def _champion_version(client: Any, name: str, alias: str) -> str | None:
     aliases = client.get_registered_model(name).aliases or {}
     version = aliases.get(alias)
     return str(version) if version is not None else None
+
+
+def heldout_score(model_version: Any) -> tuple[float, str] | None:
+    """(mean held-out-source accuracy, the sources it was measured on) from a version's tags, if any."""
+    from instropitch.training import TAG_HELDOUT_ACCURACY, TAG_HELDOUT_SOURCES
+
+    tags = model_version.tags or {}
+    try:
+        return float(tags[TAG_HELDOUT_ACCURACY]), tags.get(TAG_HELDOUT_SOURCES, "")
+    except (KeyError, ValueError):
+        return None
 
 
 def promote(spec_name: str, version: str | int, snapshot: Snapshot, *, alias: str = CHAMPION) -> PromotionDecision:
@@ -150,13 +169,30 @@ def promote(spec_name: str, version: str | int, snapshot: Snapshot, *, alias: st
     new_mv = client.get_model_version(name, version)
     before = _champion_version(client, name, alias)
 
-    new_score = evaluate(load_model(f"models:/{name}/{version}"), snapshot)
+    new_heldout = heldout_score(new_mv)
+    champion_heldout = heldout_score(client.get_model_version(name, before)) if before not in (None, version) else None
+    basis = BASIS_HELDOUT if new_heldout is not None and (before is None or before == version) else BASIS_TEST
+    if new_heldout is not None and champion_heldout is not None and champion_heldout[1] == new_heldout[1]:
+        basis = BASIS_HELDOUT
     champion_score: float | None = None
+    if basis == BASIS_HELDOUT:
+        new_score = new_heldout[0]
+    else:
+        new_score = evaluate(load_model(f"models:/{name}/{version}"), snapshot)
     if before is None:
         promoted, reason = True, f"no {alias} yet"
     elif before == version:
         champion_score = new_score
         promoted, reason = True, f"version {version} already is the {alias}"
+    elif basis == BASIS_HELDOUT:
+        champion_score = champion_heldout[0]
+        promoted = new_score > champion_score
+        relation = ">" if promoted else ("=" if new_score == champion_score else "<")
+        verdict = "promoted" if promoted else f"v{before} stays {alias} (ties keep the {alias})"
+        reason = (
+            f"held-out-source accuracy v{version} {new_score:.4f} {relation} v{before} {champion_score:.4f} "
+            f"(sources {new_heldout[1]}): {verdict}"
+        )
     else:
         champion = load_model(f"models:/{name}/{before}")
         shape = snapshot.inputs_for(champion.input).shape[1:]
@@ -175,6 +211,9 @@ def promote(spec_name: str, version: str | int, snapshot: Snapshot, *, alias: st
                 f"test accuracy v{version} {new_score:.4f} {relation} v{before} {champion_score:.4f} "
                 f"on snapshot {snapshot.digest}: {verdict}"
             )
+            if new_heldout is not None:
+                why = "has none" if champion_heldout is None else f"was held out on {champion_heldout[1]}"
+                reason += f" (not held-out-source accuracy: v{before} {why}, v{version} on {new_heldout[1]})"
 
     if promoted and before != version:
         client.set_registered_model_alias(name, alias, version)
@@ -186,6 +225,7 @@ def promote(spec_name: str, version: str | int, snapshot: Snapshot, *, alias: st
         TAG_CHAMPION_SCORE: "" if champion_score is None else f"{champion_score:.6f}",
         TAG_CHAMPION_BEFORE: before or "",
         TAG_SNAPSHOT: snapshot.digest,
+        TAG_BASIS: basis,
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
@@ -199,6 +239,7 @@ def promote(spec_name: str, version: str | int, snapshot: Snapshot, *, alias: st
         reason=reason,
         model_name=name,
         version=version,
+        basis=basis,
     )
 
 

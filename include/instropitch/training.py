@@ -43,6 +43,10 @@ TAG_DATA_DIGEST = "data_digest"
 TAG_FEATURE_DIGEST = "feature_digest"
 TAG_REGISTERED_MODEL = "registered_model"
 TAG_REGISTERED_VERSION = "registered_version"
+TAG_HELDOUT_ACCURACY = "heldout_accuracy"
+"""Mean held-out-source accuracy of the recipe (`leave_one_source_out`), on the version."""
+TAG_HELDOUT_SOURCES = "heldout_sources"
+"""Comma-separated sources that held-out score was measured on (promotion compares like with like)."""
 
 MAX_MISCLASSIFIED_SHOWN = 8
 
@@ -217,6 +221,14 @@ def misclassified_figure(
     return fig
 
 
+def snapshot_sources(snapshot: Snapshot) -> np.ndarray:
+    """The source of each row; one source named "default" for snapshots made before sources."""
+    sources = getattr(snapshot, "source", None)
+    if sources is None:
+        return np.full(len(snapshot.paths), "default")
+    return np.asarray(sources).astype(str)
+
+
 def _accuracy_by_instrument(snapshot: Snapshot, test_rows: np.ndarray, correct: np.ndarray) -> str:
     import pandas as pd
 
@@ -226,6 +238,117 @@ def _accuracy_by_instrument(snapshot: Snapshot, test_rows: np.ndarray, correct: 
 
 
 # ------------------------------------------------------------------------ training
+
+
+def fit_model(
+    spec: ModelSpec,
+    x_fit: np.ndarray,
+    y_fit: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    n_classes: int,
+    *,
+    epochs: int,
+    groups: np.ndarray | None = None,
+    callbacks: list[Any] | None = None,
+) -> tuple[keras.Model, dict[str, list[float]]]:
+    """Build `spec`'s CNN and fit it (seeded; early stopping on the validation rows).
+
+    `groups` are the fit rows' sources, for source-balanced batches (`training.balance`).
+    Returns the model (best weights when early stopping is on) and the Keras history.
+    """
+    from instropitch.cnn import build_model, configure_tensorflow, make_dataset
+
+    configure_tensorflow()
+    import keras
+
+    t = spec.training
+    keras.utils.set_random_seed(t.seed)
+    input_shape = (int(x_fit.shape[1]), int(x_fit.shape[2]))
+    model = build_model(
+        spec, input_shape, n_classes, input_mean=float(x_fit.mean()), input_std=float(x_fit.std() or 1.0)
+    )
+    fit_ds = make_dataset(x_fit, y_fit, spec, n_classes, training=True, seed=t.seed, groups=groups)
+    val_ds = make_dataset(x_val, y_val, spec, n_classes, training=False)
+    callbacks = list(callbacks or [])
+    if t.early_stopping is not None:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=t.early_stopping.monitor, patience=t.early_stopping.patience, restore_best_weights=True
+            )
+        )
+    if epochs > 0:
+        history = model.fit(
+            fit_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, shuffle=False, verbose=0
+        ).history
+    else:
+        history = {}
+        model.optimizer.build(model.trainable_variables)  # saves cleanly even untrained
+    return model, history
+
+
+def predict_classes(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    """Class index per row (argmax of the softmax), in batches."""
+    if len(x) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.argmax(model.predict(x, batch_size=256, verbose=0), axis=1)
+
+
+def leave_one_source_out(
+    spec: ModelSpec,
+    x: np.ndarray,
+    y: np.ndarray,
+    sources: np.ndarray,
+    train_rows: np.ndarray,
+    n_classes: int,
+    *,
+    epochs: int,
+) -> dict[str, dict[str, float]]:
+    """For each source, fit on the training rows of the other sources and score on all of its rows.
+
+    No row of the held-out source (train or test part) is seen in fitting or early stopping,
+    so the score estimates how the recipe does on recordings unlike its training data.
+    Returns {source: metrics (as `evaluation_metrics`, plus `n`)}; empty with fewer than 2 sources.
+    """
+    names = sorted(set(sources.tolist()))
+    if len(names) < 2:
+        return {}
+    t = spec.training
+    scores: dict[str, dict[str, float]] = {}
+    for held_out in names:
+        rows = train_rows[sources[train_rows] != held_out]
+        fit_pos, val_pos = split_validation(y[rows], t.validation_split, t.seed)
+        fit_rows, val_rows = rows[np.sort(fit_pos)], rows[np.sort(val_pos)]
+        model, _ = fit_model(
+            spec,
+            x[fit_rows],
+            y[fit_rows],
+            x[val_rows],
+            y[val_rows],
+            n_classes,
+            epochs=epochs,
+            groups=sources[fit_rows],
+        )
+        target = np.flatnonzero(sources == held_out)
+        metrics = evaluation_metrics(spec, y[target], predict_classes(model, x[target]))
+        scores[held_out] = {"n": float(len(target)), **metrics}
+        del model
+    return scores
+
+
+def source_metrics(heldout: dict[str, dict[str, float]], in_distribution: dict[str, float]) -> dict[str, float]:
+    """MLflow metrics per source (`source.<name>.test_accuracy`, `.heldout_accuracy`) and the
+    summary `heldout_accuracy` (mean over sources; what promotion compares) and its minimum."""
+    metrics = {f"source.{name}.test_accuracy": value for name, value in in_distribution.items()}
+    for name, scores in heldout.items():
+        for key, value in scores.items():
+            if key.startswith("test_"):
+                metrics[f"source.{name}.heldout_{key.removeprefix('test_')}"] = value
+    if heldout:
+        accuracies = [scores["test_accuracy"] for scores in heldout.values()]
+        metrics["heldout_accuracy"] = float(np.mean(accuracies))
+        metrics["heldout_min_accuracy"] = float(np.min(accuracies))
+    return metrics
 
 
 def train_and_log(
@@ -244,10 +367,9 @@ def train_and_log(
     tests, 0 for an untrained baseline) replaces `spec.training.epochs`. The tracking
     server comes from `MLFLOW_TRACKING_URI`.
     """
-    from instropitch.cnn import build_model, configure_tensorflow, make_dataset
+    from instropitch.cnn import configure_tensorflow
 
     configure_tensorflow()
-    import keras
     import mlflow
     import yaml
     from mlflow.models import infer_signature
@@ -264,6 +386,7 @@ def train_and_log(
 
     x_all = snapshot.inputs_for(spec)
     y_all, class_names = snapshot.labels_for(spec)
+    sources = snapshot_sources(snapshot)
     n_classes = len(class_names)
     train_rows = np.flatnonzero(~snapshot.is_test)
     test_rows = np.flatnonzero(snapshot.is_test)
@@ -273,13 +396,7 @@ def train_and_log(
     x_val, y_val = x_all[val_rows], y_all[val_rows]
     x_test, y_test = x_all[test_rows], y_all[test_rows]
     input_shape = (int(x_all.shape[1]), int(x_all.shape[2]))
-
-    keras.utils.set_random_seed(t.seed)
-    model = build_model(
-        spec, input_shape, n_classes, input_mean=float(x_fit.mean()), input_std=float(x_fit.std() or 1.0)
-    )
-    fit_ds = make_dataset(x_fit, y_fit, spec, n_classes, training=True, seed=t.seed)
-    val_ds = make_dataset(x_val, y_val, spec, n_classes, training=False)
+    source_names = sorted(set(sources.tolist()))
 
     client = mlflow.MlflowClient()
     if parent_run_id:
@@ -318,6 +435,7 @@ def train_and_log(
                 "data.test_size": snapshot.test_size,
                 "data.stratify": snapshot.stratify,
                 "data.feature_preset": snapshot.feature_preset,
+                "data.sources": ",".join(source_names)[:500],
             }
         )
         if spec.source is not None and spec.source.exists():
@@ -326,27 +444,37 @@ def train_and_log(
             mlflow.log_text(yaml.safe_dump(spec.to_params(), sort_keys=False), f"spec/{spec.name}.yaml")
         mlflow.log_dict(info, LABELS_FILENAME)
 
-        callbacks: list[Any] = [_epoch_logger()]
-        if t.early_stopping is not None:
-            callbacks.append(
-                keras.callbacks.EarlyStopping(
-                    monitor=t.early_stopping.monitor, patience=t.early_stopping.patience, restore_best_weights=True
-                )
-            )
+        heldout: dict[str, dict[str, float]] = {}
         started = time.perf_counter()
-        if epochs > 0:
-            history = model.fit(
-                fit_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, shuffle=False, verbose=0
-            ).history
-        else:
-            history = {}
-            model.optimizer.build(model.trainable_variables)  # saves cleanly even untrained
+        if t.leave_one_source_out and len(source_names) > 1 and epochs > 0:
+            heldout = leave_one_source_out(spec, x_all, y_all, sources, train_rows, n_classes, epochs=epochs)
+        heldout_time = time.perf_counter() - started
+
+        started = time.perf_counter()
+        model, history = fit_model(
+            spec,
+            x_fit,
+            y_fit,
+            x_val,
+            y_val,
+            n_classes,
+            epochs=epochs,
+            groups=sources[fit_rows],
+            callbacks=[_epoch_logger()],
+        )
         training_time = time.perf_counter() - started
 
-        proba = model.predict(x_test, batch_size=256, verbose=0) if len(x_test) else np.zeros((0, n_classes))
-        y_pred = np.argmax(proba, axis=1)
+        y_pred = predict_classes(model, x_test)
         metrics = evaluation_metrics(spec, y_test, y_pred)
+        in_distribution = {
+            name: float(np.mean(y_pred[sources[test_rows] == name] == y_test[sources[test_rows] == name]))
+            for name in source_names
+            if np.any(sources[test_rows] == name)
+        }
+        metrics.update(source_metrics(heldout, in_distribution))
         metrics["training_time_s"] = training_time
+        if heldout:
+            metrics["heldout_training_time_s"] = heldout_time
         metrics["epochs_trained"] = float(len(history.get("loss", [])))
         if history.get("val_loss"):
             monitor = t.early_stopping.monitor if t.early_stopping else "val_loss"
@@ -390,6 +518,9 @@ def train_and_log(
         if version is not None:
             mlflow.set_tags({TAG_REGISTERED_MODEL: spec.registered_model_name, TAG_REGISTERED_VERSION: version})
             version_tags = {**run_tags, "test_accuracy": f"{metrics['test_accuracy']:.6f}"}
+            if "heldout_accuracy" in metrics:
+                version_tags[TAG_HELDOUT_ACCURACY] = f"{metrics['heldout_accuracy']:.6f}"
+                version_tags[TAG_HELDOUT_SOURCES] = ",".join(source_names)
             version_tags.pop(TAG_KIND)
             for key, value in version_tags.items():
                 client.set_model_version_tag(spec.registered_model_name, version, key, value)

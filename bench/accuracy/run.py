@@ -1,0 +1,360 @@
+"""Accuracy benchmark: the model configurations and the baselines on notes they never trained on.
+
+Two protocols (both print tables and write JSON; results are recorded in bench/RESULTS.md):
+
+* ``--protocol ood`` (issue 7): train on the stratified 75/25 split of one synthetic set
+  (TimGM6mb, seed 0, dry: what ``make demo`` trains on) and score on its test part
+  (in-distribution) and on sets the models never saw: the same manifest rendered with
+  another seed under recording conditions (rooms, microphone, distance, player), the same
+  files resampled to 32 kHz, and every other SoundFont given with ``--soundfont``.
+* ``--protocol loso`` (issue 9): one source per SoundFont (seed 1, conditions mixed); for
+  each source, a model trained on the training part of all sources (in-distribution: its
+  score on that source's test part) and a model trained on the other sources only
+  (held-out: its score on every note of that source).
+
+Every CNN goes through ``instropitch.training.fit_model`` (the code the DAG runs); the
+baselines are ``instropitch.baselines`` (pYIN for pitch, MFCC statistics + logistic
+regression for instrument). Renders and features are cached under ``--work``.
+
+    .venv/bin/python bench/accuracy/run.py --protocol ood --json /tmp/ood.json
+    .venv/bin/python bench/accuracy/run.py --protocol loso --scale 0.5 --json /tmp/loso.json \\
+        --soundfont fluidr3=/usr/share/sounds/sf2/FluidR3_GM.sf2 ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_MODELS = [ROOT / "models" / "pitch.yaml", ROOT / "models" / "instrument.yaml"]
+REFERENCE_MODELS = [
+    ROOT / "models" / "reference" / "seed-pitch.yaml",
+    ROOT / "models" / "reference" / "seed-instrument.yaml",
+]
+OOD_CONDITIONS = "room,hall,mic,distant,player,mixed"
+PYIN_NOTES = 200
+"""pYIN costs ~0.1 s a note: it is scored on this many notes per set (a fixed, seeded sample)."""
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------ data sets
+
+
+def render(out: Path, fonts: dict[str, str], *, seed: int, scale: float, conditions: str) -> Path:
+    """Render once (a folder whose metadata CSV exists is reused)."""
+    from instropitch import synth
+    from instropitch.tinysol import METADATA_FILENAME
+
+    first = out / next(iter(fonts)) if len(fonts) > 1 else out
+    if not (first / METADATA_FILENAME).is_file():
+        log(f"rendering {out.name} ({', '.join(fonts)}, seed {seed}, scale {scale}, {conditions})")
+        synth.render_dataset(out, soundfont=fonts, seed=seed, scale=scale, conditions=conditions, progress=False)
+    return out
+
+
+def resampled_copy(src: Path, dst: Path, sample_rate: int) -> Path:
+    """The same notes as 16-bit WAVs at another sample rate (the metadata CSV copied as is)."""
+    from instropitch import audio, tinysol
+
+    if (dst / tinysol.METADATA_FILENAME).is_file():
+        return dst
+    log(f"resampling {src.name} to {sample_rate} Hz")
+    for wav in src.rglob("*.wav"):
+        y, _ = audio.load(wav, sample_rate)
+        target = dst / wav.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with wave.open(str(target), "wb") as handle:
+            handle.setnchannels(1)
+            handle.setsampwidth(2)
+            handle.setframerate(sample_rate)
+            handle.writeframes(np.clip(np.rint(y * 32767), -32768, 32767).astype("<i2").tobytes())
+    (dst / tinysol.METADATA_FILENAME).write_bytes((src / tinysol.METADATA_FILENAME).read_bytes())
+    return dst
+
+
+class Set:
+    """One labelled folder with its spectrograms per feature preset and MFCC vectors, cached."""
+
+    def __init__(self, name: str, folder: Path, cache: Path):
+        self.name, self.folder, self.cache = name, folder, cache
+        self._features: dict[str, object] = {}
+
+    def features(self, preset: str):
+        from instropitch.evaluation import load_labelled_folder
+
+        if preset not in self._features:
+            self._features[preset] = load_labelled_folder(self.folder, preset, name=self.name, cache_dir=self.cache)
+        return self._features[preset]
+
+    @property
+    def labels(self):
+        return self.features("default")
+
+    def mfcc(self) -> np.ndarray:
+        path = self.cache / f"mfcc-{self.name}-{len(self.labels)}.npy"
+        if path.is_file():
+            return np.load(path)
+        from instropitch.baselines import mfcc_matrix
+
+        log(f"MFCCs of {self.name}")
+        matrix = mfcc_matrix([self.folder / p for p in self.labels.paths])
+        np.save(path, matrix)
+        return matrix
+
+
+# ------------------------------------------------------------------------ models
+
+
+def class_index(spec, data) -> tuple[np.ndarray, list]:
+    from instropitch.snapshot import class_layout
+
+    values, _ = class_layout(spec.label)
+    truth = data.midi if spec.label == "midi" else data.instrument
+    lookup = {v: i for i, v in enumerate(values)}
+    return np.array([lookup[v] for v in truth.tolist()]), list(values)
+
+
+def train_cnn(spec, sets_rows: list[tuple[Set, np.ndarray]], epochs: int | None):
+    """Fit `spec` on the given rows of the given sets (validation split carved from them)."""
+    from instropitch import training
+
+    xs, ys, groups = [], [], []
+    for s, rows in sets_rows:
+        data = s.features(spec.features)
+        y, values = class_index(spec, data)
+        xs.append(data.inputs(spec.input)[rows])
+        ys.append(y[rows])
+        groups.append(np.full(len(rows), s.name))
+    x, y, g = np.concatenate(xs), np.concatenate(ys), np.concatenate(groups)
+    fit_pos, val_pos = training.split_validation(y, spec.training.validation_split, spec.training.seed)
+    started = time.perf_counter()
+    model, history = training.fit_model(
+        spec,
+        x[fit_pos],
+        y[fit_pos],
+        x[val_pos],
+        y[val_pos],
+        len(values),
+        epochs=spec.training.epochs if epochs is None else epochs,
+        groups=g[fit_pos],
+    )
+    log(
+        f"  {spec.name}: {len(history.get('loss', []))} epochs on {len(fit_pos)} notes in {time.perf_counter() - started:.0f} s"
+    )
+    return model, values
+
+
+def score_cnn(spec, model, values: list, s: Set, rows: np.ndarray | None = None) -> dict[str, float]:
+    from instropitch import training
+    from instropitch.evaluation import instrument_report, pitch_report
+
+    data = s.features(spec.features)
+    rows = np.arange(len(data)) if rows is None else rows
+    predicted = np.asarray(values)[training.predict_classes(model, data.inputs(spec.input)[rows])]
+    if spec.label == "midi":
+        return pitch_report(data.midi[rows], predicted.astype(np.int64))
+    return instrument_report(data.instrument[rows], predicted)
+
+
+def score_pyin(s: Set, rows: np.ndarray) -> dict[str, float]:
+    from instropitch.baselines import pyin_midi
+    from instropitch.evaluation import pitch_report
+
+    rng = np.random.default_rng(0)
+    sample = np.sort(rng.choice(rows, size=min(PYIN_NOTES, len(rows)), replace=False))
+    predicted = np.array([pyin_midi(s.folder / p) for p in s.labels.paths[sample]])
+    return pitch_report(s.labels.midi[sample], predicted)
+
+
+def fit_mfcc(sets_rows: list[tuple[Set, np.ndarray]]):
+    from instropitch.baselines import MfccLogisticRegression
+
+    x = np.concatenate([s.mfcc()[rows] for s, rows in sets_rows])
+    y = np.concatenate([s.labels.instrument[rows] for s, rows in sets_rows])
+    return MfccLogisticRegression().fit(x, y)
+
+
+def score_mfcc(model, s: Set, rows: np.ndarray | None = None) -> dict[str, float]:
+    from instropitch.evaluation import instrument_report
+
+    rows = np.arange(len(s.labels)) if rows is None else rows
+    return instrument_report(s.labels.instrument[rows], model.predict(s.mfcc()[rows]))
+
+
+def split(s: Set, test_size: float = 0.25, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
+    """The DAG's split: `snapshot.create_snapshot` (stratified by instrument x MIDI, seeded)."""
+    from instropitch.snapshot import create_snapshot
+
+    d = s.labels
+    snap = create_snapshot(
+        d.paths,
+        d.midi,
+        d.instrument,
+        d.fold,
+        d.pitch[:, :1, :1],
+        d.instrument_spec[:, :1, :1],
+        seed=seed,
+        test_size=test_size,
+    )
+    order = np.searchsorted(d.paths, snap.paths)  # both sorted by path
+    return np.sort(order[~snap.is_test]), np.sort(order[snap.is_test])
+
+
+# ------------------------------------------------------------------------ protocols
+
+
+def protocol_ood(args, fonts: dict[str, str]) -> dict:
+    from instropitch.modelspec import load_spec
+    from instropitch.soundfont import default_soundfont_path
+
+    work, cache = args.work, args.work / "cache"
+    base_font = {"timgm6mb": str(default_soundfont_path())}
+    train_set = Set(
+        "in-distribution",
+        render(work / "timgm6mb-seed0-dry", base_font, seed=0, scale=args.scale, conditions="dry"),
+        cache,
+    )
+    conditions = render(
+        work / "timgm6mb-seed1-conditions", base_font, seed=1, scale=args.scale, conditions=OOD_CONDITIONS
+    )
+    eval_sets = {
+        "conditions": Set("conditions", conditions, cache),
+        "32 kHz": Set("32 kHz", resampled_copy(conditions, work / "timgm6mb-seed1-conditions-32k", 32000), cache),
+    }
+    for name, path in fonts.items():
+        if name != "timgm6mb":
+            eval_sets[name] = Set(
+                name,
+                render(work / f"{name}-seed1-dry", {name: path}, seed=1, scale=args.scale, conditions="dry"),
+                cache,
+            )
+    train_rows, test_rows = split(train_set)
+    results: dict[str, dict[str, dict[str, float]]] = {}
+
+    def evaluate_everywhere(label: str, scorer) -> None:
+        results[label] = {"in-distribution": scorer(train_set, test_rows)}
+        for name, s in eval_sets.items():
+            results[label][name] = scorer(s, np.arange(len(s.labels)))
+        log(f"{label}: " + ", ".join(f"{k} {_headline(v):.3f}" for k, v in results[label].items()))
+
+    for path in args.models + (REFERENCE_MODELS if args.reference else []):
+        spec = load_spec(path)
+        model, values = train_cnn(spec, [(train_set, train_rows)], args.epochs)
+        evaluate_everywhere(
+            f"cnn {spec.name}",
+            lambda s, rows, spec=spec, model=model, values=values: score_cnn(spec, model, values, s, rows),
+        )
+    mfcc = fit_mfcc([(train_set, train_rows)])
+    evaluate_everywhere("baseline mfcc+logreg", lambda s, rows: score_mfcc(mfcc, s, rows))
+    if not args.no_pyin:
+        evaluate_everywhere("baseline pyin", score_pyin)
+    return results
+
+
+def protocol_loso(args, fonts: dict[str, str]) -> dict:
+    from instropitch.modelspec import load_spec
+
+    work, cache = args.work, args.work / "cache"
+    folder = render(
+        work / f"sources-seed1-scale{args.scale:g}", fonts, seed=1, scale=args.scale, conditions=args.conditions
+    )
+    sources = {name: Set(name, folder / name, cache) for name in fonts}
+    splits = {name: split(s) for name, s in sources.items()}
+    results: dict[str, dict[str, dict[str, float]]] = {}
+
+    def run(label: str, fit, scorer) -> None:
+        results[label] = {}
+        model = fit([(s, splits[n][0]) for n, s in sources.items()])
+        for name, s in sources.items():
+            results[label][f"{name} in-distribution"] = scorer(model, s, splits[name][1])
+        for held_out, s in sources.items():
+            model = fit([(o, splits[n][0]) for n, o in sources.items() if n != held_out])
+            results[label][f"{held_out} held-out"] = scorer(model, s, None)
+            log(f"{label}: {held_out} held-out {_headline(results[label][f'{held_out} held-out']):.3f}")
+
+    for path in args.models:
+        spec = load_spec(path)
+        run(
+            f"cnn {spec.name}",
+            lambda rows, spec=spec: train_cnn(spec, rows, args.epochs),
+            lambda fitted, s, rows, spec=spec: score_cnn(spec, fitted[0], fitted[1], s, rows),
+        )
+    run("baseline mfcc+logreg", fit_mfcc, score_mfcc)
+    return results
+
+
+def _headline(report: dict[str, float]) -> float:
+    return report.get("exact", report.get("accuracy", float("nan")))
+
+
+def print_table(results: dict) -> None:
+    columns: list[str] = []
+    for row in results.values():
+        columns += [c for c in row if c not in columns]
+    print("| model | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
+    for label, row in results.items():
+        cells = [f"{_headline(row[c]):.3f}" if c in row else "" for c in columns]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--protocol", choices=("ood", "loso"), required=True)
+    parser.add_argument("--work", type=Path, default=ROOT / ".instropitch" / "bench" / "accuracy")
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the 2,913-note manifest per set")
+    parser.add_argument(
+        "--soundfont", action="append", default=[], metavar="NAME=PATH", help="another SF2 (repeatable)"
+    )
+    parser.add_argument("--models", type=Path, nargs="+", default=DEFAULT_MODELS)
+    parser.add_argument("--reference", action="store_true", help="also the seed project's recipe (models/reference)")
+    parser.add_argument("--epochs", type=int, default=None, help="cap every model's epochs")
+    parser.add_argument("--conditions", default="mixed", help="render conditions of the loso sources")
+    parser.add_argument("--no-pyin", action="store_true", help="skip the slow pYIN baseline")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    from instropitch.cnn import configure_tensorflow
+    from instropitch.soundfont import default_soundfont_path
+
+    configure_tensorflow()
+    fonts = {"timgm6mb": str(default_soundfont_path())}
+    for item in args.soundfont:
+        name, _, path = item.partition("=")
+        fonts[name] = path
+    args.work.mkdir(parents=True, exist_ok=True)
+    (args.work / "cache").mkdir(exist_ok=True)
+    started = time.perf_counter()
+    results = (protocol_ood if args.protocol == "ood" else protocol_loso)(args, fonts)
+    print_table(results)
+    record = {
+        "protocol": args.protocol,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
+        "load_average_end": os.getloadavg()[0],
+        "seconds": round(time.perf_counter() - started, 1),
+        "scale": args.scale,
+        "epochs_cap": args.epochs,
+        "fonts": fonts,
+        "results": results,
+    }
+    if args.json:
+        args.json.write_text(json.dumps(record, indent=1))
+    log(f"done in {record['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,277 @@
+"""Training over several sources: recording-condition augmentation, source-balanced batches,
+leave-one-source-out scores, and promotion on the held-out-source accuracy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from instropitch.modelspec import Augmentation, SpecError, parse_spec
+
+FRAMES, BANDS = 24, 32
+
+
+def _tf_augment(x: np.ndarray, aug: Augmentation, seed: int = 0) -> np.ndarray:
+    import tensorflow as tf
+
+    from instropitch.cnn import augment_example
+
+    tf.random.set_seed(seed)
+    return augment_example(tf.constant(x, tf.float32), aug).numpy()
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean()) / x.std()
+
+
+def _note(frames_on: int = 8, band: int = 10) -> np.ndarray:
+    """A z-scored 'dB' spectrogram: a harmonic note for `frames_on` frames, then near-silence."""
+    rng = np.random.default_rng(1)
+    x = np.full((FRAMES, BANDS), -80.0) + rng.normal(0, 1.0, (FRAMES, BANDS))
+    for h, level in ((band, 0.0), (band + 12, -12.0), (band + 19, -20.0)):
+        if h < BANDS:
+            x[:frames_on, h] = level
+    return _zscore(x).astype(np.float32)
+
+
+def test_new_augmentation_keys_are_validated():
+    base = {
+        "label": "midi",
+        "input": "pitch",
+        "architecture": {"conv_blocks": [{"filters": 4, "kernel": 3, "pool": 1}]},
+    }
+    spec = parse_spec(
+        {
+            **base,
+            "name": "p",
+            "training": {
+                "balance": "none",
+                "leave_one_source_out": False,
+                "augmentation": {"eq_tilt": 2, "reverb": 0.5, "noise_floor": 1.5, "band_limit": 0.2},
+            },
+        }
+    )
+    aug = spec.training.augmentation
+    assert (aug.eq_tilt, aug.reverb, aug.noise_floor, aug.band_limit) == (2.0, 0.5, 1.5, 0.2)
+    assert aug.acoustic and aug.enabled
+    assert spec.training.balance == "none" and spec.training.leave_one_source_out is False
+    assert parse_spec({**base, "name": "q"}).training.balance == "sources"
+    with pytest.raises(SpecError, match="training.augmentation.reverb"):
+        parse_spec({**base, "name": "r", "training": {"augmentation": {"reverb": 2}}})
+    with pytest.raises(SpecError, match="training.balance"):
+        parse_spec({**base, "name": "s", "training": {"balance": "classes"}})
+
+
+def test_reverb_rings_on_after_the_note_and_output_stays_z_scored():
+    x = _note()
+    y = _tf_augment(x, Augmentation(reverb=1.0))
+    assert np.isfinite(y).all()
+    assert abs(y.mean()) < 1e-4 and abs(y.std() - 1.0) < 1e-3
+    # Just after the note stops, the note's band rings on well above a band that never sounded...
+    silent_band = y[8:, 5].mean()
+    assert y[8, 10] - silent_band > 1.0
+    # ...and the tail decays rather than echoing back.
+    tail = y[8:, 10]
+    assert tail[0] >= tail.max() - 0.2 and tail[-1] <= tail[0]
+    # The dry input has nothing there.
+    assert x[8, 10] - x[8:, 5].mean() < 0.5
+
+
+def test_eq_tilt_is_a_straight_line_across_bands_and_moves_no_partial():
+    x = _note(frames_on=FRAMES)
+    y = _tf_augment(x, Augmentation(eq_tilt=3.0), seed=4)
+    # y = a*x + b*band + c exactly (a tilt, then the z-score again), with b != 0.
+    band = np.broadcast_to(np.arange(BANDS, dtype=np.float64), x.shape)
+    design = np.stack([x.ravel(), band.ravel(), np.ones(x.size)], axis=1)
+    coef, *_ = np.linalg.lstsq(design, y.ravel().astype(np.float64), rcond=None)
+    assert np.abs(design @ coef - y.ravel()).max() < 1e-3
+    assert abs(coef[1]) > 1e-3
+    # Nothing moved in frequency: the three partials are still the three loudest bands.
+    assert set(np.argsort(y.mean(axis=0))[-3:]) == set(np.argsort(x.mean(axis=0))[-3:]) == {10, 22, 29}
+
+
+def test_band_limit_cuts_the_top_bands_to_the_floor():
+    x = _zscore(np.random.default_rng(2).normal(0, 1, (FRAMES, BANDS))).astype(np.float32)
+    cut = [
+        int(np.sum(np.all(y >= y.min() - 1e-6, axis=0) & (np.ptp(y, axis=0) < 1e-5)))
+        for y in (_tf_augment(x, Augmentation(band_limit=0.5), seed=s) for s in range(6))
+    ]
+    assert max(cut) > 0  # some draws cut whole bands flat to the floor
+    assert max(cut) <= int(0.75 * BANDS) + 1
+
+
+def test_noise_floor_buries_the_quiet_parts_and_keeps_the_note():
+    x = _note()
+    y = _tf_augment(x, Augmentation(noise_floor=20.0), seed=1)
+    quiet, loud = x < 0.0, x > 1.0
+    assert quiet.sum() > 100 and loud.sum() > 5
+    # What was quiet is now the (random) floor, no longer the input's own faint detail...
+    assert abs(np.corrcoef(x[quiet], y[quiet])[0, 1]) < 0.5
+    # ...while the note still stands above it, and the output is still z-scored.
+    assert y[loud].mean() > y[quiet].mean()
+    assert abs(y.mean()) < 1e-4 and abs(y.std() - 1.0) < 1e-3
+
+
+def test_balanced_batches_draw_each_source_evenly():
+    from instropitch.cnn import make_dataset
+
+    spec = parse_spec(
+        {
+            "name": "b",
+            "label": "instrument",
+            "input": "instrument",
+            "architecture": {"conv_blocks": [{"filters": 4, "kernel": 3, "pool": 1}]},
+            "training": {"batch_size": 50},
+        }
+    )
+    n = 1000
+    x = np.zeros((n, 4, 4), np.float32)
+    y = np.r_[np.zeros(900, int), np.ones(100, int)]  # label = source here
+    groups = np.where(y == 0, "big", "small")
+    drawn = np.concatenate([b.numpy() for _, b in make_dataset(x, y, spec, 2, training=True, seed=1, groups=groups)])
+    assert len(drawn) == n
+    assert 0.4 < drawn.mean() < 0.6  # ~half from the small source
+    unbalanced = parse_spec(_as_dict(spec, balance="none"))
+    drawn = np.concatenate(
+        [b.numpy() for _, b in make_dataset(x, y, unbalanced, 2, training=True, seed=1, groups=groups)]
+    )
+    assert 0.05 < drawn.mean() < 0.15
+
+
+def _as_dict(spec, **training) -> dict:
+    return {
+        "name": spec.name,
+        "label": spec.label,
+        "input": spec.input,
+        "architecture": {"conv_blocks": [{"filters": 4, "kernel": 3, "pool": 1}]},
+        "training": {"batch_size": spec.training.batch_size, **training},
+    }
+
+
+# ------------------------------------------------------------------ leave one source out
+
+INSTRUMENTS = ("Vn", "Fl", "Ob", "Hn")
+SHAPE = (8, 24)
+TINY = {
+    "name": "inst",
+    "label": "instrument",
+    "input": "instrument",
+    "architecture": {
+        "conv_blocks": [{"filters": 8, "kernel": 3, "pool": 2}],
+        "pooling": "time_avg",
+        "dense": [16],
+        "dropout": 0.0,
+    },
+    "training": {"epochs": 10, "batch_size": 16, "learning_rate": 0.01, "seed": 3, "early_stopping": None},
+}
+
+
+def two_source_data(n_per_source: int = 96):
+    """Instrument = position of a bright band; source "mirror" uses the bands in reverse order.
+
+    A model that never saw "mirror" must get it (almost) all wrong; one that saw it cannot.
+    """
+    rng = np.random.default_rng(0)
+    xs, labels, sources = [], [], []
+    for source, order in (("plain", INSTRUMENTS), ("mirror", INSTRUMENTS[::-1])):
+        for i in range(n_per_source):
+            inst = INSTRUMENTS[i % 4]
+            x = rng.normal(0.0, 0.3, SHAPE)
+            b = 2 + 5 * order.index(inst)
+            x[:, b : b + 2] += 4.0
+            xs.append(x)
+            labels.append(inst)
+            sources.append(source)
+    return np.array(xs, np.float32), np.array(labels), np.array(sources)
+
+
+def test_leave_one_source_out_never_sees_the_held_out_source():
+    from instropitch.snapshot import class_layout
+    from instropitch.training import leave_one_source_out, source_metrics
+
+    x, labels, sources = two_source_data()
+    values, _ = class_layout("instrument")
+    y = np.array([values.index(v) for v in labels])
+    scores = leave_one_source_out(
+        parse_spec(TINY), x, y, sources, np.arange(len(y)), len(values), epochs=TINY["training"]["epochs"]
+    )
+    assert set(scores) == {"plain", "mirror"}
+    for source in scores:
+        assert scores[source]["n"] == 96
+        # Mirrored bands: Vn<->Hn and Fl<->Ob swap, so a model that never saw the source is ~always wrong.
+        assert scores[source]["test_accuracy"] < 0.2, scores
+    metrics = source_metrics(scores, {"plain": 1.0, "mirror": 1.0})
+    assert metrics["heldout_accuracy"] == pytest.approx(np.mean([s["test_accuracy"] for s in scores.values()]))
+    assert metrics["source.plain.test_accuracy"] == 1.0
+    assert "source.mirror.heldout_accuracy" in metrics and "source.mirror.heldout_macro_f1" in metrics
+    # One source: nothing to hold out.
+    one = sources == "plain"
+    assert (
+        leave_one_source_out(parse_spec(TINY), x[one], y[one], sources[one], np.arange(96), len(values), epochs=1) == {}
+    )
+
+
+@pytest.fixture(scope="module")
+def heldout_story(tmp_path_factory):
+    """Two sources in one snapshot: v1 (trained) -> champion on held-out score; v2 untrained -> refused,
+    even though the held-out score, not the test split, decides."""
+    import mlflow
+
+    from instropitch import registry
+    from instropitch.snapshot import create_snapshot
+    from instropitch.training import train_and_log
+
+    x, labels, sources = two_source_data(64)
+    # Make the sources learnable from each other: same band order, different noise.
+    x2 = x.copy()
+    x2[sources == "mirror"] = x[sources == "plain"] + np.random.default_rng(5).normal(0, 0.3, (64, *SHAPE))
+    n = len(labels)
+    paths = np.array([f"{a}/ordinario/note-{i % 64:04d}.wav" for i, a in enumerate(labels)])
+    pitch = np.zeros((n, 4, 4), np.float32)
+    snap = create_snapshot(
+        paths, np.full(n, 60), labels, np.zeros(n, int), pitch, x2, seed=2, feature_digest="fd", source=sources
+    )
+    root = tmp_path_factory.mktemp("mlflow")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
+        mp.chdir(root)
+        mlflow.MlflowClient().create_experiment("instropitch", artifact_location=str(root / "artifacts"))
+        spec = parse_spec(TINY)
+        good = train_and_log(spec, snap)
+        first = registry.promote("inst", good.version, snap)
+        bad = train_and_log(parse_spec({**TINY, "training": {**TINY["training"], "epochs": 1}}), snap)
+        second = registry.promote("inst", bad.version, snap)
+        client = mlflow.MlflowClient()
+        yield {
+            "snap": snap,
+            "runs": (good, bad),
+            "decisions": (first, second),
+            "metrics": client.get_run(good.run_id).data.metrics,
+            "params": client.get_run(good.run_id).data.params,
+        }
+
+
+def test_train_and_log_records_heldout_accuracy_per_source(heldout_story):
+    metrics = heldout_story["metrics"]
+    for source in ("plain", "mirror"):
+        assert 0.0 <= metrics[f"source.{source}.heldout_accuracy"] <= 1.0
+        assert 0.0 <= metrics[f"source.{source}.test_accuracy"] <= 1.0
+    assert metrics["heldout_accuracy"] == pytest.approx(
+        np.mean([metrics["source.plain.heldout_accuracy"], metrics["source.mirror.heldout_accuracy"]])
+    )
+    assert metrics["heldout_accuracy"] > 0.8  # learnable across sources in this set
+    assert heldout_story["params"]["data.sources"] == "mirror,plain"
+
+
+def test_promotion_compares_heldout_source_accuracy(heldout_story):
+    from instropitch.registry import BASIS_HELDOUT
+
+    first, second = heldout_story["decisions"]
+    good, bad = heldout_story["runs"]
+    assert first.promoted and first.basis == BASIS_HELDOUT
+    assert first.new_score == pytest.approx(good.metrics["heldout_accuracy"])
+    assert second.basis == BASIS_HELDOUT
+    assert second.new_score == pytest.approx(bad.metrics["heldout_accuracy"])
+    assert second.champion_score == pytest.approx(good.metrics["heldout_accuracy"])
+    assert second.promoted is (bad.metrics["heldout_accuracy"] > good.metrics["heldout_accuracy"])
+    assert "held-out-source accuracy" in second.reason

@@ -1,16 +1,23 @@
 """
 ### instropitch_etl
 
-Extracts TinySOL (or any folder in its layout) from S3, turns every WAV into a pitch and
-an instrument spectrogram, loads them into PostgreSQL and builds the combined table that
-`instropitch_training` learns from.
+Extracts one or more *sources* from S3 — each an S3 prefix holding a folder in TinySOL's
+layout and its `TinySOL_metadata.csv` (the real TinySOL, a synthetic render, your own
+recordings) — turns every WAV into a pitch and an instrument spectrogram, loads them into
+PostgreSQL and builds the combined table that `instropitch_training` learns from. Every
+row carries its source; the key of every table is (source, path).
 
-1. `create_schema` — tables from `include/sql/schema.sql` (if absent).
-2. `extract_metadata` — `TinySOL_metadata.csv` from S3 into `tinysol_metadata`; bad rows to `etl_rejects`.
-3. `plan` — list WAV objects; skip those loaded with the same ETag and feature config; shard the rest.
+Param `sources`: one entry per line in the trigger form, `PREFIX` (named after the prefix,
+`TinySOL/` is the source `TinySOL`) or `NAME=PREFIX` (e.g. `fluid=renders/fluidr3/`).
+
+1. `create_schema` — tables from `include/sql/schema.sql` (if absent); migrates an older warehouse.
+2. `extract_metadata` — each source's metadata CSV into its rows of `tinysol_metadata`; bad rows to `etl_rejects`.
+   A source not in this run keeps its rows.
+3. `plan` — list each source's WAV objects; skip those loaded for that source with the same ETag and feature
+   config; shard the rest (a shard may mix sources).
 4. `transform` — mapped over shards: ranged reads, spectrograms, one transaction per shard.
-5. `build_combined` — `include/sql/build_combined.sql`, swapped in atomically.
-6. `quality_gate` — counts, NaN/inf, every instrument present.
+5. `build_combined` — `include/sql/build_combined.sql`, every source in the warehouse, swapped in atomically.
+6. `quality_gate` — per source of this run: counts, NaN/inf, every instrument present.
 7. `publish` — updates the `instruments_notes_spectrogram` Asset when the table changed.
 
 Runs daily at 01:00 UTC (new or changed objects only), or when triggered by hand.
@@ -28,6 +35,10 @@ from airflow.sdk import Asset, CronTriggerTimetable, Param, dag, get_current_con
 # Named by the table it stands for. A name-only Asset (no URI scheme) keeps DAG parsing
 # fast: a scheme makes Airflow load every provider's URI handlers (~1.4 s) at parse time.
 COMBINED_TABLE = Asset(name="instruments_notes_spectrogram")
+
+# Same as instropitch.etl.SOURCE_ITEM_PATTERN (not imported: the library's imports are kept
+# out of DAG parsing); tests/dags checks they agree. The library parses with clearer errors.
+SOURCE_ITEM_PATTERN = r"^([A-Za-z0-9._-]+=.*|[A-Za-z0-9._-]+/?)$"
 
 
 def _run_id() -> str:
@@ -52,7 +63,18 @@ def _params() -> dict:
         "bucket": Param(
             "instropitch", type="string", minLength=3, maxLength=63, pattern=r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$"
         ),
-        "prefix": Param("TinySOL/", type="string", maxLength=512, description="dataset folder inside the bucket"),
+        # An array of strings: the trigger form shows a text box, one entry per line.
+        "sources": Param(
+            ["TinySOL/"],
+            type="array",
+            minItems=1,
+            maxItems=64,
+            uniqueItems=True,
+            items={"type": "string", "minLength": 1, "maxLength": 600, "pattern": SOURCE_ITEM_PATTERN},
+            title="Sources",
+            description="datasets to load, one per line: PREFIX (source named after it, TinySOL/ -> TinySOL) "
+            "or NAME=PREFIX; names unique, letters, digits, '.', '_', '-'",
+        ),
         "features": Param("default", type="string", description="feature preset (instropitch.features.PRESETS)"),
         "shard_size": Param(200, type="integer", minimum=1, maximum=5000, description="WAV objects per transform task"),
     },
@@ -73,8 +95,12 @@ def instropitch_etl():
         from instropitch import etl
         from instropitch.connections import s3_client, warehouse_engine
 
-        summary = etl.extract_metadata(s3_client(), warehouse_engine(), params["bucket"], params["prefix"], _run_id())
-        return asdict(summary)
+        sources = etl.sources_from_params(params)
+        summaries = etl.extract_sources(s3_client(), warehouse_engine(), params["bucket"], sources, _run_id())
+        return {
+            "csv_rows": sum(s.csv_rows for s in summaries.values()),
+            "sources": {name: asdict(s) for name, s in summaries.items()},
+        }
 
     @task
     def plan() -> list[list[dict]]:
@@ -84,8 +110,9 @@ def instropitch_etl():
         from instropitch.features import get_preset
 
         digest = get_preset(params["features"]).digest()
-        result = etl.plan(
-            s3_client(), warehouse_engine(), params["bucket"], params["prefix"], digest, params["shard_size"], _run_id()
+        sources = etl.sources_from_params(params)
+        result = etl.plan_sources(
+            s3_client(), warehouse_engine(), params["bucket"], sources, digest, params["shard_size"], _run_id()
         )
         return result.shards
 
@@ -115,7 +142,8 @@ def instropitch_etl():
         from instropitch import etl
         from instropitch.connections import warehouse_engine
 
-        return str(etl.quality_gate(warehouse_engine(), extract_summary["csv_rows"]))
+        csv_rows = {name: s["csv_rows"] for name, s in extract_summary["sources"].items()}
+        return str(etl.quality_gate(warehouse_engine(), csv_rows))
 
     @task(outlets=[COMBINED_TABLE])
     def publish(combined: dict, report: str) -> None:

@@ -121,7 +121,7 @@ def running(services, s3, small_dataset, tmp_path, monkeypatch):
 def test_real_airflow_services_run_the_whole_pipeline(running, s3, small_dataset):
     bucket = f"e2e-{uuid.uuid4().hex[:10]}"
     objectstore.upload_folder(s3, bucket, PREFIX, small_dataset)
-    conf = {"bucket": bucket, "prefix": PREFIX, "shard_size": 10}
+    conf = {"bucket": bucket, "sources": [PREFIX], "shard_size": 10}
     api = Api(running)
     api.wait_for_dag("instropitch_etl")
     api.wait_for_dag("instropitch_training")

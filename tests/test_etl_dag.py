@@ -13,24 +13,45 @@ pytestmark = pytest.mark.e2e
 PREFIX = "TinySOL/"
 
 
+TABLES = (
+    "tinysol_metadata",
+    "notes_spectrogram",
+    "instruments_spectrogram",
+    "instruments_notes_spectrogram",
+    "etl_rejects",
+)
+
+
 def run_etl(env: dict[str, str], bucket: str, **conf) -> local_airflow.DagTestResult:
     result = local_airflow.dags_test(
-        "instropitch_etl", env, {"bucket": bucket, "prefix": PREFIX, "shard_size": 8, **conf}
+        "instropitch_etl", env, {"bucket": bucket, "sources": [PREFIX], "shard_size": 8, **conf}
     )
     assert result.ok, result.tail(60)
     return result
 
 
-def table_checksums(engine) -> dict[str, str]:
+def table_checksums(engine, source: str | None = None) -> dict[str, str]:
+    """md5 of every table's rows (of one source, or all), in key order."""
+    where = "" if source is None else " WHERE source = :source"
     queries = {
-        "tinysol_metadata": "SELECT md5(string_agg(t::text, ',' ORDER BY path)) FROM tinysol_metadata t",
-        "notes_spectrogram": "SELECT md5(string_agg(t::text, ',' ORDER BY path)) FROM notes_spectrogram t",
-        "instruments_spectrogram": "SELECT md5(string_agg(t::text, ',' ORDER BY path)) FROM instruments_spectrogram t",
-        "instruments_notes_spectrogram": "SELECT md5(string_agg(t::text, ',' ORDER BY path)) FROM instruments_notes_spectrogram t",
-        "etl_rejects": "SELECT md5(string_agg(path || stage || reason, ',' ORDER BY path, stage)) FROM etl_rejects",
+        table: f"SELECT md5(string_agg(t::text, ',' ORDER BY source, path)) FROM {table} t{where}"
+        for table in TABLES
+        if table != "etl_rejects"
     }
+    queries["etl_rejects"] = (
+        "SELECT md5(string_agg(source || path || stage || reason, ',' ORDER BY source, path, stage)) FROM etl_rejects"
+        + where
+    )
     with engine.connect() as conn:
-        return {name: conn.execute(text(q)).scalar_one() for name, q in queries.items()}
+        return {name: conn.execute(text(q), {"source": source}).scalar_one() for name, q in queries.items()}
+
+
+def rows_per_source(engine) -> dict[str, dict[str, int]]:
+    with engine.connect() as conn:
+        return {
+            table: dict(conn.execute(text(f"SELECT source, count(*) FROM {table} GROUP BY source")).all())
+            for table in TABLES
+        }
 
 
 def transformed_since(engine, moment) -> int:
@@ -60,6 +81,7 @@ def test_etl_loads_is_idempotent_and_incremental(airflow_env, engine, s3, bucket
     by_path = {r.path: r for r in rows}
     combined = list(warehouse.iter_combined(engine))
     for row in combined:
+        assert row.source == "TinySOL"  # the default source: the prefix without its slash
         meta = by_path[row.path]
         assert (row.instrument, row.midi, row.fold) == (meta.instrument_abbr, meta.pitch_id, meta.fold)
         assert row.feature_digest == config.digest()
@@ -120,8 +142,10 @@ def test_bad_data_is_rejected_with_reasons_and_the_rest_loads(airflow_env, engin
 
     with engine.connect() as conn:
         rejects = {
-            (r.path, r.stage): r.reason for r in conn.execute(text("SELECT path, stage, reason FROM etl_rejects"))
+            (r.path, r.stage): r.reason
+            for r in conn.execute(text("SELECT path, stage, reason FROM etl_rejects WHERE source = 'TinySOL'"))
         }
+        assert conn.execute(text("SELECT count(*) FROM etl_rejects WHERE source <> 'TinySOL'")).scalar_one() == 0
     assert set(rejects) == {
         (corrupt.path, "transform"),
         (missing.path, "missing_object"),
@@ -169,3 +193,70 @@ def test_ranged_reads_fetch_only_part_of_each_object(s3, bucket, tmp_path):
     features.compute_features(reader, features.get_preset("default"), name="long.wav")
     assert reader.bytes_fetched < size / 2
     assert reader.requests <= 4
+
+
+def test_sources_with_the_same_paths_load_side_by_side_per_source(airflow_env, engine, s3, bucket, small_dataset):
+    """Two sources hold the same relative paths: distinct rows, per-source idempotency, rejects and reloads."""
+    rows = tinysol.parse_metadata(small_dataset / tinysol.METADATA_FILENAME).rows
+    objectstore.upload_folder(s3, bucket, "A/", small_dataset)
+    objectstore.upload_folder(s3, bucket, "renders/b/", small_dataset)
+    corrupt, changed, later = rows[1], rows[0], rows[2]
+    s3.put_object(Bucket=bucket, Key="A/" + corrupt.path, Body=b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk")
+    retake = bytearray((small_dataset / changed.path).read_bytes())
+    retake[-400:] = bytes(400)  # source b has its own take of this note
+    s3.put_object(Bucket=bucket, Key="renders/b/" + changed.path, Body=bytes(retake))
+    sources = ["A/", "b=renders/b/"]
+    n = len(rows)
+
+    run_etl(airflow_env, bucket, sources=sources)
+
+    # every table carries the source; the same paths are distinct rows
+    assert rows_per_source(engine) == {
+        "tinysol_metadata": {"A": n, "b": n},
+        "notes_spectrogram": {"A": n - 1, "b": n},
+        "instruments_spectrogram": {"A": n - 1, "b": n},
+        "instruments_notes_spectrogram": {"A": n - 1, "b": n},
+        "etl_rejects": {"A": 1},
+    }
+    with engine.connect() as conn:
+        (reject,) = conn.execute(text("SELECT source, path, stage, reason FROM etl_rejects")).all()
+    assert (reject.source, reject.path, reject.stage) == ("A", corrupt.path, "transform")
+    combined = {(r.source, r.path): r for r in warehouse.iter_combined(engine)}
+    assert set(combined) == {("A", r.path) for r in rows if r != corrupt} | {("b", r.path) for r in rows}
+    same = rows[3].path  # identical bytes in both sources: identical spectrograms
+    assert np.array_equal(combined[("A", same)].pitch_spectrogram, combined[("b", same)].pitch_spectrogram)
+    with engine.connect() as conn:
+        etags = dict(
+            conn.execute(text("SELECT source, etag FROM notes_spectrogram WHERE path = :p"), {"p": changed.path}).all()
+        )
+    assert etags["A"] != etags["b"]  # each source's row was made from its own object
+
+    # a second run over unchanged sources changes nothing
+    before = table_checksums(engine)
+    moment = db_now(engine)
+    second = run_etl(airflow_env, bucket, sources=sources)
+    assert transformed_since(engine, moment) == 0
+    assert table_checksums(engine) == before
+    assert "unchanged: no Asset event" in second.log_path.read_text()
+
+    # one object of source b changes: exactly that one is transformed, for b only
+    edited = bytearray((small_dataset / later.path).read_bytes())
+    edited[-400:] = bytes(400)
+    s3.put_object(Bucket=bucket, Key="renders/b/" + later.path, Body=bytes(edited))
+    moment = db_now(engine)
+    run_etl(airflow_env, bucket, sources=sources)
+    assert transformed_since(engine, moment) == 1
+    with engine.connect() as conn:
+        fresh = conn.execute(
+            text("SELECT source, path FROM notes_spectrogram WHERE loaded_at > :t"), {"t": moment}
+        ).all()
+    assert [tuple(r) for r in fresh] == [("b", later.path)]
+
+    # a run over source A alone keeps b's rows, and the combined table still holds both
+    b_before = table_checksums(engine, "b")
+    s3.put_object(Bucket=bucket, Key="A/" + corrupt.path, Body=(small_dataset / corrupt.path).read_bytes())
+    run_etl(airflow_env, bucket, sources=["A/"])
+    assert table_checksums(engine, "b") == b_before
+    counts = rows_per_source(engine)
+    assert counts["instruments_notes_spectrogram"] == {"A": n, "b": n}  # the repaired file loaded, b kept
+    assert counts["etl_rejects"] == {}

@@ -244,6 +244,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         train=not args.no_training,
         keep_running=args.keep_running,
     )
+    try:
+        options.extra_sources = demo.parse_source_folders(args.source or [])
+    except ValueError as exc:
+        print(f"instropitch: {exc}", file=sys.stderr)
+        return 2
     return demo.run(options)
 
 
@@ -258,11 +263,21 @@ def _cmd_stack(args: argparse.Namespace) -> int:
 
     home = Path(args.home) if args.home else _home()
     if args.action == "up":
-        services = stack.up(home)
-        if args.data:
-            from instropitch.demo import seed_bucket
+        from instropitch import demo
 
-            print(f"uploaded {seed_bucket(services, Path(args.data))} objects from {args.data}")
+        try:
+            folders = demo.parse_source_folders(args.source or [])
+        except ValueError as exc:
+            print(f"instropitch: {exc}", file=sys.stderr)
+            return 2
+        if args.data:
+            folders = {demo.DEFAULT_SOURCE_NAME: Path(args.data), **folders}
+        services = stack.up(home)
+        if folders:
+            sources, uploaded = demo.seed_sources(services, folders)
+            for prefix, (name, count) in zip(sources, uploaded.items(), strict=True):
+                print(f"uploaded {count} objects from {folders[name]} to s3://{demo.BUCKET}/{prefix} (source {name})")
+            print(f"# instropitch_etl sources: -c {shlex.quote(demo.sources_conf(sources))}")
         for key, value in stack.airflow_env(services).items():
             print(f"export {key}={shlex.quote(value)}")
     elif args.action == "down":
@@ -341,6 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="override every model's epochs")
     p.add_argument("--no-training", action="store_true", help="stop after the ETL")
     p.add_argument("--keep-running", action="store_true", help="leave PostgreSQL and S3 running afterwards")
+    p.add_argument(
+        "--source",
+        action="append",
+        metavar="NAME=DIR",
+        help="also load this TinySOL-layout folder as source NAME (uploaded under NAME/); repeatable",
+    )
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("up", help="real Airflow services (web UI, scheduler, ...) + MLflow on localhost, no Docker")
@@ -352,7 +373,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stack", help="start/stop the embedded PostgreSQL and S3 server")
     p.add_argument("action", choices=["up", "down", "status"])
     p.add_argument("--home", help="where data and services live (default: $INSTROPITCH_HOME or ./.instropitch)")
-    p.add_argument("--data", help="with `up`: upload this TinySOL-layout folder to s3://instropitch/TinySOL/")
+    p.add_argument(
+        "--data", help="with `up`: upload this TinySOL-layout folder to s3://instropitch/TinySOL/ (source TinySOL)"
+    )
+    p.add_argument(
+        "--source",
+        action="append",
+        metavar="NAME=DIR",
+        help="with `up`: upload this TinySOL-layout folder to s3://instropitch/NAME/ (source NAME); repeatable. "
+        "Prints the `sources` value for instropitch_etl",
+    )
     p.set_defaults(func=_cmd_stack)
 
     p = sub.add_parser("dataset", help="the real TinySOL dataset")

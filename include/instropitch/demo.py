@@ -3,18 +3,26 @@
 Renders the synthetic TinySOL (once), starts PostgreSQL and the S3 server, uploads the
 dataset, runs `instropitch_etl` then `instropitch_training` with real Airflow
 (`airflow dags test`), and prints what landed where.
+
+The synthetic set is the default source (`TinySOL/`, source `TinySOL`); `extra_sources`
+(`--source NAME=DIR`) uploads more TinySOL-layout folders under `NAME/`, and the ETL run
+loads them all (DAG param `sources`).
 """
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from instropitch import local_airflow, objectstore, stack
 
 BUCKET = objectstore.DEFAULT_BUCKET
 PREFIX = objectstore.DEFAULT_PREFIX
+DEFAULT_SOURCE_NAME = PREFIX.rstrip("/")
+"""The source the synthetic set (or `stack up --data DIR`) is loaded as: `TinySOL`, under `TinySOL/`."""
 
 
 @dataclass
@@ -25,6 +33,8 @@ class DemoOptions:
     epochs: int | None = None
     train: bool = True
     keep_running: bool = False
+    extra_sources: dict[str, Path] = field(default_factory=dict)
+    """source name -> TinySOL-layout folder, uploaded under `NAME/` next to the synthetic `TinySOL/`."""
 
 
 def dataset_dir(home: Path, seed: int, scale: float) -> Path:
@@ -52,6 +62,52 @@ def seed_bucket(services: stack.Services, folder: Path, bucket: str = BUCKET, pr
     return objectstore.upload_folder(client, bucket, prefix, folder)
 
 
+def parse_source_folders(values: Sequence[str]) -> dict[str, Path]:
+    """`NAME=DIR` arguments -> {name: folder}; names follow the DAG's rules (unique, `[A-Za-z0-9._-]+`).
+
+    The name `TinySOL` is taken by the default source (`--data DIR` or the synthetic set).
+    """
+    from instropitch.etl import SOURCE_NAME_RE, SourceError
+
+    folders: dict[str, Path] = {}
+    for value in values:
+        name, sep, folder = value.partition("=")
+        name, folder = name.strip(), folder.strip()
+        if not sep or not name or not folder:
+            raise SourceError(f"--source {value!r}: expected NAME=DIR (e.g. fluid=.instropitch/data/fluid)")
+        if not SOURCE_NAME_RE.fullmatch(name):
+            raise SourceError(f"--source {value!r}: the name may hold only letters, digits, '.', '_' and '-'")
+        if name in folders or name == DEFAULT_SOURCE_NAME:
+            raise SourceError(f"--source {value!r}: the source name {name!r} is already taken")
+        path = Path(folder)
+        if not path.is_dir():
+            raise SourceError(f"--source {value!r}: {folder} is not a folder")
+        folders[name] = path
+    return folders
+
+
+def seed_sources(
+    services: stack.Services, folders: Mapping[str, Path], bucket: str = BUCKET
+) -> tuple[list[str], dict[str, int]]:
+    """Upload each {name: folder} under `NAME/` (the default name under `TinySOL/`).
+
+    Returns the `sources` value for `instropitch_etl` (one `NAME/` entry per folder, in the
+    given order) and the number of files uploaded per source.
+    """
+    sources: list[str] = []
+    uploaded: dict[str, int] = {}
+    for name, folder in folders.items():
+        prefix = f"{name}/"
+        uploaded[name] = seed_bucket(services, Path(folder), bucket, prefix)
+        sources.append(prefix)
+    return sources, uploaded
+
+
+def sources_conf(sources: Sequence[str]) -> str:
+    """The `-c` JSON to trigger `instropitch_etl` with these sources."""
+    return json.dumps({"sources": list(sources)})
+
+
 def _summary_etl(services: stack.Services) -> str:
     from sqlalchemy import text
 
@@ -62,7 +118,9 @@ def _summary_etl(services: stack.Services) -> str:
     with engine.connect() as conn:
         stages = dict(conn.execute(text("SELECT stage, count(*) FROM etl_rejects GROUP BY stage")).all())
     engine.dispose()
+    per_source = warehouse.warehouse_sources(engine)
     lines = [f"  {table:<32} {n:>6} rows" for table, n in counts.items()]
+    lines += [f"  source {name:<25} {f['combined_rows']:>6} rows combined" for name, f in per_source.items()]
     lines.append(f"  rejects by stage: {stages or 'none'}")
     return "\n".join(lines)
 
@@ -91,13 +149,14 @@ def run(options: DemoOptions) -> int:
     services = stack.up(home)
     print(f"stack: PostgreSQL on {services.pg_socket_dir}, S3 API on {services.s3_endpoint}")
     try:
-        uploaded = seed_bucket(services, folder)
-        print(f"s3: {uploaded} objects uploaded to s3://{BUCKET}/{PREFIX}")
+        sources, uploaded = seed_sources(services, {DEFAULT_SOURCE_NAME: folder, **options.extra_sources})
+        for prefix, (name, count) in zip(sources, uploaded.items(), strict=True):
+            print(f"s3: {count} objects uploaded to s3://{BUCKET}/{prefix} (source {name})")
         env = local_airflow.environment(services)
         os.environ.update({k: v for k, v in env.items() if k.startswith(("MLFLOW_", "INSTROPITCH_"))})
         local_airflow.migrate(env)
 
-        etl = local_airflow.dags_test("instropitch_etl", env, {"bucket": BUCKET, "prefix": PREFIX})
+        etl = local_airflow.dags_test("instropitch_etl", env, {"bucket": BUCKET, "sources": sources})
         print(
             f"airflow: instropitch_etl {'succeeded' if etl.ok else 'FAILED'} in {etl.seconds:.0f} s (log {etl.log_path})"
         )

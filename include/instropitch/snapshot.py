@@ -3,8 +3,12 @@
 The `snapshot` task reads the warehouse once, fixes the train/test split and stores the
 result as a compressed `.npz` MLflow artifact. Every model trained in that DAG run, and
 the promotion that compares them with the champion, reads the same file, so "test
-accuracy" always means the same notes. Rows are sorted by path before splitting, so the
-order the database returns them in never changes the split or the digest.
+accuracy" always means the same notes. Rows are sorted by (source, path) before
+splitting, so the order the database returns them in never changes the split or the digest.
+
+Every row carries its `source` (the dataset it came from: a SoundFont render, the real
+TinySOL, a user's folder), so training can hold a whole source out. Sources share relative
+paths, so (source, path) is the key, not the path.
 """
 
 from __future__ import annotations
@@ -33,15 +37,22 @@ SNAPSHOT_FILENAME = "snapshot.npz"
 SNAPSHOT_ARTIFACT = f"{SNAPSHOT_ARTIFACT_DIR}/{SNAPSHOT_FILENAME}"
 """Where `log_snapshot` puts the file inside its MLflow run."""
 
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
+"""2 adds `source`; files of version 1 (no source) still load, every row in `DEFAULT_SOURCE`."""
+_READABLE_VERSIONS = (1, 2)
+
+DEFAULT_SOURCE = "default"
+"""The source of every row when a caller gives none (and of snapshots saved before sources existed)."""
 
 
 @dataclass(frozen=True, eq=False)
 class Snapshot:
-    """N notes with both spectrograms, their labels and a fixed test split, sorted by path.
+    """N notes with both spectrograms, their labels and a fixed test split, sorted by (source, path).
 
     `stratify` records which rule the split could use (see `create_snapshot`).
     `feature_preset` names the features preset the spectrograms were computed with ("" if unknown).
+    `source` (N,) names the dataset of each row; a Snapshot built without it gets
+    `DEFAULT_SOURCE` for every row.
     """
 
     paths: np.ndarray  # (N,) str
@@ -57,6 +68,22 @@ class Snapshot:
     feature_digest: str = ""
     feature_preset: str = ""
     stratify: str = "instrument+midi"
+    source: np.ndarray | None = None  # (N,) str; None -> every row DEFAULT_SOURCE
+
+    def __post_init__(self) -> None:
+        if self.source is None:
+            object.__setattr__(self, "source", np.full(len(self.paths), DEFAULT_SOURCE))
+        elif len(self.source) != len(self.paths):
+            raise ValueError(f"source has {len(self.source)} rows, paths has {len(self.paths)}")
+
+    @property
+    def sources(self) -> list[str]:
+        """The distinct source names, sorted."""
+        return sorted({str(s) for s in self.source})
+
+    def source_counts(self) -> dict[str, int]:
+        """Rows per source, by source name."""
+        return dict(sorted(Counter(str(s) for s in self.source).items()))
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -98,6 +125,7 @@ class Snapshot:
             "feature_digest": self.feature_digest,
             "feature_preset": self.feature_preset,
             "stratify": self.stratify,
+            "sources": self.source_counts(),
             "pitch_shape": list(self.pitch.shape[1:]),
             "instrument_shape": list(self.instrument_spec.shape[1:]),
         }
@@ -117,8 +145,9 @@ class Snapshot:
         """Read a file written by `save`; refuses pickled content and checks the digest."""
         with np.load(Path(path), allow_pickle=False) as data:
             version = int(data["format_version"])
-            if version != _FORMAT_VERSION:
-                raise ValueError(f"{path}: snapshot format {version}, this code reads {_FORMAT_VERSION}")
+            if version not in _READABLE_VERSIONS:
+                raise ValueError(f"{path}: snapshot format {version}, this code reads {list(_READABLE_VERSIONS)}")
+            has_source = version >= 2
             snap = cls(
                 paths=data["paths"],
                 midi=data["midi"],
@@ -133,10 +162,11 @@ class Snapshot:
                 feature_digest=str(data["feature_digest"]),
                 feature_preset=str(data["feature_preset"]),
                 stratify=str(data["stratify"]),
+                source=data["source"] if has_source else None,
             )
-        actual = _digest(
-            snap.paths, snap.midi, snap.instrument, snap.fold, snap.pitch, snap.instrument_spec, snap.is_test
-        )
+        columns = (snap.paths, snap.midi, snap.instrument, snap.fold, snap.pitch, snap.instrument_spec, snap.is_test)
+        # version 1 digests predate the source column
+        actual = _digest(snap.source, *columns) if has_source else _digest(*columns)
         if actual != snap.digest:
             raise ValueError(f"{path}: content digest {actual} does not match the stored {snap.digest}")
         return snap
@@ -157,6 +187,7 @@ class Snapshot:
             "feature_digest": np.array(self.feature_digest),
             "feature_preset": np.array(self.feature_preset),
             "stratify": np.array(self.stratify),
+            "source": np.asarray(self.source).astype(str),
         }
 
 
@@ -192,17 +223,22 @@ def _digest(*arrays: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
-def strata(instrument: np.ndarray, midi: np.ndarray) -> np.ndarray:
+def strata(instrument: np.ndarray, midi: np.ndarray, source: np.ndarray | None = None) -> np.ndarray:
     """The stratum of each row for a split that keeps instrument *and* pitch proportions.
 
     Rule: a row's stratum is its (instrument, MIDI) pair when that pair has >= 2 rows
     (stratify needs two members to put one on each side). Rows of rarer pairs fall back
     to their instrument (`Vn|rare`); if that leaves a single row, it joins one shared
-    `rare` stratum.
+    `rare` stratum. With `source`, the same rule runs on (source, instrument, MIDI)
+    (fallback (source, instrument), then `rare`), so every source keeps its proportions.
     """
-    joint = [f"{i}|{int(m)}" for i, m in zip(instrument, midi, strict=True)]
+    if source is None:
+        groups = [str(i) for i in instrument]
+    else:
+        groups = [f"{s}|{i}" for s, i in zip(source, instrument, strict=True)]
+    joint = [f"{g}|{int(m)}" for g, m in zip(groups, midi, strict=True)]
     counts = Counter(joint)
-    keys = [k if counts[k] >= 2 else f"{k.split('|')[0]}|rare" for k in joint]
+    keys = [k if counts[k] >= 2 else f"{g}|rare" for k, g in zip(joint, groups, strict=True)]
     counts = Counter(keys)
     return np.array([k if counts[k] >= 2 else "rare" for k in keys])
 
@@ -219,14 +255,20 @@ def create_snapshot(
     test_size: float = 0.25,
     feature_digest: str = "",
     feature_preset: str = "",
+    source: np.ndarray | list[str] | None = None,
 ) -> Snapshot:
-    """Sort rows by path, split train/test reproducibly, and fingerprint the result.
+    """Sort rows by (source, path), split train/test reproducibly, and fingerprint the result.
+
+    `source` names each row's dataset (default: every row in `DEFAULT_SOURCE`); (source,
+    path) pairs must be unique, the same path may appear in several sources.
 
     The split is `sklearn.model_selection.train_test_split(test_size, random_state=seed)`
-    stratified by `strata()` (instrument x MIDI, rare pairs by instrument). When the test
-    side is too small to hold one row of every stratum (tiny data sets), it stratifies
-    by instrument only, and if even that fails it splits without stratification; the rule
-    used is kept in `Snapshot.stratify`.
+    stratified by `strata()` (instrument x MIDI, rare pairs by instrument; with more than
+    one source, source x instrument x MIDI first). When the test side is too small to hold
+    one row of every stratum (tiny data sets), it falls back to instrument x MIDI, then to
+    instrument only, and if even that fails it splits without stratification; the rule
+    used is kept in `Snapshot.stratify`. With one source the split is the one of
+    instrument x MIDI alone, as before sources existed.
     """
     from sklearn.model_selection import train_test_split
 
@@ -234,9 +276,16 @@ def create_snapshot(
     n = len(paths_a)
     if n < 2:
         raise ValueError(f"a snapshot needs at least 2 notes, got {n}")
-    if len(set(paths_a.tolist())) != n:
-        dupes = [p for p, c in Counter(paths_a.tolist()).items() if c > 1][:3]
-        raise ValueError(f"paths must be unique; duplicated: {dupes}")
+    source_a = np.full(n, DEFAULT_SOURCE) if source is None else np.asarray(source).astype(str)
+    if len(source_a) != n:
+        raise ValueError(f"source has {len(source_a)} rows, paths has {n}")
+    bad_names = sorted({s for s in source_a.tolist() if not s})
+    if bad_names:
+        raise ValueError("source names must not be empty")
+    keys = list(zip(source_a.tolist(), paths_a.tolist(), strict=True))
+    if len(set(keys)) != n:
+        dupes = [f"{s}:{p}" if source is not None else p for (s, p), c in Counter(keys).items() if c > 1][:3]
+        raise ValueError(f"(source, path) pairs must be unique; duplicated: {dupes}")
     columns = {
         "midi": np.asarray(midi),
         "instrument": np.asarray(instrument).astype(str),
@@ -257,7 +306,8 @@ def create_snapshot(
     if outside:
         raise ValueError(f"MIDI numbers {outside} are outside {MIDI_CLASSES[0]}..{MIDI_CLASSES[-1]} (MIDI_CLASSES)")
 
-    order = np.argsort(paths_a, kind="stable")
+    order = np.lexsort((paths_a, source_a))  # by source, then path
+    source_s = source_a[order]
     paths_s = paths_a[order]
     midi_s = midi_i[order]
     instrument_s = columns["instrument"][order]
@@ -267,6 +317,8 @@ def create_snapshot(
 
     index = np.arange(n)
     attempts = [("instrument+midi", strata(instrument_s, midi_s)), ("instrument", instrument_s), ("none", None)]
+    if len(set(source_s.tolist())) > 1:
+        attempts.insert(0, ("source+instrument+midi", strata(instrument_s, midi_s, source_s)))
     rule, test_idx = "none", index[:0]
     for candidate, labels in attempts:
         try:
@@ -278,7 +330,7 @@ def create_snapshot(
     is_test = np.zeros(n, dtype=bool)
     is_test[test_idx] = True
 
-    digest = _digest(paths_s, midi_s, instrument_s, fold_s, pitch_s, inst_s, is_test)
+    digest = _digest(source_s, paths_s, midi_s, instrument_s, fold_s, pitch_s, inst_s, is_test)
     return Snapshot(
         paths=paths_s,
         midi=midi_s,
@@ -293,6 +345,7 @@ def create_snapshot(
         feature_digest=feature_digest,
         feature_preset=feature_preset,
         stratify=rule,
+        source=source_s,
     )
 
 

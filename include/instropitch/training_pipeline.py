@@ -54,7 +54,10 @@ def model_paths(names: list[str] | None = None, models_dir: Path | None = None) 
 
 
 def make_snapshot(engine: Engine, run_label: str = "", seed: int = 42, test_size: float = 0.25) -> dict[str, Any]:
-    """Read the combined table, split it, and store the snapshot under a new parent run."""
+    """Read the combined table (every source in it), split it, and store the snapshot under a new parent run.
+
+    Each row keeps its source (`Snapshot.source`), so training can hold a source out.
+    """
     import mlflow
 
     from instropitch.features import PRESETS
@@ -79,6 +82,7 @@ def make_snapshot(engine: Engine, run_label: str = "", seed: int = 42, test_size
         test_size=test_size,
         feature_digest=feature_digest,
         feature_preset=preset,
+        source=[r.source for r in rows],
     )
     experiment_id = ensure_experiment()
     client = mlflow.MlflowClient()
@@ -89,12 +93,13 @@ def make_snapshot(engine: Engine, run_label: str = "", seed: int = 42, test_size
     )
     uri = log_snapshot(snapshot, run_id=parent.info.run_id)
     log.info(
-        "snapshot %s: %d notes (%d test), digest %s, stratified by %s",
+        "snapshot %s: %d notes (%d test), digest %s, stratified by %s, rows per source %s",
         uri,
         len(snapshot),
         snapshot.n_test,
         snapshot.digest,
         snapshot.stratify,
+        snapshot.source_counts(),
     )
     return {"snapshot_uri": uri, "parent_run_id": parent.info.run_id, "digest": snapshot.digest, "notes": len(snapshot)}
 

@@ -6,6 +6,10 @@ inside the caller's transaction, so a shard either lands whole or not at all.
 
 Spectrograms are stored as little-endian float32 bytes (`bytea`) plus their shape
 (`integer[]`): exact to the bit, about 4 bytes a value, decoded with `numpy.frombuffer`.
+
+Every row carries its `source` (the name of the dataset it came from, see
+`etl.parse_sources`); the key of every table is (source, path), so sources that hold the
+same relative paths (the TinySOL layout) live side by side.
 """
 
 from __future__ import annotations
@@ -27,10 +31,15 @@ from instropitch.tinysol import MetadataRow
 SQL_DIR = Path(os.environ.get("INSTROPITCH_SQL_DIR", Path(__file__).resolve().parents[1] / "sql"))
 
 _BIND_RE = re.compile(r"(?<!:):([A-Za-z_][A-Za-z0-9_]*)")
+_DOLLAR_QUOTE_RE = re.compile(r"\$[A-Za-z_]*\$")
 
-NOTES_COLUMNS = ("path", "pitch", "note", "octave", "midi", "spectrogram", "shape", "etag", "feature_digest")
-INSTRUMENTS_COLUMNS = ("path", "instrument", "family", "spectrogram", "shape", "etag", "feature_digest")
+DEFAULT_SOURCE = "TinySOL"
+"""The source name of the default prefix `TinySOL/`; rows loaded before sources existed get it."""
+
+NOTES_COLUMNS = ("source", "path", "pitch", "note", "octave", "midi", "spectrogram", "shape", "etag", "feature_digest")
+INSTRUMENTS_COLUMNS = ("source", "path", "instrument", "family", "spectrogram", "shape", "etag", "feature_digest")
 METADATA_TABLE_COLUMNS = (
+    "source",
     "path",
     "fold",
     "family",
@@ -53,11 +62,23 @@ METADATA_TABLE_COLUMNS = (
 
 @cache
 def sql_statements(name: str) -> tuple[str, ...]:
-    """The statements of `include/sql/{name}.sql`, comments stripped, split on `;`."""
+    """The statements of `include/sql/{name}.sql`, comments stripped, split on `;` at line ends.
+
+    A dollar-quoted body (`DO $tag$ ... $tag$;`) stays one statement.
+    """
     path = SQL_DIR / f"{name}.sql"
     lines = [line for line in path.read_text().splitlines() if not line.lstrip().startswith("--")]
     body = "\n".join(lines)
-    return tuple(s.strip() for s in body.split(";\n") if s.strip().rstrip(";").strip())
+    statements: list[str] = []
+    pending = ""
+    for chunk in body.split(";\n"):
+        pending = f"{pending};\n{chunk}" if pending else chunk
+        if len(_DOLLAR_QUOTE_RE.findall(pending)) % 2 == 0:
+            statements.append(pending)
+            pending = ""
+    if pending:
+        statements.append(pending)
+    return tuple(s.strip() for s in statements if s.strip().rstrip(";").strip())
 
 
 def run_sql(conn: Connection, name: str, **params: Any) -> list[Any]:
@@ -101,10 +122,15 @@ def engine_from_uri(uri: str) -> Engine:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create every table and index if absent (safe to run on every DAG run)."""
+    """Create every table and index if absent, and migrate an older warehouse (safe on every DAG run).
+
+    `migrate_sources.sql` gives tables created before sources existed their `source` column
+    (old rows: `DEFAULT_SOURCE`) and (source, path) keys; nothing loaded is lost.
+    """
     with engine.begin() as conn:
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('instropitch.schema'))"))
         run_sql(conn, "schema")
+        run_sql(conn, "migrate_sources")
 
 
 # ------------------------------------------------------------------- spectrogram codec
@@ -139,8 +165,11 @@ def _copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Itera
     return count
 
 
-def replace_metadata(conn: Connection, rows: Sequence[MetadataRow]) -> int:
-    """Make `tinysol_metadata` equal the good rows of the CSV (upsert + delete the rest)."""
+def replace_metadata(conn: Connection, rows: Sequence[MetadataRow], source: str = DEFAULT_SOURCE) -> int:
+    """Make the `source` rows of `tinysol_metadata` equal the good rows of its CSV (upsert + delete the rest).
+
+    Rows of other sources are left as they are.
+    """
     run_sql(conn, "stage_metadata")
     count = _copy_rows(
         conn,
@@ -148,6 +177,7 @@ def replace_metadata(conn: Connection, rows: Sequence[MetadataRow]) -> int:
         METADATA_TABLE_COLUMNS,
         (
             (
+                source,
                 r.path,
                 r.fold,
                 r.family,
@@ -166,7 +196,7 @@ def replace_metadata(conn: Connection, rows: Sequence[MetadataRow]) -> int:
             for r in rows
         ),
     )
-    run_sql(conn, "upsert_metadata")
+    run_sql(conn, "upsert_metadata", source=source)
     return count
 
 
@@ -185,10 +215,11 @@ class LoadedNote:
     family: str
     pitch_spectrogram: np.ndarray
     instrument_spectrogram: np.ndarray
+    source: str = DEFAULT_SOURCE
 
 
 def upsert_spectrograms(conn: Connection, notes: Sequence[LoadedNote]) -> int:
-    """Stage a shard's rows with COPY and upsert both tables by path, in the caller's transaction."""
+    """Stage a shard's rows with COPY and upsert both tables by (source, path), in the caller's transaction."""
     run_sql(conn, "stage_spectrograms")
     note_rows = []
     instrument_rows = []
@@ -196,33 +227,62 @@ def upsert_spectrograms(conn: Connection, notes: Sequence[LoadedNote]) -> int:
         pitch_bytes, pitch_shape = encode_spectrogram(n.pitch_spectrogram)
         inst_bytes, inst_shape = encode_spectrogram(n.instrument_spectrogram)
         note_rows.append(
-            (n.path, n.pitch, n.note, n.octave, n.midi, pitch_bytes, pitch_shape, n.etag, n.feature_digest)
+            (n.source, n.path, n.pitch, n.note, n.octave, n.midi, pitch_bytes, pitch_shape, n.etag, n.feature_digest)
         )
-        instrument_rows.append((n.path, n.instrument, n.family, inst_bytes, inst_shape, n.etag, n.feature_digest))
+        instrument_rows.append(
+            (n.source, n.path, n.instrument, n.family, inst_bytes, inst_shape, n.etag, n.feature_digest)
+        )
     _copy_rows(conn, "notes_stage", NOTES_COLUMNS, note_rows)
     _copy_rows(conn, "instruments_stage", INSTRUMENTS_COLUMNS, instrument_rows)
     run_sql(conn, "upsert_spectrograms")
     return len(note_rows)
 
 
-def record_rejects(conn: Connection, stage: str, rejects: Iterable[tuple[str, str]], run_id: str | None) -> int:
-    """Upsert (path, reason) rejects of a stage."""
-    params = [{"path": p, "stage": stage, "reason": r, "run_id": run_id} for p, r in rejects]
+def record_rejects(
+    conn: Connection,
+    stage: str,
+    rejects: Iterable[tuple[str, str]],
+    run_id: str | None,
+    source: str = DEFAULT_SOURCE,
+) -> int:
+    """Upsert (path, reason) rejects of a source at a stage."""
+    params = [{"source": source, "path": p, "stage": stage, "reason": r, "run_id": run_id} for p, r in rejects]
     if params:
         (statement,) = sql_statements("upsert_reject")
         conn.execute(text(statement.rstrip(";")), params)
     return len(params)
 
 
-def replace_rejects(conn: Connection, stage: str, rejects: Iterable[tuple[str, str]], run_id: str | None) -> int:
-    """Make the rejects of a stage equal `rejects` (what is refused now, not what once was)."""
-    run_sql(conn, "clear_rejects", stage=stage)
-    return record_rejects(conn, stage, rejects, run_id)
+def replace_rejects(
+    conn: Connection,
+    stage: str,
+    rejects: Iterable[tuple[str, str]],
+    run_id: str | None,
+    source: str = DEFAULT_SOURCE,
+) -> int:
+    """Make a source's rejects of a stage equal `rejects` (what is refused now, not what once was)."""
+    run_sql(conn, "clear_rejects", stage=stage, source=source)
+    return record_rejects(conn, stage, rejects, run_id, source)
 
 
-def loaded_objects(conn: Connection) -> dict[str, tuple[str, str]]:
-    """path -> (etag, feature digest) of every object whose two spectrograms are loaded."""
-    return {row.path: (row.etag, row.feature_digest) for row in run_sql(conn, "loaded_objects")}
+def loaded_objects(conn: Connection, source: str = DEFAULT_SOURCE) -> dict[str, tuple[str, str]]:
+    """path -> (etag, feature digest) of every object of a source whose two spectrograms are loaded."""
+    return {row.path: (row.etag, row.feature_digest) for row in run_sql(conn, "loaded_objects", source=source)}
+
+
+def warehouse_sources(engine: Engine) -> dict[str, dict[str, int]]:
+    """source -> {"metadata_rows", "combined_rows"} for every source the warehouse holds rows of."""
+    with engine.connect() as conn:
+        return {
+            r.source: {"metadata_rows": int(r.metadata_rows), "combined_rows": int(r.combined_rows)}
+            for r in run_sql(conn, "warehouse_sources")
+        }
+
+
+def drop_source(engine: Engine, source: str) -> None:
+    """Delete every row of a source (metadata, spectrograms, rejects); rebuild the combined table after."""
+    with engine.begin() as conn:
+        run_sql(conn, "drop_source", source=source)
 
 
 def combined_digest(conn: Connection) -> tuple[int, str]:
@@ -251,6 +311,7 @@ def build_combined(engine: Engine, feature_digest: str) -> dict[str, Any]:
 class CombinedRow:
     """One decoded row of the combined table."""
 
+    source: str
     path: str
     instrument: str
     midi: int
@@ -260,13 +321,20 @@ class CombinedRow:
     feature_digest: str
 
 
-def iter_combined(engine: Engine) -> Iterator[CombinedRow]:
-    """Stream the combined table ordered by path, spectrograms decoded."""
+def iter_combined(engine: Engine, sources: Sequence[str] | None = None) -> Iterator[CombinedRow]:
+    """Stream the combined table ordered by (source, path), spectrograms decoded.
+
+    Every source by default; `sources` keeps only the rows of those source names.
+    """
     with engine.connect() as conn:
         (statement,) = sql_statements("read_combined")
-        result = conn.execution_options(stream_results=True, yield_per=500).execute(text(statement.rstrip(";")))
+        wanted = None if sources is None else list(sources)
+        result = conn.execution_options(stream_results=True, yield_per=500).execute(
+            text(statement.rstrip(";")), {"sources": wanted}
+        )
         for r in result:
             yield CombinedRow(
+                source=r.source,
                 path=r.path,
                 instrument=r.instrument,
                 midi=int(r.midi),

@@ -2,7 +2,7 @@
 SELECT
     count(*) AS row_count,
     md5(coalesce(string_agg(
-        path || ':' || instrument || ':' || midi || ':' || fold || ':' || feature_digest || ':'
+        source || ':' || path || ':' || instrument || ':' || midi || ':' || fold || ':' || feature_digest || ':'
         || md5(pitch_spectrogram) || md5(instrument_spectrogram),
-        ',' ORDER BY path), '')) AS digest
+        ',' ORDER BY source, path), '')) AS digest
 FROM instruments_notes_spectrogram;

@@ -1,7 +1,8 @@
--- The metadata CSV is the truth: upsert its good rows, drop rows it no longer has.
+-- The metadata CSV of a source is the truth for that source: upsert its good rows, drop the
+-- rows of that source it no longer has. Other sources' rows are not touched.
 INSERT INTO tinysol_metadata AS t
 SELECT * FROM metadata_stage
-ON CONFLICT (path) DO UPDATE SET
+ON CONFLICT (source, path) DO UPDATE SET
     fold = EXCLUDED.fold, family = EXCLUDED.family,
     instrument_abbr = EXCLUDED.instrument_abbr, instrument_name = EXCLUDED.instrument_name,
     technique_abbr = EXCLUDED.technique_abbr, technique_name = EXCLUDED.technique_name,
@@ -16,4 +17,6 @@ WHERE (t.fold, t.family, t.instrument_abbr, t.instrument_name, t.technique_abbr,
        EXCLUDED.technique_abbr, EXCLUDED.technique_name, EXCLUDED.pitch, EXCLUDED.pitch_id,
        EXCLUDED.dynamics, EXCLUDED.dynamics_id, EXCLUDED.instance_id, EXCLUDED.string_id,
        EXCLUDED.needed_retuning);
-DELETE FROM tinysol_metadata t WHERE NOT EXISTS (SELECT 1 FROM metadata_stage s WHERE s.path = t.path);
+DELETE FROM tinysol_metadata t
+WHERE t.source = :source
+  AND NOT EXISTS (SELECT 1 FROM metadata_stage s WHERE s.source = t.source AND s.path = t.path);

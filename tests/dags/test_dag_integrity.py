@@ -38,6 +38,10 @@ print(json.dumps({
     "etl_outlets": [o.name for t in bag.dags["instropitch_etl"].tasks for o in t.outlets],
     "training_assets": [bag.dags["instropitch_training"].timetable.asset_condition.name],
     "training_cron": bag.dags["instropitch_training"].timetable.timetable.expression,
+    "etl_sources": {
+        "value": bag.dags["instropitch_etl"].params.get_param("sources").value,
+        "schema": bag.dags["instropitch_etl"].params.get_param("sources").schema,
+    },
 }))
 """
 
@@ -88,7 +92,27 @@ def test_every_dag_has_tags_docs_and_retries(dagbag):
 def test_training_is_scheduled_nightly_or_on_the_combined_table(dagbag):
     assert dagbag["dags"]["instropitch_training"]["schedule"] == "AssetOrTimeSchedule"
     assert {"models", "epochs", "seed"} <= set(dagbag["dags"]["instropitch_training"]["params"])
-    assert {"bucket", "prefix", "features", "shard_size"} <= set(dagbag["dags"]["instropitch_etl"]["params"])
+    assert {"bucket", "sources", "features", "shard_size"} <= set(dagbag["dags"]["instropitch_etl"]["params"])
+
+
+def test_the_sources_param_matches_the_library(dagbag):
+    import jsonschema
+
+    from instropitch import etl
+
+    param = dagbag["etl_sources"]
+    assert param["value"] == list(etl.DEFAULT_SOURCES)
+    schema = param["schema"]
+    assert schema["type"] == "array" and schema["items"]["type"] == "string"  # a one-per-line text box in the UI
+    assert schema["items"]["pattern"] == etl.SOURCE_ITEM_PATTERN
+    good = [["TinySOL/"], ["TinySOL/", "fluid=renders/fluid/", "mine="], ["a.b_c-1"]]
+    bad = [[], ["data/TinySOL/"], ["bad name=x/"], ["TinySOL/", "TinySOL/"], "TinySOL/"]
+    for value in good:
+        jsonschema.validate(value, schema)
+        etl.parse_sources(value)
+    for value in bad:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(value, schema)
 
 
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=[p.name for p in DAG_FILES])

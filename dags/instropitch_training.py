@@ -10,7 +10,11 @@ models or to override the epochs (`airflow dags trigger instropitch_training -c 
 
 1. `snapshot` — the combined table frozen into one seeded, stratified 75/25 split (MLflow artifact of a parent run).
 2. `train` — mapped over the model YAMLs: one child MLflow run each, registered as `instropitch-<name>`.
-3. `promote` — mapped: the new version becomes `champion` only if it beats the current one on the same split.
+   With two sources or more in the table, each run also trains one model per source that never
+   sees it (leave-one-source-out) and logs `source.<name>.heldout_accuracy` and their mean
+   `heldout_accuracy`; batches draw evenly from the sources.
+3. `promote` — mapped: the new version becomes `champion` only if it beats the current one: on the
+   held-out-source accuracy when both were held out on the same sources, else on the same test split.
 4. `publish_serving_model` — registers the combined pyfunc `instropitch@champion` when a champion changed.
 5. `close_parent` — marks the parent run finished or failed.
 

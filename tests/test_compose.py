@@ -508,7 +508,7 @@ def test_minio_init_uploads_where_the_etl_reads(
     assert env["INSTROPITCH_PREFIX"] == objectstore.DEFAULT_PREFIX
     dags = (ROOT / "dags" / "instropitch_etl.py").read_text()
     assert re.search(rf'"bucket":\s*Param\(\s*"{re.escape(objectstore.DEFAULT_BUCKET)}"', dags)
-    assert re.search(rf'"prefix":\s*Param\(\s*"{re.escape(objectstore.DEFAULT_PREFIX)}"', dags)
+    assert re.search(rf'"sources":\s*Param\(\s*\[\s*"{re.escape(objectstore.DEFAULT_PREFIX)}"\s*\]', dags)
     assert init["depends_on"]["minio"]["condition"] == "service_healthy"
     (script,) = [s for kind, s, t in volume_mounts(init) if t.endswith("minio-init.sh")]
     assert init["entrypoint"][-1] == "/docker/minio-init.sh" and script == "./docker/minio-init.sh"

@@ -36,7 +36,16 @@ TAG_BASIS = "promotion.basis"
 BASIS_HELDOUT = "heldout_source_accuracy"
 BASIS_TEST = "test_accuracy"
 
-RUN_COLUMNS = ("model", "run_id", "start_time", "test_accuracy", "data_digest", "version", "champion")
+RUN_COLUMNS = (
+    "model",
+    "run_id",
+    "start_time",
+    "test_accuracy",
+    "heldout_accuracy",
+    "data_digest",
+    "version",
+    "champion",
+)
 
 
 def registered_name(spec_name: str) -> str:
@@ -286,7 +295,8 @@ def champion_info(spec_name: str, *, alias: str = CHAMPION) -> ChampionInfo | No
 
 def list_runs(experiment: str = "instropitch", max_results: int = 20) -> pd.DataFrame:
     """Recent training runs side by side, newest first: model, run, start, test accuracy,
-    data digest, registered version and whether that version is the champion now."""
+    held-out-source accuracy (empty for one source), data digest, registered version and
+    whether that version is the champion now."""
     import mlflow
     import pandas as pd
     from mlflow.exceptions import MlflowException
@@ -315,6 +325,7 @@ def list_runs(experiment: str = "instropitch", max_results: int = 20) -> pd.Data
             "run_id": runs["run_id"],
             "start_time": column("start_time"),
             "test_accuracy": column("metrics.test_accuracy"),
+            "heldout_accuracy": column("metrics.heldout_accuracy"),
             "data_digest": column(f"tags.{TAG_DATA_DIGEST}"),
             "version": column(f"tags.{TAG_REGISTERED_VERSION}"),
         }

@@ -221,14 +221,6 @@ def misclassified_figure(
     return fig
 
 
-def snapshot_sources(snapshot: Snapshot) -> np.ndarray:
-    """The source of each row; one source named "default" for snapshots made before sources."""
-    sources = getattr(snapshot, "source", None)
-    if sources is None:
-        return np.full(len(snapshot.paths), "default")
-    return np.asarray(sources).astype(str)
-
-
 def _accuracy_by_instrument(snapshot: Snapshot, test_rows: np.ndarray, correct: np.ndarray) -> str:
     import pandas as pd
 
@@ -386,7 +378,7 @@ def train_and_log(
 
     x_all = snapshot.inputs_for(spec)
     y_all, class_names = snapshot.labels_for(spec)
-    sources = snapshot_sources(snapshot)
+    sources = np.asarray(snapshot.source).astype(str)
     n_classes = len(class_names)
     train_rows = np.flatnonzero(~snapshot.is_test)
     test_rows = np.flatnonzero(snapshot.is_test)

@@ -43,7 +43,10 @@ COMBINED_TABLE = Asset(name="instruments_notes_spectrogram")
     default_args={"owner": "instropitch", "retries": 2, "retry_delay": timedelta(minutes=1)},
     params={
         "models": Param(
-            [], type="array", items={"type": "string"}, description="model names to train (empty: every models/*.yaml)"
+            [],
+            type="array",
+            items={"type": "string"},
+            description="model names to train (empty: every models/*.yaml; reference/seed-pitch etc. for the seed recipe)",
         ),
         "epochs": Param(
             None, type=["null", "integer"], minimum=0, maximum=1000, description="override every model's epochs"

@@ -378,3 +378,14 @@ def test_features_preset_mismatch_is_refused(tracking):
     snap = create_snapshot(*synthetic_arrays(n=20), feature_preset="seed")
     with pytest.raises(ValueError, match="features preset 'default'"):
         train_and_log(spec, snap)
+
+
+def test_model_paths_find_reference_recipes_only_by_name():
+    from instropitch.training_pipeline import MODELS_DIR, model_paths
+
+    everything = [Path(p).name for p in model_paths()]
+    assert everything == ["instrument.yaml", "pitch.yaml"]  # the nightly set: models/*.yaml only
+    (seed,) = model_paths(["reference/seed-pitch"])
+    assert Path(seed) == MODELS_DIR / "reference" / "seed-pitch.yaml"
+    with pytest.raises(ValueError, match="unknown model"):
+        model_paths(["reference/nope"])

@@ -39,13 +39,24 @@ def ensure_experiment(name: str = EXPERIMENT) -> str:
         return mlflow.get_experiment_by_name(name).experiment_id
 
 
+REFERENCE_DIR = "reference"
+"""Sub-folder of models/ with recipes trained only when named (e.g. `reference/seed-pitch`)."""
+
+
 def model_paths(names: list[str] | None = None, models_dir: Path | None = None) -> list[str]:
-    """YAML files of the models to train: all of `models/`, or those named (unknown name -> error)."""
+    """YAML files of the models to train: all of `models/`, or those named (unknown name -> error).
+
+    A name may also be `reference/<name>`: a recipe of `models/reference/` (the seed project's,
+    kept for comparison), which the nightly run does not train by itself.
+    """
     from instropitch.modelspec import load_specs
 
-    specs = load_specs(models_dir or MODELS_DIR)
+    folder = models_dir or MODELS_DIR
+    specs = load_specs(folder)
     if names:
         known = {s.name: s for s in specs}
+        if (folder / REFERENCE_DIR).is_dir() and any(n.startswith(f"{REFERENCE_DIR}/") for n in names):
+            known.update({f"{REFERENCE_DIR}/{s.name}": s for s in load_specs(folder / REFERENCE_DIR)})
         unknown = sorted(set(names) - set(known))
         if unknown:
             raise ValueError(f"unknown model(s) {unknown}; models/ holds {sorted(known)}")

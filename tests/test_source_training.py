@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_registry import INSTRUMENTS, SPEC  # the same tiny, fast-learning instrument CNN
 
 from instropitch.modelspec import Augmentation, SpecError, parse_spec
 
@@ -150,20 +151,12 @@ def _as_dict(spec, **training) -> dict:
 
 # ------------------------------------------------------------------ leave one source out
 
-INSTRUMENTS = ("Vn", "Fl", "Ob", "Hn")
 SHAPE = (8, 24)
 TINY = {
-    "name": "inst",
-    "label": "instrument",
-    "input": "instrument",
-    "architecture": {
-        "conv_blocks": [{"filters": 8, "kernel": 3, "pool": 2}],
-        "pooling": "time_avg",
-        "dense": [16],
-        "dropout": 0.0,
-    },
+    **SPEC,
     "training": {"epochs": 10, "batch_size": 16, "learning_rate": 0.01, "seed": 3, "early_stopping": None},
 }
+"""test_registry's tiny spec (a 1-block CNN), without its augmentation."""
 
 
 def two_source_data(n_per_source: int = 96):

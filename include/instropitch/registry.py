@@ -161,6 +161,19 @@ def heldout_score(model_version: Any) -> tuple[float, str] | None:
         return None
 
 
+def _verdict(
+    measure: str, new_score: float, champion_score: float, version: str, before: str, alias: str, where: str
+) -> tuple[bool, str]:
+    """Strictly better wins; ties keep the alias where it is. Returns (promoted, reason)."""
+    promoted = new_score > champion_score
+    relation = ">" if promoted else ("=" if new_score == champion_score else "<")
+    verdict = "promoted" if promoted else f"v{before} stays {alias} (ties keep the {alias})"
+    return (
+        promoted,
+        f"{measure} v{version} {new_score:.4f} {relation} v{before} {champion_score:.4f} ({where}): {verdict}",
+    )
+
+
 def promote(spec_name: str, version: str | int, snapshot: Snapshot, *, alias: str = CHAMPION) -> PromotionDecision:
     """Give `alias` to `version` only if it beats the current holder on the snapshot's test split.
 
@@ -195,12 +208,8 @@ def promote(spec_name: str, version: str | int, snapshot: Snapshot, *, alias: st
         promoted, reason = True, f"version {version} already is the {alias}"
     elif basis == BASIS_HELDOUT:
         champion_score = champion_heldout[0]
-        promoted = new_score > champion_score
-        relation = ">" if promoted else ("=" if new_score == champion_score else "<")
-        verdict = "promoted" if promoted else f"v{before} stays {alias} (ties keep the {alias})"
-        reason = (
-            f"held-out-source accuracy v{version} {new_score:.4f} {relation} v{before} {champion_score:.4f} "
-            f"(sources {new_heldout[1]}): {verdict}"
+        promoted, reason = _verdict(
+            "held-out-source accuracy", new_score, champion_score, version, before, alias, f"sources {new_heldout[1]}"
         )
     else:
         champion = load_model(f"models:/{name}/{before}")
@@ -213,12 +222,8 @@ def promote(spec_name: str, version: str | int, snapshot: Snapshot, *, alias: st
             )
         else:
             champion_score = evaluate(champion, snapshot)
-            promoted = new_score > champion_score
-            relation = ">" if promoted else ("=" if new_score == champion_score else "<")
-            verdict = "promoted" if promoted else f"v{before} stays {alias} (ties keep the {alias})"
-            reason = (
-                f"test accuracy v{version} {new_score:.4f} {relation} v{before} {champion_score:.4f} "
-                f"on snapshot {snapshot.digest}: {verdict}"
+            promoted, reason = _verdict(
+                "test accuracy", new_score, champion_score, version, before, alias, f"on snapshot {snapshot.digest}"
             )
             if new_heldout is not None:
                 why = "has none" if champion_heldout is None else f"was held out on {champion_heldout[1]}"

@@ -91,6 +91,20 @@ def test_eq_tilt_is_a_straight_line_across_bands_and_moves_no_partial():
     assert set(np.argsort(y.mean(axis=0))[-3:]) == set(np.argsort(x.mean(axis=0))[-3:]) == {10, 22, 29}
 
 
+def test_eq_curve_is_a_smooth_per_band_gain_that_no_straight_line_explains():
+    x = _note(frames_on=FRAMES)
+    y = _tf_augment(x, Augmentation(eq_curve=2.0), seed=2)
+    # y[t, b] = a * x[t, b] + c[b]: the same gain in every frame of a band (a response, not noise).
+    xc, yc = x - x.mean(axis=0), y - y.mean(axis=0)
+    a = float((xc * yc).sum() / (xc * xc).sum())
+    offsets = y - a * x
+    assert np.abs(offsets - offsets.mean(axis=0)).max() < 1e-3
+    c = offsets.mean(axis=0)
+    line = np.polyval(np.polyfit(np.arange(BANDS), c, 1), np.arange(BANDS))
+    assert np.abs(c - line).max() > 0.05  # not just a tilt
+    assert np.abs(np.diff(c, 2)).max() < 0.5 * np.abs(c - c.mean()).max() + 1e-6  # smooth, band to band
+
+
 def test_band_limit_cuts_the_top_bands_to_the_floor():
     x = _zscore(np.random.default_rng(2).normal(0, 1, (FRAMES, BANDS))).astype(np.float32)
     cut = [

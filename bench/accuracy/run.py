@@ -156,6 +156,10 @@ def train_cnn(spec, sets_rows: list[tuple[Set, np.ndarray]], epochs: int | None)
     return model, values
 
 
+PREDICTIONS: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+"""(model name, set name) -> (true, predicted) of the last `score_cnn` call, for confusion matrices."""
+
+
 def score_cnn(spec, model, values: list, s: Set, rows: np.ndarray | None = None) -> dict[str, float]:
     from instropitch import training
     from instropitch.evaluation import instrument_report, pitch_report
@@ -163,6 +167,8 @@ def score_cnn(spec, model, values: list, s: Set, rows: np.ndarray | None = None)
     data = s.features(spec.features)
     rows = np.arange(len(data)) if rows is None else rows
     predicted = np.asarray(values)[training.predict_classes(model, data.inputs(spec.input)[rows])]
+    truth = data.midi[rows] if spec.label == "midi" else data.instrument[rows]
+    PREDICTIONS[spec.name, s.name] = (truth, predicted)
     if spec.label == "midi":
         return pitch_report(data.midi[rows], predicted.astype(np.int64))
     return instrument_report(data.instrument[rows], predicted)
@@ -194,7 +200,8 @@ def score_mfcc(model, s: Set, rows: np.ndarray | None = None) -> dict[str, float
 
 
 def split(s: Set, test_size: float = 0.25, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
-    """The DAG's split: `snapshot.create_snapshot` (stratified by instrument x MIDI, seeded)."""
+    """The DAG's split: `snapshot.create_snapshot` (stratified by instrument x MIDI, seeded);
+    (train rows, test rows) as positions in the set."""
     from instropitch.snapshot import create_snapshot
 
     d = s.labels
@@ -267,12 +274,18 @@ def protocol_loso(args, fonts: dict[str, str]) -> dict:
     from instropitch.modelspec import load_spec
 
     work, cache = args.work, args.work / "cache"
-    folder = render(
+    folder = args.sources_dir or render(
         work / f"sources-seed1-scale{args.scale:g}", fonts, seed=1, scale=args.scale, conditions=args.conditions
     )
     sources = {name: Set(name, folder / name, cache) for name in fonts}
-    splits = {name: split(s) for name, s in sources.items()}
+    splits = {}
+    for name, s in sources.items():
+        # A stratified subset (the same rule as the DAG's split) when --fraction < 1, then 75/25.
+        keep = split(s, test_size=args.fraction)[1] if args.fraction < 1 else np.arange(len(s.labels))
+        train, test = split(s)
+        splits[name] = (np.intersect1d(train, keep), np.intersect1d(test, keep))
     results: dict[str, dict[str, dict[str, float]]] = {}
+    heldout_predictions: dict[str, list] = {}
 
     def run(label: str, fit, scorer) -> None:
         results[label] = {}
@@ -281,7 +294,8 @@ def protocol_loso(args, fonts: dict[str, str]) -> dict:
             results[label][f"{name} in-distribution"] = scorer(model, s, splits[name][1])
         for held_out, s in sources.items():
             model = fit([(o, splits[n][0]) for n, o in sources.items() if n != held_out])
-            results[label][f"{held_out} held-out"] = scorer(model, s, None)
+            results[label][f"{held_out} held-out"] = scorer(model, s, np.union1d(*splits[held_out]))
+            heldout_predictions.setdefault(label, []).append(PREDICTIONS.get((label.removeprefix("cnn "), held_out)))
             log(f"{label}: {held_out} held-out {_headline(results[label][f'{held_out} held-out']):.3f}")
 
     for path in args.models:
@@ -292,7 +306,28 @@ def protocol_loso(args, fonts: dict[str, str]) -> dict:
             lambda fitted, s, rows, spec=spec: score_cnn(spec, fitted[0], fitted[1], s, rows),
         )
     run("baseline mfcc+logreg", fit_mfcc, score_mfcc)
+    if args.confusion:
+        save_confusion(heldout_predictions, args.confusion)
     return results
+
+
+def save_confusion(heldout_predictions: dict[str, list], out: Path) -> None:
+    """The first instrument CNN's held-out predictions, all sources pooled, as a confusion matrix PNG."""
+    from instropitch.snapshot import class_layout
+    from instropitch.training import confusion_figure
+
+    for label, pairs in heldout_predictions.items():
+        pairs = [p for p in pairs if p is not None]
+        if not label.startswith("cnn ") or not pairs or pairs[0][0].dtype.kind not in "UO":
+            continue
+        names = class_layout("instrument")[1]
+        index = {n: i for i, n in enumerate(names)}
+        true = np.array([index[v] for p in pairs for v in p[0].tolist()])
+        pred = np.array([index[v] for p in pairs for v in p[1].tolist()])
+        title = f"{label}: held-out sources pooled, accuracy {np.mean(true == pred):.3f}"
+        confusion_figure(true, pred, names, title).savefig(out, dpi=110)
+        log(f"confusion matrix of {label} -> {out}")
+        return
 
 
 def _headline(report: dict[str, float]) -> float:
@@ -322,8 +357,11 @@ def main() -> int:
     parser.add_argument("--reference", action="store_true", help="also the seed project's recipe (models/reference)")
     parser.add_argument("--epochs", type=int, default=None, help="cap every model's epochs")
     parser.add_argument("--conditions", default="mixed", help="render conditions of the loso sources")
+    parser.add_argument("--sources-dir", type=Path, help="loso: an existing multi-source render (one folder per font)")
+    parser.add_argument("--fraction", type=float, default=1.0, help="loso: a stratified fraction of each source")
     parser.add_argument("--no-pyin", action="store_true", help="skip the slow pYIN baseline")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--confusion", type=Path, help="loso: PNG of the instrument CNN's held-out confusion matrix")
     args = parser.parse_args()
 
     from instropitch.cnn import configure_tensorflow

@@ -121,6 +121,9 @@ def _shift(x: Any, max_shift: int, axis: int) -> Any:
     return tf.slice(padded, tf.stack(begin), tf.shape(x))
 
 
+EQ_CURVE_KNOTS = 8
+"""Knots of the random `eq_curve`: smooth enough to be a response, not a spectrum of its own."""
+
 LOG_POWER_PER_UNIT = 3.0
 """Natural-log power per z-score unit of a dB spectrogram (ln 10 / 10 x a typical 13 dB
 spread): what turns "add two sounds" into a log-sum-exp on z-scored examples."""
@@ -153,7 +156,7 @@ def _reverb(x: Any) -> Any:
 
 
 def _acoustic(x: Any, aug: Augmentation) -> Any:
-    """Microphone colour, room, noise floor and band limits on one z-scored example."""
+    """Microphone colour (tilt, uneven response), room, noise floor and band limits on one z-scored example."""
     import tensorflow as tf
 
     bands = tf.shape(x)[1]
@@ -163,6 +166,14 @@ def _acoustic(x: Any, aug: Augmentation) -> Any:
         x = tf.cond(tf.random.uniform([]) < aug.reverb, lambda: _reverb(x), lambda: x)
     if aug.eq_tilt:
         x = x + tf.random.uniform([], -aug.eq_tilt, aug.eq_tilt) * position[None, :]
+    if aug.eq_curve:
+        knots = tf.random.uniform([EQ_CURVE_KNOTS], -aug.eq_curve, aug.eq_curve)
+        # Piecewise-linear through the knots, spread evenly over the bands.
+        where = (position + 0.5) * (EQ_CURVE_KNOTS - 1)
+        low = tf.minimum(tf.cast(tf.floor(where), tf.int32), EQ_CURVE_KNOTS - 2)
+        frac = where - tf.cast(low, tf.float32)
+        curve = tf.gather(knots, low) * (1.0 - frac) + tf.gather(knots, low + 1) * frac
+        x = x + curve[None, :]
     if aug.band_limit:
         top = tf.cast(tf.random.uniform([], 0.0, aug.band_limit) * tf.cast(bands, tf.float32), tf.int32)
         bottom = tf.cast(tf.random.uniform([], 0.0, aug.band_limit / 2) * tf.cast(bands, tf.float32), tf.int32)

@@ -85,6 +85,8 @@ class Augmentation:
     spectrogram (the warehouse holds spectrograms, not audio), in per-example z-score units
     of dB spectrograms such as the "default" preset (see `cnn.augment_example`):
     `eq_tilt` — a random linear tilt across the band axis of up to ± this much end to end;
+    `eq_curve` — a random smooth curve across the bands (8 knots, each up to ± this much): the
+    uneven response of another instrument body, sample set or microphone;
     `reverb` — with this probability, a decaying tail (0.1–1.5 s of the frame rate) mixed in;
     `noise_floor` — a steady noise floor raised up to this far above the example's minimum;
     `band_limit` — up to this fraction of the top bands (a duller microphone) and half of it
@@ -98,6 +100,7 @@ class Augmentation:
     freq_shift: int = 0
     mixup: bool = False
     eq_tilt: float = 0.0
+    eq_curve: float = 0.0
     reverb: float = 0.0
     noise_floor: float = 0.0
     band_limit: float = 0.0
@@ -105,7 +108,7 @@ class Augmentation:
     @property
     def acoustic(self) -> bool:
         """True when one of the recording-condition changes (tilt, reverb, floor, band limit) is on."""
-        return bool(self.eq_tilt or self.reverb or self.noise_floor or self.band_limit)
+        return bool(self.eq_tilt or self.eq_curve or self.reverb or self.noise_floor or self.band_limit)
 
     @property
     def enabled(self) -> bool:
@@ -381,6 +384,7 @@ def _read_training(s: _Section, label: str | None) -> Training:
         freq_shift=a.take("freq_shift", _int(0, 1000), 0),
         mixup=a.take("mixup", _bool, False),
         eq_tilt=a.take("eq_tilt", _float(0.0, 20.0), 0.0),
+        eq_curve=a.take("eq_curve", _float(0.0, 20.0), 0.0),
         reverb=a.take("reverb", _float(0.0, 1.0), 0.0),
         noise_floor=a.take("noise_floor", _float(0.0, 20.0), 0.0),
         band_limit=a.take("band_limit", _float(0.0, 0.9), 0.0),

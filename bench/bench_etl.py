@@ -14,6 +14,12 @@ into `--data` if it is not there yet, uploads it, then measures
 
 Goal: ≥ 150 files/s through transform + load, and the whole DAG under 60 s on 2 cores.
 Prints a summary; `--json FILE` also writes the figures.
+
+Wall times depend on whatever else runs on the machine, so both parts also report CPU time
+per note of every process involved: this one (`client`: GETs, spectrograms, COPY), the S3
+server and PostgreSQL (all their processes, from psutil), and in (b) the `airflow dags test`
+process. `idle_files_per_s_estimate` = cores × 1000 / total CPU-ms per note: what the
+machine would do with nothing else running, if the processes kept every core busy.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import sys
 import tempfile
@@ -70,6 +77,50 @@ def fresh_database(services: stack.Services, name: str) -> Engine:
     return engine
 
 
+class _ServiceCpu:
+    """CPU seconds (user + system) used so far by the S3 server and PostgreSQL, all their processes.
+
+    Exited PostgreSQL backends are counted through the postmaster's reaped-children times.
+    """
+
+    def __init__(self, services: stack.Services) -> None:
+        import psutil
+
+        self._psutil = psutil
+        self.s3 = psutil.Process(services.s3_pid)
+        pid_file = Path(services.home, "pg", "postmaster.pid")
+        self.postgres = psutil.Process(int(pid_file.read_text().split()[0]))
+
+    def _tree(self, root: Any, reaped: bool) -> float:
+        total = 0.0
+        for proc in [root, *root.children(recursive=True)]:
+            try:
+                t = proc.cpu_times()
+            except self._psutil.NoSuchProcess:
+                continue
+            total += t.user + t.system
+            if reaped:
+                total += t.children_user + t.children_system
+        return total
+
+    def read(self) -> dict[str, float]:
+        return {"s3": self._tree(self.s3, False), "postgres": self._tree(self.postgres, True)}
+
+
+def cpu_per_note(before: dict[str, float], after: dict[str, float], notes: int) -> dict[str, float]:
+    """CPU-ms per note of each process (keys of the two readings), their total, and the idle-machine estimate."""
+    n = max(1, notes)
+    out = {f"cpu_ms_per_note_{k}": (after[k] - before[k]) / n * 1000 for k in before}
+    total = sum(out.values())
+    out["cpu_ms_per_note_total"] = total
+    out["idle_files_per_s_estimate"] = (os.cpu_count() or 1) * 1000 / max(total, 1e-9)
+    return out
+
+
+def _cpu_reading(services_cpu: _ServiceCpu, **own: float) -> dict[str, float]:
+    return {**own, **services_cpu.read()}
+
+
 class _Probe:
     """Counts ranged GETs and marks when each shard's load (upsert + commit) begins."""
 
@@ -104,14 +155,14 @@ class _Probe:
         warehouse.upsert_spectrograms = self._upsert
 
 
-def local_compute(folder: Path, config: features.FeatureConfig, n: int = 300) -> float:
-    """ms per file of `compute_features` on local files, one thread (the CPU floor of the transform)."""
+def local_compute(folder: Path, config: features.FeatureConfig, n: int = 300) -> tuple[float, float]:
+    """(wall ms, CPU ms) per file of `compute_features` on local files, one thread (the transform's CPU floor)."""
     rows = tinysol.parse_metadata(folder / tinysol.METADATA_FILENAME).rows[:: max(1, 2913 // n)][:n]
     features.compute_features(folder / rows[0].path, config)  # warm the filter caches
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for row in rows:
         features.compute_features(folder / row.path, config)
-    return (time.perf_counter() - started) / len(rows) * 1000
+    return (time.perf_counter() - started) / len(rows) * 1000, (time.process_time() - cpu) / len(rows) * 1000
 
 
 def run_library(
@@ -138,8 +189,10 @@ def run_library(
 
     compute = load = 0.0
     loaded = rejected = 0
+    services_cpu = _ServiceCpu(services)
     with _Probe() as probe:
         cpu0 = os.times()
+        before = _cpu_reading(services_cpu, client=time.process_time())
         started = time.perf_counter()
         for i, shard in enumerate(planned.shards, start=1):
             t0 = time.perf_counter()
@@ -159,11 +212,15 @@ def run_library(
                 )
         out["transform_load_s"] = time.perf_counter() - started
         cpu1 = os.times()
+        engine.dispose()  # its PostgreSQL backend exits, so its CPU time is counted (reaped)
+        time.sleep(0.5)
+        after = _cpu_reading(services_cpu, client=time.process_time())
     out["compute_s"], out["load_s"] = compute, load
     out["loaded"], out["rejected"] = loaded, rejected
     out["s3_gets"], out["s3_mb"] = probe.requests, probe.bytes / 1e6
     out["bench_cpu_s"] = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
     n = max(1, planned.to_transform)
+    out |= cpu_per_note(before, after, n)
     out["files_per_s"] = n / out["transform_load_s"]
     out["compute_files_per_s"] = n / max(compute, 1e-9)
     out["load_files_per_s"] = n / max(load, 1e-9)
@@ -193,9 +250,19 @@ def run_dag(services: stack.Services, home: Path, shard_size: int) -> dict[str, 
     started = time.perf_counter()
     local_airflow.migrate(env)
     out["airflow_migrate_s"] = time.perf_counter() - started
+    services_cpu = _ServiceCpu(services)
+
+    def airflow_cpu() -> float:  # the `airflow dags test` process, once it has exited (reaped)
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    before = _cpu_reading(services_cpu, airflow=airflow_cpu())
     result = local_airflow.dags_test(
         "instropitch_etl", env, {"bucket": BUCKET, "prefix": PREFIX, "shard_size": shard_size}
     )
+    engine.dispose()
+    time.sleep(0.5)
+    after = _cpu_reading(services_cpu, airflow=airflow_cpu())
     out["dag_s"] = result.seconds
     out["dag_ok"] = result.ok
     kept = DEFAULT_DATA.parent / result.log_path.name  # the stack's home may be a temp folder
@@ -210,6 +277,7 @@ def run_dag(services: stack.Services, home: Path, shard_size: int) -> dict[str, 
     out["dag_transform_s"] = sum(shard_seconds)
     out["dag_rows"] = warehouse.table_counts(engine)["instruments_notes_spectrogram"]
     engine.dispose()
+    out |= {f"dag_{k}": v for k, v in cpu_per_note(before, after, out["dag_rows"]).items()}
     if not result.ok:
         print(result.tail(60), file=sys.stderr)
     return out
@@ -239,7 +307,9 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         uploaded = objectstore.upload_folder(client, BUCKET, PREFIX, args.data)
         figures["upload_s"], figures["uploaded"] = time.perf_counter() - started, uploaded
-        figures["local_compute_ms_per_file"] = local_compute(args.data, config)
+        figures["local_compute_ms_per_file"], figures["local_compute_cpu_ms_per_file"] = local_compute(
+            args.data, config
+        )
         if not args.skip_library:
             engine = fresh_database(services, "bench_library")
             try:

@@ -260,3 +260,47 @@ def test_sources_with_the_same_paths_load_side_by_side_per_source(airflow_env, e
     counts = rows_per_source(engine)
     assert counts["instruments_notes_spectrogram"] == {"A": n, "b": n}  # the repaired file loaded, b kept
     assert counts["etl_rejects"] == {}
+
+
+def test_spectrograms_are_stored_uncompressed_and_old_warehouses_are_switched(engine, s3, bucket, small_dataset):
+    """STORAGE EXTERNAL (no pglz attempt: half of PostgreSQL's CPU per note); create_schema switches an old table."""
+    storage = "SELECT attstorage FROM pg_attribute WHERE attrelid = CAST(:t AS regclass) AND attname = 'spectrogram'"
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE instruments_spectrogram ALTER COLUMN spectrogram SET STORAGE EXTENDED"))
+    warehouse.create_schema(engine)
+    warehouse.create_schema(engine)  # idempotent
+    objectstore.upload_folder(s3, bucket, PREFIX, small_dataset)
+    etl.extract_metadata(s3, engine, bucket, PREFIX)
+    config = features.get_preset("default")
+    (shard, *_) = etl.plan(s3, engine, bucket, PREFIX, config.digest(), shard_size=1000).shards
+    assert etl.transform_shard(s3, engine, bucket, shard, config).loaded == len(shard)
+    with engine.connect() as conn:
+        for table in ("notes_spectrogram", "instruments_spectrogram"):
+            assert conn.execute(text(storage), {"t": table}).scalar_one() == "e"
+            compressed = conn.execute(
+                text(f"SELECT count(*) FROM {table} WHERE pg_column_compression(spectrogram) IS NOT NULL")
+            ).scalar_one()
+            assert compressed == 0, table
+    warehouse.build_combined(engine, config.digest())
+    stored = {r.path for r in warehouse.iter_combined(engine)}  # they read back (decoded, shaped)
+    assert stored == {item["path"] for item in shard}
+
+
+def test_the_embedded_s3_server_keeps_connections_alive(services, s3, bucket):
+    """Two GETs on one HTTP/1.1 connection: moto's own server closed it after every response."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    s3.put_object(Bucket=bucket, Key="a.txt", Body=b"hello")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "a.txt"})
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        for _ in range(2):
+            conn.request("GET", f"{parts.path}?{parts.query}")
+            response = conn.getresponse()
+            assert response.status == 200 and response.read() == b"hello"
+            assert response.getheader("Connection", "").lower() != "close"
+            assert not response.will_close
+    finally:
+        conn.close()

@@ -182,8 +182,11 @@ class _Source:
         if n <= 0 or offset >= self.size:
             return b""
         n = min(n, self.size - offset)
-        out = bytearray()
         self.fh.seek(offset)
+        first = self.fh.read(n)
+        if not first or len(first) == n:
+            return bytes(first or b"")
+        out = bytearray(first)
         while len(out) < n:
             chunk = self.fh.read(n - len(out))
             if not chunk:

@@ -329,14 +329,22 @@ def _basis(scale: str, sr: int, n_fft: int, n_bands: int, fmin: float, bins_per_
     return csr_array(basis[:, lo:hi]), lo, hi
 
 
-def _stft_power(y: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
-    """|STFT|² as (frames, n_fft//2 + 1), centred frames with zero padding (librosa's defaults)."""
+def _stft_power(y: np.ndarray, n_fft: int, hop_length: int, lo: int = 0, hi: int | None = None) -> np.ndarray:
+    """|STFT|² of FFT bins `lo..hi` (default all n_fft//2 + 1) as (frames, bins), centred frames with zero padding.
+
+    librosa's defaults (`center=True`, zero padding, periodic Hann). The squares are taken on
+    the interleaved float32 (re, im) pairs: the same values as `real**2 + imag**2`, bit for bit,
+    without strided temporaries (this ran at a third of the FFT's own cost).
+    """
     from scipy.fft import rfft
 
     padded = np.pad(y, n_fft // 2)
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length] * _window(n_fft)
-    spec = rfft(frames, axis=-1)
-    return spec.real**2 + spec.imag**2
+    spec = rfft(frames, axis=-1)[:, lo:hi]
+    if spec.dtype != np.complex64:
+        return spec.real**2 + spec.imag**2
+    squares = np.square(np.ascontiguousarray(spec).view(np.float32))
+    return squares[:, 0::2] + squares[:, 1::2]
 
 
 def _normalise(s: np.ndarray, how: str, db: bool) -> np.ndarray:
@@ -372,8 +380,8 @@ def spectrogram(y: np.ndarray, config: SpectrogramConfig) -> np.ndarray:
     basis, lo, hi = _basis(
         config.scale, config.sample_rate, config.n_fft, config.n_bands, config.fmin_hz, config.bins_per_octave
     )
-    power = _stft_power(y, config.n_fft, config.hop_length)
-    s = np.maximum((basis @ np.ascontiguousarray(power[:, lo:hi].T)).T, 0.0)
+    power = _stft_power(y, config.n_fft, config.hop_length, lo, hi)
+    s = np.maximum((basis @ np.ascontiguousarray(power.T)).T, 0.0)
     if config.db:
         peak = float(s.max())
         s = 10.0 * np.log10(np.maximum(s, 1e-10)) - 10.0 * math.log10(max(peak, 1e-10))

@@ -137,22 +137,33 @@ class RangedObjectReader(io.RawIOBase):
         self.bytes_fetched += len(data)
         return data
 
+    def _take(self, want: int) -> bytes | memoryview:
+        """Up to `want` bytes at the position (a view into the kept block when it holds them)."""
+        offset = self._pos - self._block_start
+        if offset >= 0 and offset + want <= len(self._block):
+            data: bytes | memoryview = memoryview(self._block)[offset : offset + want]
+        elif want < self.min_fetch:
+            self._block_start = self._pos
+            self._block = self._fetch(self._pos, self.min_fetch)
+            data = memoryview(self._block)[:want]
+        else:
+            data = self._fetch(self._pos, want)
+        self._pos += len(data)
+        return data
+
     def readinto(self, buffer: Any) -> int:
         want = min(len(buffer), max(0, self.size - self._pos))
         if want == 0:
             return 0
-        offset = self._pos - self._block_start
-        if offset >= 0 and offset + want <= len(self._block):
-            data = self._block[offset : offset + want]
-        elif want < self.min_fetch:
-            self._block_start = self._pos
-            self._block = self._fetch(self._pos, self.min_fetch)
-            data = self._block[:want]
-        else:
-            data = self._fetch(self._pos, want)
+        data = self._take(want)
         buffer[: len(data)] = data
-        self._pos += len(data)
         return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        """Like `RawIOBase.read`, with one copy of the bytes instead of three (the ETL reads ~0.2 MB a note)."""
+        remaining = max(0, self.size - self._pos)
+        want = remaining if size is None or size < 0 else min(size, remaining)
+        return bytes(self._take(want)) if want else b""
 
 
 def upload_folder(

@@ -1,8 +1,9 @@
 """Embedded services for one machine with no Docker: PostgreSQL from pip and an S3 API server.
 
 `instropitch stack up` starts a real PostgreSQL (pgserver, data under `.instropitch/pg`,
-Unix socket only) and moto's S3 server on loopback as background processes and writes
-their addresses to `.instropitch/stack.json`; `stack down` stops them. `airflow_env()`
+Unix socket only) and moto's S3 API (its WSGI app under gunicorn, `s3_server_command`) on
+loopback as background processes and writes their addresses to `.instropitch/stack.json`;
+`stack down` stops them. `airflow_env()`
 turns those addresses into the Airflow connections (`aws_default`, `postgres_default`)
 and the MLflow tracking URI, exactly as the docker-compose stack sets them by environment.
 
@@ -23,6 +24,7 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 S3_ACCESS_KEY = "instropitch"  # the embedded moto server accepts any credentials
@@ -105,15 +107,83 @@ def _wait_http(url: str, timeout: float = 20.0) -> None:
             time.sleep(0.2)
 
 
+S3_SERVER_THREADS = 8
+"""Request threads of the embedded S3 server (the ETL's shards read with 4 at a time)."""
+
+
+def s3_app() -> Any:
+    """moto's WSGI app (every AWS service it emulates, S3 included), for the embedded S3 server.
+
+    The same dispatcher `python -m moto.server` serves, with one change: the service a
+    request's host maps to is remembered instead of looked up again. moto's lookup lists
+    its package folder (~150 `isdir` calls) and tries every service's URL patterns on each
+    request, under a process-wide lock; the answer for a host never changes.
+    """
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    class _Dispatcher(DomainDispatcherApplication):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._backend_of_host: dict[str | None, Any] = {}
+
+        def get_backend_for_host(self, host: str | None) -> Any:
+            try:
+                return self._backend_of_host[host]
+            except KeyError:
+                backend = self._backend_of_host[host] = super().get_backend_for_host(host)
+                return backend
+
+    return _Dispatcher(create_backend_app)
+
+
+def s3_server_command(port: int) -> list[str]:
+    """The command line of the embedded S3 server on 127.0.0.1: moto's app under gunicorn (or `moto.server`).
+
+    gunicorn's threaded worker keeps HTTP/1.1 connections alive, so a boto3 client reuses its
+    pooled connections; moto's own server (werkzeug's development server) closes the connection
+    after every response and starts a thread per connection: one TCP connect, one thread and one
+    request log line per GET, about half the CPU of a whole-object GET on both sides. One worker
+    process only (moto keeps the objects in that process's memory) and no worker timeout (a
+    restarted worker would come back empty). gunicorn drops request headers spelled with `_`
+    (moto's server keeps them for S3 metadata keys like `x-amz-meta-my_key`; nothing here sends
+    them). Without gunicorn (it does not run on Windows), `moto.server`.
+    """
+    try:
+        import gunicorn  # noqa: F401
+    except ImportError:
+        return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "1",
+        "--worker-class",
+        "gthread",
+        "--threads",
+        str(S3_SERVER_THREADS),
+        "--keep-alive",
+        "75",
+        "--timeout",
+        "0",
+        "--log-level",
+        "warning",
+        "instropitch.stack:s3_app()",
+    ]
+
+
 def start_s3(home: Path, port: int | None = None) -> tuple[str, int]:
-    """Start moto's S3 API server on 127.0.0.1 as a background process; return (endpoint, pid)."""
+    """Start the S3 API server (moto, see `s3_server_command`) on 127.0.0.1 in the background; return (endpoint, pid)."""
     port = port or free_port()
     log = open(home / "s3.log", "ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        s3_server_command(port),
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        env={**os.environ, "MOTO_PORT": str(port)},
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:

@@ -126,11 +126,13 @@ def create_schema(engine: Engine) -> None:
 
     `migrate_sources.sql` gives tables created before sources existed their `source` column
     (old rows: `DEFAULT_SOURCE`) and (source, path) keys; nothing loaded is lost.
+    `spectrogram_storage.sql` stores spectrogram bytes uncompressed (STORAGE EXTERNAL).
     """
     with engine.begin() as conn:
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('instropitch.schema'))"))
         run_sql(conn, "schema")
         run_sql(conn, "migrate_sources")
+        run_sql(conn, "spectrogram_storage")
 
 
 # ------------------------------------------------------------------- spectrogram codec

@@ -83,7 +83,10 @@ def test_other_local_services_listen_on_loopback(tmp_path):
     assert env["MLFLOW_TRACKING_URI"].startswith("http://127.0.0.1:")
     services_source = (ROOT / "include" / "instropitch" / "airflow_services.py").read_text()
     assert re.search(r'"--host",\s*"127\.0\.0\.1"', services_source)  # the MLflow server of `instropitch up`
-    assert '"moto.server", "-H", "127.0.0.1"' in (ROOT / "include" / "instropitch" / "stack.py").read_text()
+    # the embedded S3 server (gunicorn, or moto.server without it) listens on loopback only
+    command = stack.s3_server_command(5999)
+    assert "127.0.0.1:5999" in command or command[command.index("-H") + 1] == "127.0.0.1", command
+    assert not any(a.startswith("0.0.0.0") for a in command)
 
 
 # ------------------------------------------------------------ (b) SQL from data

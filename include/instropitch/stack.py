@@ -13,6 +13,7 @@ skips objects whose ETag already matches.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -91,8 +92,11 @@ def stop_postgres(home: Path) -> None:
     user = "pgserver" if os.geteuid() == 0 else None
     with contextlib.suppress(subprocess.CalledProcessError):
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
-    # pgserver caches one handle per data folder and would hand it back without restarting.
-    PostgresServer._instances.pop(pgdata.resolve(), None)
+    # pgserver caches one handle per data folder and would hand it back without restarting;
+    # its atexit clean-up would then fail on the missing entry (a traceback at exit), so unhook it.
+    server = PostgresServer._instances.pop(pgdata.resolve(), None)
+    if server is not None:
+        atexit.unregister(server._cleanup)
 
 
 def _wait_http(url: str, timeout: float = 20.0) -> None:

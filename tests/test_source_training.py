@@ -48,12 +48,20 @@ def test_new_augmentation_keys_are_validated():
             "training": {
                 "balance": "none",
                 "leave_one_source_out": False,
-                "augmentation": {"eq_tilt": 2, "reverb": 0.5, "noise_floor": 1.5, "band_limit": 0.2},
+                "augmentation": {
+                    "eq_tilt": 2,
+                    "reverb": 0.5,
+                    "noise_floor": 1.5,
+                    "band_limit": 0.2,
+                    "freq_mask": 8,
+                    "time_mask": 4,
+                },
             },
         }
     )
     aug = spec.training.augmentation
     assert (aug.eq_tilt, aug.reverb, aug.noise_floor, aug.band_limit) == (2.0, 0.5, 1.5, 0.2)
+    assert (aug.freq_mask, aug.time_mask) == (8, 4)
     assert aug.acoustic and aug.enabled
     assert spec.training.balance == "none" and spec.training.leave_one_source_out is False
     assert parse_spec({**base, "name": "q"}).training.balance == "sources"
@@ -125,6 +133,26 @@ def test_noise_floor_buries_the_quiet_parts_and_keeps_the_note():
     # ...while the note still stands above it, and the output is still z-scored.
     assert y[loud].mean() > y[quiet].mean()
     assert abs(y.mean()) < 1e-4 and abs(y.std() - 1.0) < 1e-3
+
+
+def test_spec_augment_masks_one_run_of_bands_or_frames_and_nothing_else():
+    x = _zscore(np.random.default_rng(3).normal(0, 1, (FRAMES, BANDS))).astype(np.float32)
+    widths = {"freq": [], "time": []}
+    for seed in range(12):
+        for axis, aug in (("freq", Augmentation(freq_mask=6)), ("time", Augmentation(time_mask=5))):
+            y = _tf_augment(x, aug, seed=seed)
+            changed = np.any(np.abs(y - x) > 1e-6, axis=0 if axis == "freq" else 1)
+            where = np.flatnonzero(changed)
+            if len(where):
+                assert np.all(np.diff(where) == 1)  # one contiguous run
+                region = y[:, where] if axis == "freq" else y[where, :]
+                assert np.allclose(region, x.mean(), atol=1e-5)  # set to the example's mean
+            widths[axis].append(len(where))
+            untouched = ~changed
+            kept = y[:, untouched] if axis == "freq" else y[untouched, :]
+            assert np.array_equal(kept, x[:, untouched] if axis == "freq" else x[untouched, :])
+    assert max(widths["freq"]) <= 6 and max(widths["time"]) <= 5
+    assert len(set(widths["freq"])) > 2 and len(set(widths["time"])) > 2  # random widths, some masks
 
 
 def test_balanced_batches_draw_each_source_evenly():

@@ -138,7 +138,9 @@ def train_cnn(spec, sets_rows: list[tuple[Set, np.ndarray]], epochs: int | None)
         ys.append(y[rows])
         groups.append(np.full(len(rows), s.name))
     x, y, g = np.concatenate(xs), np.concatenate(ys), np.concatenate(groups)
-    fit_pos, val_pos = training.split_validation(y, spec.training.validation_split, spec.training.seed)
+    fit_pos, val_pos = training.fit_validation_rows(
+        y, np.arange(len(y)), spec.training.validation_split, spec.training.seed
+    )
     started = time.perf_counter()
     model, history = training.fit_model(
         spec,
@@ -156,8 +158,45 @@ def train_cnn(spec, sets_rows: list[tuple[Set, np.ndarray]], epochs: int | None)
     return model, values
 
 
-PREDICTIONS: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
-"""(model name, set name) -> (true, predicted) of the last `score_cnn` call, for confusion matrices."""
+def seeded_specs(path: Path, seeds: list[int]) -> list[tuple[str, object]]:
+    """(label, spec) per training seed: the spec as written when no seeds are given.
+
+    One seed is one draw of the training shuffle, augmentation and initial weights; the
+    spread over a few seeds says which differences between recipes are real.
+    """
+    import dataclasses
+
+    from instropitch.modelspec import load_spec
+
+    spec = load_spec(path)
+    if not seeds:
+        return [(f"cnn {spec.name}", spec)]
+    return [
+        (f"cnn {spec.name} seed {s}", dataclasses.replace(spec, training=dataclasses.replace(spec.training, seed=s)))
+        for s in seeds
+    ]
+
+
+def add_seed_means(results: dict) -> None:
+    """For models trained with several seeds, a row with the mean of every metric over the seeds."""
+    groups: dict[str, list[str]] = {}
+    for label in results:
+        head, sep, _ = label.rpartition(" seed ")
+        if sep:
+            groups.setdefault(head, []).append(label)
+    for head, labels in groups.items():
+        if len(labels) < 2:
+            continue
+        row = {}
+        for column in results[labels[0]]:
+            reports = [results[label][column] for label in labels]
+            row[column] = {k: float(np.mean([r[k] for r in reports])) for k in reports[0]}
+            row[column]["spread"] = float(np.ptp([_headline(r) for r in reports]))
+        results[f"{head} (mean of {len(labels)} seeds)"] = row
+
+
+PREDICTIONS: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+"""set name -> (true, predicted) of the last `score_cnn` call on it, for confusion matrices."""
 
 
 def score_cnn(spec, model, values: list, s: Set, rows: np.ndarray | None = None) -> dict[str, float]:
@@ -168,7 +207,7 @@ def score_cnn(spec, model, values: list, s: Set, rows: np.ndarray | None = None)
     rows = np.arange(len(data)) if rows is None else rows
     predicted = np.asarray(values)[training.predict_classes(model, data.inputs(spec.input)[rows])]
     truth = data.midi[rows] if spec.label == "midi" else data.instrument[rows]
-    PREDICTIONS[spec.name, s.name] = (truth, predicted)
+    PREDICTIONS[s.name] = (truth, predicted)
     if spec.label == "midi":
         return pitch_report(data.midi[rows], predicted.astype(np.int64))
     return instrument_report(data.instrument[rows], predicted)
@@ -223,7 +262,6 @@ def split(s: Set, test_size: float = 0.25, seed: int = 42) -> tuple[np.ndarray, 
 
 
 def protocol_ood(args, fonts: dict[str, str]) -> dict:
-    from instropitch.modelspec import load_spec
     from instropitch.soundfont import default_soundfont_path
 
     work, cache = args.work, args.work / "cache"
@@ -233,15 +271,17 @@ def protocol_ood(args, fonts: dict[str, str]) -> dict:
         render(work / "timgm6mb-seed0-dry", base_font, seed=0, scale=args.scale, conditions="dry"),
         cache,
     )
-    conditions = render(
-        work / "timgm6mb-seed1-conditions", base_font, seed=1, scale=args.scale, conditions=OOD_CONDITIONS
-    )
-    eval_sets = {
-        "conditions": Set("conditions", conditions, cache),
-        "32 kHz": Set("32 kHz", resampled_copy(conditions, work / "timgm6mb-seed1-conditions-32k", 32000), cache),
-    }
+    eval_sets = {}
+    if not args.in_distribution_only:
+        conditions = render(
+            work / "timgm6mb-seed1-conditions", base_font, seed=1, scale=args.scale, conditions=OOD_CONDITIONS
+        )
+        eval_sets["conditions"] = Set("conditions", conditions, cache)
+        eval_sets["32 kHz"] = Set(
+            "32 kHz", resampled_copy(conditions, work / "timgm6mb-seed1-conditions-32k", 32000), cache
+        )
     for name, path in fonts.items():
-        if name != "timgm6mb":
+        if name != "timgm6mb" and not args.in_distribution_only:
             eval_sets[name] = Set(
                 name,
                 render(work / f"{name}-seed1-dry", {name: path}, seed=1, scale=args.scale, conditions="dry"),
@@ -257,22 +297,22 @@ def protocol_ood(args, fonts: dict[str, str]) -> dict:
         log(f"{label}: " + ", ".join(f"{k} {_headline(v):.3f}" for k, v in results[label].items()))
 
     for path in args.models + (REFERENCE_MODELS if args.reference else []):
-        spec = load_spec(path)
-        model, values = train_cnn(spec, [(train_set, train_rows)], args.epochs)
-        evaluate_everywhere(
-            f"cnn {spec.name}",
-            lambda s, rows, spec=spec, model=model, values=values: score_cnn(spec, model, values, s, rows),
-        )
-    mfcc = fit_mfcc([(train_set, train_rows)])
-    evaluate_everywhere("baseline mfcc+logreg", lambda s, rows: score_mfcc(mfcc, s, rows))
-    if not args.no_pyin:
+        for label, spec in seeded_specs(path, args.seeds):
+            model, values = train_cnn(spec, [(train_set, train_rows)], args.epochs)
+            evaluate_everywhere(
+                label,
+                lambda s, rows, spec=spec, model=model, values=values: score_cnn(spec, model, values, s, rows),
+            )
+    add_seed_means(results)
+    if not args.no_baselines:
+        mfcc = fit_mfcc([(train_set, train_rows)])
+        evaluate_everywhere("baseline mfcc+logreg", lambda s, rows: score_mfcc(mfcc, s, rows))
+    if not (args.no_pyin or args.no_baselines):
         evaluate_everywhere("baseline pyin", score_pyin)
     return results
 
 
 def protocol_loso(args, fonts: dict[str, str]) -> dict:
-    from instropitch.modelspec import load_spec
-
     work, cache = args.work, args.work / "cache"
     folder = args.sources_dir or render(
         work / f"sources-seed1-scale{args.scale:g}", fonts, seed=1, scale=args.scale, conditions=args.conditions
@@ -289,23 +329,26 @@ def protocol_loso(args, fonts: dict[str, str]) -> dict:
 
     def run(label: str, fit, scorer) -> None:
         results[label] = {}
-        model = fit([(s, splits[n][0]) for n, s in sources.items()])
-        for name, s in sources.items():
-            results[label][f"{name} in-distribution"] = scorer(model, s, splits[name][1])
+        if not args.heldout_only:
+            model = fit([(s, splits[n][0]) for n, s in sources.items()])
+            for name, s in sources.items():
+                results[label][f"{name} in-distribution"] = scorer(model, s, splits[name][1])
         for held_out, s in sources.items():
             model = fit([(o, splits[n][0]) for n, o in sources.items() if n != held_out])
             results[label][f"{held_out} held-out"] = scorer(model, s, np.union1d(*splits[held_out]))
-            heldout_predictions.setdefault(label, []).append(PREDICTIONS.get((label.removeprefix("cnn "), held_out)))
+            heldout_predictions.setdefault(label, []).append(PREDICTIONS.pop(held_out, None))
             log(f"{label}: {held_out} held-out {_headline(results[label][f'{held_out} held-out']):.3f}")
 
     for path in args.models:
-        spec = load_spec(path)
-        run(
-            f"cnn {spec.name}",
-            lambda rows, spec=spec: train_cnn(spec, rows, args.epochs),
-            lambda fitted, s, rows, spec=spec: score_cnn(spec, fitted[0], fitted[1], s, rows),
-        )
-    run("baseline mfcc+logreg", fit_mfcc, score_mfcc)
+        for label, spec in seeded_specs(path, args.seeds):
+            run(
+                label,
+                lambda rows, spec=spec: train_cnn(spec, rows, args.epochs),
+                lambda fitted, s, rows, spec=spec: score_cnn(spec, fitted[0], fitted[1], s, rows),
+            )
+    add_seed_means(results)
+    if not args.no_baselines:
+        run("baseline mfcc+logreg", fit_mfcc, score_mfcc)
     if args.confusion:
         save_confusion(heldout_predictions, args.confusion)
     return results
@@ -360,6 +403,15 @@ def main() -> int:
     parser.add_argument("--sources-dir", type=Path, help="loso: an existing multi-source render (one folder per font)")
     parser.add_argument("--fraction", type=float, default=1.0, help="loso: a stratified fraction of each source")
     parser.add_argument("--no-pyin", action="store_true", help="skip the slow pYIN baseline")
+    parser.add_argument("--no-baselines", action="store_true", help="CNNs only (no MFCC+LR, no pYIN)")
+    parser.add_argument(
+        "--seeds",
+        type=lambda v: [int(s) for s in v.split(",")],
+        default=[],
+        help="train each CNN once per seed: 42,1,2",
+    )
+    parser.add_argument("--heldout-only", action="store_true", help="loso: skip the model trained on every source")
+    parser.add_argument("--in-distribution-only", action="store_true", help="ood: score on the test split only")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--confusion", type=Path, help="loso: PNG of the instrument CNN's held-out confusion matrix")
     args = parser.parse_args()
@@ -385,6 +437,7 @@ def main() -> int:
         "seconds": round(time.perf_counter() - started, 1),
         "scale": args.scale,
         "epochs_cap": args.epochs,
+        "seeds": args.seeds,
         "fonts": fonts,
         "results": results,
     }

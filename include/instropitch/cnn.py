@@ -187,11 +187,24 @@ def _acoustic(x: Any, aug: Augmentation) -> Any:
     return (x - mean) / tf.sqrt(var + 1e-6)
 
 
+def _mask(x: Any, max_width: int, axis: int) -> Any:
+    """SpecAugment: one random run of 0..`max_width` rows along `axis` set to the example's mean."""
+    import tensorflow as tf
+
+    size = tf.shape(x)[axis]
+    width = tf.random.uniform([], 0, tf.minimum(max_width, size) + 1, dtype=tf.int32)
+    start = tf.random.uniform([], 0, size - width + 1, dtype=tf.int32)
+    index = tf.range(size)
+    hit = tf.logical_and(index >= start, index < start + width)
+    hit = hit[:, None] if axis == 0 else hit[None, :]
+    return tf.where(hit, tf.reduce_mean(x), x)
+
+
 def augment_example(x: Any, aug: Augmentation) -> Any:
     """One training spectrogram (frames, bands) -> a randomly changed copy.
 
     First what a different recording would change (`_acoustic`: room, microphone, distance),
-    then the generic perturbations (level, noise, small shifts).
+    then the generic perturbations (level, noise, small shifts), then SpecAugment masks.
     """
     import tensorflow as tf
 
@@ -205,6 +218,10 @@ def augment_example(x: Any, aug: Augmentation) -> Any:
         x = _shift(x, aug.time_shift, axis=0)
     if aug.freq_shift:
         x = _shift(x, aug.freq_shift, axis=1)
+    if aug.freq_mask:
+        x = _mask(x, aug.freq_mask, axis=1)
+    if aug.time_mask:
+        x = _mask(x, aug.time_mask, axis=0)
     return x
 
 

@@ -92,6 +92,10 @@ class Augmentation:
     `band_limit` — up to this fraction of the top bands (a duller microphone) and half of it
     at the bottom cut to the floor. They keep the label of a pitch model too (nothing moves
     in frequency). After any of them the example is z-scored again, as stored ones are.
+
+    SpecAugment masks (Park et al., 2019): `freq_mask` / `time_mask` set one random run of up
+    to this many bands / frames to the example's mean, so no single band or moment can carry
+    the decision alone.
     """
 
     gain_db: float = 0.0
@@ -104,6 +108,8 @@ class Augmentation:
     reverb: float = 0.0
     noise_floor: float = 0.0
     band_limit: float = 0.0
+    freq_mask: int = 0
+    time_mask: int = 0
 
     @property
     def acoustic(self) -> bool:
@@ -112,7 +118,16 @@ class Augmentation:
 
     @property
     def enabled(self) -> bool:
-        return bool(self.gain_db or self.noise or self.time_shift or self.freq_shift or self.mixup or self.acoustic)
+        return bool(
+            self.gain_db
+            or self.noise
+            or self.time_shift
+            or self.freq_shift
+            or self.mixup
+            or self.acoustic
+            or self.freq_mask
+            or self.time_mask
+        )
 
 
 MIXUP_ALPHA = 0.2
@@ -388,6 +403,8 @@ def _read_training(s: _Section, label: str | None) -> Training:
         reverb=a.take("reverb", _float(0.0, 1.0), 0.0),
         noise_floor=a.take("noise_floor", _float(0.0, 20.0), 0.0),
         band_limit=a.take("band_limit", _float(0.0, 0.9), 0.0),
+        freq_mask=a.take("freq_mask", _int(0, 1000), 0),
+        time_mask=a.take("time_mask", _int(0, 1000), 0),
     )
     if aug.freq_shift and label == "midi":
         a.error(

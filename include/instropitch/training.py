@@ -82,6 +82,17 @@ def split_validation(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
         return train_test_split(index, test_size=fraction, random_state=seed)
 
 
+def fit_validation_rows(y: np.ndarray, rows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`rows` split into (fit rows, validation rows), each kept in `rows`' order.
+
+    Keeping the order matters for reproducibility: the training shuffle is seeded, so the
+    same rows in another order give another model. The DAG and the accuracy bench both
+    call this, so a bench figure is what the DAG trains on the same data.
+    """
+    fit_pos, val_pos = split_validation(y[rows], fraction, seed)
+    return rows[np.sort(fit_pos)], rows[np.sort(val_pos)]
+
+
 def _pip_requirements() -> list[str]:
     """Pinned from what is installed: skips MLflow's slow subprocess that infers them."""
     wanted = ["mlflow", "keras", "numpy"]
@@ -309,8 +320,7 @@ def leave_one_source_out(
     scores: dict[str, dict[str, float]] = {}
     for held_out in names:
         rows = train_rows[sources[train_rows] != held_out]
-        fit_pos, val_pos = split_validation(y[rows], t.validation_split, t.seed)
-        fit_rows, val_rows = rows[np.sort(fit_pos)], rows[np.sort(val_pos)]
+        fit_rows, val_rows = fit_validation_rows(y, rows, t.validation_split, t.seed)
         model, _ = fit_model(
             spec,
             x[fit_rows],
@@ -382,8 +392,7 @@ def train_and_log(
     n_classes = len(class_names)
     train_rows = np.flatnonzero(~snapshot.is_test)
     test_rows = np.flatnonzero(snapshot.is_test)
-    fit_pos, val_pos = split_validation(y_all[train_rows], t.validation_split, t.seed)
-    fit_rows, val_rows = train_rows[np.sort(fit_pos)], train_rows[np.sort(val_pos)]
+    fit_rows, val_rows = fit_validation_rows(y_all, train_rows, t.validation_split, t.seed)
     x_fit, y_fit = x_all[fit_rows], y_all[fit_rows]
     x_val, y_val = x_all[val_rows], y_all[val_rows]
     x_test, y_test = x_all[test_rows], y_all[test_rows]

@@ -177,3 +177,20 @@ def test_list_runs_side_by_side(story, capsys):
     out = capsys.readouterr().out
     assert story["runs"][1].run_id in out and story["runs"][0].run_id not in out
     assert "champion" in out.splitlines()[0]
+
+
+def test_cli_finds_the_demo_store_without_a_tracking_uri(tmp_path, monkeypatch):
+    """Right after `make demo`, `instropitch runs`/`predict` read its store, not a new ./mlflow.db."""
+    import argparse
+
+    from instropitch.cli import _tracking_uri
+
+    monkeypatch.setenv("INSTROPITCH_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    no_flag = argparse.Namespace(tracking_uri=None)
+    assert _tracking_uri(no_flag) is None  # no demo store yet: MLflow's own default
+    (tmp_path / "mlflow.db").write_bytes(b"")
+    assert _tracking_uri(no_flag) == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert _tracking_uri(argparse.Namespace(tracking_uri="http://mlflow:5000")) == "http://mlflow:5000"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://elsewhere:5000")
+    assert _tracking_uri(no_flag) is None  # the environment wins; MLflow reads it itself

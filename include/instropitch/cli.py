@@ -60,14 +60,26 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
     from instropitch import registry
 
-    if args.tracking_uri:
-        mlflow.set_tracking_uri(args.tracking_uri)
+    tracking_uri = _tracking_uri(args)
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
     table = registry.list_runs(experiment=args.experiment, max_results=args.max_results)
     if table.empty:
         print(f"no training runs in experiment {args.experiment!r} at {mlflow.get_tracking_uri()}")
         return 0
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
+
+
+def _tracking_uri(args: argparse.Namespace) -> str | None:
+    """--tracking-uri, else $MLFLOW_TRACKING_URI (None: MLflow reads it), else the store that
+    `make demo` wrote under the home, so `instropitch runs`/`predict` work right after it."""
+    if args.tracking_uri:
+        return args.tracking_uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return None
+    store = _home() / "mlflow.db"
+    return f"sqlite:///{store}" if store.is_file() else None
 
 
 def _load_predictor(args: argparse.Namespace):
@@ -82,7 +94,7 @@ def _load_predictor(args: argparse.Namespace):
     if from_export and versions:
         raise CliError("--from-export and --model-version exclude each other (versions live in the registry)")
     try:
-        return Predictor.load(from_export=from_export, versions=versions, tracking_uri=args.tracking_uri)
+        return Predictor.load(from_export=from_export, versions=versions, tracking_uri=_tracking_uri(args))
     except PredictorError as exc:
         raise CliError(str(exc)) from None
 
@@ -205,7 +217,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
 
     def factory() -> Predictor:
-        return Predictor.load(from_export=args.from_export, versions=versions, tracking_uri=args.tracking_uri)
+        return Predictor.load(from_export=args.from_export, versions=versions, tracking_uri=_tracking_uri(args))
 
     app = create_app(
         factory,
@@ -230,7 +242,10 @@ def _add_model_options(p: argparse.ArgumentParser, *, export: bool = True) -> No
             help="use a folder written by `instropitch export` instead of the registry (no MLflow needed); "
             "default: $INSTROPITCH_EXPORT_DIR if set",
         )
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else make demo's store in ./.instropitch)",
+    )
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -398,7 +413,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", help="recent training runs side by side (test accuracy, version, champion)")
     p.add_argument("--experiment", default="instropitch", help="MLflow experiment (default: instropitch)")
     p.add_argument("--max-results", type=int, default=20, help="at most this many runs, newest first")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else make demo's store in ./.instropitch)",
+    )
     p.set_defaults(func=_cmd_runs)
 
     p = sub.add_parser("predict", help="which instrument plays these WAVs, and which note is it?")

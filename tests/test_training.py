@@ -253,6 +253,31 @@ def test_mixup_trains_with_soft_labels():
     assert model.evaluate(make_dataset(x, y, spec, 14, training=False), verbose=0, return_dict=True)["accuracy"] >= 0
 
 
+def test_reduce_lr_on_plateau_lowers_the_step_when_validation_stalls():
+    from instropitch.modelspec import SpecError
+    from instropitch.training import fit_model
+
+    recipe = {
+        "name": "plateau",
+        "label": "instrument",
+        "input": "instrument",
+        "architecture": {"conv_blocks": [{"filters": 2}], "dense": []},
+        "training": {"batch_size": 16, "learning_rate": 0.01, "early_stopping": None},
+    }
+    assert parse_spec(recipe).training.reduce_lr_on_plateau is None  # off unless asked for
+    with pytest.raises(SpecError, match="reduce_lr_on_plateau.factor"):
+        parse_spec({**recipe, "training": {"reduce_lr_on_plateau": {"factor": 1.5}}})
+    spec = parse_spec({**recipe, "training": {**recipe["training"], "reduce_lr_on_plateau": {"patience": 1}}})
+    assert (spec.training.reduce_lr_on_plateau.factor, spec.training.reduce_lr_on_plateau.patience) == (0.5, 1)
+    rng = np.random.default_rng(0)
+    x = rng.normal(-60, 5, (32, *INSTRUMENT_SHAPE)).astype(np.float32)
+    y = rng.integers(0, 3, 32)  # labels unrelated to the input: validation loss cannot keep improving
+    model, history = fit_model(spec, x[:24], y[:24], x[24:], y[24:], 3, epochs=8)
+    rates = history["learning_rate"]
+    assert rates[0] == pytest.approx(0.01) and min(rates) <= 0.005 + 1e-9
+    assert min(rates) >= 0.01 / 64 - 1e-9  # floored at learning_rate / 64
+
+
 # ------------------------------------------------------------------ train_and_log
 
 

@@ -72,6 +72,16 @@ class EarlyStopping:
 
 
 @dataclass(frozen=True)
+class ReduceLROnPlateau:
+    """Multiply the learning rate by `factor` when val_loss has not improved for `patience`
+    epochs (Keras' callback): late epochs take smaller steps, so where training stops
+    matters less."""
+
+    factor: float = 0.5
+    patience: int = 3
+
+
+@dataclass(frozen=True)
 class Augmentation:
     """Random changes applied to training examples only; 0 / false switches one off.
 
@@ -151,6 +161,7 @@ class Training:
     validation_split: float = 0.15
     seed: int = 42
     early_stopping: EarlyStopping | None = field(default_factory=EarlyStopping)
+    reduce_lr_on_plateau: ReduceLROnPlateau | None = None
     augmentation: Augmentation = field(default_factory=Augmentation)
     balance: str = "sources"
     leave_one_source_out: bool = True
@@ -391,6 +402,16 @@ def _read_training(s: _Section, label: str | None) -> Training:
         )
         e.finish()
 
+    reduce_lr: ReduceLROnPlateau | None = None
+    s.known.append("reduce_lr_on_plateau")
+    if s.data.get("reduce_lr_on_plateau") is not None:
+        r = _Section(s.data["reduce_lr_on_plateau"], s.key("reduce_lr_on_plateau"), s.errors, s.where)
+        reduce_lr = ReduceLROnPlateau(
+            factor=r.take("factor", _float(0.0, 1.0, low_open=True, high_open=True), 0.5),
+            patience=r.take("patience", _int(1, 1000), 3),
+        )
+        r.finish()
+
     a = s.section("augmentation")
     aug = Augmentation(
         gain_db=a.take("gain_db", _float(0.0, 60.0), 0.0),
@@ -421,6 +442,7 @@ def _read_training(s: _Section, label: str | None) -> Training:
         validation_split=s.take("validation_split", _float(0.0, 0.5, low_open=True), defaults.validation_split),
         seed=s.take("seed", _int(0, 2**31 - 1), defaults.seed),
         early_stopping=early,
+        reduce_lr_on_plateau=reduce_lr,
         augmentation=aug,
         balance=s.take("balance", _choice(BALANCES), defaults.balance),
         leave_one_source_out=s.take("leave_one_source_out", _bool, defaults.leave_one_source_out),

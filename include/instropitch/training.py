@@ -274,6 +274,15 @@ def fit_model(
     fit_ds = make_dataset(x_fit, y_fit, spec, n_classes, training=True, seed=t.seed, groups=groups)
     val_ds = make_dataset(x_val, y_val, spec, n_classes, training=False)
     callbacks = list(callbacks or [])
+    if t.reduce_lr_on_plateau is not None:
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss",
+                factor=t.reduce_lr_on_plateau.factor,
+                patience=t.reduce_lr_on_plateau.patience,
+                min_lr=t.learning_rate / 64,
+            )
+        )
     if t.early_stopping is not None:
         callbacks.append(
             keras.callbacks.EarlyStopping(

@@ -78,7 +78,9 @@ def _tracking_uri(args: argparse.Namespace) -> str | None:
         return args.tracking_uri
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return None
-    store = _home() / "mlflow.db"
+    from instropitch.stack import mlflow_store
+
+    store = mlflow_store(_home())
     return f"sqlite:///{store}" if store.is_file() else None
 
 

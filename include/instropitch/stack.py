@@ -38,6 +38,11 @@ def default_home() -> Path:
     return Path(os.environ.get("INSTROPITCH_HOME", ".instropitch")).resolve()
 
 
+def mlflow_store(home: Path) -> Path:
+    """The SQLite MLflow store the embedded stack (and so `make demo`) tracks runs in."""
+    return Path(home) / "mlflow.db"
+
+
 @dataclass
 class Services:
     """Addresses of the running embedded services."""
@@ -223,7 +228,7 @@ def up(home: Path | None = None) -> Services:
         pg_user="postgres",
         s3_endpoint=endpoint,
         s3_pid=pid,
-        mlflow_uri=f"sqlite:///{home / 'mlflow.db'}",
+        mlflow_uri=f"sqlite:///{mlflow_store(home)}",
     )
     services.save()
     return services

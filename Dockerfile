@@ -14,9 +14,9 @@ COPY --chown=airflow:0 requirements.txt /opt/airflow/project/requirements.txt
 RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /opt/airflow/project/requirements.txt
 
 # The package, editable, from /opt/airflow/project/include: the compose file mounts ./include
-# and ./models over these copies, so a code change needs a restart, not a rebuild. The library
-# finds include/sql/ next to the package and models/ next to include/ (both also set by
-# INSTROPITCH_SQL_DIR / INSTROPITCH_MODELS_DIR in the compose file).
+# and ./models over these copies, so a code change needs a restart, not a rebuild. The SQL
+# ships inside the package (instropitch/data/sql/); the recipes people edit are found
+# through INSTROPITCH_MODELS_DIR (also set in the compose file).
 COPY --chown=airflow:0 pyproject.toml README.md /opt/airflow/project/
 COPY --chown=airflow:0 include /opt/airflow/project/include
 COPY --chown=airflow:0 models /opt/airflow/project/models
@@ -26,5 +26,4 @@ RUN pip install --no-cache-dir --no-deps --no-build-isolation -e /opt/airflow/pr
 COPY --chown=airflow:0 dags /opt/airflow/dags
 COPY --chown=airflow:0 plugins /opt/airflow/plugins
 
-ENV INSTROPITCH_SQL_DIR=/opt/airflow/project/include/sql \
-    INSTROPITCH_MODELS_DIR=/opt/airflow/project/models
+ENV INSTROPITCH_MODELS_DIR=/opt/airflow/project/models

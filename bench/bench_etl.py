@@ -39,7 +39,11 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from instropitch import etl, features, local_airflow, objectstore, stack, synth, tinysol, warehouse
+from instropitch import synth, tinysol
+from instropitch.audio import features
+from instropitch.data import objectstore, warehouse
+from instropitch.devstack import local_airflow, stack
+from instropitch.pipeline import etl
 
 BUCKET = "instropitch"
 PREFIX = "TinySOL/"

@@ -139,12 +139,13 @@ def build_export(data: Path, out: Path, epochs: int, models: list[Path]) -> None
     os.environ["INSTROPITCH_ARTIFACT_ROOT"] = str(mlflow_dir / "mlartifacts")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        from instropitch import features, registry
+        from instropitch.audio import features
+        from instropitch.ml import registry
+        from instropitch.ml.snapshot import create_snapshot
+        from instropitch.ml.training import train_and_log
         from instropitch.modelspec import load_spec
-        from instropitch.predict import Predictor
-        from instropitch.snapshot import create_snapshot
-        from instropitch.training import train_and_log
-        from instropitch.training_pipeline import ensure_experiment
+        from instropitch.pipeline.training import ensure_experiment
+        from instropitch.serving.predictor import Predictor
 
         config = features.get_preset("default")
         rows = note_rows(data)
@@ -180,7 +181,7 @@ def build_export(data: Path, out: Path, epochs: int, models: list[Path]) -> None
 
 def export_info(export: Path) -> dict[str, Any]:
     """Model files, parameter counts and input shapes of the export."""
-    from instropitch.predict import Predictor
+    from instropitch.serving.predictor import Predictor
 
     predictor = Predictor.from_export(export)
     out: dict[str, Any] = {}
@@ -240,7 +241,7 @@ def measure_latency(predictor: Any, files: list[str], profile: bool) -> dict[str
     import numpy as np
 
     from instropitch import audio
-    from instropitch.features import compute_features
+    from instropitch.audio.features import compute_features
 
     for path in files[:WARMUP]:
         predictor.predict_file(path)
@@ -308,7 +309,7 @@ def measure_batches(predictor: Any, files: list[str], batch_sizes: list[int], pr
     import numpy as np
 
     from instropitch import audio
-    from instropitch.features import compute_features
+    from instropitch.audio.features import compute_features
 
     out: dict[str, Any] = {"runs": []}
     predictor.predict_many(files[:64], batch_size=64)  # warm: a batch shape of 64 traced once
@@ -379,7 +380,7 @@ def measure_alternatives(predictor: Any, files: list[str]) -> dict[str, Any]:
     import numpy as np
     import tensorflow as tf
 
-    from instropitch.features import compute_features
+    from instropitch.audio.features import compute_features
 
     feats = [compute_features(path, predictor.features) for path in files]
     xs = [
@@ -452,11 +453,11 @@ def measure_alternatives(predictor: Any, files: list[str]) -> dict[str, Any]:
 PHASES_SCRIPT = r"""
 import json, sys, time
 t0 = time.perf_counter()
-from instropitch import cli  # noqa
+from instropitch import cli
 t1 = time.perf_counter()
-from instropitch import predict  # numpy, audio, features
+from instropitch.serving import predictor as predict
 t2 = time.perf_counter()
-from instropitch.cnn import configure_tensorflow
+from instropitch.ml.cnn import configure_tensorflow
 configure_tensorflow()  # imports tensorflow
 t3 = time.perf_counter()
 import keras
@@ -608,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
         figures["files"] = file_stats
         log(f"files: {file_stats}")
 
-        from instropitch.predict import Predictor
+        from instropitch.serving.predictor import Predictor
 
         load_before = load_average()
         started = time.perf_counter()

@@ -57,7 +57,10 @@ def make_snapshot(data: Path, home: Path | None, mlflow_dir: Path) -> dict[str, 
     sys.path.insert(0, str(BENCH_DIR))
     import bench_etl
 
-    from instropitch import features, objectstore, stack, training_pipeline
+    from instropitch.audio import features
+    from instropitch.data import objectstore
+    from instropitch.devstack import stack
+    from instropitch.pipeline import training as training_pipeline
 
     bench_etl.ensure_dataset(data)
     temp_home = home is None
@@ -89,7 +92,7 @@ def make_snapshot(data: Path, home: Path | None, mlflow_dir: Path) -> dict[str, 
 def child(model: str, snapshot_json: Path, epochs: int | None) -> int:
     """Train one model in this process and print its figures as one JSON line."""
     started = time.perf_counter()
-    from instropitch import training_pipeline
+    from instropitch.pipeline import training as training_pipeline
 
     info = json.loads(snapshot_json.read_text())
     result = training_pipeline.train(model, info, epochs=epochs)

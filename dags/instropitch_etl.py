@@ -10,13 +10,13 @@ row carries its source; the key of every table is (source, path).
 Param `sources`: one entry per line in the trigger form, `PREFIX` (named after the prefix,
 `TinySOL/` is the source `TinySOL`) or `NAME=PREFIX` (e.g. `fluid=renders/fluidr3/`).
 
-1. `create_schema` — tables from `include/sql/schema.sql` (if absent); migrates an older warehouse.
+1. `create_schema` — tables from `instropitch/data/sql/schema.sql` (if absent); migrates an older warehouse.
 2. `extract_metadata` — each source's metadata CSV into its rows of `tinysol_metadata`; bad rows to `etl_rejects`.
    A source not in this run keeps its rows.
 3. `plan` — list each source's WAV objects; skip those loaded for that source with the same ETag and feature
    config; shard the rest (a shard may mix sources).
 4. `transform` — mapped over shards: ranged reads, spectrograms, one transaction per shard.
-5. `build_combined` — `include/sql/build_combined.sql`, every source in the warehouse, swapped in atomically.
+5. `build_combined` — `instropitch/data/sql/build_combined.sql`, every source in the warehouse, swapped in atomically.
 6. `quality_gate` — per source of this run: counts, NaN/inf, every instrument present.
 7. `publish` — updates the `instruments_notes_spectrogram` Asset when the table changed.
 
@@ -36,7 +36,7 @@ from airflow.sdk import Asset, CronTriggerTimetable, Param, dag, get_current_con
 # fast: a scheme makes Airflow load every provider's URI handlers (~1.4 s) at parse time.
 COMBINED_TABLE = Asset(name="instruments_notes_spectrogram")
 
-# Same as instropitch.etl.SOURCE_ITEM_PATTERN (not imported: the library's imports are kept
+# Same as instropitch.pipeline.etl.SOURCE_ITEM_PATTERN (not imported: the library's imports are kept
 # out of DAG parsing); tests/dags checks they agree. The library parses with clearer errors.
 SOURCE_ITEM_PATTERN = r"^([A-Za-z0-9._-]+=.*|[A-Za-z0-9._-]+/?)$"
 
@@ -75,15 +75,15 @@ def _params() -> dict:
             description="datasets to load, one per line: PREFIX (source named after it, TinySOL/ -> TinySOL) "
             "or NAME=PREFIX; names unique, letters, digits, '.', '_', '-'",
         ),
-        "features": Param("default", type="string", description="feature preset (instropitch.features.PRESETS)"),
+        "features": Param("default", type="string", description="feature preset (instropitch.audio.features.PRESETS)"),
         "shard_size": Param(200, type="integer", minimum=1, maximum=5000, description="WAV objects per transform task"),
     },
 )
 def instropitch_etl():
     @task
     def create_schema() -> None:
-        from instropitch.connections import warehouse_engine
-        from instropitch.warehouse import create_schema
+        from instropitch.data.warehouse import create_schema
+        from instropitch.pipeline.connections import warehouse_engine
 
         create_schema(warehouse_engine())
 
@@ -92,8 +92,8 @@ def instropitch_etl():
         params = _params()
         from dataclasses import asdict
 
-        from instropitch import etl
-        from instropitch.connections import s3_client, warehouse_engine
+        from instropitch.pipeline import etl
+        from instropitch.pipeline.connections import s3_client, warehouse_engine
 
         sources = etl.sources_from_params(params)
         summaries = etl.extract_sources(s3_client(), warehouse_engine(), params["bucket"], sources, _run_id())
@@ -105,9 +105,9 @@ def instropitch_etl():
     @task
     def plan() -> list[list[dict]]:
         params = _params()
-        from instropitch import etl
-        from instropitch.connections import s3_client, warehouse_engine
-        from instropitch.features import get_preset
+        from instropitch.audio.features import get_preset
+        from instropitch.pipeline import etl
+        from instropitch.pipeline.connections import s3_client, warehouse_engine
 
         digest = get_preset(params["features"]).digest()
         sources = etl.sources_from_params(params)
@@ -119,9 +119,9 @@ def instropitch_etl():
     @task(max_active_tis_per_dagrun=4)
     def transform(shard: list[dict]) -> dict:
         params = _params()
-        from instropitch import etl
-        from instropitch.connections import s3_client, warehouse_engine
-        from instropitch.features import get_preset
+        from instropitch.audio.features import get_preset
+        from instropitch.pipeline import etl
+        from instropitch.pipeline.connections import s3_client, warehouse_engine
 
         result = etl.transform_shard(
             s3_client(), warehouse_engine(), params["bucket"], shard, get_preset(params["features"]), _run_id()
@@ -131,16 +131,16 @@ def instropitch_etl():
     @task(trigger_rule="none_failed")
     def build_combined() -> dict:
         params = _params()
-        from instropitch import etl
-        from instropitch.connections import warehouse_engine
-        from instropitch.features import get_preset
+        from instropitch.audio.features import get_preset
+        from instropitch.pipeline import etl
+        from instropitch.pipeline.connections import warehouse_engine
 
         return etl.build_combined(warehouse_engine(), get_preset(params["features"]).digest())
 
     @task
     def quality_gate(extract_summary: dict, combined: dict) -> str:
-        from instropitch import etl
-        from instropitch.connections import warehouse_engine
+        from instropitch.pipeline import etl
+        from instropitch.pipeline.connections import warehouse_engine
 
         csv_rows = {name: s["csv_rows"] for name, s in extract_summary["sources"].items()}
         return str(etl.quality_gate(warehouse_engine(), csv_rows))

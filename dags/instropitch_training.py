@@ -57,39 +57,39 @@ COMBINED_TABLE = Asset(name="instruments_notes_spectrogram")
 def instropitch_training():
     @task
     def snapshot() -> dict:
-        from instropitch import training_pipeline
-        from instropitch.connections import warehouse_engine
+        from instropitch.pipeline import training as training_pipeline
+        from instropitch.pipeline.connections import warehouse_engine
 
         context = get_current_context()
         return training_pipeline.make_snapshot(warehouse_engine(), context["run_id"], seed=context["params"]["seed"])
 
     @task
     def model_paths() -> list[str]:
-        from instropitch import training_pipeline
+        from instropitch.pipeline import training as training_pipeline
 
         return training_pipeline.model_paths(get_current_context()["params"]["models"] or None)
 
     @task(max_active_tis_per_dagrun=2)
     def train(model_path: str, snapshot_info: dict) -> dict:
-        from instropitch import training_pipeline
+        from instropitch.pipeline import training as training_pipeline
 
         return training_pipeline.train(model_path, snapshot_info, get_current_context()["params"]["epochs"])
 
     @task
     def promote(trained: dict, snapshot_info: dict) -> dict:
-        from instropitch import training_pipeline
+        from instropitch.pipeline import training as training_pipeline
 
         return training_pipeline.promote(trained, snapshot_info)
 
     @task
     def publish_serving_model(decisions: list[dict]) -> dict:
-        from instropitch import training_pipeline
+        from instropitch.pipeline import training as training_pipeline
 
         return training_pipeline.publish_serving_model(list(decisions))
 
     @task(trigger_rule="all_done", retries=0)
     def close_parent(snapshot_info: dict) -> None:
-        from instropitch import training_pipeline
+        from instropitch.pipeline import training as training_pipeline
 
         training_pipeline.close_parent(snapshot_info)
 

@@ -18,7 +18,7 @@ import os
 
 from airflow.plugins_manager import AirflowPlugin
 
-from instropitch.serve import create_app
+from instropitch.serving.app import create_app
 
 MLFLOW_UI_URL_ENV = "INSTROPITCH_MLFLOW_UI_URL"
 DEFAULT_MLFLOW_UI_URL = "http://localhost:5000"

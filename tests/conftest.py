@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from instropitch import local_airflow, objectstore, stack, synth, warehouse
+from instropitch import synth
+from instropitch.data import objectstore, warehouse
+from instropitch.devstack import local_airflow, stack
 
 
 @pytest.fixture(scope="session")

@@ -32,8 +32,8 @@ SETTLE_S = 2.0
 
 SERVER = """
 import sys, uvicorn
-from instropitch.predict import Predictor
-from instropitch.serve import create_app
+from instropitch.serving.predictor import Predictor
+from instropitch.serving.app import create_app
 export, port, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 app = create_app(lambda: Predictor.from_export(export), max_upload_bytes=limit, preload=True)
 uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")

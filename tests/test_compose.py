@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
-from instropitch import objectstore
+from instropitch.data import objectstore
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yaml"
@@ -35,7 +35,7 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 MLFLOW_DOCKERFILE = ROOT / "docker" / "mlflow.Dockerfile"
 REQUIREMENTS = ROOT / "requirements.txt"
-CONNECTIONS_PY = ROOT / "include" / "instropitch" / "connections.py"
+CONNECTIONS_PY = ROOT / "include" / "instropitch" / "pipeline" / "connections.py"
 
 AIRFLOW_SERVICES = frozenset(
     {
@@ -470,7 +470,7 @@ def test_mounts_match_the_paths_the_library_reads(services: dict[str, dict[str, 
         assert binds.get("/opt/airflow/plugins") == "./plugins", name
         include = next(t for t, s in binds.items() if s == "./include")
         models = next(t for t, s in binds.items() if s == "./models")
-        assert env["INSTROPITCH_SQL_DIR"] == f"{include}/sql" == dockerfile_env["INSTROPITCH_SQL_DIR"], name
+        assert "INSTROPITCH_SQL_DIR" not in env, name  # the SQL ships inside the package
         assert env["INSTROPITCH_MODELS_DIR"] == models == dockerfile_env["INSTROPITCH_MODELS_DIR"], name
         # The editable install sits where include/ is mounted (the package is found there).
         assert f"-e {Path(include).parent}" in DOCKERFILE.read_text()
@@ -513,7 +513,7 @@ def test_minio_init_uploads_where_the_etl_reads(
     (script,) = [s for kind, s, t in volume_mounts(init) if t.endswith("minio-init.sh")]
     assert init["entrypoint"][-1] == "/docker/minio-init.sh" and script == "./docker/minio-init.sh"
     # The default dataset is the synthetic set `make demo` renders (demo defaults: seed 0, scale 1).
-    from instropitch import demo
+    from instropitch.devstack import demo
 
     options = demo.DemoOptions(home=Path(".instropitch"))
     expected = "./" + demo.dataset_dir(Path(".instropitch"), options.seed, options.scale).as_posix()

@@ -7,9 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from instropitch import cli, conditions, synth
-from instropitch.conditions import CONDITIONS, Distance, MicColour, Player, Reverb
-from instropitch.soundfont import SoundFont, default_soundfont_path
+from instropitch import cli, synth
+from instropitch.synth import conditions
+from instropitch.synth.conditions import CONDITIONS, Distance, MicColour, Player, Reverb
+from instropitch.synth.soundfont import SoundFont, default_soundfont_path
 
 SR = synth.SAMPLE_RATE
 

@@ -1,4 +1,4 @@
-"""instropitch.download against a loopback HTTP server that speaks Range requests.
+"""instropitch.data.download against a loopback HTTP server that speaks Range requests.
 
 No test leaves 127.0.0.1: the Zenodo URLs are pointed at a closed local port.
 """
@@ -21,8 +21,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from instropitch import cli, download, tinysol
-from instropitch.download import DownloadError, UnsafeArchiveError
+from instropitch import cli, tinysol
+from instropitch.data import download
+from instropitch.data.download import DownloadError, UnsafeArchiveError
 
 ZENODO_URLS = (download.TINYSOL_URL, download.METADATA_URL)  # before the autouse fixture points them at 127.0.0.1
 

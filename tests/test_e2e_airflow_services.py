@@ -23,7 +23,8 @@ import pytest
 import requests
 import yaml
 
-from instropitch import airflow_services, objectstore
+from instropitch.data import objectstore
+from instropitch.devstack import airflow_services
 
 pytestmark = pytest.mark.e2e
 

@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from instropitch import audio, etl, features, local_airflow, objectstore, tinysol, warehouse
+from instropitch import audio, tinysol
+from instropitch.audio import features
+from instropitch.data import objectstore, warehouse
+from instropitch.devstack import local_airflow
+from instropitch.pipeline import etl
 
 pytestmark = pytest.mark.e2e
 

@@ -24,7 +24,10 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from sqlalchemy import Engine, exc, text
 
-from instropitch import etl, features, objectstore, stack, warehouse
+from instropitch.audio import features
+from instropitch.data import objectstore, warehouse
+from instropitch.devstack import stack
+from instropitch.pipeline import etl
 
 PREFIX = "TinySOL/"
 SHARD_SIZE = 8

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from instropitch import audio
-from instropitch.features import (
+from instropitch.audio.features import (
     FEATURES_VERSION,
     PRESETS,
     FeatureConfig,

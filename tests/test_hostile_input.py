@@ -23,7 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from instropitch import audio, etl, features, objectstore, tinysol, warehouse
+from instropitch import audio, tinysol
+from instropitch.audio import features
+from instropitch.data import objectstore, warehouse
+from instropitch.pipeline import etl
 
 CONFIG = features.get_preset("default")
 PREFIX = "TinySOL/"
@@ -174,7 +177,7 @@ def test_predict_many_keeps_good_files_among_hostile_ones(predictor):
 def client(predictor):
     from fastapi.testclient import TestClient
 
-    from instropitch.serve import create_app
+    from instropitch.serving.app import create_app
 
     with TestClient(create_app(lambda: predictor), raise_server_exceptions=False) as c:
         yield c

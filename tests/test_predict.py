@@ -79,10 +79,10 @@ def trained_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
         return _STORE["store"]
     import mlflow
 
-    from instropitch.features import compute_features, get_preset
+    from instropitch.audio.features import compute_features, get_preset
+    from instropitch.ml.snapshot import create_snapshot
+    from instropitch.ml.training import train_and_log
     from instropitch.modelspec import parse_spec
-    from instropitch.snapshot import create_snapshot
-    from instropitch.training import train_and_log
 
     root = tmp_path_factory.mktemp("predict-store")
     train_dir = root / "train"
@@ -169,7 +169,7 @@ _PREDICTOR: dict[str, object] = {}
 def champion_predictor(store: Store):
     """The champions loaded once for the session (loading costs a second or two)."""
     if "champion" not in _PREDICTOR:
-        from instropitch.predict import Predictor
+        from instropitch.serving.predictor import Predictor
 
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("MLFLOW_TRACKING_URI", store.uri)
@@ -206,7 +206,7 @@ def write_batch(folder: Path) -> dict[str, tuple[str, int] | None]:
 
 
 def test_predict_file_gives_the_documented_json(predictor, store):
-    from instropitch.predict import Prediction
+    from instropitch.serving.predictor import Prediction
 
     result = predictor.predict_file(wav_bytes(tone("Vn", 69, amp=0.5, seed=77)), name="my-note.wav", top_k=3)
     assert isinstance(result, Prediction) and result.ok
@@ -322,7 +322,7 @@ def test_unusable_files_give_error_results_not_exceptions(predictor, tmp_path):
 
 
 def test_versions_and_aliases_select_other_models(store, tracking):
-    from instropitch.predict import Predictor, PredictorError, parse_versions
+    from instropitch.serving.predictor import Predictor, PredictorError, parse_versions
 
     assert parse_versions("pitch=2, instrument=@champion") == {"pitch": "2", "instrument": "@champion"}
     assert parse_versions("") == {}
@@ -346,8 +346,8 @@ def test_versions_and_aliases_select_other_models(store, tracking):
 def test_changed_features_are_refused(store, tracking, monkeypatch):
     import dataclasses
 
-    from instropitch import predict
-    from instropitch.features import get_preset
+    from instropitch.audio.features import get_preset
+    from instropitch.serving import predictor as predict
 
     real = get_preset("default")
     changed = dataclasses.replace(real, pitch=dataclasses.replace(real.pitch, n_fft=4096))
@@ -357,7 +357,7 @@ def test_changed_features_are_refused(store, tracking, monkeypatch):
 
 
 def test_find_wavs_expands_folders_and_globs(tmp_path):
-    from instropitch.predict import find_wavs
+    from instropitch.serving.predictor import find_wavs
 
     (tmp_path / "a" / "deep").mkdir(parents=True)
     for name in ("a/one.wav", "a/deep/two.WAV", "a/skip.txt", "b.wav", "c.wav"):
@@ -483,7 +483,7 @@ def test_export_then_predict_without_mlflow(store, tracking, tmp_path, capsys, m
     import mlflow
 
     from instropitch.cli import main
-    from instropitch.predict import Predictor
+    from instropitch.serving.predictor import Predictor
 
     out = tmp_path / "export"
     assert main(["export", "--out", str(out)]) == 0
@@ -529,7 +529,7 @@ def test_export_then_predict_without_mlflow(store, tracking, tmp_path, capsys, m
 
 
 def test_export_refuses_a_folder_that_is_not_an_export(predictor, tmp_path):
-    from instropitch.predict import Predictor, PredictorError
+    from instropitch.serving.predictor import Predictor, PredictorError
 
     other = tmp_path / "precious"
     other.mkdir()

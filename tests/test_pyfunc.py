@@ -34,7 +34,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def registered(tmp_path_factory):
-    from instropitch.pyfunc_model import register_pyfunc
+    from instropitch.serving.pyfunc import register_pyfunc
 
     store = trained_store(tmp_path_factory)
     champion_predictor(store)  # TensorFlow and the champions are warm already in a full run

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from instropitch.ml.snapshot import create_snapshot
 from instropitch.modelspec import parse_spec
-from instropitch.snapshot import create_snapshot
 
 INSTRUMENTS = ("Vn", "Fl", "Ob", "Hn")
 SHAPE = (10, 24)
@@ -51,8 +51,8 @@ def story(tmp_path_factory):
     """v1 untrained -> champion; v2 trained -> replaces it; v3 untrained -> refused."""
     import mlflow
 
-    from instropitch import registry
-    from instropitch.training import train_and_log
+    from instropitch.ml import registry
+    from instropitch.ml.training import train_and_log
 
     root = tmp_path_factory.mktemp("mlflow")
     with pytest.MonkeyPatch.context() as mp:
@@ -99,7 +99,7 @@ def test_better_version_takes_over(story):
 def test_worse_version_never_replaces_champion(story):
     import mlflow
 
-    from instropitch.registry import champion_info, load_model
+    from instropitch.ml.registry import champion_info, load_model
 
     _, good, worse = story["runs"]
     third = story["decisions"][2]
@@ -133,7 +133,7 @@ def test_worse_version_never_replaces_champion(story):
 
 
 def test_ties_keep_the_champion(story, monkeypatch):
-    from instropitch import registry
+    from instropitch.ml import registry
 
     monkeypatch.setattr(registry, "evaluate", lambda loaded, snapshot: 0.5)
     tie = registry.promote("inst", story["runs"][0].version, story["snap"])
@@ -144,7 +144,7 @@ def test_ties_keep_the_champion(story, monkeypatch):
 
 
 def test_repromoting_the_champion_changes_nothing(story):
-    from instropitch import registry
+    from instropitch.ml import registry
 
     good = story["runs"][1]
     again = registry.promote("inst", good.version, story["snap"])
@@ -154,14 +154,14 @@ def test_repromoting_the_champion_changes_nothing(story):
 
 
 def test_champion_info_without_model(story):
-    from instropitch.registry import champion_info
+    from instropitch.ml.registry import champion_info
 
     assert champion_info("nothing-here") is None
 
 
 def test_list_runs_side_by_side(story, capsys):
     from instropitch.cli import main
-    from instropitch.registry import RUN_COLUMNS, list_runs
+    from instropitch.ml.registry import RUN_COLUMNS, list_runs
 
     runs = list_runs()
     assert tuple(runs.columns) == RUN_COLUMNS

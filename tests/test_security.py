@@ -1,7 +1,7 @@
 """Security properties: loopback by default, no SQL built from data, keys as data, no secrets, masked passwords.
 
 * the standalone API (`instropitch serve`) binds 127.0.0.1 unless told otherwise;
-* SQL: the files in include/sql bind `:params`; the library's only SQL built with f-strings
+* SQL: the files in instropitch/data/sql bind `:params`; the library's only SQL built with f-strings
   interpolates identifiers from fixed tuples (checked on the AST); injection-looking text in
   the metadata CSV, S3 keys and parameters is refused or stored verbatim, the tables survive;
 * S3 keys with `..`, absolute-looking parts, spaces, unicode or `%` are data: rejected as
@@ -26,13 +26,17 @@ import pytest
 from hostile_wavs import HOSTILE, good_wav, note, wav
 from sqlalchemy import text
 
-from instropitch import etl, features, local_airflow, objectstore, tinysol, warehouse
+from instropitch import tinysol
+from instropitch.audio import features
+from instropitch.data import objectstore, warehouse
+from instropitch.devstack import local_airflow
+from instropitch.pipeline import etl
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = sorted(
-    [*(ROOT / "include" / "instropitch").glob("*.py"), *(ROOT / "dags").glob("*.py"), *(ROOT / "plugins").glob("*.py")]
+    [*(ROOT / "include" / "instropitch").rglob("*.py"), *(ROOT / "dags").glob("*.py"), *(ROOT / "plugins").glob("*.py")]
 )
-SQL_FILES = sorted((ROOT / "include" / "sql").glob("*.sql"))
+SQL_FILES = sorted((ROOT / "include" / "instropitch" / "data" / "sql").glob("*.sql"))
 PREFIX = "TinySOL/"
 CONFIG = features.get_preset("default")
 INJECTION = "'); DROP TABLE tinysol_metadata; --"
@@ -69,7 +73,7 @@ def test_serve_binds_loopback_unless_a_host_is_given(monkeypatch, capsys):
 
 def test_other_local_services_listen_on_loopback(tmp_path):
     """The compose stack publishes its ports on 127.0.0.1 by default; `instropitch up` binds loopback."""
-    from instropitch import airflow_services, stack
+    from instropitch.devstack import airflow_services, stack
 
     compose = (ROOT / "docker-compose.yaml").read_text()
     published = re.findall(r"^\s*-\s*\"([^\"]+:\d+:\d+)\"\s*$", compose, re.M)
@@ -81,7 +85,7 @@ def test_other_local_services_listen_on_loopback(tmp_path):
     env = airflow_services.environment(services, tmp_path, 8080, 5000, "pw")
     assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
     assert env["MLFLOW_TRACKING_URI"].startswith("http://127.0.0.1:")
-    services_source = (ROOT / "include" / "instropitch" / "airflow_services.py").read_text()
+    services_source = (ROOT / "include" / "instropitch" / "devstack" / "airflow_services.py").read_text()
     assert re.search(r'"--host",\s*"127\.0\.0\.1"', services_source)  # the MLflow server of `instropitch up`
     # the embedded S3 server (gunicorn, or moto.server without it) listens on loopback only
     command = stack.s3_server_command(5999)
@@ -173,14 +177,14 @@ def test_the_only_sql_built_from_strings_interpolates_fixed_identifiers():
         for function, template in visitor.found:
             found[(path.relative_to(ROOT).as_posix(), function)] = template
     assert found == {
-        ("include/instropitch/warehouse.py", "_copy_rows"): "COPY {} ({}) FROM STDIN",
-        ("include/instropitch/warehouse.py", "table_counts"): "SELECT count(*) FROM {}",
+        ("include/instropitch/data/warehouse.py", "_copy_rows"): "COPY {} ({}) FROM STDIN",
+        ("include/instropitch/data/warehouse.py", "table_counts"): "SELECT count(*) FROM {}",
         # a database name from code (the local services' setup), never from data: see the xfail test below
-        ("include/instropitch/airflow_services.py", "ensure_database"): 'CREATE DATABASE "{}"',
+        ("include/instropitch/devstack/airflow_services.py", "ensure_database"): 'CREATE DATABASE "{}"',
     }
 
     # _copy_rows(conn, table, columns, rows): every call names a fixed table and a module-level tuple of columns
-    tree = _tree(ROOT / "include" / "instropitch" / "warehouse.py")
+    tree = _tree(ROOT / "include" / "instropitch" / "data" / "warehouse.py")
     constants = {
         t.id: ast.literal_eval(n.value)
         for n in tree.body
@@ -250,7 +254,7 @@ def test_every_statement_the_library_runs_is_a_literal_or_read_from_include_sql(
 
 
 def test_ensure_database_takes_any_name_as_data(services):
-    from instropitch import airflow_services
+    from instropitch.devstack import airflow_services
 
     name = 'instropitch_t"q'
     admin = warehouse.engine_for(services.pg_socket_dir, 5432, services.pg_user, None, services.pg_database)
@@ -519,7 +523,7 @@ def etl_run_with_passwords(services, airflow_base_env, tmp_path_factory):
     """
     import uuid
 
-    from instropitch import stack
+    from instropitch.devstack import stack
 
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = warehouse.engine_for(services.pg_socket_dir, 5432, services.pg_user, None, services.pg_database)

@@ -46,7 +46,7 @@ class CountingFactory:
 def client_for(factory, **kwargs):
     from fastapi.testclient import TestClient
 
-    from instropitch.serve import create_app
+    from instropitch.serving.app import create_app
 
     return TestClient(create_app(factory, **kwargs), raise_server_exceptions=False)
 
@@ -174,7 +174,7 @@ def test_bad_uploads_get_json_errors_never_500(predictor):
 
 
 def test_unavailable_models_answer_503_and_retry(predictor):
-    from instropitch.predict import PredictorError
+    from instropitch.serving.predictor import PredictorError
 
     factory = CountingFactory(error=PredictorError("no alias 'champion' of registered model 'instropitch-pitch'"))
     client = client_for(factory, load_retry_s=3600)
@@ -221,8 +221,8 @@ def test_cli_serve_binds_loopback_by_default(predictor, monkeypatch, capsys):
     import uvicorn
     from fastapi.testclient import TestClient
 
-    from instropitch import predict
     from instropitch.cli import main
+    from instropitch.serving import predictor as predict
 
     seen: dict = {}
 
@@ -305,7 +305,7 @@ def _content_length(data: bytes) -> int:
 def test_real_uvicorn_on_loopback(predictor):
     import httpx
 
-    from instropitch.serve import create_app
+    from instropitch.serving.app import create_app
 
     factory = CountingFactory(predictor)
     app = create_app(factory, max_upload_bytes=200_000, preload=True)
@@ -369,7 +369,7 @@ def test_page_in_headless_chromium(predictor, tmp_path):
 
     from websockets.sync.client import connect
 
-    from instropitch.serve import create_app
+    from instropitch.serving.app import create_app
 
     note = tmp_path / "violin-A4.wav"
     note.write_bytes(good_wav())
@@ -441,7 +441,7 @@ def test_page_in_headless_chromium(predictor, tmp_path):
 
 
 def test_png_encoder_orientation():
-    from instropitch.serve import spectrogram_png
+    from instropitch.serving.app import spectrogram_png
 
     spec = np.zeros((4, 3), np.float32)
     spec[:, 0] = 1.0  # lowest band bright

@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from instropitch.snapshot import DEFAULT_SOURCE, Snapshot, create_snapshot, strata
+from instropitch.ml.snapshot import DEFAULT_SOURCE, Snapshot, create_snapshot, strata
 from tests.test_training import synthetic_arrays
 
 
@@ -69,7 +69,7 @@ def test_save_and_load_keep_the_source_and_old_files_still_load(tmp_path):
 
     # a file written before sources existed (format 1: no `source`, digest without it)
     old = create_snapshot(*synthetic_arrays(n=40), seed=2)
-    from instropitch import snapshot as module
+    from instropitch.ml import snapshot as module
 
     arrays_v1 = {k: v for k, v in old._arrays().items() if k != "source"}
     arrays_v1["format_version"] = np.array(1)

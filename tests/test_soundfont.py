@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from instropitch.soundfont import GEN, SoundFont, SoundFontError, default_soundfont_path
+from instropitch.synth.soundfont import GEN, SoundFont, SoundFontError, default_soundfont_path
 
 SR = 44100
 GM_PROGRAMS = {58: "Tuba", 60: "Horn", 57: "Trombone", 56: "Trumpet", 21: "Accordion", 42: "Cello", 43: "Contra"}

@@ -15,7 +15,7 @@ FRAMES, BANDS = 24, 32
 def _tf_augment(x: np.ndarray, aug: Augmentation, seed: int = 0) -> np.ndarray:
     import tensorflow as tf
 
-    from instropitch.cnn import augment_example
+    from instropitch.ml.cnn import augment_example
 
     tf.random.set_seed(seed)
     return augment_example(tf.constant(x, tf.float32), aug).numpy()
@@ -156,7 +156,7 @@ def test_spec_augment_masks_one_run_of_bands_or_frames_and_nothing_else():
 
 
 def test_balanced_batches_draw_each_source_evenly():
-    from instropitch.cnn import make_dataset
+    from instropitch.ml.cnn import make_dataset
 
     spec = parse_spec(
         {
@@ -221,8 +221,8 @@ def two_source_data(n_per_source: int = 96):
 
 
 def test_leave_one_source_out_never_sees_the_held_out_source():
-    from instropitch.snapshot import class_layout
-    from instropitch.training import leave_one_source_out, source_metrics
+    from instropitch.ml.snapshot import class_layout
+    from instropitch.ml.training import leave_one_source_out, source_metrics
 
     x, labels, sources = two_source_data()
     values, _ = class_layout("instrument")
@@ -252,9 +252,9 @@ def heldout_story(tmp_path_factory):
     even though the held-out score, not the test split, decides."""
     import mlflow
 
-    from instropitch import registry
-    from instropitch.snapshot import create_snapshot
-    from instropitch.training import train_and_log
+    from instropitch.ml import registry
+    from instropitch.ml.snapshot import create_snapshot
+    from instropitch.ml.training import train_and_log
 
     x, labels, sources = two_source_data(64)
     # Make the sources learnable from each other: same band order, different noise.
@@ -299,7 +299,7 @@ def test_train_and_log_records_heldout_accuracy_per_source(heldout_story):
 
 
 def test_promotion_compares_heldout_source_accuracy(heldout_story):
-    from instropitch.registry import BASIS_HELDOUT
+    from instropitch.ml.registry import BASIS_HELDOUT
 
     first, second = heldout_story["decisions"]
     good, bad = heldout_story["runs"]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from instropitch import demo, etl
-from instropitch.etl import Source, SourceError
+from instropitch.devstack import demo
+from instropitch.pipeline import etl
+from instropitch.pipeline.etl import Source, SourceError
 
 
 def test_prefix_names_the_source_and_name_equals_prefix_overrides():

@@ -171,7 +171,7 @@ def test_render_rejects_unknown_instrument_before_writing(tmp_path: Path) -> Non
 def test_tuning_corrections_fix_the_accordion() -> None:
     from test_soundfont import cents_off, estimate_f0
 
-    from instropitch.soundfont import SoundFont, default_soundfont_path
+    from instropitch.synth.soundfont import SoundFont, default_soundfont_path
 
     sf = SoundFont.load(default_soundfont_path())
     # TimGM6mb's accordion plays C#6 (85) about 65 cents flat: two reed layers, both off.
@@ -318,8 +318,8 @@ SMALL_SEED7_WAVS_BEFORE_CONDITIONS = "4e4a85b4d835ab700c86a7e1308404afaf385ee0cb
 def test_dry_is_byte_identical_to_before_conditions() -> None:
     import hashlib
 
-    from instropitch import conditions
-    from instropitch.soundfont import SoundFont, default_soundfont_path
+    from instropitch.synth import conditions
+    from instropitch.synth.soundfont import SoundFont, default_soundfont_path
 
     sf = SoundFont.load(default_soundfont_path())
     notes = {n.path: n for n in synth.build_manifest(0, instruments=["Vn", "Acc", "TpC"], max_pitches=1)}
@@ -368,7 +368,7 @@ def read_extra_columns(csv_path: Path) -> dict[str, tuple[str, str]]:
 
 
 def test_resolve_sources(tmp_path: Path) -> None:
-    from instropitch.soundfont import default_soundfont_path
+    from instropitch.synth.soundfont import default_soundfont_path
 
     gm = default_soundfont_path()
     assert synth.resolve_sources(None) == {"timgm6mb": gm}
@@ -398,7 +398,7 @@ def test_note_conditions_are_seeded_per_source() -> None:
 def test_two_sources_with_conditions(tmp_path: Path) -> None:
     import shutil
 
-    from instropitch.soundfont import default_soundfont_path
+    from instropitch.synth.soundfont import default_soundfont_path
 
     copy = tmp_path / "Second_Font.sf2"
     shutil.copyfile(default_soundfont_path(), copy)
@@ -457,7 +457,7 @@ def test_unknown_condition_fails_before_writing(tmp_path: Path, capsys: pytest.C
 
 
 def test_cli_synth_sources_and_conditions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from instropitch.soundfont import default_soundfont_path
+    from instropitch.synth.soundfont import default_soundfont_path
 
     gm = default_soundfont_path()
     out = tmp_path / "cli-sources"

@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from instropitch.modelspec import load_spec, parse_spec
-from instropitch.snapshot import (
+from instropitch.ml.snapshot import (
     MIDI_CLASSES,
     Snapshot,
     create_snapshot,
@@ -23,6 +22,7 @@ from instropitch.snapshot import (
     log_snapshot,
     strata,
 )
+from instropitch.modelspec import load_spec, parse_spec
 from instropitch.tinysol import INSTRUMENT_ABBRS, INSTRUMENTS, midi_to_pitch
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -191,7 +191,7 @@ def test_bad_rows_are_refused():
     [("pitch", (44, 96), 89), ("instrument", (44, 128), 14), ("seed", (44, 128), 14), ("pitch", (3, 20), 89)],
 )
 def test_build_model_shapes(recipe, shape, n_classes):
-    from instropitch.cnn import build_model
+    from instropitch.ml.cnn import build_model
 
     if recipe == "seed":
         spec = parse_spec(
@@ -209,7 +209,7 @@ def test_build_model_shapes(recipe, shape, n_classes):
 
 
 def test_augmentation_runs_only_in_training():
-    from instropitch.cnn import make_dataset
+    from instropitch.ml.cnn import make_dataset
 
     spec = parse_spec(
         {
@@ -231,7 +231,7 @@ def test_augmentation_runs_only_in_training():
 
 
 def test_mixup_trains_with_soft_labels():
-    from instropitch.cnn import build_model, make_dataset
+    from instropitch.ml.cnn import build_model, make_dataset
 
     spec = parse_spec(
         {
@@ -254,8 +254,8 @@ def test_mixup_trains_with_soft_labels():
 
 
 def test_reduce_lr_on_plateau_lowers_the_step_when_validation_stalls():
+    from instropitch.ml.training import fit_model
     from instropitch.modelspec import SpecError
-    from instropitch.training import fit_model
 
     recipe = {
         "name": "plateau",
@@ -298,7 +298,7 @@ def tracking(tmp_path_factory):
 def trained(tracking):
     import mlflow
 
-    from instropitch.training import train_and_log
+    from instropitch.ml.training import train_and_log
 
     recipe = tracking / "tiny.yaml"
     recipe.write_text(textwrap.dedent(TINY_YAML))
@@ -369,7 +369,7 @@ def test_run_artifacts(trained):
 def test_logged_model_has_signature_example_and_labels(trained):
     import mlflow
 
-    from instropitch.registry import load_model
+    from instropitch.ml.registry import load_model
 
     spec, snap, result, _ = trained
     info = mlflow.models.get_model_info(result.model_uri)
@@ -395,7 +395,7 @@ def test_snapshot_travels_as_an_mlflow_artifact(tracking):
 
 
 def test_features_preset_mismatch_is_refused(tracking):
-    from instropitch.training import train_and_log
+    from instropitch.ml.training import train_and_log
 
     spec = parse_spec(
         {"name": "x", "label": "midi", "input": "pitch", "architecture": {"conv_blocks": [{"filters": 4}]}}
@@ -406,11 +406,12 @@ def test_features_preset_mismatch_is_refused(tracking):
 
 
 def test_model_paths_find_reference_recipes_only_by_name():
-    from instropitch.training_pipeline import MODELS_DIR, model_paths
+    from instropitch.modelspec import models_dir
+    from instropitch.pipeline.training import model_paths
 
     everything = [Path(p).name for p in model_paths()]
     assert everything == ["instrument.yaml", "pitch.yaml"]  # the nightly set: models/*.yaml only
     (seed,) = model_paths(["reference/seed-pitch"])
-    assert Path(seed) == MODELS_DIR / "reference" / "seed-pitch.yaml"
+    assert Path(seed) == models_dir() / "reference" / "seed-pitch.yaml"
     with pytest.raises(ValueError, match="unknown model"):
         model_paths(["reference/nope"])

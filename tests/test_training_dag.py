@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from instropitch import local_airflow, objectstore
+from instropitch.data import objectstore
+from instropitch.devstack import local_airflow
 
 pytestmark = pytest.mark.e2e
 

@@ -116,7 +116,7 @@ def version_numbers(client) -> list[str]:
 
 
 def assert_champion_serves_v1(snap) -> None:
-    from instropitch import registry
+    from instropitch.ml import registry
 
     info = registry.champion_info(NAME)
     assert info is not None and info.version == "1"
@@ -129,8 +129,8 @@ def assert_champion_serves_v1(snap) -> None:
 def test_server_dies_mid_training(tmp_path, monkeypatch):
     import mlflow
 
-    from instropitch import registry
-    from instropitch.training import train_and_log
+    from instropitch.ml import registry
+    from instropitch.ml.training import train_and_log
 
     # An `mlflow server` takes ~30 s to boot on 2 cores. The server is stateless over its
     # store, so the "restarted" server (same sqlite file and artifacts dir, another port) is
@@ -144,7 +144,7 @@ def test_server_dies_mid_training(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     monkeypatch.chdir(tmp_path)
     try:
-        from instropitch.cnn import configure_tensorflow
+        from instropitch.ml.cnn import configure_tensorflow
 
         configure_tensorflow()  # import TensorFlow while the servers boot
         spec, snap = parse_spec(SPEC), synthetic_snapshot()
@@ -205,8 +205,8 @@ def test_server_dies_mid_training(tmp_path, monkeypatch):
 def test_training_process_sigkilled_mid_run(tmp_path, monkeypatch):
     import mlflow
 
-    from instropitch import registry
-    from instropitch.training import train_and_log
+    from instropitch.ml import registry
+    from instropitch.ml.training import train_and_log
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -225,8 +225,8 @@ def test_training_process_sigkilled_mid_run(tmp_path, monkeypatch):
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_training_faults import SPEC
         from instropitch.modelspec import parse_spec
-        from instropitch.snapshot import Snapshot
-        from instropitch.training import train_and_log
+        from instropitch.ml.snapshot import Snapshot
+        from instropitch.ml.training import train_and_log
         train_and_log(parse_spec(SPEC), Snapshot.load({str(snapshot_file)!r}), epochs_override=100000)
         """
     )

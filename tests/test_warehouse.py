@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from instropitch import tinysol, warehouse
-from instropitch.warehouse import LoadedNote
+from instropitch import tinysol
+from instropitch.data import warehouse
+from instropitch.data.warehouse import LoadedNote
 
 
 def _note(row: tinysol.MetadataRow, rng: np.random.Generator, digest: str = "d1", etag: str = "e1") -> LoadedNote:

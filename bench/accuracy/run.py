@@ -12,12 +12,12 @@ Two protocols (both print tables and write JSON; results are recorded in bench/R
   score on that source's test part) and a model trained on the other sources only
   (held-out: its score on every note of that source).
 
-Every CNN goes through ``instropitch.training.fit_model`` with the rows in the DAG's order
+Every CNN goes through ``instropitch.ml.training.fit_model`` with the rows in the DAG's order
 (``training.fit_validation_rows``): on the same data and thread count a bench figure is
 the test accuracy the training DAG logs (checked: 0.9808 both, ``make demo``, one thread).
 ``--seeds 42,1,2`` trains each CNN once per seed and adds a mean row: one seed is one
 draw, and the instrument recipe's draws spread over a point or more. The baselines are
-``instropitch.baselines`` (pYIN for pitch, MFCC statistics + logistic regression for
+``instropitch.ml.baselines`` (pYIN for pitch, MFCC statistics + logistic regression for
 instrument). Renders and features are cached under ``--work``.
 
     .venv/bin/python bench/accuracy/run.py --protocol ood --json /tmp/ood.json
@@ -98,7 +98,7 @@ class Set:
         self._features: dict[str, object] = {}
 
     def features(self, preset: str):
-        from instropitch.evaluation import load_labelled_folder
+        from instropitch.ml.evaluation import load_labelled_folder
 
         if preset not in self._features:
             self._features[preset] = load_labelled_folder(self.folder, preset, name=self.name, cache_dir=self.cache)
@@ -112,7 +112,7 @@ class Set:
         path = self.cache / f"mfcc-{self.name}-{len(self.labels)}.npy"
         if path.is_file():
             return np.load(path)
-        from instropitch.baselines import mfcc_matrix
+        from instropitch.ml.baselines import mfcc_matrix
 
         log(f"MFCCs of {self.name}")
         matrix = mfcc_matrix([self.folder / p for p in self.labels.paths])
@@ -124,7 +124,7 @@ class Set:
 
 
 def class_index(spec, data) -> tuple[np.ndarray, list]:
-    from instropitch.snapshot import class_layout
+    from instropitch.ml.snapshot import class_layout
 
     values, _ = class_layout(spec.label)
     truth = data.midi if spec.label == "midi" else data.instrument
@@ -134,7 +134,7 @@ def class_index(spec, data) -> tuple[np.ndarray, list]:
 
 def train_cnn(spec, sets_rows: list[tuple[Set, np.ndarray]], epochs: int | None):
     """Fit `spec` on the given rows of the given sets (validation split carved from them)."""
-    from instropitch import training
+    from instropitch.ml import training
 
     xs, ys, groups = [], [], []
     for s, rows in sets_rows:
@@ -206,8 +206,8 @@ PREDICTIONS: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
 
 def score_cnn(spec, model, values: list, s: Set, rows: np.ndarray | None = None) -> dict[str, float]:
-    from instropitch import training
-    from instropitch.evaluation import instrument_report, pitch_report
+    from instropitch.ml import training
+    from instropitch.ml.evaluation import instrument_report, pitch_report
 
     data = s.features(spec.features)
     rows = np.arange(len(data)) if rows is None else rows
@@ -220,8 +220,8 @@ def score_cnn(spec, model, values: list, s: Set, rows: np.ndarray | None = None)
 
 
 def score_pyin(s: Set, rows: np.ndarray) -> dict[str, float]:
-    from instropitch.baselines import pyin_midi
-    from instropitch.evaluation import pitch_report
+    from instropitch.ml.baselines import pyin_midi
+    from instropitch.ml.evaluation import pitch_report
 
     rng = np.random.default_rng(0)
     sample = np.sort(rng.choice(rows, size=min(PYIN_NOTES, len(rows)), replace=False))
@@ -230,7 +230,7 @@ def score_pyin(s: Set, rows: np.ndarray) -> dict[str, float]:
 
 
 def fit_mfcc(sets_rows: list[tuple[Set, np.ndarray]]):
-    from instropitch.baselines import MfccLogisticRegression
+    from instropitch.ml.baselines import MfccLogisticRegression
 
     x = np.concatenate([s.mfcc()[rows] for s, rows in sets_rows])
     y = np.concatenate([s.labels.instrument[rows] for s, rows in sets_rows])
@@ -238,7 +238,7 @@ def fit_mfcc(sets_rows: list[tuple[Set, np.ndarray]]):
 
 
 def score_mfcc(model, s: Set, rows: np.ndarray | None = None) -> dict[str, float]:
-    from instropitch.evaluation import instrument_report
+    from instropitch.ml.evaluation import instrument_report
 
     rows = np.arange(len(s.labels)) if rows is None else rows
     return instrument_report(s.labels.instrument[rows], model.predict(s.mfcc()[rows]))
@@ -247,7 +247,7 @@ def score_mfcc(model, s: Set, rows: np.ndarray | None = None) -> dict[str, float
 def split(s: Set, test_size: float = 0.25, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
     """The DAG's split: `snapshot.create_snapshot` (stratified by instrument x MIDI, seeded);
     (train rows, test rows) as positions in the set."""
-    from instropitch.snapshot import create_snapshot
+    from instropitch.ml.snapshot import create_snapshot
 
     d = s.labels
     snap = create_snapshot(
@@ -268,7 +268,7 @@ def split(s: Set, test_size: float = 0.25, seed: int = 42) -> tuple[np.ndarray, 
 
 
 def protocol_ood(args, fonts: dict[str, str]) -> dict:
-    from instropitch.soundfont import default_soundfont_path
+    from instropitch.synth.soundfont import default_soundfont_path
 
     work, cache = args.work, args.work / "cache"
     base_font = {"timgm6mb": str(default_soundfont_path())}
@@ -365,8 +365,8 @@ def protocol_loso(args, fonts: dict[str, str]) -> dict:
 
 def save_confusion(heldout_predictions: dict[str, list], out: Path) -> None:
     """The first instrument CNN's held-out predictions, all sources pooled, as a confusion matrix PNG."""
-    from instropitch.snapshot import class_layout
-    from instropitch.training import confusion_figure
+    from instropitch.ml.snapshot import class_layout
+    from instropitch.ml.training import confusion_figure
 
     for label, pairs in heldout_predictions.items():
         pairs = [p for p in pairs if p is not None]
@@ -428,8 +428,8 @@ def main() -> int:
     parser.add_argument("--confusion", type=Path, help="loso: PNG of the instrument CNN's held-out confusion matrix")
     args = parser.parse_args()
 
-    from instropitch.cnn import configure_tensorflow
-    from instropitch.soundfont import default_soundfont_path
+    from instropitch.ml.cnn import configure_tensorflow
+    from instropitch.synth.soundfont import default_soundfont_path
 
     configure_tensorflow()
     fonts = {"timgm6mb": str(default_soundfont_path())}

@@ -42,15 +42,18 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_dataset_download(args: argparse.Namespace) -> int:
-    from instropitch import download
+    from instropitch.data import download
 
-    root = download.download_tinysol(
-        Path(args.to),
-        url=args.url,
-        md5=args.md5,
-        size=args.size,
-        progress=not args.quiet,
-    )
+    try:
+        root = download.download_tinysol(
+            Path(args.to),
+            url=args.url,
+            md5=args.md5,
+            size=args.size,
+            progress=not args.quiet,
+        )
+    except download.DownloadError as exc:
+        raise CliError(str(exc)) from None
     print(f"TinySOL is ready in {root}")
     return 0
 
@@ -58,7 +61,7 @@ def _cmd_dataset_download(args: argparse.Namespace) -> int:
 def _cmd_runs(args: argparse.Namespace) -> int:
     import mlflow
 
-    from instropitch import registry
+    from instropitch.ml import registry
 
     tracking_uri = _tracking_uri(args)
     if tracking_uri:
@@ -78,7 +81,7 @@ def _tracking_uri(args: argparse.Namespace) -> str | None:
         return args.tracking_uri
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return None
-    from instropitch.stack import mlflow_store
+    from instropitch.devstack.stack import mlflow_store
 
     store = mlflow_store(_home())
     return f"sqlite:///{store}" if store.is_file() else None
@@ -86,7 +89,7 @@ def _tracking_uri(args: argparse.Namespace) -> str | None:
 
 def _load_predictor(args: argparse.Namespace):
     """The models a predict/export/serve command uses: an export folder, or the registry."""
-    from instropitch.predict import Predictor, PredictorError, parse_versions
+    from instropitch.serving.predictor import Predictor, PredictorError, parse_versions
 
     try:
         versions = parse_versions(getattr(args, "model_version", None))
@@ -130,7 +133,7 @@ def _prediction_table(rows: list[dict]) -> str:
 def _cmd_predict(args: argparse.Namespace) -> int:
     import json
 
-    from instropitch.predict import find_wavs
+    from instropitch.serving.predictor import find_wavs
 
     if args.top_k < 0:
         raise CliError(f"--top-k must be 0 or more, got {args.top_k}")
@@ -180,7 +183,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from instropitch.predict import PredictorError
+    from instropitch.serving.predictor import PredictorError
 
     predictor = _load_predictor(args)
     try:
@@ -198,8 +201,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from instropitch.predict import Predictor, parse_versions
-    from instropitch.serve import create_app
+    from instropitch.serving.app import create_app
+    from instropitch.serving.predictor import Predictor, parse_versions
 
     try:
         versions = parse_versions(args.model_version)
@@ -251,7 +254,7 @@ def _add_model_options(p: argparse.ArgumentParser, *, export: bool = True) -> No
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from instropitch import demo
+    from instropitch.devstack import demo
 
     options = demo.DemoOptions(
         home=Path(args.home) if args.home else _home(),
@@ -270,17 +273,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _home() -> Path:
-    from instropitch.stack import default_home
+    from instropitch.devstack.stack import default_home
 
     return default_home()
 
 
 def _cmd_stack(args: argparse.Namespace) -> int:
-    from instropitch import stack
+    from instropitch.devstack import stack
 
     home = Path(args.home) if args.home else _home()
     if args.action == "up":
-        from instropitch import demo
+        from instropitch.devstack import demo
 
         try:
             folders = demo.parse_source_folders(args.source or [])
@@ -309,7 +312,7 @@ def _cmd_stack(args: argparse.Namespace) -> int:
 def _cmd_up(args: argparse.Namespace) -> int:
     import time
 
-    from instropitch import airflow_services, demo, stack
+    from instropitch.devstack import airflow_services, demo, stack
 
     home = Path(args.home) if args.home else _home()
     services = stack.up(home)

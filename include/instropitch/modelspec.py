@@ -12,6 +12,7 @@ while parsing a DAG without loading TensorFlow.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,19 @@ energy in frequency (the pitch) survives. `flatten` keeps everything (the seed r
 """
 
 MONITORS: tuple[str, ...] = ("val_loss", "val_accuracy")
+
+ENV_MODELS_DIR = "INSTROPITCH_MODELS_DIR"
+
+
+def models_dir() -> Path:
+    """The folder of recipes people edit: `$INSTROPITCH_MODELS_DIR`, else `./models`.
+
+    The recipes are the project's, not the package's: they live at the top of the checkout
+    (`models/`), and every process that trains (Airflow workers, the local stack, compose)
+    is started with the variable set or from the checkout.
+    """
+    return Path(os.environ.get(ENV_MODELS_DIR) or "models").resolve()
+
 
 MAX_PARAM_LENGTH = 500
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")

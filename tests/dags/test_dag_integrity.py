@@ -98,7 +98,7 @@ def test_training_is_scheduled_nightly_or_on_the_combined_table(dagbag):
 def test_the_sources_param_matches_the_library(dagbag):
     import jsonschema
 
-    from instropitch import etl
+    from instropitch.pipeline import etl
 
     param = dagbag["etl_sources"]
     assert param["value"] == list(etl.DEFAULT_SOURCES)

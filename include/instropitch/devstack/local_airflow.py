@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from instropitch.stack import Services, airflow_env
+from instropitch.devstack.stack import Services, airflow_env
 
 
 def _airflow_bin() -> str:

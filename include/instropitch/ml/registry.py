@@ -19,7 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from instropitch.snapshot import Snapshot, class_values
+from instropitch.ml.snapshot import Snapshot, class_values
+from instropitch.ml.tracking import (
+    METADATA_KEY,
+    TAG_DATA_DIGEST,
+    TAG_HELDOUT_ACCURACY,
+    TAG_HELDOUT_SOURCES,
+    TAG_KIND,
+    TAG_MODEL,
+    TAG_REGISTERED_VERSION,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -93,8 +102,7 @@ def load_model(model_uri: str) -> LoadedModel:
     import mlflow
     from mlflow.models import Model
 
-    from instropitch.cnn import configure_tensorflow
-    from instropitch.training import METADATA_KEY
+    from instropitch.ml.cnn import configure_tensorflow
 
     configure_tensorflow()
     with tempfile.TemporaryDirectory() as tmp:
@@ -152,8 +160,6 @@ def _champion_version(client: Any, name: str, alias: str) -> str | None:
 
 def heldout_score(model_version: Any) -> tuple[float, str] | None:
     """(mean held-out-source accuracy, the sources it was measured on) from a version's tags, if any."""
-    from instropitch.training import TAG_HELDOUT_ACCURACY, TAG_HELDOUT_SOURCES
-
     tags = model_version.tags or {}
     try:
         return float(tags[TAG_HELDOUT_ACCURACY]), tags.get(TAG_HELDOUT_SOURCES, "")
@@ -305,8 +311,6 @@ def list_runs(experiment: str = "instropitch", max_results: int = 20) -> pd.Data
     import mlflow
     import pandas as pd
     from mlflow.exceptions import MlflowException
-
-    from instropitch.training import TAG_DATA_DIGEST, TAG_KIND, TAG_MODEL, TAG_REGISTERED_VERSION
 
     empty = pd.DataFrame(columns=list(RUN_COLUMNS))
     if mlflow.get_experiment_by_name(experiment) is None:

@@ -26,7 +26,7 @@ def warehouse_engine(conn_id: str = POSTGRES_CONN_ID) -> Engine:
     """An SQLAlchemy engine (psycopg 3) on the Postgres connection; its host may be a socket folder."""
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-    from instropitch.warehouse import engine_for
+    from instropitch.data.warehouse import engine_for
 
     conn = PostgresHook.get_connection(conn_id)
     return engine_for(conn.host, conn.port, conn.login, conn.password, conn.schema)

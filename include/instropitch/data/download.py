@@ -28,7 +28,6 @@ import requests
 import urllib3
 from tqdm.auto import tqdm
 
-from instropitch.cli import CliError
 from instropitch.tinysol import INSTRUMENTS, METADATA_FILENAME
 
 log = logging.getLogger(__name__)
@@ -65,10 +64,10 @@ _TRANSIENT_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError)
 _FILTER_ERROR = getattr(tarfile, "FilterError", ())  # Python >= 3.11.4
 
 
-class DownloadError(CliError):
+class DownloadError(Exception):
     """Downloading, verifying or extracting failed; the message says what and where.
 
-    A `CliError`, so the `instropitch` command prints it as one line and exits with 1.
+    The `instropitch` command prints it as one line and exits with 1.
     """
 
 

@@ -15,38 +15,34 @@ import json
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from instropitch.ml.snapshot import Snapshot, class_layout
+from instropitch.ml.tracking import (
+    LABELS_FILENAME,
+    METADATA_KEY,
+    MODEL_ARTIFACT_NAME,
+    TAG_CLASSES,
+    TAG_DATA_DIGEST,
+    TAG_FEATURE_DIGEST,
+    TAG_HELDOUT_ACCURACY,
+    TAG_HELDOUT_SOURCES,
+    TAG_INPUT,
+    TAG_KIND,
+    TAG_LABEL,
+    TAG_MODEL,
+    TAG_REGISTERED_MODEL,
+    TAG_REGISTERED_VERSION,
+    pip_requirements,
+)
 from instropitch.modelspec import ModelSpec
-from instropitch.snapshot import Snapshot, class_layout
 
 if TYPE_CHECKING:
     import keras
     import pandas as pd
-
-MODEL_ARTIFACT_NAME = "model"
-LABELS_FILENAME = "labels.json"
-"""Inside the logged model as `extra_files/labels.json`, and at the run's artifact root."""
-METADATA_KEY = "instropitch"
-"""Key of the label layout in the logged model's MLmodel `metadata` (see `registry.load_model`)."""
-
-TAG_KIND = "instropitch.kind"
-TAG_MODEL = "instropitch.model"
-TAG_LABEL = "instropitch.label"
-TAG_INPUT = "instropitch.input"
-TAG_CLASSES = "instropitch.class_names"
-TAG_DATA_DIGEST = "data_digest"
-TAG_FEATURE_DIGEST = "feature_digest"
-TAG_REGISTERED_MODEL = "registered_model"
-TAG_REGISTERED_VERSION = "registered_version"
-TAG_HELDOUT_ACCURACY = "heldout_accuracy"
-"""Mean held-out-source accuracy of the recipe (`leave_one_source_out`), on the version."""
-TAG_HELDOUT_SOURCES = "heldout_sources"
-"""Comma-separated sources that held-out score was measured on (promotion compares like with like)."""
 
 MAX_MISCLASSIFIED_SHOWN = 8
 
@@ -91,19 +87,6 @@ def fit_validation_rows(y: np.ndarray, rows: np.ndarray, fraction: float, seed: 
     """
     fit_pos, val_pos = split_validation(y[rows], fraction, seed)
     return rows[np.sort(fit_pos)], rows[np.sort(val_pos)]
-
-
-def _pip_requirements() -> list[str]:
-    """Pinned from what is installed: skips MLflow's slow subprocess that infers them."""
-    wanted = ["mlflow", "keras", "numpy"]
-    for tf_dist in ("tensorflow-cpu", "tensorflow"):
-        try:
-            importlib_metadata.version(tf_dist)
-            wanted.append(tf_dist)
-            break
-        except importlib_metadata.PackageNotFoundError:
-            continue
-    return [f"{name}=={importlib_metadata.version(name)}" for name in wanted]
 
 
 def label_info(spec: ModelSpec, snapshot: Snapshot, input_shape: tuple[int, int]) -> dict[str, Any]:
@@ -260,7 +243,7 @@ def fit_model(
     `groups` are the fit rows' sources, for source-balanced batches (`training.balance`).
     Returns the model (best weights when early stopping is on) and the Keras history.
     """
-    from instropitch.cnn import build_model, configure_tensorflow, make_dataset
+    from instropitch.ml.cnn import build_model, configure_tensorflow, make_dataset
 
     configure_tensorflow()
     import keras
@@ -378,7 +361,7 @@ def train_and_log(
     tests, 0 for an untrained baseline) replaces `spec.training.epochs`. The tracking
     server comes from `MLFLOW_TRACKING_URI`.
     """
-    from instropitch.cnn import configure_tensorflow
+    from instropitch.ml.cnn import configure_tensorflow
 
     configure_tensorflow()
     import mlflow
@@ -520,7 +503,7 @@ def train_and_log(
                 signature=signature,
                 input_example=example,
                 registered_model_name=spec.registered_model_name if register else None,
-                pip_requirements=_pip_requirements(),
+                pip_requirements=pip_requirements(),
                 metadata={METADATA_KEY: info},
                 extra_files=[str(labels_file)],
             )

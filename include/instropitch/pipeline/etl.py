@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, text
 
-from instropitch import objectstore, warehouse
+from instropitch.data import objectstore, warehouse
 from instropitch.tinysol import METADATA_FILENAME, MetadataError, RowError, parse_metadata, pitch_to_midi, split_pitch
 
 log = logging.getLogger(__name__)
@@ -377,7 +377,7 @@ longer recordings keep fetching only the seconds the features use.
 
 
 def _transform_one(client: Any, bucket: str, item: dict[str, Any], config: Any) -> warehouse.LoadedNote:
-    from instropitch import features
+    from instropitch.audio import features
 
     size = int(item["size"])
     # min_fetch = size: the header read fetches the whole object, every later read is served from it.

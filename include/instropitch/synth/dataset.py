@@ -2,10 +2,10 @@
 
 `build_manifest` plans the notes (which instrument, pitch, dynamics, string or take, fold,
 length) the way TinySOL v6.0 is laid out; `render_dataset` renders them in parallel
-processes with `instropitch.soundfont` and writes `TinySOL_metadata.csv`.
+processes with `instropitch.synth.soundfont` and writes `TinySOL_metadata.csv`.
 
 Several SoundFonts make several *sources* (one TinySOL tree each, same manifest), and
-render-condition presets (`instropitch.conditions`: rooms, microphones, distance, player)
+render-condition presets (`instropitch.synth.conditions`: rooms, microphones, distance, player)
 vary what a microphone would have heard, so that a model cannot learn one font's sound.
 
 Every random choice comes from the global seed: the manifest from `seed` (one stream per
@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import lfilter
 
-from instropitch import conditions as cond
 from instropitch import tinysol
-from instropitch.soundfont import SoundFont, Voice, default_soundfont_path
+from instropitch.synth import conditions as cond
+from instropitch.synth.soundfont import SoundFont, Voice, default_soundfont_path
 from instropitch.tinysol import INSTRUMENT_BY_ABBR, INSTRUMENTS, Instrument, MetadataRow
 
 SAMPLE_RATE = 44100
@@ -595,7 +595,7 @@ def render_dataset(
 
     `soundfont` is one font or several (see `resolve_sources`). One font renders into
     `out_dir` itself; several render the same manifest into `out_dir/<source name>/`, one
-    TinySOL tree and CSV each. `conditions` (names from `instropitch.conditions.CONDITIONS`,
+    TinySOL tree and CSV each. `conditions` (names from `instropitch.synth.conditions.CONDITIONS`,
     comma list or sequence) are drawn per note; every CSV has the 14 TinySOL columns plus
     `Source` and `Condition`. `workers=0` uses one process per core, 1 renders in this
     process. Existing files of the same names are replaced (each WAV is written under a

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from instropitch import stack, warehouse
+from instropitch.data import warehouse
+from instropitch.devstack import stack
 
 AIRFLOW_PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer")
 ADMIN_USER = "admin"
@@ -95,7 +96,7 @@ def environment(
             ),
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "4",
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(stack.PROJECT_ROOT / "plugins"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(stack.project_dir() / "plugins"),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),

@@ -45,7 +45,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from instropitch import audio
-from instropitch.predict import DEFAULT_TOP_K, Prediction, Predictor
+from instropitch.serving.predictor import DEFAULT_TOP_K, Prediction, Predictor
 
 log = logging.getLogger(__name__)
 

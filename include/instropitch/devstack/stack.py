@@ -27,10 +27,28 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+ENV_PROJECT_DIR = "INSTROPITCH_PROJECT_DIR"
 S3_ACCESS_KEY = "instropitch"  # the embedded moto server accepts any credentials
 S3_SECRET_KEY = "instropitch-local-only"
 S3_REGION = "us-east-1"
+
+
+def project_dir() -> Path:
+    """The checkout whose `dags/`, `plugins/` and `models/` the local services run.
+
+    `$INSTROPITCH_PROJECT_DIR`, else the nearest folder at or above the current directory
+    that holds `dags/` and `models/` (the developer tools run from a checkout; the package
+    itself never looks for one).
+    """
+    if os.environ.get(ENV_PROJECT_DIR):
+        return Path(os.environ[ENV_PROJECT_DIR]).resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "dags").is_dir() and (folder / "models").is_dir():
+            return folder
+    raise FileNotFoundError(
+        f"no InstroPitch checkout (a folder with dags/ and models/) at or above {here}; set {ENV_PROJECT_DIR}"
+    )
 
 
 def default_home() -> Path:
@@ -179,7 +197,7 @@ def s3_server_command(port: int) -> list[str]:
         "0",
         "--log-level",
         "warning",
-        "instropitch.stack:s3_app()",
+        "instropitch.devstack.stack:s3_app()",
     ]
 
 
@@ -263,7 +281,8 @@ def airflow_env(services: Services, dags_folder: Path | None = None) -> dict[str
     }
     return {
         "AIRFLOW_HOME": str(home / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder or PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder or project_dir() / "dags"),
+        "INSTROPITCH_MODELS_DIR": os.environ.get("INSTROPITCH_MODELS_DIR") or str(project_dir() / "models"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(aws),
         "AIRFLOW_CONN_POSTGRES_DEFAULT": json.dumps(postgres),

@@ -9,35 +9,16 @@ notes. Only small JSON (URIs, versions, scores) crosses task boundaries.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine
 
-from instropitch import warehouse
+from instropitch.data import warehouse
+from instropitch.ml.tracking import ensure_experiment
 
 log = logging.getLogger(__name__)
-
-EXPERIMENT = "instropitch"
-MODELS_DIR = Path(os.environ.get("INSTROPITCH_MODELS_DIR", Path(__file__).resolve().parents[2] / "models"))
-
-
-def ensure_experiment(name: str = EXPERIMENT) -> str:
-    """Create the experiment once (artifacts under `$INSTROPITCH_ARTIFACT_ROOT` when set); return its id."""
-    import mlflow
-
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    root = os.environ.get("INSTROPITCH_ARTIFACT_ROOT")
-    location = Path(root).resolve().as_uri() if root and "://" not in root else root
-    try:
-        return mlflow.create_experiment(name, artifact_location=location)
-    except Exception:  # created meanwhile by a concurrent task
-        return mlflow.get_experiment_by_name(name).experiment_id
-
 
 REFERENCE_DIR = "reference"
 """Sub-folder of models/ with recipes trained only when named (e.g. `reference/seed-pitch`)."""
@@ -50,8 +31,9 @@ def model_paths(names: list[str] | None = None, models_dir: Path | None = None) 
     kept for comparison), which the nightly run does not train by itself.
     """
     from instropitch.modelspec import load_specs
+    from instropitch.modelspec import models_dir as default_models_dir
 
-    folder = models_dir or MODELS_DIR
+    folder = models_dir or default_models_dir()
     specs = load_specs(folder)
     if names:
         known = {s.name: s for s in specs}
@@ -71,8 +53,8 @@ def make_snapshot(engine: Engine, run_label: str = "", seed: int = 42, test_size
     """
     import mlflow
 
-    from instropitch.features import PRESETS
-    from instropitch.snapshot import create_snapshot, log_snapshot
+    from instropitch.audio.features import PRESETS
+    from instropitch.ml.snapshot import create_snapshot, log_snapshot
 
     rows = list(warehouse.iter_combined(engine))
     if not rows:
@@ -117,9 +99,9 @@ def make_snapshot(engine: Engine, run_label: str = "", seed: int = 42, test_size
 
 def train(model_path: str, snapshot_info: dict[str, Any], epochs: int | None = None) -> dict[str, Any]:
     """Train one model YAML on the shared snapshot as a child run; register its version."""
+    from instropitch.ml.snapshot import download_snapshot
+    from instropitch.ml.training import train_and_log
     from instropitch.modelspec import load_spec
-    from instropitch.snapshot import download_snapshot
-    from instropitch.training import train_and_log
 
     spec = load_spec(model_path)
     snapshot = download_snapshot(snapshot_info["snapshot_uri"])
@@ -132,8 +114,8 @@ def train(model_path: str, snapshot_info: dict[str, Any], epochs: int | None = N
 
 def promote(trained: dict[str, Any], snapshot_info: dict[str, Any]) -> dict[str, Any]:
     """Give the new version `champion` only if it beats the current one on the same test split."""
-    from instropitch import registry
-    from instropitch.snapshot import download_snapshot
+    from instropitch.ml import registry
+    from instropitch.ml.snapshot import download_snapshot
 
     snapshot = download_snapshot(snapshot_info["snapshot_uri"])
     decision = registry.promote(trained["model"], trained["version"], snapshot)
@@ -164,7 +146,7 @@ def publish_serving_model(decisions: list[dict[str, Any]]) -> dict[str, Any]:
     """
     import mlflow
 
-    from instropitch.pyfunc_model import PYFUNC_MODEL_NAME, register_pyfunc
+    from instropitch.serving.pyfunc import PYFUNC_MODEL_NAME, register_pyfunc
 
     client = mlflow.MlflowClient()
     try:

@@ -17,7 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from instropitch import local_airflow, objectstore, stack
+from instropitch.data import objectstore
+from instropitch.devstack import local_airflow, stack
 
 BUCKET = objectstore.DEFAULT_BUCKET
 PREFIX = objectstore.DEFAULT_PREFIX
@@ -67,7 +68,7 @@ def parse_source_folders(values: Sequence[str]) -> dict[str, Path]:
 
     The name `TinySOL` is taken by the default source (`--data DIR` or the synthetic set).
     """
-    from instropitch.etl import SOURCE_NAME_RE, SourceError
+    from instropitch.pipeline.etl import SOURCE_NAME_RE, SourceError
 
     folders: dict[str, Path] = {}
     for value in values:
@@ -111,7 +112,7 @@ def sources_conf(sources: Sequence[str]) -> str:
 def _summary_etl(services: stack.Services) -> str:
     from sqlalchemy import text
 
-    from instropitch import warehouse
+    from instropitch.data import warehouse
 
     engine = warehouse.engine_for(services.pg_socket_dir, 5432, services.pg_user, None, services.pg_database)
     counts = warehouse.table_counts(engine)
@@ -126,7 +127,7 @@ def _summary_etl(services: stack.Services) -> str:
 
 
 def _summary_training(services: stack.Services) -> str:
-    from instropitch import registry
+    from instropitch.ml import registry
 
     lines = []
     for name in ("pitch", "instrument"):

@@ -1,6 +1,6 @@
 """The PostgreSQL warehouse: schema, fast loads and reads of spectrogram tables.
 
-Every statement lives in `include/sql/` (one file per purpose); this module only runs
+Every statement lives in `instropitch/data/sql/` (one file per purpose); this module only runs
 them. Loads go through COPY into a temporary staging table followed by one upsert, all
 inside the caller's transaction, so a shard either lands whole or not at all.
 
@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,8 @@ from sqlalchemy.engine import URL
 
 from instropitch.tinysol import MetadataRow
 
-SQL_DIR = Path(os.environ.get("INSTROPITCH_SQL_DIR", Path(__file__).resolve().parents[1] / "sql"))
+SQL_PACKAGE = "instropitch.data"
+"""The SQL files ship inside the package (`instropitch/data/sql/`), read with importlib.resources."""
 
 _BIND_RE = re.compile(r"(?<!:):([A-Za-z_][A-Za-z0-9_]*)")
 _DOLLAR_QUOTE_RE = re.compile(r"\$[A-Za-z_]*\$")
@@ -62,12 +64,12 @@ METADATA_TABLE_COLUMNS = (
 
 @cache
 def sql_statements(name: str) -> tuple[str, ...]:
-    """The statements of `include/sql/{name}.sql`, comments stripped, split on `;` at line ends.
+    """The statements of `instropitch/data/sql/{name}.sql`, comments stripped, split on `;` at line ends.
 
     A dollar-quoted body (`DO $tag$ ... $tag$;`) stays one statement.
     """
-    path = SQL_DIR / f"{name}.sql"
-    lines = [line for line in path.read_text().splitlines() if not line.lstrip().startswith("--")]
+    text_ = resources.files(SQL_PACKAGE).joinpath("sql", f"{name}.sql").read_text()
+    lines = [line for line in text_.splitlines() if not line.lstrip().startswith("--")]
     body = "\n".join(lines)
     statements: list[str] = []
     pending = ""

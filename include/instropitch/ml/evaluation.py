@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from instropitch import features as feats
 from instropitch import tinysol
+from instropitch.audio import features as feats
 
 REGISTERS: dict[str, tuple[int, int]] = {"low": (0, 47), "mid": (48, 71), "high": (72, 127)}
 """MIDI ranges of the registers reported apart: below C3, C3..B4, C5 and above."""

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from instropitch import audio
-from instropitch.features import FeatureConfig, SpectrogramConfig, compute_features, get_preset
+from instropitch.audio.features import FeatureConfig, SpectrogramConfig, compute_features, get_preset
 from instropitch.tinysol import INSTRUMENT_BY_ABBR, midi_to_note_octave, midi_to_pitch
 
 ROLES: tuple[str, ...] = ("pitch", "instrument")
@@ -189,7 +189,7 @@ class _Model:
 
 
 def _model_from_layout(role: str, keras_model: Any, layout: Mapping[str, Any], info: ModelInfo, where: str) -> _Model:
-    from instropitch.snapshot import class_values
+    from instropitch.ml.snapshot import class_values
 
     try:
         label = str(layout["label"])
@@ -290,7 +290,7 @@ class Predictor:
         """
         import mlflow
 
-        from instropitch import registry
+        from instropitch.ml import registry
 
         unknown = sorted(set(versions or {}) - set(ROLES))
         if unknown:
@@ -368,7 +368,7 @@ class Predictor:
     @classmethod
     def from_export(cls, directory: str | os.PathLike) -> Predictor:
         """Load a folder written by `export` (no MLflow involved)."""
-        from instropitch.cnn import configure_tensorflow
+        from instropitch.ml.cnn import configure_tensorflow
 
         root = Path(directory)
         manifest_path = root / MANIFEST_FILENAME

@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from instropitch import cli, synth
-from instropitch.synth import conditions
+from instropitch import cli
+from instropitch.synth import conditions, dataset
 from instropitch.synth.conditions import CONDITIONS, Distance, MicColour, Player, Reverb
-from instropitch.synth.soundfont import SoundFont, default_soundfont_path
+from instropitch.synth.sf2 import SoundFont, default_soundfont_path
 
-SR = synth.SAMPLE_RATE
+SR = dataset.SAMPLE_RATE
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +43,8 @@ def tone(seconds_on: float, seconds_off: float, f0: float = 440.0, amp: float = 
     return np.concatenate([x, np.zeros(int(seconds_off * SR))]).astype(np.float32)
 
 
-def note(abbr: str, midi: int | None = None) -> synth.PlannedNote:
-    notes = [n for n in synth.build_manifest(0, instruments=[abbr]) if n.dynamics in ("mf", "ff")]
+def note(abbr: str, midi: int | None = None) -> dataset.PlannedNote:
+    notes = [n for n in dataset.build_manifest(0, instruments=[abbr]) if n.dynamics in ("mf", "ff")]
     if midi is not None:
         notes = [n for n in notes if n.midi == midi]
     return min(notes, key=lambda n: (abs(n.duration_s - 3.0), n.path))
@@ -176,8 +176,8 @@ def test_distance_lowers_level_and_raises_the_noise_floor() -> None:
 # ------------------------------------------------------------------ presets in a real render
 
 
-def render(n: synth.PlannedNote, sf: SoundFont, condition: conditions.Condition | None) -> np.ndarray:
-    y = synth.render_audio(n, sf, condition=condition)
+def render(n: dataset.PlannedNote, sf: SoundFont, condition: conditions.Condition | None) -> np.ndarray:
+    y = dataset.render_audio(n, sf, condition=condition)
     assert y.dtype == np.int16 and len(y) == int(round(n.duration_s * SR))
     assert np.max(np.abs(y.astype(np.int32))) < 32767  # never clipped
     return y.astype(np.float64) / 32768

@@ -206,7 +206,7 @@ def write_batch(folder: Path) -> dict[str, tuple[str, int] | None]:
 
 
 def test_predict_file_gives_the_documented_json(predictor, store):
-    from instropitch.serving.predictor import Prediction
+    from instropitch.serving.results import Prediction
 
     result = predictor.predict_file(wav_bytes(tone("Vn", 69, amp=0.5, seed=77)), name="my-note.wav", top_k=3)
     assert isinstance(result, Prediction) and result.ok
@@ -322,7 +322,9 @@ def test_unusable_files_give_error_results_not_exceptions(predictor, tmp_path):
 
 
 def test_versions_and_aliases_select_other_models(store, tracking):
-    from instropitch.serving.predictor import Predictor, PredictorError, parse_versions
+    from instropitch.cli import parse_versions
+    from instropitch.serving.predictor import Predictor
+    from instropitch.serving.results import PredictorError
 
     assert parse_versions("pitch=2, instrument=@champion") == {"pitch": "2", "instrument": "@champion"}
     assert parse_versions("") == {}
@@ -357,7 +359,7 @@ def test_changed_features_are_refused(store, tracking, monkeypatch):
 
 
 def test_find_wavs_expands_folders_and_globs(tmp_path):
-    from instropitch.serving.predictor import find_wavs
+    from instropitch.cli import find_wavs
 
     (tmp_path / "a" / "deep").mkdir(parents=True)
     for name in ("a/one.wav", "a/deep/two.WAV", "a/skip.txt", "b.wav", "c.wav"):
@@ -529,7 +531,8 @@ def test_export_then_predict_without_mlflow(store, tracking, tmp_path, capsys, m
 
 
 def test_export_refuses_a_folder_that_is_not_an_export(predictor, tmp_path):
-    from instropitch.serving.predictor import Predictor, PredictorError
+    from instropitch.serving.predictor import Predictor
+    from instropitch.serving.results import PredictorError
 
     other = tmp_path / "precious"
     other.mkdir()

@@ -174,7 +174,7 @@ def test_bad_uploads_get_json_errors_never_500(predictor):
 
 
 def test_unavailable_models_answer_503_and_retry(predictor):
-    from instropitch.serving.predictor import PredictorError
+    from instropitch.serving.results import PredictorError
 
     factory = CountingFactory(error=PredictorError("no alias 'champion' of registered model 'instropitch-pitch'"))
     client = client_for(factory, load_retry_s=3600)

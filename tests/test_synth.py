@@ -11,21 +11,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from instropitch import cli, synth, tinysol
+from instropitch import cli, tinysol
+from instropitch.synth import dataset
 from instropitch.tinysol import INSTRUMENTS, METADATA_FILENAME, parse_metadata
 
 SMALL = {"instruments": ["Vn", "Fl"], "max_pitches": 3}
 
 
 @pytest.fixture(scope="module")
-def full() -> list[synth.PlannedNote]:
-    return synth.build_manifest(seed=0)
+def full() -> list[dataset.PlannedNote]:
+    return dataset.build_manifest(seed=0)
 
 
 @pytest.fixture(scope="module")
-def small_render(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, synth.RenderSummary]:
+def small_render(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dataset.RenderSummary]:
     out = tmp_path_factory.mktemp("synth") / "tinysol"
-    summary = synth.render_dataset(out, seed=7, workers=2, progress=False, **SMALL)
+    summary = dataset.render_dataset(out, seed=7, workers=2, progress=False, **SMALL)
     return out, summary
 
 
@@ -43,7 +44,7 @@ def read_wav(path: Path) -> tuple[np.ndarray, int, int, int]:
 # ------------------------------------------------------------------ the full manifest (not rendered)
 
 
-def test_full_manifest_mirrors_tinysol(full: list[synth.PlannedNote]) -> None:
+def test_full_manifest_mirrors_tinysol(full: list[dataset.PlannedNote]) -> None:
     assert abs(len(full) - 2913) <= 0.03 * 2913
     by_inst = defaultdict(list)
     for note in full:
@@ -55,11 +56,11 @@ def test_full_manifest_mirrors_tinysol(full: list[synth.PlannedNote]) -> None:
         assert (min(midis), max(midis)) == (inst.midi_low, inst.midi_high), inst.abbr
         assert midis == set(range(inst.midi_low, inst.midi_high + 1)), f"{inst.abbr} misses pitches"
         assert abs(len(notes) - inst.n_files) <= max(3, 0.05 * inst.n_files), inst.abbr
-        assert all(n.program == synth.GM_PROGRAMS[inst.abbr] for n in notes)
+        assert all(n.program == dataset.GM_PROGRAMS[inst.abbr] for n in notes)
     assert len({n.path for n in full}) == len(full)
 
 
-def test_full_manifest_rows_parse_back(full: list[synth.PlannedNote], tmp_path: Path) -> None:
+def test_full_manifest_rows_parse_back(full: list[dataset.PlannedNote], tmp_path: Path) -> None:
     csv_path = tmp_path / METADATA_FILENAME
     tinysol.write_metadata([n.row for n in full], csv_path)
     result = parse_metadata(csv_path)
@@ -67,7 +68,7 @@ def test_full_manifest_rows_parse_back(full: list[synth.PlannedNote], tmp_path: 
     assert len(result.rows) == len(full)
 
 
-def test_folds_are_balanced(full: list[synth.PlannedNote]) -> None:
+def test_folds_are_balanced(full: list[dataset.PlannedNote]) -> None:
     folds = Counter(n.row.fold for n in full)
     assert set(folds) == set(range(5))
     assert max(folds.values()) - min(folds.values()) <= 1
@@ -76,13 +77,13 @@ def test_folds_are_balanced(full: list[synth.PlannedNote]) -> None:
         assert max(per.values()) - min(per.values()) <= 2, (inst.abbr, per)
 
 
-def test_dynamics_durations_and_retuning(full: list[synth.PlannedNote]) -> None:
+def test_dynamics_durations_and_retuning(full: list[dataset.PlannedNote]) -> None:
     dyn = Counter(n.dynamics for n in full)
     assert set(dyn) == {"pp", "p", "mf", "ff"}
     assert 5 <= dyn["p"] <= 20
     for d in ("pp", "mf", "ff"):
         assert 0.28 < dyn[d] / len(full) < 0.38
-    assert all(synth.MIN_DURATION_S <= n.duration_s <= synth.MAX_DURATION_S for n in full)
+    assert all(dataset.MIN_DURATION_S <= n.duration_s <= dataset.MAX_DURATION_S for n in full)
     # Low notes are held longer than high ones.
     tuba = sorted((n for n in full if n.row.instrument_abbr == "BTb"), key=lambda n: n.midi)
     assert np.mean([n.duration_s for n in tuba[:20]]) > np.mean([n.duration_s for n in tuba[-20:]])
@@ -92,25 +93,25 @@ def test_dynamics_durations_and_retuning(full: list[synth.PlannedNote]) -> None:
     assert all(r.path.endswith("-N.wav") for r in (n.row for n in full) if not r.needed_retuning)
 
 
-def test_string_numbers_are_playable(full: list[synth.PlannedNote]) -> None:
+def test_string_numbers_are_playable(full: list[dataset.PlannedNote]) -> None:
     for note in full:
         row = note.row
-        if row.instrument_abbr not in synth.OPEN_STRINGS:
+        if row.instrument_abbr not in dataset.OPEN_STRINGS:
             assert row.string_id is None
             continue
-        opens = synth.OPEN_STRINGS[row.instrument_abbr]
+        opens = dataset.OPEN_STRINGS[row.instrument_abbr]
         assert row.string_id in (1, 2, 3, 4)
         assert row.instance_id == row.string_id - 1
         assert f"-{row.string_id}c-" in row.path
         assert note.midi >= opens[row.string_id - 1], row.path
     # Several strings per instrument, the lowest notes only on the lowest string.
-    for abbr, opens in synth.OPEN_STRINGS.items():
+    for abbr, opens in dataset.OPEN_STRINGS.items():
         rows = [n.row for n in full if n.row.instrument_abbr == abbr]
         assert {r.string_id for r in rows} == {1, 2, 3, 4}
         assert {r.string_id for r in rows if r.pitch_id < opens[2]} == {4}
 
 
-def test_accordion_takes(full: list[synth.PlannedNote]) -> None:
+def test_accordion_takes(full: list[dataset.PlannedNote]) -> None:
     acc = [n.row for n in full if n.row.instrument_abbr == "Acc"]
     instances = Counter(r.instance_id for r in acc)
     assert instances[0] > instances[1] > instances[2] > 0
@@ -119,16 +120,16 @@ def test_accordion_takes(full: list[synth.PlannedNote]) -> None:
         assert ("-N-" in r.path) if r.instance_id == 0 else (f"-alt{r.instance_id}-" in r.path)
 
 
-def test_manifest_determinism(full: list[synth.PlannedNote]) -> None:
-    assert synth.build_manifest(seed=0) == full
-    other = synth.build_manifest(seed=1)
+def test_manifest_determinism(full: list[dataset.PlannedNote]) -> None:
+    assert dataset.build_manifest(seed=0) == full
+    other = dataset.build_manifest(seed=1)
     assert [n.row for n in other] != [n.row for n in full]
     assert {n.seed for n in other}.isdisjoint({n.seed for n in full})
 
 
-def test_subsets_are_filters_of_the_full_plan(full: list[synth.PlannedNote]) -> None:
+def test_subsets_are_filters_of_the_full_plan(full: list[dataset.PlannedNote]) -> None:
     by_path = {n.path: n for n in full}
-    small = synth.build_manifest(seed=0, **SMALL)
+    small = dataset.build_manifest(seed=0, **SMALL)
     assert {n.row.instrument_abbr for n in small} == {"Vn", "Fl"}
     for abbr in ("Vn", "Fl"):
         inst = tinysol.INSTRUMENT_BY_ABBR[abbr]
@@ -136,7 +137,7 @@ def test_subsets_are_filters_of_the_full_plan(full: list[synth.PlannedNote]) -> 
         assert len(midis) == 3 and {inst.midi_low, inst.midi_high} <= midis
     assert all(by_path[n.path] == n for n in small)
 
-    tenth = synth.build_manifest(seed=0, scale=0.1)
+    tenth = dataset.build_manifest(seed=0, scale=0.1)
     counts = Counter(n.row.instrument_abbr for n in tenth)
     assert set(counts) == set(tinysol.INSTRUMENT_ABBRS)
     for inst in INSTRUMENTS:
@@ -150,12 +151,12 @@ def test_subsets_are_filters_of_the_full_plan(full: list[synth.PlannedNote]) -> 
 
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match=r"unknown instrument.*'Kazoo'.*known: BTb, Hn"):
-        synth.build_manifest(0, instruments=["Vn", "Kazoo"])
+        dataset.build_manifest(0, instruments=["Vn", "Kazoo"])
     with pytest.raises(ValueError, match="scale"):
-        synth.build_manifest(0, scale=0)
+        dataset.build_manifest(0, scale=0)
     with pytest.raises(ValueError, match="max_pitches"):
-        synth.build_manifest(0, max_pitches=0)
-    assert {n.row.instrument_abbr for n in synth.build_manifest(0, instruments=["vn", "FL"], max_pitches=1)} == {
+        dataset.build_manifest(0, max_pitches=0)
+    assert {n.row.instrument_abbr for n in dataset.build_manifest(0, instruments=["vn", "FL"], max_pitches=1)} == {
         "Vn",
         "Fl",
     }
@@ -164,36 +165,37 @@ def test_bad_arguments() -> None:
 def test_render_rejects_unknown_instrument_before_writing(tmp_path: Path) -> None:
     out = tmp_path / "never"
     with pytest.raises(ValueError, match="unknown instrument"):
-        synth.render_dataset(out, instruments=["Xylo"], progress=False)
+        dataset.render_dataset(out, instruments=["Xylo"], progress=False)
     assert not out.exists()
 
 
 def test_tuning_corrections_fix_the_accordion() -> None:
     from test_soundfont import cents_off, estimate_f0
 
-    from instropitch.synth.soundfont import SoundFont, default_soundfont_path
+    from instropitch.synth import player
+    from instropitch.synth.sf2 import SoundFont, default_soundfont_path
 
     sf = SoundFont.load(default_soundfont_path())
     # TimGM6mb's accordion plays C#6 (85) about 65 cents flat: two reed layers, both off.
-    raw = sf.render_note(21, 85, 100, 1.5)
-    assert cents_off(estimate_f0(raw[int(0.3 * synth.SAMPLE_RATE) : int(1.3 * synth.SAMPLE_RATE)]), 85) < -40
-    table = synth.tuning_corrections(sf, 21, 85)
+    raw = player.render_note(sf, 21, 85, 100, 1.5)
+    assert cents_off(estimate_f0(raw[int(0.3 * dataset.SAMPLE_RATE) : int(1.3 * dataset.SAMPLE_RATE)]), 85) < -40
+    table = dataset.tuning_corrections(sf, 21, 85)
     assert len(table) == 2 and all(40 < c < 80 for c in table.values())
-    note = next(n for n in synth.build_manifest(0, instruments=["Acc"]) if n.midi == 85)
-    x = synth.render_audio(note, sf).astype(np.float64) / 32768
-    assert abs(cents_off(estimate_f0(x[int(0.3 * synth.SAMPLE_RATE) : int(1.5 * synth.SAMPLE_RATE)]), 85)) < 15
+    note = next(n for n in dataset.build_manifest(0, instruments=["Acc"]) if n.midi == 85)
+    x = dataset.render_audio(note, sf).astype(np.float64) / 32768
+    assert abs(cents_off(estimate_f0(x[int(0.3 * dataset.SAMPLE_RATE) : int(1.5 * dataset.SAMPLE_RATE)]), 85)) < 15
     # An in-tune instrument needs (almost) nothing.
-    assert all(abs(c) < 12 for c in synth.tuning_corrections(sf, 40, 67).values())
+    assert all(abs(c) < 12 for c in dataset.tuning_corrections(sf, 40, 67).values())
 
 
 # ------------------------------------------------------------------ a rendered tiny set
 
 
-def test_render_writes_tinysol_layout(small_render: tuple[Path, synth.RenderSummary]) -> None:
+def test_render_writes_tinysol_layout(small_render: tuple[Path, dataset.RenderSummary]) -> None:
     out, summary = small_render
     result = parse_metadata(out / METADATA_FILENAME)
     assert result.errors == []
-    planned = synth.build_manifest(seed=7, **SMALL)
+    planned = dataset.build_manifest(seed=7, **SMALL)
     assert sorted(r.path for r in result.rows) == sorted(n.path for n in planned)
     assert summary.files == len(planned) == len(result.rows)
     assert summary.out_dir == out
@@ -205,9 +207,9 @@ def test_render_writes_tinysol_layout(small_render: tuple[Path, synth.RenderSumm
     assert "rendered" in str(summary) and str(summary.files) in str(summary) and "\n" not in str(summary)
 
 
-def test_rendered_files_are_tinysol_wavs(small_render: tuple[Path, synth.RenderSummary]) -> None:
+def test_rendered_files_are_tinysol_wavs(small_render: tuple[Path, dataset.RenderSummary]) -> None:
     out, _ = small_render
-    planned = {n.path: n for n in synth.build_manifest(seed=7, **SMALL)}
+    planned = {n.path: n for n in dataset.build_manifest(seed=7, **SMALL)}
     for path, note in planned.items():
         samples, rate, width, channels = read_wav(out / path)
         assert (rate, width, channels) == (44100, 2, 1), path
@@ -217,11 +219,11 @@ def test_rendered_files_are_tinysol_wavs(small_render: tuple[Path, synth.RenderS
         assert 0.02 * 32767 < peak < 32767, path  # audible, never clipped
 
 
-def test_rendered_pitch_and_dynamics(small_render: tuple[Path, synth.RenderSummary]) -> None:
+def test_rendered_pitch_and_dynamics(small_render: tuple[Path, dataset.RenderSummary]) -> None:
     from test_soundfont import cents_off, estimate_f0
 
     out, _ = small_render
-    planned = synth.build_manifest(seed=7, **SMALL)
+    planned = dataset.build_manifest(seed=7, **SMALL)
     peaks: dict[tuple[str, int, str | None], dict[str, float]] = defaultdict(dict)
     for note in planned:
         samples, rate, _, _ = read_wav(out / note.path)
@@ -238,24 +240,24 @@ def test_rendered_pitch_and_dynamics(small_render: tuple[Path, synth.RenderSumma
     assert compared >= 3
 
 
-def test_takes_are_never_identical(small_render: tuple[Path, synth.RenderSummary]) -> None:
+def test_takes_are_never_identical(small_render: tuple[Path, dataset.RenderSummary]) -> None:
     out, _ = small_render
-    digests = Counter((out / n.path).read_bytes()[44:] for n in synth.build_manifest(seed=7, **SMALL))
+    digests = Counter((out / n.path).read_bytes()[44:] for n in dataset.build_manifest(seed=7, **SMALL))
     assert max(digests.values()) == 1
 
 
-def test_render_is_deterministic(small_render: tuple[Path, synth.RenderSummary], tmp_path: Path) -> None:
+def test_render_is_deterministic(small_render: tuple[Path, dataset.RenderSummary], tmp_path: Path) -> None:
     out, _ = small_render
     # Same seed, one process instead of two, into a new folder: the same bytes.
     again = tmp_path / "again"
-    synth.render_dataset(again, seed=7, workers=1, progress=False, **SMALL)
+    dataset.render_dataset(again, seed=7, workers=1, progress=False, **SMALL)
     files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
     for rel in files:
         assert (out / rel).read_bytes() == (again / rel).read_bytes(), rel
     # Another seed: other audio for the same notes.
     other = tmp_path / "other"
-    synth.render_dataset(other, seed=8, workers=1, progress=False, instruments=["Fl"], max_pitches=3)
+    dataset.render_dataset(other, seed=8, workers=1, progress=False, instruments=["Fl"], max_pitches=3)
     common = [p.relative_to(other) for p in other.rglob("*.wav") if (out / p.relative_to(other)).exists()]
     assert common
     for rel in common:
@@ -264,9 +266,9 @@ def test_render_is_deterministic(small_render: tuple[Path, synth.RenderSummary],
 
 def test_rerun_into_the_same_folder(tmp_path: Path) -> None:
     out = tmp_path / "ds"
-    first = synth.render_dataset(out, seed=3, workers=1, progress=False, instruments=["Ob"], max_pitches=1)
+    first = dataset.render_dataset(out, seed=3, workers=1, progress=False, instruments=["Ob"], max_pitches=1)
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    second = synth.render_dataset(out, seed=3, workers=1, progress=False, instruments=["Ob"], max_pitches=1)
+    second = dataset.render_dataset(out, seed=3, workers=1, progress=False, instruments=["Ob"], max_pitches=1)
     after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert before == after and first.files == second.files >= 2
 
@@ -293,10 +295,10 @@ def test_spawned_workers_render_the_same_bytes(
 
     small = {"instruments": ["Ob"], "max_pitches": 1, "conditions": conditions}
     inline = tmp_path / "inline"
-    synth.render_dataset(inline, seed=5, workers=1, progress=False, **small)
-    monkeypatch.setattr(synth, "_mp_context", lambda: multiprocessing.get_context("spawn"))
+    dataset.render_dataset(inline, seed=5, workers=1, progress=False, **small)
+    monkeypatch.setattr(dataset, "_mp_context", lambda: multiprocessing.get_context("spawn"))
     spawned = tmp_path / "spawned"
-    synth.render_dataset(spawned, seed=5, workers=2, progress=False, **small)
+    dataset.render_dataset(spawned, seed=5, workers=2, progress=False, **small)
     files = [p.relative_to(inline) for p in inline.rglob("*") if p.is_file()]
     assert files
     for rel in files:
@@ -319,28 +321,28 @@ def test_dry_is_byte_identical_to_before_conditions() -> None:
     import hashlib
 
     from instropitch.synth import conditions
-    from instropitch.synth.soundfont import SoundFont, default_soundfont_path
+    from instropitch.synth.sf2 import SoundFont, default_soundfont_path
 
     sf = SoundFont.load(default_soundfont_path())
-    notes = {n.path: n for n in synth.build_manifest(0, instruments=["Vn", "Acc", "TpC"], max_pitches=1)}
+    notes = {n.path: n for n in dataset.build_manifest(0, instruments=["Vn", "Acc", "TpC"], max_pitches=1)}
     for path, digest in DRY_BEFORE_CONDITIONS.items():
         note = notes[path]
-        for condition in (None, conditions.DRY, synth.note_condition(note, "dry", "anything")):
+        for condition in (None, conditions.DRY, dataset.note_condition(note, "dry", "anything")):
             assert (
-                hashlib.sha256(synth.render_audio(note, sf, condition=condition).tobytes()).hexdigest()[:16] == digest
+                hashlib.sha256(dataset.render_audio(note, sf, condition=condition).tobytes()).hexdigest()[:16] == digest
             )
         # A note that draws `dry` among other presets is the plain render too.
         for source in map(str, range(40)):
-            if synth.note_condition(note, "dry,room,player", source).name == "dry":
+            if dataset.note_condition(note, "dry,room,player", source).name == "dry":
                 break
         else:
             pytest.fail("no source drew dry")
-        audio = synth.render_audio(note, sf, condition=synth.note_condition(note, "dry,room,player", source))
+        audio = dataset.render_audio(note, sf, condition=dataset.note_condition(note, "dry,room,player", source))
         assert hashlib.sha256(audio.tobytes()).hexdigest()[:16] == digest
 
 
 def test_default_render_is_byte_identical_to_before_conditions(
-    small_render: tuple[Path, synth.RenderSummary],
+    small_render: tuple[Path, dataset.RenderSummary],
 ) -> None:
     import hashlib
 
@@ -351,7 +353,7 @@ def test_default_render_is_byte_identical_to_before_conditions(
     assert digest.hexdigest() == SMALL_SEED7_WAVS_BEFORE_CONDITIONS
     # The CSV: the 14 TinySOL columns as they were, then Source and Condition.
     result = parse_metadata(out / METADATA_FILENAME)
-    assert result.extra_columns == synth.EXTRA_COLUMNS == ("Source", "Condition")
+    assert result.extra_columns == dataset.EXTRA_COLUMNS == ("Source", "Condition")
     extra = read_extra_columns(out / METADATA_FILENAME)
     assert set(extra.values()) == {("timgm6mb", "dry")}
 
@@ -368,29 +370,29 @@ def read_extra_columns(csv_path: Path) -> dict[str, tuple[str, str]]:
 
 
 def test_resolve_sources(tmp_path: Path) -> None:
-    from instropitch.synth.soundfont import default_soundfont_path
+    from instropitch.synth.sf2 import default_soundfont_path
 
     gm = default_soundfont_path()
-    assert synth.resolve_sources(None) == {"timgm6mb": gm}
-    assert synth.resolve_sources(str(gm)) == {"timgm6mb": gm}
-    assert synth.source_name("/usr/share/sounds/sf2/FluidR3_GM.sf2") == "fluidr3_gm"
-    assert synth.source_name("My Font (v2).sf2") == "my_font__v2_"
-    assert synth.resolve_sources([f"a={gm}", f"b={gm}"]) == {"a": gm, "b": gm}
-    assert synth.resolve_sources({"x": gm}) == {"x": gm}
+    assert dataset.resolve_sources(None) == {"timgm6mb": gm}
+    assert dataset.resolve_sources(str(gm)) == {"timgm6mb": gm}
+    assert dataset.source_name("/usr/share/sounds/sf2/FluidR3_GM.sf2") == "fluidr3_gm"
+    assert dataset.source_name("My Font (v2).sf2") == "my_font__v2_"
+    assert dataset.resolve_sources([f"a={gm}", f"b={gm}"]) == {"a": gm, "b": gm}
+    assert dataset.resolve_sources({"x": gm}) == {"x": gm}
     with pytest.raises(ValueError, match=r"two SoundFonts named 'timgm6mb'.*NAME=PATH"):
-        synth.resolve_sources([str(gm), gm])
+        dataset.resolve_sources([str(gm), gm])
     with pytest.raises(FileNotFoundError, match="nope.sf2"):
-        synth.resolve_sources([str(gm), f"b={tmp_path / 'nope.sf2'}"])
+        dataset.resolve_sources([str(gm), f"b={tmp_path / 'nope.sf2'}"])
     with pytest.raises(ValueError, match="bad source name"):
-        synth.resolve_sources({"a/b": gm})
+        dataset.resolve_sources({"a/b": gm})
 
 
 def test_note_conditions_are_seeded_per_source() -> None:
-    notes = synth.build_manifest(0, instruments=["Fl"], max_pitches=5)
+    notes = dataset.build_manifest(0, instruments=["Fl"], max_pitches=5)
     names = "room,hall,mic,distant,player"
-    a = [synth.note_condition(n, names, "a") for n in notes]
-    assert a == [synth.note_condition(n, names, "a") for n in notes]
-    b = [synth.note_condition(n, names, "b") for n in notes]
+    a = [dataset.note_condition(n, names, "a") for n in notes]
+    assert a == [dataset.note_condition(n, names, "a") for n in notes]
+    b = [dataset.note_condition(n, names, "b") for n in notes]
     assert [c.tag for c in a] != [c.tag for c in b]
     assert {c.name for c in a + b} == set(names.split(","))
 
@@ -398,17 +400,17 @@ def test_note_conditions_are_seeded_per_source() -> None:
 def test_two_sources_with_conditions(tmp_path: Path) -> None:
     import shutil
 
-    from instropitch.synth.soundfont import default_soundfont_path
+    from instropitch.synth.sf2 import default_soundfont_path
 
     copy = tmp_path / "Second_Font.sf2"
     shutil.copyfile(default_soundfont_path(), copy)
     fonts = [str(default_soundfont_path()), str(copy)]
     small = {"instruments": ["Ob", "Vc"], "max_pitches": 2}
     out = tmp_path / "two"
-    summary = synth.render_dataset(
+    summary = dataset.render_dataset(
         out, soundfont=fonts, seed=4, workers=2, progress=False, conditions="room,mic", **small
     )
-    planned = synth.build_manifest(4, **small)
+    planned = dataset.build_manifest(4, **small)
     assert sorted(p.name for p in out.iterdir()) == ["second_font", "timgm6mb"]
     assert [s.source for s in summary.sources] == ["timgm6mb", "second_font"]
     assert summary.files == 2 * len(planned) and summary.out_dir == out
@@ -424,7 +426,7 @@ def test_two_sources_with_conditions(tmp_path: Path) -> None:
         assert {src for src, _ in extra.values()} == {name}
         assert {c for _, c in extra.values()} == {"room", "mic"}
         for note in planned:
-            assert extra[note.path][1] == synth.note_condition(note, "room,mic", name).tag
+            assert extra[note.path][1] == dataset.note_condition(note, "room,mic", name).tag
             samples, rate, _, _ = read_wav(folder / note.path)
             assert rate == 44100 and len(samples) == round(note.duration_s * rate)
             assert 0.01 * 32767 < np.max(np.abs(samples.astype(np.int32))) < 32767
@@ -437,7 +439,7 @@ def test_two_sources_with_conditions(tmp_path: Path) -> None:
 
     # One process, one source at a time: the same bytes (a source does not depend on the others).
     alone = tmp_path / "alone"
-    single = synth.render_dataset(
+    single = dataset.render_dataset(
         alone, soundfont=f"second_font={copy}", seed=4, workers=1, progress=False, conditions="room,mic", **small
     )
     assert single.source == "second_font" and not single.sources and "\n" not in str(single)
@@ -450,14 +452,14 @@ def test_two_sources_with_conditions(tmp_path: Path) -> None:
 def test_unknown_condition_fails_before_writing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "never"
     with pytest.raises(ValueError, match=r"unknown render condition\(s\) 'cave'; known: dry, room, hall, mic"):
-        synth.render_dataset(out, conditions="room,cave", progress=False)
+        dataset.render_dataset(out, conditions="room,cave", progress=False)
     assert cli.main(["synth", "--out", str(out), "--conditions", "dry,cave", "--quiet"]) == 1
     assert "unknown render condition(s) 'cave'" in capsys.readouterr().err
     assert not out.exists()
 
 
 def test_cli_synth_sources_and_conditions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from instropitch.synth.soundfont import default_soundfont_path
+    from instropitch.synth.sf2 import default_soundfont_path
 
     gm = default_soundfont_path()
     out = tmp_path / "cli-sources"
@@ -468,7 +470,7 @@ def test_cli_synth_sources_and_conditions(tmp_path: Path, capsys: pytest.Capture
     assert code == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["a", "b", "total"]
-    planned = synth.build_manifest(0, scale=0.05, instruments=["Fl", "Hn"])
+    planned = dataset.build_manifest(0, scale=0.05, instruments=["Fl", "Hn"])
     for name in ("a", "b"):
         extra = read_extra_columns(out / name / METADATA_FILENAME)
         assert sorted(extra) == sorted(n.path for n in planned)

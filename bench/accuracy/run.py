@@ -268,7 +268,7 @@ def split(s: Set, test_size: float = 0.25, seed: int = 42) -> tuple[np.ndarray, 
 
 
 def protocol_ood(args, fonts: dict[str, str]) -> dict:
-    from instropitch.synth.soundfont import default_soundfont_path
+    from instropitch.synth.sf2 import default_soundfont_path
 
     work, cache = args.work, args.work / "cache"
     base_font = {"timgm6mb": str(default_soundfont_path())}
@@ -429,7 +429,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from instropitch.ml.cnn import configure_tensorflow
-    from instropitch.synth.soundfont import default_soundfont_path
+    from instropitch.synth.sf2 import default_soundfont_path
 
     configure_tensorflow()
     fonts = {"timgm6mb": str(default_soundfont_path())}

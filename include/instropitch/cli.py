@@ -7,17 +7,90 @@ runs, so `instropitch --help` and quick commands start fast.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 
 class CliError(Exception):
     """A user-facing failure: printed as one line, exit status 1."""
+
+
+MODEL_ROLES = ("pitch", "instrument")
+"""The roles `--model-version` names (the same as `serving.predictor.ROLES`, not imported: the CLI starts light)."""
+
+
+# ------------------------------------------------------------------------ argument helpers
+
+
+def parse_versions(text: str | None) -> dict[str, str]:
+    """`"pitch=3,instrument=@challenger"` -> {"pitch": "3", "instrument": "@challenger"}."""
+    if not text:
+        return {}
+    out: dict[str, str] = {}
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        role, sep, value = part.partition("=")
+        role, value = role.strip(), value.strip()
+        if not sep or role not in MODEL_ROLES or not value:
+            raise ValueError(
+                f"bad model version {part!r}: expected ROLE=VERSION or ROLE=@ALIAS with ROLE one of "
+                f"{', '.join(MODEL_ROLES)}, e.g. pitch=3,instrument=2"
+            )
+        if not (value.isdigit() or (value.startswith("@") and len(value) > 1)):
+            raise ValueError(f"bad model version {part!r}: {value!r} is neither a version number nor @alias")
+        out[role] = value
+    return out
+
+
+_GLOB_CHARS = set("*?[")
+
+
+def find_wavs(patterns: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Expand files, folders (every `*.wav` below, any case) and globs; (files, patterns matching nothing).
+
+    Order: the patterns' order, files sorted within a folder or glob; duplicates dropped.
+    A named file is kept whatever its extension (the prediction will say if it is no WAV).
+    """
+    files: list[str] = []
+    missing: list[str] = []
+    seen: set[str] = set()
+
+    def add(path: str) -> None:
+        key = os.path.normpath(path)
+        if key not in seen:
+            seen.add(key)
+            files.append(path)
+
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            found = sorted(
+                str(p) for p in path.rglob("*") if p.suffix.lower() == ".wav" and (p.is_file() or p.is_symlink())
+            )
+            if not found:
+                missing.append(f"{pattern}: no .wav files in this folder")
+            for f in found:
+                add(f)
+        elif path.exists() or path.is_symlink():
+            add(pattern)
+        elif _GLOB_CHARS & set(pattern):
+            found = sorted(glob.glob(pattern, recursive=True))
+            found = [f for f in found if not os.path.isdir(f)]
+            if not found:
+                missing.append(f"{pattern}: no file matches")
+            for f in found:
+                add(f)
+        else:
+            missing.append(f"{pattern}: no such file or folder")
+    return files, missing
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -89,7 +162,8 @@ def _tracking_uri(args: argparse.Namespace) -> str | None:
 
 def _load_predictor(args: argparse.Namespace):
     """The models a predict/export/serve command uses: an export folder, or the registry."""
-    from instropitch.serving.predictor import Predictor, PredictorError, parse_versions
+    from instropitch.serving.predictor import Predictor
+    from instropitch.serving.results import PredictorError
 
     try:
         versions = parse_versions(getattr(args, "model_version", None))
@@ -132,8 +206,6 @@ def _prediction_table(rows: list[dict]) -> str:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     import json
-
-    from instropitch.serving.predictor import find_wavs
 
     if args.top_k < 0:
         raise CliError(f"--top-k must be 0 or more, got {args.top_k}")
@@ -183,7 +255,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from instropitch.serving.predictor import PredictorError
+    from instropitch.serving.results import PredictorError
 
     predictor = _load_predictor(args)
     try:
@@ -202,7 +274,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from instropitch.serving.app import create_app
-    from instropitch.serving.predictor import Predictor, parse_versions
+    from instropitch.serving.predictor import Predictor
 
     try:
         versions = parse_versions(args.model_version)

@@ -25,16 +25,11 @@ imports this module through the plugin and must not pay for TensorFlow until a r
 
 from __future__ import annotations
 
-import glob
-import json
 import os
-import shutil
-import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +37,8 @@ import numpy as np
 
 from instropitch import audio
 from instropitch.audio.features import FeatureConfig, SpectrogramConfig, compute_features, get_preset
+from instropitch.serving.export import FEATURES_FILENAME, model_file, read_export, write_export
+from instropitch.serving.results import ModelInfo, Prediction, PredictorError, confidence
 from instropitch.tinysol import INSTRUMENT_BY_ABBR, midi_to_note_octave, midi_to_pitch
 
 ROLES: tuple[str, ...] = ("pitch", "instrument")
@@ -53,100 +50,15 @@ CHAMPION = "champion"
 ENV_EXPORT_DIR = "INSTROPITCH_EXPORT_DIR"
 """An export folder to serve instead of the registry (read by `Predictor.load`)."""
 
-EXPORT_FORMAT = "instropitch-export"
-EXPORT_VERSION = 1
-MANIFEST_FILENAME = "manifest.json"
-LABELS_FILENAME = "labels.json"
-FEATURES_FILENAME = "features.json"
-
 DEFAULT_TOP_K = 3
 DEFAULT_BATCH_SIZE = 64
 _MODEL_CHUNK = 256
 
 
-class PredictorError(RuntimeError):
-    """The models cannot be found, loaded, or do not fit together; the message says which and why."""
-
-
 # ----------------------------------------------------------------------- results
 
 
-@dataclass
-class Prediction:
-    """The answer for one file, or `error` (the reason it could not be analysed)."""
-
-    file: str
-    instrument: str | None = None
-    instrument_abbr: str | None = None
-    instrument_confidence: float | None = None
-    note: str | None = None
-    octave: int | None = None
-    pitch: str | None = None
-    midi: int | None = None
-    pitch_confidence: float | None = None
-    top_k: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    error: str | None = None
-    error_type: str | None = field(default=None, repr=False)
-    """Class name of the failure (e.g. `NotAWavError`, `SilentAudioError`, `FileNotFoundError`)."""
-    spectrograms: dict[str, np.ndarray] | None = field(default=None, repr=False)
-    """The model inputs (`pitch`, `instrument`: frames × bands), when asked for."""
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON shape: every field for a prediction, `file` and `error` for a failure."""
-        if self.error is not None:
-            return {"file": self.file, "error": self.error}
-        return {
-            "file": self.file,
-            "instrument": self.instrument,
-            "instrument_abbr": self.instrument_abbr,
-            "instrument_confidence": self.instrument_confidence,
-            "note": self.note,
-            "octave": self.octave,
-            "pitch": self.pitch,
-            "midi": self.midi,
-            "pitch_confidence": self.pitch_confidence,
-            "top_k": self.top_k,
-        }
-
-    @classmethod
-    def failure(cls, file: str, exc: BaseException) -> Prediction:
-        if isinstance(exc, audio.AudioError):
-            reason = exc.reason
-        elif isinstance(exc, OSError) and exc.strerror:
-            reason = exc.strerror
-        else:
-            reason = str(exc) or type(exc).__name__
-        return cls(file=file, error=reason, error_type=type(exc).__name__)
-
-
-def _confidence(p: float) -> float:
-    return round(float(p), 4)
-
-
 # ------------------------------------------------------------------------ models
-
-
-@dataclass
-class ModelInfo:
-    """Where one model came from: what `/models`, the manifest and the CLI report."""
-
-    role: str
-    registered_model: str | None = None
-    version: str | None = None
-    alias: str | None = None
-    test_accuracy: float | None = None
-    run_id: str | None = None
-    source_uri: str | None = None
-    feature_preset: str | None = None
-    feature_digest: str | None = None
-    data_digest: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -371,26 +283,7 @@ class Predictor:
         from instropitch.ml.cnn import configure_tensorflow
 
         root = Path(directory)
-        manifest_path = root / MANIFEST_FILENAME
-        if not manifest_path.is_file():
-            raise PredictorError(f"{root} is not an instropitch export: no {MANIFEST_FILENAME}")
-        try:
-            manifest = json.loads(manifest_path.read_text())
-            layouts = json.loads((root / LABELS_FILENAME).read_text())
-            features = FeatureConfig.from_dict(json.loads((root / FEATURES_FILENAME).read_text()))
-        except (OSError, ValueError) as exc:
-            raise PredictorError(f"{root}: cannot read the export: {exc}") from None
-        version = manifest.get("version") if isinstance(manifest, dict) else None
-        if (
-            not isinstance(manifest, dict)
-            or manifest.get("format") != EXPORT_FORMAT
-            or not isinstance(version, int)
-            or version > EXPORT_VERSION
-        ):
-            raise PredictorError(
-                f"{root}: {MANIFEST_FILENAME} is not a version {EXPORT_VERSION} {EXPORT_FORMAT} manifest "
-                f"(format {manifest.get('format') if isinstance(manifest, dict) else None!r}, version {version!r})"
-            )
+        manifest, layouts, features = read_export(root)
 
         configure_tensorflow()
         import keras
@@ -400,7 +293,7 @@ class Predictor:
             entry = (manifest.get("models") or {}).get(role)
             if not entry or role not in layouts:
                 raise PredictorError(f"{root}: the export has no {role} model")
-            path = root / Path(str(entry.get("file") or f"{role}.keras")).name  # inside the export only
+            path = model_file(root, role, entry)
             try:
                 keras_model = keras.saving.load_model(path, compile=False)
             except Exception as exc:  # Keras raises many kinds for a bad file
@@ -417,48 +310,13 @@ class Predictor:
     # ------------------------------------------------------------------ export
 
     def export(self, out_dir: str | os.PathLike) -> Path:
-        """Write a self-contained folder `from_export` can load; returns its path.
-
-        The folder is written beside `out_dir` and renamed into place when complete, so
-        `out_dir` never holds half an export. An existing export there is replaced; any
-        other non-empty folder is refused.
-        """
-        out = Path(out_dir)
-        if out.exists():
-            if not out.is_dir():
-                raise PredictorError(f"{out} exists and is not a folder")
-            if any(out.iterdir()) and not _is_export(out):
-                raise PredictorError(f"{out} is a non-empty folder that is not an instropitch export; not replacing it")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-        try:
-            staging.chmod(0o755)  # mkdtemp makes it private; an export is meant to be shared
-            manifest_models: dict[str, Any] = {}
-            layouts: dict[str, Any] = {}
-            for role, model in self.models.items():
-                filename = f"{role}.keras"
-                model.keras.save(staging / filename)
-                layouts[role] = _jsonable(model.layout)
-                manifest_models[role] = {**model.info.to_dict(), "file": filename}
-            (staging / LABELS_FILENAME).write_text(json.dumps(layouts, indent=1))
-            (staging / FEATURES_FILENAME).write_text(json.dumps(self.features.to_dict(), indent=1))
-            manifest = {
-                "format": EXPORT_FORMAT,
-                "version": EXPORT_VERSION,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "exported_from": {"source": self.source, "location": redact_uri(self.location)},
-                "feature_digest": self.features.digest(),
-                "versions": _package_versions(),
-                "models": manifest_models,
-            }
-            (staging / MANIFEST_FILENAME).write_text(json.dumps(manifest, indent=1))
-            if out.exists():
-                shutil.rmtree(out)
-            staging.rename(out)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return out
+        """Write a self-contained folder `from_export` can load (see `serving.export`); returns its path."""
+        return write_export(
+            out_dir,
+            models={role: (m.keras.save, m.layout, m.info.to_dict()) for role, m in self.models.items()},
+            features=self.features,
+            exported_from={"source": self.source, "location": redact_uri(self.location)},
+        )
 
     # --------------------------------------------------------------- describing
 
@@ -595,7 +453,7 @@ class Predictor:
             return {
                 "instrument": INSTRUMENT_BY_ABBR[abbr].name,
                 "instrument_abbr": abbr,
-                "confidence": _confidence(p_inst[j]),
+                "confidence": confidence(p_inst[j]),
             }
 
         def pitch_entry(j: int) -> dict[str, Any]:
@@ -606,7 +464,7 @@ class Predictor:
                 "note": note,
                 "octave": octave,
                 "midi": midi,
-                "confidence": _confidence(p_pitch[j]),
+                "confidence": confidence(p_pitch[j]),
             }
 
         best_inst = instrument_entry(int(inst_order[0]))
@@ -662,91 +520,3 @@ def redact_uri(uri: str) -> str:
     if "@" not in parts.netloc:
         return uri
     return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
-
-
-def _is_export(path: Path) -> bool:
-    try:
-        return json.loads((path / MANIFEST_FILENAME).read_text()).get("format") == EXPORT_FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
-
-
-def _package_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {}
-    for dist in ("instropitch", "keras", "tensorflow-cpu", "tensorflow", "numpy", "mlflow"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def parse_versions(text: str | None) -> dict[str, str]:
-    """`"pitch=3,instrument=@challenger"` -> {"pitch": "3", "instrument": "@challenger"}."""
-    if not text:
-        return {}
-    out: dict[str, str] = {}
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        role, sep, value = part.partition("=")
-        role, value = role.strip(), value.strip()
-        if not sep or role not in ROLES or not value:
-            raise ValueError(
-                f"bad model version {part!r}: expected ROLE=VERSION or ROLE=@ALIAS with ROLE one of "
-                f"{', '.join(ROLES)}, e.g. pitch=3,instrument=2"
-            )
-        if not (value.isdigit() or (value.startswith("@") and len(value) > 1)):
-            raise ValueError(f"bad model version {part!r}: {value!r} is neither a version number nor @alias")
-        out[role] = value
-    return out
-
-
-_GLOB_CHARS = set("*?[")
-
-
-def find_wavs(patterns: Iterable[str]) -> tuple[list[str], list[str]]:
-    """Expand files, folders (every `*.wav` below, any case) and globs; (files, patterns matching nothing).
-
-    Order: the patterns' order, files sorted within a folder or glob; duplicates dropped.
-    A named file is kept whatever its extension (the prediction will say if it is no WAV).
-    """
-    files: list[str] = []
-    missing: list[str] = []
-    seen: set[str] = set()
-
-    def add(path: str) -> None:
-        key = os.path.normpath(path)
-        if key not in seen:
-            seen.add(key)
-            files.append(path)
-
-    for pattern in patterns:
-        path = Path(pattern)
-        if path.is_dir():
-            found = sorted(
-                str(p) for p in path.rglob("*") if p.suffix.lower() == ".wav" and (p.is_file() or p.is_symlink())
-            )
-            if not found:
-                missing.append(f"{pattern}: no .wav files in this folder")
-            for f in found:
-                add(f)
-        elif path.exists() or path.is_symlink():
-            add(pattern)
-        elif _GLOB_CHARS & set(pattern):
-            found = sorted(glob.glob(pattern, recursive=True))
-            found = [f for f in found if not os.path.isdir(f)]
-            if not found:
-                missing.append(f"{pattern}: no file matches")
-            for f in found:
-                add(f)
-        else:
-            missing.append(f"{pattern}: no such file or folder")
-    return files, missing

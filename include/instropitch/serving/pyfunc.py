@@ -88,7 +88,7 @@ class InstroPitchModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         # pd.DataFrame hints: MLflow infers no schema from them (the logged signature is explicit)
-        from instropitch.serving.predictor import Prediction
+        from instropitch.serving.results import Prediction
 
         if self._predictor is None:
             raise RuntimeError("the model is not loaded (load it with mlflow.pyfunc.load_model)")

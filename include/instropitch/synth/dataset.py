@@ -2,7 +2,7 @@
 
 `build_manifest` plans the notes (which instrument, pitch, dynamics, string or take, fold,
 length) the way TinySOL v6.0 is laid out; `render_dataset` renders them in parallel
-processes with `instropitch.synth.soundfont` and writes `TinySOL_metadata.csv`.
+processes with `instropitch.synth.sf2` and writes `TinySOL_metadata.csv`.
 
 Several SoundFonts make several *sources* (one TinySOL tree each, same manifest), and
 render-condition presets (`instropitch.synth.conditions`: rooms, microphones, distance, player)
@@ -37,7 +37,8 @@ from scipy.signal import lfilter
 
 from instropitch import tinysol
 from instropitch.synth import conditions as cond
-from instropitch.synth.soundfont import SoundFont, Voice, default_soundfont_path
+from instropitch.synth import player
+from instropitch.synth.sf2 import SoundFont, Voice, default_soundfont_path
 from instropitch.tinysol import INSTRUMENT_BY_ABBR, INSTRUMENTS, Instrument, MetadataRow
 
 SAMPLE_RATE = 44100
@@ -366,7 +367,7 @@ def voice_tuning_error(sf: SoundFont, voice: Voice, midi: int, shift_cents: floa
     error. Errors over 100 cents are distrusted (0 is returned).
     """
     sr = SAMPLE_RATE
-    y = sf.render_voices([voice], 0.9, sr, 0.0, detune_cents=shift_cents).astype(np.float64)
+    y = player.render_voices(sf, [voice], 0.9, sr, 0.0, detune_cents=shift_cents).astype(np.float64)
     seg = y[int(0.3 * sr) :]
     if not np.any(seg):
         return 0.0
@@ -429,7 +430,9 @@ def render_audio(
         depth *= rng.uniform(0.6, 1.3)
     if perf is not None:
         rate, depth = perf.vibrato(rate, depth, may_add=inst.abbr != "Acc")  # no vibrato on free reeds
-    y = sf.render_voices(voices, hold, sample_rate, release, detune_cents=cents, vibrato_hz=rate, vibrato_cents=depth)
+    y = player.render_voices(
+        sf, voices, hold, sample_rate, release, detune_cents=cents, vibrato_hz=rate, vibrato_cents=depth
+    )
 
     # Take-to-take colour: a random share of a gentle low-pass (lower strings darker).
     darker = rng.uniform(0.0, 0.35) + (0.08 * (row.string_id - 1) if row.string_id else 0.0)

@@ -1,0 +1,95 @@
+"""What a prediction answers and where its models came from: plain data, no models here.
+
+`Prediction` is the answer for one file (or the reason it could not be analysed), in the
+shape the CLI's `--json`, the HTTP API and the pyfunc model give; `ModelInfo` says which
+registered version or export a model is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from instropitch import audio
+
+
+class PredictorError(RuntimeError):
+    """The models cannot be found, loaded, or do not fit together; the message says which and why."""
+
+
+@dataclass
+class Prediction:
+    """The answer for one file, or `error` (the reason it could not be analysed)."""
+
+    file: str
+    instrument: str | None = None
+    instrument_abbr: str | None = None
+    instrument_confidence: float | None = None
+    note: str | None = None
+    octave: int | None = None
+    pitch: str | None = None
+    midi: int | None = None
+    pitch_confidence: float | None = None
+    top_k: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    error: str | None = None
+    error_type: str | None = field(default=None, repr=False)
+    """Class name of the failure (e.g. `NotAWavError`, `SilentAudioError`, `FileNotFoundError`)."""
+    spectrograms: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    """The model inputs (`pitch`, `instrument`: frames × bands), when asked for."""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape: every field for a prediction, `file` and `error` for a failure."""
+        if self.error is not None:
+            return {"file": self.file, "error": self.error}
+        return {
+            "file": self.file,
+            "instrument": self.instrument,
+            "instrument_abbr": self.instrument_abbr,
+            "instrument_confidence": self.instrument_confidence,
+            "note": self.note,
+            "octave": self.octave,
+            "pitch": self.pitch,
+            "midi": self.midi,
+            "pitch_confidence": self.pitch_confidence,
+            "top_k": self.top_k,
+        }
+
+    @classmethod
+    def failure(cls, file: str, exc: BaseException) -> Prediction:
+        if isinstance(exc, audio.AudioError):
+            reason = exc.reason
+        elif isinstance(exc, OSError) and exc.strerror:
+            reason = exc.strerror
+        else:
+            reason = str(exc) or type(exc).__name__
+        return cls(file=file, error=reason, error_type=type(exc).__name__)
+
+
+def confidence(p: float) -> float:
+    """A probability as shown to people: rounded to 4 places."""
+    return round(float(p), 4)
+
+
+@dataclass
+class ModelInfo:
+    """Where one model came from: what `/models`, the manifest and the CLI report."""
+
+    role: str
+    registered_model: str | None = None
+    version: str | None = None
+    alias: str | None = None
+    test_accuracy: float | None = None
+    run_id: str | None = None
+    source_uri: str | None = None
+    feature_preset: str | None = None
+    feature_digest: str | None = None
+    data_digest: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

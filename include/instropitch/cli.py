@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 
 class CliError(Exception):
@@ -409,12 +410,26 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `instropitch` parser: one sub-command per `_add_*` below, each bound to its `_cmd_*`."""
     parser = argparse.ArgumentParser(
         prog="instropitch",
         description="Which instrument plays this note, and which note is it? (TinySOL, Airflow, MLflow)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_synth(sub)
+    _add_demo(sub)
+    _add_up(sub)
+    _add_stack(sub)
+    _add_dataset(sub)
+    _add_runs(sub)
+    _add_predict(sub)
+    _add_export(sub)
+    _add_serve(sub)
+    return parser
 
+
+def _add_synth(sub: Any) -> None:
+    """`synth`: render a synthetic TinySOL from one or several SoundFonts."""
     p = sub.add_parser("synth", help="render a synthetic TinySOL-layout dataset from a SoundFont")
     p.add_argument("--out", required=True, help="folder to write (TinySOL layout + TinySOL_metadata.csv)")
     p.add_argument(
@@ -439,6 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_synth)
 
+
+def _add_demo(sub: Any) -> None:
+    """`demo`: the whole pipeline on embedded services."""
     p = sub.add_parser("demo", help="run the whole pipeline on embedded services (what `make demo` runs)")
     p.add_argument("--home", help="where data and services live (default: $INSTROPITCH_HOME or ./.instropitch)")
     p.add_argument(
@@ -456,12 +474,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_demo)
 
+
+def _add_up(sub: Any) -> None:
+    """`up`: the local Airflow services, MLflow and the embedded stack."""
     p = sub.add_parser("up", help="real Airflow services (web UI, scheduler, ...) + MLflow on localhost, no Docker")
     p.add_argument("--home", help="where data and services live (default: $INSTROPITCH_HOME or ./.instropitch)")
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the full synthetic set to upload")
     p.add_argument("--seed", type=int, default=0, help="synthesis seed")
     p.set_defaults(func=_cmd_up)
 
+
+def _add_stack(sub: Any) -> None:
+    """`stack up/down/status`: the embedded PostgreSQL and S3 server."""
     p = sub.add_parser("stack", help="start/stop the embedded PostgreSQL and S3 server")
     p.add_argument("action", choices=["up", "down", "status"])
     p.add_argument("--home", help="where data and services live (default: $INSTROPITCH_HOME or ./.instropitch)")
@@ -477,6 +501,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_stack)
 
+
+def _add_dataset(sub: Any) -> None:
+    """`dataset download`: the real TinySOL."""
     p = sub.add_parser("dataset", help="the real TinySOL dataset")
     dsub = p.add_subparsers(dest="dataset_command", required=True, metavar="ACTION")
     d = dsub.add_parser("download", help="download, verify and extract TinySOL.tar.gz from Zenodo")
@@ -487,6 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=_cmd_dataset_download)
 
+
+def _add_runs(sub: Any) -> None:
+    """`runs`: recent training runs side by side."""
     p = sub.add_parser("runs", help="recent training runs side by side (test accuracy, version, champion)")
     p.add_argument("--experiment", default="instropitch", help="MLflow experiment (default: instropitch)")
     p.add_argument("--max-results", type=int, default=20, help="at most this many runs, newest first")
@@ -496,6 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_runs)
 
+
+def _add_predict(sub: Any) -> None:
+    """`predict`: instrument and note of WAV files."""
     p = sub.add_parser("predict", help="which instrument plays these WAVs, and which note is it?")
     p.add_argument("paths", nargs="+", metavar="PATH", help="WAV files, folders (every *.wav below) or globs")
     p.add_argument("--top-k", type=int, default=3, help="alternatives listed per model in JSON (default: 3)")
@@ -507,11 +540,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     p.set_defaults(func=_cmd_predict)
 
+
+def _add_export(sub: Any) -> None:
+    """`export`: the serving models as a folder."""
     p = sub.add_parser("export", help="write the serving models to a self-contained folder (no MLflow needed)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write (an earlier export there is replaced)")
     _add_model_options(p, export=False)
     p.set_defaults(func=_cmd_export, from_export=None)
 
+
+def _add_serve(sub: Any) -> None:
+    """`serve`: the page and the HTTP API."""
     p = sub.add_parser("serve", help="the prediction web page and HTTP API (POST /predict)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1; 0.0.0.0 exposes it)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
@@ -519,8 +558,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-duration", type=float, default=60.0, help="longest audio accepted, seconds (default: 60)")
     _add_model_options(p)
     p.set_defaults(func=_cmd_serve)
-
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

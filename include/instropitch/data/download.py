@@ -183,6 +183,26 @@ def fetch(
     return target
 
 
+class _Retries:
+    """Failures in a row, with exponential backoff (or the server's Retry-After) between tries."""
+
+    def __init__(self, url: str, retries: int, backoff: float):
+        self.url, self.retries, self.backoff = url, retries, backoff
+        self.failures = 0
+
+    def wait_or_give_up(self, what: str, wait: float = 0.0) -> None:
+        self.failures += 1
+        if self.failures > self.retries:
+            raise DownloadError(f"{self.url}: {what} (gave up after {self.failures} attempts)")
+        delay = max(min(self.backoff * 2 ** (self.failures - 1), MAX_BACKOFF), wait)
+        log.warning("%s: %s; retrying in %.1f s (%d/%d)", self.url, what, delay, self.failures, self.retries)
+        time.sleep(delay)
+
+
+_RETRY = object()
+"""`_response_mode`'s answer when the attempt failed in a way worth another try."""
+
+
 def _download_part(
     url: str,
     part: Path,
@@ -195,31 +215,11 @@ def _download_part(
     timeout: tuple[float, float],
 ) -> None:
     """Bring `part` to the whole remote file (as far as HTTP can tell); checks come after."""
-    failures = 0
-
-    def give_up_or_wait(what: str, wait: float = 0.0) -> None:
-        nonlocal failures
-        failures += 1
-        if failures > retries:
-            raise DownloadError(f"{url}: {what} (gave up after {failures} attempts)")
-        delay = max(min(backoff * 2 ** (failures - 1), MAX_BACKOFF), wait)
-        log.warning("%s: %s; retrying in %.1f s (%d/%d)", url, what, delay, failures, retries)
-        time.sleep(delay)
-
-    with tqdm(
-        total=size,
-        unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
-        desc=part.name[: -len(PART_SUFFIX)],
-        disable=not progress,
-    ) as bar:
+    retry = _Retries(url, retries, backoff)
+    desc = part.name[: -len(PART_SUFFIX)]
+    with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, disable=not progress) as bar:
         while True:
-            have = part.stat().st_size if part.exists() else 0
-            if size is not None and have > size:
-                log.warning("%s holds %d bytes, more than the expected %d; starting over", part, have, size)
-                part.unlink()
-                have = 0
+            have = _bytes_kept(part, size)
             if size is not None and have == size:
                 return  # complete as far as the size goes; the md5 check decides
             headers = {"Accept-Encoding": "identity"}
@@ -229,71 +229,101 @@ def _download_part(
             try:
                 response = session.get(url, headers=headers, stream=True, timeout=timeout)
             except requests.RequestException as exc:
-                give_up_or_wait(f"{type(exc).__name__}: {exc}")
+                retry.wait_or_give_up(f"{type(exc).__name__}: {exc}")
                 continue
-
             with response:
-                status = response.status_code
-                if status == 416 and have:
+                if response.status_code == 416 and have:
                     return  # nothing past `have`: the part file already holds everything
-                if status in RETRY_STATUSES:
-                    give_up_or_wait(f"HTTP {status} {response.reason}", _retry_after(response))
+                got = _response_mode(response, url, part, have, retry)
+                if got is _RETRY:
                     continue
-                if status == 206:
-                    content_range = _parse_content_range(response.headers.get("Content-Range"))
-                    if content_range is None or content_range[0] != have:
-                        log.warning("%s answered Range bytes=%d- with %s; starting over", url, have, content_range)
-                        part.unlink()
-                        give_up_or_wait("server sent the wrong byte range")
-                        continue
-                    mode, total = "ab", content_range[1]
-                elif status == 200:
-                    if have:
-                        log.info("%s ignored the Range request; downloading from the start", url)
-                    mode, have = "wb", 0
-                    length = response.headers.get("Content-Length", "")
-                    encoded = response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
-                    total = int(length) if length.isdigit() and not encoded else None
-                else:
-                    raise DownloadError(f"{url}: HTTP {status} {response.reason}")
-
-                if size is not None and total is not None and total != size:
-                    part.unlink(missing_ok=True)
-                    raise DownloadError(
-                        f"{url}: size mismatch: expected {size:,} bytes, the server offers {total:,}; "
-                        "is this the right URL (or --size)?"
-                    )
-                free = shutil.disk_usage(part.parent).free
+                mode, total = got
+                have = 0 if mode == "wb" else have
                 expected_total = size if size is not None else total
-                if expected_total is not None and free < expected_total - have:
-                    raise DownloadError(
-                        f"{url}: not enough disk space in {part.parent}: need {expected_total - have:,} bytes, "
-                        f"{free:,} free"
-                    )
-
+                _check_room(url, part, size, total, have)
                 bar.reset(total=expected_total)
                 bar.update(have)
                 written = 0
                 try:
-                    with open(part, mode) as fh:
-                        # raw bytes exactly as served: never let a Content-Encoding header un-gzip the archive
-                        for chunk in response.raw.stream(CHUNK_SIZE, decode_content=False):
-                            fh.write(chunk)
-                            written += len(chunk)
-                            bar.update(len(chunk))
-                            if size is not None and have + written > size:
-                                fh.close()
-                                part.unlink()
-                                raise DownloadError(
-                                    f"{url}: size mismatch: expected {size:,} bytes, the server sent more; "
-                                    "deleted the download"
-                                )
+                    written = _append_body(response, part, mode, url, have, size, bar)
                 except _TRANSIENT_ERRORS as exc:
-                    if written:
-                        failures = 0  # progress was made: only failures in a row count
-                    give_up_or_wait(f"connection lost after {have + written:,} bytes ({type(exc).__name__})")
+                    if part.exists() and part.stat().st_size > have:
+                        retry.failures = 0  # progress was made: only failures in a row count
+                    retry.wait_or_give_up(
+                        f"connection lost after {part.stat().st_size if part.exists() else have + written:,} bytes "
+                        f"({type(exc).__name__})"
+                    )
                     continue
                 return
+
+
+def _bytes_kept(part: Path, size: int | None) -> int:
+    """How much of an earlier attempt to keep: all of it, unless it is longer than the file can be."""
+    have = part.stat().st_size if part.exists() else 0
+    if size is not None and have > size:
+        log.warning("%s holds %d bytes, more than the expected %d; starting over", part, have, size)
+        part.unlink()
+        return 0
+    return have
+
+
+def _response_mode(response: requests.Response, url: str, part: Path, have: int, retry: _Retries) -> Any:
+    """("ab" to append or "wb" to start over, the full size the server states or None), or `_RETRY`."""
+    status = response.status_code
+    if status in RETRY_STATUSES:
+        retry.wait_or_give_up(f"HTTP {status} {response.reason}", _retry_after(response))
+        return _RETRY
+    if status == 206:
+        content_range = _parse_content_range(response.headers.get("Content-Range"))
+        if content_range is None or content_range[0] != have:
+            log.warning("%s answered Range bytes=%d- with %s; starting over", url, have, content_range)
+            part.unlink()
+            retry.wait_or_give_up("server sent the wrong byte range")
+            return _RETRY
+        return "ab", content_range[1]
+    if status == 200:
+        if have:
+            log.info("%s ignored the Range request; downloading from the start", url)
+        length = response.headers.get("Content-Length", "")
+        encoded = response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+        return "wb", (int(length) if length.isdigit() and not encoded else None)
+    raise DownloadError(f"{url}: HTTP {status} {response.reason}")
+
+
+def _check_room(url: str, part: Path, size: int | None, total: int | None, have: int) -> None:
+    """Refuse a server that offers another size than expected, or a disk too small for the rest."""
+    if size is not None and total is not None and total != size:
+        part.unlink(missing_ok=True)
+        raise DownloadError(
+            f"{url}: size mismatch: expected {size:,} bytes, the server offers {total:,}; "
+            "is this the right URL (or --size)?"
+        )
+    free = shutil.disk_usage(part.parent).free
+    expected_total = size if size is not None else total
+    if expected_total is not None and free < expected_total - have:
+        raise DownloadError(
+            f"{url}: not enough disk space in {part.parent}: need {expected_total - have:,} bytes, {free:,} free"
+        )
+
+
+def _append_body(
+    response: requests.Response, part: Path, mode: str, url: str, have: int, size: int | None, bar: Any
+) -> int:
+    """Write the body to `part` (raw bytes exactly as served); the bytes written."""
+    written = 0
+    with open(part, mode) as fh:
+        # never let a Content-Encoding header un-gzip the archive
+        for chunk in response.raw.stream(CHUNK_SIZE, decode_content=False):
+            fh.write(chunk)
+            written += len(chunk)
+            bar.update(len(chunk))
+            if size is not None and have + written > size:
+                fh.close()
+                part.unlink()
+                raise DownloadError(
+                    f"{url}: size mismatch: expected {size:,} bytes, the server sent more; deleted the download"
+                )
+    return written
 
 
 # ------------------------------------------------------------------------- extract

@@ -270,22 +270,8 @@ def create_snapshot(
     used is kept in `Snapshot.stratify`. With one source the split is the one of
     instrument x MIDI alone, as before sources existed.
     """
-    from sklearn.model_selection import train_test_split
-
     paths_a = np.asarray(paths).astype(str)
-    n = len(paths_a)
-    if n < 2:
-        raise ValueError(f"a snapshot needs at least 2 notes, got {n}")
-    source_a = np.full(n, DEFAULT_SOURCE) if source is None else np.asarray(source).astype(str)
-    if len(source_a) != n:
-        raise ValueError(f"source has {len(source_a)} rows, paths has {n}")
-    bad_names = sorted({s for s in source_a.tolist() if not s})
-    if bad_names:
-        raise ValueError("source names must not be empty")
-    keys = list(zip(source_a.tolist(), paths_a.tolist(), strict=True))
-    if len(set(keys)) != n:
-        dupes = [f"{s}:{p}" if source is not None else p for (s, p), c in Counter(keys).items() if c > 1][:3]
-        raise ValueError(f"(source, path) pairs must be unique; duplicated: {dupes}")
+    source_a = np.full(len(paths_a), DEFAULT_SOURCE) if source is None else np.asarray(source).astype(str)
     columns = {
         "midi": np.asarray(midi),
         "instrument": np.asarray(instrument).astype(str),
@@ -293,42 +279,17 @@ def create_snapshot(
         "pitch": np.asarray(pitch),
         "instrument_spec": np.asarray(instrument_spec),
     }
-    for name, column in columns.items():
-        if len(column) != n:
-            raise ValueError(f"{name} has {len(column)} rows, paths has {n}")
-    if not 0.0 < test_size < 1.0:
-        raise ValueError(f"test_size must be in (0, 1), got {test_size}")
-    unknown = sorted(set(columns["instrument"].tolist()) - set(INSTRUMENT_ABBRS))
-    if unknown:
-        raise ValueError(f"unknown instrument abbreviations {unknown}; expected TinySOL's {list(INSTRUMENT_ABBRS)}")
-    midi_i = columns["midi"].astype(np.int64)
-    outside = sorted({int(m) for m in midi_i if not MIDI_CLASSES[0] <= m <= MIDI_CLASSES[-1]})
-    if outside:
-        raise ValueError(f"MIDI numbers {outside} are outside {MIDI_CLASSES[0]}..{MIDI_CLASSES[-1]} (MIDI_CLASSES)")
+    _check_rows(paths_a, source_a, columns, test_size, sources_given=source is not None)
 
     order = np.lexsort((paths_a, source_a))  # by source, then path
     source_s = source_a[order]
     paths_s = paths_a[order]
-    midi_s = midi_i[order]
+    midi_s = columns["midi"].astype(np.int64)[order]
     instrument_s = columns["instrument"][order]
     fold_s = columns["fold"].astype(np.int64)[order]
     pitch_s = np.ascontiguousarray(columns["pitch"][order], dtype=np.float32)
     inst_s = np.ascontiguousarray(columns["instrument_spec"][order], dtype=np.float32)
-
-    index = np.arange(n)
-    attempts = [("instrument+midi", strata(instrument_s, midi_s)), ("instrument", instrument_s), ("none", None)]
-    if len(set(source_s.tolist())) > 1:
-        attempts.insert(0, ("source+instrument+midi", strata(instrument_s, midi_s, source_s)))
-    rule, test_idx = "none", index[:0]
-    for candidate, labels in attempts:
-        try:
-            _, test_idx = train_test_split(index, test_size=test_size, random_state=seed, stratify=labels)
-        except ValueError:
-            continue
-        rule = candidate
-        break
-    is_test = np.zeros(n, dtype=bool)
-    is_test[test_idx] = True
+    rule, is_test = _stratified_test_rows(source_s, instrument_s, midi_s, test_size, seed)
 
     digest = _digest(source_s, paths_s, midi_s, instrument_s, fold_s, pitch_s, inst_s, is_test)
     return Snapshot(
@@ -347,6 +308,58 @@ def create_snapshot(
         stratify=rule,
         source=source_s,
     )
+
+
+def _check_rows(
+    paths: np.ndarray, source: np.ndarray, columns: dict[str, np.ndarray], test_size: float, *, sources_given: bool
+) -> None:
+    """Refuse, with the reason, what would make a wrong snapshot: lengths, duplicates, unknown labels."""
+    n = len(paths)
+    if n < 2:
+        raise ValueError(f"a snapshot needs at least 2 notes, got {n}")
+    if len(source) != n:
+        raise ValueError(f"source has {len(source)} rows, paths has {n}")
+    if any(not s for s in source.tolist()):
+        raise ValueError("source names must not be empty")
+    keys = list(zip(source.tolist(), paths.tolist(), strict=True))
+    if len(set(keys)) != n:
+        dupes = [f"{s}:{p}" if sources_given else p for (s, p), c in Counter(keys).items() if c > 1][:3]
+        raise ValueError(f"(source, path) pairs must be unique; duplicated: {dupes}")
+    for name, column in columns.items():
+        if len(column) != n:
+            raise ValueError(f"{name} has {len(column)} rows, paths has {n}")
+    if not 0.0 < test_size < 1.0:
+        raise ValueError(f"test_size must be in (0, 1), got {test_size}")
+    unknown = sorted(set(columns["instrument"].tolist()) - set(INSTRUMENT_ABBRS))
+    if unknown:
+        raise ValueError(f"unknown instrument abbreviations {unknown}; expected TinySOL's {list(INSTRUMENT_ABBRS)}")
+    midi = columns["midi"].astype(np.int64)
+    outside = sorted({int(m) for m in midi if not MIDI_CLASSES[0] <= m <= MIDI_CLASSES[-1]})
+    if outside:
+        raise ValueError(f"MIDI numbers {outside} are outside {MIDI_CLASSES[0]}..{MIDI_CLASSES[-1]} (MIDI_CLASSES)")
+
+
+def _stratified_test_rows(
+    source: np.ndarray, instrument: np.ndarray, midi: np.ndarray, test_size: float, seed: int
+) -> tuple[str, np.ndarray]:
+    """(the stratification rule that worked, the test mask): the finest strata the data allow."""
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(midi))
+    attempts = [("instrument+midi", strata(instrument, midi)), ("instrument", instrument), ("none", None)]
+    if len(set(source.tolist())) > 1:
+        attempts.insert(0, ("source+instrument+midi", strata(instrument, midi, source)))
+    rule, test_idx = "none", index[:0]
+    for candidate, labels in attempts:
+        try:
+            _, test_idx = train_test_split(index, test_size=test_size, random_state=seed, stratify=labels)
+        except ValueError:
+            continue
+        rule = candidate
+        break
+    is_test = np.zeros(len(midi), dtype=bool)
+    is_test[test_idx] = True
+    return rule, is_test
 
 
 # ------------------------------------------------------------------ MLflow transport

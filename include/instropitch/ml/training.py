@@ -345,6 +345,51 @@ def source_metrics(heldout: dict[str, dict[str, float]], in_distribution: dict[s
     return metrics
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """The snapshot as one model sees it: inputs, labels, and which rows fit, validate and test."""
+
+    x: np.ndarray
+    y: np.ndarray
+    class_names: list[str]
+    sources: np.ndarray
+    train: np.ndarray
+    test: np.ndarray
+    fit: np.ndarray
+    val: np.ndarray
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        return int(self.x.shape[1]), int(self.x.shape[2])
+
+    @property
+    def source_names(self) -> list[str]:
+        return sorted(set(self.sources.tolist()))
+
+
+def _rows_for(spec: ModelSpec, snapshot: Snapshot) -> _Rows:
+    """Check the snapshot fits the spec and carve the validation rows from its training part."""
+    if spec.features and snapshot.feature_preset and spec.features != snapshot.feature_preset:
+        raise ValueError(
+            f"model {spec.name!r} wants features preset {spec.features!r}, "
+            f"but the snapshot was computed with {snapshot.feature_preset!r}"
+        )
+    x_all = snapshot.inputs_for(spec)
+    y_all, class_names = snapshot.labels_for(spec)
+    train_rows = np.flatnonzero(~snapshot.is_test)
+    fit_rows, val_rows = fit_validation_rows(y_all, train_rows, spec.training.validation_split, spec.training.seed)
+    return _Rows(
+        x=x_all,
+        y=y_all,
+        class_names=list(class_names),
+        sources=np.asarray(snapshot.source).astype(str),
+        train=train_rows,
+        test=np.flatnonzero(snapshot.is_test),
+        fit=fit_rows,
+        val=val_rows,
+    )
+
+
 def train_and_log(
     spec: ModelSpec,
     snapshot: Snapshot,
@@ -365,38 +410,12 @@ def train_and_log(
 
     configure_tensorflow()
     import mlflow
-    import yaml
-    from mlflow.models import infer_signature
 
-    if spec.features and snapshot.feature_preset and spec.features != snapshot.feature_preset:
-        raise ValueError(
-            f"model {spec.name!r} wants features preset {spec.features!r}, "
-            f"but the snapshot was computed with {snapshot.feature_preset!r}"
-        )
-    t = spec.training
-    epochs = t.epochs if epochs_override is None else int(epochs_override)
+    epochs = spec.training.epochs if epochs_override is None else int(epochs_override)
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
-
-    x_all = snapshot.inputs_for(spec)
-    y_all, class_names = snapshot.labels_for(spec)
-    sources = np.asarray(snapshot.source).astype(str)
-    n_classes = len(class_names)
-    train_rows = np.flatnonzero(~snapshot.is_test)
-    test_rows = np.flatnonzero(snapshot.is_test)
-    fit_rows, val_rows = fit_validation_rows(y_all, train_rows, t.validation_split, t.seed)
-    x_fit, y_fit = x_all[fit_rows], y_all[fit_rows]
-    x_val, y_val = x_all[val_rows], y_all[val_rows]
-    x_test, y_test = x_all[test_rows], y_all[test_rows]
-    input_shape = (int(x_all.shape[1]), int(x_all.shape[2]))
-    source_names = sorted(set(sources.tolist()))
-
-    client = mlflow.MlflowClient()
-    if parent_run_id:
-        experiment_id = client.get_run(parent_run_id).info.experiment_id
-    else:
-        experiment_id = mlflow.set_experiment(experiment).experiment_id
-    info = label_info(spec, snapshot, input_shape)
+    rows = _rows_for(spec, snapshot)
+    info = label_info(spec, snapshot, rows.input_shape)
     run_tags = {
         TAG_KIND: "train",
         TAG_MODEL: spec.name,
@@ -404,8 +423,12 @@ def train_and_log(
         TAG_INPUT: spec.input,
         TAG_DATA_DIGEST: snapshot.digest,
         TAG_FEATURE_DIGEST: snapshot.feature_digest,
-        TAG_CLASSES: ",".join(class_names),
+        TAG_CLASSES: ",".join(rows.class_names),
     }
+    if parent_run_id:
+        experiment_id = mlflow.MlflowClient().get_run(parent_run_id).info.experiment_id
+    else:
+        experiment_id = mlflow.set_experiment(experiment).experiment_id
     with mlflow.start_run(
         experiment_id=experiment_id,
         run_name=f"train-{spec.name}",
@@ -414,122 +437,167 @@ def train_and_log(
         tags=run_tags,
         description=spec.description or None,
     ) as run:
-        run_id = run.info.run_id
-        mlflow.log_params(spec.to_params())
-        mlflow.log_params(
-            {
-                "training.epochs_effective": epochs,
-                "data.n_fit": len(fit_rows),
-                "data.n_val": len(val_rows),
-                "data.n_test": len(test_rows),
-                "data.input_shape": f"{input_shape[0]}x{input_shape[1]}",
-                "data.n_classes": n_classes,
-                "data.snapshot_seed": snapshot.seed,
-                "data.test_size": snapshot.test_size,
-                "data.stratify": snapshot.stratify,
-                "data.feature_preset": snapshot.feature_preset,
-                "data.sources": ",".join(source_names)[:500],
-            }
-        )
-        if spec.source is not None and spec.source.exists():
-            mlflow.log_artifact(str(spec.source), artifact_path="spec")
-        else:
-            mlflow.log_text(yaml.safe_dump(spec.to_params(), sort_keys=False), f"spec/{spec.name}.yaml")
-        mlflow.log_dict(info, LABELS_FILENAME)
-
-        heldout: dict[str, dict[str, float]] = {}
-        started = time.perf_counter()
-        if t.leave_one_source_out and len(source_names) > 1 and epochs > 0:
-            heldout = leave_one_source_out(spec, x_all, y_all, sources, train_rows, n_classes, epochs=epochs)
-        heldout_time = time.perf_counter() - started
-
-        started = time.perf_counter()
-        model, history = fit_model(
-            spec,
-            x_fit,
-            y_fit,
-            x_val,
-            y_val,
-            n_classes,
-            epochs=epochs,
-            groups=sources[fit_rows],
-            callbacks=[_epoch_logger()],
-        )
-        training_time = time.perf_counter() - started
-
-        y_pred = predict_classes(model, x_test)
-        metrics = evaluation_metrics(spec, y_test, y_pred)
-        in_distribution = {
-            name: float(np.mean(y_pred[sources[test_rows] == name] == y_test[sources[test_rows] == name]))
-            for name in source_names
-            if np.any(sources[test_rows] == name)
-        }
-        metrics.update(source_metrics(heldout, in_distribution))
-        metrics["training_time_s"] = training_time
-        if heldout:
-            metrics["heldout_training_time_s"] = heldout_time
-        metrics["epochs_trained"] = float(len(history.get("loss", [])))
-        if history.get("val_loss"):
-            monitor = t.early_stopping.monitor if t.early_stopping else "val_loss"
-            curve = history[monitor]
-            metrics["best_epoch"] = float(np.argmin(curve) if monitor == "val_loss" else np.argmax(curve))
-            for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-                if history.get(key):
-                    metrics[f"final_{key}"] = float(history[key][-1])
+        _log_recipe_and_data(spec, snapshot, rows, epochs, info)
+        model, metrics, y_pred = _fit_and_score(spec, rows, epochs)
         mlflow.log_metrics(metrics)
-
-        if len(y_test):
-            mlflow.log_text(classification_table(y_test, y_pred, class_names).to_csv(), "classification_report.csv")
-            mlflow.log_text(
-                _accuracy_by_instrument(snapshot, test_rows, y_test == y_pred), "accuracy_by_instrument.csv"
-            )
-            title = f"{spec.name}: test accuracy {metrics['test_accuracy']:.3f}"
-            _log_figure(confusion_figure(y_test, y_pred, class_names, title), "confusion_matrix.png")
-            _log_figure(
-                misclassified_figure(x_test, y_test, y_pred, snapshot.paths[test_rows], class_names),
-                "misclassified.png",
-            )
-
-        example = x_fit[:2].astype(np.float32)
-        signature = infer_signature(example, model.predict(example, verbose=0))
-        with tempfile.TemporaryDirectory() as tmp:
-            labels_file = Path(tmp) / LABELS_FILENAME
-            labels_file.write_text(json.dumps(info, indent=1))
-            # mlflow.tensorflow, not mlflow.keras: the Keras-3 flavour's log_model fails with an
-            # input example in MLflow 3.17 (mlflow/mlflow#16183). Both save the same .keras file.
-            model_info = mlflow.tensorflow.log_model(
-                model,
-                name=MODEL_ARTIFACT_NAME,
-                signature=signature,
-                input_example=example,
-                registered_model_name=spec.registered_model_name if register else None,
-                pip_requirements=pip_requirements(),
-                metadata={METADATA_KEY: info},
-                extra_files=[str(labels_file)],
-            )
-        version = str(model_info.registered_model_version) if register and model_info.registered_model_version else None
+        _log_reports(spec, snapshot, rows, y_pred, metrics)
+        model_uri, version = _log_model(spec, model, rows, info, register=register)
         if version is not None:
-            mlflow.set_tags({TAG_REGISTERED_MODEL: spec.registered_model_name, TAG_REGISTERED_VERSION: version})
-            version_tags = {**run_tags, "test_accuracy": f"{metrics['test_accuracy']:.6f}"}
-            if "heldout_accuracy" in metrics:
-                version_tags[TAG_HELDOUT_ACCURACY] = f"{metrics['heldout_accuracy']:.6f}"
-                version_tags[TAG_HELDOUT_SOURCES] = ",".join(source_names)
-            version_tags.pop(TAG_KIND)
-            for key, value in version_tags.items():
-                client.set_model_version_tag(spec.registered_model_name, version, key, value)
-            if spec.description:
-                client.update_model_version(spec.registered_model_name, version, description=spec.description)
+            _tag_version(spec, version, run_tags, metrics, rows.source_names)
             model_uri = f"models:/{spec.registered_model_name}/{version}"
-        else:
-            model_uri = model_info.model_uri
-
     return TrainResult(
-        run_id=run_id,
+        run_id=run.info.run_id,
         model_uri=model_uri,
         version=version,
         test_accuracy=metrics["test_accuracy"],
         metrics=metrics,
     )
+
+
+def _log_recipe_and_data(spec: ModelSpec, snapshot: Snapshot, rows: _Rows, epochs: int, info: dict[str, Any]) -> None:
+    """Params (the recipe and the data it saw), the recipe's YAML and the label layout."""
+    import mlflow
+    import yaml
+
+    mlflow.log_params(spec.to_params())
+    mlflow.log_params(
+        {
+            "training.epochs_effective": epochs,
+            "data.n_fit": len(rows.fit),
+            "data.n_val": len(rows.val),
+            "data.n_test": len(rows.test),
+            "data.input_shape": f"{rows.input_shape[0]}x{rows.input_shape[1]}",
+            "data.n_classes": len(rows.class_names),
+            "data.snapshot_seed": snapshot.seed,
+            "data.test_size": snapshot.test_size,
+            "data.stratify": snapshot.stratify,
+            "data.feature_preset": snapshot.feature_preset,
+            "data.sources": ",".join(rows.source_names)[:500],
+        }
+    )
+    if spec.source is not None and spec.source.exists():
+        mlflow.log_artifact(str(spec.source), artifact_path="spec")
+    else:
+        mlflow.log_text(yaml.safe_dump(spec.to_params(), sort_keys=False), f"spec/{spec.name}.yaml")
+    mlflow.log_dict(info, LABELS_FILENAME)
+
+
+def _fit_and_score(spec: ModelSpec, rows: _Rows, epochs: int) -> tuple[keras.Model, dict[str, float], np.ndarray]:
+    """Leave-one-source-out fits (when asked), the model itself, and every metric of both."""
+    n_classes = len(rows.class_names)
+    heldout: dict[str, dict[str, float]] = {}
+    started = time.perf_counter()
+    if spec.training.leave_one_source_out and len(rows.source_names) > 1 and epochs > 0:
+        heldout = leave_one_source_out(spec, rows.x, rows.y, rows.sources, rows.train, n_classes, epochs=epochs)
+    heldout_time = time.perf_counter() - started
+
+    started = time.perf_counter()
+    model, history = fit_model(
+        spec,
+        rows.x[rows.fit],
+        rows.y[rows.fit],
+        rows.x[rows.val],
+        rows.y[rows.val],
+        n_classes,
+        epochs=epochs,
+        groups=rows.sources[rows.fit],
+        callbacks=[_epoch_logger()],
+    )
+    training_time = time.perf_counter() - started
+
+    y_test, test_sources = rows.y[rows.test], rows.sources[rows.test]
+    y_pred = predict_classes(model, rows.x[rows.test])
+    metrics = evaluation_metrics(spec, y_test, y_pred)
+    in_distribution = {
+        name: float(np.mean(y_pred[test_sources == name] == y_test[test_sources == name]))
+        for name in rows.source_names
+        if np.any(test_sources == name)
+    }
+    metrics.update(source_metrics(heldout, in_distribution))
+    metrics["training_time_s"] = training_time
+    if heldout:
+        metrics["heldout_training_time_s"] = heldout_time
+    metrics.update(_history_metrics(spec, history))
+    return model, metrics, y_pred
+
+
+def _history_metrics(spec: ModelSpec, history: dict[str, list[float]]) -> dict[str, float]:
+    """Epochs trained, the best epoch by the early-stopping monitor, and the last epoch's numbers."""
+    out = {"epochs_trained": float(len(history.get("loss", [])))}
+    if history.get("val_loss"):
+        monitor = spec.training.early_stopping.monitor if spec.training.early_stopping else "val_loss"
+        curve = history[monitor]
+        out["best_epoch"] = float(np.argmin(curve) if monitor == "val_loss" else np.argmax(curve))
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            if history.get(key):
+                out[f"final_{key}"] = float(history[key][-1])
+    return out
+
+
+def _log_reports(
+    spec: ModelSpec, snapshot: Snapshot, rows: _Rows, y_pred: np.ndarray, metrics: dict[str, float]
+) -> None:
+    """What people look at: per-class table, accuracy by instrument, confusion matrix, misclassified notes."""
+    import mlflow
+
+    y_test = rows.y[rows.test]
+    if not len(y_test):
+        return
+    mlflow.log_text(classification_table(y_test, y_pred, rows.class_names).to_csv(), "classification_report.csv")
+    mlflow.log_text(_accuracy_by_instrument(snapshot, rows.test, y_test == y_pred), "accuracy_by_instrument.csv")
+    title = f"{spec.name}: test accuracy {metrics['test_accuracy']:.3f}"
+    _log_figure(confusion_figure(y_test, y_pred, rows.class_names, title), "confusion_matrix.png")
+    _log_figure(
+        misclassified_figure(rows.x[rows.test], y_test, y_pred, snapshot.paths[rows.test], rows.class_names),
+        "misclassified.png",
+    )
+
+
+def _log_model(
+    spec: ModelSpec, model: keras.Model, rows: _Rows, info: dict[str, Any], *, register: bool
+) -> tuple[str, str | None]:
+    """Log the Keras model with signature, example and label layout; (model URI, registered version or None)."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    example = rows.x[rows.fit][:2].astype(np.float32)
+    signature = infer_signature(example, model.predict(example, verbose=0))
+    with tempfile.TemporaryDirectory() as tmp:
+        labels_file = Path(tmp) / LABELS_FILENAME
+        labels_file.write_text(json.dumps(info, indent=1))
+        # mlflow.tensorflow, not mlflow.keras: the Keras-3 flavour's log_model fails with an
+        # input example in MLflow 3.17 (mlflow/mlflow#16183). Both save the same .keras file.
+        model_info = mlflow.tensorflow.log_model(
+            model,
+            name=MODEL_ARTIFACT_NAME,
+            signature=signature,
+            input_example=example,
+            registered_model_name=spec.registered_model_name if register else None,
+            pip_requirements=pip_requirements(),
+            metadata={METADATA_KEY: info},
+            extra_files=[str(labels_file)],
+        )
+    version = model_info.registered_model_version if register else None
+    return model_info.model_uri, (str(version) if version else None)
+
+
+def _tag_version(
+    spec: ModelSpec, version: str, run_tags: dict[str, str], metrics: dict[str, float], source_names: list[str]
+) -> None:
+    """The run names its version; the version carries the run's tags, its scores and the recipe's description."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    mlflow.set_tags({TAG_REGISTERED_MODEL: spec.registered_model_name, TAG_REGISTERED_VERSION: version})
+    version_tags = {k: v for k, v in run_tags.items() if k != TAG_KIND}
+    version_tags["test_accuracy"] = f"{metrics['test_accuracy']:.6f}"
+    if "heldout_accuracy" in metrics:
+        version_tags[TAG_HELDOUT_ACCURACY] = f"{metrics['heldout_accuracy']:.6f}"
+        version_tags[TAG_HELDOUT_SOURCES] = ",".join(source_names)
+    for key, value in version_tags.items():
+        client.set_model_version_tag(spec.registered_model_name, version, key, value)
+    if spec.description:
+        client.update_model_version(spec.registered_model_name, version, description=spec.description)
 
 
 def _log_figure(fig: Any, name: str) -> None:

@@ -605,17 +605,36 @@ def render_dataset(
     temporary name, then renamed). Returns the summary of the one source, or totals with
     `sources` holding one summary per source.
     """
-    from tqdm import tqdm
-
-    class _Bar(tqdm):
-        monitor_interval = 0  # no monitor thread: a lingering thread would rule out fork next time
-
     started = time.perf_counter()
     out_dir = Path(out_dir)
     names = cond.resolve(conditions)
     sources = resolve_sources(soundfont)
-    # Fail early on a bad file or a missing program, before any process starts or any file is written.
     notes = build_manifest(seed, scale=scale, instruments=instruments, max_pitches=max_pitches)
+    _check_programs(sources, notes)
+    multi = len(sources) > 1
+    workers = max(1, min(workers if workers > 0 else (os.cpu_count() or 1), len(notes)))
+    pool = (
+        ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context(), initializer=_init_worker)
+        if workers > 1
+        else None
+    )
+    try:
+        summaries = [
+            _render_source(
+                name, sf_path, out_dir / name if multi else out_dir, notes, names, pool, workers, progress, multi
+            )
+            for name, sf_path in sources.items()
+        ]
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    if not multi:
+        return replace(summaries[0], seconds=time.perf_counter() - started)
+    return _totals(summaries, out_dir, time.perf_counter() - started)
+
+
+def _check_programs(sources: Mapping[str, Path], notes: list[PlannedNote]) -> None:
+    """Fail early on a bad file or a missing program, before any process starts or any file is written."""
     programs = {n.program for n in notes}
     for path in sources.values():
         sf = _soundfont(str(path))
@@ -623,78 +642,84 @@ def render_dataset(
         if missing:
             raise ValueError(f"{path.name} has no bank-0 preset for GM program(s) {missing}")
 
-    multi = len(sources) > 1
-    if workers <= 0:
-        workers = os.cpu_count() or 1
-    workers = max(1, min(workers, len(notes)))
-    pool = (
-        ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context(), initializer=_init_worker)
-        if workers > 1
-        else None
+
+def _render_source(
+    name: str,
+    sf_path: Path,
+    folder: Path,
+    notes: list[PlannedNote],
+    condition_names: Sequence[str],
+    pool: ProcessPoolExecutor | None,
+    workers: int,
+    progress: bool,
+    multi: bool,
+) -> RenderSummary:
+    """One source: the font's tuning per key, every note (longest first), then its metadata CSV."""
+    from tqdm import tqdm
+
+    class _Bar(tqdm):
+        monitor_interval = 0  # no monitor thread: a lingering thread would rule out fork next time
+
+    started = time.perf_counter()
+    for directory in sorted({str(Path(n.path).parent) for n in notes}):
+        (folder / directory).mkdir(parents=True, exist_ok=True)
+    run = map if pool is None else partial(pool.map, chunksize=16)
+    keys = sorted({(n.program, n.midi) for n in notes})
+    tuning = dict(zip(keys, run(_tuning_one, [(str(sf_path), *k) for k in keys]), strict=True))
+    conds = {n.path: note_condition(n, condition_names, name) for n in notes}
+    # Longest first, so that the last ones to finish are short.
+    ordered = sorted(notes, key=lambda n: (-n.duration_s, n.path))
+    jobs = [
+        (
+            n,
+            str(folder),
+            str(sf_path),
+            tuning[n.program, n.midi],
+            conds[n.path] if conds[n.path].name != "dry" else None,
+        )
+        for n in ordered
+    ]
+    if pool is None:
+        results = map(_render_one, jobs)
+    else:
+        results = pool.map(_render_one, jobs, chunksize=max(1, min(16, len(jobs) // (workers * 8))))
+    total_bytes, audio_seconds = 0, 0.0
+    with _Bar(total=len(jobs), unit="note", desc=name if multi else "synth", disable=not progress) as bar:
+        for size, secs in results:
+            total_bytes += size
+            audio_seconds += secs
+            bar.update()
+    total_bytes += _write_source_metadata(folder, notes, name, conds)
+    counts = Counter(c.name for c in conds.values())
+    return RenderSummary(
+        files=len(notes),
+        seconds=time.perf_counter() - started,
+        bytes=total_bytes,
+        out_dir=folder,
+        audio_seconds=audio_seconds,
+        source=name,
+        conditions=tuple((c, counts[c]) for c in cond.CONDITIONS if counts[c]),
     )
-    summaries: list[RenderSummary] = []
-    try:
-        for name, sf_path in sources.items():
-            source_started = time.perf_counter()
-            folder = out_dir / name if multi else out_dir
-            for directory in sorted({str(Path(n.path).parent) for n in notes}):
-                (folder / directory).mkdir(parents=True, exist_ok=True)
-            run = map if pool is None else partial(pool.map, chunksize=16)
-            # First the font's tuning correction for every key in use, then the notes,
-            # longest first so that the last ones to finish are short.
-            keys = sorted({(n.program, n.midi) for n in notes})
-            tuning = dict(zip(keys, run(_tuning_one, [(str(sf_path), *k) for k in keys]), strict=True))
-            conds = {n.path: note_condition(n, names, name) for n in notes}
-            ordered = sorted(notes, key=lambda n: (-n.duration_s, n.path))
-            jobs = [
-                (
-                    n,
-                    str(folder),
-                    str(sf_path),
-                    tuning[n.program, n.midi],
-                    conds[n.path] if conds[n.path].name != "dry" else None,
-                )
-                for n in ordered
-            ]
-            if pool is None:
-                results = map(_render_one, jobs)
-            else:
-                results = pool.map(_render_one, jobs, chunksize=max(1, min(16, len(jobs) // (workers * 8))))
-            total_bytes, audio_seconds = 0, 0.0
-            with _Bar(total=len(jobs), unit="note", desc=name if multi else "synth", disable=not progress) as bar:
-                for size, secs in results:
-                    total_bytes += size
-                    audio_seconds += secs
-                    bar.update()
 
-            rows = sorted((n.row for n in notes), key=lambda r: r.path)
-            extra = [{"Source": name, "Condition": conds[r.path].tag} for r in rows]
-            csv_path = folder / tinysol.METADATA_FILENAME
-            tmp = csv_path.with_name(f".{csv_path.name}.{os.getpid()}.tmp")
-            tinysol.write_metadata(rows, tmp, extra=extra, extra_columns=EXTRA_COLUMNS)
-            os.replace(tmp, csv_path)
-            total_bytes += csv_path.stat().st_size
-            counts = Counter(c.name for c in conds.values())
-            summaries.append(
-                RenderSummary(
-                    files=len(notes),
-                    seconds=time.perf_counter() - source_started,
-                    bytes=total_bytes,
-                    out_dir=folder,
-                    audio_seconds=audio_seconds,
-                    source=name,
-                    conditions=tuple((c, counts[c]) for c in cond.CONDITIONS if counts[c]),
-                )
-            )
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
 
-    if not multi:
-        return replace(summaries[0], seconds=time.perf_counter() - started)
+def _write_source_metadata(
+    folder: Path, notes: list[PlannedNote], name: str, conds: Mapping[str, cond.Condition]
+) -> int:
+    """The source's TinySOL CSV (plus Source and Condition), written whole then renamed; its size."""
+    rows = sorted((n.row for n in notes), key=lambda r: r.path)
+    extra = [{"Source": name, "Condition": conds[r.path].tag} for r in rows]
+    csv_path = folder / tinysol.METADATA_FILENAME
+    tmp = csv_path.with_name(f".{csv_path.name}.{os.getpid()}.tmp")
+    tinysol.write_metadata(rows, tmp, extra=extra, extra_columns=EXTRA_COLUMNS)
+    os.replace(tmp, csv_path)
+    return csv_path.stat().st_size
+
+
+def _totals(summaries: list[RenderSummary], out_dir: Path, seconds: float) -> RenderSummary:
+    """Several sources summed, each one's summary kept in `sources`."""
     return RenderSummary(
         files=sum(s.files for s in summaries),
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
         bytes=sum(s.bytes for s in summaries),
         out_dir=out_dir,
         audio_seconds=sum(s.audio_seconds for s in summaries),

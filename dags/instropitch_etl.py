@@ -23,7 +23,7 @@ Param `sources`: one entry per line in the trigger form, `PREFIX` (named after t
 Runs daily at 01:00 UTC (new or changed objects only), or when triggered by hand.
 
 Connections: `aws_default` (S3; `endpoint_url` in extra for MinIO/moto), `postgres_default`.
-Logic lives in `include/instropitch/etl.py`; this file only wires it.
+Logic lives in `instropitch.pipeline.etl` (include/instropitch/pipeline/etl.py); this file only wires it.
 """
 
 from __future__ import annotations

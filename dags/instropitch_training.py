@@ -19,7 +19,7 @@ models or to override the epochs (`airflow dags trigger instropitch_training -c 
 5. `close_parent` — marks the parent run finished or failed.
 
 Tracking server from `MLFLOW_TRACKING_URI`; warehouse from connection `postgres_default`.
-Logic lives in `include/instropitch/training_pipeline.py`.
+Logic lives in `instropitch.pipeline.training` (include/instropitch/pipeline/training.py).
 """
 
 from __future__ import annotations

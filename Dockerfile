@@ -2,7 +2,7 @@
 # of requirements.txt and the `instropitch` package.
 #
 # The tag below must stay equal to the `apache-airflow==` pin in requirements.txt
-# (tests/test_compose.py checks it), so installing requirements.txt keeps Airflow as it is.
+# (tests/devstack/test_compose.py checks it), so installing requirements.txt keeps Airflow as it is.
 # requirements.txt is compiled for x86_64 (tensorflow-cpu has no aarch64 wheels): the compose
 # file builds and runs this image as linux/amd64.
 FROM apache/airflow:3.3.2-python3.11

@@ -1,4 +1,5 @@
-# InstroPitch: `make demo` runs the pipeline on embedded defaults, `make test` runs every test.
+# InstroPitch: `make demo` runs the pipeline on embedded defaults, `make test` runs every test
+# (`make test-fast` skips e2e and slow tests, `make test-unit` also those on embedded services).
 # The virtual environment bootstraps itself from PyPI (uv for speed, pins from requirements.txt).
 PYTHON ?= python3
 VENV ?= .venv
@@ -6,7 +7,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo up test test-fast lint clean
+.PHONY: venv demo up test test-fast test-unit lint clean
 
 venv: $(STAMP)
 
@@ -28,6 +29,10 @@ test: venv
 
 test-fast: venv
 	$(PY) -m pytest -m "not e2e and not slow"
+
+# unit tests only: no embedded PostgreSQL/S3 (`services`), no end-to-end, nothing slow
+test-unit: venv
+	$(PY) -m pytest -m "not e2e and not slow and not services"
 
 lint: venv
 	$(VENV)/bin/ruff check .

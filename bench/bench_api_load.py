@@ -3,10 +3,11 @@
     .venv/bin/python bench/bench_api_load.py --export /tmp/bp-export --requests 400 --concurrency 8
 
 Starts `create_app(Predictor.from_export(EXPORT))` under uvicorn in a child process on a free
-127.0.0.1 port (models preloaded), warms it up (4 x concurrency requests), then sends
-`--requests` POST /predict with `--concurrency` threads (httpx, one pooled client), mixing the
-same kinds as `tests/test_api_load.py`: good WAVs (`--seconds` long synthetic notes), uploads
-over `--max-upload-bytes` (413), non-WAVs (415), empty and silent WAVs (422). Reports p50/p95/p99
+127.0.0.1 port (models preloaded; `instropitch.devstack.http_server.running_app`, as the load
+test does), warms it up (4 x concurrency requests), then sends `--requests` POST /predict with
+`--concurrency` threads (httpx, one pooled client), mixing the same kinds as
+`tests/serving/test_api_load.py`: good WAVs (`--seconds` long synthetic notes), uploads over
+`--max-upload-bytes` (413), non-WAVs (415), empty and silent WAVs (422). Reports p50/p95/p99
 latency per kind and overall, requests/s, the status counts, any 5xx or unexpected status, the
 server's RSS before/after, and the load average. `--json FILE` writes the figures.
 `--export` is a folder from `Predictor.export` (e.g. `bench/bench_predict.py --keep-export DIR`).
@@ -16,18 +17,14 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import contextlib
 import io
 import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,56 +33,13 @@ import numpy as np
 import psutil
 
 from instropitch import audio
+from instropitch.devstack.http_server import EXPORT_APP, models_loaded, running_app
 
 SR = 22050
-SERVER = """
-import sys, uvicorn
-from instropitch.serving.predictor import Predictor
-from instropitch.serving.app import create_app
-export, port, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-app = create_app(lambda: Predictor.from_export(export), max_upload_bytes=limit, preload=True)
-uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
-"""
 
 
 def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def server_process(export: Path, max_upload_bytes: int) -> Iterator[tuple[str, int]]:
-    port = free_port()
-    child = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(export), str(port), str(max_upload_bytes)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if child.poll() is not None:
-                raise RuntimeError(f"the server exited: {child.stderr.read().decode()[-2000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server did not start in 120 s")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=2).json().get("models") == "loaded":
-                    break
-            time.sleep(0.2)
-        yield url, child.pid
-    finally:
-        child.terminate()
-        try:
-            child.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait(timeout=15)
 
 
 def note(midi: int, seconds: float, seed: int) -> bytes:
@@ -164,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         "load_before": load_average(),
     }
     mix = request_mix(args.requests, args.max_upload_bytes, args.seconds)
-    with server_process(args.export, args.max_upload_bytes) as (url, pid):
+    server = running_app(EXPORT_APP, str(args.export), str(args.max_upload_bytes), ready=models_loaded, timeout=120)
+    with server as (url, _port, pid):
         run_load(url, request_mix(4 * args.concurrency, args.max_upload_bytes, args.seconds), args.concurrency)
         time.sleep(1)
         rss_before = psutil.Process(pid).memory_info().rss / 2**20

@@ -1,4 +1,11 @@
-"""Shared fixtures: real embedded services (PostgreSQL from pip, moto's S3 server on loopback)."""
+"""Shared fixtures: real embedded services (PostgreSQL from pip, moto's S3 server on loopback),
+throw-away and trained MLflow stores, the champion predictor.
+
+The helpers they are built on live in `support/`; test modules import from there, never
+from each other. Every test that needs the embedded services (the `services` fixture,
+directly or through `engine`, `s3`, `airflow_env`...) is marked `services` here, so
+`-m "not services"` keeps the unit tests (see `make test-unit`).
+"""
 
 from __future__ import annotations
 
@@ -11,10 +18,21 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
+from support import ROOT
+from support.mlflow_store import MlflowStore, throwaway_store
+from support.models import TrainedStore, build_trained_store
 
 from instropitch import synth
 from instropitch.data import objectstore, warehouse
 from instropitch.devstack import local_airflow, stack
+
+
+@pytest.fixture(scope="session", autouse=True)
+def recipes_of_this_checkout() -> Iterator[None]:
+    """`models_dir()` is the checkout's `models/` whatever folder a test runs in (some chdir)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("INSTROPITCH_MODELS_DIR", str(ROOT / "models"))
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -73,9 +91,16 @@ def bucket(s3) -> str:
     return name
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `services` every test whose fixture closure starts the embedded services."""
+    for item in items:
+        if "services" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.services)
+
+
 @pytest.fixture(scope="session")
 def project_root() -> Path:
-    return Path(__file__).resolve().parents[1]
+    return ROOT
 
 
 @pytest.fixture(scope="session")
@@ -104,3 +129,29 @@ def airflow_env(airflow_base_env, services, database, tmp_path) -> dict[str, str
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
         "INSTROPITCH_ARTIFACT_ROOT": str(tmp_path / "mlartifacts"),
     }
+
+
+# ---------------------------------------------------------------------------- MLflow
+
+
+@pytest.fixture
+def mlflow_store(tmp_path) -> Iterator[MlflowStore]:
+    """A throw-away MLflow store in `tmp_path` (also the working folder) for one test."""
+    with throwaway_store(tmp_path) as store:
+        yield store
+
+
+@pytest.fixture(scope="session")
+def trained_store(tmp_path_factory) -> TrainedStore:
+    """Tiny trained champions in a sqlite registry (`support.models.build_trained_store`), built once a session."""
+    return build_trained_store(tmp_path_factory.mktemp("predict-store"))
+
+
+@pytest.fixture(scope="session")
+def predictor(trained_store):
+    """The champions of `trained_store` loaded once for the session (loading costs a second or two)."""
+    from instropitch.serving.predictor import Predictor
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", trained_store.uri)
+        return Predictor.from_registry()

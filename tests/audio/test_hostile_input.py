@@ -1,4 +1,4 @@
-"""Hostile WAVs (tests/hostile_wavs.py) through every door: decoder, Predictor, HTTP API, ETL.
+"""Hostile WAVs (tests/support/hostile_wavs.py) through every door: decoder, Predictor, HTTP API, ETL.
 
 Each must be refused with a typed, named reason: an `AudioError` from the decoder (in well
 under a second and without a large allocation), an error `Prediction`, a 4xx JSON answer
@@ -18,10 +18,10 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from hostile_wavs import HOSTILE, KNOWN_BUGS, chunk, fmt_body, good_wav, note, riff, wav
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
+from support.hostile_wavs import HOSTILE, KNOWN_BUGS, chunk, fmt_body, good_wav, note, riff, wav
 
 from instropitch import audio, tinysol
 from instropitch.audio import features
@@ -138,14 +138,6 @@ def test_lying_sizes_read_a_few_bytes_only(name):
 
 
 # ---------------------------------------------------------------------- predictor
-
-
-@pytest.fixture(scope="module")
-def predictor(tmp_path_factory):
-    """The tiny trained champions of test_predict (built once per session, shared with it)."""
-    from test_predict import champion_predictor, trained_store
-
-    return champion_predictor(trained_store(tmp_path_factory))
 
 
 @pytest.mark.parametrize("name", ALL)

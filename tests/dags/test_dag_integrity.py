@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((ROOT / "dags").glob("*.py"))
 HEAVY = ("tensorflow", "keras", "librosa", "mlflow", "pandas", "sklearn", "scipy", "numba")
 

@@ -26,10 +26,10 @@ from typing import Any
 
 import pytest
 import yaml
+from support import ROOT
 
 from instropitch.data import objectstore
 
-ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yaml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"

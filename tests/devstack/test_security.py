@@ -23,8 +23,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from hostile_wavs import HOSTILE, good_wav, note, wav
 from sqlalchemy import text
+from support import ROOT
+from support.hostile_wavs import HOSTILE, good_wav, note, wav
 
 from instropitch import tinysol
 from instropitch.audio import features
@@ -32,7 +33,6 @@ from instropitch.data import objectstore, warehouse
 from instropitch.devstack import local_airflow
 from instropitch.pipeline import etl
 
-ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = sorted(
     [*(ROOT / "include" / "instropitch").rglob("*.py"), *(ROOT / "dags").glob("*.py"), *(ROOT / "plugins").glob("*.py")]
 )

@@ -4,61 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from support.mlflow_store import throwaway_store
+from support.models import SPEC, synthetic_snapshot
 
-from instropitch.ml.snapshot import create_snapshot
 from instropitch.modelspec import parse_spec
-
-INSTRUMENTS = ("Vn", "Fl", "Ob", "Hn")
-SHAPE = (10, 24)
-
-SPEC = {
-    "name": "inst",
-    "label": "instrument",
-    "input": "instrument",
-    "architecture": {
-        "conv_blocks": [{"filters": 8, "kernel": 3, "pool": 2}],
-        "pooling": "time_avg",
-        "dense": [16],
-        "dropout": 0.0,
-    },
-    "training": {
-        "epochs": 8,
-        "batch_size": 16,
-        "learning_rate": 0.01,
-        "seed": 3,
-        "early_stopping": None,
-        "augmentation": {"gain_db": 2, "freq_shift": 1},
-    },
-}
-
-
-def synthetic_snapshot(n: int = 160):
-    """Instrument = position of a bright band in frequency; midi varies but is irrelevant here."""
-    rng = np.random.default_rng(0)
-    instrument = np.array([INSTRUMENTS[i % 4] for i in range(n)])
-    midi = np.array([(60, 64)[(i // 4) % 2] for i in range(n)])
-    paths = np.array([f"{a}/ordinario/note-{i:04d}.wav" for i, a in enumerate(instrument)])
-    spec = rng.normal(-70.0, 3.0, (n, *SHAPE)).astype(np.float32)
-    for i in range(n):
-        b = 2 + 6 * INSTRUMENTS.index(instrument[i])
-        spec[i, :, b : b + 2] += 40.0
-    pitch = rng.normal(-70.0, 3.0, (n, 8, 16)).astype(np.float32)
-    return create_snapshot(paths, midi, instrument, np.zeros(n, int), pitch, spec, seed=2, feature_digest="fd")
 
 
 @pytest.fixture(scope="module")
 def story(tmp_path_factory):
     """v1 untrained -> champion; v2 trained -> replaces it; v3 untrained -> refused."""
-    import mlflow
-
     from instropitch.ml import registry
     from instropitch.ml.training import train_and_log
 
     root = tmp_path_factory.mktemp("mlflow")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
-        mp.chdir(root)
-        mlflow.MlflowClient().create_experiment("instropitch", artifact_location=str(root / "artifacts"))
+    with throwaway_store(root):
         spec = parse_spec(SPEC)
         snap = synthetic_snapshot()
         untrained = train_and_log(spec, snap, epochs_override=0)

@@ -6,9 +6,9 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from support.models import synthetic_arrays
 
 from instropitch.ml.snapshot import DEFAULT_SOURCE, Snapshot, create_snapshot, strata
-from tests.test_training import synthetic_arrays
 
 
 def two_sources(n: int = 96):

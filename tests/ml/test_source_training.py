@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_registry import INSTRUMENTS, SPEC  # the same tiny, fast-learning instrument CNN
+from support.mlflow_store import throwaway_store
+from support.models import INSTRUMENTS, SPEC  # the same tiny, fast-learning instrument CNN
 
 from instropitch.modelspec import Augmentation, SpecError, parse_spec
 
@@ -267,10 +268,7 @@ def heldout_story(tmp_path_factory):
         paths, np.full(n, 60), labels, np.zeros(n, int), pitch, x2, seed=2, feature_digest="fd", source=sources
     )
     root = tmp_path_factory.mktemp("mlflow")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
-        mp.chdir(root)
-        mlflow.MlflowClient().create_experiment("instropitch", artifact_location=str(root / "artifacts"))
+    with throwaway_store(root):
         spec = parse_spec(TINY)
         good = train_and_log(spec, snap)
         first = registry.promote("inst", good.version, snap)

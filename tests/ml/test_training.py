@@ -13,6 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import ROOT
+from support.mlflow_store import throwaway_store
+from support.models import INSTRUMENT_SHAPE, PITCH_SHAPE, synthetic_arrays
 
 from instropitch.ml.snapshot import (
     MIDI_CLASSES,
@@ -23,9 +26,9 @@ from instropitch.ml.snapshot import (
     strata,
 )
 from instropitch.modelspec import load_spec, parse_spec
-from instropitch.tinysol import INSTRUMENT_ABBRS, INSTRUMENTS, midi_to_pitch
+from instropitch.tinysol import INSTRUMENT_ABBRS, INSTRUMENTS
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
+MODELS = ROOT / "models"
 
 TINY_YAML = """
 # A third recipe, written by the test: it must train with no code change.
@@ -57,31 +60,6 @@ SEED_ARCHITECTURE = {
     "dense": [128],
     "dropout": 0.5,
 }
-
-PITCH_SHAPE = (12, 32)
-INSTRUMENT_SHAPE = (10, 24)
-
-
-def synthetic_arrays(n: int = 160, midis=(48, 55, 60, 67), instruments=("Vn", "Fl"), seed: int = 0):
-    """Rows of a tiny data set: MIDI -> band position in `pitch`, instrument -> band in `instrument_spec`."""
-    rng = np.random.default_rng(seed)
-    midi = np.array([midis[i % len(midis)] for i in range(n)])
-    instrument = np.array([instruments[(i // len(midis)) % len(instruments)] for i in range(n)])
-    paths = np.array(
-        [
-            f"{a}/ordinario/{a}-ord-{midi_to_pitch(m)}-{i:04d}.wav"
-            for i, (a, m) in enumerate(zip(instrument, midi, strict=True))
-        ]
-    )
-    pitch = rng.normal(-70.0, 3.0, (n, *PITCH_SHAPE)).astype(np.float32)
-    inst = rng.normal(-70.0, 3.0, (n, *INSTRUMENT_SHAPE)).astype(np.float32)
-    for i in range(n):
-        b = 3 + 7 * midis.index(midi[i])
-        pitch[i, :, b : b + 2] += 40.0
-        c = 4 + 8 * instruments.index(instrument[i])
-        inst[i, :, c : c + 2] += 40.0
-    fold = np.arange(n) % 5
-    return paths, midi, instrument, fold, pitch, inst
 
 
 # ------------------------------------------------------------------------ snapshot
@@ -284,13 +262,8 @@ def test_reduce_lr_on_plateau_lowers_the_step_when_validation_stalls():
 @pytest.fixture(scope="module")
 def tracking(tmp_path_factory):
     """A throw-away MLflow store (sqlite + local artifacts) for this module."""
-    import mlflow
-
     root = tmp_path_factory.mktemp("mlflow")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
-        mp.chdir(root)
-        mlflow.MlflowClient().create_experiment("instropitch", artifact_location=str(root / "artifacts"))
+    with throwaway_store(root):
         yield root
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -25,19 +24,15 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_registry import SPEC, synthetic_snapshot  # the same tiny spec and learnable data
+from support import TESTS
+from support.models import SPEC, synthetic_snapshot  # the same tiny spec and learnable data
 
+from instropitch.devstack.stack import free_port
 from instropitch.modelspec import parse_spec
 
 NAME = "inst"
 REGISTERED = "instropitch-inst"  # SPEC["name"] is "inst"
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def clean_env() -> dict[str, str]:
@@ -202,17 +197,14 @@ def test_server_dies_mid_training(tmp_path, monkeypatch):
         restarted.kill()
 
 
-def test_training_process_sigkilled_mid_run(tmp_path, monkeypatch):
+def test_training_process_sigkilled_mid_run(mlflow_store, tmp_path):
     import mlflow
 
     from instropitch.ml import registry
     from instropitch.ml.training import train_and_log
 
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.chdir(tmp_path)
+    uri, experiment_id = mlflow_store.uri, mlflow_store.experiment_id
     client = mlflow.MlflowClient()
-    experiment_id = client.create_experiment("instropitch", artifact_location=str(tmp_path / "artifacts"))
     spec, snap = parse_spec(SPEC), synthetic_snapshot()
     first = train_and_log(spec, snap, epochs_override=0)
     assert registry.promote(NAME, first.version, snap).promoted
@@ -222,8 +214,8 @@ def test_training_process_sigkilled_mid_run(tmp_path, monkeypatch):
     script = textwrap.dedent(
         f"""
         import sys
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from test_training_faults import SPEC
+        sys.path.insert(0, {str(TESTS)!r})
+        from support.models import SPEC
         from instropitch.modelspec import parse_spec
         from instropitch.ml.snapshot import Snapshot
         from instropitch.ml.training import train_and_log

@@ -1,26 +1,23 @@
 """A bounded load on a real uvicorn: 200 mixed POST /predict, 8 at a time, no 5xx, memory comes back.
 
-The server runs in a child process (loopback, free port) on an export of the tiny trained
-predictor of `test_predict`, so its RSS is measured on its own pid, without the client's
-threads and buffers. Bounded: 200 requests, a wall-clock budget, and the child is always
-stopped (terminate, then kill).
+The server runs in a child process (loopback, free port; `devstack.http_server.running_app`)
+on an export of the tiny trained `predictor` fixture, so its RSS is measured on its own pid,
+without the client's threads and buffers. Bounded: 200 requests, a wall-clock budget, and
+the child is always stopped (terminate, then kill).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_predict import champion_predictor, tone, trained_store, wav_bytes
-from test_serve import free_port
+from support.tones import tone, wav_bytes
+
+from instropitch.devstack.http_server import EXPORT_APP, models_loaded, running_app
 
 REQUESTS = 200
 CONCURRENCY = 8
@@ -30,52 +27,10 @@ GOOD_SECONDS = 20.0  # 882 KB WAVs: a leaked body or decoded signal per request 
 RSS_TOLERANCE_MB = 48.0
 SETTLE_S = 2.0
 
-SERVER = """
-import sys, uvicorn
-from instropitch.serving.predictor import Predictor
-from instropitch.serving.app import create_app
-export, port, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-app = create_app(lambda: Predictor.from_export(export), max_upload_bytes=limit, preload=True)
-uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
-"""
-
 
 @pytest.fixture(scope="module")
-def export_dir(tmp_path_factory) -> Path:
-    predictor = champion_predictor(trained_store(tmp_path_factory))
+def export_dir(predictor, tmp_path_factory) -> Path:
     return predictor.export(tmp_path_factory.mktemp("load-export") / "export")
-
-
-@contextlib.contextmanager
-def server_process(export: Path, log: Path, *, max_upload_bytes: int) -> Iterator[tuple[str, int]]:
-    """`create_app` under uvicorn in a child process on 127.0.0.1; (url, pid) once the models are loaded."""
-    import httpx
-
-    port = free_port()
-    with log.open("wb") as out:
-        child = subprocess.Popen(
-            [sys.executable, "-c", SERVER, str(export), str(port), str(max_upload_bytes)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert child.poll() is None, f"the server exited: {log.read_text()[-2000:]}"
-            assert time.monotonic() < deadline, f"the server did not start: {log.read_text()[-2000:]}"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=2).json().get("models") == "loaded":
-                    break
-            time.sleep(0.2)
-        yield url, child.pid
-    finally:
-        child.terminate()
-        try:
-            child.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait(timeout=15)
 
 
 def request_mix(n: int, max_upload_bytes: int) -> list[tuple[str, tuple, int]]:
@@ -136,7 +91,10 @@ def rss_mb(pid: int) -> float:
 @pytest.mark.timeout(240)
 def test_mixed_load_no_5xx_and_memory_returns(export_dir, tmp_path):
     mix = request_mix(REQUESTS, MAX_UPLOAD_BYTES)
-    with server_process(export_dir, tmp_path / "server.log", max_upload_bytes=MAX_UPLOAD_BYTES) as (url, pid):
+    server = running_app(
+        EXPORT_APP, str(export_dir), str(MAX_UPLOAD_BYTES), ready=models_loaded, log=tmp_path / "server.log"
+    )
+    with server as (url, _port, pid):
         # warm-up: every kind at full concurrency (thread pool, arenas, TF graphs traced)
         warm = run_load(url, request_mix(4 * CONCURRENCY, MAX_UPLOAD_BYTES), CONCURRENCY, LOAD_BUDGET_S)
         assert all(status == expected for _, expected, status, _, _ in warm), warm

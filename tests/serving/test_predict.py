@@ -2,8 +2,9 @@
 
 The models are real: `train_and_log` trains tiny CNNs on spectrograms of synthesized WAVs
 (three instruments with distinct harmonic recipes, six pitches) and registers them in a
-sqlite MLflow store, the champions get the alias. `trained_store()` builds that once per
-test session; test_serve, test_pyfunc and test_plugin import it from here.
+sqlite MLflow store, the champions get the alias: the session fixtures `trained_store` and
+`predictor` of tests/conftest.py (`support.models.build_trained_store`), shared with the other
+serving tests.
 """
 
 from __future__ import annotations
@@ -13,173 +14,20 @@ import json
 import os
 import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from support.tones import SR, tone, wav_bytes
 
 from instropitch import audio
 
-SR = 22050
-TRAIN_INSTRUMENTS = ("Fl", "ClBb", "Vn")
-TRAIN_PITCHES = (60, 62, 64, 65, 67, 69)
-TRAIN_AMPLITUDES = (0.2, 0.5, 0.8)
-
-
-# ----------------------------------------------------------------- shared store
-
-
-def tone(abbr: str, midi: int, *, seconds: float = 1.5, amp: float = 0.5, seed: int = 0, sr: int = SR) -> np.ndarray:
-    """A synthetic note: flute ~ sine, clarinet ~ odd harmonics, violin ~ sawtooth with a sharp attack."""
-    rng = np.random.default_rng(seed)
-    f0 = 440.0 * 2 ** ((midi - 69) / 12) * (1 + rng.normal(0, 0.002))
-    t = np.arange(int(seconds * sr)) / sr
-    if abbr == "Fl":
-        partials, attack = {1: 1.0, 2: 0.1}, 0.08
-    elif abbr == "ClBb":
-        partials, attack = {1: 1.0, 3: 0.6, 5: 0.4, 7: 0.25, 9: 0.15}, 0.03
-    else:
-        partials, attack = {n: 1.0 / n for n in range(1, 12)}, 0.01
-    y = sum(
-        a * np.sin(2 * np.pi * n * f0 * t + rng.uniform(0, 2 * np.pi)) for n, a in partials.items() if n * f0 < sr / 2
-    )
-    y = y * np.minimum(1, t / attack) * np.minimum(1, (seconds - t) / 0.05)
-    y = y / np.abs(y).max() * amp + rng.normal(0, 1e-3, len(t))
-    return y.astype(np.float32)
-
-
-def wav_bytes(samples: np.ndarray, sr: int = SR, **kwargs) -> bytes:
-    buf = io.BytesIO()
-    audio.write_wav(buf, samples, sr, **kwargs)
-    return buf.getvalue()
-
-
-@dataclass
-class Store:
-    root: Path
-    uri: str
-    train_dir: Path
-    versions: dict[str, str]  # role -> champion version
-    accuracies: dict[str, float]
-
-
-_STORE: dict[str, Store] = {}
-
-TRAINING = {"epochs": 25, "batch_size": 16, "learning_rate": 0.01, "seed": 3, "early_stopping": None}
-SPECS = {
-    "pitch": {"label": "midi", "input": "pitch", "pool": [2, 1]},
-    "instrument": {"label": "instrument", "input": "instrument", "pool": 2},
-}
-
-
-def trained_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    """Champions `instropitch-pitch` v1 and `instropitch-instrument` v1 (plus a pitch v2 with no alias)."""
-    if "store" in _STORE:
-        return _STORE["store"]
-    import mlflow
-
-    from instropitch.audio.features import compute_features, get_preset
-    from instropitch.ml.snapshot import create_snapshot
-    from instropitch.ml.training import train_and_log
-    from instropitch.modelspec import parse_spec
-
-    root = tmp_path_factory.mktemp("predict-store")
-    train_dir = root / "train"
-    train_dir.mkdir()
-    config = get_preset("default")
-    rows: dict[str, list] = {"paths": [], "midi": [], "instrument": [], "pitch": [], "spec": []}
-    for abbr in TRAIN_INSTRUMENTS:
-        for midi in TRAIN_PITCHES:
-            for k, amp in enumerate(TRAIN_AMPLITUDES):
-                path = train_dir / f"{abbr}-{midi}-{k}.wav"
-                audio.write_wav(path, tone(abbr, midi, amp=amp, seed=midi * 10 + k), SR)
-                feats = compute_features(path, config)
-                rows["paths"].append(str(path))
-                rows["midi"].append(midi)
-                rows["instrument"].append(abbr)
-                rows["pitch"].append(feats.pitch)
-                rows["spec"].append(feats.instrument)
-    n = len(rows["paths"])
-    snapshot = create_snapshot(
-        rows["paths"],
-        rows["midi"],
-        rows["instrument"],
-        np.zeros(n, int),
-        np.stack(rows["pitch"]),
-        np.stack(rows["spec"]),
-        seed=1,
-        feature_digest=config.digest(),
-        feature_preset="default",
-    )
-    uri = f"sqlite:///{root}/mlflow.db"
-    versions: dict[str, str] = {}
-    accuracies: dict[str, float] = {}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        client = mlflow.MlflowClient()
-        client.create_experiment("instropitch", artifact_location=str(root / "artifacts"))
-        for role, spec in SPECS.items():
-            model_spec = parse_spec(
-                {
-                    "name": role,
-                    "label": spec["label"],
-                    "input": spec["input"],
-                    "architecture": {
-                        "conv_blocks": [{"filters": 8, "kernel": 3, "pool": spec["pool"]}],
-                        "batch_norm": False,
-                        "pooling": "time_avg",
-                        "dense": [32],
-                        "dropout": 0.0,
-                    },
-                    "training": TRAINING,
-                }
-            )
-            result = train_and_log(model_spec, snapshot)
-            assert result.test_accuracy >= 0.9, f"the tiny {role} model did not learn: {result.metrics}"
-            client.set_registered_model_alias(f"instropitch-{role}", "champion", result.version)
-            versions[role] = result.version
-            accuracies[role] = result.test_accuracy
-        # pitch v2: the same weights registered again, a lower recorded accuracy, no alias
-        v1 = client.get_model_version("instropitch-pitch", versions["pitch"])
-        v2 = client.create_model_version(
-            "instropitch-pitch", v1.source, run_id=v1.run_id, tags={"test_accuracy": "0.5"}
-        )
-        assert str(v2.version) == "2"
-    store = Store(root=root, uri=uri, train_dir=train_dir, versions=versions, accuracies=accuracies)
-    _STORE["store"] = store
-    return store
-
-
-@pytest.fixture(scope="session")
-def store(tmp_path_factory) -> Store:
-    return trained_store(tmp_path_factory)
-
 
 @pytest.fixture
-def tracking(store, monkeypatch) -> str:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
+def tracking(trained_store, monkeypatch) -> str:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_store.uri)
     monkeypatch.delenv("INSTROPITCH_EXPORT_DIR", raising=False)
-    return store.uri
-
-
-_PREDICTOR: dict[str, object] = {}
-
-
-def champion_predictor(store: Store):
-    """The champions loaded once for the session (loading costs a second or two)."""
-    if "champion" not in _PREDICTOR:
-        from instropitch.serving.predictor import Predictor
-
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("MLFLOW_TRACKING_URI", store.uri)
-            _PREDICTOR["champion"] = Predictor.from_registry()
-    return _PREDICTOR["champion"]
-
-
-@pytest.fixture(scope="session")
-def predictor(store):
-    return champion_predictor(store)
+    return trained_store.uri
 
 
 def write_batch(folder: Path) -> dict[str, tuple[str, int] | None]:
@@ -205,7 +53,7 @@ def write_batch(folder: Path) -> dict[str, tuple[str, int] | None]:
 # -------------------------------------------------------------------- predictor
 
 
-def test_predict_file_gives_the_documented_json(predictor, store):
+def test_predict_file_gives_the_documented_json(predictor, trained_store):
     from instropitch.serving.results import Prediction
 
     result = predictor.predict_file(wav_bytes(tone("Vn", 69, amp=0.5, seed=77)), name="my-note.wav", top_k=3)
@@ -248,8 +96,8 @@ def test_predict_file_gives_the_documented_json(predictor, store):
     assert described["source"] == "registry"
     for role in ("pitch", "instrument"):
         info = described["models"][role]
-        assert info["version"] == store.versions[role] and info["alias"] == "champion"
-        assert info["test_accuracy"] == pytest.approx(store.accuracies[role], abs=1e-6)
+        assert info["version"] == trained_store.versions[role] and info["alias"] == "champion"
+        assert info["test_accuracy"] == pytest.approx(trained_store.accuracies[role], abs=1e-6)
         assert info["feature_preset"] == "default"
 
 
@@ -321,7 +169,7 @@ def test_unusable_files_give_error_results_not_exceptions(predictor, tmp_path):
     }
 
 
-def test_versions_and_aliases_select_other_models(store, tracking):
+def test_versions_and_aliases_select_other_models(trained_store, tracking):
     from instropitch.cli import parse_versions
     from instropitch.serving.predictor import Predictor
     from instropitch.serving.results import PredictorError
@@ -336,7 +184,7 @@ def test_versions_and_aliases_select_other_models(store, tracking):
     models = chosen.describe()["models"]
     assert models["pitch"]["version"] == "2" and models["pitch"]["alias"] is None
     assert models["pitch"]["test_accuracy"] == 0.5
-    assert models["instrument"]["version"] == store.versions["instrument"]
+    assert models["instrument"]["version"] == trained_store.versions["instrument"]
     assert models["instrument"]["alias"] == "champion"
 
     with pytest.raises(PredictorError, match=r"no alias 'nope' of registered model 'instropitch-pitch'.*--from-export"):
@@ -345,7 +193,7 @@ def test_versions_and_aliases_select_other_models(store, tracking):
         Predictor.from_registry({"instrument": "99"})
 
 
-def test_changed_features_are_refused(store, tracking, monkeypatch):
+def test_changed_features_are_refused(trained_store, tracking, monkeypatch):
     import dataclasses
 
     from instropitch.audio.features import get_preset
@@ -388,7 +236,7 @@ def test_find_wavs_expands_folders_and_globs(tmp_path):
 # --------------------------------------------------------------------------- CLI
 
 
-def test_cli_predicts_a_mixed_batch(store, tracking, tmp_path, capsys):
+def test_cli_predicts_a_mixed_batch(trained_store, tracking, tmp_path, capsys):
     from instropitch.cli import main
 
     expected = write_batch(tmp_path / "batch")
@@ -414,7 +262,7 @@ def test_cli_predicts_a_mixed_batch(store, tracking, tmp_path, capsys):
             assert f" {midi_to_pitch(midi)} " in rows[name] and f" {midi} " in rows[name]
 
 
-def test_cli_json_and_json_lines(store, tracking, tmp_path, capsys):
+def test_cli_json_and_json_lines(trained_store, tracking, tmp_path, capsys):
     from instropitch.cli import main
 
     expected = write_batch(tmp_path)
@@ -438,7 +286,7 @@ def test_cli_json_and_json_lines(store, tracking, tmp_path, capsys):
     assert err == ""
 
 
-def test_cli_model_version_and_errors(store, tracking, tmp_path, capsys):
+def test_cli_model_version_and_errors(trained_store, tracking, tmp_path, capsys):
     from instropitch.cli import main
 
     note = tmp_path / "violin-A4.wav"
@@ -456,7 +304,7 @@ def test_cli_model_version_and_errors(store, tracking, tmp_path, capsys):
     assert "no file matches" in err and "no WAV files to predict" in err
 
 
-def test_cli_progress_bar_only_on_a_terminal(predictor, store, tracking, tmp_path, capsys, monkeypatch):
+def test_cli_progress_bar_only_on_a_terminal(predictor, trained_store, tracking, tmp_path, capsys, monkeypatch):
     from instropitch.cli import main
 
     for i in range(21):
@@ -481,7 +329,7 @@ def test_cli_progress_bar_only_on_a_terminal(predictor, store, tracking, tmp_pat
 # ------------------------------------------------------------------------ export
 
 
-def test_export_then_predict_without_mlflow(store, tracking, tmp_path, capsys, monkeypatch):
+def test_export_then_predict_without_mlflow(trained_store, tracking, tmp_path, capsys, monkeypatch):
     import mlflow
 
     from instropitch.cli import main
@@ -501,8 +349,8 @@ def test_export_then_predict_without_mlflow(store, tracking, tmp_path, capsys, m
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["format"] == "instropitch-export"
     for role in ("pitch", "instrument"):
-        assert manifest["models"][role]["version"] == store.versions[role]
-        assert manifest["models"][role]["test_accuracy"] == pytest.approx(store.accuracies[role], abs=1e-6)
+        assert manifest["models"][role]["version"] == trained_store.versions[role]
+        assert manifest["models"][role]["test_accuracy"] == pytest.approx(trained_store.accuracies[role], abs=1e-6)
     labels = json.loads((out / "labels.json").read_text())
     assert labels["pitch"]["label"] == "midi" and len(labels["pitch"]["class_names"]) == 89
 
@@ -522,7 +370,9 @@ def test_export_then_predict_without_mlflow(store, tracking, tmp_path, capsys, m
 
     monkeypatch.setenv("INSTROPITCH_EXPORT_DIR", str(out))
     loaded = Predictor.load()
-    assert loaded.source == "export" and loaded.describe()["models"]["pitch"]["version"] == store.versions["pitch"]
+    assert (
+        loaded.source == "export" and loaded.describe()["models"]["pitch"]["version"] == trained_store.versions["pitch"]
+    )
     assert loaded.predict_file(note).to_dict() == {**row, "file": str(note)}
 
     # re-exporting over an export replaces it; any other folder is refused

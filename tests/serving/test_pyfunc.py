@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,34 +20,29 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_predict import champion_predictor, tone, trained_store, wav_bytes
+from support.tones import tone, wav_bytes
+
+from instropitch.devstack.stack import free_port
 
 SERVE_TIMEOUT_S = 150
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def registered(tmp_path_factory):
+def registered(trained_store, predictor):
+    """The champions registered as one pyfunc model (`predictor` warms TensorFlow and them, as a full run has)."""
     from instropitch.serving.pyfunc import register_pyfunc
 
-    store = trained_store(tmp_path_factory)
-    champion_predictor(store)  # TensorFlow and the champions are warm already in a full run
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", store.uri)
+        mp.setenv("MLFLOW_TRACKING_URI", trained_store.uri)
         result = register_pyfunc()  # from the registry champions
-    return store, result
+    return trained_store, result
 
 
 @pytest.fixture(scope="module")
 def served(registered, tmp_path_factory):
     """`mlflow models serve -m models:/instropitch@champion --env-manager local` on a free loopback port."""
     store, _ = registered
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("mlflow-serve") / "serve.log"
     env = {
         **os.environ,

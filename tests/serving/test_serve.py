@@ -15,21 +15,18 @@ import shutil
 import socket
 import struct
 import subprocess
-import threading
 import time
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_predict import SR, champion_predictor, tone, trained_store, wav_bytes
+from support.tones import SR, tone, wav_bytes
+
+from instropitch.devstack.http_server import running_app
+from instropitch.devstack.stack import free_port
 
 CHROMIUM = "/usr/bin/chromium"
-
-
-@pytest.fixture(scope="module")
-def predictor(tmp_path_factory):
-    return champion_predictor(trained_store(tmp_path_factory))
 
 
 class CountingFactory:
@@ -252,32 +249,6 @@ def test_cli_serve_binds_loopback_by_default(predictor, monkeypatch, capsys):
 # ------------------------------------------------------------------ real server
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def running_server(app):
-    """uvicorn in a thread on a free loopback port; stopped (bounded) at the end."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}", port
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-
-
 def raw_exchange(port: int, head: bytes, body_parts: list[bytes]) -> tuple[int, dict]:
     """Send a request by hand (so the body can stop short) and read status and JSON body."""
     with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
@@ -309,7 +280,7 @@ def test_real_uvicorn_on_loopback(predictor):
 
     factory = CountingFactory(predictor)
     app = create_app(factory, max_upload_bytes=200_000, preload=True)
-    with running_server(app) as (url, port):
+    with running_app(app) as (url, port, _pid):
         assert factory.calls == 1  # preloaded at startup
         with httpx.Client(base_url=url, timeout=30) as http:
             r = http.post("/predict", files={"file": ("violin.wav", good_wav(), "audio/wav")})
@@ -374,7 +345,7 @@ def test_page_in_headless_chromium(predictor, tmp_path):
     note = tmp_path / "violin-A4.wav"
     note.write_bytes(good_wav())
     app = create_app(CountingFactory(predictor))
-    with running_server(app) as (url, _port):
+    with running_app(app) as (url, _port, _pid):
         debug_port = free_port()
         browser = subprocess.Popen(
             [

@@ -12,14 +12,13 @@ chunk maze, a RIFF size of 4 GB on a 100-byte file.
 
 from __future__ import annotations
 
-import io
 import struct
 
 import numpy as np
 
 from instropitch import audio
-
-SR = 22050
+from support.tones import SR
+from support.tones import wav_bytes as wav
 
 PCM = 0x0001
 FLOAT = 0x0003
@@ -57,12 +56,6 @@ def note(seconds: float = 1.5, sr: int = SR, freq: float = 440.0, amp: float = 0
     y = sum(np.sin(2 * np.pi * freq * k * t) / k for k in range(1, 6))
     y = y * np.minimum(1, t / 0.01) * np.minimum(1, (seconds - t) / 0.05)
     return (amp * y / np.max(np.abs(y))).astype(np.float32)
-
-
-def wav(samples: np.ndarray, sr: int = SR, **kwargs) -> bytes:
-    buf = io.BytesIO()
-    audio.write_wav(buf, samples, sr, **kwargs)
-    return buf.getvalue()
 
 
 def good_wav(seconds: float = 1.5, freq: float = 440.0, sr: int = SR) -> bytes:

@@ -233,7 +233,7 @@ def test_distant_preset_in_a_render(gm: SoundFont) -> None:
 
 
 def test_player_detunes_within_30_cents_and_keeps_the_label(gm: SoundFont) -> None:
-    from test_soundfont import estimate_f0
+    from support.pitch import estimate_f0
 
     n = note("ClBb", 67)  # no vibrato of its own: a clean f0
     segment = slice(int(0.4 * SR), int(1.6 * SR))
@@ -264,7 +264,7 @@ def test_player_attack_and_vibrato(gm: SoundFont) -> None:
     slow = render(n, gm, conditions.Condition("player", player=Player(attack_scale=4.0, attack_add_s=0.15)))
     assert rise_s(slow) > rise_s(fast) + 0.1
     # A trumpet has no vibrato; a player may add a light one, which the pitch track shows.
-    from test_soundfont import estimate_f0
+    from support.pitch import estimate_f0
 
     plain = render(n, gm, None)
     wobbly = render(n, gm, conditions.Condition("player", player=Player(added_vibrato=(5.0, 10.0))))

@@ -170,7 +170,7 @@ def test_render_rejects_unknown_instrument_before_writing(tmp_path: Path) -> Non
 
 
 def test_tuning_corrections_fix_the_accordion() -> None:
-    from test_soundfont import cents_off, estimate_f0
+    from support.pitch import cents_off, estimate_f0
 
     from instropitch.synth import player
     from instropitch.synth.sf2 import SoundFont, default_soundfont_path
@@ -220,7 +220,7 @@ def test_rendered_files_are_tinysol_wavs(small_render: tuple[Path, dataset.Rende
 
 
 def test_rendered_pitch_and_dynamics(small_render: tuple[Path, dataset.RenderSummary]) -> None:
-    from test_soundfont import cents_off, estimate_f0
+    from support.pitch import cents_off, estimate_f0
 
     out, _ = small_render
     planned = dataset.build_manifest(seed=7, **SMALL)

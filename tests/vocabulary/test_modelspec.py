@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import ROOT
 
 from instropitch.modelspec import MAX_PARAM_LENGTH, ModelSpec, SpecError, load_spec, load_specs, parse_spec
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
+MODELS = ROOT / "models"
 
 SEED_RECIPE = """
 name: seed

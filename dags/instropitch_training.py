@@ -16,7 +16,8 @@ models or to override the epochs (`airflow dags trigger instropitch_training -c 
 3. `promote` — mapped: the new version becomes `champion` only if it beats the current one: on the
    held-out-source accuracy when both were held out on the same sources, else on the same test split.
 4. `publish_serving_model` — registers the combined pyfunc `instropitch@champion` when a champion changed.
-5. `close_parent` — marks the parent run finished or failed.
+5. `close_parent` — a teardown: marks the parent run FINISHED, or FAILED when any task of the run failed;
+   the run's own state comes from the work tasks, so a failed `train` fails the run.
 
 Tracking server from `MLFLOW_TRACKING_URI`; warehouse from connection `postgres_default`.
 Logic lives in `instropitch.pipeline.training` (include/instropitch/pipeline/training.py).
@@ -26,7 +27,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
+from airflow.exceptions import AirflowFailException
+from airflow.sdk import (
+    Asset,
+    AssetOrTimeSchedule,
+    CronTriggerTimetable,
+    Param,
+    dag,
+    get_current_context,
+    task,
+)
 
 # Named by the table it stands for. A name-only Asset (no URI scheme) keeps DAG parsing
 # fast: a scheme makes Airflow load every provider's URI handlers (~1.4 s) at parse time.
@@ -73,7 +83,10 @@ def instropitch_training():
     def train(model_path: str, snapshot_info: dict) -> dict:
         from instropitch.pipeline import training as training_pipeline
 
-        return training_pipeline.train(model_path, snapshot_info, get_current_context()["params"]["epochs"])
+        try:
+            return training_pipeline.train(model_path, snapshot_info, get_current_context()["params"]["epochs"])
+        except ValueError as exc:  # the recipe does not fit the data: a retry would fail the same way
+            raise AirflowFailException(f"{model_path}: {exc}") from exc
 
     @task
     def promote(trained: dict, snapshot_info: dict) -> dict:
@@ -87,16 +100,19 @@ def instropitch_training():
 
         return training_pipeline.publish_serving_model(list(decisions))
 
-    @task(trigger_rule="all_done", retries=0)
+    @task(retries=0)
     def close_parent(snapshot_info: dict) -> None:
         from instropitch.pipeline import training as training_pipeline
 
-        training_pipeline.close_parent(snapshot_info)
+        ti = get_current_context()["ti"]
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+        training_pipeline.close_parent(snapshot_info, states)
 
     frozen = snapshot()
     trained = train.partial(snapshot_info=frozen).expand(model_path=model_paths())
     decisions = promote.partial(snapshot_info=frozen).expand(trained=trained)
-    publish_serving_model(decisions) >> close_parent(frozen)
+    # A teardown: it runs whatever happened, and the run's state is decided by the work tasks.
+    publish_serving_model(decisions) >> close_parent(frozen).as_teardown(setups=frozen)
 
 
 instropitch_training()

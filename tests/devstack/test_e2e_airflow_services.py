@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+from support import ROOT
 
 from instropitch.data import objectstore
 from instropitch.devstack import airflow_services
@@ -93,7 +94,7 @@ class Api:
 def quick_models(folder: Path, epochs: int = 2) -> Path:
     """The project's model YAMLs with few epochs: the Asset-triggered run takes no params."""
     folder.mkdir(parents=True)
-    for source in sorted((Path(__file__).resolve().parents[1] / "models").glob("*.yaml")):
+    for source in sorted((ROOT / "models").glob("*.yaml")):
         spec = yaml.safe_load(source.read_text())
         spec["training"]["epochs"] = epochs
         (folder / source.name).write_text(yaml.safe_dump(spec))
@@ -170,13 +171,21 @@ def test_real_airflow_services_run_the_whole_pipeline(running, s3, small_dataset
     retrain = api.wait_for_new_run("instropitch_training", training_known, run_type="manual")
     api.wait_for_run("instropitch_training", retrain["dag_run_id"])
 
-    # 5. the plugin's predict endpoint on the API server
+    # 5. the plugin's predict endpoint on the API server: Airflow's login required, as for its own API
     wav = next(small_dataset.rglob("*.wav"))
-    response = requests.post(
-        f"{running.api_url}/instropitch/predict",
-        files={"file": (wav.name, wav.read_bytes(), "audio/wav")},
-        timeout=120,
-    )
+    upload = {"file": (wav.name, wav.read_bytes(), "audio/wav")}
+    predict_url = f"{running.api_url}/instropitch/predict"
+    anonymous = requests.post(predict_url, files=upload, timeout=120)
+    assert anonymous.status_code == 401, anonymous.text
+    assert requests.get(f"{running.api_url}/instropitch/models", timeout=30).status_code == 401
+    forged = requests.post(predict_url, files=upload, headers={"Authorization": "Bearer not-a-jwt"}, timeout=30)
+    assert forged.status_code in (401, 403), forged.text
+    assert requests.get(f"{running.api_url}/instropitch/health", timeout=30).status_code == 200  # liveness stays open
+    token = running.token()
+    response = requests.post(predict_url, files=upload, headers={"Authorization": f"Bearer {token}"}, timeout=120)
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["instrument"] and answer["pitch"] and isinstance(answer["octave"], int)
+    # the page's own requests carry the UI's session cookie
+    from_page = requests.get(f"{running.api_url}/instropitch/models", cookies={"_token": token}, timeout=120)
+    assert from_page.status_code == 200, from_page.text

@@ -30,7 +30,9 @@ def asset_events(env: dict[str, str]) -> list[tuple[str, str]]:
         ).fetchall()
 
 
-def test_training_after_etl_logs_registers_and_promotes(airflow_env, engine, s3, bucket, small_dataset):
+def test_training_after_etl_logs_registers_and_promotes(
+    airflow_env, engine, s3, bucket, small_dataset, tmp_path, project_root
+):
     objectstore.upload_folder(s3, bucket, PREFIX, small_dataset)
     before = len(asset_events(airflow_env))
     etl = local_airflow.dags_test("instropitch_etl", airflow_env, {"bucket": bucket, "prefix": PREFIX})
@@ -77,3 +79,29 @@ def test_training_after_etl_logs_registers_and_promotes(airflow_env, engine, s3,
         assert latest.tags["promotion.decision"] == "rejected"
         assert latest.tags["promotion.new_score"] and latest.tags["promotion.champion_score"]  # both scores recorded
     assert str(client.get_model_version_by_alias("instropitch", "champion").version) == "1"  # nothing changed
+
+    # a model that cannot train fails the run (not only its task); the parent run says why,
+    # and no champion moves (the other model trains with 0 epochs: rejected)
+    models = tmp_path / "models"
+    models.mkdir()
+    recipe = (project_root / "models" / "pitch.yaml").read_text()
+    (models / "pitch.yaml").write_text(recipe)
+    (models / "broken.yaml").write_text(
+        recipe.replace("name: pitch", "name: broken").replace("features: default", "features: seed")
+    )
+    failing = local_airflow.dags_test(
+        "instropitch_training", {**airflow_env, "INSTROPITCH_MODELS_DIR": str(models)}, {"epochs": 0}
+    )
+    assert not failing.ok, failing.tail(80)
+    assert "wants features preset 'seed'" in failing.log_path.read_text()
+    parents = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`instropitch.kind` = 'pipeline'", order_by=["start_time DESC"]
+    )
+    latest = parents[0]
+    assert latest.info.status == "FAILED", latest.data.tags
+    assert "train" in latest.data.tags["instropitch.failure_reason"]
+    assert [p.info.status for p in parents[1:]] == ["FINISHED", "FINISHED"]  # earlier runs untouched
+    for name in ("instropitch-pitch", "instropitch-instrument"):
+        assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+    assert str(client.get_model_version_by_alias("instropitch", "champion").version) == "1"
+    assert experiment.tags.get("mlflow.experimentKind") == "custom_model_development"  # opens on training runs

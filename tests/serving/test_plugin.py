@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 SCRIPT = r"""
 import json, sys
@@ -24,12 +25,25 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from airflow.api_fastapi.app import init_plugins
 
+from airflow.api_fastapi.app import init_auth_manager
+from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
 app = FastAPI()
 init_plugins(app)  # what Airflow's API server does with `fastapi_apps`
+auth_manager = init_auth_manager(app)
+token = auth_manager.generate_jwt(SimpleAuthManagerUser(username="admin", role="admin"))
 client = TestClient(app)
 health = client.get("/instropitch/health")
 page = client.get("/instropitch/")
-not_wav = client.post("/instropitch/predict", files={"file": ("a.txt", b"plain text")})
+anonymous = client.post("/instropitch/predict", files={"file": ("a.txt", b"plain text")})
+anonymous_models = client.get("/instropitch/models")
+forged = client.post(
+    "/instropitch/predict", files={"file": ("a.txt", b"plain text")}, headers={"Authorization": "Bearer x.y.z"}
+)
+not_wav = client.post(
+    "/instropitch/predict", files={"file": ("a.txt", b"plain text")}, headers={"Authorization": f"Bearer {token}"}
+)
+from_cookie = client.post("/instropitch/predict", files={"file": ("a.txt", b"plain text")}, cookies={"_token": token})
 print("RESULT " + json.dumps({
     "plugins": info,
     "errors": errors,
@@ -37,6 +51,9 @@ print("RESULT " + json.dumps({
     "health": [health.status_code, health.json()],
     "page": [page.status_code, "InstroPitch" in page.text],
     "not_wav": [not_wav.status_code, not_wav.json()],
+    "anonymous": [anonymous.status_code, anonymous_models.status_code],
+    "forged": forged.status_code,
+    "from_cookie": from_cookie.status_code,
 }, default=str))
 """
 
@@ -51,6 +68,15 @@ def test_airflow_lists_and_mounts_the_plugin(project_root, tmp_path):
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'never-created.db'}",
     }
     env.pop("INSTROPITCH_EXPORT_DIR", None)
+    # A metadata database, as the API server has: a token's check asks it whether the token was revoked.
+    migrated = subprocess.run(
+        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path
     )
@@ -78,5 +104,8 @@ def test_airflow_lists_and_mounts_the_plugin(project_root, tmp_path):
     assert result["heavy_after_load"] == []  # no TensorFlow, Keras or MLflow just for loading plugins
     assert result["health"] == [200, {"status": "ok", "models": "not loaded"}]
     assert result["page"] == [200, True]
-    assert result["not_wav"][0] == 415 and result["not_wav"][1]["file"] == "a.txt"
+    assert result["anonymous"] == [401, 401]  # predictions and model listings need an Airflow login
+    assert result["forged"] in (401, 403)
+    assert result["not_wav"][0] == 415 and result["not_wav"][1]["file"] == "a.txt"  # logged in: answered
+    assert result["from_cookie"] == 415  # the UI's session cookie counts as a login
     assert not (tmp_path / "never-created.db").exists()  # nothing touched MLflow

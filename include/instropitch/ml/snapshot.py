@@ -17,7 +17,7 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -365,6 +365,53 @@ def _stratified_test_rows(
 # ------------------------------------------------------------------ MLflow transport
 
 
+def mlflow_dataset(snapshot: Snapshot, uri: str | None = None) -> Any:
+    """The snapshot as an MLflow dataset (name, digest, where it is stored) for `mlflow.log_input`.
+
+    Only its description is logged, not the arrays: the runs list's Datasets column then
+    shows which snapshot each model was trained on, and the digest matches `data_digest`.
+    """
+    from mlflow.data.dataset_source import DatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
+    class SnapshotSource(DatasetSource):
+        """A snapshot stored as an MLflow artifact (`runs:/<parent run>/snapshot/snapshot.npz`)."""
+
+        def __init__(self, uri: str):
+            self.uri = uri
+
+        @staticmethod
+        def _get_source_type() -> str:
+            return "instropitch_snapshot"
+
+        def load(self, dst_path: str | None = None) -> str:
+            import mlflow
+
+            return mlflow.artifacts.download_artifacts(self.uri, dst_path=dst_path)
+
+        @staticmethod
+        def _can_resolve(raw_source: Any) -> bool:
+            return False
+
+        @classmethod
+        def _resolve(cls, raw_source: Any) -> SnapshotSource:
+            return cls(str(raw_source))
+
+        def to_dict(self) -> dict[str, Any]:
+            return {"uri": self.uri}
+
+        @classmethod
+        def from_dict(cls, source_dict: dict[Any, Any]) -> SnapshotSource:
+            return cls(str(source_dict["uri"]))
+
+    counts = ", ".join(f"{name}={n}" for name, n in sorted(snapshot.source_counts().items()))
+    return MetaDataset(
+        source=SnapshotSource(uri or f"snapshot:{snapshot.digest}"),
+        name=f"snapshot {counts}"[:500],
+        digest=snapshot.digest[:16],
+    )
+
+
 def log_snapshot(snapshot: Snapshot, *, run_id: str | None = None, experiment: str = "instropitch") -> str:
     """Store the snapshot as an artifact of `run_id` (or of a new `snapshot` run); return its URI.
 
@@ -377,8 +424,11 @@ def log_snapshot(snapshot: Snapshot, *, run_id: str | None = None, experiment: s
 
     client = mlflow.MlflowClient()
     if run_id is None:
-        exp = mlflow.set_experiment(experiment)
-        run = client.create_run(exp.experiment_id, run_name="snapshot", tags={"instropitch.kind": "snapshot"})
+        from instropitch.ml.tracking import ensure_experiment
+
+        run = client.create_run(
+            ensure_experiment(experiment), run_name="snapshot", tags={"instropitch.kind": "snapshot"}
+        )
         run_id = run.info.run_id
         own_run = True
     else:

@@ -7,26 +7,58 @@ so the code that writes them (`ml.training`) and the code that reads them (`ml.r
 
 from __future__ import annotations
 
+import contextlib
 import os
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 EXPERIMENT = "instropitch"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+"""MLflow 3's UI opens an experiment of this kind on its training runs, not on the GenAI view."""
 
 
 def ensure_experiment(name: str = EXPERIMENT) -> str:
-    """Create the experiment once (artifacts under `$INSTROPITCH_ARTIFACT_ROOT` when set); return its id."""
+    """Create the experiment once (artifacts under `$INSTROPITCH_ARTIFACT_ROOT` when set); return its id.
+
+    The experiment is marked a model-training experiment (also one created before the tag existed).
+    """
     import mlflow
 
     experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    root = os.environ.get("INSTROPITCH_ARTIFACT_ROOT")
-    location = Path(root).resolve().as_uri() if root and "://" not in root else root
-    try:
-        return mlflow.create_experiment(name, artifact_location=location)
-    except Exception:  # created meanwhile by a concurrent task
-        return mlflow.get_experiment_by_name(name).experiment_id
+    if experiment is None:
+        root = os.environ.get("INSTROPITCH_ARTIFACT_ROOT")
+        location = Path(root).resolve().as_uri() if root and "://" not in root else root
+        with contextlib.suppress(Exception):  # created meanwhile by a concurrent task
+            mlflow.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        experiment = mlflow.get_experiment_by_name(name)
+    if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+        mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return experiment.experiment_id
+
+
+TAG_FAILURE_REASON = "instropitch.failure_reason"
+"""Why a run ended FAILED when it did not end by itself (e.g. its task was killed)."""
+
+
+def fail_stale_runs(experiment_id: str, filter_string: str, reason: str, *, keep: str | None = None) -> list[str]:
+    """Mark RUNNING runs matching `filter_string` (other than `keep`) FAILED, tagged with `reason`; their ids.
+
+    A task killed mid-run (or a server restarted) leaves its run RUNNING forever; the retry
+    or the next run calls this before starting its own.
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    stale = client.search_runs([experiment_id], filter_string=f"{filter_string} and attributes.status = 'RUNNING'")
+    closed = []
+    for run in stale:
+        if run.info.run_id == keep:
+            continue
+        client.set_tag(run.info.run_id, TAG_FAILURE_REASON, reason)
+        client.set_terminated(run.info.run_id, status="FAILED")
+        closed.append(run.info.run_id)
+    return closed
 
 
 MODEL_ARTIFACT_NAME = "model"

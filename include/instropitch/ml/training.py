@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from instropitch.ml.snapshot import Snapshot, class_layout
+from instropitch.ml.snapshot import Snapshot, class_layout, mlflow_dataset
 from instropitch.ml.tracking import (
     LABELS_FILENAME,
     METADATA_KEY,
@@ -36,6 +36,8 @@ from instropitch.ml.tracking import (
     TAG_MODEL,
     TAG_REGISTERED_MODEL,
     TAG_REGISTERED_VERSION,
+    ensure_experiment,
+    fail_stale_runs,
     pip_requirements,
 )
 from instropitch.modelspec import ModelSpec
@@ -103,21 +105,6 @@ def label_info(spec: ModelSpec, snapshot: Snapshot, input_shape: tuple[int, int]
         "feature_digest": snapshot.feature_digest,
         "data_digest": snapshot.digest,
     }
-
-
-def _epoch_logger() -> keras.callbacks.Callback:
-    import keras
-    import mlflow
-
-    class EpochLogger(keras.callbacks.Callback):
-        """loss / accuracy / val_loss / val_accuracy per epoch, step = epoch number."""
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            values = {k: float(v) for k, v in (logs or {}).items() if np.isscalar(v) or np.ndim(v) == 0}
-            if values:
-                mlflow.log_metrics(values, step=epoch)
-
-    return EpochLogger()
 
 
 # ----------------------------------------------------------------------- reports
@@ -398,13 +385,16 @@ def train_and_log(
     parent_run_id: str | None = None,
     experiment: str = "instropitch",
     register: bool = True,
+    snapshot_uri: str | None = None,
 ) -> TrainResult:
     """Train `spec` on the snapshot's training part and log one MLflow run (see module doc).
 
     The test part is only predicted once, after training; early stopping watches a
     validation split carved from the training part. `epochs_override` (e.g. 1 in smoke
     tests, 0 for an untrained baseline) replaces `spec.training.epochs`. The tracking
-    server comes from `MLFLOW_TRACKING_URI`.
+    server comes from `MLFLOW_TRACKING_URI`. `snapshot_uri` (where the snapshot is stored)
+    is what the run's dataset input points at. A run of the same model under the same
+    parent left RUNNING by an earlier, killed attempt is marked FAILED first.
     """
     from instropitch.ml.cnn import configure_tensorflow
 
@@ -427,8 +417,13 @@ def train_and_log(
     }
     if parent_run_id:
         experiment_id = mlflow.MlflowClient().get_run(parent_run_id).info.experiment_id
+        fail_stale_runs(
+            experiment_id,
+            f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`{TAG_MODEL}` = '{spec.name}'",
+            "interrupted: left RUNNING by an earlier attempt of this task (killed worker or restarted server)",
+        )
     else:
-        experiment_id = mlflow.set_experiment(experiment).experiment_id
+        experiment_id = ensure_experiment(experiment)
     with mlflow.start_run(
         experiment_id=experiment_id,
         run_name=f"train-{spec.name}",
@@ -438,10 +433,13 @@ def train_and_log(
         description=spec.description or None,
     ) as run:
         _log_recipe_and_data(spec, snapshot, rows, epochs, info)
+        mlflow.log_input(mlflow_dataset(snapshot, snapshot_uri), context="training")
         model, metrics, y_pred = _fit_and_score(spec, rows, epochs)
         mlflow.log_metrics(metrics)
         _log_reports(spec, snapshot, rows, y_pred, metrics)
-        model_uri, version = _log_model(spec, model, rows, info, register=register)
+        model_uri, version, model_id = _log_model(spec, model, rows, info, register=register)
+        test_metrics = {k: v for k, v in metrics.items() if k.startswith("test_") or k.endswith("heldout_accuracy")}
+        mlflow.log_metrics(test_metrics, model_id=model_id)  # shown on the logged model's page
         if version is not None:
             _tag_version(spec, version, run_tags, metrics, rows.source_names)
             model_uri = f"models:/{spec.registered_model_name}/{version}"
@@ -501,7 +499,7 @@ def _fit_and_score(spec: ModelSpec, rows: _Rows, epochs: int) -> tuple[keras.Mod
         n_classes,
         epochs=epochs,
         groups=rows.sources[rows.fit],
-        callbacks=[_epoch_logger()],
+        callbacks=[_mlflow_callback()],
     )
     training_time = time.perf_counter() - started
 
@@ -519,6 +517,13 @@ def _fit_and_score(spec: ModelSpec, rows: _Rows, epochs: int) -> tuple[keras.Mod
         metrics["heldout_training_time_s"] = heldout_time
     metrics.update(_history_metrics(spec, history))
     return model, metrics, y_pred
+
+
+def _mlflow_callback() -> keras.callbacks.Callback:
+    """MLflow's own Keras callback: the epoch curves (step = epoch), optimizer params, model summary."""
+    import mlflow.keras
+
+    return mlflow.keras.MlflowCallback()
 
 
 def _history_metrics(spec: ModelSpec, history: dict[str, list[float]]) -> dict[str, float]:
@@ -555,8 +560,8 @@ def _log_reports(
 
 def _log_model(
     spec: ModelSpec, model: keras.Model, rows: _Rows, info: dict[str, Any], *, register: bool
-) -> tuple[str, str | None]:
-    """Log the Keras model with signature, example and label layout; (model URI, registered version or None)."""
+) -> tuple[str, str | None, str]:
+    """Log the Keras model with signature, example and label layout; (model URI, registered version or None, model id)."""
     import mlflow
     from mlflow.models import infer_signature
 
@@ -578,7 +583,7 @@ def _log_model(
             extra_files=[str(labels_file)],
         )
     version = model_info.registered_model_version if register else None
-    return model_info.model_uri, (str(version) if version else None)
+    return model_info.model_uri, (str(version) if version else None), model_info.model_id
 
 
 def _tag_version(

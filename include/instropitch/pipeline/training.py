@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy import Engine
 
 from instropitch.data import warehouse
-from instropitch.ml.tracking import ensure_experiment
+from instropitch.ml.tracking import ensure_experiment, fail_stale_runs
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,17 @@ def make_snapshot(engine: Engine, run_label: str = "", seed: int = 42, test_size
         source=[r.source for r in rows],
     )
     experiment_id = ensure_experiment()
+    stale = fail_stale_runs(
+        experiment_id,
+        "tags.`instropitch.kind` = 'pipeline'",
+        "interrupted: left RUNNING by an earlier training run (killed task or restarted server)",
+    )
+    for run_id in stale:  # and the model runs under them that never ended either
+        fail_stale_runs(
+            experiment_id,
+            f"tags.mlflow.parentRunId = '{run_id}'",
+            "interrupted together with its parent run (left RUNNING by an earlier training run)",
+        )
     client = mlflow.MlflowClient()
     parent = client.create_run(
         experiment_id,
@@ -105,7 +116,13 @@ def train(model_path: str, snapshot_info: dict[str, Any], epochs: int | None = N
 
     spec = load_spec(model_path)
     snapshot = download_snapshot(snapshot_info["snapshot_uri"])
-    result = train_and_log(spec, snapshot, epochs_override=epochs, parent_run_id=snapshot_info["parent_run_id"])
+    result = train_and_log(
+        spec,
+        snapshot,
+        epochs_override=epochs,
+        parent_run_id=snapshot_info["parent_run_id"],
+        snapshot_uri=snapshot_info["snapshot_uri"],
+    )
     log.info(
         "%s: test accuracy %.4f, version %s, run %s", spec.name, result.test_accuracy, result.version, result.run_id
     )
@@ -123,18 +140,39 @@ def promote(trained: dict[str, Any], snapshot_info: dict[str, Any]) -> dict[str,
     return decision.to_dict()
 
 
-def close_parent(snapshot_info: dict[str, Any]) -> str:
-    """Mark the parent run FINISHED if every child run finished, else FAILED; return the status."""
+FAILED_TASK_STATES = frozenset({"failed", "upstream_failed"})
+
+
+def close_parent(snapshot_info: dict[str, Any], task_states: dict[str, str | None] | None = None) -> str:
+    """Mark the parent run FINISHED, or FAILED (with the reason as a tag); return the status.
+
+    FAILED when a task of the DAG run failed (`task_states`: task id -> Airflow state, as
+    the teardown sees them; a task that died before its child run existed shows only
+    there), when a child run did not finish, or when there is no child run at all.
+    """
     import mlflow
+
+    from instropitch.ml.tracking import TAG_FAILURE_REASON
 
     client = mlflow.MlflowClient()
     parent = client.get_run(snapshot_info["parent_run_id"])
     children = client.search_runs(
         [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
     )
-    ok = bool(children) and all(c.info.status == "FINISHED" for c in children)
-    status = "FINISHED" if ok else "FAILED"
+    failed_tasks = sorted(t for t, state in (task_states or {}).items() if state in FAILED_TASK_STATES)
+    unfinished = sorted(c.info.run_name or c.info.run_id for c in children if c.info.status != "FINISHED")
+    reasons = []
+    if failed_tasks:
+        reasons.append(f"failed tasks: {', '.join(failed_tasks)}")
+    if unfinished:
+        reasons.append(f"child runs not finished: {', '.join(unfinished)}")
+    if not children:
+        reasons.append("no model was trained")
+    status = "FAILED" if reasons else "FINISHED"
+    if reasons:
+        client.set_tag(parent.info.run_id, TAG_FAILURE_REASON, "; ".join(reasons)[:5000])
     client.set_terminated(parent.info.run_id, status=status)
+    log.info("parent run %s: %s%s", parent.info.run_id, status, f" ({'; '.join(reasons)})" if reasons else "")
     return status
 
 

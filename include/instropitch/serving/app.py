@@ -19,7 +19,8 @@ load once, lazily (first request needing them, or at startup with `preload=True`
 are shared by all requests; a failed load answers 503 and is retried on the next request.
 
 Page and API use relative URLs, so the app works under any prefix (`/instropitch/`).
-There is no authentication: bind to loopback, or put it behind something that has some.
+`create_app(auth=...)` puts authentication in front of `/predict` and `/models` (the Airflow
+plugin uses Airflow's); `instropitch serve` has none: it binds to loopback by default.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import asdict, dataclass
 from functools import cache
@@ -188,8 +189,13 @@ def create_app(
     preload: bool = False,
     max_concurrent: int = 2,
     load_retry_s: float = 30.0,
+    auth: Sequence[Any] = (),
 ) -> FastAPI:
     """The page and the API around one lazily loaded `Predictor` (see the module doc).
+
+    `auth` are FastAPI dependencies (`Depends(...)`) that every prediction and model
+    listing must pass: the Airflow plugin puts Airflow's own authentication there. The
+    page and `/health` stay open (the page holds no data; its requests carry the login).
 
     `predictor_factory` builds it (default: `Predictor.load()`, i.e. `$INSTROPITCH_EXPORT_DIR`
     or the registry champions at `$MLFLOW_TRACKING_URI`). `preload=True` loads it at
@@ -224,8 +230,8 @@ def create_app(
     app.add_exception_handler(Exception, _internal_error)
     app.add_api_route("/", page, methods=["GET"], response_class=HTMLResponse, include_in_schema=False)
     app.add_api_route("/health", health, methods=["GET"])
-    app.add_api_route("/models", models, methods=["GET"])
-    app.add_api_route("/predict", predict, methods=["POST"], openapi_extra=PREDICT_BODY_SCHEMA)
+    app.add_api_route("/models", models, methods=["GET"], dependencies=list(auth))
+    app.add_api_route("/predict", predict, methods=["POST"], openapi_extra=PREDICT_BODY_SCHEMA, dependencies=list(auth))
     return app
 
 

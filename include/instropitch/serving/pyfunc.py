@@ -34,7 +34,7 @@ import mlflow.pyfunc
 import pandas as pd
 
 from instropitch import audio
-from instropitch.ml.tracking import TAG_KIND, pip_requirements
+from instropitch.ml.tracking import TAG_KIND, ensure_experiment, pip_requirements
 
 PYFUNC_MODEL_NAME = "instropitch"
 ARTIFACT_KEY = "export"
@@ -213,7 +213,7 @@ def register_pyfunc(
         # "Models from code": MLflow stores this two-line file instead of a cloudpickle of the class.
         code = Path(tmp) / "instropitch_pyfunc.py"
         code.write_text(MODEL_CODE)
-        experiment_id = mlflow.set_experiment(experiment).experiment_id
+        experiment_id = ensure_experiment(experiment)
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"pyfunc-{name}", tags=tags) as run:
             info = mlflow.pyfunc.log_model(
                 name="model",

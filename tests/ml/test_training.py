@@ -388,3 +388,82 @@ def test_model_paths_find_reference_recipes_only_by_name():
     assert Path(seed) == models_dir() / "reference" / "seed-pitch.yaml"
     with pytest.raises(ValueError, match="unknown model"):
         model_paths(["reference/nope"])
+
+
+def test_run_names_its_snapshot_as_dataset_input_and_scores_its_logged_model(trained):
+    import mlflow
+
+    spec, snap, result, _ = trained
+    client = mlflow.MlflowClient()
+    (dataset_input,) = client.get_run(result.run_id).inputs.dataset_inputs
+    assert dataset_input.dataset.digest == snap.digest[:16]
+    assert dataset_input.dataset.source_type == "instropitch_snapshot"
+    assert {t.key: t.value for t in dataset_input.tags}["mlflow.data.context"] == "training"
+    model_id = mlflow.models.get_model_info(f"runs:/{result.run_id}/model").model_id
+    model_metrics = {m.key: m.value for m in client.get_logged_model(model_id).metrics}
+    assert model_metrics["test_accuracy"] == pytest.approx(result.test_accuracy)  # shown on the model's page
+
+
+def test_a_run_left_running_by_a_killed_attempt_is_failed_by_the_retry(tracking):
+    import mlflow
+
+    from instropitch.ml.tracking import TAG_FAILURE_REASON
+    from instropitch.ml.training import train_and_log
+
+    recipe = tracking / "tiny.yaml"
+    recipe.write_text(textwrap.dedent(TINY_YAML))
+    spec = load_spec(recipe)
+    snap = create_snapshot(*synthetic_arrays(n=60), seed=2, feature_digest="feat123", feature_preset="synthetic")
+    client = mlflow.MlflowClient()
+    experiment_id = mlflow.get_experiment_by_name("instropitch").experiment_id
+    parent = client.create_run(experiment_id).info.run_id
+    killed = client.create_run(experiment_id, tags={"mlflow.parentRunId": parent, "instropitch.model": "tiny"})
+    other_model = client.create_run(experiment_id, tags={"mlflow.parentRunId": parent, "instropitch.model": "other"})
+
+    retry = train_and_log(spec, snap, parent_run_id=parent, epochs_override=0, register=False)
+
+    stale = client.get_run(killed.info.run_id)
+    assert stale.info.status == "FAILED"
+    assert "earlier attempt" in stale.data.tags[TAG_FAILURE_REASON]
+    assert client.get_run(other_model.info.run_id).info.status == "RUNNING"  # another task's run is not ours
+    assert client.get_run(retry.run_id).info.status == "FINISHED"
+
+
+def test_the_experiment_opens_on_training_runs(tmp_path):
+    import mlflow
+
+    from instropitch.ml.tracking import ensure_experiment
+
+    with throwaway_store(tmp_path):  # an experiment created before the kind tag existed
+        experiment_id = ensure_experiment("instropitch")
+        assert mlflow.get_experiment(experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+        fresh = ensure_experiment("another")
+        assert mlflow.get_experiment(fresh).tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_the_parent_run_fails_when_a_task_failed_even_without_a_child_run(tracking):
+    import mlflow
+
+    from instropitch.ml.tracking import TAG_FAILURE_REASON
+    from instropitch.pipeline.training import close_parent
+
+    client = mlflow.MlflowClient()
+    experiment_id = mlflow.get_experiment_by_name("instropitch").experiment_id
+
+    def parent_with_finished_child() -> str:
+        parent = client.create_run(experiment_id).info.run_id
+        child = client.create_run(experiment_id, tags={"mlflow.parentRunId": parent})
+        client.set_terminated(child.info.run_id)
+        return parent
+
+    ok = parent_with_finished_child()
+    assert close_parent({"parent_run_id": ok}, {"snapshot": "success", "train_0": "success"}) == "FINISHED"
+    failed = parent_with_finished_child()  # train_1 died before its child run existed
+    states = {"snapshot": "success", "train_0": "success", "train_1": "failed", "promote_1": "upstream_failed"}
+    assert close_parent({"parent_run_id": failed}, states) == "FAILED"
+    run = client.get_run(failed)
+    assert run.info.status == "FAILED"
+    assert run.data.tags[TAG_FAILURE_REASON] == "failed tasks: promote_1, train_1"
+    empty = client.create_run(experiment_id).info.run_id
+    assert close_parent({"parent_run_id": empty}, {}) == "FAILED"
+    assert "no model was trained" in client.get_run(empty).data.tags[TAG_FAILURE_REASON]

@@ -281,6 +281,9 @@ def heldout_story(tmp_path_factory):
             "decisions": (first, second),
             "metrics": client.get_run(good.run_id).data.metrics,
             "params": client.get_run(good.run_id).data.params,
+            "tags": client.get_run(good.run_id).data.tags,
+            "layout": registry.load_model(good.model_uri).info,
+            "artifacts": {a.path for a in client.list_artifacts(good.run_id)},
         }
 
 
@@ -294,6 +297,17 @@ def test_train_and_log_records_heldout_accuracy_per_source(heldout_story):
     )
     assert metrics["heldout_accuracy"] > 0.8  # learnable across sources in this set
     assert heldout_story["params"]["data.sources"] == "mirror,plain"
+
+
+def test_confidences_are_calibrated_on_the_held_out_sources(heldout_story):
+    metrics, layout = heldout_story["metrics"], heldout_story["layout"]
+    calibration = layout["calibration"]  # travels with the version: the predictor applies it
+    assert calibration["fitted_on"] == "heldout_sources" == heldout_story["tags"]["calibration.fitted_on"]
+    assert calibration["n"] == 128  # every note of both sources, each predicted by a model that never saw it
+    assert calibration["temperature"] > 0 and 0.0 <= calibration["threshold"] <= 1.0
+    assert metrics["calibration.ece"] == pytest.approx(calibration["ece"])
+    assert 0.0 <= metrics["calibration.heldout_ece"] <= 1.0  # temperature fitted on the other source
+    assert "reliability_diagram.png" in heldout_story["artifacts"]
 
 
 def test_promotion_compares_heldout_source_accuracy(heldout_story):

@@ -329,12 +329,18 @@ def test_run_artifacts(trained):
     client = mlflow.MlflowClient()
     names = {a.path for a in client.list_artifacts(result.run_id)}
     assert {"classification_report.csv", "confusion_matrix.png", "misclassified.png", "labels.json", "spec"} <= names
+    assert "reliability_diagram.png" in names
+    labels = json.loads(
+        Path(mlflow.artifacts.download_artifacts(run_id=result.run_id, artifact_path="labels.json")).read_text()
+    )
+    assert labels["calibration"]["fitted_on"] == "validation"  # one source: the validation rows
+    assert labels["calibration"]["n"] == int(client.get_run(result.run_id).data.params["data.n_val"])
     assert [a.path for a in client.list_artifacts(result.run_id, "spec")] == ["spec/tiny.yaml"]
     local = Path(mlflow.artifacts.download_artifacts(run_id=result.run_id, artifact_path="classification_report.csv"))
     report = local.read_text().splitlines()
     assert report[0].startswith("class,precision,recall,f1-score,support")
     assert any(line.startswith("C4,") for line in report)
-    for png in ("confusion_matrix.png", "misclassified.png"):
+    for png in ("confusion_matrix.png", "misclassified.png", "reliability_diagram.png"):
         data = Path(mlflow.artifacts.download_artifacts(run_id=result.run_id, artifact_path=png)).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from instropitch.ml.calibration import Calibration, calibrate, cross_source_ece, reliability_figure
 from instropitch.ml.snapshot import Snapshot, class_layout, mlflow_dataset
 from instropitch.ml.tracking import (
     LABELS_FILENAME,
     METADATA_KEY,
     MODEL_ARTIFACT_NAME,
+    TAG_CALIBRATED_ON,
     TAG_CLASSES,
     TAG_DATA_DIGEST,
     TAG_FEATURE_DIGEST,
@@ -269,14 +271,20 @@ def fit_model(
     return model, history
 
 
+def predict_proba(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    """Class probabilities per row (the softmax), in batches."""
+    n_classes = int(model.output_shape[-1])
+    if len(x) == 0:
+        return np.zeros((0, n_classes), dtype=np.float64)
+    return np.asarray(model.predict(x, batch_size=256, verbose=0), dtype=np.float64)
+
+
 def predict_classes(model: keras.Model, x: np.ndarray) -> np.ndarray:
     """Class index per row (argmax of the softmax), in batches."""
-    if len(x) == 0:
-        return np.zeros(0, dtype=np.int64)
-    return np.argmax(model.predict(x, batch_size=256, verbose=0), axis=1)
+    return np.argmax(predict_proba(model, x), axis=1).astype(np.int64)
 
 
-def leave_one_source_out(
+def heldout_source_probabilities(
     spec: ModelSpec,
     x: np.ndarray,
     y: np.ndarray,
@@ -285,18 +293,18 @@ def leave_one_source_out(
     n_classes: int,
     *,
     epochs: int,
-) -> dict[str, dict[str, float]]:
-    """For each source, fit on the training rows of the other sources and score on all of its rows.
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """For each source, fit on the training rows of the other sources and predict all of its rows.
 
     No row of the held-out source (train or test part) is seen in fitting or early stopping,
-    so the score estimates how the recipe does on recordings unlike its training data.
-    Returns {source: metrics (as `evaluation_metrics`, plus `n`)}; empty with fewer than 2 sources.
+    so the answers are what the recipe does on recordings unlike its training data.
+    Returns {source: (its rows, their class probabilities)}; empty with fewer than 2 sources.
     """
     names = sorted(set(sources.tolist()))
     if len(names) < 2:
         return {}
     t = spec.training
-    scores: dict[str, dict[str, float]] = {}
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for held_out in names:
         rows = train_rows[sources[train_rows] != held_out]
         fit_rows, val_rows = fit_validation_rows(y, rows, t.validation_split, t.seed)
@@ -311,10 +319,33 @@ def leave_one_source_out(
             groups=sources[fit_rows],
         )
         target = np.flatnonzero(sources == held_out)
-        metrics = evaluation_metrics(spec, y[target], predict_classes(model, x[target]))
-        scores[held_out] = {"n": float(len(target)), **metrics}
+        out[held_out] = (target, predict_proba(model, x[target]))
         del model
-    return scores
+    return out
+
+
+def leave_one_source_out(
+    spec: ModelSpec,
+    x: np.ndarray,
+    y: np.ndarray,
+    sources: np.ndarray,
+    train_rows: np.ndarray,
+    n_classes: int,
+    *,
+    epochs: int,
+) -> dict[str, dict[str, float]]:
+    """{source: metrics (as `evaluation_metrics`, plus `n`)} of `heldout_source_probabilities`."""
+    predicted = heldout_source_probabilities(spec, x, y, sources, train_rows, n_classes, epochs=epochs)
+    return _heldout_scores(spec, y, predicted)
+
+
+def _heldout_scores(
+    spec: ModelSpec, y: np.ndarray, predicted: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> dict[str, dict[str, float]]:
+    return {
+        name: {"n": float(len(rows)), **evaluation_metrics(spec, y[rows], np.argmax(proba, axis=1))}
+        for name, (rows, proba) in predicted.items()
+    }
 
 
 def source_metrics(heldout: dict[str, dict[str, float]], in_distribution: dict[str, float]) -> dict[str, float]:
@@ -434,10 +465,20 @@ def train_and_log(
     ) as run:
         _log_recipe_and_data(spec, snapshot, rows, epochs, info)
         mlflow.log_input(mlflow_dataset(snapshot, snapshot_uri), context="training")
-        model, metrics, y_pred = _fit_and_score(spec, rows, epochs)
+        fitted = _fit_and_score(spec, rows, epochs)
+        metrics = fitted.metrics
         mlflow.log_metrics(metrics)
-        _log_reports(spec, snapshot, rows, y_pred, metrics)
-        model_uri, version, model_id = _log_model(spec, model, rows, info, register=register)
+        info["calibration"] = fitted.calibration.to_dict()
+        mlflow.log_dict(info, LABELS_FILENAME)  # the layout again, now with the calibration
+        mlflow.set_tag(TAG_CALIBRATED_ON, fitted.calibration.fitted_on)
+        _log_reports(spec, snapshot, rows, fitted.y_pred, metrics)
+        _log_figure(
+            reliability_figure(
+                fitted.calibration_proba, fitted.calibration_y, fitted.calibration, f"{spec.name}: confidence"
+            ),
+            "reliability_diagram.png",
+        )
+        model_uri, version, model_id = _log_model(spec, fitted.model, rows, info, register=register)
         test_metrics = {k: v for k, v in metrics.items() if k.startswith("test_") or k.endswith("heldout_accuracy")}
         mlflow.log_metrics(test_metrics, model_id=model_id)  # shown on the logged model's page
         if version is not None:
@@ -480,13 +521,32 @@ def _log_recipe_and_data(spec: ModelSpec, snapshot: Snapshot, rows: _Rows, epoch
     mlflow.log_dict(info, LABELS_FILENAME)
 
 
-def _fit_and_score(spec: ModelSpec, rows: _Rows, epochs: int) -> tuple[keras.Model, dict[str, float], np.ndarray]:
-    """Leave-one-source-out fits (when asked), the model itself, and every metric of both."""
+@dataclass
+class _Fitted:
+    """The model, its metrics and test answers, and the answers its confidences are calibrated on."""
+
+    model: Any
+    metrics: dict[str, float]
+    y_pred: np.ndarray
+    calibration: Calibration
+    calibration_proba: np.ndarray
+    calibration_y: np.ndarray
+
+
+def _fit_and_score(spec: ModelSpec, rows: _Rows, epochs: int) -> _Fitted:
+    """Leave-one-source-out fits (when asked), the model itself, every metric of both, the calibration.
+
+    The calibration is fitted on the held-out-source answers when there are some (notes
+    unlike the training data, as a user's are), else on the validation rows.
+    """
     n_classes = len(rows.class_names)
-    heldout: dict[str, dict[str, float]] = {}
+    predicted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     started = time.perf_counter()
     if spec.training.leave_one_source_out and len(rows.source_names) > 1 and epochs > 0:
-        heldout = leave_one_source_out(spec, rows.x, rows.y, rows.sources, rows.train, n_classes, epochs=epochs)
+        predicted = heldout_source_probabilities(
+            spec, rows.x, rows.y, rows.sources, rows.train, n_classes, epochs=epochs
+        )
+    heldout = _heldout_scores(spec, rows.y, predicted)
     heldout_time = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -516,7 +576,18 @@ def _fit_and_score(spec: ModelSpec, rows: _Rows, epochs: int) -> tuple[keras.Mod
     if heldout:
         metrics["heldout_training_time_s"] = heldout_time
     metrics.update(_history_metrics(spec, history))
-    return model, metrics, y_pred
+
+    if predicted:
+        cal_rows = np.concatenate([r for r, _ in predicted.values()])
+        cal_proba = np.concatenate([p for _, p in predicted.values()])
+        cal_groups = np.concatenate([[name] * len(r) for name, (r, _) in predicted.items()])
+        calibration = calibrate(cal_proba, rows.y[cal_rows], "heldout_sources")
+        metrics["calibration.heldout_ece"] = cross_source_ece(cal_proba, rows.y[cal_rows], cal_groups)
+    else:
+        cal_rows, cal_proba = rows.val, predict_proba(model, rows.x[rows.val])
+        calibration = calibrate(cal_proba, rows.y[cal_rows], "validation")
+    metrics.update({f"calibration.{k}": float(v) for k, v in calibration.to_dict().items() if k != "fitted_on"})
+    return _Fitted(model, metrics, y_pred, calibration, cal_proba, rows.y[cal_rows])
 
 
 def _mlflow_callback() -> keras.callbacks.Callback:

@@ -1,0 +1,104 @@
+"""Calibrated confidences: temperature scaling, the expected calibration error, the "not sure" threshold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from instropitch.ml.calibration import (
+    Calibration,
+    apply_temperature,
+    calibrate,
+    choose_threshold,
+    cross_source_ece,
+    expected_calibration_error,
+    fit_temperature,
+    reliability,
+)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def drawn_from(proba: np.ndarray, seed: int) -> np.ndarray:
+    """Labels drawn from `proba`: a model whose probabilities are exactly right."""
+    rng = np.random.default_rng(seed)
+    cumulative = proba.cumsum(axis=1)
+    return (rng.random((len(proba), 1)) > cumulative).sum(axis=1)
+
+
+def overconfident(n: int = 4000, true_temperature: float = 3.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities 3x too sharp: the labels follow softmax(logits / 3), the model says softmax(logits)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 4.0, size=(n, 6))
+    return softmax(logits), drawn_from(softmax(logits / true_temperature), seed + 1)
+
+
+def test_temperature_keeps_the_answer_and_sums_to_one():
+    proba = softmax(np.random.default_rng(1).normal(size=(50, 5)))
+    for t in (0.5, 1.0, 2.0):
+        scaled = apply_temperature(proba, t)
+        np.testing.assert_allclose(scaled.sum(axis=1), 1.0)
+        assert (scaled.argmax(axis=1) == proba.argmax(axis=1)).all()
+    np.testing.assert_allclose(apply_temperature(proba, 1.0), proba)
+    assert apply_temperature(proba, 2.0).max(axis=1).mean() < proba.max(axis=1).mean()  # T > 1 softens
+
+
+def test_the_fitted_temperature_is_the_one_the_labels_follow():
+    proba, y = overconfident(true_temperature=3.0)
+    assert fit_temperature(proba, y) == pytest.approx(3.0, rel=0.15)
+    right_proba, right_y = overconfident(true_temperature=1.0, seed=5)
+    assert fit_temperature(right_proba, right_y) == pytest.approx(1.0, rel=0.15)
+
+
+def test_ece_is_near_zero_when_right_and_large_when_overconfident():
+    proba, y = overconfident()
+    assert expected_calibration_error(proba, y) > 0.15
+    calibrated = apply_temperature(proba, 3.0)
+    assert expected_calibration_error(calibrated, y) < 0.03
+    # by hand: two answers at 0.9 confidence, one right -> |0.5 - 0.9| = 0.4
+    hand = np.array([[0.9, 0.1], [0.9, 0.1]])
+    assert expected_calibration_error(hand, np.array([0, 1])) == pytest.approx(0.4)
+    assert [n for _, _, n in reliability(hand, np.array([0, 1]))][13] == 2  # 0.9 sits in bin 14 of 15
+
+
+def test_threshold_is_the_lowest_confidence_whose_answers_are_right_often_enough():
+    confidence = np.array([0.99, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5])
+    correct = np.array([True, True, True, True, False, True, False])
+    assert choose_threshold(confidence, correct, target=1.0) == pytest.approx(0.8)
+    assert choose_threshold(confidence, correct, target=0.8) == pytest.approx(0.6)  # 5 of 6 right down to 0.6
+    assert choose_threshold(confidence, np.zeros(7, bool), target=0.95) == 1.0  # nothing can be sure
+
+
+def test_calibrate_fixes_an_overconfident_model_and_reports_coverage():
+    proba, y = overconfident()
+    cal = calibrate(proba, y, "heldout_sources")
+    assert cal.ece < 0.03 < 0.15 < cal.ece_raw
+    assert cal.fitted_on == "heldout_sources" and cal.n == len(y)
+    sure = cal.apply(proba).max(axis=1) >= cal.threshold
+    assert sure.mean() == pytest.approx(cal.coverage)
+    assert np.mean(cal.apply(proba).argmax(axis=1)[sure] == y[sure]) >= 0.95
+    assert Calibration.from_dict(cal.to_dict()) == cal
+
+
+def test_versions_without_calibration_show_their_raw_confidence():
+    legacy = Calibration.from_dict(None)
+    proba = softmax(np.random.default_rng(2).normal(size=(10, 4)))
+    np.testing.assert_allclose(legacy.apply(proba), proba)
+    assert legacy.threshold == 0.0  # never "not sure"
+
+
+def test_cross_source_ece_scores_each_source_with_a_temperature_fitted_on_the_others():
+    proba_a, y_a = overconfident(seed=10, true_temperature=3.0)
+    proba_b, y_b = overconfident(seed=20, true_temperature=3.0)
+    proba, y = np.concatenate([proba_a, proba_b]), np.concatenate([y_a, y_b])
+    groups = np.array(["a"] * len(y_a) + ["b"] * len(y_b))
+    assert cross_source_ece(proba, y, groups) < 0.04  # same miscalibration everywhere: transfers
+    proba_c, y_c = overconfident(seed=30, true_temperature=1.0)  # a source that is not overconfident
+    mixed = cross_source_ece(
+        np.concatenate([proba_a, proba_c]), np.concatenate([y_a, y_c]), np.array(["a"] * len(y_a) + ["c"] * len(y_c))
+    )
+    assert mixed > 0.05  # what one source teaches does not fit the other: the honest figure says so

@@ -179,14 +179,22 @@ def _load_predictor(args: argparse.Namespace):
         raise CliError(str(exc)) from None
 
 
+def _not_sure(row: dict, role: str, key: str) -> str:
+    """`not sure: Clarinet 41% / Oboe 30%` from a prediction's candidates."""
+    options = " / ".join(f"{c[key]} {c['confidence']:.0%}" for c in row.get("candidates", {}).get(role, []))
+    return f"not sure: {options}" if options else "not sure"
+
+
 def _prediction_table(rows: list[dict]) -> str:
     headers = ("file", "instrument", "conf", "pitch", "note", "octave", "midi", "conf")
     body = [
         (
             r["file"],
-            f"{r['instrument']} ({r['instrument_abbr']})",
+            f"{r['instrument']} ({r['instrument_abbr']})"
+            if r.get("instrument_sure", True) is not False
+            else _not_sure(r, "instrument", "instrument"),
             f"{r['instrument_confidence']:.2f}",
-            r["pitch"],
+            r["pitch"] if r.get("pitch_sure", True) is not False else _not_sure(r, "pitch", "pitch"),
             r["note"],
             str(r["octave"]),
             str(r["midi"]),

@@ -69,6 +69,11 @@ def test_predict_file_gives_the_documented_json(predictor, trained_store):
         "pitch",
         "midi",
         "pitch_confidence",
+        "instrument_sure",
+        "pitch_sure",
+        "instrument_confidence_raw",
+        "pitch_confidence_raw",
+        "candidates",
         "top_k",
     ]
     assert d["file"] == "my-note.wav"
@@ -99,6 +104,28 @@ def test_predict_file_gives_the_documented_json(predictor, trained_store):
         assert info["version"] == trained_store.versions[role] and info["alias"] == "champion"
         assert info["test_accuracy"] == pytest.approx(trained_store.accuracies[role], abs=1e-6)
         assert info["feature_preset"] == "default"
+
+
+def test_a_confidence_under_the_threshold_is_not_sure_with_candidates(predictor, monkeypatch, capsys):
+    from instropitch import cli
+    from instropitch.ml.calibration import Calibration
+
+    note = wav_bytes(tone("Vn", 69, amp=0.5, seed=77))
+    monkeypatch.setattr(predictor.instrument_model, "calibration", Calibration())  # as a version from before
+    before = predictor.predict_file(note, name="n.wav", top_k=0)
+    assert before.instrument_sure is True and before.candidates == {}
+    assert before.instrument_confidence == before.instrument_confidence_raw
+    softer = Calibration(temperature=4.0, threshold=0.99, fitted_on="heldout_sources")
+    monkeypatch.setattr(predictor.instrument_model, "calibration", softer)
+    r = predictor.predict_file(note, name="n.wav", top_k=0)
+    assert r.instrument == before.instrument  # scaling never changes the answer, only how sure it looks
+    assert r.instrument_confidence < r.instrument_confidence_raw == before.instrument_confidence_raw
+    assert r.instrument_sure is False and r.pitch_sure is True
+    candidates = r.candidates["instrument"]
+    assert len(candidates) == 3 and candidates[0]["instrument"] == r.instrument
+    assert candidates[0]["confidence"] == r.instrument_confidence and "pitch" not in r.candidates
+    table = cli._prediction_table([r.to_dict()])
+    assert "not sure: Violin" in table and " / " in table  # the CLI table names the candidates
 
 
 def test_predict_many_calls_each_model_once_per_batch(predictor, tmp_path):

@@ -99,6 +99,8 @@ def test_registered_with_alias_signature_and_component_tags(registered, served):
         "midi",
         "instrument_confidence",
         "pitch_confidence",
+        "instrument_sure",
+        "pitch_sure",
         "error",
     ]
 

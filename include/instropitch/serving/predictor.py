@@ -29,7 +29,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ import numpy as np
 
 from instropitch import audio
 from instropitch.audio.features import FeatureConfig, SpectrogramConfig, compute_features, get_preset
+from instropitch.ml.calibration import Calibration
 from instropitch.serving.export import FEATURES_FILENAME, model_file, read_export, write_export
 from instropitch.serving.results import ModelInfo, Prediction, PredictorError, confidence
 from instropitch.tinysol import INSTRUMENT_BY_ABBR, midi_to_note_octave, midi_to_pitch
@@ -51,6 +52,8 @@ ENV_EXPORT_DIR = "INSTROPITCH_EXPORT_DIR"
 """An export folder to serve instead of the registry (read by `Predictor.load`)."""
 
 DEFAULT_TOP_K = 3
+NOT_SURE_CANDIDATES = 3
+"""How many answers a "not sure" verdict lists."""
 DEFAULT_BATCH_SIZE = 64
 _MODEL_CHUNK = 256
 
@@ -73,6 +76,8 @@ class _Model:
     input_shape: tuple[int, int]
     layout: dict[str, Any]
     info: ModelInfo
+    calibration: Calibration = field(default_factory=Calibration)
+    """From the layout (`ml.calibration`); identity for versions trained before calibration existed."""
 
     def _compiled(self) -> Any:
         """The model as one traced TensorFlow graph for any batch size.
@@ -124,7 +129,8 @@ def _model_from_layout(role: str, keras_model: Any, layout: Mapping[str, Any], i
         unknown = [v for v in values if v not in INSTRUMENT_BY_ABBR]
         if unknown:
             raise PredictorError(f"{where}: unknown instrument classes {unknown}")
-    return _Model(keras_model, label, model_input, names, list(values), shape, dict(layout), info)
+    calibration = Calibration.from_dict(layout.get("calibration"))
+    return _Model(keras_model, label, model_input, names, list(values), shape, dict(layout), info, calibration)
 
 
 def _combined_features(
@@ -443,32 +449,33 @@ class Predictor:
         return [r for r in results if r is not None]
 
     def _prediction(self, file: str, p_pitch: np.ndarray, p_inst: np.ndarray, top_k: int) -> Prediction:
-        inst_order = np.argsort(-p_inst, kind="stable")
-        pitch_order = np.argsort(-p_pitch, kind="stable")
-        inst_values = self.instrument_model.class_values
-        pitch_values = self.pitch_model.class_values
+        """The answer from both models' raw probabilities: calibrated, sure or not, with alternatives."""
+        raw = {"pitch": p_pitch, "instrument": p_inst}
+        shown = {role: self.models[role].calibration.apply(p[None, :])[0] for role, p in raw.items()}
+        order = {role: np.argsort(-p, kind="stable") for role, p in shown.items()}
 
-        def instrument_entry(j: int) -> dict[str, Any]:
-            abbr = str(inst_values[j])
-            return {
-                "instrument": INSTRUMENT_BY_ABBR[abbr].name,
-                "instrument_abbr": abbr,
-                "confidence": confidence(p_inst[j]),
-            }
-
-        def pitch_entry(j: int) -> dict[str, Any]:
-            midi = int(pitch_values[j])
+        def entry(role: str, j: int) -> dict[str, Any]:
+            value = self.models[role].class_values[j]
+            if role == "instrument":
+                abbr = str(value)
+                return {
+                    "instrument": INSTRUMENT_BY_ABBR[abbr].name,
+                    "instrument_abbr": abbr,
+                    "confidence": confidence(shown[role][j]),
+                }
+            midi = int(value)
             note, octave = midi_to_note_octave(midi)
             return {
                 "pitch": midi_to_pitch(midi),
                 "note": note,
                 "octave": octave,
                 "midi": midi,
-                "confidence": confidence(p_pitch[j]),
+                "confidence": confidence(shown[role][j]),
             }
 
-        best_inst = instrument_entry(int(inst_order[0]))
-        best_pitch = pitch_entry(int(pitch_order[0]))
+        best = {role: int(order[role][0]) for role in raw}
+        sure = {role: bool(shown[role][best[role]] >= self.models[role].calibration.threshold) for role in raw}
+        best_inst, best_pitch = entry("instrument", best["instrument"]), entry("pitch", best["pitch"])
         return Prediction(
             file=file,
             instrument=best_inst["instrument"],
@@ -479,10 +486,14 @@ class Predictor:
             pitch=best_pitch["pitch"],
             midi=best_pitch["midi"],
             pitch_confidence=best_pitch["confidence"],
-            top_k={
-                "instrument": [instrument_entry(int(j)) for j in inst_order[:top_k]],
-                "pitch": [pitch_entry(int(j)) for j in pitch_order[:top_k]],
+            instrument_sure=sure["instrument"],
+            pitch_sure=sure["pitch"],
+            instrument_confidence_raw=confidence(p_inst[best["instrument"]]),
+            pitch_confidence_raw=confidence(p_pitch[best["pitch"]]),
+            candidates={
+                role: [entry(role, int(j)) for j in order[role][:NOT_SURE_CANDIDATES]] for role in raw if not sure[role]
             },
+            top_k={role: [entry(role, int(j)) for j in order[role][:top_k]] for role in ("instrument", "pitch")},
         )
 
 

@@ -10,7 +10,8 @@ scoring.
 Input: a DataFrame with a column `wav_base64` (the WAV file's bytes, base64) or `path`
 (a WAV file the scoring process can read), one note per row. Output: one row per input
 row with `instrument`, `instrument_abbr`, `pitch`, `note`, `octave`, `midi`,
-`instrument_confidence`, `pitch_confidence` and `error` (None, or why that row could
+`instrument_confidence`, `pitch_confidence` (calibrated), `instrument_sure`, `pitch_sure`
+(False: below the model's "not sure" threshold) and `error` (None, or why that row could
 not be analysed; its other columns are then None).
 
 `register_pyfunc()` logs it (from the current champions, or from a given export) as
@@ -48,6 +49,8 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
     "midi",
     "instrument_confidence",
     "pitch_confidence",
+    "instrument_sure",
+    "pitch_sure",
     "error",
 )
 MAX_WAV_BYTES = 50 * 1024 * 1024
@@ -62,7 +65,14 @@ def model_signature() -> Any:
     from mlflow.types.schema import ColSpec, Schema
 
     inputs = Schema([ColSpec("string", name, required=False) for name in INPUT_COLUMNS])
-    types = {"octave": "long", "midi": "long", "instrument_confidence": "double", "pitch_confidence": "double"}
+    types = {
+        "octave": "long",
+        "midi": "long",
+        "instrument_confidence": "double",
+        "pitch_confidence": "double",
+        "instrument_sure": "boolean",
+        "pitch_sure": "boolean",
+    }
     outputs = Schema([ColSpec(types.get(name, "string"), name, required=name != "error") for name in OUTPUT_COLUMNS])
     return ModelSignature(inputs=inputs, outputs=outputs)
 

@@ -2,7 +2,8 @@
 
 `Prediction` is the answer for one file (or the reason it could not be analysed), in the
 shape the CLI's `--json`, the HTTP API and the pyfunc model give; `ModelInfo` says which
-registered version or export a model is.
+registered version or export a model is. Confidences are calibrated (`ml.calibration`):
+an answer below its model's threshold is "not sure" and comes with its candidates.
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ class Prediction:
     pitch: str | None = None
     midi: int | None = None
     pitch_confidence: float | None = None
+    instrument_sure: bool | None = None
+    """False when the calibrated confidence is below the model's "not sure" threshold."""
+    pitch_sure: bool | None = None
+    instrument_confidence_raw: float | None = None
+    """The softmax as the model gave it, before calibration (for comparison only)."""
+    pitch_confidence_raw: float | None = None
+    candidates: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """When a model is not sure: its top answers (calibrated), whatever `top_k` asked for."""
     top_k: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     error: str | None = None
     error_type: str | None = field(default=None, repr=False)
@@ -57,6 +66,11 @@ class Prediction:
             "pitch": self.pitch,
             "midi": self.midi,
             "pitch_confidence": self.pitch_confidence,
+            "instrument_sure": self.instrument_sure,
+            "pitch_sure": self.pitch_sure,
+            "instrument_confidence_raw": self.instrument_confidence_raw,
+            "pitch_confidence_raw": self.pitch_confidence_raw,
+            "candidates": self.candidates,
             "top_k": self.top_k,
         }
 

@@ -8,7 +8,9 @@ Runs nightly at 02:00 UTC **or** as soon as `instropitch_etl` publishes a change
 `instruments_notes_spectrogram` Asset; trigger it by hand with params to train only some
 models or to override the epochs (`airflow dags trigger instropitch_training -c '{"epochs": 3}'`).
 
-1. `snapshot` — the combined table frozen into one seeded, stratified 75/25 split (MLflow artifact of a parent run).
+1. `snapshot` — the combined table frozen into one seeded, stratified 75/25 split, or with `split: folds` TinySOL's
+   own protocol (fold `test_fold` is the test part; re-tuned neighbours never straddle it) — an MLflow artifact
+   of a parent run.
 2. `train` — mapped over the model YAMLs: one child MLflow run each, registered as `instropitch-<name>`.
    With two sources or more in the table, each run also trains one model per source that never
    sees it (leave-one-source-out) and logs `source.<name>.heldout_accuracy` and their mean
@@ -62,6 +64,12 @@ COMBINED_TABLE = Asset(name="instruments_notes_spectrogram")
             None, type=["null", "integer"], minimum=0, maximum=1000, description="override every model's epochs"
         ),
         "seed": Param(42, type="integer", description="seed of the train/test split"),
+        "split": Param(
+            "stratified",
+            enum=["stratified", "folds"],
+            description="stratified: the seeded 75/25 split; folds: TinySOL's protocol, `test_fold` is the test part",
+        ),
+        "test_fold": Param(0, type="integer", minimum=0, maximum=4, description="with split=folds: the test fold"),
     },
 )
 def instropitch_training():
@@ -71,7 +79,14 @@ def instropitch_training():
         from instropitch.pipeline.connections import warehouse_engine
 
         context = get_current_context()
-        return training_pipeline.make_snapshot(warehouse_engine(), context["run_id"], seed=context["params"]["seed"])
+        params = context["params"]
+        return training_pipeline.make_snapshot(
+            warehouse_engine(),
+            context["run_id"],
+            seed=params["seed"],
+            split=params["split"],
+            test_fold=params["test_fold"],
+        )
 
     @task
     def model_paths() -> list[str]:

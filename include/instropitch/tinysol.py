@@ -93,6 +93,41 @@ _FILENAME_RE = re.compile(
 )
 
 
+# ------------------------------------------------------------------- re-tuned neighbours
+
+_RESAMPLE_RE = re.compile(r"R(\d+)([ud])")
+
+
+def take_key(path: str, midi: int) -> tuple[str, str, str, str, int] | None:
+    """(folder, instrument, dynamics, instance, MIDI): one take of one note, whatever its retuning.
+
+    None for a file name outside TinySOL's pattern.
+    """
+    folder, _, name = str(path).replace("\\", "/").rpartition("/")
+    match = _FILENAME_RE.match(name)
+    if match is None:
+        return None
+    return folder, match["abbr"], match["dyn"], match["instance"], int(midi)
+
+
+def resampled_from(path: str, midi: int) -> tuple[str, str, str, str, int] | None:
+    """The `take_key` of the note a re-tuned neighbour was made from, or None.
+
+    TinySOL fills missing semitones by resampling a neighbour: `R100u` in the file name
+    means "the recording one semitone below, shifted 100 cents up" (`T16u` is a fine
+    tuning of the note itself, not a neighbour). Such a pair is one recording twice, so
+    it must never straddle a train/test split.
+    """
+    key = take_key(path, midi)
+    if key is None:
+        return None
+    retune = str(path).rsplit("-", 1)[-1].removesuffix(".wav")
+    cents = sum(int(c) * (1 if d == "u" else -1) for c, d in _RESAMPLE_RE.findall(retune))
+    if cents == 0:
+        return None
+    return (*key[:4], int(midi) - round(cents / 100))
+
+
 # --------------------------------------------------------------------------- pitch
 
 

@@ -473,3 +473,73 @@ def test_the_parent_run_fails_when_a_task_failed_even_without_a_child_run(tracki
     empty = client.create_run(experiment_id).info.run_id
     assert close_parent({"parent_run_id": empty}, {}) == "FAILED"
     assert "no model was trained" in client.get_run(empty).data.tags[TAG_FAILURE_REASON]
+
+
+# ------------------------------------------------------------------ TinySOL's folds
+
+
+def folds_case():
+    """Real TinySOL names: G1 resampled from F#1 (R100u), G#1 fine-tuned (T16u), A1 resampled down from A#1."""
+    rows = [  # path, midi, fold
+        ("Brass/Bass_Tuba/ordinario/BTb-ord-F#1-pp-N-N.wav", 30, 2),
+        ("Brass/Bass_Tuba/ordinario/BTb-ord-G1-pp-N-R100u.wav", 31, 4),  # origin in fold 2
+        ("Brass/Bass_Tuba/ordinario/BTb-ord-G#1-pp-N-T16u.wav", 32, 3),  # tuned, not a neighbour
+        ("Brass/Bass_Tuba/ordinario/BTb-ord-A1-pp-N-R100d.wav", 33, 0),  # origin A#1, same fold
+        ("Brass/Bass_Tuba/ordinario/BTb-ord-A#1-pp-N-N.wav", 34, 0),
+        ("Brass/Bass_Tuba/ordinario/BTb-ord-B1-pp-N-N.wav", 35, 1),
+        ("Brass/Bass_Tuba/ordinario/BTb-ord-C2-pp-N-N.wav", 36, 4),
+        ("Brass/Bass_Tuba/ordinario/BTb-ord-F#1-ff-N-N.wav", 30, 4),  # another take: not G1's origin
+    ]
+    n = len(rows)
+    paths, midi, fold = (np.array(c) for c in zip(*rows, strict=True))
+    rng = np.random.default_rng(0)
+    pitch = rng.normal(size=(n, *PITCH_SHAPE)).astype(np.float32)
+    spec = rng.normal(size=(n, *INSTRUMENT_SHAPE)).astype(np.float32)
+    return paths, midi, np.array(["BTb"] * n), fold, pitch, spec
+
+
+def test_fold_split_tests_on_one_fold_and_never_splits_a_resampled_pair():
+    paths, midi, inst, fold, pitch, spec = folds_case()
+    snap = create_snapshot(paths, midi, inst, fold, pitch, spec, test_fold=4)
+    kept = {p.rsplit("/", 1)[-1]: bool(t) for p, t in zip(snap.paths, snap.is_test, strict=True)}
+    # G1 (fold 4) is F#1 (fold 2) shifted a semitone: testing on it would test on a training note
+    assert "BTb-ord-G1-pp-N-R100u.wav" not in kept
+    assert kept == {
+        "BTb-ord-F#1-pp-N-N.wav": False,
+        "BTb-ord-G#1-pp-N-T16u.wav": False,
+        "BTb-ord-A1-pp-N-R100d.wav": False,  # with its origin, on the same side
+        "BTb-ord-A#1-pp-N-N.wav": False,
+        "BTb-ord-B1-pp-N-N.wav": False,
+        "BTb-ord-C2-pp-N-N.wav": True,
+        "BTb-ord-F#1-ff-N-N.wav": True,
+    }
+    assert snap.stratify == "fold 4" and snap.test_size == pytest.approx(2 / 7)
+    assert (snap.fold[snap.is_test] == 4).all() and (snap.fold[~snap.is_test] != 4).all()
+    # the same pair in another fold's split: G1 is now a training note with its origin in the test part
+    fold2 = create_snapshot(paths, midi, inst, fold, pitch, spec, test_fold=2)
+    assert not any(p.endswith("G1-pp-N-R100u.wav") for p in fold2.paths)
+    # a split where both sit on the training side keeps the pair
+    fold1 = create_snapshot(paths, midi, inst, fold, pitch, spec, test_fold=1)
+    assert any(p.endswith("G1-pp-N-R100u.wav") for p in fold1.paths) and len(fold1) == 8
+    with pytest.raises(ValueError, match="no row is in fold 7"):
+        create_snapshot(paths, midi, inst, fold, pitch, spec, test_fold=7)
+
+
+def test_resampled_pairs_are_matched_within_their_own_source_only():
+    paths, midi, inst, fold, pitch, spec = folds_case()
+    two = lambda a: np.concatenate([a, a])  # noqa: E731
+    fold_b = fold.copy()
+    fold_b[0] = 4  # in source b, F#1 sits with G1 in fold 4
+    source = np.array(["a"] * len(paths) + ["b"] * len(paths))
+    snap = create_snapshot(
+        two(paths),
+        two(midi),
+        two(inst),
+        np.concatenate([fold, fold_b]),
+        two(pitch),
+        two(spec),
+        source=source,
+        test_fold=4,
+    )
+    g1 = [s for s, p in zip(snap.source, snap.paths, strict=True) if p.endswith("G1-pp-N-R100u.wav")]
+    assert g1 == ["b"]  # dropped in a (origin in train), kept in b (origin in the test fold too)

@@ -135,3 +135,15 @@ def test_make_row_builds_valid_paths():
     result = parse_metadata(out.getvalue().encode())
     assert result.errors == [] and result.rows == rows
     assert rows[0].path == "Strings/Violoncello/ordinario/Vc-ord-C2-pp-4c-N.wav"
+
+
+def test_resampled_neighbours_name_their_origin_take():
+    from instropitch.tinysol import resampled_from, take_key
+
+    folder = "Strings/Violoncello/ordinario"
+    assert resampled_from(f"{folder}/Vc-ord-C#2-pp-4c-R100u.wav", 37) == (folder, "Vc", "pp", "4c", 36)
+    assert resampled_from(f"{folder}/Vc-ord-B1-mf-4c-R100d.wav", 35) == (folder, "Vc", "mf", "4c", 36)
+    assert resampled_from(f"{folder}/Vc-ord-C2-pp-4c-T13d.wav", 36) is None  # fine tuning of the note itself
+    assert resampled_from(f"{folder}/Vc-ord-C2-pp-4c-N.wav", 36) is None
+    assert resampled_from("not/a/tinysol-name.wav", 36) is None
+    assert take_key(f"{folder}/Vc-ord-C2-pp-4c-T13d.wav", 36) == take_key(f"{folder}/Vc-ord-C2-pp-4c-N.wav", 36)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from instropitch.tinysol import INSTRUMENT_ABBRS, midi_to_pitch, pitch_to_midi
+from instropitch.tinysol import INSTRUMENT_ABBRS, midi_to_pitch, pitch_to_midi, resampled_from, take_key
 
 if TYPE_CHECKING:
     from instropitch.modelspec import ModelSpec
@@ -256,8 +256,13 @@ def create_snapshot(
     feature_digest: str = "",
     feature_preset: str = "",
     source: np.ndarray | list[str] | None = None,
+    test_fold: int | None = None,
 ) -> Snapshot:
     """Sort rows by (source, path), split train/test reproducibly, and fingerprint the result.
+
+    With `test_fold`, the split is TinySOL's own protocol instead: the rows of that `Fold`
+    are the test part (`fold_split_rows`; run every fold and report the mean, as its
+    authors ask), and `test_size`/`seed` play no part.
 
     `source` names each row's dataset (default: every row in `DEFAULT_SOURCE`); (source,
     path) pairs must be unique, the same path may appear in several sources.
@@ -282,6 +287,13 @@ def create_snapshot(
     _check_rows(paths_a, source_a, columns, test_size, sources_given=source is not None)
 
     order = np.lexsort((paths_a, source_a))  # by source, then path
+    if test_fold is not None:
+        keep, is_test = fold_split_rows(
+            source_a[order], paths_a[order], columns["midi"][order], columns["fold"][order], test_fold
+        )
+        order = order[keep]
+        is_test = is_test[keep]
+        rule, test_size = f"fold {int(test_fold)}", float(is_test.mean())
     source_s = source_a[order]
     paths_s = paths_a[order]
     midi_s = columns["midi"].astype(np.int64)[order]
@@ -289,7 +301,8 @@ def create_snapshot(
     fold_s = columns["fold"].astype(np.int64)[order]
     pitch_s = np.ascontiguousarray(columns["pitch"][order], dtype=np.float32)
     inst_s = np.ascontiguousarray(columns["instrument_spec"][order], dtype=np.float32)
-    rule, is_test = _stratified_test_rows(source_s, instrument_s, midi_s, test_size, seed)
+    if test_fold is None:
+        rule, is_test = _stratified_test_rows(source_s, instrument_s, midi_s, test_size, seed)
 
     digest = _digest(source_s, paths_s, midi_s, instrument_s, fold_s, pitch_s, inst_s, is_test)
     return Snapshot(
@@ -308,6 +321,33 @@ def create_snapshot(
         stratify=rule,
         source=source_s,
     )
+
+
+def fold_split_rows(
+    source: np.ndarray, paths: np.ndarray, midi: np.ndarray, fold: np.ndarray, test_fold: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows kept, test mask) of the split "fold `test_fold` is the test part".
+
+    A re-tuned neighbour (`tinysol.resampled_from`) whose origin lies on the other side of
+    the split is left out: it is the same recording, shifted, and would leak it. TinySOL's
+    own folds put 25 of its 40 resampled notes in another fold than their origin.
+    """
+    fold = np.asarray(fold).astype(np.int64)
+    if int(test_fold) not in set(fold.tolist()):
+        raise ValueError(f"no row is in fold {test_fold}; the folds present are {sorted(set(fold.tolist()))}")
+    is_test = fold == int(test_fold)
+    row_of = {}
+    for i, (src, path, m) in enumerate(zip(source.tolist(), paths.tolist(), midi.tolist(), strict=True)):
+        key = take_key(path, int(m))
+        if key is not None:
+            row_of[(src, *key)] = i
+    keep = np.ones(len(fold), dtype=bool)
+    for i, (src, path, m) in enumerate(zip(source.tolist(), paths.tolist(), midi.tolist(), strict=True)):
+        origin = resampled_from(path, int(m))
+        j = row_of.get((src, *origin)) if origin is not None else None
+        if j is not None and is_test[i] != is_test[j]:
+            keep[i] = False
+    return keep, is_test
 
 
 def _check_rows(

@@ -46,8 +46,21 @@ def model_paths(names: list[str] | None = None, models_dir: Path | None = None) 
     return [str(s.source) for s in specs]
 
 
-def make_snapshot(engine: Engine, run_label: str = "", seed: int = 42, test_size: float = 0.25) -> dict[str, Any]:
+SPLITS = ("stratified", "folds")
+"""`stratified`: the seed project's seeded 75/25 split; `folds`: TinySOL's own, one `Fold` as the test part."""
+
+
+def make_snapshot(
+    engine: Engine,
+    run_label: str = "",
+    seed: int = 42,
+    test_size: float = 0.25,
+    split: str = "stratified",
+    test_fold: int = 0,
+) -> dict[str, Any]:
     """Read the combined table (every source in it), split it, and store the snapshot under a new parent run.
+
+    `split="folds"` tests on fold `test_fold` (TinySOL's protocol: run each fold, report the mean).
 
     Each row keeps its source (`Snapshot.source`), so training can hold a source out.
     """
@@ -56,6 +69,8 @@ def make_snapshot(engine: Engine, run_label: str = "", seed: int = 42, test_size
     from instropitch.audio.features import PRESETS
     from instropitch.ml.snapshot import create_snapshot, log_snapshot
 
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     rows = list(warehouse.iter_combined(engine))
     if not rows:
         raise ValueError("instruments_notes_spectrogram is empty: run instropitch_etl first")
@@ -73,6 +88,7 @@ def make_snapshot(engine: Engine, run_label: str = "", seed: int = 42, test_size
         np.stack([r.instrument_spectrogram for r in rows]),
         seed=seed,
         test_size=test_size,
+        test_fold=test_fold if split == "folds" else None,
         feature_digest=feature_digest,
         feature_preset=preset,
         source=[r.source for r in rows],

@@ -7,6 +7,9 @@ Two protocols (both print tables and write JSON; results are recorded in bench/R
   (in-distribution) and on sets the models never saw: the same manifest rendered with
   another seed under recording conditions (rooms, microphone, distance, player), the same
   files resampled to 32 kHz, and every other SoundFont given with ``--soundfont``.
+* ``--protocol folds`` (issue 15): TinySOL's own protocol on the ``make demo`` set, each of
+  the five ``Fold`` values once the test part (re-tuned neighbours never straddle it), and
+  the mean, beside the DAG's stratified 75/25 split.
 * ``--protocol loso`` (issue 9): one source per SoundFont (seed 1, conditions mixed); for
   each source, a model trained on the training part of all sources (in-distribution: its
   score on that source's test part) and a model trained on the other sources only
@@ -244,9 +247,11 @@ def score_mfcc(model, s: Set, rows: np.ndarray | None = None) -> dict[str, float
     return instrument_report(s.labels.instrument[rows], model.predict(s.mfcc()[rows]))
 
 
-def split(s: Set, test_size: float = 0.25, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
-    """The DAG's split: `snapshot.create_snapshot` (stratified by instrument x MIDI, seeded);
-    (train rows, test rows) as positions in the set."""
+def split(
+    s: Set, test_size: float = 0.25, seed: int = 42, test_fold: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The DAG's split: `snapshot.create_snapshot` (stratified by instrument x MIDI, seeded, or
+    TinySOL's `test_fold`); (train rows, test rows) as positions in the set."""
     from instropitch.ml.snapshot import create_snapshot
 
     d = s.labels
@@ -259,6 +264,7 @@ def split(s: Set, test_size: float = 0.25, seed: int = 42) -> tuple[np.ndarray, 
         d.instrument_spec[:, :1, :1],
         seed=seed,
         test_size=test_size,
+        test_fold=test_fold,
     )
     order = np.searchsorted(d.paths, snap.paths)  # both sorted by path
     return np.sort(order[~snap.is_test]), np.sort(order[snap.is_test])
@@ -315,6 +321,32 @@ def protocol_ood(args, fonts: dict[str, str]) -> dict:
         evaluate_everywhere("baseline mfcc+logreg", lambda s, rows: score_mfcc(mfcc, s, rows))
     if not (args.no_pyin or args.no_baselines):
         evaluate_everywhere("baseline pyin", score_pyin)
+    return results
+
+
+def protocol_folds(args, fonts: dict[str, str]) -> dict:
+    """TinySOL's own protocol on the `make demo` set: each `Fold` once the test part, and the mean;
+    next to it the DAG's seeded stratified 75/25 split, for comparison."""
+    from instropitch.synth.sf2 import default_soundfont_path
+
+    work, cache = args.work, args.work / "cache"
+    base_font = {"timgm6mb": str(default_soundfont_path())}
+    data = Set(
+        "demo", render(work / "timgm6mb-seed0-dry", base_font, seed=0, scale=args.scale, conditions="dry"), cache
+    )
+    splits = {"stratified 75/25": split(data)}
+    splits.update({f"fold {k}": split(data, test_fold=k) for k in sorted(set(data.labels.fold.tolist()))})
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for path in args.models:
+        for label, spec in seeded_specs(path, args.seeds):
+            results[label] = {}
+            for name, (train_rows, test_rows) in splits.items():
+                model, values = train_cnn(spec, [(data, train_rows)], args.epochs)
+                results[label][name] = score_cnn(spec, model, values, data, test_rows)
+            folds = [v for k, v in results[label].items() if k.startswith("fold ")]
+            results[label]["folds mean"] = {key: float(np.mean([f[key] for f in folds])) for key in folds[0]}
+            log(f"{label}: " + ", ".join(f"{k} {_headline(v):.3f}" for k, v in results[label].items()))
+    add_seed_means(results)
     return results
 
 
@@ -399,7 +431,7 @@ def print_table(results: dict) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--protocol", choices=("ood", "loso"), required=True)
+    parser.add_argument("--protocol", choices=("ood", "loso", "folds"), required=True)
     parser.add_argument("--work", type=Path, default=ROOT / ".instropitch" / "bench" / "accuracy")
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the 2,913-note manifest per set")
     parser.add_argument(
@@ -439,7 +471,8 @@ def main() -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     (args.work / "cache").mkdir(exist_ok=True)
     started = time.perf_counter()
-    results = (protocol_ood if args.protocol == "ood" else protocol_loso)(args, fonts)
+    protocols = {"ood": protocol_ood, "loso": protocol_loso, "folds": protocol_folds}
+    results = protocols[args.protocol](args, fonts)
     print_table(results)
     record = {
         "protocol": args.protocol,

@@ -167,7 +167,11 @@ class Training:
     training rows, so a large source does not drown a small one; "none" draws rows uniformly.
     `leave_one_source_out` also trains, for each source, a model that never sees it and logs
     its accuracy on that source (the honest estimate for recordings unlike the training data;
-    it costs one extra fit per source and needs two sources or more)."""
+    it costs one extra fit per source and needs two sources or more).
+    `synthetic_tones` (pitch models only) adds N generated periodic tones per MIDI note of the
+    output layout to the fitting rows (`synth.tones`: sines, square, triangle and sawtooth waves,
+    missing-fundamental and short tones): a person checks the tool with a tone generator, and
+    no instrument sample teaches what a bare sine at 41 Hz looks like. 0 adds none."""
 
     epochs: int = 30
     batch_size: int = 64
@@ -179,6 +183,7 @@ class Training:
     augmentation: Augmentation = field(default_factory=Augmentation)
     balance: str = "sources"
     leave_one_source_out: bool = True
+    synthetic_tones: int = 0
 
 
 @dataclass(frozen=True)
@@ -460,7 +465,10 @@ def _read_training(s: _Section, label: str | None) -> Training:
         augmentation=aug,
         balance=s.take("balance", _choice(BALANCES), defaults.balance),
         leave_one_source_out=s.take("leave_one_source_out", _bool, defaults.leave_one_source_out),
+        synthetic_tones=s.take("synthetic_tones", _int(0, 100), defaults.synthetic_tones),
     )
+    if training.synthetic_tones and label != "midi":
+        s.error("synthetic_tones", "only for label 'midi': a generated tone has a pitch, not an instrument")
     s.finish()
     return training
 

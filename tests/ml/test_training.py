@@ -543,3 +543,20 @@ def test_resampled_pairs_are_matched_within_their_own_source_only():
     )
     g1 = [s for s, p in zip(snap.source, snap.paths, strict=True) if p.endswith("G1-pp-N-R100u.wav")]
     assert g1 == ["b"]  # dropped in a (origin in train), kept in b (origin in the test fold too)
+
+
+def test_synthetic_tones_are_spectrograms_of_every_midi_class():
+    from instropitch.audio.features import get_preset
+    from instropitch.ml.training import synthetic_tone_rows
+
+    recipe = {"name": "tones", "label": "midi", "input": "pitch", "architecture": {"conv_blocks": [{"filters": 4}]}}
+    spec = parse_spec({**recipe, "training": {"synthetic_tones": 1, "seed": 4}})
+    assert synthetic_tone_rows(parse_spec(recipe), "default") is None  # asked for none
+    x, y = synthetic_tone_rows(spec, "default")
+    assert x.shape == (len(MIDI_CLASSES), *get_preset("default").pitch.shape)
+    assert sorted(y.tolist()) == list(range(len(MIDI_CLASSES)))  # one tone per class
+    assert np.isfinite(x).all()
+    again, _ = synthetic_tone_rows(spec, "default")
+    np.testing.assert_array_equal(x, again)  # seeded
+    with pytest.raises(ValueError, match="feature preset"):
+        synthetic_tone_rows(spec, "")

@@ -404,6 +404,20 @@ def test_page_in_headless_chromium(predictor, tmp_path):
                 assert evaluate("document.getElementById('instrument-conf').textContent").endswith("%")
                 assert evaluate("document.getElementById('spec-pitch').naturalWidth") > 0
                 assert evaluate("document.getElementById('models').textContent").startswith("Models (registry)")
+                # an answer under the model's threshold reads "not sure", with the candidates
+                unsure = predictor.predict_file(note, name="violin-A4.wav", top_k=3).to_dict()
+                unsure["instrument_sure"] = False
+                unsure["candidates"] = {
+                    "instrument": [
+                        {"instrument": "Violin", "instrument_abbr": "Vn", "confidence": 0.41},
+                        {"instrument": "Viola", "instrument_abbr": "Va", "confidence": 0.3},
+                    ]
+                }
+                evaluate(f"show({json.dumps(unsure)})")
+                shown = evaluate("document.getElementById('instrument').textContent")
+                assert shown == "Not sure: Violin 41.0% or Viola 30.0%", shown
+                assert evaluate("document.getElementById('instrument').classList.contains('unsure')")
+                assert evaluate("document.getElementById('pitch').textContent") == "A4"  # the pitch model was sure
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(browser.pid, 9)

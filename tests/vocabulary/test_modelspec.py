@@ -175,6 +175,13 @@ def test_freq_shift_refused_for_pitch_labels(tmp_path):
     assert ok.training.augmentation.freq_shift == 2
 
 
+def test_synthetic_tones_only_for_pitch_models(tmp_path):
+    assert parse_spec(minimal(training={"synthetic_tones": 6})).training.synthetic_tones == 6
+    assert parse_spec(minimal()).training.synthetic_tones == 0
+    message = errors_of(tmp_path, minimal(label="instrument", input="instrument", training={"synthetic_tones": 2}))
+    assert "training.synthetic_tones" in message and "only for label 'midi'" in message
+
+
 def test_all_problems_reported_at_once(tmp_path):
     message = errors_of(tmp_path, minimal(training={"epoch": 3, "batch_size": -1}, extra=1))
     lines = message.splitlines()

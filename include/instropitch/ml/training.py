@@ -226,10 +226,12 @@ def fit_model(
     epochs: int,
     groups: np.ndarray | None = None,
     callbacks: list[Any] | None = None,
+    extra: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
     """Build `spec`'s CNN and fit it (seeded; early stopping on the validation rows).
 
     `groups` are the fit rows' sources, for source-balanced batches (`training.balance`).
+    `extra` (inputs, labels) are fitted on too, spread over the groups (e.g. `synthetic_tone_rows`).
     Returns the model (best weights when early stopping is on) and the Keras history.
     """
     from instropitch.ml.cnn import build_model, configure_tensorflow, make_dataset
@@ -239,6 +241,12 @@ def fit_model(
 
     t = spec.training
     keras.utils.set_random_seed(t.seed)
+    if extra is not None and len(extra[1]):
+        groups = np.full(len(y_fit), "data") if groups is None else np.asarray(groups).astype(str)
+        x_fit = np.concatenate([x_fit, extra[0].astype(x_fit.dtype)])
+        y_fit = np.concatenate([y_fit, extra[1]])
+        names = np.unique(groups)  # spread over the sources: balanced batches must not give them a share of their own
+        groups = np.concatenate([groups, names[np.arange(len(extra[1])) % len(names)]])
     input_shape = (int(x_fit.shape[1]), int(x_fit.shape[2]))
     model = build_model(
         spec, input_shape, n_classes, input_mean=float(x_fit.mean()), input_std=float(x_fit.std() or 1.0)
@@ -271,6 +279,34 @@ def fit_model(
     return model, history
 
 
+def synthetic_tone_rows(spec: ModelSpec, feature_preset: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """`training.synthetic_tones` generated tones per MIDI class as (pitch spectrograms, class indices).
+
+    Computed by the same feature code as the data (`feature_preset`); None when the recipe
+    asks for none.
+    """
+    if not spec.training.synthetic_tones:
+        return None
+    import io
+
+    from instropitch import audio
+    from instropitch.audio.features import compute_features, get_preset
+    from instropitch.ml.snapshot import class_layout
+    from instropitch.synth.tones import tone_set
+
+    if not feature_preset:
+        raise ValueError(f"model {spec.name!r}: synthetic_tones needs the snapshot's feature preset, it names none")
+    config = get_preset(feature_preset)
+    values, _ = class_layout("midi")
+    xs, ys = [], []
+    for midi, samples in tone_set(list(values), spec.training.synthetic_tones, seed=spec.training.seed):
+        buffer = io.BytesIO()
+        audio.write_wav(buffer, samples, 44100)
+        xs.append(getattr(compute_features(buffer.getvalue(), config), spec.input))
+        ys.append(values.index(midi))
+    return np.stack(xs).astype(np.float32), np.asarray(ys, dtype=np.int64)
+
+
 def predict_proba(model: keras.Model, x: np.ndarray) -> np.ndarray:
     """Class probabilities per row (the softmax), in batches."""
     n_classes = int(model.output_shape[-1])
@@ -293,6 +329,7 @@ def heldout_source_probabilities(
     n_classes: int,
     *,
     epochs: int,
+    extra: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """For each source, fit on the training rows of the other sources and predict all of its rows.
 
@@ -317,6 +354,7 @@ def heldout_source_probabilities(
             n_classes,
             epochs=epochs,
             groups=sources[fit_rows],
+            extra=extra,
         )
         target = np.flatnonzero(sources == held_out)
         out[held_out] = (target, predict_proba(model, x[target]))
@@ -465,7 +503,7 @@ def train_and_log(
     ) as run:
         _log_recipe_and_data(spec, snapshot, rows, epochs, info)
         mlflow.log_input(mlflow_dataset(snapshot, snapshot_uri), context="training")
-        fitted = _fit_and_score(spec, rows, epochs)
+        fitted = _fit_and_score(spec, rows, epochs, snapshot.feature_preset)
         metrics = fitted.metrics
         mlflow.log_metrics(metrics)
         info["calibration"] = fitted.calibration.to_dict()
@@ -533,18 +571,19 @@ class _Fitted:
     calibration_y: np.ndarray
 
 
-def _fit_and_score(spec: ModelSpec, rows: _Rows, epochs: int) -> _Fitted:
+def _fit_and_score(spec: ModelSpec, rows: _Rows, epochs: int, feature_preset: str = "") -> _Fitted:
     """Leave-one-source-out fits (when asked), the model itself, every metric of both, the calibration.
 
     The calibration is fitted on the held-out-source answers when there are some (notes
     unlike the training data, as a user's are), else on the validation rows.
     """
     n_classes = len(rows.class_names)
+    tones = synthetic_tone_rows(spec, feature_preset)
     predicted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     started = time.perf_counter()
     if spec.training.leave_one_source_out and len(rows.source_names) > 1 and epochs > 0:
         predicted = heldout_source_probabilities(
-            spec, rows.x, rows.y, rows.sources, rows.train, n_classes, epochs=epochs
+            spec, rows.x, rows.y, rows.sources, rows.train, n_classes, epochs=epochs, extra=tones
         )
     heldout = _heldout_scores(spec, rows.y, predicted)
     heldout_time = time.perf_counter() - started
@@ -560,6 +599,7 @@ def _fit_and_score(spec: ModelSpec, rows: _Rows, epochs: int) -> _Fitted:
         epochs=epochs,
         groups=rows.sources[rows.fit],
         callbacks=[_mlflow_callback()],
+        extra=tones,
     )
     training_time = time.perf_counter() - started
 

@@ -1,0 +1,70 @@
+"""Periodic test tones: what a person checking the tool with a tone generator plays.
+
+Sines, square, triangle and sawtooth waves (band-limited Fourier series), tones whose
+fundamental is missing (harmonics 2..8, as low brass and bassoon nearly are) and short
+notes. The pitch model sees some in training (`training.synthetic_tones`) so that a bare
+periodic tone is named like an instrument's note; the benchmark that checks it renders its
+tones with another program (sox), not with this one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+KINDS: tuple[str, ...] = ("sine", "square", "triangle", "sawtooth", "missing_fundamental")
+SHORTEST_S, LONGEST_S = 0.06, 1.5
+
+
+def partials(kind: str, max_harmonic: int) -> dict[int, float]:
+    """Harmonic number -> amplitude of one period of `kind`."""
+    if kind == "sine":
+        return {1: 1.0}
+    if kind == "square":
+        return {n: 1 / n for n in range(1, max_harmonic + 1, 2)}
+    if kind == "triangle":
+        return {n: (-1) ** ((n - 1) // 2) / n**2 for n in range(1, max_harmonic + 1, 2)}
+    if kind == "sawtooth":
+        return {n: 1 / n for n in range(1, max_harmonic + 1)}
+    if kind == "missing_fundamental":
+        return {n: 1.0 for n in range(2, min(8, max_harmonic) + 1)}
+    raise ValueError(f"unknown tone {kind!r}; expected one of {', '.join(KINDS)}")
+
+
+def periodic_tone(
+    kind: str, midi: int, seconds: float, sample_rate: int = 44100, *, detune_cents: float = 0.0, peak: float = 0.5
+) -> np.ndarray:
+    """One tone of `kind` at `midi` (+ `detune_cents`), partials below 95 % of Nyquist, 5 ms fades."""
+    f0 = 440.0 * 2 ** ((midi - 69 + detune_cents / 100) / 12)
+    t = np.arange(max(1, int(round(seconds * sample_rate)))) / sample_rate
+    limit = int(0.95 * sample_rate / 2 / f0)
+    y = np.zeros_like(t)
+    for n, amplitude in partials(kind, max(1, limit)).items():
+        if n * f0 < 0.95 * sample_rate / 2:
+            y += amplitude * np.sin(2 * np.pi * n * f0 * t)
+    fade = min(int(0.005 * sample_rate), len(t) // 4)
+    if fade > 1:
+        ramp = np.linspace(0.0, 1.0, fade)
+        y[:fade] *= ramp
+        y[-fade:] *= ramp[::-1]
+    top = np.abs(y).max()
+    return (peak * y / top if top > 0 else y).astype(np.float32)
+
+
+def tone_set(midis: list[int], per_note: int, seed: int, sample_rate: int = 44100) -> list[tuple[int, np.ndarray]]:
+    """`per_note` random tones per MIDI note: kind, length (log-uniform 60 ms..1.5 s), ±30 cents, level."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for midi in midis:
+        for _ in range(per_note):
+            kind = KINDS[int(rng.integers(len(KINDS)))]
+            seconds = float(np.exp(rng.uniform(np.log(SHORTEST_S), np.log(LONGEST_S))))
+            y = periodic_tone(
+                kind,
+                midi,
+                seconds,
+                sample_rate,
+                detune_cents=float(rng.uniform(-30, 30)),
+                peak=float(np.exp(rng.uniform(np.log(0.05), np.log(0.9)))),
+            )
+            out.append((midi, y))
+    return out

@@ -23,6 +23,8 @@ import pytest
 from support.tones import tone, wav_bytes
 
 from instropitch.devstack.stack import free_port
+from instropitch.serving.pyfunc import OUTPUT_COLUMNS
+from instropitch.serving.results import Prediction
 
 SERVE_TIMEOUT_S = 150
 
@@ -90,19 +92,10 @@ def test_registered_with_alias_signature_and_component_tags(registered, served):
     inputs = {c["name"]: c for c in info.signature.inputs.to_dict()}
     outputs = [c["name"] for c in info.signature.outputs.to_dict()]
     assert set(inputs) == {"wav_base64", "path"} and not any(c["required"] for c in inputs.values())
-    assert outputs == [
-        "instrument",
-        "instrument_abbr",
-        "pitch",
-        "note",
-        "octave",
-        "midi",
-        "instrument_confidence",
-        "pitch_confidence",
-        "instrument_sure",
-        "pitch_sure",
-        "error",
-    ]
+    assert outputs == list(OUTPUT_COLUMNS) and OUTPUT_COLUMNS[-1] == "error"
+    answer = Prediction(file="x.wav", instrument="Violin").to_dict()
+    assert set(OUTPUT_COLUMNS[:-1]) <= set(answer)  # every column is a field of the documented JSON answer
+    assert {"instrument", "pitch", "octave", "instrument_confidence", "instrument_sure"} <= set(OUTPUT_COLUMNS)
 
 
 def test_pyfunc_in_process_mixed_rows(registered, tmp_path, served):

@@ -125,12 +125,16 @@ class Calibration:
     """What a model version carries (in its label layout) so that its confidences can be shown."""
 
     temperature: float = 1.0
+    """Divides the logits: above 1 softens an overconfident model."""
     threshold: float = 0.0
+    """Calibrated confidences below it are shown as "not sure" (0: never)."""
     fitted_on: str = "none"
     """`heldout_sources` (notes of sources the fitting models never saw), `validation`, or `none`."""
     n: int = 0
     ece_raw: float = 0.0
+    """Expected calibration error of the softmax as it comes, on those notes."""
     ece: float = 0.0
+    """The same after scaling (fitted and measured on the same notes: see `cross_source_ece`)."""
     coverage: float = 1.0
     """Share of the calibration notes answered as sure at `threshold`."""
     answered_accuracy: float = 0.0

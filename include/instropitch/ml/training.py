@@ -362,19 +362,13 @@ def heldout_source_probabilities(
     return out
 
 
-def leave_one_source_out(
-    spec: ModelSpec,
-    x: np.ndarray,
-    y: np.ndarray,
-    sources: np.ndarray,
-    train_rows: np.ndarray,
-    n_classes: int,
-    *,
-    epochs: int,
-) -> dict[str, dict[str, float]]:
-    """{source: metrics (as `evaluation_metrics`, plus `n`)} of `heldout_source_probabilities`."""
-    predicted = heldout_source_probabilities(spec, x, y, sources, train_rows, n_classes, epochs=epochs)
-    return _heldout_scores(spec, y, predicted)
+def leave_one_source_out(spec: ModelSpec, *data: Any, epochs: int) -> dict[str, dict[str, float]]:
+    """{source: metrics (as `evaluation_metrics`, plus `n`)} of `heldout_source_probabilities`.
+
+    `data` is (x, y, sources, train_rows, n_classes), as that function takes them.
+    """
+    predicted = heldout_source_probabilities(spec, *data, epochs=epochs)
+    return _heldout_scores(spec, data[1], predicted)
 
 
 def _heldout_scores(

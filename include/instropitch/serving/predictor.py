@@ -358,26 +358,10 @@ class Predictor:
         )[0]
 
     def predict_many(
-        self,
-        sources: Iterable[audio.Source | tuple[str, audio.Source]],
-        *,
-        top_k: int = DEFAULT_TOP_K,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        max_duration: float | None = audio.DEFAULT_MAX_DURATION,
-        keep_spectrograms: bool = False,
-        progress: Callable[[str], None] | None = None,
+        self, sources: Iterable[audio.Source | tuple[str, audio.Source]], **options: Any
     ) -> list[Prediction]:
-        """Predictions in input order; see `iter_predictions`."""
-        return list(
-            self.iter_predictions(
-                sources,
-                top_k=top_k,
-                batch_size=batch_size,
-                max_duration=max_duration,
-                keep_spectrograms=keep_spectrograms,
-                progress=progress,
-            )
-        )
+        """Predictions in input order, as a list; the options are `iter_predictions`'."""
+        return list(self.iter_predictions(sources, **options))
 
     def iter_predictions(
         self,

@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import logging
 import os
 import shlex
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -54,12 +56,17 @@ def parse_versions(text: str | None) -> dict[str, str]:
 _GLOB_CHARS = set("*?[")
 
 
-def find_wavs(patterns: Iterable[str]) -> tuple[list[str], list[str]]:
-    """Expand files, folders (every `*.wav` below, any case) and globs; (files, patterns matching nothing).
+def find_audio(patterns: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Expand files, folders and globs; (files, patterns matching nothing).
 
-    Order: the patterns' order, files sorted within a folder or glob; duplicates dropped.
-    A named file is kept whatever its extension (the prediction will say if it is no WAV).
+    A folder gives every file below with the extension of a format the decoder reads
+    (`audio.file_extensions()`: .wav, .flac, .mp3, ..., any case). Order: the patterns'
+    order, files sorted within a folder or glob; duplicates dropped. A named file is kept
+    whatever its extension (the prediction will say if it is no audio).
     """
+    from instropitch import audio
+
+    extensions = audio.file_extensions()
     files: list[str] = []
     missing: list[str] = []
     seen: set[str] = set()
@@ -74,10 +81,10 @@ def find_wavs(patterns: Iterable[str]) -> tuple[list[str], list[str]]:
         path = Path(pattern)
         if path.is_dir():
             found = sorted(
-                str(p) for p in path.rglob("*") if p.suffix.lower() == ".wav" and (p.is_file() or p.is_symlink())
+                str(p) for p in path.rglob("*") if p.suffix.lower() in extensions and (p.is_file() or p.is_symlink())
             )
             if not found:
-                missing.append(f"{pattern}: no .wav files in this folder")
+                missing.append(f"{pattern}: no audio files ({', '.join(sorted(extensions))}) in this folder")
             for f in found:
                 add(f)
         elif path.exists() or path.is_symlink():
@@ -213,6 +220,21 @@ def _prediction_table(rows: list[dict]) -> str:
     return "\n".join([line(headers), *(line(row) for row in body)])
 
 
+@contextmanager
+def _decoder_warnings_printed_here() -> Iterator[None]:
+    """Keep the decoder's logged warnings off stderr: `predict` prints each with its file's result."""
+    logger = logging.getLogger("instropitch.audio")
+    handler = logging.NullHandler()
+    before = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = before
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     import json
 
@@ -220,11 +242,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise CliError(f"--top-k must be 0 or more, got {args.top_k}")
     if args.batch_size < 1:
         raise CliError(f"--batch-size must be at least 1, got {args.batch_size}")
-    files, missing = find_wavs(args.paths)
+    files, missing = find_audio(args.paths)
     for problem in missing:
         print(f"instropitch: {problem}", file=sys.stderr)
     if not files:
-        raise CliError("no WAV files to predict")
+        raise CliError("no audio files to predict")
     predictor = _load_predictor(args)
 
     as_json = args.json or args.jsonl
@@ -236,23 +258,32 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     failed = len(missing)
     good: list[dict] = []
     everything: list[dict] = []
+
+    def say(message: str) -> None:
+        if bar is not None:
+            bar.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr)
+
     try:
-        for result in predictor.iter_predictions(
-            files, top_k=args.top_k, batch_size=args.batch_size, progress=(lambda _name: bar.update()) if bar else None
-        ):
-            row = result.to_dict()
-            if not result.ok:
-                failed += 1
-                message = f"instropitch: {result.file}: {result.error}"
-                if bar is not None:
-                    bar.write(message, file=sys.stderr)
+        with _decoder_warnings_printed_here():
+            for result in predictor.iter_predictions(
+                files,
+                top_k=args.top_k,
+                batch_size=args.batch_size,
+                progress=(lambda _name: bar.update()) if bar else None,
+            ):
+                row = result.to_dict()
+                if not result.ok:
+                    failed += 1
+                    say(f"instropitch: {result.file}: {result.error}")
                 else:
-                    print(message, file=sys.stderr)
-            else:
-                good.append(row)
-            if args.jsonl:
-                print(json.dumps(row), flush=True)
-            everything.append(row)
+                    for warning in result.warnings:
+                        say(f"instropitch: {result.file}: warning: {warning}")
+                    good.append(row)
+                if args.jsonl:
+                    print(json.dumps(row), flush=True)
+                everything.append(row)
     finally:
         if bar is not None:
             bar.close()
@@ -536,9 +567,14 @@ def _add_runs(sub: Any) -> None:
 
 
 def _add_predict(sub: Any) -> None:
-    """`predict`: instrument and note of WAV files."""
-    p = sub.add_parser("predict", help="which instrument plays these WAVs, and which note is it?")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="WAV files, folders (every *.wav below) or globs")
+    """`predict`: instrument and note of audio files."""
+    p = sub.add_parser("predict", help="which instrument plays these recordings, and which note is it?")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="audio files (WAV, FLAC, Ogg, MP3, AIFF, ...), folders (every audio file below) or globs",
+    )
     p.add_argument("--top-k", type=int, default=3, help="alternatives listed per model in JSON (default: 3)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print one JSON array (failures included as {file, error})")

@@ -89,8 +89,9 @@ _PITCH_RE = re.compile(r"^([A-G]#?)(-?\d+)$")
 _RETUNE_RE = re.compile(r"^(N|[TR]\d+[ud](?:_[TR]\d+[ud])*)$")
 _FILENAME_RE = re.compile(
     r"^(?P<abbr>[A-Za-z]+)-(?P<tech>ord)-(?P<pitch>[A-G]#?-?\d+)-(?P<dyn>pp|p|mf|ff)"
-    r"-(?P<instance>N|alt\d+|\dc)-(?P<retune>[A-Za-z0-9_]+)\.wav$"
+    r"-(?P<instance>N|alt\d+|\dc)-(?P<retune>[A-Za-z0-9_]+)\.(?P<ext>[A-Za-z0-9]{2,5})$"
 )
+"""TinySOL's file names; the extension is any audio format's (.wav, .flac, ...): the decoder judges the content."""
 
 
 # ------------------------------------------------------------------- re-tuned neighbours
@@ -372,7 +373,8 @@ def check_path(path: str, instrument: Instrument, pitch: str, dynamics: str, str
     match = _FILENAME_RE.match(parts[3])
     if match is None:
         raise ValueError(
-            f"file name {parts[3]!r} does not match '{{Abbr}}-ord-{{Pitch}}-{{Dyn}}-{{Instance}}-{{Retune}}.wav'"
+            f"file name {parts[3]!r} does not match '{{Abbr}}-ord-{{Pitch}}-{{Dyn}}-{{Instance}}-{{Retune}}.wav' "
+            "(or another audio extension: .flac, .mp3, ...)"
         )
     if match["abbr"] != instrument.abbr:
         raise ValueError(f"file name names instrument {match['abbr']!r}, the row says {instrument.abbr!r}")

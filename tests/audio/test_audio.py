@@ -1,4 +1,7 @@
-"""WAV decoding: every supported format against known samples, every kind of bad input, ranged reads."""
+"""WAV decoding: every supported format against known samples, every kind of bad input, ranged reads.
+
+(Other formats through libsndfile: test_formats.py; WAVs written to a pipe: test_streamed_wavs.py.)
+"""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from instropitch.audio import (
     AudioError,
     EmptyAudioError,
     InvalidSamplesError,
+    NotAudioError,
     NotAWavError,
     SilentAudioError,
     TooLongError,
@@ -294,14 +298,17 @@ def expect(exc_type: type[AudioError], data: bytes, match: str, name: str = "bad
 GOOD = wav_bytes(tone(dur=0.1))
 
 
-def test_not_a_wav() -> None:
-    err = expect(NotAWavError, b"hello, this is a text file\n" * 4, "not a WAV file", name="cello.wav")
-    assert str(err).startswith("cello.wav: not a WAV file (no RIFF/WAVE header")
-    assert "text" in err.reason
-    expect(NotAWavError, b"fLaC\x00\x00\x00\x22" + bytes(100), "looks like FLAC")
-    expect(NotAWavError, b"ID3\x04" + bytes(100), "looks like MP3")
-    expect(NotAWavError, b"RIFF\x10\x00\x00\x00AVI LIST" + bytes(100), "type 'AVI'")
-    expect(NotAWavError, bytes(5), "not a WAV file")
+def test_not_audio() -> None:
+    err = expect(NotAudioError, b"hello, this is a text file\n" * 4, "not an audio file", name="cello.wav")
+    assert type(err) is NotAudioError
+    assert str(err).startswith("cello.wav: not an audio file (no RIFF/WAVE header, and libsndfile cannot read it: ")
+    assert err.reason.endswith("; it looks like text)")
+    expect(NotAudioError, b"fLaC\x00\x00\x00\x22" + bytes(100), "looks like FLAC")
+    expect(NotAudioError, b"ID3\x04" + bytes(100), "looks like MP3")
+    expect(NotAudioError, bytes(5), "not an audio file")
+    # a RIFF that is no WAVE stays ours to refuse: libsndfile is not asked
+    assert type(expect(NotAWavError, b"RIFF\x10\x00\x00\x00AVI LIST" + bytes(100), "type 'AVI'")) is NotAWavError
+    assert issubclass(NotAWavError, NotAudioError)
 
 
 def test_other_riff_flavours_are_unsupported() -> None:
@@ -314,9 +321,16 @@ def test_truncated_header(cut: int) -> None:
     expect(TruncatedError, GOOD[:cut], "truncated")
 
 
-def test_truncated_data() -> None:
-    err = expect(TruncatedError, GOOD[:1244], r"truncated: header declares 8820 bytes of audio, file holds 1200")
-    assert str(err) == "bad.wav: truncated: header declares 8820 bytes of audio, file holds 1200"
+def test_cut_data_is_read_up_to_the_end_with_a_warning() -> None:
+    info = audio.read_info(GOOD[:1245], name="cut.wav")  # 1,201 bytes of audio: the odd byte is half a frame
+    assert (info.n_frames, info.data_size) == (600, 1200)
+    assert info.warning == (
+        "the header declares 8,820 bytes of audio, the file holds 1,201: read the 600 whole frames "
+        "up to the end of the file (a WAV written to a pipe, or a cut one)"
+    )
+    y, _ = audio.load(GOOD[:1245])
+    np.testing.assert_array_equal(y, audio.load(GOOD)[0][:600])
+    assert audio.read_info(GOOD).warning is None
 
 
 def test_empty_file_and_zero_frames() -> None:
@@ -410,22 +424,24 @@ def test_lying_chunk_sizes() -> None:
     lying_list = riff(chunk(b"LIST", b"abcd", size=50_000), chunk(b"fmt ", fmt()), chunk(b"data", samples))
     err = expect(TruncatedError, lying_list, "chunk 'LIST' at byte 12 declares 50000 bytes")
     assert "file holds" in err.reason
-    short_data = riff(chunk(b"fmt ", fmt()), chunk(b"data", samples, size=len(samples) + 2))
-    expect(TruncatedError, short_data, f"declares {len(samples) + 2} bytes of audio, file holds {len(samples)}")
+    # 'data' before 'fmt ' and past the end: the format is never found
+    data_first = riff(chunk(b"data", samples, size=len(samples) + 100), chunk(b"fmt ", fmt()))
+    expect(TruncatedError, data_first, f"declares {len(samples) + 100} bytes of audio, file holds {len(samples) + 24}")
 
 
 def test_huge_declared_data_length_allocates_nothing() -> None:
-    data = riff(chunk(b"fmt ", fmt()), chunk(b"data", bytes(1000), size=0xFFFFFFF0))
+    data = riff(chunk(b"fmt ", fmt()), chunk(b"data", pcm16(tone(dur=0.01)), size=0xFFFFFFF0))
+    reader = CountingReader(data)
     tracemalloc.start()
     try:
-        with pytest.raises(TruncatedError, match="declares 4294967280 bytes of audio, file holds 1000"):
-            audio.load(data, name="x.wav")
-        with pytest.raises(TruncatedError):
-            audio.read_segment(CountingReader(data), 0.0, 1.0, 22050, name="x.wav")
+        y, _ = audio.load(data, name="x.wav")
+        segment = audio.read_segment(reader, 0.0, 1.0, SR, name="x.wav")
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert peak < 1_000_000
+    assert len(y) == len(segment) == 441 and reader.bytes_read <= audio.HEADER_READ_SIZE + 882
+    assert "declares 4,294,967,280 bytes of audio, the file holds 882" in audio.read_info(data).warning
 
 
 def test_stale_info_for_a_shorter_file_is_a_truncation() -> None:
@@ -436,22 +452,22 @@ def test_stale_info_for_a_shorter_file_is_a_truncation() -> None:
 
 
 def test_error_names() -> None:
-    with pytest.raises(NotAWavError) as caught:
+    with pytest.raises(NotAudioError) as caught:
         audio.read_info(b"nope nope nope")
-    assert caught.value.path == "<bytes>" and str(caught.value).startswith("<bytes>: not a WAV file")
-    with pytest.raises(NotAWavError, match="^<stream>: "):
+    assert caught.value.path == "<bytes>" and str(caught.value).startswith("<bytes>: not an audio file")
+    with pytest.raises(NotAudioError, match="^<stream>: "):
         audio.read_info(io.BytesIO(b"nope nope nope"))
 
 
 def test_error_names_the_path(tmp_path) -> None:
     path = tmp_path / "cello.wav"
     path.write_bytes(b"not audio at all")
-    with pytest.raises(NotAWavError) as caught:
+    with pytest.raises(NotAudioError) as caught:
         audio.read_info(path)
-    assert caught.value.path == str(path) and str(caught.value).startswith(f"{path}: not a WAV file")
-    with open(path, "rb") as fh, pytest.raises(NotAWavError, match=f"^{path}: "):
+    assert caught.value.path == str(path) and str(caught.value).startswith(f"{path}: not an audio file")
+    with open(path, "rb") as fh, pytest.raises(NotAudioError, match=f"^{path}: "):
         audio.read_info(fh)
-    with pytest.raises(NotAWavError, match="^Vn-ord-A4: "):
+    with pytest.raises(NotAudioError, match="^Vn-ord-A4: "):
         audio.read_info(path, name="Vn-ord-A4")
 
 

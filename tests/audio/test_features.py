@@ -363,7 +363,9 @@ def test_features_at_other_sample_rates_and_channel_counts() -> None:
 
 
 def test_bad_files_raise_audio_errors() -> None:
-    with pytest.raises(audio.NotAWavError, match="^junk.wav: not a WAV file"):
+    with pytest.raises(audio.NotAudioError, match="^junk.wav: not an audio file"):
         compute_features(b"definitely not audio", get_preset("seed"), name="junk.wav")
-    with pytest.raises(audio.TruncatedError):
+    with pytest.raises(audio.TooShortError):  # read up to its end (with a warning): 44 ms
         compute_features(wav(note(dur=1.0))[:2000], get_preset("seed"), name="cut.wav")
+    with pytest.raises(audio.TruncatedError):
+        compute_features(wav(note(dur=1.0))[:40], get_preset("seed"), name="cut.wav")

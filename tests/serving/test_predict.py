@@ -75,7 +75,9 @@ def test_predict_file_gives_the_documented_json(predictor, trained_store):
         "pitch_confidence_raw",
         "candidates",
         "top_k",
+        "warnings",
     ]
+    assert d["warnings"] == []
     assert d["file"] == "my-note.wav"
     assert (d["instrument"], d["instrument_abbr"]) == ("Violin", "Vn")
     assert (d["note"], d["octave"], d["pitch"], d["midi"]) == ("A", 4, "A4", 69)
@@ -186,7 +188,7 @@ def test_unusable_files_give_error_results_not_exceptions(predictor, tmp_path):
     assert by_name["silence.wav"].error_type == "SilentAudioError"
     assert by_name["corrupt.wav"].error.startswith("truncated")
     assert by_name["missing.wav"].error == "No such file or directory"
-    assert by_name["notes.txt"].error.startswith("not a WAV file") and "text" in by_name["notes.txt"].error
+    assert by_name["notes.txt"].error.startswith("not an audio file") and "text" in by_name["notes.txt"].error
     assert by_name[tmp_path.name].error == "Is a directory"
     assert by_name["empty.wav"].error == "empty file (0 bytes)"
     assert by_name["too-long.wav"].error.startswith("too long")
@@ -233,14 +235,14 @@ def test_changed_features_are_refused(trained_store, tracking, monkeypatch):
         predict.Predictor.from_registry()
 
 
-def test_find_wavs_expands_folders_and_globs(tmp_path):
-    from instropitch.cli import find_wavs
+def test_find_audio_expands_folders_and_globs(tmp_path):
+    from instropitch.cli import find_audio
 
     (tmp_path / "a" / "deep").mkdir(parents=True)
-    for name in ("a/one.wav", "a/deep/two.WAV", "a/skip.txt", "b.wav", "c.wav"):
+    for name in ("a/one.wav", "a/deep/two.WAV", "a/deep/three.flac", "a/four.Mp3", "a/skip.txt", "b.wav", "c.wav"):
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "empty").mkdir()
-    files, missing = find_wavs(
+    files, missing = find_audio(
         [
             str(tmp_path / "a"),
             str(tmp_path / "*.wav"),
@@ -252,12 +254,10 @@ def test_find_wavs_expands_folders_and_globs(tmp_path):
         ]
     )
     rel = [os.path.relpath(f, tmp_path) for f in files]
-    assert rel == ["a/deep/two.WAV", "a/one.wav", "b.wav", "c.wav", "a/skip.txt"]
-    assert [m.split(": ", 1)[1] for m in missing] == [
-        "no file matches",
-        "no such file or folder",
-        "no .wav files in this folder",
-    ]
+    assert rel == ["a/deep/three.flac", "a/deep/two.WAV", "a/four.Mp3", "a/one.wav", "b.wav", "c.wav", "a/skip.txt"]
+    reasons = [m.split(": ", 1)[1] for m in missing]
+    assert reasons[:2] == ["no file matches", "no such file or folder"]
+    assert reasons[2].startswith("no audio files (") and ".flac" in reasons[2] and ".wav" in reasons[2]
 
 
 # --------------------------------------------------------------------------- CLI
@@ -328,7 +328,7 @@ def test_cli_model_version_and_errors(trained_store, tracking, tmp_path, capsys)
     assert err.startswith("instropitch: no version 42 of registered model 'instropitch-pitch'")
     assert main(["predict", str(tmp_path / "none-*.wav")]) == 1
     err = capsys.readouterr().err
-    assert "no file matches" in err and "no WAV files to predict" in err
+    assert "no file matches" in err and "no audio files to predict" in err
 
 
 def test_cli_progress_bar_only_on_a_terminal(predictor, trained_store, tracking, tmp_path, capsys, monkeypatch):

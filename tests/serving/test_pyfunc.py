@@ -126,7 +126,7 @@ def test_pyfunc_in_process_mixed_rows(registered, tmp_path, served):
     assert rows[0]["instrument"] == "Violin" and 0 < rows[0]["instrument_confidence"] <= 1
     assert rows[0]["error"] is None
     assert rows[2]["error"] == "wav_base64 is not valid base64" and rows[2]["pitch"] is None
-    assert rows[3]["error"].startswith("not a WAV file")
+    assert rows[3]["error"].startswith("not an audio file")
     assert rows[4]["error"] == "No such file or directory"
     json.dumps(rows)  # None, not NaN: valid JSON
 
@@ -170,4 +170,4 @@ def test_mlflow_models_serve_answers_on_loopback(served):
         4,
     )
     assert good["midi"] == 65 and good["error"] is None
-    assert bad["error"].startswith("not a WAV file") and bad["instrument"] is None
+    assert bad["error"].startswith("not an audio file") and bad["instrument"] is None

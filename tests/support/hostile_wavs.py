@@ -1,5 +1,9 @@
 """Hostile WAV files, generated in code: `HOSTILE` maps a name to the bytes of one file.
 
+`STREAMED` holds the opposite: WAVs whose header lies only because their writer could not
+seek back (ffmpeg or sox writing to a pipe, a cut download), which must be read up to
+the end of the file with a warning.
+
 Every entry must be refused by the decoder with an `audio.AudioError` (by `read_info`, or by
 `features.compute_features` for the ones whose header is fine but whose samples are not
 usable). They are what a user, a cut download or a crafted upload can hand the API and the
@@ -95,7 +99,6 @@ def build() -> dict[str, bytes]:
     out["fmt_size_beyond_file"] = riff(chunk(b"fmt ", fmt_body(), size=100_000), chunk(b"data", samples))
     out["fmt_size_huge"] = riff(chunk(b"fmt ", fmt_body(), size=0xFFFFFFFF), chunk(b"data", samples))
     out["fmt_size_too_small"] = riff(chunk(b"fmt ", fmt_body()[:8]), chunk(b"data", samples))
-    out["data_size_beyond_file"] = riff(fmt16, chunk(b"data", samples, size=len(samples) + 1000))
     out["data_size_huge"] = riff(fmt16, chunk(b"data", samples[:1000], size=0xFFFFFFF0))
     out["list_size_beyond_file"] = riff(chunk(b"LIST", b"INFO", size=0x7FFFFFFF), fmt16, chunk(b"data", samples))
     # zip-bomb-like: RIFF says 4 GB, the widest frames at the highest rate, data says 4 GB, 100 bytes real
@@ -107,6 +110,12 @@ def build() -> dict[str, bytes]:
     out["long_silence_declared"] = riff(
         chunk(b"fmt ", fmt_body(rate=8000, bits=8)), chunk(b"data", b"\x80" * 16, size=600 * 8000)
     )
+    # streaming sizes where the file really is broken: audio of unknown length before the format, an empty
+    # 'data' chunk followed by another chunk (not a streaming writer's 0), less than one frame to the end
+    streaming = b"data" + struct.pack("<I", 0xFFFFFFFF)
+    out["streaming_data_before_fmt"] = riff(streaming + samples, fmt16)
+    out["empty_data_then_list"] = riff(fmt16, chunk(b"data", b""), chunk(b"LIST", b"INFOISFT\x04\x00\x00\x00abc\x00"))
+    out["streaming_less_than_a_frame"] = riff(chunk(b"fmt ", fmt_body(channels=2, bits=24)), streaming + b"\x01\x02")
     out["no_data_chunk"] = riff(fmt16, chunk(b"LIST", b"INFOISFT\x04\x00\x00\x00abc\x00"))
     out["no_fmt_chunk"] = riff(chunk(b"data", samples))
     out["empty_data"] = riff(fmt16, chunk(b"data", b""))
@@ -155,8 +164,87 @@ def build() -> dict[str, bytes]:
 HOSTILE: dict[str, bytes] = build()
 """name -> bytes of every hostile WAV."""
 
+FFMPEG_ENCODER = b"Lavf59.27.100"
+"""What Debian 12's ffmpeg 5.1 writes as the LIST/INFO/ISFT software tag."""
+
+
+def ffmpeg_pipe_wav(samples: bytes, sr: int = SR, channels: int = 1, encoder: bytes = FFMPEG_ENCODER) -> bytes:
+    """`ffmpeg ... -f wav pipe:1` with 16-bit PCM: RIFF and 'data' sizes left at 0xFFFFFFFF, a LIST chunk between."""
+    isft = encoder + b"\x00"
+    info = b"INFO" + chunk(b"ISFT", isft)
+    return riff(
+        chunk(b"fmt ", fmt_body(channels=channels, rate=sr)),
+        chunk(b"LIST", info),
+        b"data" + struct.pack("<I", 0xFFFFFFFF) + samples,
+        riff_size=0xFFFFFFFF,
+    )
+
+
+def sox_pipe_wav(samples: bytes, sr: int = SR, channels: int = 1, data_size: int = 0x7FFFF000) -> bytes:
+    """`sox ... -t wav -` with 16-bit PCM: sox's 'unknown length' 0x7FFFF000 as the data size, RIFF size 36 more.
+
+    sox re-encoding a pipe it read (`... | sox -t wav - -t wav -`) declares 0xFFFFFFFE: pass
+    `data_size=0xFFFFFFFE`, the RIFF size then wraps round to 34.
+    """
+    return riff(
+        chunk(b"fmt ", fmt_body(channels=channels, rate=sr)),
+        b"data" + struct.pack("<I", data_size) + samples,
+        riff_size=(data_size + 36) % 2**32,
+    )
+
+
+def never_patched_wav(samples: bytes, sr: int = SR, channels: int = 1) -> bytes:
+    """A writer that puts 0 in both sizes and never comes back to fill them in."""
+    return riff(
+        chunk(b"fmt ", fmt_body(channels=channels, rate=sr)), b"data" + struct.pack("<I", 0) + samples, riff_size=0
+    )
+
+
+STREAMED_SAMPLES = pcm16(note(1.5))
+"""The audio every `STREAMED` file holds: 1.5 s of 16-bit mono at `SR`."""
+
+HONEST: bytes = riff(chunk(b"fmt ", fmt_body()), chunk(b"data", STREAMED_SAMPLES))
+"""`STREAMED_SAMPLES` with true sizes: what every `STREAMED` file must decode like."""
+
+
+def build_streamed() -> dict[str, bytes]:
+    """name -> bytes of WAVs to read despite their sizes; each holds `STREAMED_SAMPLES` (whole frames)."""
+    samples = STREAMED_SAMPLES
+    return {
+        "ffmpeg_pipe": ffmpeg_pipe_wav(samples),
+        "sox_pipe": sox_pipe_wav(samples),
+        "sox_repipe": sox_pipe_wav(samples, data_size=0xFFFFFFFE),
+        "never_patched": never_patched_wav(samples),
+        "data_size_beyond_file": riff(chunk(b"fmt ", fmt_body()), chunk(b"data", samples, size=len(samples) + 1000)),
+        "cut_mid_frame": ffmpeg_pipe_wav(samples + b"\x01"),  # the cut half-frame is dropped
+    }
+
+
+STREAMED: dict[str, bytes] = build_streamed()
+"""name -> bytes of every WAV that must decode like `HONEST`, with a warning."""
+
 KNOWN_BUGS: dict[str, str] = {}
 """Hostile files the library accepts today (tests mark them xfail(strict=True) with this reason)."""
 
 
-__all__ = ["HOSTILE", "KNOWN_BUGS", "SR", "build", "chunk", "fmt_body", "good_wav", "note", "pcm16", "riff", "wav"]
+__all__ = [
+    "FFMPEG_ENCODER",
+    "HONEST",
+    "HOSTILE",
+    "KNOWN_BUGS",
+    "SR",
+    "STREAMED",
+    "STREAMED_SAMPLES",
+    "build",
+    "build_streamed",
+    "chunk",
+    "ffmpeg_pipe_wav",
+    "fmt_body",
+    "good_wav",
+    "never_patched_wav",
+    "note",
+    "pcm16",
+    "riff",
+    "sox_pipe_wav",
+    "wav",
+]

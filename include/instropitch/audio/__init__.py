@@ -1,24 +1,31 @@
 """Audio in: decoding a user's or the dataset's recording, and the spectrograms both models read.
 
-`instropitch.audio` re-exports the decoder (`instropitch.audio.wav`), as librosa's
-top level re-exports `librosa.core`: `audio.load(path, sr)`, `audio.read_info(...)`.
-The spectrograms live in `instropitch.audio.features`.
+`instropitch.audio` re-exports the decoder (`instropitch.audio.wav`: our WAV parser, and
+libsndfile for the other formats), as librosa's top level re-exports `librosa.core`:
+`audio.load(path, sr)`, `audio.read_info(...)`. The spectrograms live in
+`instropitch.audio.features`.
 
-May import: the vocabulary (`instropitch.tinysol`) and numpy/scipy/soxr; nothing else of
-the project.
+May import: the vocabulary (`instropitch.tinysol`) and numpy/scipy/soxr/soundfile; nothing
+else of the project.
 """
 
 from instropitch.audio.wav import (
+    AUDIBLE_BLOCK_FRAMES,
+    DECODE_BLOCK_FRAMES,
     DEFAULT_MAX_DURATION,
+    FORMAT_EXTENSIONS,
     HEADER_READ_SIZE,
     MAX_CHANNELS,
     MAX_CHUNKS,
+    MAX_DECODED_SECONDS,
     MAX_SAMPLE_RATE,
     MIN_SAMPLE_RATE,
     SILENCE_THRESHOLD,
+    STREAMING_SIZES,
     AudioError,
     EmptyAudioError,
     InvalidSamplesError,
+    NotAudioError,
     NotAWavError,
     SilentAudioError,
     Source,
@@ -29,6 +36,8 @@ from instropitch.audio.wav import (
     WavInfo,
     encode_samples,
     ensure_audible,
+    ensure_file_audible,
+    file_extensions,
     load,
     open_source,
     read_frames,
@@ -41,16 +50,22 @@ from instropitch.audio.wav import (
 )
 
 __all__ = [
+    "AUDIBLE_BLOCK_FRAMES",
+    "DECODE_BLOCK_FRAMES",
     "DEFAULT_MAX_DURATION",
+    "FORMAT_EXTENSIONS",
     "HEADER_READ_SIZE",
     "MAX_CHANNELS",
     "MAX_CHUNKS",
+    "MAX_DECODED_SECONDS",
     "MAX_SAMPLE_RATE",
     "MIN_SAMPLE_RATE",
     "SILENCE_THRESHOLD",
+    "STREAMING_SIZES",
     "AudioError",
     "EmptyAudioError",
     "InvalidSamplesError",
+    "NotAudioError",
     "NotAWavError",
     "SilentAudioError",
     "Source",
@@ -61,6 +76,8 @@ __all__ = [
     "WavInfo",
     "encode_samples",
     "ensure_audible",
+    "ensure_file_audible",
+    "file_extensions",
     "load",
     "open_source",
     "read_frames",

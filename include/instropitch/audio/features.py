@@ -442,6 +442,14 @@ MIN_NOTE_DURATION = 0.05
 """Seconds; anything shorter is a click, not a note (refused with `audio.TooShortError`)."""
 
 
+def ensure_note_length(info: audio.WavInfo, name: str) -> None:
+    """Raise `audio.TooShortError` below `MIN_NOTE_DURATION` (a click: no pitch or timbre to tell)."""
+    if info.duration < MIN_NOTE_DURATION:
+        raise audio.TooShortError(
+            name, f"too short: {info.duration * 1000:.1f} ms, a note lasts at least {MIN_NOTE_DURATION * 1000:.0f} ms"
+        )
+
+
 def compute_features(
     source: audio.Source,
     config: FeatureConfig,
@@ -457,11 +465,7 @@ def compute_features(
     """
     with audio.open_source(source, name) as src:
         info = info or audio.read_info(src)
-        if info.duration < MIN_NOTE_DURATION:
-            raise audio.TooShortError(
-                src.name,
-                f"too short: {info.duration * 1000:.1f} ms, a note lasts at least {MIN_NOTE_DURATION * 1000:.0f} ms",
-            )
+        ensure_note_length(info, src.name)
         arrays = {}
         for what, cfg, start, length in _segments(info, config):
             y = audio.read_segment(src, start, length, cfg.sample_rate, info=info)

@@ -1,4 +1,4 @@
-"""Decode the WAV files users and the ETL hand in, reading only the bytes that are needed.
+"""Decode the audio files users and the ETL hand in, reading only the bytes that are needed.
 
 Our own RIFF/WAVE parser (numpy only) rather than soundfile or the stdlib `wave`, for two
 reasons. Hostile input (a renamed MP3, a cut download, a header that lies about its sizes)
@@ -6,6 +6,15 @@ must fail with a typed error that names the file and the reason in plain words, 
 a crash or a huge allocation. And the ETL reads from S3 through an HTTP-ranged reader: the
 header comes from one small read, then only the byte range of the frames asked for is
 fetched, never the whole data chunk.
+
+A WAV whose 'data' size is 0, 0xFFFFFFFF or more than the file holds (what ffmpeg or sox
+leave when they write to a pipe and cannot seek back) is read up to the end of the file,
+with a `WavInfo.warning` and a logged warning saying so.
+
+Any other input (FLAC, Ogg Vorbis/Opus, MP3, AIFF, CAF, ...) goes to libsndfile through
+`soundfile`: it is decoded once, in blocks, up to the duration limit (a compressed size says
+nothing of the length), into a float32 mono WAV in memory that the readers below then use
+like any other. The limits are the same: sample rate, duration, NaN/inf, silence.
 
 Supported: PCM 8-bit (unsigned), 16/24/32-bit (signed), IEEE float 32/64, each also inside
 WAVE_FORMAT_EXTENSIBLE; any channel count (downmixed to mono by the mean); sample rates
@@ -16,7 +25,9 @@ so a segment matches the same samples of a whole file loaded with librosa.
 
 from __future__ import annotations
 
+import functools
 import io
+import logging
 import math
 import os
 import struct
@@ -27,6 +38,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 Source = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 """What the readers accept: a path, the file's bytes, or a seekable binary file object."""
@@ -54,7 +67,35 @@ With soxr HQ, 512 samples make a segment equal (to float32 rounding) to the same
 the whole file resampled at once; fewer leave filter edge effects.
 """
 
+STREAMING_SIZES = (0, 0xFFFFFFFF)
+"""'data' sizes a writer leaves when it cannot seek back to patch its header (besides sizes past the end)."""
+
+MAX_DECODED_SECONDS = 3600.0
+"""Longest audio decoded from a compressed format when no `max_duration` is given."""
+
+DECODE_BLOCK_FRAMES = 1 << 16
+"""Frames libsndfile decodes per read: memory stays at a block while the limit is checked."""
+
+FORMAT_EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "WAV": (".wav", ".wave"),
+    "FLAC": (".flac",),
+    "OGG": (".ogg", ".oga", ".opus"),
+    "MP3": (".mp3",),
+    "AIFF": (".aif", ".aiff", ".aifc"),
+    "CAF": (".caf",),
+    "AU": (".au", ".snd"),
+    "W64": (".w64",),
+    "VOC": (".voc",),
+    "NIST": (".sph", ".nist"),
+}
+"""File-name extensions per libsndfile format, for picking audio out of folders and buckets.
+
+Only formats that announce themselves in their first bytes (libsndfile sniffs, names do not
+matter to it); RF64 is left out because our WAV parser refuses it.
+"""
+
 _MAX_ALIGN = 4096
+_RIFF_MAGICS = (b"RIFF", b"RIFX", b"RF64")
 
 WAVE_FORMAT_PCM = 0x0001
 WAVE_FORMAT_IEEE_FLOAT = 0x0003
@@ -104,8 +145,12 @@ class AudioError(ValueError):
         return (type(self), (self.path, self.reason))
 
 
-class NotAWavError(AudioError):
-    """Not a RIFF/WAVE file at all, or its chunk structure is broken."""
+class NotAudioError(AudioError):
+    """Not audio we can read: no WAV, and nothing libsndfile reads either (answered 415 by the API)."""
+
+
+class NotAWavError(NotAudioError):
+    """A RIFF file that is no usable WAVE: another RIFF type, or a broken chunk structure."""
 
 
 class UnsupportedFormatError(AudioError):
@@ -136,6 +181,27 @@ class TooShortError(AudioError):
     """Shorter than a note can be (a click): nothing to tell the pitch or instrument from."""
 
 
+@functools.cache
+def file_extensions() -> frozenset[str]:
+    """Lower-case extensions (".wav", ".flac", ...) of the formats this machine reads.
+
+    For picking audio out of folders and buckets; a file named by hand is tried whatever
+    its name (the content decides, not the extension).
+    """
+    out = set(FORMAT_EXTENSIONS["WAV"])
+    try:
+        import soundfile as sf
+
+        formats = sf.available_formats()
+        opus = "OGG" in formats and "OPUS" in sf.available_subtypes("OGG")
+    except (ImportError, OSError):  # no libsndfile: WAV only
+        return frozenset(out)
+    for kind, extensions in FORMAT_EXTENSIONS.items():
+        if kind in formats:
+            out.update(e for e in extensions if e != ".opus" or opus)
+    return frozenset(out)
+
+
 # ------------------------------------------------------------------------- the header
 
 
@@ -144,7 +210,10 @@ class WavInfo:
     """What the header says, validated against the file: enough to read any frame range.
 
     `bits_per_sample` is the container size (8/16/24/32/64); `data_offset` and `data_size`
-    locate the audio bytes; `n_frames` counts whole frames only.
+    locate the audio bytes; `n_frames` counts whole frames only. `file_format` is "WAV", or
+    the libsndfile format a file was decoded from (then the other fields describe the float32
+    mono copy in memory). `warning` says what was read in place of a header that could not be
+    trusted (a streaming writer's sizes), else None.
     """
 
     sample_rate: int
@@ -155,6 +224,8 @@ class WavInfo:
     data_offset: int
     data_size: int
     block_align: int
+    file_format: str = "WAV"
+    warning: str | None = None
 
     @property
     def duration(self) -> float:
@@ -174,8 +245,14 @@ class _Source:
         self.fh = fh
         self.name = name
         self.size = size
+        self.decoded_from: str | None = None
         self._buf = b""
         self._buf_at = 0
+
+    def replace(self, data: bytes, decoded_from: str) -> None:
+        """Read `data` from now on (the decoded copy of a non-WAV file)."""
+        self.fh, self.size, self.decoded_from = io.BytesIO(data), len(data), decoded_from
+        self._buf, self._buf_at = b"", 0
 
     def read_at(self, offset: int, n: int) -> bytes:
         """Up to `n` bytes at `offset` (fewer only at the end of the file), in as few reads as possible."""
@@ -282,10 +359,14 @@ def _parse_fmt(body: bytes, size: int, name: str) -> tuple[str, int, int, int, i
 
 
 def _read_info(src: _Source, max_duration: float | None) -> WavInfo:
-    name, size = src.name, src.size
-    if size == 0:
+    name = src.name
+    if src.size == 0:
         raise EmptyAudioError(name, "empty file (0 bytes)")
     head = src.header_bytes(0, 12)
+    if src.decoded_from is None and not (head[:4] in _RIFF_MAGICS or (len(head) < 4 and b"RIFF".startswith(head))):
+        _decode_other(src, max_duration)
+        head = src.header_bytes(0, 12)
+    size = src.size
     if len(head) < 12:
         if b"RIFF".startswith(head[:4]) and len(head) > 0:
             raise TruncatedError(name, f"truncated: the file ends inside the RIFF header ({size} bytes)")
@@ -294,8 +375,6 @@ def _read_info(src: _Source, max_duration: float | None) -> WavInfo:
         raise UnsupportedFormatError(name, "big-endian RIFX WAV is not supported")
     if head[:4] == b"RF64":
         raise UnsupportedFormatError(name, "RF64 (64-bit) WAV is not supported")
-    if head[:4] != b"RIFF":
-        raise NotAWavError(name, f"not a WAV file (no RIFF/WAVE header{_sniff(head)})")
     if head[8:12] != b"WAVE":
         kind = head[8:12].decode("latin-1").strip() or "?"
         raise NotAWavError(name, f"not a WAV file (a RIFF file of type {kind!r}, not WAVE)")
@@ -350,26 +429,115 @@ def _read_info(src: _Source, max_duration: float | None) -> WavInfo:
     encoding, channels, rate, bits, block_align = fmt
     data_offset, data_size = data
     held = size - data_offset
-    if data_size > held:
-        raise TruncatedError(name, f"truncated: header declares {data_size} bytes of audio, file holds {held}")
-    if data_size == 0:
-        raise EmptyAudioError(name, "no audio: the 'data' chunk is empty")
+    warning = None
+    if data_size in STREAMING_SIZES or data_size > held:
+        if data_size == 0 and (held == 0 or _next_chunk_fits(src, data_offset)):
+            raise EmptyAudioError(name, "no audio: the 'data' chunk is empty")
+        if held < block_align:
+            raise EmptyAudioError(
+                name,
+                f"no audio: the header declares {_declared(data_size)} of audio, the file holds {held}, "
+                f"less than one {block_align}-byte frame",
+            )
+        frames = held // block_align
+        warning = (
+            f"the header declares {_declared(data_size)} of audio, the file holds {held:,}: read the {frames:,} "
+            f"whole frame{'s' if frames > 1 else ''} up to the end of the file (a WAV written to a pipe, or a cut one)"
+        )
+        data_size = held - held % block_align
     n_frames = data_size // block_align
     if n_frames == 0:
         raise EmptyAudioError(
             name, f"no audio: the 'data' chunk holds {data_size} bytes, less than one {block_align}-byte frame"
         )
-    info = WavInfo(rate, channels, bits, encoding, n_frames, data_offset, data_size, block_align)
+    file_format = src.decoded_from or "WAV"
+    info = WavInfo(rate, channels, bits, encoding, n_frames, data_offset, data_size, block_align, file_format, warning)
     if max_duration is not None and info.duration > max_duration:
         raise TooLongError(name, f"too long: {info.duration:.1f} s of audio, the limit is {max_duration:g} s")
+    if warning:
+        log.warning("%s: %s", name, warning)
     return info
 
 
-def read_info(source: Source, *, name: str | None = None, max_duration: float | None = DEFAULT_MAX_DURATION) -> WavInfo:
-    """Parse and check the header, reading only the first bytes of the file (usually one read).
+def _declared(size: int) -> str:
+    return f"0x{size:08X} bytes" if size == 0xFFFFFFFF else f"{size:,} bytes"
 
-    `name` labels errors (default: the path, the file object's `name`, or "<bytes>").
-    Raises an `AudioError` subclass for anything unusable; `max_duration=None` lifts the limit.
+
+def _next_chunk_fits(src: _Source, offset: int) -> bool:
+    """After a 'data' chunk declared empty: does a whole chunk follow (then it really is empty)?"""
+    head = src.header_bytes(offset, 8)
+    if len(head) < 8 or not all(32 <= b < 127 for b in head[:4]):
+        return False
+    return offset + 8 + struct.unpack_from("<I", head, 4)[0] <= src.size
+
+
+def _why(exc: Exception) -> str:
+    """libsndfile's own words, without its "Error : " prefix and final period."""
+    text = getattr(exc, "error_string", None) or str(exc) or type(exc).__name__
+    return text.removeprefix("Error : ").strip().rstrip(".")
+
+
+def _decode_other(src: _Source, max_duration: float | None) -> None:
+    """Decode a file that is no RIFF with libsndfile into a float32 mono WAV in memory, and read that from now on.
+
+    Blocks of `DECODE_BLOCK_FRAMES`, refused as soon as they pass the duration limit: a small
+    compressed file may hold hours.
+    """
+    import soundfile as sf
+
+    name = src.name
+    limit = MAX_DECODED_SECONDS if max_duration is None else max_duration
+    src.fh.seek(0)
+    try:
+        handle = sf.SoundFile(src.fh)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        hint = _sniff(src.header_bytes(0, 64))
+        raise NotAudioError(
+            name, f"not an audio file (no RIFF/WAVE header, and libsndfile cannot read it: {_why(exc)}{hint})"
+        ) from None
+    with handle:
+        kind = f"{handle.format} ({handle.subtype})" if handle.subtype else handle.format
+        rate, channels = int(handle.samplerate), int(handle.channels)
+        if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+            raise UnsupportedFormatError(
+                name, f"sample rate {rate} Hz is outside {MIN_SAMPLE_RATE:,}..{MAX_SAMPLE_RATE:,} Hz"
+            )
+        if not 0 < channels <= MAX_CHANNELS:
+            raise UnsupportedFormatError(name, f"{channels} channels (1 to {MAX_CHANNELS} are supported)")
+        most = math.floor(limit * rate)
+        blocks: list[np.ndarray] = []
+        total = 0
+        try:
+            while True:
+                block = handle.read(min(DECODE_BLOCK_FRAMES, most + 1 - total), dtype="float32", always_2d=True)
+                if not len(block):
+                    break
+                total += len(block)
+                if total > most:
+                    raise TooLongError(
+                        name, f"too long: more than {limit:g} s of {kind} audio, the limit is {limit:g} s"
+                    )
+                blocks.append(block.mean(axis=1, dtype=np.float32) if channels > 1 else block[:, 0].copy())
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise TruncatedError(
+                name, f"cannot decode the {kind} audio after {total:,} frames (cut or corrupt?): {_why(exc)}"
+            ) from None
+    if not total:
+        raise EmptyAudioError(name, f"no audio: libsndfile reads no frame from this {kind} file")
+    samples = np.concatenate(blocks).astype("<f4", copy=False).tobytes()
+    fmt = _fmt_chunk(WAVE_FORMAT_IEEE_FLOAT, 1, rate, 32, False)
+    body = b"WAVE" + fmt + b"data" + struct.pack("<I", len(samples))
+    src.replace(b"RIFF" + struct.pack("<I", (len(body) + len(samples)) % 2**32) + body + samples, handle.format)
+
+
+def read_info(source: Source, *, name: str | None = None, max_duration: float | None = DEFAULT_MAX_DURATION) -> WavInfo:
+    """Parse and check the header, reading only the first bytes of a WAV (usually one read).
+
+    Any other format is decoded whole here (see the module doc); pass an `open_source` object
+    to keep the decoded copy for the reads that follow. `name` labels errors (default: the
+    path, the file object's `name`, or "<bytes>"). Raises an `AudioError` subclass for
+    anything unusable; `max_duration=None` lifts the limit (to `MAX_DECODED_SECONDS` for
+    compressed formats).
     """
     with open_source(source, name) as src:
         return _read_info(src, max_duration)
@@ -415,6 +583,8 @@ def _read_frames(src: _Source, start: int, count: int, info: WavInfo) -> np.ndar
     offset, length = info.byte_range(start, count)
     if length == 0:
         return np.zeros(0, dtype=np.float32)
+    if info.file_format != "WAV" and src.decoded_from is None:  # `info` read from another opening of the file
+        _decode_other(src, info.duration + 1.0)
     raw = src.read_at(offset, length)
     if len(raw) < length:
         raise TruncatedError(
@@ -561,11 +731,46 @@ def ensure_audible(y: np.ndarray, name: str, what: str = "the audio", threshold:
     The mean is removed first: a constant (DC) signal is as inaudible as zeros.
     """
     peak = float(np.max(np.abs(y - y.mean()))) if len(y) else 0.0
+    _refuse_below(peak, name, what, threshold)
+
+
+def _refuse_below(peak: float, name: str, what: str, threshold: float) -> None:
     if peak < threshold:
         level = f"{20 * math.log10(peak):.0f} dBFS" if peak > 0 else "digital silence"
         raise SilentAudioError(
             name, f"silent: {what} peaks at {level} (threshold {20 * math.log10(threshold):.0f} dBFS)"
         )
+
+
+AUDIBLE_BLOCK_FRAMES = 1 << 18
+"""Frames decoded at a time by `ensure_file_audible` (1 MB of float32)."""
+
+
+def ensure_file_audible(
+    source: Source,
+    *,
+    info: WavInfo | None = None,
+    name: str | None = None,
+    max_duration: float | None = DEFAULT_MAX_DURATION,
+    threshold: float = SILENCE_THRESHOLD,
+) -> WavInfo:
+    """Check the header and every sample at the file's own rate; returns the `WavInfo`.
+
+    `SilentAudioError` when the whole file peaks below `threshold` around its mean (as
+    `ensure_audible`), `InvalidSamplesError` for NaN/inf. No resampling and no features: a
+    server answers silence with this before it queues for a model. The features still check
+    each window they analyse.
+    """
+    with open_source(source, name) as src:
+        info = info or _read_info(src, max_duration)
+        total, low, high = 0.0, math.inf, -math.inf
+        for start in range(0, info.n_frames, AUDIBLE_BLOCK_FRAMES):
+            y = _read_frames(src, start, AUDIBLE_BLOCK_FRAMES, info)
+            total += float(y.sum(dtype=np.float64))
+            low, high = min(low, float(y.min())), max(high, float(y.max()))
+        mean = total / info.n_frames
+        _refuse_below(max(high - mean, mean - low), src.name, "the audio", threshold)
+    return info
 
 
 # ------------------------------------------------------------------------- writing

@@ -1,9 +1,9 @@
 """The object store (S3 API: AWS, MinIO, or the embedded moto server).
 
 Functions take a boto3 S3 client, so the same code runs with a client from Airflow's
-`S3Hook` (connection `aws_default`) or one built here for the CLI and tests. WAV objects
+`S3Hook` (connection `aws_default`) or one built here for the CLI and tests. Audio objects
 are read through `RangedObjectReader`: a seekable file whose reads become HTTP range
-GETs, so the decoder fetches the header and the frames its features need, not the file.
+GETs, so the WAV decoder fetches the header and the frames its features need, not the file.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from instropitch import audio
 from instropitch.tinysol import METADATA_FILENAME
 
 DEFAULT_BUCKET = "instropitch"
@@ -25,7 +26,7 @@ DEFAULT_PREFIX = "TinySOL/"
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """A WAV object: its key, its path relative to the dataset prefix, size and ETag."""
+    """An audio object: its key, its path relative to the dataset prefix, size and ETag."""
 
     key: str
     path: str
@@ -64,15 +65,20 @@ def ensure_bucket(client: Any, bucket: str) -> None:
         client.create_bucket(Bucket=bucket)
 
 
-def list_wavs(client: Any, bucket: str, prefix: str) -> list[ObjectInfo]:
-    """Every `.wav` object under the prefix (paginated), sorted by key."""
+def is_audio_name(name: str) -> bool:
+    """Whether a key or file name ends with the extension of a format the decoder reads (any case)."""
+    return os.path.splitext(name)[1].lower() in audio.file_extensions()
+
+
+def list_audio(client: Any, bucket: str, prefix: str) -> list[ObjectInfo]:
+    """Every audio object under the prefix (by extension: `audio.file_extensions()`), paginated, sorted by key."""
     prefix = normalise_prefix(prefix)
     objects = []
     paginator = client.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
             key = item["Key"]
-            if key.lower().endswith(".wav"):
+            if is_audio_name(key):
                 objects.append(ObjectInfo(key, key[len(prefix) :], int(item["Size"]), item["ETag"].strip('"')))
     return sorted(objects, key=lambda o: o.key)
 
@@ -175,7 +181,7 @@ def upload_folder(
     workers: int = 8,
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Upload a TinySOL-layout folder (WAVs + metadata CSV) under the prefix.
+    """Upload a TinySOL-layout folder (audio files + metadata CSV) under the prefix.
 
     Objects whose ETag already equals the file's MD5 are skipped, so re-seeding an
     unchanged dataset uploads nothing. Returns the number of files uploaded.
@@ -187,7 +193,7 @@ def upload_folder(
         for item in page.get("Contents", []):
             existing[item["Key"]] = item["ETag"].strip('"')
     files = sorted(
-        p for p in folder.rglob("*") if p.is_file() and (p.suffix.lower() == ".wav" or p.name == METADATA_FILENAME)
+        p for p in folder.rglob("*") if p.is_file() and (is_audio_name(p.name) or p.name == METADATA_FILENAME)
     )
 
     def upload(path: Path) -> int:

@@ -240,7 +240,7 @@ def _plan_source(
     client: Any, engine: Engine, bucket: str, src: Source, feature_digest: str, run_id: str | None
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """The objects of one source to transform (each tagged with its source), and its counts."""
-    objects = objectstore.list_wavs(client, bucket, src.prefix)
+    objects = objectstore.list_audio(client, bucket, src.prefix)
     with engine.begin() as conn:
         metadata = {
             r.path: (r.instrument_abbr, r.family, r.pitch)
@@ -305,7 +305,7 @@ def plan_sources(
     shard_size: int = 200,
     run_id: str | None = None,
 ) -> PlanResult:
-    """List each source's WAV objects, match them with that source's metadata rows, and shard what needs work.
+    """List each source's audio objects, match them with that source's metadata rows, and shard what needs work.
 
     Everything is per source: an object already loaded for its source with the same
     ETag and feature digest is skipped (a nightly run over unchanged sources transforms
@@ -366,22 +366,25 @@ class ShardResult:
 
 
 WHOLE_OBJECT_MAX = 2 * 1024 * 1024
-"""Objects up to this size are fetched with one GET instead of ranged reads of the parts needed.
+"""WAV objects up to this size are fetched with one GET instead of ranged reads of the parts needed.
 
 A GET costs far more than its bytes: ~6 ms of CPU per request (boto3 plus the loopback moto
 server) against ~4 ms per MB on the 2-core bench, and 20–50 ms of latency on AWS against
 ~10 ms per MB. The ranged path needs 3 GETs per note (header, pitch window, instrument
 window), so for TinySOL's notes (0.2–0.9 MB) one whole-object GET is the cheaper read;
-longer recordings keep fetching only the seconds the features use.
+longer recordings keep fetching only the seconds the features use. Other formats (FLAC,
+MP3, ...) are decoded from the start, so they are always fetched with one GET.
 """
 
 
 def _transform_one(client: Any, bucket: str, item: dict[str, Any], config: Any) -> warehouse.LoadedNote:
+    from instropitch import audio
     from instropitch.audio import features
 
     size = int(item["size"])
     # min_fetch = size: the header read fetches the whole object, every later read is served from it.
-    min_fetch = size if 0 < size <= WHOLE_OBJECT_MAX else 65536
+    ranged = item["key"].lower().endswith(audio.FORMAT_EXTENSIONS["WAV"]) and size > WHOLE_OBJECT_MAX
+    min_fetch = 65536 if ranged else max(size, 1)
     reader = objectstore.RangedObjectReader(client, bucket, item["key"], size, etag=item["etag"], min_fetch=min_fetch)
     result = features.compute_features(reader, config, name=item["path"])
     for name, array in (("pitch", result.pitch), ("instrument", result.instrument)):

@@ -1,22 +1,26 @@
-"""The prediction web page and its HTTP API: drop a WAV, see the instrument and the note.
+"""The prediction web page and its HTTP API: drop an audio file, see the instrument and the note.
 
 `create_app()` returns a FastAPI app, served by `instropitch serve` (uvicorn, 127.0.0.1 by
 default) and mounted in Airflow's API server by `plugins/instropitch_plugin.py`:
 
-* `GET /` the page (`static/index.html`: inline HTML/CSS/JS, no CDN): pick or drop a WAV, see instrument, note,
-  octave, confidences, alternatives and the two spectrograms the models saw;
-* `POST /predict` a multipart form with the field `file` (or a raw `audio/wav` body)
-  -> the `Prediction` JSON; `?top_k=K` alternatives, `?spectrogram=true` adds both model
-  inputs as PNG data URLs under `spectrograms`;
+* `GET /` the page (`static/index.html`: inline HTML/CSS/JS, no CDN): pick or drop an audio file, see instrument,
+  note, octave, confidences, alternatives and the two spectrograms the models saw;
+* `POST /predict` a multipart form with the field `file` (or a raw `audio/*` body): WAV,
+  FLAC, Ogg, MP3, AIFF or any format libsndfile reads -> the `Prediction` JSON, with
+  `warnings` (e.g. a WAV written to a pipe, read despite its header); `?top_k=K`
+  alternatives, `?spectrogram=true` adds both model inputs as PNG data URLs under
+  `spectrograms`;
 * `GET /models` which versions answer, their test accuracies, the feature digest;
 * `GET /health` liveness and whether the models are loaded.
 
 Bad input never gives a 500: every error is JSON `{"error": reason, "file": name}` with
 413 (over `max_upload_bytes`: refused from `Content-Length` before reading, and by a cap
-while streaming the body), 415 (not a WAV, or not a form/WAV body), 422 (empty,
-undecodable, silent, longer than `max_duration_s`) or 400 (a broken form). The models
-load once, lazily (first request needing them, or at startup with `preload=True`), and
-are shared by all requests; a failed load answers 503 and is retried on the next request.
+while streaming the body), 415 (not audio, or not a form/audio body), 422 (empty,
+undecodable, silent, too short, longer than `max_duration_s`) or 400 (a broken form).
+Everything the file alone can tell (header, samples, silence, length) is answered before
+the request waits for the models or a prediction slot. The models load once, lazily (first
+request needing them, or at startup with `preload=True`), and are shared by all requests;
+a failed load answers 503 and is retried on the next request.
 
 Page and API use relative URLs, so the app works under any prefix (`/instropitch/`).
 `create_app(auth=...)` puts authentication in front of `/predict` and `/models` (the Airflow
@@ -49,6 +53,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from instropitch import audio
+from instropitch.audio.features import ensure_note_length
 from instropitch.serving.predictor import DEFAULT_TOP_K, Predictor
 from instropitch.serving.results import Prediction
 
@@ -59,7 +64,10 @@ DEFAULT_MAX_DURATION_S = 60.0
 FORM_OVERHEAD_BYTES = 64 * 1024
 """Room for multipart boundaries and part headers on top of the file size limit."""
 MAX_TOP_K = 20
-RAW_AUDIO_TYPES = frozenset({"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave", "application/octet-stream"})
+RAW_AUDIO_TYPES = frozenset({"application/octet-stream", "application/ogg", "application/x-flac"})
+"""Raw body types taken as audio besides every `audio/*` (the bytes decide the format, not the type)."""
+NOT_AUDIO_ERRORS = frozenset({"NotAudioError", "NotAWavError"})
+"""`Prediction.error_type`s answered 415, like `audio.NotAudioError` from the screening."""
 
 
 class _TooLarge(Exception):
@@ -219,7 +227,7 @@ def create_app(
 
     app = FastAPI(
         title="InstroPitch",
-        description="Which orchestral instrument plays this single-note WAV, and which note is it?",
+        description="Which orchestral instrument plays this single-note recording, and which note is it?",
         lifespan=lifespan,
     )
     app.state.predictor_holder = holder
@@ -301,7 +309,7 @@ PREDICT_BODY_SCHEMA = {
                     "properties": {"file": {"type": "string", "format": "binary"}},
                 }
             },
-            "audio/wav": {"schema": {"type": "string", "format": "binary"}},
+            "audio/*": {"schema": {"type": "string", "format": "binary"}},
         },
     }
 }
@@ -312,15 +320,15 @@ async def predict(
     request: Request,
     top_k: int = Query(DEFAULT_TOP_K, ge=0, le=MAX_TOP_K, description="alternatives listed per model"),
     spectrogram: bool = Query(False, description="add the model inputs as PNG data URLs"),
-    name: str | None = Query(None, description="file name for a raw audio/wav body"),
+    name: str | None = Query(None, description="file name for a raw audio body"),
 ) -> JSONResponse:
-    """Predict one WAV: multipart field `file`, or a raw `audio/wav` body."""
+    """Predict one audio file: multipart field `file`, or a raw `audio/*` body."""
     limits: Limits = request.app.state.limits
     upload = await _read_upload(request, limits, name)
     if isinstance(upload, JSONResponse):
         return upload
     file, data = upload
-    refused = _check_header(data, file, limits)
+    refused = await run_in_threadpool(_screen, data, file, limits)
     if refused is not None:
         return refused
     predictor = await _predictor(request)
@@ -336,7 +344,7 @@ async def predict(
             keep_spectrograms=spectrogram,
         )
     if not result.ok:
-        return _error(415 if result.error_type == "NotAWavError" else 422, result.error or "unusable", file)
+        return _error(415 if result.error_type in NOT_AUDIO_ERRORS else 422, result.error or "unusable", file)
     body: dict[str, Any] = result.to_dict()
     if spectrogram and result.spectrograms:
         body["spectrograms"] = {k: png_data_url(v) for k, v in result.spectrograms.items()}
@@ -360,12 +368,12 @@ async def _read_upload(request: Request, limits: Limits, name: str | None) -> tu
             if isinstance(got, JSONResponse):
                 return got
             file, data = got
-        elif mime in RAW_AUDIO_TYPES:
+        elif mime.startswith("audio/") or mime in RAW_AUDIO_TYPES:
             file, data = _clean_name(name), await _read_body(request, limits.max_upload_bytes)
         else:
             return _error(
                 415,
-                f"send the WAV as multipart/form-data with a 'file' field (or as a raw audio/wav body), "
+                f"send the audio file as multipart/form-data with a 'file' field (or as a raw audio/* body), "
                 f"not {mime or 'a body without Content-Type'}",
             )
     except _TooLarge:
@@ -377,11 +385,18 @@ async def _read_upload(request: Request, limits: Limits, name: str | None) -> tu
     return file, data
 
 
-def _check_header(data: bytes, file: str, limits: Limits) -> JSONResponse | None:
-    """The header alone: answers bad files fast, before the models are needed."""
+def _screen(data: bytes, file: str, limits: Limits) -> JSONResponse | None:
+    """What the file alone tells (not audio, undecodable, too long or short, NaN, silent), before any model.
+
+    A file refused here never loads the models nor waits for a prediction slot: silence costs
+    one decode at the file's own rate (`audio.ensure_file_audible`, the features' threshold).
+    """
     try:
-        audio.read_info(data, name=file, max_duration=limits.max_duration_s)
-    except audio.NotAWavError as exc:
+        with audio.open_source(data, file) as src:  # one decode of a compressed file for both checks
+            info = audio.read_info(src, max_duration=limits.max_duration_s)
+            ensure_note_length(info, file)
+            audio.ensure_file_audible(src, info=info)
+    except audio.NotAudioError as exc:
         return _error(415, exc.reason, file)
     except audio.AudioError as exc:
         return _error(422, exc.reason, file)
@@ -440,9 +455,11 @@ def _page_template() -> str:
 
 
 def page_html(max_upload_bytes: int, max_duration_s: float) -> str:
-    """The upload page (`static/index.html`, inline CSS/JS, no CDN) with this app's limits filled in."""
+    """The upload page (`static/index.html`, inline CSS/JS, no CDN) with this app's limits and formats filled in."""
+    accept = ",".join(["audio/*", *sorted(audio.file_extensions())])
     return (
         _page_template()
         .replace("__MAX_UPLOAD_BYTES__", str(int(max_upload_bytes)))
         .replace("__MAX_DURATION__", html.escape(f"{max_duration_s:g}"))
+        .replace("__ACCEPT__", html.escape(accept))
     )

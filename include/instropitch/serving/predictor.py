@@ -16,8 +16,10 @@ loaded from one of:
 `Predictor.load()` picks an export when given one (or `$INSTROPITCH_EXPORT_DIR` is set)
 and the registry otherwise. Prediction reads only the seconds of audio the spectrograms
 need (`features.compute_features`); `predict_many` computes a batch of spectrograms and
-calls each model once per batch. A file that cannot be used (not a WAV, truncated,
-silent, ...) gives a `Prediction` with `error` set, never an exception.
+calls each model once per batch. Any format `audio` reads is accepted (WAV, FLAC, MP3, ...).
+A file that cannot be used (not audio, truncated, silent, ...) gives a `Prediction` with
+`error` set, never an exception; one read despite its header (a WAV written to a pipe)
+carries the decoder's `warnings`.
 
 TensorFlow, Keras and MLflow are imported inside the functions: the Airflow API server
 imports this module through the plugin and must not pay for TensorFlow until a request.
@@ -403,6 +405,7 @@ class Predictor:
     ) -> list[Prediction]:
         results: list[Prediction | None] = [None] * len(batch)
         good: list[int] = []
+        warnings: dict[int, list[str]] = {}
         inputs: dict[str, list[np.ndarray]] = {"pitch": [], "instrument": []}
         for i, (name, source) in enumerate(batch):
             try:
@@ -415,6 +418,8 @@ class Predictor:
                     progress(name)
                 continue
             good.append(i)
+            if info.warning:
+                warnings[i] = [info.warning]
             inputs["pitch"].append(feats.pitch)
             inputs["instrument"].append(feats.instrument)
             if progress is not None:
@@ -427,6 +432,7 @@ class Predictor:
             k = max(0, int(top_k))
             for row, i in enumerate(good):
                 result = self._prediction(batch[i][0], p_pitch[row], p_inst[row], k)
+                result.warnings = warnings.get(i, [])
                 if keep_spectrograms:
                     result.spectrograms = {"pitch": stacked["pitch"][row], "instrument": stacked["instrument"][row]}
                 results[i] = result

@@ -44,7 +44,9 @@ class Prediction:
     top_k: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     error: str | None = None
     error_type: str | None = field(default=None, repr=False)
-    """Class name of the failure (e.g. `NotAWavError`, `SilentAudioError`, `FileNotFoundError`)."""
+    """Class name of the failure (e.g. `NotAudioError`, `SilentAudioError`, `FileNotFoundError`)."""
+    warnings: list[str] = field(default_factory=list)
+    """What was read in place of a header that could not be trusted (e.g. a WAV written to a pipe)."""
     spectrograms: dict[str, np.ndarray] | None = field(default=None, repr=False)
     """The model inputs (`pitch`, `instrument`: frames × bands), when asked for."""
 
@@ -53,7 +55,7 @@ class Prediction:
         return self.error is None
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON shape: every field for a prediction, `file` and `error` for a failure."""
+        """The JSON shape: every field for a prediction (`warnings` possibly empty), `file` and `error` for a failure."""
         if self.error is not None:
             return {"file": self.file, "error": self.error}
         return {
@@ -72,6 +74,7 @@ class Prediction:
             "pitch_confidence_raw": self.pitch_confidence_raw,
             "candidates": self.candidates,
             "top_k": self.top_k,
+            "warnings": list(self.warnings),
         }
 
     @classmethod

@@ -76,8 +76,15 @@ def main() -> int:
             "n": len(truth),
             "misses": misses,
             "sure_share": float(np.mean([bool(p.pitch_sure) for p in predictions if p.ok])),
+            "sure_accuracy": float(
+                np.mean([p.midi == m for m, p in zip(truth, predictions, strict=True) if p.ok and p.pitch_sure] or [0])
+            ),
         }
-        print(f"{kind:20s} {results[kind]['accuracy']:6.1%}  misses {misses[:12]}{' ...' if len(misses) > 12 else ''}")
+        print(
+            f"{kind:20s} {results[kind]['accuracy']:6.1%}  sure {results[kind]['sure_share']:4.0%} of notes, "
+            f"{results[kind]['sure_accuracy']:6.1%} of those right"
+        )
+        print(f"{'':20s} misses {misses[:12]}{' ...' if len(misses) > 12 else ''}")
     record = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "load_average": os.getloadavg(),

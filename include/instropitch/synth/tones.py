@@ -11,7 +11,17 @@ from __future__ import annotations
 
 import numpy as np
 
-KINDS: tuple[str, ...] = ("sine", "square", "triangle", "sawtooth", "missing_fundamental")
+KINDS: tuple[str, ...] = (
+    "sine",
+    "square",
+    "triangle",
+    "sawtooth",
+    "missing_fundamental",
+    "naive_square",
+    "naive_sawtooth",
+)
+"""`naive_*`: computed sample by sample, not band-limited, so high notes alias as a simple
+tone generator's do (SoX's `synth square` among them)."""
 SHORTEST_S, LONGEST_S = 0.06, 1.5
 
 
@@ -33,14 +43,21 @@ def partials(kind: str, max_harmonic: int) -> dict[int, float]:
 def periodic_tone(
     kind: str, midi: int, seconds: float, sample_rate: int = 44100, *, detune_cents: float = 0.0, peak: float = 0.5
 ) -> np.ndarray:
-    """One tone of `kind` at `midi` (+ `detune_cents`), partials below 95 % of Nyquist, 5 ms fades."""
+    """One tone of `kind` at `midi` (+ `detune_cents`), 5 ms fades; band-limited kinds keep their
+    partials below 95 % of Nyquist."""
     f0 = 440.0 * 2 ** ((midi - 69 + detune_cents / 100) / 12)
     t = np.arange(max(1, int(round(seconds * sample_rate)))) / sample_rate
-    limit = int(0.95 * sample_rate / 2 / f0)
-    y = np.zeros_like(t)
-    for n, amplitude in partials(kind, max(1, limit)).items():
-        if n * f0 < 0.95 * sample_rate / 2:
-            y += amplitude * np.sin(2 * np.pi * n * f0 * t)
+    phase = (f0 * t) % 1.0
+    if kind == "naive_square":
+        y = np.where(phase < 0.5, 1.0, -1.0)
+    elif kind == "naive_sawtooth":
+        y = 2.0 * phase - 1.0
+    else:
+        limit = int(0.95 * sample_rate / 2 / f0)
+        y = np.zeros_like(t)
+        for n, amplitude in partials(kind, max(1, limit)).items():
+            if n * f0 < 0.95 * sample_rate / 2:
+                y += amplitude * np.sin(2 * np.pi * n * f0 * t)
     fade = min(int(0.005 * sample_rate), len(t) // 4)
     if fade > 1:
         ramp = np.linspace(0.0, 1.0, fade)

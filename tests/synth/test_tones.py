@@ -16,7 +16,7 @@ def spectrum_at(y: np.ndarray, freq: float, sr: int = 44100) -> float:
     return float(mag[bin_ - 2 : bin_ + 3].max() / mag.max())
 
 
-@pytest.mark.parametrize("kind", ["sine", "square", "triangle", "sawtooth"])
+@pytest.mark.parametrize("kind", ["sine", "square", "triangle", "sawtooth", "naive_square", "naive_sawtooth"])
 def test_tones_sound_at_their_note(kind):
     for midi in (40, 69, 90):
         y = periodic_tone(kind, midi, 1.0)

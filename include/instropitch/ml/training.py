@@ -12,6 +12,7 @@ scheduler imports this module while parsing DAGs.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 MAX_MISCLASSIFIED_SHOWN = 8
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -224,10 +226,12 @@ def fit_model(
     epochs: int,
     groups: np.ndarray | None = None,
     callbacks: list[Any] | None = None,
+    label: str | None = None,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
     """Build `spec`'s CNN and fit it (seeded; early stopping on the validation rows).
 
     `groups` are the fit rows' sources, for source-balanced batches (`training.balance`).
+    Each epoch is logged as one line named `label` (default: the spec's name).
     Returns the model (best weights when early stopping is on) and the Keras history.
     """
     from instropitch.ml.cnn import build_model, configure_tensorflow, make_dataset
@@ -259,6 +263,7 @@ def fit_model(
                 monitor=t.early_stopping.monitor, patience=t.early_stopping.patience, restore_best_weights=True
             )
         )
+    callbacks.append(_epoch_log(label or spec.name, epochs))
     if epochs > 0:
         history = model.fit(
             fit_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, shuffle=False, verbose=0
@@ -267,6 +272,20 @@ def fit_model(
         history = {}
         model.optimizer.build(model.trainable_variables)  # saves cleanly even untrained
     return model, history
+
+
+EPOCH_LOG_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+def _epoch_log(label: str, epochs: int) -> keras.callbacks.Callback:
+    """One log line per epoch: Keras fits silently here (`verbose=0`), and a DAG run should show progress."""
+    import keras
+
+    def log_epoch(epoch: int, logs: dict[str, float] | None = None) -> None:
+        numbers = " ".join(f"{key} {logs[key]:.4f}" for key in EPOCH_LOG_KEYS if key in (logs or {}))
+        log.info("%s epoch %d/%d: %s", label, epoch + 1, epochs, numbers)
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=log_epoch)
 
 
 def predict_classes(model: keras.Model, x: np.ndarray) -> np.ndarray:
@@ -309,6 +328,7 @@ def leave_one_source_out(
             n_classes,
             epochs=epochs,
             groups=sources[fit_rows],
+            label=f"{spec.name} without {held_out}",
         )
         target = np.flatnonzero(sources == held_out)
         metrics = evaluation_metrics(spec, y[target], predict_classes(model, x[target]))

@@ -7,6 +7,7 @@ runs, so `instropitch --help` and quick commands start fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import logging
@@ -143,10 +144,13 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     import mlflow
 
     from instropitch.ml import registry
+    from instropitch.ml.tracking import missing_sqlite_store
 
     tracking_uri = _tracking_uri(args)
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
+    if missing_sqlite_store(uri := mlflow.get_tracking_uri()):  # MLflow would create an empty one here
+        raise CliError(f"no runs: no MLflow store at {uri} (set MLFLOW_TRACKING_URI, or --tracking-uri)")
     table = registry.list_runs(experiment=args.experiment, max_results=args.max_results)
     if table.empty:
         print(f"no training runs in experiment {args.experiment!r} at {mlflow.get_tracking_uri()}")
@@ -314,7 +318,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from instropitch.serving.app import create_app
-    from instropitch.serving.predictor import Predictor
+    from instropitch.serving.predictor import ENV_EXPORT_DIR, Predictor, require_store
+    from instropitch.serving.results import PredictorError
 
     try:
         versions = parse_versions(args.model_version)
@@ -326,6 +331,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise CliError("--max-upload-mb and --max-duration must be positive")
     if args.from_export and not Path(args.from_export).is_dir():
         raise CliError(f"{args.from_export}: no such export folder")
+    if versions or not (args.from_export or os.environ.get(ENV_EXPORT_DIR)):  # the registry, as Predictor.load
+        try:  # the models load later, in the server: refuse now what cannot work then
+            require_store(_tracking_uri(args))
+        except PredictorError as exc:
+            raise CliError(str(exc)) from None
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(
             f"instropitch: serving on {args.host}: anyone who can reach this port can upload files; "
@@ -366,7 +376,7 @@ def _add_model_options(p: argparse.ArgumentParser, *, export: bool = True) -> No
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from instropitch.devstack import demo
+    from instropitch.devstack import demo, processes
 
     options = demo.DemoOptions(
         home=Path(args.home) if args.home else _home(),
@@ -381,7 +391,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"instropitch: {exc}", file=sys.stderr)
         return 2
-    return demo.run(options)
+    with processes.interrupt_on_signals():  # SIGTERM/SIGHUP stop the services too, as Ctrl-C does
+        return demo.run(options)
 
 
 def _home() -> Path:
@@ -422,30 +433,47 @@ def _cmd_stack(args: argparse.Namespace) -> int:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
+    """Run the services until a service exits or a stop signal comes; stop all of them in either case.
+
+    SIGTERM (a supervisor, `kill`) and SIGHUP (a closed terminal) stop them as Ctrl-C does.
+    """
     import time
 
-    from instropitch.devstack import airflow_services, demo, stack
+    from instropitch.devstack import airflow_services, demo, processes, stack
 
-    home = Path(args.home) if args.home else _home()
-    services = stack.up(home)
-    folder = demo.ensure_dataset(demo.dataset_dir(home, args.seed, args.scale), args.seed, args.scale)
-    print(f"s3: {demo.seed_bucket(services, folder)} objects uploaded to s3://{demo.BUCKET}/{demo.PREFIX}")
-    running = airflow_services.start(services, home / "services")
-    print(f"Airflow UI   {running.api_url}  (login {airflow_services.ADMIN_USER} / {running.admin_password})")
-    print(f"MLflow UI    {running.mlflow_url}")
-    print(f"predict page {running.api_url}/instropitch/")
-    print(f"logs         {running.home / 'logs'}")
-    print("Trigger instropitch_etl from the UI; Ctrl-C stops every service (data is kept).")
-    try:
-        while all(p.poll() is None for p in running.processes.values()):
-            time.sleep(2)
-        print("instropitch: a service exited; see its log", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        airflow_services.stop(running)
-        stack.down(home)
+    home = (Path(args.home) if args.home else _home()).resolve()
+    with processes.interrupt_on_signals():
+        try:
+            note = airflow_services.clear_leftovers(home / "services")
+        except airflow_services.AlreadyRunning as exc:
+            raise CliError(str(exc)) from None
+        if note:
+            print(f"instropitch: {note}", file=sys.stderr)
+        running = None
+        try:
+            services = stack.up(home)
+            folder = demo.ensure_dataset(demo.dataset_dir(home, args.seed, args.scale), args.seed, args.scale)
+            print(f"s3: {demo.seed_bucket(services, folder)} objects uploaded to s3://{demo.BUCKET}/{demo.PREFIX}")
+            running = airflow_services.start(services, home / "services")
+            print(f"Airflow UI   {running.api_url}  (login {airflow_services.ADMIN_USER} / {running.admin_password})")
+            print(f"MLflow UI    {running.mlflow_url}")
+            print(f"predict page {running.api_url}/instropitch/")
+            print(f"logs         {running.home / 'logs'}")
+            print("Trigger instropitch_etl from the UI; Ctrl-C stops every service (data is kept).", flush=True)
+            while all(p.poll() is None for p in running.processes.values()):
+                time.sleep(2)
+            print("instropitch: a service exited; see its log", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt as exc:  # processes.Interrupted: SIGINT, SIGTERM or SIGHUP
+            with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+                print(
+                    f"instropitch: {str(exc) or 'interrupted'}: stopping the services (data is kept)", file=sys.stderr
+                )
+            return 0
+        finally:
+            if running is not None:
+                airflow_services.stop(running)
+            stack.down(home)
 
 
 def build_parser() -> argparse.ArgumentParser:

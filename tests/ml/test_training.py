@@ -7,6 +7,7 @@ the label. Any working CNN learns it in a few epochs, so failures here are wirin
 from __future__ import annotations
 
 import json
+import logging
 import textwrap
 from collections import Counter
 from pathlib import Path
@@ -254,6 +255,32 @@ def test_reduce_lr_on_plateau_lowers_the_step_when_validation_stalls():
     rates = history["learning_rate"]
     assert rates[0] == pytest.approx(0.01) and min(rates) <= 0.005 + 1e-9
     assert min(rates) >= 0.01 / 64 - 1e-9  # floored at learning_rate / 64
+
+
+def test_fit_logs_a_line_per_epoch(caplog):
+    """What `make demo` shows of a training as it runs (Keras itself fits silently)."""
+    from instropitch.ml.training import fit_model
+
+    spec = parse_spec(
+        {
+            "name": "quiet",
+            "label": "instrument",
+            "input": "instrument",
+            "architecture": {"conv_blocks": [{"filters": 2}], "dense": []},
+            "training": {"batch_size": 16, "early_stopping": None},
+        }
+    )
+    rng = np.random.default_rng(0)
+    x = rng.normal(-60, 5, (32, *INSTRUMENT_SHAPE)).astype(np.float32)
+    y = rng.integers(0, 3, 32)
+    with caplog.at_level(logging.INFO, logger="instropitch.ml.training"):
+        _, history = fit_model(spec, x[:24], y[:24], x[24:], y[24:], 3, epochs=2)
+    lines = [r.getMessage() for r in caplog.records if r.name == "instropitch.ml.training"]
+    assert lines == [
+        f"quiet epoch {n + 1}/2: "
+        + " ".join(f"{key} {history[key][n]:.4f}" for key in ("loss", "accuracy", "val_loss", "val_accuracy"))
+        for n in range(2)
+    ]
 
 
 # ------------------------------------------------------------------ train_and_log

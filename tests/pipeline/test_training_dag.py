@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from instropitch.devstack import local_airflow
 pytestmark = pytest.mark.e2e
 
 PREFIX = "TinySOL/"
+EPOCH_LINE = re.compile(r"  (pitch|instrument) epoch [12]/2: loss \S+ accuracy \S+ val_loss \S+ val_accuracy \S+")
 
 
 def mlflow_client(env: dict[str, str]):
@@ -40,8 +42,23 @@ def test_training_after_etl_logs_registers_and_promotes(
     events = asset_events(airflow_env)[before:]
     assert [name for name, _ in events] == ["instruments_notes_spectrogram"]  # the outlet fired
 
-    first = local_airflow.dags_test("instropitch_training", airflow_env, {"epochs": 2})
+    shown: list[str] = []
+    first = local_airflow.dags_test("instropitch_training", airflow_env, {"epochs": 2}, progress=shown.append)
     assert first.ok, first.tail(80)
+    # what `make demo` prints while it runs: a line per finished task, a line per epoch
+    finished = [re.sub(r" in \d+ s$", "", line) for line in shown if line.startswith("  task ")]
+    assert sorted(finished) == [  # mapped tasks run in any order
+        "  task close_parent: success",
+        "  task model_paths: success",
+        "  task promote[0]: success",
+        "  task promote[1]: success",
+        "  task publish_serving_model: success",
+        "  task snapshot: success",
+        "  task train[0]: success",
+        "  task train[1]: success",
+    ], shown
+    epochs = [line for line in shown if not line.startswith("  task ")]
+    assert len(epochs) == 4 and all(EPOCH_LINE.fullmatch(line) for line in epochs), shown
 
     client = mlflow_client(airflow_env)
     experiment = client.get_experiment_by_name("instropitch")
@@ -89,10 +106,15 @@ def test_training_after_etl_logs_registers_and_promotes(
     (models / "broken.yaml").write_text(
         recipe.replace("name: pitch", "name: broken").replace("features: default", "features: seed")
     )
+    shown.clear()
     failing = local_airflow.dags_test(
-        "instropitch_training", {**airflow_env, "INSTROPITCH_MODELS_DIR": str(models)}, {"epochs": 0}
+        "instropitch_training",
+        {**airflow_env, "INSTROPITCH_MODELS_DIR": str(models)},
+        {"epochs": 0},
+        progress=shown.append,
     )
     assert not failing.ok, failing.tail(80)
+    assert any(line.startswith("  task train[0]: failed in ") for line in shown), shown  # broken.yaml sorts first
     assert "wants features preset 'seed'" in failing.log_path.read_text()
     parents = client.search_runs(
         [experiment.experiment_id], filter_string="tags.`instropitch.kind` = 'pipeline'", order_by=["start_time DESC"]

@@ -217,7 +217,7 @@ def test_page_is_self_contained():
     assert 'fetch(base + "predict' in page and 'fetch(base + "models")' in page  # relative: works under a prefix
 
 
-def test_cli_serve_binds_loopback_by_default(predictor, monkeypatch, capsys):
+def test_cli_serve_binds_loopback_by_default(predictor, trained_store, monkeypatch, capsys):
     import uvicorn
     from fastapi.testclient import TestClient
 
@@ -237,6 +237,7 @@ def test_cli_serve_binds_loopback_by_default(predictor, monkeypatch, capsys):
 
     monkeypatch.setattr(uvicorn, "run", fake_run)
     monkeypatch.setattr(predict.Predictor, "load", classmethod(fake_load))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_store.uri)  # serve refuses a store that does not exist
     assert main(["serve"]) == 0
     assert seen["host"] == "127.0.0.1" and seen["port"] == 8000
     assert seen["health"] == {"status": "ok", "models": "loaded"}

@@ -4,7 +4,8 @@ Test modules import from here (`from support.tones import tone`), never from eac
 `tests/` is on pytest's `pythonpath` (pyproject.toml), so `support` imports from every
 test folder. One module per concern: `tones` (synthetic notes as arrays and WAV bytes),
 `pitch` (an f0 estimator), `hostile_wavs` (malformed WAV files), `models` (tiny learnable
-data, recipes and the trained registry store), `mlflow_store` (a throw-away MLflow store).
+data, recipes and the trained registry store), `mlflow_store` (a throw-away MLflow store),
+`cli` (the `instropitch` command in a child process).
 """
 
 from __future__ import annotations

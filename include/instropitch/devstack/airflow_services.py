@@ -4,17 +4,18 @@ The same set docker-compose runs, minus Docker and Celery: `airflow api-server`,
 `scheduler`, `dag-processor` and `triggerer` with the LocalExecutor on a PostgreSQL
 metadata database (the embedded pgserver), plus an MLflow tracking server that serves
 its artifacts. Every process is started in its own session so `stop()` ends it and
-everything it spawned.
+everything it spawned, and is recorded in `HOME/pids.json` so a start after a crash stops
+what the crashed one left running (`clear_leftovers`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -25,10 +26,17 @@ from pathlib import Path
 from sqlalchemy import text
 
 from instropitch.data import warehouse
-from instropitch.devstack import stack
+from instropitch.devstack import processes, stack
+
+log = logging.getLogger(__name__)
 
 AIRFLOW_PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer")
 ADMIN_USER = "admin"
+PID_FILE = "pids.json"
+
+
+class AlreadyRunning(RuntimeError):
+    """The services of this home run under another live process."""
 
 
 @dataclass
@@ -137,11 +145,39 @@ def wait_http(url: str, timeout: float, process: subprocess.Popen | None = None,
         time.sleep(1)
 
 
-def _spawn(name: str, command: list[str], env: dict[str, str], home: Path) -> subprocess.Popen:
-    logs = home / "logs"
+def _spawn(running: AirflowServices, name: str, command: list[str]) -> None:
+    """Start one service in its own session and record it in the pid file at once."""
+    logs = running.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    out = open(logs / f"{name}.log", "ab")
-    return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(logs / f"{name}.log", "ab") as out:
+        running.processes[name] = subprocess.Popen(
+            command, env=running.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    processes.write_pid_file(running.home / PID_FILE, {n: p.pid for n, p in running.processes.items()})
+
+
+def clear_leftovers(home: Path) -> str | None:
+    """Stop the services an earlier start in `home` left running; a one-line account, None if there were none.
+
+    Raises `AlreadyRunning` while the process that started them lives: two sets of services
+    on one metadata database and one MLflow store would run every DAG twice.
+    """
+    path = home / PID_FILE
+    found = processes.read_pid_file(path)
+    if found is None:
+        return None
+    owner, recorded = found
+    if owner.pid != os.getpid() and owner.process() is not None:
+        raise AlreadyRunning(
+            f"the services of {home} already run under pid {owner.pid} ({owner.command}); stop it first (kill {owner.pid})"
+        )
+    alive = [r for r in recorded if r.process() is not None]
+    processes.stop(r.pid for r in alive)
+    path.unlink(missing_ok=True)
+    if not alive:
+        return None
+    names = ", ".join(f"{r.name} (pid {r.pid})" for r in alive)
+    return f"stopped {names}: left running by an earlier start (pid {owner.pid}) that ended without stopping them"
 
 
 def start(
@@ -152,8 +188,14 @@ def start(
     warehouse_db: str | None = None,
     timeout: float = 240,
 ) -> AirflowServices:
-    """Migrate the metadata database and start MLflow and the four Airflow services."""
+    """Migrate the metadata database and start MLflow and the four Airflow services.
+
+    Leftovers of an earlier start in `home` are stopped first (`clear_leftovers`).
+    """
     home.mkdir(parents=True, exist_ok=True)
+    note = clear_leftovers(home)
+    if note:
+        log.warning("%s", note)
     ensure_database(services, metadata_db)
     api_port, mlflow_port = stack.free_port(), stack.free_port()
     password = secrets.token_urlsafe(12)
@@ -161,7 +203,8 @@ def start(
     running = AirflowServices(home, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{mlflow_port}", password, env)
     try:
         subprocess.run([_bin("airflow"), "db", "migrate"], env=env, check=True, capture_output=True, text=True)
-        running.processes["mlflow"] = _spawn(
+        _spawn(
+            running,
             "mlflow",
             [
                 _bin("mlflow"),
@@ -178,11 +221,9 @@ def start(
                 str(home / "mlflow-artifacts"),
                 "--serve-artifacts",
             ],
-            env,
-            home,
         )
         for name in AIRFLOW_PROCESSES:
-            running.processes[name] = _spawn(name, [_bin("airflow"), name], env, home)
+            _spawn(running, name, [_bin("airflow"), name])
         wait_http(f"{running.mlflow_url}/health", timeout, running.processes["mlflow"], running.log("mlflow"))
         wait_http(
             f"{running.api_url}/api/v2/monitor/health",
@@ -197,16 +238,9 @@ def start(
 
 
 def stop(running: AirflowServices, grace: float = 15) -> None:
-    """Terminate every process group (SIGTERM, then SIGKILL after `grace` seconds)."""
+    """Stop every service with all it spawned (SIGTERM, SIGKILL after `grace` s) and drop the pid file."""
+    processes.stop((p.pid for p in running.processes.values()), grace)
     for process in running.processes.values():
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for process in running.processes.values():
-        try:
-            process.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(5)
+    (running.home / PID_FILE).unlink(missing_ok=True)

@@ -2,7 +2,8 @@
 
 Renders the synthetic TinySOL (once), starts PostgreSQL and the S3 server, uploads the
 dataset, runs `instropitch_etl` then `instropitch_training` with real Airflow
-(`airflow dags test`), and prints what landed where.
+(`airflow dags test`; a line per finished task and per training epoch as they come, the
+full log in a file), and prints what landed where.
 
 The synthetic set is the default source (`TinySOL/`, source `TinySOL`); `extra_sources`
 (`--source NAME=DIR`) uploads more TinySOL-layout folders under `NAME/`, and the ETL run
@@ -140,6 +141,10 @@ def _summary_training(services: stack.Services) -> str:
     return "\n".join(lines)
 
 
+def _show(line: str) -> None:
+    print(line, flush=True)
+
+
 def run(options: DemoOptions) -> int:
     """Run the demo; return a process exit status."""
     import os
@@ -157,7 +162,8 @@ def run(options: DemoOptions) -> int:
         os.environ.update({k: v for k, v in env.items() if k.startswith(("MLFLOW_", "INSTROPITCH_"))})
         local_airflow.migrate(env)
 
-        etl = local_airflow.dags_test("instropitch_etl", env, {"bucket": BUCKET, "sources": sources})
+        print("airflow: running instropitch_etl", flush=True)
+        etl = local_airflow.dags_test("instropitch_etl", env, {"bucket": BUCKET, "sources": sources}, progress=_show)
         print(
             f"airflow: instropitch_etl {'succeeded' if etl.ok else 'FAILED'} in {etl.seconds:.0f} s (log {etl.log_path})"
         )
@@ -168,7 +174,8 @@ def run(options: DemoOptions) -> int:
 
         if options.train:
             conf = {"epochs": options.epochs} if options.epochs is not None else {}
-            training = local_airflow.dags_test("instropitch_training", env, conf)
+            print("airflow: running instropitch_training", flush=True)
+            training = local_airflow.dags_test("instropitch_training", env, conf, progress=_show)
             print(
                 f"airflow: instropitch_training {'succeeded' if training.ok else 'FAILED'} "
                 f"in {training.seconds:.0f} s (log {training.log_path})"

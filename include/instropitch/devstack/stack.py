@@ -17,7 +17,6 @@ import atexit
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +25,8 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from instropitch.devstack import processes
 
 ENV_PROJECT_DIR = "INSTROPITCH_PROJECT_DIR"
 S3_ACCESS_KEY = "instropitch"  # the embedded moto server accepts any credentials
@@ -72,6 +73,8 @@ class Services:
     s3_endpoint: str
     s3_pid: int
     mlflow_uri: str
+    s3_started: float = 0.0
+    """The S3 server's start time: with its pid, it tells our server from a process that took the pid over."""
 
     @property
     def postgres_uri(self) -> str:
@@ -215,18 +218,15 @@ def start_s3(home: Path, port: int | None = None) -> tuple[str, int]:
     endpoint = f"http://127.0.0.1:{port}"
     try:
         _wait_http(f"{endpoint}/moto-api/")
-    except TimeoutError:
-        process.kill()
+    except BaseException:  # a timeout, or a stop signal while waiting: nothing is left behind
+        processes.stop([process.pid], grace=5)
         raise
     return endpoint, process.pid
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
+def _s3_process(services: Services) -> bool:
+    """Is the recorded S3 server still running (and not a stranger that took its pid over)?"""
+    return processes.Recorded("s3", services.s3_pid, services.s3_started).process() is not None
 
 
 def up(home: Path | None = None) -> Services:
@@ -235,7 +235,7 @@ def up(home: Path | None = None) -> Services:
     home.mkdir(parents=True, exist_ok=True)
     previous = Services.load(home)
     socket_dir, database = start_postgres(home)
-    if previous and _alive(previous.s3_pid):
+    if previous and _s3_process(previous):
         endpoint, pid = previous.s3_endpoint, previous.s3_pid
     else:
         endpoint, pid = start_s3(home)
@@ -246,6 +246,7 @@ def up(home: Path | None = None) -> Services:
         pg_user="postgres",
         s3_endpoint=endpoint,
         s3_pid=pid,
+        s3_started=processes.Recorded.of("s3", pid).started,
         mlflow_uri=f"sqlite:///{mlflow_store(home)}",
     )
     services.save()
@@ -256,8 +257,8 @@ def down(home: Path | None = None) -> None:
     """Stop the S3 server and PostgreSQL; data under `home` is kept."""
     home = (home or default_home()).resolve()
     services = Services.load(home)
-    if services and _alive(services.s3_pid):
-        os.killpg(services.s3_pid, signal.SIGTERM)
+    if services and _s3_process(services):
+        processes.stop([services.s3_pid])
     stop_postgres(home)
     if services:
         Path(home, "stack.json").unlink(missing_ok=True)

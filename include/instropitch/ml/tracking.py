@@ -37,6 +37,20 @@ def ensure_experiment(name: str = EXPERIMENT) -> str:
     return experiment.experiment_id
 
 
+def missing_sqlite_store(uri: str) -> Path | None:
+    """The file a `sqlite:///` tracking URI names when that file does not exist; None otherwise.
+
+    MLflow creates a missing SQLite store on first use (an empty database, and INFO lines
+    for its migrations): a command that only reads models or runs should say there are none.
+    """
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    if not path or path == ":memory:" or Path(path).exists():
+        return None
+    return Path(path)
+
+
 TAG_FAILURE_REASON = "instropitch.failure_reason"
 """Why a run ended FAILED when it did not end by itself (e.g. its task was killed)."""
 

@@ -12,6 +12,7 @@ scheduler imports this module while parsing DAGs.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 MAX_MISCLASSIFIED_SHOWN = 8
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -227,11 +229,13 @@ def fit_model(
     groups: np.ndarray | None = None,
     callbacks: list[Any] | None = None,
     extra: tuple[np.ndarray, np.ndarray] | None = None,
+    label: str | None = None,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
     """Build `spec`'s CNN and fit it (seeded; early stopping on the validation rows).
 
     `groups` are the fit rows' sources, for source-balanced batches (`training.balance`).
     `extra` (inputs, labels) are fitted on too, spread over the groups (e.g. `synthetic_tone_rows`).
+    Each epoch is logged as one line named `label` (default: the spec's name).
     Returns the model (best weights when early stopping is on) and the Keras history.
     """
     from instropitch.ml.cnn import build_model, configure_tensorflow, make_dataset
@@ -269,6 +273,7 @@ def fit_model(
                 monitor=t.early_stopping.monitor, patience=t.early_stopping.patience, restore_best_weights=True
             )
         )
+    callbacks.append(_epoch_log(label or spec.name, epochs))
     if epochs > 0:
         history = model.fit(
             fit_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, shuffle=False, verbose=0
@@ -315,6 +320,20 @@ def predict_proba(model: keras.Model, x: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict(x, batch_size=256, verbose=0), dtype=np.float64)
 
 
+EPOCH_LOG_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+def _epoch_log(label: str, epochs: int) -> keras.callbacks.Callback:
+    """One log line per epoch: Keras fits silently here (`verbose=0`), and a DAG run should show progress."""
+    import keras
+
+    def log_epoch(epoch: int, logs: dict[str, float] | None = None) -> None:
+        numbers = " ".join(f"{key} {logs[key]:.4f}" for key in EPOCH_LOG_KEYS if key in (logs or {}))
+        log.info("%s epoch %d/%d: %s", label, epoch + 1, epochs, numbers)
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=log_epoch)
+
+
 def predict_classes(model: keras.Model, x: np.ndarray) -> np.ndarray:
     """Class index per row (argmax of the softmax), in batches."""
     return np.argmax(predict_proba(model, x), axis=1).astype(np.int64)
@@ -355,6 +374,7 @@ def heldout_source_probabilities(
             epochs=epochs,
             groups=sources[fit_rows],
             extra=extra,
+            label=f"{spec.name} without {held_out}",
         )
         target = np.flatnonzero(sources == held_out)
         out[held_out] = (target, predict_proba(model, x[target]))
@@ -625,10 +645,21 @@ def _fit_and_score(spec: ModelSpec, rows: _Rows, epochs: int, feature_preset: st
 
 
 def _mlflow_callback() -> keras.callbacks.Callback:
-    """MLflow's own Keras callback: the epoch curves (step = epoch), optimizer params, model summary."""
-    import mlflow.keras
+    """The epoch curves in MLflow (step = epoch), logged synchronously.
 
-    return mlflow.keras.MlflowCallback()
+    Not `mlflow.keras.MlflowCallback`: it logs asynchronously, so a tracking server that
+    dies mid-training goes unnoticed until the end (tests/ml/test_training_faults.py needs
+    the task to fail at the next epoch).
+    """
+    import keras
+    import mlflow
+
+    def log_epoch(epoch: int, logs: dict | None = None) -> None:
+        values = {k: float(v) for k, v in (logs or {}).items() if np.isscalar(v) or np.ndim(v) == 0}
+        if values:
+            mlflow.log_metrics(values, step=epoch)
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=log_epoch)
 
 
 def _history_metrics(spec: ModelSpec, history: dict[str, list[float]]) -> dict[str, float]:

@@ -217,7 +217,7 @@ class Predictor:
             raise PredictorError(f"unknown model(s) {unknown}; known: {', '.join(ROLES)}")
         if tracking_uri:
             mlflow.set_tracking_uri(tracking_uri)
-        uri = redact_uri(mlflow.get_tracking_uri())
+        uri = require_store()
         client = mlflow.MlflowClient()
         models: dict[str, _Model] = {}
         configs: dict[str, SpectrogramConfig] = {}
@@ -488,6 +488,21 @@ class Predictor:
 
 
 # ------------------------------------------------------------------------ helpers
+
+
+def require_store(tracking_uri: str | None = None) -> str:
+    """The tracking URI in effect (redacted); `PredictorError` when it names a SQLite file that does not exist.
+
+    MLflow would create an empty store there (logging its migrations) and then find no models.
+    """
+    import mlflow
+
+    from instropitch.ml.tracking import missing_sqlite_store
+
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    if missing_sqlite_store(uri):
+        raise PredictorError(f"no models: no MLflow store at {uri} (set MLFLOW_TRACKING_URI, or --from-export DIR)")
+    return redact_uri(uri)
 
 
 @contextmanager

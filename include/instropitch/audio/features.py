@@ -335,7 +335,9 @@ class _Filters:
 
 
 @functools.lru_cache(maxsize=16)
-def _basis(scale: str, sr: int, n_fft: int, n_bands: int, fmin: float, bins_per_octave: int) -> tuple[_Filters, int, int]:
+def _basis(
+    scale: str, sr: int, n_fft: int, n_bands: int, fmin: float, bins_per_octave: int
+) -> tuple[_Filters, int, int]:
     """(the filters over the used FFT bins, first FFT bin used, last + 1), built once per config."""
     if scale == "mel":
         basis = _mel_basis(sr, n_fft, n_bands, fmin)

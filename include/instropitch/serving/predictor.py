@@ -533,6 +533,14 @@ def _download_portable(client: Any, name: str, version: str) -> modelcache.Entry
             if portable.get("sha256") and hashlib.sha256(data).hexdigest() != portable["sha256"]:
                 raise PredictorError(f"{where}: its ONNX copy does not match the checksum logged with it")
             return modelcache.Entry(model=data, layout=layout, converted=False)
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:
+        raise PredictorError(
+            f"{where} was registered before portable models and converting its Keras model needs TensorFlow, "
+            "which this install lacks: predict from it once where TensorFlow is installed (that caches the "
+            "converted copy), or use an export folder written there (instropitch export --out DIR)"
+        )
     LOG.warning(
         "%s was registered before portable models: converting its Keras model to ONNX (needs TensorFlow, "
         "takes a while); the result is cached for the next start",

@@ -56,6 +56,8 @@ ROLE_LABEL = {"pitch": "midi", "instrument": "instrument"}
 CHAMPION = "champion"
 ENV_EXPORT_DIR = "INSTROPITCH_EXPORT_DIR"
 """An export folder to serve instead of the registry (read by `Predictor.load`)."""
+ENV_FEATURE_THREADS = "INSTROPITCH_FEATURE_THREADS"
+"""Threads computing a batch's spectrograms (default: up to 2; numpy's FFT and ufuncs release the GIL)."""
 
 LOG = logging.getLogger("instropitch.serving")
 
@@ -417,19 +419,14 @@ class Predictor:
         results: list[Prediction | None] = [None] * len(batch)
         good: list[int] = []
         inputs: dict[str, list[np.ndarray]] = {"pitch": [], "instrument": []}
-        for i, (name, source) in enumerate(batch):
-            try:
-                with audio.open_source(source, name) as src:
-                    info = audio.read_info(src, max_duration=max_duration)
-                    feats = compute_features(src, self.features, info=info)
-            except (audio.AudioError, OSError, ValueError, TypeError) as exc:
-                results[i] = Prediction.failure(name, exc)
-                if progress is not None:
-                    progress(name)
-                continue
-            good.append(i)
-            inputs["pitch"].append(feats.pitch)
-            inputs["instrument"].append(feats.instrument)
+        for i, outcome in enumerate(self._batch_features(batch, max_duration)):
+            name = batch[i][0]
+            if isinstance(outcome, BaseException):
+                results[i] = Prediction.failure(name, outcome)
+            else:
+                good.append(i)
+                inputs["pitch"].append(outcome.pitch)
+                inputs["instrument"].append(outcome.instrument)
             if progress is not None:
                 progress(name)
         if good:
@@ -444,6 +441,33 @@ class Predictor:
                     result.spectrograms = {"pitch": stacked["pitch"][row], "instrument": stacked["instrument"][row]}
                 results[i] = result
         return [r for r in results if r is not None]
+
+    def _batch_features(self, batch: Sequence[tuple[str, audio.Source]], max_duration: float | None) -> Iterator[Any]:
+        """Each file's `Features` or the exception it raised, in order; several files at once when threads allow."""
+
+        def one(item: tuple[str, audio.Source]) -> Any:
+            name, source = item
+            try:
+                with audio.open_source(source, name) as src:
+                    info = audio.read_info(src, max_duration=max_duration)
+                    return compute_features(src, self.features, info=info)
+            except (audio.AudioError, OSError, ValueError, TypeError) as exc:
+                return exc
+
+        pool = self._feature_pool() if len(batch) > 1 else None
+        return pool.map(one, batch) if pool is not None else map(one, batch)
+
+    def _feature_pool(self) -> Any:
+        pool = self.__dict__.get("_pool")
+        if pool is None:
+            configured = os.environ.get(ENV_FEATURE_THREADS, "").strip()
+            threads = int(configured) if configured else min(2, os.cpu_count() or 1)
+            if threads <= 1:
+                return None
+            from concurrent.futures import ThreadPoolExecutor
+
+            pool = self.__dict__.setdefault("_pool", ThreadPoolExecutor(threads, thread_name_prefix="features"))
+        return pool
 
     def _prediction(self, file: str, p_pitch: np.ndarray, p_inst: np.ndarray, top_k: int) -> Prediction:
         inst_order = np.argsort(-p_inst, kind="stable")

@@ -1,8 +1,8 @@
 """The runtime of the portable models: an ONNX graph run by ONNX Runtime, no TensorFlow.
 
 ONNX Runtime was chosen over LiteRT (bench/RESULTS.md, "Portable models"): same parity and
-import time, a faster batch, fewer dependencies, and wheels for every platform Python runs
-on. `onnxruntime` is imported when a model loads, not with this module.
+import time, a faster batch, fewer dependencies, and any batch size without re-allocating.
+`onnxruntime` is imported when a model loads, not with this module.
 
 Threads: `$INSTROPITCH_ORT_THREADS` (default: up to 2) for one operator; operators run one
 after another (the graphs are a straight chain of layers). Idle threads sleep instead of

@@ -311,26 +311,75 @@ def _logfreq_basis(sr: int, n_fft: int, n_bands: int, fmin: float, bins_per_octa
     return np.maximum(0.0, np.minimum(rise, fall)).astype(np.float32)
 
 
+def _scipy_compiled(package: str, name: str) -> Any:
+    """scipy's compiled module `scipy.<package>.<name>` (FFT, CSR product), loaded without its Python packages.
+
+    `import scipy.fft` / `scipy.sparse` cost ~0.5 / 0.8 s (their array-API layers, scipy.special),
+    most of a CLI prediction's start; the compiled modules alone load in a few ms and compute
+    exactly what `scipy.fft.rfft` and `csr_array @ dense` compute with them. numpy's FFT is no
+    substitute: 5x slower on float32 frames of 8192 and not bit-identical. If the file is not
+    where this scipy keeps it, the ordinary import (slow, same numbers).
+    """
+    import importlib
+    import importlib.machinery
+    import importlib.util
+    from pathlib import Path
+
+    full = f"scipy.{package}.{name}"
+    try:
+        root = importlib.util.find_spec("scipy").submodule_search_locations[0]
+        folder = Path(root, *package.split("."))
+        path = next(
+            folder / (name + suffix)
+            for suffix in importlib.machinery.EXTENSION_SUFFIXES
+            if (folder / (name + suffix)).is_file()
+        )
+        loader = importlib.machinery.ExtensionFileLoader(full, str(path))
+        module = importlib.util.module_from_spec(importlib.util.spec_from_file_location(full, path, loader=loader))
+        loader.exec_module(module)
+        return module
+    except Exception:  # another layout or platform: the package import always works
+        return importlib.import_module(full)
+
+
+@functools.cache
+def _pocketfft() -> Any:
+    return _scipy_compiled("fft._pocketfft", "pypocketfft")
+
+
+@functools.cache
+def _sparsetools() -> Any:
+    return _scipy_compiled("sparse", "_sparsetools")
+
+
 @dataclass(frozen=True)
 class _Filters:
-    """Sparse filters in CSR form: the FFT bins and weights of each band's non-zeros, band after band.
+    """The filters as a CSR matrix, applied by scipy's compiled CSR product (what `csr_array @ x` runs).
 
     Sparse on purpose: the filters are ~2 % non-zero, and a dense matmul would go through
-    OpenBLAS threads that stall badly when every core already runs an ETL worker. Not
-    scipy.sparse: it costs ~0.8 s to import (prediction's cold start). Same values as
-    `csr_array(basis) @ power` up to float32 rounding (relative 1e-6).
+    OpenBLAS threads that stall badly when every core already runs an ETL worker.
     """
 
-    bins: np.ndarray  # (nnz,) FFT bin of each non-zero, relative to `lo`
-    weights: np.ndarray  # (nnz,) float32
-    starts: np.ndarray  # (n_bands,) where each band's non-zeros start
-    empty: np.ndarray  # (n_bands,) bool: bands without any
+    n_bins: int
+    indptr: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray
 
     def apply(self, power_t: np.ndarray) -> np.ndarray:
         """(bins, frames) power -> (bands, frames) band energies."""
-        products = self.weights[:, None] * power_t[self.bins]
-        out = np.add.reduceat(products, np.minimum(self.starts, len(products) - 1), axis=0)
-        out[self.empty] = 0
+        dtype = np.result_type(self.data, power_t)
+        x = np.ascontiguousarray(power_t, dtype=dtype)
+        out = np.zeros((len(self.indptr) - 1, x.shape[1]), dtype=dtype)
+        _sparsetools().csr_matvecs(
+            len(self.indptr) - 1,
+            self.n_bins,
+            x.shape[1],
+            self.indptr,
+            self.indices,
+            self.data.astype(dtype),
+            x.ravel(),
+            out.ravel(),
+        )
         return out
 
 
@@ -347,24 +396,21 @@ def _basis(
     lo, hi = (int(used[0]), int(used[-1]) + 1) if len(used) else (0, 1)
     window = basis[:, lo:hi]
     rows, cols = np.nonzero(window)  # row-major: band after band, bins ascending (CSR order)
-    if not len(rows):
-        rows, cols = np.zeros(1, np.intp), np.zeros(1, np.intp)
-    counts = np.bincount(rows, minlength=n_bands)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    return _Filters(cols, window[rows, cols], starts, counts == 0), lo, hi
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_bands))]).astype(np.int32)
+    return _Filters(hi - lo, indptr, cols.astype(np.int32), window[rows, cols]), lo, hi
 
 
 def _stft_power(y: np.ndarray, n_fft: int, hop_length: int, lo: int = 0, hi: int | None = None) -> np.ndarray:
     """|STFT|² of FFT bins `lo..hi` (default all n_fft//2 + 1) as (frames, bins), centred frames with zero padding.
 
-    librosa's defaults (`center=True`, zero padding, periodic Hann; numpy's FFT, as librosa's
-    default). The squares are taken on the interleaved float32 (re, im) pairs: the same values
-    as `real**2 + imag**2`, bit for bit, without strided temporaries (this ran at a third of
-    the FFT's own cost).
+    librosa's defaults (`center=True`, zero padding, periodic Hann). The squares are taken on
+    the interleaved float32 (re, im) pairs: the same values as `real**2 + imag**2`, bit for bit,
+    without strided temporaries (this ran at a third of the FFT's own cost).
     """
     padded = np.pad(y, n_fft // 2)
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length] * _window(n_fft)
-    spec = np.fft.rfft(frames, axis=-1)[:, lo:hi]
+    # scipy.fft.rfft(frames, axis=-1), called as scipy calls it (forward, no normalisation, 1 thread)
+    spec = _pocketfft().r2c(frames, (frames.ndim - 1,), True, 0, None, 1)[:, lo:hi]
     if spec.dtype != np.complex64:
         return spec.real**2 + spec.imag**2
     squares = np.square(np.ascontiguousarray(spec).view(np.float32))

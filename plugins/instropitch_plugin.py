@@ -6,8 +6,9 @@ Airflow mounts `fastapi_apps` in its API server, so the page is at `<airflow>/in
 MLflow UI (a link; its URL is `$INSTROPITCH_MLFLOW_UI_URL`, default http://localhost:5000).
 
 Importing this file is cheap on purpose (Airflow imports plugins in every component):
-TensorFlow and the models load on the first request that needs them, from
-`$INSTROPITCH_EXPORT_DIR` if set, else the registry champions at `$MLFLOW_TRACKING_URI`.
+The models load on the first request that needs them, as portable ONNX models (no
+TensorFlow in the API server), from `$INSTROPITCH_EXPORT_DIR` if set, else the registry
+champions at `$MLFLOW_TRACKING_URI` (cached on disk after the first download).
 Airflow does not put its authentication in front of plugin apps, so this plugin does:
 `/predict` and `/models` answer only requests that carry an Airflow login (the UI's
 session cookie or an API token, `Authorization: Bearer <JWT from /auth/token>`), checked

@@ -35,6 +35,14 @@ def recipes_of_this_checkout() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_model_cache(tmp_path_factory) -> Iterator[None]:
+    """What the registry served is cached in the session's own folder, never in the home (`serving.modelcache`)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("INSTROPITCH_CACHE", str(tmp_path_factory.mktemp("model-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def services() -> Iterator[stack.Services]:
     """PostgreSQL and the S3 server, started once for the whole session, stopped at its end.

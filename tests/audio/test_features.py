@@ -369,3 +369,23 @@ def test_bad_files_raise_audio_errors() -> None:
         compute_features(wav(note(dur=1.0))[:2000], get_preset("seed"), name="cut.wav")
     with pytest.raises(audio.TruncatedError):
         compute_features(wav(note(dur=1.0))[:40], get_preset("seed"), name="cut.wav")
+
+
+def test_fft_and_filters_compute_what_scipy_computes_bit_for_bit():
+    """The compiled scipy modules are loaded without `scipy.fft`/`scipy.sparse` (start-up time), same numbers."""
+    import scipy.fft
+    from scipy.sparse import csr_array
+
+    from instropitch.audio import features
+
+    rng = np.random.default_rng(5)
+    frames = rng.standard_normal((44, 8192)).astype(np.float32)
+    got = features._pocketfft().r2c(frames, (1,), True, 0, None, 1)
+    assert got.dtype == np.complex64 and np.array_equal(got, scipy.fft.rfft(frames, axis=-1))
+    for scale, n_fft, bands, fmin in (("mel", 2048, 128, 0.0), ("logfreq", 8192, 96, 32.7)):
+        filters, lo, hi = features._basis(scale, 22050, n_fft, bands, fmin, 12)
+        basis = features._mel_basis(22050, n_fft, bands, fmin) if scale == "mel" else None
+        if basis is None:
+            basis = features._logfreq_basis(22050, n_fft, bands, fmin, 12)
+        power = np.abs(rng.standard_normal((hi - lo, 44))).astype(np.float32) ** 2
+        assert np.array_equal(filters.apply(power), csr_array(basis[:, lo:hi]) @ power), scale

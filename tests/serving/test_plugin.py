@@ -2,7 +2,8 @@
 
 Runs in a subprocess with a throw-away AIRFLOW_HOME and the repository's `plugins/` as
 the plugins folder, exactly as the API server would load it. Loading the plugin must not
-import TensorFlow (every Airflow component imports plugins).
+import TensorFlow (every Airflow component imports plugins), and predicting (the portable
+models of an export) must not either.
 """
 
 from __future__ import annotations
@@ -44,6 +45,13 @@ not_wav = client.post(
     "/instropitch/predict", files={"file": ("a.txt", b"plain text")}, headers={"Authorization": f"Bearer {token}"}
 )
 from_cookie = client.post("/instropitch/predict", files={"file": ("a.txt", b"plain text")}, cookies={"_token": token})
+import os
+with open(os.environ["TEST_WAV"], "rb") as f:
+    wav = f.read()
+predicted = client.post(
+    "/instropitch/predict", files={"file": ("note.wav", wav, "audio/wav")}, headers={"Authorization": f"Bearer {token}"}
+)
+heavy_after_predict = sorted(m for m in ("tensorflow", "keras") if m in sys.modules)
 print("RESULT " + json.dumps({
     "plugins": info,
     "errors": errors,
@@ -54,11 +62,20 @@ print("RESULT " + json.dumps({
     "anonymous": [anonymous.status_code, anonymous_models.status_code],
     "forged": forged.status_code,
     "from_cookie": from_cookie.status_code,
+    "predicted": [predicted.status_code, predicted.json()],
+    "heavy_after_predict": heavy_after_predict,
 }, default=str))
 """
 
 
-def test_airflow_lists_and_mounts_the_plugin(project_root, tmp_path):
+def test_airflow_lists_and_mounts_the_plugin(project_root, tmp_path, predictor):
+    from support.tones import SR, tone
+
+    from instropitch import audio
+
+    export = predictor.export(tmp_path / "export")
+    note = tmp_path / "violin-A4.wav"
+    audio.write_wav(note, tone("Vn", 69, amp=0.6, seed=901), SR)
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(tmp_path / "airflow"),
@@ -66,8 +83,9 @@ def test_airflow_lists_and_mounts_the_plugin(project_root, tmp_path):
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "INSTROPITCH_MLFLOW_UI_URL": "http://mlflow.example:5001",
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'never-created.db'}",
+        "INSTROPITCH_EXPORT_DIR": str(export),
+        "TEST_WAV": str(note),
     }
-    env.pop("INSTROPITCH_EXPORT_DIR", None)
     # A metadata database, as the API server has: a token's check asks it whether the token was revoked.
     migrated = subprocess.run(
         [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
@@ -108,4 +126,7 @@ def test_airflow_lists_and_mounts_the_plugin(project_root, tmp_path):
     assert result["forged"] in (401, 403)
     assert result["not_wav"][0] == 415 and result["not_wav"][1]["file"] == "a.txt"  # logged in: answered
     assert result["from_cookie"] == 415  # the UI's session cookie counts as a login
+    status, body = result["predicted"]
+    assert status == 200 and (body["instrument_abbr"], body["midi"]) == ("Vn", 69), body
+    assert result["heavy_after_predict"] == []  # the portable models: no TensorFlow in the API server
     assert not (tmp_path / "never-created.db").exists()  # nothing touched MLflow

@@ -368,10 +368,10 @@ def test_export_then_predict_without_mlflow(trained_store, tracking, tmp_path, c
     assert f"exported to {out}" in printed and "instropitch-pitch v1" in printed
     assert sorted(p.name for p in out.iterdir()) == [
         "features.json",
-        "instrument.keras",
+        "instrument.onnx",
         "labels.json",
         "manifest.json",
-        "pitch.keras",
+        "pitch.onnx",
     ]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["format"] == "instropitch-export"
@@ -420,6 +420,6 @@ def test_export_refuses_a_folder_that_is_not_an_export(predictor, tmp_path):
     with pytest.raises(PredictorError, match="no manifest.json"):
         Predictor.from_export(other)
     broken = predictor.export(tmp_path / "broken")
-    shutil.copy(broken / "pitch.keras", broken / "instrument.keras")  # the wrong model in the instrument slot
+    shutil.copy(broken / "pitch.onnx", broken / "instrument.onnx")  # the wrong model in the instrument slot
     with pytest.raises(PredictorError, match="instrument"):
         Predictor.from_export(broken)

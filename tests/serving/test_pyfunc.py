@@ -89,6 +89,16 @@ def test_registered_with_alias_signature_and_component_tags(registered, served):
         assert mv.tags["instrument.version"] == store.versions["instrument"]
         assert float(mv.tags["pitch.test_accuracy"]) == pytest.approx(store.accuracies["pitch"], abs=1e-6)
         info = mlflow.models.get_model_info("models:/instropitch@champion")
+        # the portable models: the export artifact holds ONNX only, and the model needs no TensorFlow
+        base = client.get_model_version_download_uri("instropitch", mv.version)
+        export = [a.path for a in mlflow.artifacts.list_artifacts(f"{base}/artifacts/export")]
+        requirements = mlflow.artifacts.load_text(f"{base}/requirements.txt")
+    assert sorted(Path(a).name for a in export if Path(a).suffix in (".onnx", ".keras")) == [
+        "instrument.onnx",
+        "pitch.onnx",
+    ]
+    assert "onnxruntime==" in requirements
+    assert "tensorflow" not in requirements and "keras" not in requirements
     inputs = {c["name"]: c for c in info.signature.inputs.to_dict()}
     outputs = [c["name"] for c in info.signature.outputs.to_dict()]
     assert set(inputs) == {"wav_base64", "path"} and not any(c["required"] for c in inputs.values())

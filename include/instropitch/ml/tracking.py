@@ -80,6 +80,13 @@ LABELS_FILENAME = "labels.json"
 """Inside the logged model as `extra_files/labels.json`, and at the run's artifact root."""
 METADATA_KEY = "instropitch"
 """Key of the label layout in the logged model's MLmodel `metadata` (see `registry.load_model`)."""
+PORTABLE_FILENAME = "model.onnx"
+"""The ONNX copy of the Keras model, inside the logged model as `extra_files/model.onnx`."""
+PORTABLE_PATH = f"extra_files/{PORTABLE_FILENAME}"
+PORTABLE_KEY = "instropitch_portable"
+"""MLmodel `metadata` key saying the logged model carries a portable copy: format, file, sha256, opset."""
+TAG_PORTABLE = "portable_format"
+"""On the version: the format of its portable copy (absent on versions registered before them)."""
 
 TAG_KIND = "instropitch.kind"
 TAG_MODEL = "instropitch.model"
@@ -98,10 +105,13 @@ TAG_HELDOUT_SOURCES = "heldout_sources"
 """Comma-separated sources that held-out score was measured on (promotion compares like with like)."""
 
 
-def pip_requirements(extra: tuple[str, ...] = ()) -> list[str]:
-    """Pinned from what is installed (plus `extra` where installed): skips MLflow's slow inference of them."""
-    wanted = ["mlflow", "keras", "numpy"]
-    for tf_dist in ("tensorflow-cpu", "tensorflow"):
+def pip_requirements(extra: tuple[str, ...] = (), *, keras: bool = True) -> list[str]:
+    """Pinned from what is installed (plus `extra` where installed): skips MLflow's slow inference of them.
+
+    `keras=False` (the pyfunc model, which predicts with the portable copies) leaves Keras and TensorFlow out.
+    """
+    wanted = ["mlflow", "keras", "numpy"] if keras else ["mlflow", "numpy"]
+    for tf_dist in ("tensorflow-cpu", "tensorflow") if keras else ():
         try:
             importlib_metadata.version(tf_dist)
             wanted.append(tf_dist)

@@ -1,8 +1,8 @@
 """Train one `ModelSpec` on a `Snapshot` and record everything about it in one MLflow run.
 
 The run holds the spec (params and the YAML itself), per-epoch curves, test metrics and
-reports, and the Keras model with its signature, input example and label layout; the
-model is registered as `instropitch-{spec.name}`. Promotion is a separate step
+reports, and the Keras model with its signature, input example, label layout and ONNX copy
+(`ml.portable`: what prediction loads); the model is registered as `instropitch-{spec.name}`. Promotion is a separate step
 (`registry.promote`), so training never changes what is served.
 
 TensorFlow, Keras, MLflow and matplotlib are imported inside the functions: the Airflow
@@ -27,6 +27,9 @@ from instropitch.ml.tracking import (
     LABELS_FILENAME,
     METADATA_KEY,
     MODEL_ARTIFACT_NAME,
+    PORTABLE_FILENAME,
+    PORTABLE_KEY,
+    PORTABLE_PATH,
     TAG_CALIBRATED_ON,
     TAG_CLASSES,
     TAG_DATA_DIGEST,
@@ -37,6 +40,7 @@ from instropitch.ml.tracking import (
     TAG_KIND,
     TAG_LABEL,
     TAG_MODEL,
+    TAG_PORTABLE,
     TAG_REGISTERED_MODEL,
     TAG_REGISTERED_VERSION,
     ensure_experiment,
@@ -697,15 +701,32 @@ def _log_reports(
 def _log_model(
     spec: ModelSpec, model: keras.Model, rows: _Rows, info: dict[str, Any], *, register: bool
 ) -> tuple[str, str | None, str]:
-    """Log the Keras model with signature, example and label layout; (model URI, registered version or None, model id)."""
+    """Log the Keras model with signature, example, label layout and its ONNX copy; (model URI, version or None, model id).
+
+    The ONNX copy (`extra_files/model.onnx`, checked against the Keras model on training
+    rows) is what every prediction path loads: prediction needs no TensorFlow.
+    """
+    import hashlib
+
     import mlflow
     from mlflow.models import infer_signature
 
+    from instropitch.ml.portable import ONNX_OPSET, to_onnx
+
     example = rows.x[rows.fit][:2].astype(np.float32)
     signature = infer_signature(example, model.predict(example, verbose=0))
+    onnx_bytes = to_onnx(model, check=rows.x[rows.fit][:64])
+    portable = {
+        "format": "onnx",
+        "file": PORTABLE_PATH,
+        "sha256": hashlib.sha256(onnx_bytes).hexdigest(),
+        "opset": ONNX_OPSET,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         labels_file = Path(tmp) / LABELS_FILENAME
         labels_file.write_text(json.dumps(info, indent=1))
+        onnx_file = Path(tmp) / PORTABLE_FILENAME
+        onnx_file.write_bytes(onnx_bytes)
         # mlflow.tensorflow, not mlflow.keras: the Keras-3 flavour's log_model fails with an
         # input example in MLflow 3.17 (mlflow/mlflow#16183). Both save the same .keras file.
         model_info = mlflow.tensorflow.log_model(
@@ -715,8 +736,8 @@ def _log_model(
             input_example=example,
             registered_model_name=spec.registered_model_name if register else None,
             pip_requirements=pip_requirements(),
-            metadata={METADATA_KEY: info},
-            extra_files=[str(labels_file)],
+            metadata={METADATA_KEY: info, PORTABLE_KEY: portable},
+            extra_files=[str(labels_file), str(onnx_file)],
         )
     version = model_info.registered_model_version if register else None
     return model_info.model_uri, (str(version) if version else None), model_info.model_id
@@ -732,6 +753,7 @@ def _tag_version(
     mlflow.set_tags({TAG_REGISTERED_MODEL: spec.registered_model_name, TAG_REGISTERED_VERSION: version})
     version_tags = {k: v for k, v in run_tags.items() if k != TAG_KIND}
     version_tags["test_accuracy"] = f"{metrics['test_accuracy']:.6f}"
+    version_tags[TAG_PORTABLE] = "onnx"
     if "heldout_accuracy" in metrics:
         version_tags[TAG_HELDOUT_ACCURACY] = f"{metrics['heldout_accuracy']:.6f}"
         version_tags[TAG_HELDOUT_SOURCES] = ",".join(source_names)

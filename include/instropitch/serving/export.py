@@ -1,8 +1,10 @@
 """The export folder: both models and all they need to predict, with no MLflow involved.
 
-Layout (format `instropitch-export`, version 1): `pitch.keras`, `instrument.keras`,
-`labels.json` (each model's label layout), `features.json` (the full feature config, so no
-preset lookup) and `manifest.json` (format, versions, test accuracies, where it came from).
+Layout (format `instropitch-export`, version 2): `pitch.onnx`, `instrument.onnx` (the
+portable models: no TensorFlow needed), `labels.json` (each model's label layout),
+`features.json` (the full feature config, so no preset lookup) and `manifest.json` (format,
+versions, test accuracies, where it came from). Version 1 held `.keras` files; it still
+loads (converted on load, where TensorFlow is installed).
 `write_export` builds the folder beside its destination and renames it into place, so a
 reader never sees half an export; `read_export` checks the manifest before anything loads.
 """
@@ -14,7 +16,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from instropitch.audio.features import FeatureConfig
 from instropitch.serving.results import PredictorError
 
 EXPORT_FORMAT = "instropitch-export"
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 MANIFEST_FILENAME = "manifest.json"
 LABELS_FILENAME = "labels.json"
 FEATURES_FILENAME = "features.json"
@@ -63,20 +65,19 @@ def read_export(root: Path) -> tuple[dict[str, Any], dict[str, Any], FeatureConf
 
 def model_file(root: Path, role: str, entry: Mapping[str, Any]) -> Path:
     """The file of `role`'s model, always inside the export (a manifest cannot point elsewhere)."""
-    return root / Path(str(entry.get("file") or f"{role}.keras")).name
+    return root / Path(str(entry.get("file") or f"{role}.onnx")).name
 
 
 def write_export(
     out_dir: str | os.PathLike,
     *,
-    models: Mapping[str, tuple[Callable[[Path], None], Mapping[str, Any], Mapping[str, Any]]],
+    models: Mapping[str, tuple[bytes, Mapping[str, Any], Mapping[str, Any]]],
     features: FeatureConfig,
     exported_from: Mapping[str, str],
 ) -> Path:
     """Write an export to `out_dir`; returns its path.
 
-    `models` maps a role to (a function saving the model to a path, its label layout, its
-    `ModelInfo` as a dict). An existing export at `out_dir` is replaced; any other
+    `models` maps a role to (its ONNX graph, its label layout, its `ModelInfo` as a dict). An existing export at `out_dir` is replaced; any other
     non-empty folder is refused.
     """
     out = Path(out_dir)
@@ -91,11 +92,11 @@ def write_export(
         staging.chmod(0o755)  # mkdtemp makes it private; an export is meant to be shared
         manifest_models: dict[str, Any] = {}
         layouts: dict[str, Any] = {}
-        for role, (save, layout, info) in models.items():
-            filename = f"{role}.keras"
-            save(staging / filename)
+        for role, (onnx, layout, info) in models.items():
+            filename = f"{role}.onnx"
+            (staging / filename).write_bytes(onnx)
             layouts[role] = _jsonable(layout)
-            manifest_models[role] = {**info, "file": filename}
+            manifest_models[role] = {**info, "file": filename, "format": "onnx"}
         (staging / LABELS_FILENAME).write_text(json.dumps(layouts, indent=1))
         (staging / FEATURES_FILENAME).write_text(json.dumps(features.to_dict(), indent=1))
         manifest = {
@@ -125,7 +126,7 @@ def _package_versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {}
-    for dist in ("instropitch", "keras", "tensorflow-cpu", "tensorflow", "numpy", "mlflow"):
+    for dist in ("instropitch", "onnxruntime", "numpy", "mlflow", "mlflow-skinny"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -1,17 +1,23 @@
 """Which instrument plays this note, and which note is it? Both CNNs behind one call.
 
-A `Predictor` holds the pitch and the instrument Keras models, the label layout each was
-trained with and the `FeatureConfig` their spectrograms must be computed with. It is
-loaded from one of:
+A `Predictor` holds the pitch and the instrument models as ONNX graphs (the portable copy
+logged with every registered version, run by `serving.portable`: no TensorFlow), the label
+layout each was trained with and the `FeatureConfig` their spectrograms must be computed
+with. It is loaded from one of:
 
 * the MLflow model registry: `instropitch-pitch` and `instropitch-instrument` at the
   alias `champion` (default), another alias, or a given version of each
   (`Predictor.from_registry(versions={"pitch": "3"})`). The features come from the preset
-  each model logged in its label layout (`features`), checked against its `feature_digest`;
+  each model logged in its label layout (`features`), checked against its `feature_digest`.
+  Only the MLflow client is imported; what a version served is cached (`serving.modelcache`),
+  so the next start only asks the registry which version the alias names;
 * an export folder written by `Predictor.export(dir)` / `instropitch export --out DIR`:
-  both `.keras` models, `labels.json`, `features.json` (the full feature config, so no
+  both `.onnx` models, `labels.json`, `features.json` (the full feature config, so no
   preset lookup) and `manifest.json` (versions, test accuracies). Loading it needs no
-  MLflow server (`Predictor.from_export(dir)`).
+  MLflow (`Predictor.from_export(dir)`).
+
+Versions registered and exports written before portable models hold only Keras models:
+they are converted here (TensorFlow needed, a log line says so) and registry ones cached.
 
 `Predictor.load()` picks an export when given one (or `$INSTROPITCH_EXPORT_DIR` is set)
 and the registry otherwise. Prediction reads only the seconds of audio the spectrograms
@@ -20,13 +26,12 @@ calls each model once per batch. Any format `audio` reads is accepted (WAV, FLAC
 A file that cannot be used (not audio, truncated, silent, ...) gives a `Prediction` with
 `error` set, never an exception; one read despite its header (a WAV written to a pipe)
 carries the decoder's `warnings`.
-
-TensorFlow, Keras and MLflow are imported inside the functions: the Airflow API server
-imports this module through the plugin and must not pay for TensorFlow until a request.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -40,7 +45,9 @@ import numpy as np
 from instropitch import audio
 from instropitch.audio.features import FeatureConfig, SpectrogramConfig, compute_features, get_preset
 from instropitch.ml.calibration import Calibration
+from instropitch.serving import modelcache
 from instropitch.serving.export import FEATURES_FILENAME, model_file, read_export, write_export
+from instropitch.serving.portable import OnnxModel, PortableModelError
 from instropitch.serving.results import ModelInfo, Prediction, PredictorError, confidence
 from instropitch.tinysol import INSTRUMENT_BY_ABBR, midi_to_note_octave, midi_to_pitch
 
@@ -52,6 +59,10 @@ ROLE_LABEL = {"pitch": "midi", "instrument": "instrument"}
 CHAMPION = "champion"
 ENV_EXPORT_DIR = "INSTROPITCH_EXPORT_DIR"
 """An export folder to serve instead of the registry (read by `Predictor.load`)."""
+ENV_FEATURE_THREADS = "INSTROPITCH_FEATURE_THREADS"
+"""Threads computing a batch's spectrograms (default: up to 2; numpy's FFT and ufuncs release the GIL)."""
+
+LOG = logging.getLogger("instropitch.serving")
 
 DEFAULT_TOP_K = 3
 NOT_SURE_CANDIDATES = 3
@@ -68,9 +79,10 @@ _MODEL_CHUNK = 256
 
 @dataclass
 class _Model:
-    """One Keras CNN with the label layout it was trained with."""
+    """One CNN as an ONNX graph, with the label layout it was trained with."""
 
-    keras: Any
+    onnx: bytes
+    net: OnnxModel
     label: str
     input: str
     class_names: list[str]
@@ -81,33 +93,16 @@ class _Model:
     calibration: Calibration = field(default_factory=Calibration)
     """From the layout (`ml.calibration`); identity for versions trained before calibration existed."""
 
-    def _compiled(self) -> Any:
-        """The model as one traced TensorFlow graph for any batch size.
-
-        Calling a Keras 3 model eagerly runs its layers one by one in Python (~1 ms each);
-        the traced graph answers a single file in a few ms (bench/RESULTS.md, predict).
-        """
-        fn = self.__dict__.get("_fn")
-        if fn is None:
-            import tensorflow as tf
-
-            spec = tf.TensorSpec([None, *self.input_shape], tf.float32)
-            model = self.keras
-            fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-            self.__dict__["_fn"] = fn
-        return fn
-
     def proba(self, x: np.ndarray) -> np.ndarray:
-        """(N, frames, bands) -> (N, n_classes); the traced graph in chunks (no `predict` loop)."""
+        """(N, frames, bands) -> (N, n_classes) probabilities: every answer's probabilities come from here."""
         if len(x) == 0:
-            return np.zeros((0, len(self.class_names)), dtype=np.float32)
-        fn = self._compiled()
+            return np.zeros((0, len(self.class_names)), dtype=np.float64)
         x = np.asarray(x, dtype=np.float32)
-        parts = [np.asarray(fn(x[i : i + _MODEL_CHUNK])) for i in range(0, len(x), _MODEL_CHUNK)]
+        parts = [np.asarray(self.net(x[i : i + _MODEL_CHUNK])) for i in range(0, len(x), _MODEL_CHUNK)]
         return np.concatenate(parts).astype(np.float64)
 
 
-def _model_from_layout(role: str, keras_model: Any, layout: Mapping[str, Any], info: ModelInfo, where: str) -> _Model:
+def _model_from_layout(role: str, onnx: bytes, layout: Mapping[str, Any], info: ModelInfo, where: str) -> _Model:
     from instropitch.ml.snapshot import class_values
 
     try:
@@ -123,16 +118,34 @@ def _model_from_layout(role: str, keras_model: Any, layout: Mapping[str, Any], i
         )
     if model_input not in ("pitch", "instrument"):
         raise PredictorError(f"{where}: unknown input {model_input!r}; expected 'pitch' or 'instrument'")
-    outputs = int(keras_model.output_shape[-1])
+    try:
+        net = OnnxModel(onnx)
+    except PortableModelError as exc:
+        raise PredictorError(f"{where}: {exc}") from None
+    outputs = net.n_outputs
     if outputs != len(names):
         raise PredictorError(f"{where}: the model has {outputs} outputs but its layout names {len(names)} classes")
+    if tuple(net.input_shape) != shape:
+        raise PredictorError(f"{where}: the model reads {net.input_shape} spectrograms, its layout says {shape}")
     values = class_values(label, names)
     if label == "instrument":
         unknown = [v for v in values if v not in INSTRUMENT_BY_ABBR]
         if unknown:
             raise PredictorError(f"{where}: unknown instrument classes {unknown}")
     calibration = Calibration.from_dict(layout.get("calibration"))
-    return _Model(keras_model, label, model_input, names, list(values), shape, dict(layout), info, calibration)
+    return _Model(onnx, net, label, model_input, names, list(values), shape, dict(layout), info, calibration)
+
+
+def _converted(keras_model: Any, where: str) -> bytes:
+    """The ONNX copy of a Keras model (needs TensorFlow and tf2onnx: the training install)."""
+    try:
+        from instropitch.ml.portable import to_onnx
+    except ImportError as exc:
+        raise PredictorError(f"{where} has no portable copy and converting it needs TensorFlow: {exc}") from None
+    try:
+        return to_onnx(keras_model)
+    except Exception as exc:  # ConversionError, or an import error of the training stack
+        raise PredictorError(f"{where}: cannot convert the Keras model to ONNX: {_first_line(exc)}") from None
 
 
 def _combined_features(
@@ -210,7 +223,7 @@ class Predictor:
         """
         import mlflow
 
-        from instropitch.ml import registry
+        from instropitch.ml import registry  # numpy and the tag names only: no TensorFlow
 
         unknown = sorted(set(versions or {}) - set(ROLES))
         if unknown:
@@ -243,14 +256,9 @@ class Predictor:
                     "or predict from an export with --from-export DIR"
                 ) from None
             version = str(mv.version)
-            try:
-                with _quiet_downloads():
-                    loaded = registry.load_model(f"models:/{name}/{version}")
-            except Exception as exc:  # download, MLmodel or Keras errors of many kinds
-                raise PredictorError(f"cannot load {name} version {version} from {uri}: {_first_line(exc)}") from None
+            onnx, layout = _registry_model(client, name, version, mv.run_id, uri)
             tags = dict(mv.tags or {})
             score = tags.get(registry.TAG_NEW_SCORE) or tags.get("test_accuracy")
-            layout = dict(loaded.info)
             info = ModelInfo(
                 role=role,
                 registered_model=name,
@@ -264,7 +272,7 @@ class Predictor:
                 data_digest=layout.get("data_digest") or None,
             )
             where = f"{name} v{version}"
-            model = _model_from_layout(role, loaded.model, layout, info, where)
+            model = _model_from_layout(role, onnx, layout, info, where)
             preset_name = layout.get("features")
             if not preset_name:
                 raise PredictorError(f"{where}: its label layout names no features preset")
@@ -287,15 +295,9 @@ class Predictor:
 
     @classmethod
     def from_export(cls, directory: str | os.PathLike) -> Predictor:
-        """Load a folder written by `export` (no MLflow involved)."""
-        from instropitch.ml.cnn import configure_tensorflow
-
+        """Load a folder written by `export` (no MLflow involved; a Keras-only export is converted)."""
         root = Path(directory)
         manifest, layouts, features = read_export(root)
-
-        configure_tensorflow()
-        import keras
-
         models: dict[str, _Model] = {}
         for role in ROLES:
             entry = (manifest.get("models") or {}).get(role)
@@ -303,12 +305,15 @@ class Predictor:
                 raise PredictorError(f"{root}: the export has no {role} model")
             path = model_file(root, role, entry)
             try:
-                keras_model = keras.saving.load_model(path, compile=False)
-            except Exception as exc:  # Keras raises many kinds for a bad file
-                raise PredictorError(f"{path}: cannot load the Keras model: {_first_line(exc)}") from None
+                data = path.read_bytes()
+            except OSError as exc:
+                raise PredictorError(f"{path}: cannot read the model: {exc.strerror or exc}") from None
+            if path.suffix == ".keras":
+                LOG.warning("%s: a Keras model from before portable exports; converting it to ONNX (slow)", path)
+                data = _converted(_load_keras(path), str(path))
             known = {k: entry.get(k) for k in ModelInfo.__dataclass_fields__ if k != "role"}
             info = ModelInfo(role=role, **known)
-            models[role] = _model_from_layout(role, keras_model, layouts[role], info, str(path))
+            models[role] = _model_from_layout(role, data, layouts[role], info, str(path))
         configs = {role: getattr(features, model.input) for role, model in models.items()}
         combined = _combined_features(models, configs, features)
         if combined != features:
@@ -321,7 +326,7 @@ class Predictor:
         """Write a self-contained folder `from_export` can load (see `serving.export`); returns its path."""
         return write_export(
             out_dir,
-            models={role: (m.keras.save, m.layout, m.info.to_dict()) for role, m in self.models.items()},
+            models={role: (m.onnx, m.layout, m.info.to_dict()) for role, m in self.models.items()},
             features=self.features,
             exported_from={"source": self.source, "location": redact_uri(self.location)},
         )
@@ -407,21 +412,17 @@ class Predictor:
         good: list[int] = []
         warnings: dict[int, list[str]] = {}
         inputs: dict[str, list[np.ndarray]] = {"pitch": [], "instrument": []}
-        for i, (name, source) in enumerate(batch):
-            try:
-                with audio.open_source(source, name) as src:
-                    info = audio.read_info(src, max_duration=max_duration)
-                    feats = compute_features(src, self.features, info=info)
-            except (audio.AudioError, OSError, ValueError, TypeError) as exc:
-                results[i] = Prediction.failure(name, exc)
-                if progress is not None:
-                    progress(name)
-                continue
-            good.append(i)
-            if info.warning:
-                warnings[i] = [info.warning]
-            inputs["pitch"].append(feats.pitch)
-            inputs["instrument"].append(feats.instrument)
+        for i, outcome in enumerate(self._batch_features(batch, max_duration)):
+            name = batch[i][0]
+            if isinstance(outcome, BaseException):
+                results[i] = Prediction.failure(name, outcome)
+            else:
+                feats, warning = outcome
+                good.append(i)
+                if warning:
+                    warnings[i] = [warning]
+                inputs["pitch"].append(feats.pitch)
+                inputs["instrument"].append(feats.instrument)
             if progress is not None:
                 progress(name)
         if good:
@@ -437,6 +438,33 @@ class Predictor:
                     result.spectrograms = {"pitch": stacked["pitch"][row], "instrument": stacked["instrument"][row]}
                 results[i] = result
         return [r for r in results if r is not None]
+
+    def _batch_features(self, batch: Sequence[tuple[str, audio.Source]], max_duration: float | None) -> Iterator[Any]:
+        """Each file's (`Features`, decoder warning) or the exception it raised, in order; several files at once when threads allow."""
+
+        def one(item: tuple[str, audio.Source]) -> Any:
+            name, source = item
+            try:
+                with audio.open_source(source, name) as src:
+                    info = audio.read_info(src, max_duration=max_duration)
+                    return compute_features(src, self.features, info=info), info.warning
+            except (audio.AudioError, OSError, ValueError, TypeError) as exc:
+                return exc
+
+        pool = self._feature_pool() if len(batch) > 1 else None
+        return pool.map(one, batch) if pool is not None else map(one, batch)
+
+    def _feature_pool(self) -> Any:
+        pool = self.__dict__.get("_pool")
+        if pool is None:
+            configured = os.environ.get(ENV_FEATURE_THREADS, "").strip()
+            threads = int(configured) if configured else min(2, os.cpu_count() or 1)
+            if threads <= 1:
+                return None
+            from concurrent.futures import ThreadPoolExecutor
+
+            pool = self.__dict__.setdefault("_pool", ThreadPoolExecutor(threads, thread_name_prefix="features"))
+        return pool
 
     def _prediction(self, file: str, p_pitch: np.ndarray, p_inst: np.ndarray, top_k: int) -> Prediction:
         """The answer from both models' raw probabilities: calibrated, sure or not, with alternatives."""
@@ -503,6 +531,80 @@ def require_store(tracking_uri: str | None = None) -> str:
     if missing_sqlite_store(uri):
         raise PredictorError(f"no models: no MLflow store at {uri} (set MLFLOW_TRACKING_URI, or --from-export DIR)")
     return redact_uri(uri)
+
+
+def _registry_model(client: Any, name: str, version: str, run_id: str | None, uri: str) -> tuple[bytes, dict[str, Any]]:
+    """(ONNX bytes, label layout) of a registered version: from the cache, its portable copy, or converted."""
+    import mlflow
+
+    cache = modelcache.entry_dir(mlflow.get_tracking_uri(), name, version)
+    hit = modelcache.read(cache, run_id)
+    if hit is not None:
+        return hit.model, hit.layout
+    try:
+        with _quiet_downloads():
+            entry = _download_portable(client, name, version)
+    except PredictorError:
+        raise
+    except Exception as exc:  # download, MLmodel or Keras errors of many kinds
+        raise PredictorError(f"cannot load {name} version {version} from {uri}: {_first_line(exc)}") from None
+    modelcache.write(cache, entry, run_id)
+    return entry.model, entry.layout
+
+
+def _download_portable(client: Any, name: str, version: str) -> modelcache.Entry:
+    import tempfile
+
+    import mlflow
+    import yaml
+
+    from instropitch.ml.tracking import METADATA_KEY, PORTABLE_KEY
+
+    where = f"{name} v{version}"
+    base = client.get_model_version_download_uri(name, version).rstrip("/")
+    with tempfile.TemporaryDirectory() as tmp:
+        mlmodel = mlflow.artifacts.download_artifacts(artifact_uri=f"{base}/MLmodel", dst_path=tmp)
+        metadata = (yaml.safe_load(Path(mlmodel).read_text()) or {}).get("metadata") or {}
+        layout, portable = metadata.get(METADATA_KEY), metadata.get(PORTABLE_KEY)
+        if not isinstance(layout, dict):
+            raise PredictorError(f"{where} has no '{METADATA_KEY}' label layout in its MLmodel metadata")
+        if isinstance(portable, dict) and portable.get("format") == "onnx" and portable.get("file"):
+            local = mlflow.artifacts.download_artifacts(artifact_uri=f"{base}/{portable['file']}", dst_path=tmp)
+            data = Path(local).read_bytes()
+            if portable.get("sha256") and hashlib.sha256(data).hexdigest() != portable["sha256"]:
+                raise PredictorError(f"{where}: its ONNX copy does not match the checksum logged with it")
+            return modelcache.Entry(model=data, layout=layout, converted=False)
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:
+        raise PredictorError(
+            f"{where} was registered before portable models and converting its Keras model needs TensorFlow, "
+            "which this install lacks: predict from it once where TensorFlow is installed (that caches the "
+            "converted copy), or use an export folder written there (instropitch export --out DIR)"
+        )
+    LOG.warning(
+        "%s was registered before portable models: converting its Keras model to ONNX (needs TensorFlow, "
+        "takes a while); the result is cached for the next start",
+        where,
+    )
+    from instropitch.ml import registry
+
+    loaded = registry.load_model(f"models:/{name}/{version}")
+    return modelcache.Entry(model=_converted(loaded.model, where), layout=dict(loaded.info), converted=True)
+
+
+def _load_keras(path: Path) -> Any:
+    try:
+        from instropitch.ml.cnn import configure_tensorflow
+
+        configure_tensorflow()
+        import keras
+    except ImportError as exc:
+        raise PredictorError(f"{path} is a Keras model and this install has no TensorFlow: {exc}") from None
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many kinds for a bad file
+        raise PredictorError(f"{path}: cannot load the Keras model: {_first_line(exc)}") from None
 
 
 @contextmanager

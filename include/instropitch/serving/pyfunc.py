@@ -2,8 +2,8 @@
 
 `InstroPitchModel` wraps a `Predictor` loaded from an export folder (see
 `predict.Predictor.export`) that is logged as the model's artifact `export`, so the
-logged model holds both Keras models, their label layouts and the feature config, and
-needs no registry lookup when it loads. Anything that speaks pyfunc can use it:
+logged model holds both portable (ONNX) models, their label layouts and the feature
+config, needs no registry lookup when it loads and no TensorFlow when it predicts. Anything that speaks pyfunc can use it:
 `mlflow.pyfunc.load_model`, `mlflow models serve -m models:/instropitch@champion`, batch
 scoring.
 
@@ -232,7 +232,7 @@ def register_pyfunc(
                 signature=model_signature(),
                 input_example=example_input(),
                 registered_model_name=name,
-                pip_requirements=pip_requirements(extra=("pandas", "scipy", "soxr")),
+                pip_requirements=pip_requirements(extra=("onnxruntime", "pandas", "scipy", "soxr"), keras=False),
                 metadata={"instropitch": {"components": components, "feature_digest": loaded.features.digest()}},
             )
         version = str(info.registered_model_version)

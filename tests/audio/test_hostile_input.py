@@ -23,7 +23,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
-from support.hostile_wavs import HONEST, HOSTILE, KNOWN_BUGS, STREAMED, chunk, fmt_body, good_wav, note, riff, wav
+from support.hostile_wavs import (
+    HONEST,
+    HOSTILE,
+    KNOWN_BUGS,
+    STREAMED,
+    CountingReader,
+    chunk,
+    fmt_body,
+    good_wav,
+    note,
+    riff,
+    wav,
+)
 
 from instropitch import audio, tinysol
 from instropitch.audio import features
@@ -120,24 +132,7 @@ def test_lying_sizes_read_a_few_bytes_only(name):
     less than one frame.)
     """
 
-    class Counting:
-        def __init__(self, data: bytes):
-            self.data, self.pos, self.read_bytes = data, 0, 0
-
-        def seek(self, offset, whence=0):
-            self.pos = {0: offset, 1: self.pos + offset, 2: len(self.data) + offset}[whence]
-            return self.pos
-
-        def tell(self):
-            return self.pos
-
-        def read(self, n=-1):
-            out = self.data[self.pos : None if n < 0 else self.pos + n]
-            self.pos += len(out)
-            self.read_bytes += len(out)
-            return out
-
-    src = Counting(HOSTILE[name])
+    src = CountingReader(HOSTILE[name])
     with pytest.raises((audio.TruncatedError, audio.TooShortError, audio.EmptyAudioError)):
         features.compute_features(src, CONFIG, name=name)
     assert src.read_bytes <= audio.HEADER_READ_SIZE

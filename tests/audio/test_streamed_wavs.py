@@ -18,6 +18,7 @@ from support.hostile_wavs import (
     SR,
     STREAMED,
     STREAMED_SAMPLES,
+    CountingReader,
     chunk,
     ffmpeg_pipe_wav,
     fmt_body,
@@ -96,26 +97,6 @@ def test_what_is_really_broken_stays_refused():
     for cut in (20, 40, 74):  # in 'fmt ', in 'LIST', in the 'data' chunk header
         with pytest.raises(audio.TruncatedError):
             audio.read_info(STREAMED["ffmpeg_pipe"][:cut])
-
-
-class CountingReader:
-    """A seekable file over bytes that counts the bytes read."""
-
-    def __init__(self, data: bytes):
-        self.data, self.pos, self.read_bytes = data, 0, 0
-
-    def seek(self, offset, whence=0):
-        self.pos = {0: offset, 1: self.pos + offset, 2: len(self.data) + offset}[whence]
-        return self.pos
-
-    def tell(self):
-        return self.pos
-
-    def read(self, n=-1):
-        out = self.data[self.pos : None if n < 0 else self.pos + n]
-        self.pos += len(out)
-        self.read_bytes += len(out)
-        return out
 
 
 def test_a_long_streamed_wav_is_still_read_by_ranges():

@@ -248,3 +248,23 @@ __all__ = [
     "sox_pipe_wav",
     "wav",
 ]
+
+
+class CountingReader:
+    """A seekable file over bytes that counts the bytes read."""
+
+    def __init__(self, data: bytes):
+        self.data, self.pos, self.read_bytes = data, 0, 0
+
+    def seek(self, offset, whence=0):
+        self.pos = {0: offset, 1: self.pos + offset, 2: len(self.data) + offset}[whence]
+        return self.pos
+
+    def tell(self):
+        return self.pos
+
+    def read(self, n=-1):
+        out = self.data[self.pos : None if n < 0 else self.pos + n]
+        self.pos += len(out)
+        self.read_bytes += len(out)
+        return out

@@ -46,10 +46,14 @@ IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
 # ------------------------------------------------------------------- (a) loopback
 
 
-def test_serve_binds_loopback_unless_a_host_is_given(monkeypatch, capsys):
+def test_serve_binds_loopback_unless_a_host_is_given(monkeypatch, capsys, tmp_path):
     import uvicorn
 
     from instropitch import cli
+
+    store = tmp_path / "mlflow.db"
+    store.touch()  # `serve` refuses a store that does not exist (nothing to serve)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
 
     parser = cli.build_parser()
     assert parser.parse_args(["serve"]).host == "127.0.0.1"

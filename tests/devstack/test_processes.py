@@ -149,6 +149,10 @@ def test_a_start_after_a_crash_stops_the_leftovers_and_says_so(tmp_path):
 
 def test_a_second_start_is_refused_while_the_first_runs(tmp_path):
     first = subprocess.Popen(SLEEPER)  # stands in for a running `instropitch up`
+    deadline = time.monotonic() + 20
+    while "time.sleep(600)" not in " ".join(psutil.Process(first.pid).cmdline()):  # exec'd (a busy machine is slow)
+        assert time.monotonic() < deadline, "the stand-in did not start"
+        time.sleep(0.05)
     try:
         home = tmp_path / "home"
         write_pid_file(home / "services", processes.Recorded.of("owner", first.pid), [])

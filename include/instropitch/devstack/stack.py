@@ -26,8 +26,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from instropitch.devstack import processes
-
 ENV_PROJECT_DIR = "INSTROPITCH_PROJECT_DIR"
 S3_ACCESS_KEY = "instropitch"  # the embedded moto server accepts any credentials
 S3_SECRET_KEY = "instropitch-local-only"
@@ -206,6 +204,8 @@ def s3_server_command(port: int) -> list[str]:
 
 def start_s3(home: Path, port: int | None = None) -> tuple[str, int]:
     """Start the S3 API server (moto, see `s3_server_command`) on 127.0.0.1 in the background; return (endpoint, pid)."""
+    from instropitch.devstack import processes  # psutil: the slim predict install has none
+
     port = port or free_port()
     log = open(home / "s3.log", "ab")
     process = subprocess.Popen(
@@ -226,11 +226,15 @@ def start_s3(home: Path, port: int | None = None) -> tuple[str, int]:
 
 def _s3_process(services: Services) -> bool:
     """Is the recorded S3 server still running (and not a stranger that took its pid over)?"""
+    from instropitch.devstack import processes  # psutil: the slim predict install has none
+
     return processes.Recorded("s3", services.s3_pid, services.s3_started).process() is not None
 
 
 def up(home: Path | None = None) -> Services:
     """Start PostgreSQL and the S3 server (reusing running ones); return their addresses."""
+    from instropitch.devstack import processes  # psutil: the slim predict install has none
+
     home = (home or default_home()).resolve()
     home.mkdir(parents=True, exist_ok=True)
     previous = Services.load(home)
@@ -255,6 +259,8 @@ def up(home: Path | None = None) -> Services:
 
 def down(home: Path | None = None) -> None:
     """Stop the S3 server and PostgreSQL; data under `home` is kept."""
+    from instropitch.devstack import processes  # psutil: the slim predict install has none
+
     home = (home or default_home()).resolve()
     services = Services.load(home)
     if services and _s3_process(services):

@@ -355,6 +355,25 @@ def test_every_image_is_pinned(services: dict[str, dict[str, Any]]) -> None:
         assert all(is_pinned(image) for image in froms), f"{dockerfile.name}: {froms}"
 
 
+UNSERVED = {
+    "minio/": "Docker Hub stopped serving minio/* in 2026-09; MinIO publishes the same tags on quay.io/minio/",
+}
+"""Image name prefixes (on Docker Hub) that no longer pull, and why."""
+
+
+def unserved(image: str) -> str | None:
+    """Why `image` will not pull on a fresh machine, or None."""
+    name = image.removeprefix("docker.io/").removeprefix("library/")
+    return next((why for prefix, why in UNSERVED.items() if name.startswith(prefix)), None)
+
+
+def test_every_image_still_pulls_from_its_registry(services: dict[str, dict[str, Any]]) -> None:
+    refused = {name: unserved(s["image"]) for name, s in services.items() if unserved(s["image"])}
+    assert refused == {}
+    assert unserved("minio/minio:RELEASE.2025-04-22T22-12-26Z") and unserved("docker.io/minio/mc:RELEASE.x")
+    assert unserved("quay.io/minio/minio:RELEASE.2025-04-22T22-12-26Z") is None
+
+
 def test_pin_check_refuses_floating_tags() -> None:
     assert not is_pinned("postgres")
     assert not is_pinned("minio/minio:latest")

@@ -1,6 +1,6 @@
 """Benchmark: do the portable (ONNX) models answer as the Keras models they were converted from?
 
-    .venv/bin/python bench/bench_parity.py --keras-export DIR --data demo=.instropitch/data/synth-seed0-scale1 \
+    .venv/bin/python bench/bench_parity.py --keras-export DIR --data demo=.instropitch/data/sources-seed0-scale1 \
         --render mixed=mixed:1 --render distant=distant,player:2 --per-source 300 --json /tmp/parity.json
 
 `--keras-export` is an export folder of format version 1 (`pitch.keras`, `instrument.keras`,

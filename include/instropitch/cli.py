@@ -414,7 +414,7 @@ def _cmd_stack(args: argparse.Namespace) -> int:
             print(f"instropitch: {exc}", file=sys.stderr)
             return 2
         if args.data:
-            folders = {demo.DEFAULT_SOURCE_NAME: Path(args.data), **folders}
+            folders = {**demo.dataset_sources(Path(args.data)), **folders}
         services = stack.up(home)
         if folders:
             sources, uploaded = demo.seed_sources(services, folders)
@@ -452,14 +452,20 @@ def _cmd_up(args: argparse.Namespace) -> int:
         running = None
         try:
             services = stack.up(home)
-            folder = demo.ensure_dataset(demo.dataset_dir(home, args.seed, args.scale), args.seed, args.scale)
-            print(f"s3: {demo.seed_bucket(services, folder)} objects uploaded to s3://{demo.BUCKET}/{demo.PREFIX}")
+            folders = demo.ensure_dataset(demo.dataset_dir(home, args.seed, args.scale), args.seed, args.scale)
+            sources, uploaded = demo.seed_sources(services, folders)
+            for prefix, (name, count) in zip(sources, uploaded.items(), strict=True):
+                print(f"s3: {count} objects uploaded to s3://{demo.BUCKET}/{prefix} (source {name})")
             running = airflow_services.start(services, home / "services")
             print(f"Airflow UI   {running.api_url}  (login {airflow_services.ADMIN_USER} / {running.admin_password})")
             print(f"MLflow UI    {running.mlflow_url}")
             print(f"predict page {running.api_url}/instropitch/")
             print(f"logs         {running.home / 'logs'}")
-            print("Trigger instropitch_etl from the UI; Ctrl-C stops every service (data is kept).", flush=True)
+            print(
+                f"Trigger instropitch_etl from the UI with sources {sources} (or -c {shlex.quote(demo.sources_conf(sources))});"
+                " Ctrl-C stops every service (data is kept).",
+                flush=True,
+            )
             while all(p.poll() is None for p in running.processes.values()):
                 time.sleep(2)
             print("instropitch: a service exited; see its log", file=sys.stderr)
@@ -557,7 +563,9 @@ def _add_stack(sub: Any) -> None:
     p.add_argument("action", choices=["up", "down", "status"])
     p.add_argument("--home", help="where data and services live (default: $INSTROPITCH_HOME or ./.instropitch)")
     p.add_argument(
-        "--data", help="with `up`: upload this TinySOL-layout folder to s3://instropitch/TinySOL/ (source TinySOL)"
+        "--data",
+        help="with `up`: upload this TinySOL-layout folder to s3://instropitch/TinySOL/ (source TinySOL), "
+        "or each TinySOL-layout subfolder of it under NAME/ (what `make demo` renders)",
     )
     p.add_argument(
         "--source",

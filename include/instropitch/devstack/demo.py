@@ -5,9 +5,13 @@ dataset, runs `instropitch_etl` then `instropitch_training` with real Airflow
 (`airflow dags test`; a line per finished task and per training epoch as they come, the
 full log in a file), and prints what landed where.
 
-The synthetic set is the default source (`TinySOL/`, source `TinySOL`); `extra_sources`
-(`--source NAME=DIR`) uploads more TinySOL-layout folders under `NAME/`, and the ETL run
-loads them all (DAG param `sources`).
+The synthetic set is several sources, one per General MIDI font that came with the installed
+packages (`synth.fonts`: TimGM6mb, Merlin), each rendering its share of the 2,913 notes under
+a mix of dry and recording conditions: several timbres for the cost of one set, so that the
+instrument model cannot learn one sample library, and the training DAG can hold one source
+out to measure (and calibrate on) sound it never heard. Each source is uploaded under `NAME/`;
+`extra_sources` (`--source NAME=DIR`) adds TinySOL-layout folders, and the ETL run loads them
+all (DAG param `sources`).
 """
 
 from __future__ import annotations
@@ -39,21 +43,48 @@ class DemoOptions:
     """source name -> TinySOL-layout folder, uploaded under `NAME/` next to the synthetic `TinySOL/`."""
 
 
+DATASET_CONDITIONS = "dry,mixed"
+"""Render conditions of the synthetic set: half the notes dry, half through a random room, microphone,
+distance and player (`synth.conditions`), as users' recordings are."""
+
+
 def dataset_dir(home: Path, seed: int, scale: float) -> Path:
-    return home / "data" / f"synth-seed{seed}-scale{scale:g}"
+    """The folder of the synthetic set's sources (one TinySOL-layout subfolder per font)."""
+    return home / "data" / f"sources-seed{seed}-scale{scale:g}"
 
 
-def ensure_dataset(folder: Path, seed: int, scale: float) -> Path:
-    """Render the synthetic TinySOL into `folder` unless a complete render is already there."""
-    from instropitch import synth
+def dataset_sources(folder: Path) -> dict[str, Path]:
+    """{source name: folder} of a dataset folder: a TinySOL-layout folder is the source `TinySOL`;
+    a folder of such folders (what `ensure_dataset` renders) is one source per subfolder."""
     from instropitch.tinysol import METADATA_FILENAME
 
-    if (folder / METADATA_FILENAME).exists():
-        print(f"dataset: reusing {folder}")
-        return folder
-    print(f"dataset: rendering synthetic TinySOL (scale {scale:g}) into {folder}")
-    print(f"dataset: {synth.render_dataset(folder, seed=seed, scale=scale)}")
-    return folder
+    if (folder / METADATA_FILENAME).is_file():
+        return {DEFAULT_SOURCE_NAME: folder}
+    subfolders = {sub.name: sub for sub in sorted(folder.iterdir()) if (sub / METADATA_FILENAME).is_file()}
+    if not subfolders:
+        raise FileNotFoundError(f"{folder}: neither {METADATA_FILENAME} nor subfolders holding one")
+    return subfolders
+
+
+def ensure_dataset(folder: Path, seed: int, scale: float) -> dict[str, Path]:
+    """Render the synthetic sources into `folder` unless a complete render is there; {name: folder}."""
+    from instropitch import synth
+    from instropitch.synth import fonts
+    from instropitch.tinysol import METADATA_FILENAME
+
+    wanted = fonts.default_fonts()
+    if all((folder / name / METADATA_FILENAME).is_file() for name in wanted):
+        print(f"dataset: reusing {folder} ({', '.join(wanted)})")
+        return {name: folder / name for name in wanted}
+    for line in fonts.missing_packaged_fonts():
+        print(f"dataset: {line}; rendering without it")
+    print(f"dataset: rendering synthetic TinySOL (scale {scale:g}) from {', '.join(wanted)} into {folder}")
+    out = folder if len(wanted) > 1 else folder / next(iter(wanted))  # one font renders into its folder itself
+    summary = synth.render_dataset(
+        out, soundfont=wanted, seed=seed, scale=scale, conditions=DATASET_CONDITIONS, share=True
+    )
+    print(f"dataset: {summary}")
+    return {name: folder / name for name in wanted}
 
 
 def seed_bucket(services: stack.Services, folder: Path, bucket: str = BUCKET, prefix: str = PREFIX) -> int:
@@ -151,11 +182,15 @@ def run(options: DemoOptions) -> int:
 
     home = options.home.resolve()
     started = time.perf_counter()
-    folder = ensure_dataset(dataset_dir(home, options.seed, options.scale), options.seed, options.scale)
+    folders = ensure_dataset(dataset_dir(home, options.seed, options.scale), options.seed, options.scale)
     services = stack.up(home)
     print(f"stack: PostgreSQL on {services.pg_socket_dir}, S3 API on {services.s3_endpoint}")
     try:
-        sources, uploaded = seed_sources(services, {DEFAULT_SOURCE_NAME: folder, **options.extra_sources})
+        taken = sorted(set(folders) & set(options.extra_sources))
+        if taken:
+            print(f"demo: --source {', '.join(taken)}: the name is taken by a synthetic source; choose another")
+            return 2
+        sources, uploaded = seed_sources(services, {**folders, **options.extra_sources})
         for prefix, (name, count) in zip(sources, uploaded.items(), strict=True):
             print(f"s3: {count} objects uploaded to s3://{BUCKET}/{prefix} (source {name})")
         env = local_airflow.environment(services)

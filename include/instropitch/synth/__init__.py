@@ -1,6 +1,7 @@
 """The synthetic TinySOL: SoundFont samples played note by note under recording conditions.
 
-Layers inside, bottom up: `soundfont` (the SF2 file reader and the sample player),
+Layers inside, bottom up: `sf2` and `player` (the SF2 file reader and the sample player),
+`fonts` (the GM SoundFonts that came with installed packages),
 `conditions` (room, microphone, distance and player variations), `dataset` (the TinySOL
 manifest and the render of a whole source). This package re-exports what callers use.
 
@@ -17,8 +18,10 @@ from instropitch.synth.dataset import (
     render_audio,
     render_dataset,
     resolve_sources,
+    share_notes,
     source_name,
 )
+from instropitch.synth.fonts import default_fonts, packaged_fonts, system_fonts
 
 __all__ = [
     "EXTRA_COLUMNS",
@@ -29,6 +32,10 @@ __all__ = [
     "note_condition",
     "render_audio",
     "render_dataset",
+    "default_fonts",
+    "packaged_fonts",
     "resolve_sources",
+    "share_notes",
     "source_name",
+    "system_fonts",
 ]

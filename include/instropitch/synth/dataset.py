@@ -593,12 +593,15 @@ def render_dataset(
     workers: int = 0,
     progress: bool = True,
     conditions: str | Sequence[str] = "dry",
+    share: bool = False,
 ) -> RenderSummary:
     """Render the planned notes as TinySOL's folder tree plus `TinySOL_metadata.csv`.
 
     `soundfont` is one font or several (see `resolve_sources`). One font renders into
-    `out_dir` itself; several render the same manifest into `out_dir/<source name>/`, one
-    TinySOL tree and CSV each. `conditions` (names from `instropitch.synth.conditions.CONDITIONS`,
+    `out_dir` itself; several render into `out_dir/<source name>/`, one TinySOL tree and CSV
+    each: the same manifest in every source, or with `share` the manifest split between them
+    (`share_notes`: each note rendered once, by one font), which brings several timbres for
+    the cost of one. `conditions` (names from `instropitch.synth.conditions.CONDITIONS`,
     comma list or sequence) are drawn per note; every CSV has the 14 TinySOL columns plus
     `Source` and `Condition`. `workers=0` uses one process per core, 1 renders in this
     process. Existing files of the same names are replaced (each WAV is written under a
@@ -618,10 +621,19 @@ def render_dataset(
         if workers > 1
         else None
     )
+    planned = share_notes(notes, list(sources), seed) if share else dict.fromkeys(sources, notes)
     try:
         summaries = [
             _render_source(
-                name, sf_path, out_dir / name if multi else out_dir, notes, names, pool, workers, progress, multi
+                name,
+                sf_path,
+                out_dir / name if multi else out_dir,
+                planned[name],
+                names,
+                pool,
+                workers,
+                progress,
+                multi,
             )
             for name, sf_path in sources.items()
         ]
@@ -631,6 +643,27 @@ def render_dataset(
     if not multi:
         return replace(summaries[0], seconds=time.perf_counter() - started)
     return _totals(summaries, out_dir, time.perf_counter() - started)
+
+
+def share_notes(notes: Sequence[PlannedNote], sources: Sequence[str], seed: int) -> dict[str, list[PlannedNote]]:
+    """Split the manifest between sources: every note goes to one source, each instrument's range to all.
+
+    Per instrument the notes are dealt in pitch order, like cards, starting at a seeded
+    source: every source holds about 1/N of each instrument, spread over its whole range,
+    so a model that never saw one source still saw every instrument and register.
+    """
+    if not sources:
+        raise ValueError("share_notes needs at least one source")
+    shares: dict[str, list[PlannedNote]] = {name: [] for name in sources}
+    by_inst: dict[str, list[PlannedNote]] = defaultdict(list)
+    for note in notes:
+        by_inst[note.row.instrument_abbr].append(note)
+    rng = np.random.default_rng([seed, 3000])
+    for inst in sorted(by_inst):
+        start = int(rng.integers(len(sources)))
+        for rank, note in enumerate(sorted(by_inst[inst], key=lambda n: (n.midi, n.path))):
+            shares[sources[(start + rank) % len(sources)]].append(note)
+    return shares
 
 
 def _check_programs(sources: Mapping[str, Path], notes: list[PlannedNote]) -> None:
@@ -745,6 +778,7 @@ __all__ = [
     "render_dataset",
     "resolve_instruments",
     "resolve_sources",
+    "share_notes",
     "source_name",
     "tuning_corrections",
     "voice_tuning_error",

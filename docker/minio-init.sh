@@ -12,7 +12,7 @@ set -eu
 : "${MINIO_ROOT_USER:?}" "${MINIO_ROOT_PASSWORD:?}"
 : "${INSTROPITCH_BUCKET:?}" "${INSTROPITCH_PREFIX:?}" "${MLFLOW_BUCKET:?}"
 endpoint="${MINIO_ENDPOINT:-http://minio:9000}"
-dataset=/dataset
+dataset="${MINIO_INIT_DATASET:-/dataset}"  # the mount; a test points it elsewhere
 
 mc alias set local "$endpoint" "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" >/dev/null
 mc mb --ignore-existing "local/$INSTROPITCH_BUCKET"

@@ -637,3 +637,47 @@ def test_readme_documents_the_stack() -> None:
         "instropitch dataset download",
     ):
         assert text in section, f"README's Full stack section does not mention {text!r}"
+
+
+@pytest.mark.parametrize("layout", ["one folder", "folder of sources", "empty"])
+def test_minio_init_script_uploads_each_layout(tmp_path: Path, layout: str) -> None:
+    """minio-init.sh run with a stand-in `mc` that logs its commands (MinIO's client cannot run here)."""
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    if layout == "one folder":
+        (dataset / "TinySOL_metadata.csv").write_text("x")
+    elif layout == "folder of sources":
+        for name in ("merlin", "timgm6mb"):
+            (dataset / name).mkdir()
+            (dataset / name / "TinySOL_metadata.csv").write_text("x")
+        (dataset / "notes").mkdir()  # no CSV: not a source
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    calls.write_text("")
+    (bin_dir / "mc").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    (bin_dir / "mc").chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "MINIO_ROOT_USER": "u",
+        "MINIO_ROOT_PASSWORD": "p",
+        "INSTROPITCH_BUCKET": "instropitch",
+        "INSTROPITCH_PREFIX": "TinySOL/",
+        "MLFLOW_BUCKET": "mlflow",
+        "MINIO_INIT_DATASET": str(dataset),
+    }
+    done = subprocess.run(
+        ["sh", str(ROOT / "docker" / "minio-init.sh")], env=env, capture_output=True, text=True, check=False
+    )
+    mirrors = [line.split()[-2:] for line in calls.read_text().splitlines() if line.startswith("mirror")]
+    if layout == "empty":
+        assert done.returncode == 1 and "no TinySOL_metadata.csv" in done.stderr and mirrors == []
+    elif layout == "one folder":
+        assert done.returncode == 0 and mirrors == [[str(dataset), "local/instropitch/TinySOL/"]]
+    else:
+        assert done.returncode == 0, done.stderr
+        assert mirrors == [
+            [f"{dataset}/merlin/", "local/instropitch/merlin/"],
+            [f"{dataset}/timgm6mb/", "local/instropitch/timgm6mb/"],
+        ]
+        assert '{"sources": ["merlin/", "timgm6mb/"]}' in done.stdout

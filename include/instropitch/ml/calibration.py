@@ -68,19 +68,36 @@ def reliability(proba: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> list[
     p = np.asarray(proba, dtype=np.float64)
     conf = p.max(axis=1) if len(p) else np.zeros(0)
     correct = (p.argmax(axis=1) == np.asarray(y)) if len(p) else np.zeros(0, dtype=bool)
+    return answer_reliability(conf, correct, bins)
+
+
+def answer_reliability(
+    confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS
+) -> list[tuple[float, float, int]]:
+    """`reliability` from answers already given: their confidences and whether each was right."""
+    conf = np.asarray(confidence, dtype=np.float64)
+    ok = np.asarray(correct, dtype=np.float64)
     edges = np.linspace(0.0, 1.0, bins + 1)
     index = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
     out = []
     for b in range(bins):
         mask = index == b
         n = int(mask.sum())
-        out.append((float(conf[mask].mean()) if n else 0.0, float(correct[mask].mean()) if n else 0.0, n))
+        out.append((float(conf[mask].mean()) if n else 0.0, float(ok[mask].mean()) if n else 0.0, n))
     return out
 
 
 def expected_calibration_error(proba: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> float:
     """Σ_bins (n_b / N) · |accuracy_b − confidence_b| of the top-1 answers (15 bins by default)."""
-    table = reliability(proba, y, bins)
+    return _ece(reliability(proba, y, bins))
+
+
+def answer_ece(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
+    """`expected_calibration_error` of answers already given (e.g. the confidence a person was shown)."""
+    return _ece(answer_reliability(confidence, correct, bins))
+
+
+def _ece(table: list[tuple[float, float, int]]) -> float:
     total = sum(n for _, _, n in table)
     if total == 0:
         return 0.0

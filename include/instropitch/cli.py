@@ -116,6 +116,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
             workers=args.workers,
             progress=not args.quiet,
             conditions=args.conditions,
+            share=args.share,
         )
     except (ValueError, FileNotFoundError) as exc:
         raise CliError(str(exc)) from None
@@ -518,6 +519,12 @@ def _add_synth(sub: Any) -> None:
         metavar="LIST",
         help="comma list of render-condition presets, one drawn per note: dry, room, hall, mic, distant, "
         "player, mixed (default: dry)",
+    )
+    p.add_argument(
+        "--share",
+        action="store_true",
+        help="with several fonts: split the notes between them (each note rendered once, every instrument's range "
+        "in every source), as `make demo` does, instead of the whole manifest per font",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed renders the same files")
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the full ~2,913-note manifest to render")

@@ -108,3 +108,17 @@ def test_dataset_sources_reads_both_layouts(tmp_path: Path) -> None:
     assert demo.dataset_sources(several) == {"merlin": several / "merlin", "timgm6mb": several / "timgm6mb"}
     with pytest.raises(FileNotFoundError, match="neither TinySOL_metadata.csv nor subfolders"):
         demo.dataset_sources(several / "not-a-source")
+
+
+def test_cli_synth_share(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from instropitch import cli
+    from instropitch.synth.sf2 import default_soundfont_path
+
+    gm = default_soundfont_path()
+    out = tmp_path / "shared"
+    args = ["synth", "--soundfont", f"a={gm}", "--soundfont", f"b={gm}", "--share", "--instruments", "Fl"]
+    assert cli.main([*args, "--max-pitches", "4", "--workers", "1", "--out", str(out), "--quiet"]) == 0
+    planned = {n.path for n in dataset.build_manifest(0, instruments=["Fl"], max_pitches=4)}
+    assert capsys.readouterr().out.splitlines()[-1].startswith(f"total: {len(planned)} notes from 2 sources")
+    a, b = ({r.path for r in parse_metadata(out / n / METADATA_FILENAME).rows} for n in ("a", "b"))
+    assert a.isdisjoint(b) and a | b == planned and abs(len(a) - len(b)) <= 1

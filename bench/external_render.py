@@ -14,11 +14,9 @@ reads the project's own renders.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -40,27 +38,43 @@ def fluidsynth_binary() -> str:
     return binary
 
 
-def note_midi_file(path: Path, program: int, midi: int, velocity: int, duration_s: float) -> None:
-    """A one-note General MIDI file: program change, note on, note off after `duration_s`."""
+GAP_S = 2.0
+"""Silence between two notes of one FluidSynth run: longer than any release tail (reverb and chorus are off)."""
+
+
+def notes_midi_file(path: Path, notes: list[synth.PlannedNote]) -> list[float]:
+    """One General MIDI file playing `notes` one after another (a program change before each); their start times.
+
+    One file per batch, not per note: FluidSynth loads the whole SoundFont at every start
+    (hundreds of MB for MuseScore_General), which would cost more than the notes.
+    """
     import pretty_midi
 
     score = pretty_midi.PrettyMIDI(initial_tempo=120)
-    instrument = pretty_midi.Instrument(program=program)
-    instrument.notes.append(pretty_midi.Note(velocity=velocity, pitch=midi, start=0.0, end=duration_s))
-    score.instruments.append(instrument)
+    starts, t = [], 0.5
+    by_program: dict[int, pretty_midi.Instrument] = {}
+    for note in notes:
+        # One track per program: pretty_midi gives each its own channel and program change.
+        track = by_program.setdefault(note.program, pretty_midi.Instrument(program=note.program))
+        track.notes.append(
+            pretty_midi.Note(velocity=VELOCITY[note.dynamics], pitch=note.midi, start=t, end=t + note.duration_s)
+        )
+        starts.append(t)
+        t += note.duration_s + RELEASE_S + GAP_S
+    score.instruments.extend(by_program.values())
     score.write(str(path))
+    return starts
 
 
-def render_note(binary: str, soundfont: Path, note: synth.PlannedNote, out: Path, work: Path) -> bool:
-    """Render one planned note with FluidSynth (no reverb, no chorus) into a mono 16-bit WAV.
+def render_batch(binary: str, soundfont: Path, notes: list[synth.PlannedNote], out: Path, work: Path) -> list[bool]:
+    """Render a batch of planned notes in one FluidSynth run (no reverb, no chorus); cut one mono 16-bit WAV each.
 
-    False when the font has no sample for that key (FluidSynth plays silence there, where the
-    project's player would stretch the nearest sample): the note is left out of the set.
+    False for a note the font has no sample for (FluidSynth plays silence there, where the
+    project's player would stretch the nearest sample): it is left out of the set.
     """
-    velocity = VELOCITY[note.dynamics]
-    mid = work / f"{note.seed}.mid"
-    raw = work / f"{note.seed}.wav"
-    note_midi_file(mid, note.program, note.midi, velocity, note.duration_s)
+    mid = work / f"{notes[0].seed}.mid"
+    raw = work / f"{notes[0].seed}.wav"
+    starts = notes_midi_file(mid, notes)
     subprocess.run(
         [
             binary,
@@ -83,25 +97,31 @@ def render_note(binary: str, soundfont: Path, note: synth.PlannedNote, out: Path
         capture_output=True,
     )
     audio, rate = soundfile.read(raw, dtype="float32", always_2d=True)
-    mono = audio.mean(axis=1)[: int((note.duration_s + RELEASE_S) * rate)]
-    peak = float(np.max(np.abs(mono))) if mono.size else 0.0
+    mono = audio.mean(axis=1)
     mid.unlink()
     raw.unlink()
-    if peak < 1e-4:
-        return False
-    out.parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(out, mono * (0.5 / peak), rate, subtype="PCM_16")
-    return True
+    kept = []
+    for note, start in zip(notes, starts, strict=True):
+        first = int(start * rate)
+        clip = mono[first : first + int((note.duration_s + RELEASE_S) * rate)]
+        peak = float(np.max(np.abs(clip))) if clip.size else 0.0
+        kept.append(peak >= 1e-4)
+        if kept[-1]:
+            (out / note.path).parent.mkdir(parents=True, exist_ok=True)
+            soundfile.write(out / note.path, clip * (0.5 / peak), rate, subtype="PCM_16")
+    return kept
 
 
-def render_folder(soundfont: Path, out: Path, seed: int = 3, scale: float = 0.1, threads: int = 2) -> Path:
+def render_folder(soundfont: Path, out: Path, seed: int = 3, scale: float = 0.1, batch: int = 60) -> Path:
     """Render the planned notes of (seed, scale) with FluidSynth into a TinySOL-layout folder."""
     binary = fluidsynth_binary()
     notes = synth.build_manifest(seed, scale=scale)
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="fluidsynth-") as tmp, ThreadPoolExecutor(threads) as pool:
-        jobs = [pool.submit(render_note, binary, soundfont, n, out / n.path, Path(tmp)) for n in notes]
-        kept = [n for n, job in zip(notes, jobs, strict=True) if job.result()]
+    kept: list[synth.PlannedNote] = []
+    with tempfile.TemporaryDirectory(prefix="fluidsynth-") as tmp:
+        for i in range(0, len(notes), batch):
+            part = notes[i : i + batch]
+            kept += [n for n, ok in zip(part, render_batch(binary, soundfont, part, out, Path(tmp)), strict=True) if ok]
     if len(kept) < len(notes):
         print(f"{soundfont.name}: {len(notes) - len(kept)} of {len(notes)} notes left out (no sample for the key)")
     rows = sorted((n.row for n in kept), key=lambda r: r.path)
@@ -115,9 +135,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--scale", type=float, default=0.1)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
-    folder = render_folder(args.soundfont, args.out, args.seed, args.scale, args.threads)
+    folder = render_folder(args.soundfont, args.out, args.seed, args.scale)
     print(f"rendered {len(tinysol.parse_metadata(folder / tinysol.METADATA_FILENAME).rows)} notes into {folder}")
     return 0
 

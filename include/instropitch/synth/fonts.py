@@ -25,10 +25,12 @@ PACKAGED_FONTS: tuple[tuple[str, str, str], ...] = (
 
 SYSTEM_FONTS: tuple[tuple[str, str], ...] = (
     ("fluidr3", "/usr/share/sounds/sf2/FluidR3_GM.sf2"),
-    ("musescore", "/usr/share/sounds/sf2/MuseScore_General.sf2"),
-    ("gmbank", "/usr/share/sounds/sf2/default-GM.sf2"),
+    ("musescore", "/usr/share/sounds/sf2/MuseScore_General_Full.sf2"),
+    ("gmbank", "/usr/share/sounds/sf2/sf_GMbank.sf2"),
+    ("opl3", "/usr/share/sounds/sf2/OPL-3_FM_128M.sf2"),
 )
-"""(source name, path) of GM fonts from Debian packages (fluid-soundfont-gm, musescore-general-soundfont-*, ...)."""
+"""(source name, path) of GM fonts from Debian packages: fluid-soundfont-gm, musescore-general-soundfont-lossless,
+csound-soundfont, opl3-soundfont (FM synthesis, not samples). Not `default-GM.sf2`: it is a link to one of them."""
 
 
 def packaged_font(distribution: str, filename: str) -> Path | None:

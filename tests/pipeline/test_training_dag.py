@@ -14,7 +14,10 @@ from instropitch.devstack import local_airflow
 pytestmark = pytest.mark.e2e
 
 PREFIX = "TinySOL/"
-EPOCH_LINE = re.compile(r"  (pitch|instrument) epoch [12]/2: loss \S+ accuracy \S+ val_loss \S+ val_accuracy \S+")
+SOURCES = ["TinySOL/", "copy=Copy/"]  # the same notes twice: two sources, so the held-out fits run
+EPOCH_LINE = re.compile(
+    r"  (pitch|instrument)( without (TinySOL|copy))? epoch [12]/2: loss \S+ accuracy \S+ val_loss \S+ val_accuracy \S+"
+)
 
 
 def mlflow_client(env: dict[str, str]):
@@ -36,8 +39,9 @@ def test_training_after_etl_logs_registers_and_promotes(
     airflow_env, engine, s3, bucket, small_dataset, tmp_path, project_root
 ):
     objectstore.upload_folder(s3, bucket, PREFIX, small_dataset)
+    objectstore.upload_folder(s3, bucket, "Copy/", small_dataset)
     before = len(asset_events(airflow_env))
-    etl = local_airflow.dags_test("instropitch_etl", airflow_env, {"bucket": bucket, "prefix": PREFIX})
+    etl = local_airflow.dags_test("instropitch_etl", airflow_env, {"bucket": bucket, "sources": SOURCES})
     assert etl.ok, etl.tail(60)
     events = asset_events(airflow_env)[before:]
     assert [name for name, _ in events] == ["instruments_notes_spectrogram"]  # the outlet fired
@@ -49,6 +53,12 @@ def test_training_after_etl_logs_registers_and_promotes(
     finished = [re.sub(r" in \d+ s$", "", line) for line in shown if line.startswith("  task ")]
     assert sorted(finished) == [  # mapped tasks run in any order
         "  task close_parent: success",
+        "  task fit_heldout[0]: success",  # one per model and held-out source
+        "  task fit_heldout[1]: success",
+        "  task fit_heldout[2]: success",
+        "  task fit_heldout[3]: success",
+        "  task gather_heldout: success",
+        "  task heldout_fits: success",
         "  task model_paths: success",
         "  task promote[0]: success",
         "  task promote[1]: success",
@@ -58,7 +68,7 @@ def test_training_after_etl_logs_registers_and_promotes(
         "  task train[1]: success",
     ], shown
     epochs = [line for line in shown if not line.startswith("  task ")]
-    assert len(epochs) == 4 and all(EPOCH_LINE.fullmatch(line) for line in epochs), shown
+    assert len(epochs) == 12 and all(EPOCH_LINE.fullmatch(line) for line in epochs), shown  # 6 fits x 2 epochs
 
     client = mlflow_client(airflow_env)
     experiment = client.get_experiment_by_name("instropitch")
@@ -66,7 +76,13 @@ def test_training_after_etl_logs_registers_and_promotes(
     assert sorted(r.data.tags["instropitch.model"] for r in runs) == ["instrument", "pitch"]
     parents = {r.data.tags.get("mlflow.parentRunId") for r in runs}
     assert len(parents) == 1 and None not in parents  # one parent run groups the pair
-    assert client.get_run(parents.pop()).info.status == "FINISHED"
+    parent_id = parents.pop()
+    assert client.get_run(parent_id).info.status == "FINISHED"
+    children = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+    assert sorted(c.info.run_id for c in children) == sorted(r.info.run_id for r in runs)  # fits add no runs
+    for model in ("instrument", "pitch"):  # the held-out fits' answers, in the parent run beside the snapshot
+        answers = [a.path for a in client.list_artifacts(parent_id, f"heldout/{model}")]
+        assert answers == [f"heldout/{model}/TinySOL.npz", f"heldout/{model}/copy.npz"]
     assert len({r.data.tags["data_digest"] for r in runs}) == 1  # both models saw the same snapshot
     for run in runs:
         metrics = run.data.metrics
@@ -76,6 +92,14 @@ def test_training_after_etl_logs_registers_and_promotes(
         assert len(history) == 2  # per-epoch
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"confusion_matrix.png", "misclassified.png", "classification_report.csv"} <= artifacts
+        # the same layout as when train ran the held-out fits itself
+        held_out = [metrics[f"source.{s}.heldout_accuracy"] for s in ("TinySOL", "copy")]
+        assert metrics["heldout_accuracy"] == pytest.approx(sum(held_out) / 2)
+        assert metrics["heldout_training_time_s"] > 0
+        assert run.data.tags["calibration.fitted_on"] == "heldout_sources"
+        version = client.get_model_version(run.data.tags["registered_model"], run.data.tags["registered_version"])
+        assert version.tags["heldout_sources"] == "TinySOL,copy"
+        assert float(version.tags["heldout_accuracy"]) == pytest.approx(metrics["heldout_accuracy"], abs=1e-6)
     pitch_run = next(r for r in runs if r.data.tags["instropitch.model"] == "pitch")
     assert {"test_note_accuracy", "test_octave_accuracy"} <= set(pitch_run.data.metrics)
     for name in ("instropitch-pitch", "instropitch-instrument"):
@@ -88,7 +112,8 @@ def test_training_after_etl_logs_registers_and_promotes(
     assert str(serving.version) == "1"
 
     # a deliberately worse model (0 epochs: untrained) never takes `champion`
-    worse = local_airflow.dags_test("instropitch_training", airflow_env, {"epochs": 0})
+    # (no held-out fits: none with 0 epochs, and the param skips them; fit_heldout is skipped, train runs)
+    worse = local_airflow.dags_test("instropitch_training", airflow_env, {"epochs": 0, "leave_one_source_out": False})
     assert worse.ok, worse.tail(80)
     for name in ("instropitch-pitch", "instropitch-instrument"):
         assert str(client.get_model_version_by_alias(name, "champion").version) == "1"

@@ -20,6 +20,17 @@ EPOCH_LINE = re.compile(
 )
 
 
+def quick_recipes(folder: Path, project_root: Path) -> Path:
+    """The checkout's recipes with one generated tone per MIDI class instead of a dozen: the
+    pitch fits (three per run with two sources) then cost a fraction, and the tones still
+    go through the DAG's fits (tests/ml covers what they teach)."""
+    folder.mkdir()
+    for recipe in sorted((project_root / "models").glob("*.yaml")):
+        text = re.sub(r"(?m)^(  synthetic_tones:) *\d+", r"\1 1", recipe.read_text())
+        (folder / recipe.name).write_text(text)
+    return folder
+
+
 def mlflow_client(env: dict[str, str]):
     import mlflow
 
@@ -38,6 +49,8 @@ def asset_events(env: dict[str, str]) -> list[tuple[str, str]]:
 def test_training_after_etl_logs_registers_and_promotes(
     airflow_env, engine, s3, bucket, small_dataset, tmp_path, project_root
 ):
+    airflow_env = {**airflow_env, "INSTROPITCH_MODELS_DIR": str(quick_recipes(tmp_path / "quick", project_root))}
+    assert "synthetic_tones: 1 " in (tmp_path / "quick" / "pitch.yaml").read_text()
     objectstore.upload_folder(s3, bucket, PREFIX, small_dataset)
     objectstore.upload_folder(s3, bucket, "Copy/", small_dataset)
     before = len(asset_events(airflow_env))
@@ -126,7 +139,7 @@ def test_training_after_etl_logs_registers_and_promotes(
     # and no champion moves (the other model trains with 0 epochs: rejected)
     models = tmp_path / "models"
     models.mkdir()
-    recipe = (project_root / "models" / "pitch.yaml").read_text()
+    recipe = (tmp_path / "quick" / "pitch.yaml").read_text()
     (models / "pitch.yaml").write_text(recipe)
     (models / "broken.yaml").write_text(
         recipe.replace("name: pitch", "name: broken").replace("features: default", "features: seed")

@@ -1,17 +1,18 @@
 # The Airflow image of the docker-compose stack: the official Airflow image plus the exact pins
-# of requirements.txt and the `instropitch` package.
+# of the runtime set (requirements/runtime.txt: no test tools, no embedded services) and the
+# `instropitch` package.
 #
-# The tag below must stay equal to the `apache-airflow==` pin in requirements.txt
-# (tests/devstack/test_compose.py checks it), so installing requirements.txt keeps Airflow as it is.
-# requirements.txt is compiled for x86_64 (tensorflow-cpu has no aarch64 wheels): the compose
-# file builds and runs this image as linux/amd64.
+# The tag below must stay equal to the `apache-airflow==` pin of the locks
+# (tests/devstack/test_compose.py checks it), so installing them keeps Airflow as it is.
+# The locks are universal: TensorFlow is `tensorflow-cpu` on x86_64 and `tensorflow` elsewhere
+# (tensorflow-cpu has no aarch64 wheels), so the image builds natively on amd64 and arm64.
 FROM apache/airflow:3.3.2-python3.11
 
-# Pinned dependencies first: this layer is rebuilt only when requirements.txt changes.
+# Pinned dependencies first: this layer is rebuilt only when the runtime lock changes.
 # `apache-airflow==${AIRFLOW_VERSION}` next to the requirements is what the Airflow docs
 # recommend so that pip can never move the Airflow of the image.
-COPY --chown=airflow:0 requirements.txt /opt/airflow/project/requirements.txt
-RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /opt/airflow/project/requirements.txt
+COPY --chown=airflow:0 requirements/runtime.txt /opt/airflow/project/requirements/runtime.txt
+RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /opt/airflow/project/requirements/runtime.txt
 
 # The package, editable, from /opt/airflow/project/include: the compose file mounts ./include
 # and ./models over these copies, so a code change needs a restart, not a rebuild. The SQL

@@ -1,6 +1,7 @@
 # InstroPitch: `make demo` runs the pipeline on embedded defaults, `make test` runs every test
 # (`make test-fast` skips e2e and slow tests, `make test-unit` also those on embedded services).
-# The virtual environment bootstraps itself from PyPI (uv for speed, pins from requirements.txt).
+# The virtual environment bootstraps itself from PyPI (uv for speed, pins from requirements.txt: the full lock,
+# runtime + embedded stack + development; see requirements.in).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python

@@ -6,20 +6,29 @@ and keeps the best one of each as the MLflow registry alias `champion`.
 
 Runs nightly at 02:00 UTC **or** as soon as `instropitch_etl` publishes a changed
 `instruments_notes_spectrogram` Asset; trigger it by hand with params to train only some
-models or to override the epochs (`airflow dags trigger instropitch_training -c '{"epochs": 3}'`).
+models, to override the epochs (`airflow dags trigger instropitch_training -c '{"epochs": 3}'`) or to skip the
+leave-one-source-out fits of a quick run (`{"leave_one_source_out": false}`).
 
 1. `snapshot` — the combined table frozen into one seeded, stratified 75/25 split, or with `split: folds` TinySOL's
    own protocol (fold `test_fold` is the test part; re-tuned neighbours never straddle it) — an MLflow artifact
    of a parent run.
-2. `train` — mapped over the model YAMLs: one child MLflow run each, registered as `instropitch-<name>`.
-   With two sources or more in the table, each run also trains one model per source that never
-   sees it (leave-one-source-out) and logs `source.<name>.heldout_accuracy` and their mean
-   `heldout_accuracy`; batches draw evenly from the sources.
-3. `promote` — mapped: the new version becomes `champion` only if it beats the current one: on the
+2. `fit_heldout` — with two sources or more in the table: mapped over (model, source) as planned by
+   `heldout_fits`, one task per model of a recipe that never sees that source (leave-one-source-out),
+   so that workers share them. Each stores its answers on that source (probabilities and labels) as
+   `heldout/<model>/<source>.npz` in the parent run (a retry overwrites it) and returns its score.
+   None with one source, 0 epochs, or param `leave_one_source_out` false (null: each recipe's setting).
+3. `gather_heldout` — checks every planned fit answered; their scores by model and source.
+4. `train` — mapped over the model YAMLs: one child MLflow run each, registered as `instropitch-<name>`.
+   It reads its model's held-out answers back: `source.<name>.heldout_accuracy`, their mean
+   `heldout_accuracy`, and the confidence calibration fitted on the pooled answers (else on validation
+   rows), logged with the model. Batches draw evenly from the sources. It waits for the held-out fits
+   because the calibration is part of the logged model.
+5. `promote` — mapped: the new version becomes `champion` only if it beats the current one: on the
    held-out-source accuracy when both were held out on the same sources, else on the same test split.
-4. `publish_serving_model` — registers the combined pyfunc `instropitch@champion` when a champion changed.
-5. `close_parent` — a teardown: marks the parent run FINISHED, or FAILED when any task of the run failed;
-   the run's own state comes from the work tasks, so a failed `train` fails the run.
+6. `publish_serving_model` — registers the combined pyfunc `instropitch@champion` when a champion changed.
+7. `close_parent` — a teardown: marks the parent run FINISHED, or FAILED when any task of the run failed
+   (the reason lists them); the run's own state comes from the work tasks, so a failed `fit_heldout` or
+   `train` fails the run.
 
 Tracking server from `MLFLOW_TRACKING_URI`; warehouse from connection `postgres_default`.
 Logic lives in `instropitch.pipeline.training` (include/instropitch/pipeline/training.py).
@@ -70,6 +79,11 @@ COMBINED_TABLE = Asset(name="instruments_notes_spectrogram")
             description="stratified: the seeded 75/25 split; folds: TinySOL's protocol, `test_fold` is the test part",
         ),
         "test_fold": Param(0, type="integer", minimum=0, maximum=4, description="with split=folds: the test fold"),
+        "leave_one_source_out": Param(
+            None,
+            type=["null", "boolean"],
+            description="held-out-source fits (2+ sources): null = each recipe's setting, false skips them (quick runs)",
+        ),
     },
 )
 def instropitch_training():
@@ -94,12 +108,40 @@ def instropitch_training():
 
         return training_pipeline.model_paths(get_current_context()["params"]["models"] or None)
 
-    @task(max_active_tis_per_dagrun=2)
-    def train(model_path: str, snapshot_info: dict) -> dict:
+    @task
+    def heldout_fits(paths: list[str], snapshot_info: dict) -> list[dict]:
+        from instropitch.pipeline import training as training_pipeline
+
+        params = get_current_context()["params"]
+        return training_pipeline.heldout_fits(paths, snapshot_info, params["epochs"], params["leave_one_source_out"])
+
+    # No per-run cap: workers share these fits; each machine bounds its own share (LocalExecutor
+    # `parallelism`, Celery `worker_concurrency`).
+    @task
+    def fit_heldout(model_path: str, source: str, snapshot_info: dict) -> dict:
         from instropitch.pipeline import training as training_pipeline
 
         try:
-            return training_pipeline.train(model_path, snapshot_info, get_current_context()["params"]["epochs"])
+            return training_pipeline.fit_heldout(
+                model_path, source, snapshot_info, get_current_context()["params"]["epochs"]
+            )
+        except ValueError as exc:  # the recipe does not fit the data: a retry would fail the same way
+            raise AirflowFailException(f"{model_path} without {source}: {exc}") from exc
+
+    # none_failed: with no held-out fit planned, fit_heldout is skipped and this still runs
+    @task(trigger_rule="none_failed")
+    def gather_heldout(planned: list[dict], summaries: list[dict]) -> dict:
+        from instropitch.pipeline import training as training_pipeline
+
+        return training_pipeline.gather_heldout(planned, summaries)
+
+    @task(max_active_tis_per_dagrun=2)
+    def train(model_path: str, snapshot_info: dict, heldout_scores: dict) -> dict:
+        from instropitch.pipeline import training as training_pipeline
+
+        epochs = get_current_context()["params"]["epochs"]
+        try:
+            return training_pipeline.train(model_path, snapshot_info, epochs, heldout_scores)
         except ValueError as exc:  # the recipe does not fit the data: a retry would fail the same way
             raise AirflowFailException(f"{model_path}: {exc}") from exc
 
@@ -124,7 +166,11 @@ def instropitch_training():
         training_pipeline.close_parent(snapshot_info, states)
 
     frozen = snapshot()
-    trained = train.partial(snapshot_info=frozen).expand(model_path=model_paths())
+    paths = model_paths()
+    planned = heldout_fits(paths, frozen)
+    summaries = fit_heldout.partial(snapshot_info=frozen).expand_kwargs(planned)
+    scores = gather_heldout(planned, summaries)
+    trained = train.partial(snapshot_info=frozen, heldout_scores=scores).expand(model_path=paths)
     decisions = promote.partial(snapshot_info=frozen).expand(trained=trained)
     # A teardown: it runs whatever happened, and the run's state is decided by the work tasks.
     publish_serving_model(decisions) >> close_parent(frozen).as_teardown(setups=frozen)

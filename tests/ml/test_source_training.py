@@ -3,6 +3,8 @@ leave-one-source-out scores, and promotion on the held-out-source accuracy."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from support.mlflow_store import throwaway_store
@@ -322,3 +324,72 @@ def test_promotion_compares_heldout_source_accuracy(heldout_story):
     assert second.champion_score == pytest.approx(good.metrics["heldout_accuracy"])
     assert second.promoted is (bad.metrics["heldout_accuracy"] > good.metrics["heldout_accuracy"])
     assert "held-out-source accuracy" in second.reason
+
+
+# ------------------------------------------------ held-out fits as separate units of work
+
+
+def test_heldout_sources_plan_follows_the_recipe_unless_overridden():
+    from instropitch.ml.training import heldout_sources
+
+    on, off = parse_spec(TINY), parse_spec({**TINY, "training": {**TINY["training"], "leave_one_source_out": False}})
+    assert heldout_sources(on, ["plain", "mirror", "plain"], epochs=3) == ["mirror", "plain"]
+    assert heldout_sources(on, ["plain"], epochs=3) == []  # nothing to hold out
+    assert heldout_sources(on, ["plain", "mirror"], epochs=0) == []  # an untrained model says nothing
+    assert heldout_sources(off, ["plain", "mirror"], epochs=3) == []
+    assert heldout_sources(off, ["plain", "mirror"], epochs=3, override=True) == ["mirror", "plain"]
+    assert heldout_sources(on, ["plain", "mirror"], epochs=3, override=False) == []
+
+
+def test_heldout_fits_run_apart_log_what_fitting_in_process_logs(heldout_story, tmp_path):
+    """The DAG's split: each source's fit alone (`ml.heldout.fit`), its answers stored in the parent
+    run, gathered by `train_and_log`: the same scores and calibration as the in-process fits."""
+    import mlflow
+
+    from instropitch.ml import heldout, registry
+    from instropitch.ml.training import train_and_log
+
+    snap, spec = heldout_story["snap"], parse_spec(TINY)
+    with throwaway_store(tmp_path) as store:
+        client = mlflow.MlflowClient()
+        parent = client.create_run(store.experiment_id, tags={"instropitch.kind": "pipeline"}).info.run_id
+        summaries = []
+        for source in ("mirror", "plain"):
+            answers = heldout.fit(spec, snap, source, epochs=TINY["training"]["epochs"])
+            heldout.log_answers(answers, parent)
+            heldout.log_answers(answers, parent)  # a retried task writes the same file again
+            summaries.append(answers.summary())
+        assert [(s["source"], s["n"], s["artifact"]) for s in summaries] == [
+            ("mirror", 64, "heldout/inst/mirror.npz"),
+            ("plain", 64, "heldout/inst/plain.npz"),
+        ]
+        assert [a.path for a in client.list_artifacts(parent, "heldout/inst")] == [
+            "heldout/inst/mirror.npz",
+            "heldout/inst/plain.npz",
+        ]
+        gathered = heldout.load_answers(parent, spec, ["mirror", "plain"], snap)
+        result = train_and_log(
+            spec,
+            snap,
+            parent_run_id=parent,
+            heldout={s: (a.rows, a.proba) for s, a in gathered.items()},
+            heldout_time_s=sum(a.fit_time_s for a in gathered.values()),
+        )
+        run = client.get_run(result.run_id)
+        layout = registry.load_model(result.model_uri).info
+        children = client.search_runs([store.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
+        with pytest.raises(ValueError, match="no held-out answers heldout/inst/other.npz"):
+            heldout.load_answers(parent, spec, ["other"], snap)
+        with pytest.raises(ValueError, match="answers snapshot"):  # never another snapshot's answers
+            heldout.load_answers(parent, spec, ["plain"], dataclasses.replace(snap, digest="another"))
+    assert [c.info.run_id for c in children] == [result.run_id]  # the fits add no run of their own
+    in_process = heldout_story["metrics"]
+    for summary in summaries:
+        key = f"source.{summary['source']}.heldout_accuracy"
+        assert summary["heldout_accuracy"] == pytest.approx(in_process[key]) == run.data.metrics[key]
+    assert run.data.metrics["heldout_accuracy"] == pytest.approx(in_process["heldout_accuracy"])
+    assert run.data.metrics["heldout_training_time_s"] == pytest.approx(
+        sum(s["fit_time_s"] for s in summaries), abs=0.2
+    )
+    assert layout["calibration"]["fitted_on"] == "heldout_sources" == run.data.tags["calibration.fitted_on"]
+    assert layout["calibration"] == pytest.approx(heldout_story["layout"]["calibration"])

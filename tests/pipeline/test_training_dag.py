@@ -14,7 +14,21 @@ from instropitch.devstack import local_airflow
 pytestmark = pytest.mark.e2e
 
 PREFIX = "TinySOL/"
-EPOCH_LINE = re.compile(r"  (pitch|instrument) epoch [12]/2: loss \S+ accuracy \S+ val_loss \S+ val_accuracy \S+")
+SOURCES = ["TinySOL/", "copy=Copy/"]  # the same notes twice: two sources, so the held-out fits run
+EPOCH_LINE = re.compile(
+    r"  (pitch|instrument)( without (TinySOL|copy))? epoch [12]/2: loss \S+ accuracy \S+ val_loss \S+ val_accuracy \S+"
+)
+
+
+def quick_recipes(folder: Path, project_root: Path) -> Path:
+    """The checkout's recipes with one generated tone per MIDI class instead of a dozen: the
+    pitch fits (three per run with two sources) then cost a fraction, and the tones still
+    go through the DAG's fits (tests/ml covers what they teach)."""
+    folder.mkdir()
+    for recipe in sorted((project_root / "models").glob("*.yaml")):
+        text = re.sub(r"(?m)^(  synthetic_tones:) *\d+", r"\1 1", recipe.read_text())
+        (folder / recipe.name).write_text(text)
+    return folder
 
 
 def mlflow_client(env: dict[str, str]):
@@ -35,9 +49,12 @@ def asset_events(env: dict[str, str]) -> list[tuple[str, str]]:
 def test_training_after_etl_logs_registers_and_promotes(
     airflow_env, engine, s3, bucket, small_dataset, tmp_path, project_root
 ):
+    airflow_env = {**airflow_env, "INSTROPITCH_MODELS_DIR": str(quick_recipes(tmp_path / "quick", project_root))}
+    assert "synthetic_tones: 1 " in (tmp_path / "quick" / "pitch.yaml").read_text()
     objectstore.upload_folder(s3, bucket, PREFIX, small_dataset)
+    objectstore.upload_folder(s3, bucket, "Copy/", small_dataset)
     before = len(asset_events(airflow_env))
-    etl = local_airflow.dags_test("instropitch_etl", airflow_env, {"bucket": bucket, "prefix": PREFIX})
+    etl = local_airflow.dags_test("instropitch_etl", airflow_env, {"bucket": bucket, "sources": SOURCES})
     assert etl.ok, etl.tail(60)
     events = asset_events(airflow_env)[before:]
     assert [name for name, _ in events] == ["instruments_notes_spectrogram"]  # the outlet fired
@@ -49,6 +66,12 @@ def test_training_after_etl_logs_registers_and_promotes(
     finished = [re.sub(r" in \d+ s$", "", line) for line in shown if line.startswith("  task ")]
     assert sorted(finished) == [  # mapped tasks run in any order
         "  task close_parent: success",
+        "  task fit_heldout[0]: success",  # one per model and held-out source
+        "  task fit_heldout[1]: success",
+        "  task fit_heldout[2]: success",
+        "  task fit_heldout[3]: success",
+        "  task gather_heldout: success",
+        "  task heldout_fits: success",
         "  task model_paths: success",
         "  task promote[0]: success",
         "  task promote[1]: success",
@@ -58,7 +81,7 @@ def test_training_after_etl_logs_registers_and_promotes(
         "  task train[1]: success",
     ], shown
     epochs = [line for line in shown if not line.startswith("  task ")]
-    assert len(epochs) == 4 and all(EPOCH_LINE.fullmatch(line) for line in epochs), shown
+    assert len(epochs) == 12 and all(EPOCH_LINE.fullmatch(line) for line in epochs), shown  # 6 fits x 2 epochs
 
     client = mlflow_client(airflow_env)
     experiment = client.get_experiment_by_name("instropitch")
@@ -66,7 +89,13 @@ def test_training_after_etl_logs_registers_and_promotes(
     assert sorted(r.data.tags["instropitch.model"] for r in runs) == ["instrument", "pitch"]
     parents = {r.data.tags.get("mlflow.parentRunId") for r in runs}
     assert len(parents) == 1 and None not in parents  # one parent run groups the pair
-    assert client.get_run(parents.pop()).info.status == "FINISHED"
+    parent_id = parents.pop()
+    assert client.get_run(parent_id).info.status == "FINISHED"
+    children = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+    assert sorted(c.info.run_id for c in children) == sorted(r.info.run_id for r in runs)  # fits add no runs
+    for model in ("instrument", "pitch"):  # the held-out fits' answers, in the parent run beside the snapshot
+        answers = [a.path for a in client.list_artifacts(parent_id, f"heldout/{model}")]
+        assert answers == [f"heldout/{model}/TinySOL.npz", f"heldout/{model}/copy.npz"]
     assert len({r.data.tags["data_digest"] for r in runs}) == 1  # both models saw the same snapshot
     for run in runs:
         metrics = run.data.metrics
@@ -76,6 +105,14 @@ def test_training_after_etl_logs_registers_and_promotes(
         assert len(history) == 2  # per-epoch
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"confusion_matrix.png", "misclassified.png", "classification_report.csv"} <= artifacts
+        # the same layout as when train ran the held-out fits itself
+        held_out = [metrics[f"source.{s}.heldout_accuracy"] for s in ("TinySOL", "copy")]
+        assert metrics["heldout_accuracy"] == pytest.approx(sum(held_out) / 2)
+        assert metrics["heldout_training_time_s"] > 0
+        assert run.data.tags["calibration.fitted_on"] == "heldout_sources"
+        version = client.get_model_version(run.data.tags["registered_model"], run.data.tags["registered_version"])
+        assert version.tags["heldout_sources"] == "TinySOL,copy"
+        assert float(version.tags["heldout_accuracy"]) == pytest.approx(metrics["heldout_accuracy"], abs=1e-6)
     pitch_run = next(r for r in runs if r.data.tags["instropitch.model"] == "pitch")
     assert {"test_note_accuracy", "test_octave_accuracy"} <= set(pitch_run.data.metrics)
     for name in ("instropitch-pitch", "instropitch-instrument"):
@@ -88,7 +125,8 @@ def test_training_after_etl_logs_registers_and_promotes(
     assert str(serving.version) == "1"
 
     # a deliberately worse model (0 epochs: untrained) never takes `champion`
-    worse = local_airflow.dags_test("instropitch_training", airflow_env, {"epochs": 0})
+    # (no held-out fits: none with 0 epochs, and the param skips them; fit_heldout is skipped, train runs)
+    worse = local_airflow.dags_test("instropitch_training", airflow_env, {"epochs": 0, "leave_one_source_out": False})
     assert worse.ok, worse.tail(80)
     for name in ("instropitch-pitch", "instropitch-instrument"):
         assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
@@ -101,7 +139,7 @@ def test_training_after_etl_logs_registers_and_promotes(
     # and no champion moves (the other model trains with 0 epochs: rejected)
     models = tmp_path / "models"
     models.mkdir()
-    recipe = (project_root / "models" / "pitch.yaml").read_text()
+    recipe = (tmp_path / "quick" / "pitch.yaml").read_text()
     (models / "pitch.yaml").write_text(recipe)
     (models / "broken.yaml").write_text(
         recipe.replace("name: pitch", "name: broken").replace("features: default", "features: seed")

@@ -343,6 +343,50 @@ def predict_classes(model: keras.Model, x: np.ndarray) -> np.ndarray:
     return np.argmax(predict_proba(model, x), axis=1).astype(np.int64)
 
 
+def heldout_sources(spec: ModelSpec, source_names: list[str], epochs: int, override: bool | None = None) -> list[str]:
+    """The sources `spec` holds out, one fit each: none with fewer than 2 sources, 0 epochs, or the
+    recipe's `leave_one_source_out` off (`override`, when not None, replaces that setting)."""
+    wanted = spec.training.leave_one_source_out if override is None else override
+    names = sorted(set(source_names))
+    return names if wanted and len(names) > 1 and epochs > 0 else []
+
+
+def fit_without_source(
+    spec: ModelSpec,
+    x: np.ndarray,
+    y: np.ndarray,
+    sources: np.ndarray,
+    train_rows: np.ndarray,
+    n_classes: int,
+    held_out: str,
+    *,
+    epochs: int,
+    extra: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fit on the training rows of every source but `held_out`; (its rows, their class probabilities).
+
+    No row of the held-out source (train or test part) is seen in fitting or early stopping,
+    so the answers are what the recipe does on recordings unlike its training data.
+    """
+    t = spec.training
+    rows = train_rows[sources[train_rows] != held_out]
+    fit_rows, val_rows = fit_validation_rows(y, rows, t.validation_split, t.seed)
+    model, _ = fit_model(
+        spec,
+        x[fit_rows],
+        y[fit_rows],
+        x[val_rows],
+        y[val_rows],
+        n_classes,
+        epochs=epochs,
+        groups=sources[fit_rows],
+        extra=extra,
+        label=f"{spec.name} without {held_out}",
+    )
+    target = np.flatnonzero(sources == held_out)
+    return target, predict_proba(model, x[target])
+
+
 def heldout_source_probabilities(
     spec: ModelSpec,
     x: np.ndarray,
@@ -354,36 +398,17 @@ def heldout_source_probabilities(
     epochs: int,
     extra: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """For each source, fit on the training rows of the other sources and predict all of its rows.
+    """`fit_without_source` for each source in turn, in this process (the DAG maps them as tasks instead).
 
-    No row of the held-out source (train or test part) is seen in fitting or early stopping,
-    so the answers are what the recipe does on recordings unlike its training data.
     Returns {source: (its rows, their class probabilities)}; empty with fewer than 2 sources.
     """
     names = sorted(set(sources.tolist()))
     if len(names) < 2:
         return {}
-    t = spec.training
-    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for held_out in names:
-        rows = train_rows[sources[train_rows] != held_out]
-        fit_rows, val_rows = fit_validation_rows(y, rows, t.validation_split, t.seed)
-        model, _ = fit_model(
-            spec,
-            x[fit_rows],
-            y[fit_rows],
-            x[val_rows],
-            y[val_rows],
-            n_classes,
-            epochs=epochs,
-            groups=sources[fit_rows],
-            extra=extra,
-            label=f"{spec.name} without {held_out}",
-        )
-        target = np.flatnonzero(sources == held_out)
-        out[held_out] = (target, predict_proba(model, x[target]))
-        del model
-    return out
+    return {
+        held_out: fit_without_source(spec, x, y, sources, train_rows, n_classes, held_out, epochs=epochs, extra=extra)
+        for held_out in names
+    }
 
 
 def leave_one_source_out(spec: ModelSpec, *data: Any, epochs: int) -> dict[str, dict[str, float]]:
@@ -420,7 +445,7 @@ def source_metrics(heldout: dict[str, dict[str, float]], in_distribution: dict[s
 
 
 @dataclass(frozen=True)
-class _Rows:
+class ModelRows:
     """The snapshot as one model sees it: inputs, labels, and which rows fit, validate and test."""
 
     x: np.ndarray
@@ -441,7 +466,7 @@ class _Rows:
         return sorted(set(self.sources.tolist()))
 
 
-def _rows_for(spec: ModelSpec, snapshot: Snapshot) -> _Rows:
+def model_rows(spec: ModelSpec, snapshot: Snapshot) -> ModelRows:
     """Check the snapshot fits the spec and carve the validation rows from its training part."""
     if spec.features and snapshot.feature_preset and spec.features != snapshot.feature_preset:
         raise ValueError(
@@ -452,7 +477,7 @@ def _rows_for(spec: ModelSpec, snapshot: Snapshot) -> _Rows:
     y_all, class_names = snapshot.labels_for(spec)
     train_rows = np.flatnonzero(~snapshot.is_test)
     fit_rows, val_rows = fit_validation_rows(y_all, train_rows, spec.training.validation_split, spec.training.seed)
-    return _Rows(
+    return ModelRows(
         x=x_all,
         y=y_all,
         class_names=list(class_names),
@@ -473,6 +498,8 @@ def train_and_log(
     experiment: str = "instropitch",
     register: bool = True,
     snapshot_uri: str | None = None,
+    heldout: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    heldout_time_s: float = 0.0,
 ) -> TrainResult:
     """Train `spec` on the snapshot's training part and log one MLflow run (see module doc).
 
@@ -482,6 +509,10 @@ def train_and_log(
     server comes from `MLFLOW_TRACKING_URI`. `snapshot_uri` (where the snapshot is stored)
     is what the run's dataset input points at. A run of the same model under the same
     parent left RUNNING by an earlier, killed attempt is marked FAILED first.
+
+    `heldout` ({source: (its rows, class probabilities)}, from `fit_without_source` run
+    elsewhere, e.g. the DAG's mapped `fit_heldout` tasks, which took `heldout_time_s`) replaces
+    the leave-one-source-out fits this function would otherwise run itself; {} means none.
     """
     from instropitch.ml.cnn import configure_tensorflow
 
@@ -491,7 +522,7 @@ def train_and_log(
     epochs = spec.training.epochs if epochs_override is None else int(epochs_override)
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
-    rows = _rows_for(spec, snapshot)
+    rows = model_rows(spec, snapshot)
     info = label_info(spec, snapshot, rows.input_shape)
     run_tags = {
         TAG_KIND: "train",
@@ -521,7 +552,7 @@ def train_and_log(
     ) as run:
         _log_recipe_and_data(spec, snapshot, rows, epochs, info)
         mlflow.log_input(mlflow_dataset(snapshot, snapshot_uri), context="training")
-        fitted = _fit_and_score(spec, rows, epochs, snapshot.feature_preset)
+        fitted = _fit_and_score(spec, rows, epochs, snapshot.feature_preset, heldout, heldout_time_s)
         metrics = fitted.metrics
         mlflow.log_metrics(metrics)
         info["calibration"] = fitted.calibration.to_dict()
@@ -549,7 +580,9 @@ def train_and_log(
     )
 
 
-def _log_recipe_and_data(spec: ModelSpec, snapshot: Snapshot, rows: _Rows, epochs: int, info: dict[str, Any]) -> None:
+def _log_recipe_and_data(
+    spec: ModelSpec, snapshot: Snapshot, rows: ModelRows, epochs: int, info: dict[str, Any]
+) -> None:
     """Params (the recipe and the data it saw), the recipe's YAML and the label layout."""
     import mlflow
     import yaml
@@ -589,22 +622,31 @@ class _Fitted:
     calibration_y: np.ndarray
 
 
-def _fit_and_score(spec: ModelSpec, rows: _Rows, epochs: int, feature_preset: str = "") -> _Fitted:
-    """Leave-one-source-out fits (when asked), the model itself, every metric of both, the calibration.
+def _fit_and_score(
+    spec: ModelSpec,
+    rows: ModelRows,
+    epochs: int,
+    feature_preset: str = "",
+    predicted: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    heldout_time: float = 0.0,
+) -> _Fitted:
+    """Leave-one-source-out fits (unless `predicted` brings their answers), the model itself,
+    every metric of both, the calibration.
 
     The calibration is fitted on the held-out-source answers when there are some (notes
     unlike the training data, as a user's are), else on the validation rows.
     """
     n_classes = len(rows.class_names)
     tones = synthetic_tone_rows(spec, feature_preset)
-    predicted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    started = time.perf_counter()
-    if spec.training.leave_one_source_out and len(rows.source_names) > 1 and epochs > 0:
-        predicted = heldout_source_probabilities(
-            spec, rows.x, rows.y, rows.sources, rows.train, n_classes, epochs=epochs, extra=tones
-        )
+    if predicted is None:
+        started = time.perf_counter()
+        predicted = {}
+        if heldout_sources(spec, rows.source_names, epochs):
+            predicted = heldout_source_probabilities(
+                spec, rows.x, rows.y, rows.sources, rows.train, n_classes, epochs=epochs, extra=tones
+            )
+        heldout_time = time.perf_counter() - started
     heldout = _heldout_scores(spec, rows.y, predicted)
-    heldout_time = time.perf_counter() - started
 
     started = time.perf_counter()
     model, history = fit_model(
@@ -632,7 +674,7 @@ def _fit_and_score(spec: ModelSpec, rows: _Rows, epochs: int, feature_preset: st
     metrics.update(source_metrics(heldout, in_distribution))
     metrics["training_time_s"] = training_time
     if heldout:
-        metrics["heldout_training_time_s"] = heldout_time
+        metrics["heldout_training_time_s"] = heldout_time  # the sum over the fits, wherever they ran
     metrics.update(_history_metrics(spec, history))
 
     if predicted:
@@ -680,7 +722,7 @@ def _history_metrics(spec: ModelSpec, history: dict[str, list[float]]) -> dict[s
 
 
 def _log_reports(
-    spec: ModelSpec, snapshot: Snapshot, rows: _Rows, y_pred: np.ndarray, metrics: dict[str, float]
+    spec: ModelSpec, snapshot: Snapshot, rows: ModelRows, y_pred: np.ndarray, metrics: dict[str, float]
 ) -> None:
     """What people look at: per-class table, accuracy by instrument, confusion matrix, misclassified notes."""
     import mlflow
@@ -699,7 +741,7 @@ def _log_reports(
 
 
 def _log_model(
-    spec: ModelSpec, model: keras.Model, rows: _Rows, info: dict[str, Any], *, register: bool
+    spec: ModelSpec, model: keras.Model, rows: ModelRows, info: dict[str, Any], *, register: bool
 ) -> tuple[str, str | None, str]:
     """Log the Keras model with signature, example, label layout and its ONNX copy; (model URI, version or None, model id).
 

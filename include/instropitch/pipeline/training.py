@@ -1,22 +1,28 @@
 """The steps behind the `instropitch_training` DAG, one function per task.
 
 `snapshot` freezes the combined table into one train/test split stored as an MLflow
-artifact of a parent run; every `train` task (one per `models/*.yaml`) and every
-`promote` reads that same artifact, so both models are trained and judged on the same
-notes. Only small JSON (URIs, versions, scores) crosses task boundaries.
+artifact of a parent run; every `fit_heldout` task (one per model and held-out source),
+every `train` task (one per `models/*.yaml`) and every `promote` reads that same artifact,
+so both models are trained and judged on the same notes. Only small JSON (URIs, versions,
+scores) crosses task boundaries; the held-out fits' answers go through the parent run
+(`instropitch.ml.heldout`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import Engine
 
 from instropitch.data import warehouse
 from instropitch.ml.tracking import ensure_experiment, fail_stale_runs
+
+if TYPE_CHECKING:
+    from instropitch.modelspec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -121,23 +127,117 @@ def make_snapshot(
         snapshot.stratify,
         snapshot.source_counts(),
     )
-    return {"snapshot_uri": uri, "parent_run_id": parent.info.run_id, "digest": snapshot.digest, "notes": len(snapshot)}
+    return {
+        "snapshot_uri": uri,
+        "parent_run_id": parent.info.run_id,
+        "digest": snapshot.digest,
+        "notes": len(snapshot),
+        "sources": sorted(snapshot.source_counts()),
+    }
 
 
-def train(model_path: str, snapshot_info: dict[str, Any], epochs: int | None = None) -> dict[str, Any]:
-    """Train one model YAML on the shared snapshot as a child run; register its version."""
+def _effective_epochs(spec: ModelSpec, epochs: int | None) -> int:
+    return spec.training.epochs if epochs is None else int(epochs)
+
+
+def heldout_fits(
+    model_paths: list[str],
+    snapshot_info: dict[str, Any],
+    epochs: int | None = None,
+    leave_one_source_out: bool | None = None,
+) -> list[dict[str, str]]:
+    """One {model_path, source} per leave-one-source-out fit to run: the DAG maps `fit_heldout` over them.
+
+    Empty with one source, 0 epochs, or the recipes' `leave_one_source_out` off;
+    `leave_one_source_out` (the DAG param), when not None, overrides every recipe's setting.
+    """
+    from instropitch.ml.training import heldout_sources
+    from instropitch.modelspec import load_spec
+
+    plan = []
+    for path in model_paths:
+        spec = load_spec(path)
+        sources = heldout_sources(spec, snapshot_info["sources"], _effective_epochs(spec, epochs), leave_one_source_out)
+        plan.extend({"model_path": path, "source": source} for source in sources)
+    return plan
+
+
+def fit_heldout(model_path: str, source: str, snapshot_info: dict[str, Any], epochs: int | None = None) -> dict:
+    """Fit one model without `source`; store its answers on that source in the parent run; their summary."""
+    from instropitch.ml import heldout
+    from instropitch.ml.snapshot import download_snapshot
+    from instropitch.modelspec import load_spec
+
+    spec = load_spec(model_path)
+    snapshot = download_snapshot(snapshot_info["snapshot_uri"])
+    answers = heldout.fit(spec, snapshot, source, _effective_epochs(spec, epochs))
+    heldout.log_answers(answers, snapshot_info["parent_run_id"])
+    summary = {"model_path": model_path, **answers.summary()}
+    log.info(
+        "%s without %s: accuracy %.4f on its %d notes", spec.name, source, summary["heldout_accuracy"], summary["n"]
+    )
+    return summary
+
+
+def gather_heldout(planned: list[dict[str, str]], summaries: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """{model: {source: held-out accuracy}} of the `fit_heldout` tasks, after checking every planned fit answered.
+
+    `summaries` is only read when fits were planned: with none, `fit_heldout` was skipped and
+    has no XCom to read.
+    """
+    if not planned:
+        log.info("no leave-one-source-out fits in this run")
+        return {}
+    done = list(summaries)
+    missing = sorted({(p["model_path"], p["source"]) for p in planned} - {(s["model_path"], s["source"]) for s in done})
+    if missing or len(done) != len(planned):
+        raise ValueError(f"held-out fits without an answer: {missing or 'some'} ({len(done)} of {len(planned)})")
+    scores: dict[str, dict[str, float]] = {}
+    for s in sorted(done, key=lambda s: (s["model"], s["source"])):
+        scores.setdefault(s["model"], {})[s["source"]] = s["heldout_accuracy"]
+        log.info(
+            "%s without %s: %.4f on %d notes (fit %.0f s)",
+            s["model"],
+            s["source"],
+            s["heldout_accuracy"],
+            s["n"],
+            s["fit_time_s"],
+        )
+    return scores
+
+
+def train(
+    model_path: str,
+    snapshot_info: dict[str, Any],
+    epochs: int | None = None,
+    heldout_scores: dict[str, dict[str, float]] | None = None,
+) -> dict[str, Any]:
+    """Train one model YAML on the shared snapshot as a child run; register its version.
+
+    `heldout_scores` (from `gather_heldout`) says which sources this model was held out on
+    by the `fit_heldout` tasks: their answers are read from the parent run, scored per source
+    and pooled for the calibration, as if fitted here. None: run those fits here, one after
+    another, as the recipe asks (what the benchmarks do).
+    """
+    from instropitch.ml import heldout
     from instropitch.ml.snapshot import download_snapshot
     from instropitch.ml.training import train_and_log
     from instropitch.modelspec import load_spec
 
     spec = load_spec(model_path)
     snapshot = download_snapshot(snapshot_info["snapshot_uri"])
+    answers = None
+    if heldout_scores is not None:
+        sources = sorted(heldout_scores.get(spec.name, {}))
+        answers = heldout.load_answers(snapshot_info["parent_run_id"], spec, sources, snapshot)
     result = train_and_log(
         spec,
         snapshot,
         epochs_override=epochs,
         parent_run_id=snapshot_info["parent_run_id"],
         snapshot_uri=snapshot_info["snapshot_uri"],
+        heldout=None if answers is None else {source: (a.rows, a.proba) for source, a in answers.items()},
+        heldout_time_s=sum(a.fit_time_s for a in (answers or {}).values()),
     )
     log.info(
         "%s: test accuracy %.4f, version %s, run %s", spec.name, result.test_accuracy, result.version, result.run_id

@@ -1,0 +1,52 @@
+"""How the training DAG splits its work: which leave-one-source-out fits `fit_heldout` is mapped over."""
+
+from __future__ import annotations
+
+import pytest
+
+from instropitch.pipeline.training import gather_heldout, heldout_fits, model_paths
+
+
+def test_one_fit_per_model_and_source_as_the_recipes_and_the_param_say(project_root, tmp_path):
+    paths = model_paths(models_dir=project_root / "models")
+    two = {"sources": ["fluidr3", "TinySOL"]}
+    plan = heldout_fits(paths, two)
+    assert sorted((p["model_path"].rsplit("/", 1)[-1], p["source"]) for p in plan) == [
+        ("instrument.yaml", "TinySOL"),
+        ("instrument.yaml", "fluidr3"),
+        ("pitch.yaml", "TinySOL"),
+        ("pitch.yaml", "fluidr3"),
+    ]
+    assert heldout_fits(paths, two, leave_one_source_out=False) == []  # a quick run skips them
+    assert heldout_fits(paths, two, epochs=0) == []  # an untrained model is not scored
+    assert heldout_fits(paths, {"sources": ["TinySOL"]}) == []  # one source: nothing to hold out
+
+    quiet = tmp_path / "quiet.yaml"  # a recipe that asks for no held-out fits gets none, unless forced
+    quiet.write_text(
+        (project_root / "models" / "pitch.yaml")
+        .read_text()
+        .replace("name: pitch", "name: quiet")
+        .replace("leave_one_source_out: true", "leave_one_source_out: false")
+    )
+    assert heldout_fits([str(quiet)], two) == []
+    assert [p["source"] for p in heldout_fits([str(quiet)], two, leave_one_source_out=True)] == ["TinySOL", "fluidr3"]
+
+
+class Unreadable:
+    """What a skipped (zero-length) mapped task hands on: reading it would ask Airflow for XComs that don't exist."""
+
+    def __iter__(self):
+        raise AssertionError("read the summaries of fits that never ran")
+
+
+def test_gather_checks_every_planned_fit_answered():
+    planned = [{"model_path": "m/pitch.yaml", "source": s} for s in ("a", "b")]
+
+    def summary(source: str, accuracy: float) -> dict:
+        return {"model_path": "m/pitch.yaml", "model": "pitch", "source": source, "n": 10, "heldout_accuracy": accuracy}
+
+    done = [summary("b", 0.5), summary("a", 0.75)]  # mapped tasks finish in any order
+    assert gather_heldout(planned, [{**s, "fit_time_s": 1.0} for s in done]) == {"pitch": {"a": 0.75, "b": 0.5}}
+    assert gather_heldout([], Unreadable()) == {}
+    with pytest.raises(ValueError, match=r"without an answer: \[\('m/pitch.yaml', 'b'\)\]"):
+        gather_heldout(planned, [{**summary("a", 0.75), "fit_time_s": 1.0}])

@@ -11,23 +11,25 @@ def test_one_fit_per_model_and_source_as_the_recipes_and_the_param_say(project_r
     paths = model_paths(models_dir=project_root / "models")
     two = {"sources": ["fluidr3", "TinySOL"]}
     plan = heldout_fits(paths, two)
+    # The shipped recipes: the instrument model is held out per source, the pitch model is not.
     assert sorted((p["model_path"].rsplit("/", 1)[-1], p["source"]) for p in plan) == [
         ("instrument.yaml", "TinySOL"),
         ("instrument.yaml", "fluidr3"),
-        ("pitch.yaml", "TinySOL"),
-        ("pitch.yaml", "fluidr3"),
     ]
+    forced = heldout_fits(paths, two, leave_one_source_out=True)
+    assert sorted(p["model_path"].rsplit("/", 1)[-1] for p in forced) == ["instrument.yaml"] * 2 + ["pitch.yaml"] * 2
     assert heldout_fits(paths, two, leave_one_source_out=False) == []  # a quick run skips them
     assert heldout_fits(paths, two, epochs=0) == []  # an untrained model is not scored
     assert heldout_fits(paths, {"sources": ["TinySOL"]}) == []  # one source: nothing to hold out
 
     quiet = tmp_path / "quiet.yaml"  # a recipe that asks for no held-out fits gets none, unless forced
     quiet.write_text(
-        (project_root / "models" / "pitch.yaml")
+        (project_root / "models" / "instrument.yaml")
         .read_text()
-        .replace("name: pitch", "name: quiet")
+        .replace("name: instrument", "name: quiet")
         .replace("leave_one_source_out: true", "leave_one_source_out: false")
     )
+    assert "leave_one_source_out: false" in quiet.read_text()
     assert heldout_fits([str(quiet)], two) == []
     assert [p["source"] for p in heldout_fits([str(quiet)], two, leave_one_source_out=True)] == ["TinySOL", "fluidr3"]
 

@@ -135,7 +135,9 @@ class StandIn:
     """A tracking server's two registry reads, answered from a real store as MLflow's server answers them."""
 
     def __init__(self, store_uri: str):
-        self.store_uri = store_uri
+        import mlflow
+
+        self.client = mlflow.MlflowClient(tracking_uri=store_uri, registry_uri=store_uri)  # before any test patches it
         self.requests: list[tuple[str, dict[str, str], str | None]] = []
         self.raw: bytes | None = None  # when set, every answer is this body (200)
 
@@ -146,7 +148,7 @@ class StandIn:
 
         if self.raw is not None:
             return 200, self.raw
-        client = mlflow.MlflowClient(tracking_uri=self.store_uri, registry_uri=self.store_uri)
+        client = self.client
         try:
             if path == "/api/2.0/mlflow/registered-models/alias":
                 mv = client.get_model_version_by_alias(query["name"], query["alias"])
@@ -246,6 +248,29 @@ def test_rest_lookup_leaves_errors_and_odd_answers_to_mlflow(stand_in, monkeypat
     server.raw = b"{}"
     with pytest.raises(LookupUnavailable):  # nobody listening
         registry_lookup.lookup("http://127.0.0.1:9", "instropitch-pitch", alias="champion")
+
+
+def test_a_tracking_server_with_cached_versions_needs_no_mlflow_client(predictor, stand_in, tmp_path, monkeypatch):
+    """`from_registry(tracking_uri=URL)`: the two REST lookups and the cache under that URL are all it reads."""
+    import mlflow
+
+    from instropitch.serving import modelcache
+    from instropitch.serving.predictor import Predictor
+
+    url, server = stand_in
+    monkeypatch.setenv("INSTROPITCH_CACHE", str(tmp_path / "cache"))
+    for model in predictor.models.values():  # what a first start through the MLflow client would have cached
+        info = model.info
+        entry = modelcache.Entry(model=model.onnx, layout=model.layout, converted=False)
+        modelcache.write(modelcache.entry_dir(url, info.registered_model, info.version), entry, info.run_id)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("both versions are cached: the MLflow client is not needed")
+
+    monkeypatch.setattr(mlflow, "MlflowClient", forbidden)
+    served = Predictor.from_registry(tracking_uri=url)
+    assert served.describe() == {**predictor.describe(), "location": url}
+    assert [path for path, _, _ in server.requests] == ["/api/2.0/mlflow/registered-models/alias"] * 2
 
 
 def test_parse_model_version_takes_the_message_as_mlflow_serialises_it():

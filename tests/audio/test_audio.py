@@ -539,3 +539,22 @@ def test_write_wav_rejects_bad_arguments() -> None:
         wav_bytes(np.zeros((2, 2, 2)))
     with pytest.raises(ValueError, match="sample_rate"):
         wav_bytes(y, 0)
+
+
+def test_the_silence_peak_is_the_largest_deviation_from_the_mean(monkeypatch) -> None:
+    """Computed from the extremes, it is exactly max(|y - mean|), whatever the dtype (NaN stays NaN)."""
+    from instropitch.audio import wav
+
+    seen: list[float] = []
+    monkeypatch.setattr(wav, "_refuse_below", lambda peak, *args: seen.append(peak))
+    rng = np.random.default_rng(11)
+    arrays = [
+        rng.standard_normal(int(rng.integers(1, 5000))) * 10 ** rng.uniform(-6, 0) + rng.uniform(-1, 1)
+        for _ in range(40)
+    ]
+    arrays = [a.astype(np.float32) for a in arrays] + arrays[:10] + [(a * 3e4).astype(np.int16) for a in arrays[:10]]
+    arrays.append(np.float32([0.1, np.nan, -0.2]))
+    for y in arrays:
+        audio.ensure_audible(y, "a.wav")
+        expected = float(np.max(np.abs(y - y.mean())))
+        assert seen[-1] == expected or (np.isnan(seen[-1]) and np.isnan(expected)), (y.dtype, len(y))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 
 import numpy as np
 import pytest
@@ -389,3 +390,66 @@ def test_fft_and_filters_compute_what_scipy_computes_bit_for_bit():
             basis = features._logfreq_basis(22050, n_fft, bands, fmin, 12)
         power = np.abs(rng.standard_normal((hi - lo, 44))).astype(np.float32) ** 2
         assert np.array_equal(filters.apply(power), csr_array(basis[:, lo:hi]) @ power), scale
+
+
+def reference_spectrogram(y: np.ndarray, cfg: SpectrogramConfig) -> np.ndarray:
+    """The spectrogram the straightforward way (frames as rows, scipy's public rfft and CSR product, |X|² as
+    real² + imag²): what the features computed before the STFT worked in place, and what models were trained on."""
+    import scipy.fft
+    from scipy.sparse import csr_array
+
+    from instropitch.audio import features
+
+    n = cfg.n_samples
+    y = np.asarray(y, dtype=np.float32)[:n]
+    y = np.pad(y, (0, n - len(y)))
+    frames = np.lib.stride_tricks.sliding_window_view(np.pad(y, cfg.n_fft // 2), cfg.n_fft)[:: cfg.hop_length]
+    spec = scipy.fft.rfft(frames * features._window(cfg.n_fft), axis=-1)
+    power = spec.real**2 + spec.imag**2
+    if cfg.scale == "mel":
+        basis = features._mel_basis(cfg.sample_rate, cfg.n_fft, cfg.n_bands, cfg.fmin_hz)
+    else:
+        basis = features._logfreq_basis(cfg.sample_rate, cfg.n_fft, cfg.n_bands, cfg.fmin_hz, cfg.bins_per_octave)
+    _, lo, hi = features._basis(cfg.scale, cfg.sample_rate, cfg.n_fft, cfg.n_bands, cfg.fmin_hz, cfg.bins_per_octave)
+    s = np.maximum((csr_array(basis[:, lo:hi]) @ np.ascontiguousarray(power[:, lo:hi].T)).T, 0.0)
+    if cfg.db:
+        s = 10.0 * np.log10(np.maximum(s, 1e-10)) - 10.0 * math.log10(max(float(s.max()), 1e-10))
+        s = np.maximum(s, -features.TOP_DB)
+    return np.ascontiguousarray(features._normalise(s, cfg.normalisation, cfg.db), dtype=np.float32)
+
+
+def signals(count: int, seed: int) -> list[np.ndarray]:
+    """Noise and tones of odd lengths (shorter and longer than any window), quiet and loud."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        n = int(rng.integers(300, 40000))
+        y = rng.standard_normal(n) * 10 ** rng.uniform(-4, 0)
+        if i % 2:
+            y = y * 1e-2 + np.sin(2 * np.pi * rng.uniform(30, 4000) * np.arange(n) / 22050)
+        out.append(y.astype(np.float32))
+    return out
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_spectrograms_equal_the_straightforward_computation_bit_for_bit(preset: str) -> None:
+    """The in-place STFT (frames as columns, reused arrays) changes no number the models see."""
+    cfg = get_preset(preset)
+    for y in signals(12, seed=len(preset)):
+        for window in (cfg.pitch, cfg.instrument):
+            got, expected = spectrogram(y, window), reference_spectrogram(y, window)
+            assert got.dtype == expected.dtype == np.float32
+            assert np.array_equal(got, expected), (preset, window.scale, len(y))
+
+
+def test_feature_threads_do_not_share_work_arrays() -> None:
+    """Each thread computes with its own scratch arrays: concurrent spectrograms equal sequential ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cfg = get_preset("default")
+    jobs = [(y, window) for y in signals(24, seed=7) for window in (cfg.pitch, cfg.instrument)]
+    sequential = [spectrogram(y, window) for y, window in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        concurrent = list(pool.map(lambda job: spectrogram(*job), jobs * 3))
+    for i, got in enumerate(concurrent):
+        assert np.array_equal(got, sequential[i % len(jobs)]), i

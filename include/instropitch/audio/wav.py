@@ -728,9 +728,11 @@ def load(
 def ensure_audible(y: np.ndarray, name: str, what: str = "the audio", threshold: float = SILENCE_THRESHOLD) -> None:
     """Raise `SilentAudioError` if `y` peaks below `threshold` around its mean (nothing to analyse, no 0/0 later).
 
-    The mean is removed first: a constant (DC) signal is as inaudible as zeros.
+    The mean is removed first: a constant (DC) signal is as inaudible as zeros. The peak is
+    max(|y - mean|) computed from the extremes, without the two temporaries: rounding is
+    monotonic and symmetric, so it is the same number (NaN included).
     """
-    peak = float(np.max(np.abs(y - y.mean()))) if len(y) else 0.0
+    peak = float(np.maximum(y.max() - (mean := y.mean()), mean - y.min())) if len(y) else 0.0
     _refuse_below(peak, name, what, threshold)
 
 

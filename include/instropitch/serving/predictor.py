@@ -9,8 +9,10 @@ with. It is loaded from one of:
   alias `champion` (default), another alias, or a given version of each
   (`Predictor.from_registry(versions={"pitch": "3"})`). The features come from the preset
   each model logged in its label layout (`features`), checked against its `feature_digest`.
-  Only the MLflow client is imported; what a version served is cached (`serving.modelcache`),
-  so the next start only asks the registry which version the alias names;
+  What a version served is cached (`serving.modelcache`), so the next start only asks the
+  registry which version the alias names; a sqlite store or a tracking server answers that
+  without MLflow (`serving.registry_lookup`), and then MLflow is not imported at all (it was
+  ~4 s of a 5 s CLI start). Otherwise only the MLflow client is imported;
 * an export folder written by `Predictor.export(dir)` / `instropitch export --out DIR`:
   both `.onnx` models, `labels.json`, `features.json` (the full feature config, so no
   preset lookup) and `manifest.json` (versions, test accuracies). Loading it needs no
@@ -45,9 +47,10 @@ import numpy as np
 from instropitch import audio
 from instropitch.audio.features import FeatureConfig, SpectrogramConfig, compute_features, get_preset
 from instropitch.ml.calibration import Calibration
-from instropitch.serving import modelcache
+from instropitch.serving import modelcache, registry_lookup
 from instropitch.serving.export import FEATURES_FILENAME, model_file, read_export, write_export
 from instropitch.serving.portable import OnnxModel, PortableModelError
+from instropitch.serving.registry_lookup import VersionRecord
 from instropitch.serving.results import ModelInfo, Prediction, PredictorError, confidence
 from instropitch.tinysol import INSTRUMENT_BY_ABBR, midi_to_note_octave, midi_to_pitch
 
@@ -174,6 +177,59 @@ def _combined_features(
     )
 
 
+@dataclass(frozen=True)
+class _RegistryRole:
+    """One role's model from the registry, with the spectrogram config it reads and its preset."""
+
+    model: _Model
+    config: SpectrogramConfig
+    preset: FeatureConfig
+
+
+def registered_name(role: str) -> str:
+    from instropitch.ml import registry  # numpy and the tag names only: no TensorFlow, no MLflow
+
+    return registry.registered_name(role)
+
+
+def _registry_role(
+    role: str, record: VersionRecord, wanted: str, onnx: bytes, layout: Mapping[str, Any]
+) -> _RegistryRole:
+    """The model of a registered version and the features it was trained on (the same whichever way it was looked up)."""
+    from instropitch.ml import registry
+
+    score = record.tags.get(registry.TAG_NEW_SCORE) or record.tags.get("test_accuracy")
+    info = ModelInfo(
+        role=role,
+        registered_model=record.name,
+        version=record.version,
+        alias=wanted[1:] if wanted.startswith("@") else None,
+        test_accuracy=float(score) if score else None,
+        run_id=record.run_id,
+        source_uri=f"models:/{record.name}/{record.version}",
+        feature_preset=layout.get("features"),
+        feature_digest=layout.get("feature_digest") or None,
+        data_digest=layout.get("data_digest") or None,
+    )
+    where = f"{record.name} v{record.version}"
+    model = _model_from_layout(role, onnx, layout, info, where)
+    preset_name = layout.get("features")
+    if not preset_name:
+        raise PredictorError(f"{where}: its label layout names no features preset")
+    try:
+        preset = get_preset(str(preset_name))
+    except ValueError as exc:
+        raise PredictorError(f"{where}: {exc}") from None
+    digest = layout.get("feature_digest")
+    if digest and digest != preset.digest():
+        raise PredictorError(
+            f"{where} was trained on features {digest}, but preset {preset_name!r} now computes "
+            f"{preset.digest()}: the feature code or preset changed since training; retrain the model, "
+            "or predict from an export made when they matched"
+        )
+    return _RegistryRole(model, getattr(preset, model.input), preset)
+
+
 # --------------------------------------------------------------------- predictor
 
 
@@ -219,78 +275,84 @@ class Predictor:
 
         `versions` maps a role to a version number (`"3"`) or an alias (`"@challenger"`);
         a role not named takes `alias`. The tracking server is `tracking_uri` or
-        `$MLFLOW_TRACKING_URI`.
+        `$MLFLOW_TRACKING_URI`. The aliases are resolved on every call; when the store can
+        be read without MLflow and both versions are cached, MLflow is not imported at all
+        (`_from_cached_versions`).
         """
-        import mlflow
-
-        from instropitch.ml import registry  # numpy and the tag names only: no TensorFlow
-
         unknown = sorted(set(versions or {}) - set(ROLES))
         if unknown:
             raise PredictorError(f"unknown model(s) {unknown}; known: {', '.join(ROLES)}")
+        wanted = {role: str((versions or {}).get(role) or f"@{alias}") for role in ROLES}
+        cached = cls._from_cached_versions(wanted, tracking_uri)
+        if cached is not None:
+            return cached
+
+        import mlflow
+
         if tracking_uri:
             mlflow.set_tracking_uri(tracking_uri)
         uri = require_store()
+        cache_key = mlflow.get_tracking_uri()
         client = mlflow.MlflowClient()
-        models: dict[str, _Model] = {}
-        configs: dict[str, SpectrogramConfig] = {}
-        presets: dict[str, FeatureConfig] = {}
+        roles: dict[str, _RegistryRole] = {}
         for role in ROLES:
-            name = registry.registered_name(role)
-            wanted = str((versions or {}).get(role) or f"@{alias}")
+            name = registered_name(role)
             try:
-                if wanted.startswith("@"):
-                    used_alias: str | None = wanted[1:]
-                    mv = client.get_model_version_by_alias(name, used_alias)
+                if wanted[role].startswith("@"):
+                    mv = client.get_model_version_by_alias(name, wanted[role][1:])
                 else:
-                    used_alias = None
-                    mv = client.get_model_version(name, wanted)
+                    mv = client.get_model_version(name, wanted[role])
             except Exception as exc:  # MlflowException, or a driver / HTTP error under it
                 code = getattr(exc, "error_code", "")
                 if code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                     raise PredictorError(f"cannot read the model registry at {uri}: {_first_line(exc)}") from None
-                what = f"alias {wanted[1:]!r}" if wanted.startswith("@") else f"version {wanted}"
+                what = f"alias {wanted[role][1:]!r}" if wanted[role].startswith("@") else f"version {wanted[role]}"
                 raise PredictorError(
                     f"no {what} of registered model {name!r} at {uri} ({_first_line(exc)}); "
                     "train and promote one (the training DAG), pick another with --model-version, "
                     "or predict from an export with --from-export DIR"
                 ) from None
-            version = str(mv.version)
-            onnx, layout = _registry_model(client, name, version, mv.run_id, uri)
-            tags = dict(mv.tags or {})
-            score = tags.get(registry.TAG_NEW_SCORE) or tags.get("test_accuracy")
-            info = ModelInfo(
-                role=role,
-                registered_model=name,
-                version=version,
-                alias=used_alias,
-                test_accuracy=float(score) if score else None,
-                run_id=mv.run_id,
-                source_uri=f"models:/{name}/{version}",
-                feature_preset=layout.get("features"),
-                feature_digest=layout.get("feature_digest") or None,
-                data_digest=layout.get("data_digest") or None,
-            )
-            where = f"{name} v{version}"
-            model = _model_from_layout(role, onnx, layout, info, where)
-            preset_name = layout.get("features")
-            if not preset_name:
-                raise PredictorError(f"{where}: its label layout names no features preset")
+            record = VersionRecord(name=name, version=str(mv.version), run_id=mv.run_id, tags=dict(mv.tags or {}))
+            onnx, layout = _registry_model(client, record, cache_key, uri)
+            roles[role] = _registry_role(role, record, wanted[role], onnx, layout)
+        return cls._from_registry_roles(roles, uri)
+
+    @classmethod
+    def _from_cached_versions(cls, wanted: Mapping[str, str], tracking_uri: str | None) -> Predictor | None:
+        """The predictor without importing MLflow (~4 s of a CLI start), or None to load it the usual way.
+
+        Possible when the tracking URI is known without MLflow, the store answers the version
+        lookups itself (`serving.registry_lookup`: sqlite, HTTP) and both versions are in the
+        model cache under that same URI. A store that does not exist gives the usual error here
+        (and nothing is created); any other miss or lookup error returns None.
+        """
+        uri = registry_lookup.tracking_uri(tracking_uri)
+        if uri is None:
+            return None
+        shown = require_store(uri)
+        roles: dict[str, _RegistryRole] = {}
+        for role in ROLES:
+            name = registered_name(role)
+            target = wanted[role]
             try:
-                preset = get_preset(str(preset_name))
-            except ValueError as exc:
-                raise PredictorError(f"{where}: {exc}") from None
-            digest = layout.get("feature_digest")
-            if digest and digest != preset.digest():
-                raise PredictorError(
-                    f"{where} was trained on features {digest}, but preset {preset_name!r} now computes "
-                    f"{preset.digest()}: the feature code or preset changed since training; retrain the model, "
-                    "or predict from an export made when they matched"
-                )
-            models[role] = model
-            configs[role] = getattr(preset, model.input)
-            presets[role] = preset
-        features = _combined_features(models, configs, presets["pitch"])
+                if target.startswith("@"):
+                    record = registry_lookup.lookup(uri, name, alias=target[1:])
+                else:
+                    record = registry_lookup.lookup(uri, name, version=target)
+            except registry_lookup.LookupUnavailable as exc:
+                LOG.debug("registry lookup without MLflow not possible (%s): using the MLflow client", exc)
+                return None
+            hit = modelcache.read(modelcache.entry_dir(uri, name, record.version), record.run_id)
+            if hit is None:
+                return None
+            roles[role] = _registry_role(role, record, target, hit.model, hit.layout)
+        return cls._from_registry_roles(roles, shown)
+
+    @classmethod
+    def _from_registry_roles(cls, roles: Mapping[str, _RegistryRole], uri: str) -> Predictor:
+        models = {role: r.model for role, r in roles.items()}
+        configs = {role: r.config for role, r in roles.items()}
+        features = _combined_features(models, configs, roles["pitch"].preset)
         return cls(models["pitch"], models["instrument"], features, source="registry", location=uri)
 
     @classmethod
@@ -522,23 +584,28 @@ def require_store(tracking_uri: str | None = None) -> str:
     """The tracking URI in effect (redacted); `PredictorError` when it names a SQLite file that does not exist.
 
     MLflow would create an empty store there (logging its migrations) and then find no models.
+    MLflow is imported only when the URI is its default (neither given nor in the environment).
     """
-    import mlflow
-
     from instropitch.ml.tracking import missing_sqlite_store
 
-    uri = tracking_uri or mlflow.get_tracking_uri()
+    uri = registry_lookup.tracking_uri(tracking_uri)
+    if uri is None:
+        import mlflow
+
+        uri = mlflow.get_tracking_uri()
     if missing_sqlite_store(uri):
         raise PredictorError(f"no models: no MLflow store at {uri} (set MLFLOW_TRACKING_URI, or --from-export DIR)")
     return redact_uri(uri)
 
 
-def _registry_model(client: Any, name: str, version: str, run_id: str | None, uri: str) -> tuple[bytes, dict[str, Any]]:
-    """(ONNX bytes, label layout) of a registered version: from the cache, its portable copy, or converted."""
-    import mlflow
+def _registry_model(client: Any, record: VersionRecord, cache_key: str, uri: str) -> tuple[bytes, dict[str, Any]]:
+    """(ONNX bytes, label layout) of a registered version: from the cache, its portable copy, or converted.
 
-    cache = modelcache.entry_dir(mlflow.get_tracking_uri(), name, version)
-    hit = modelcache.read(cache, run_id)
+    `cache_key` is the tracking URI as MLflow reports it, the key `_from_cached_versions` reads.
+    """
+    name, version = record.name, record.version
+    cache = modelcache.entry_dir(cache_key, name, version)
+    hit = modelcache.read(cache, record.run_id)
     if hit is not None:
         return hit.model, hit.layout
     try:
@@ -548,7 +615,7 @@ def _registry_model(client: Any, name: str, version: str, run_id: str | None, ur
         raise
     except Exception as exc:  # download, MLmodel or Keras errors of many kinds
         raise PredictorError(f"cannot load {name} version {version} from {uri}: {_first_line(exc)}") from None
-    modelcache.write(cache, entry, run_id)
+    modelcache.write(cache, entry, record.run_id)
     return entry.model, entry.layout
 
 

@@ -454,11 +454,15 @@ def _cmd_up(args: argparse.Namespace) -> int:
             services = stack.up(home)
             folder = demo.ensure_dataset(demo.dataset_dir(home, args.seed, args.scale), args.seed, args.scale)
             print(f"s3: {demo.seed_bucket(services, folder)} objects uploaded to s3://{demo.BUCKET}/{demo.PREFIX}")
-            running = airflow_services.start(services, home / "services")
+            running = airflow_services.start(services, home / "services", celery_workers=args.celery_workers)
             print(f"Airflow UI   {running.api_url}  (login {airflow_services.ADMIN_USER} / {running.admin_password})")
             print(f"MLflow UI    {running.mlflow_url}")
             print(f"predict page {running.api_url}/instropitch/")
             print(f"logs         {running.home / 'logs'}")
+            if running.broker is not None:
+                print(f"broker       {running.broker.url}  (CeleryExecutor)")
+            for name, folder in running.workers.items():
+                print(f"worker       celery@{name} in {folder}  (task logs in {folder / 'airflow' / 'logs'})")
             print("Trigger instropitch_etl from the UI; Ctrl-C stops every service (data is kept).", flush=True)
             while all(p.poll() is None for p in running.processes.values()):
                 time.sleep(2)
@@ -548,6 +552,14 @@ def _add_up(sub: Any) -> None:
     p.add_argument("--home", help="where data and services live (default: $INSTROPITCH_HOME or ./.instropitch)")
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the full synthetic set to upload")
     p.add_argument("--seed", type=int, default=0, help="synthesis seed")
+    p.add_argument(
+        "--celery-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run tasks on the CeleryExecutor: a Valkey broker and N `airflow celery worker` processes, each in "
+        "its own folder (default 0: the LocalExecutor)",
+    )
     p.set_defaults(func=_cmd_up)
 
 

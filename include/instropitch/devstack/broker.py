@@ -85,20 +85,35 @@ class Broker:
         return process
 
 
-def ping(port: int, timeout: float = 2.0) -> bool:
-    """Does a Redis-protocol server on 127.0.0.1:`port` answer PING with PONG?"""
+def server_pid(port: int, timeout: float = 2.0) -> int | None:
+    """The process id of the Redis-protocol server on 127.0.0.1:`port` (`INFO server`); None if none answers."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
-            conn.sendall(b"*1\r\n$4\r\nPING\r\n")
-            return conn.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
+            conn.sendall(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")
+            reply = b""
+            while b"process_id:" not in reply or not reply.split(b"process_id:", 1)[1].count(b"\r\n"):
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return None
+                reply += chunk
+            return int(reply.split(b"process_id:", 1)[1].split(b"\r\n", 1)[0])
+    except (OSError, ValueError):
+        return None
+
+
+def ping(port: int) -> bool:
+    """Does a Redis-protocol server answer on 127.0.0.1:`port`?"""
+    return server_pid(port) is not None
 
 
 def wait_ready(port: int, process: subprocess.Popen, log: Path, timeout: float = 20.0) -> None:
-    """Wait until the server answers PING; fail early (with its log's tail) if it exited."""
+    """Wait until `process` itself answers on `port`; fail early (with its log's tail) if it exited.
+
+    Asking for the server's pid, not only for an answer, keeps another server that already
+    holds the port from passing for this one.
+    """
     deadline = time.monotonic() + timeout
-    while not ping(port):
+    while server_pid(port) != process.pid:
         if process.poll() is not None:
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
             raise RuntimeError(f"the broker exited with {process.returncode}\n{tail}")

@@ -9,9 +9,12 @@ DAG without Celery (`airflow dags test`, every task in one process):
 1. the ETL spreads its shards over both workers; training registers models on one worker
    that the other loads and evaluates (its `promote` task, with the first worker taken out
    of the queue);
-2. the broker restarted while shards are queued and running: the run completes;
-3. a worker SIGKILLed (with every process it started) while it runs a shard: the shard is
-   retried on the other worker, no row lost or doubled.
+3. a worker SIGKILLed (with every process it started) while it trains: the task is retried on
+   the other worker, no version is left half-registered, the champion stays until the retry
+   succeeded;
+4. the broker restarted while shards are queued and running: the run completes;
+5. a worker SIGKILLed while it runs a shard: the shard is retried on the other worker, no row
+   lost or doubled.
 
 Task instances tell where each try ran: their `hostname` is the worker's name.
 """
@@ -26,13 +29,13 @@ import time
 import uuid
 from collections.abc import Iterator
 
-import celery
 import pytest
+import requests
 from sqlalchemy import text
 from support.airflow_api import Api, quick_models
 
 from instropitch.data import objectstore, warehouse
-from instropitch.devstack import airflow_services, celery_workers, local_airflow, processes, stack
+from instropitch.devstack import airflow_services, local_airflow, processes, stack
 
 pytestmark = pytest.mark.e2e
 
@@ -93,7 +96,7 @@ def running(services, tmp_path_factory) -> Iterator[tuple[airflow_services.Airfl
     warehouse_db = f"e2e_{uuid.uuid4().hex[:8]}"
     airflow_services.ensure_database(services, warehouse_db)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("INSTROPITCH_MODELS_DIR", str(quick_models(tmp_path_factory.mktemp("celery") / "models")))
+        mp.setenv("INSTROPITCH_MODELS_DIR", str(quick_models(tmp_path_factory.mktemp("celery") / "models", epochs=1)))
         started = airflow_services.start(
             services,
             tmp_path_factory.mktemp("celery-services"),
@@ -121,11 +124,6 @@ def api(running) -> Api:
     return client
 
 
-def control(started: airflow_services.AirflowServices) -> celery.app.control.Control:
-    assert started.broker is not None
-    return celery.Celery(broker=started.broker.url).control
-
-
 def empty_warehouse(services: stack.Services, database: str) -> None:
     engine = warehouse.engine_for(services.pg_socket_dir, 5432, services.pg_user, None, database)
     with engine.begin() as conn:
@@ -143,6 +141,7 @@ def trigger(api: Api, dag_id: str, conf: dict) -> str:
     return api.post(f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})["dag_run_id"]
 
 
+@pytest.mark.timeout(1800)  # the module's services start here; minutes more on a loaded machine
 def test_two_workers_share_the_etl_and_the_models(services, bucket, reference, running, api):
     started, warehouse_db = running
     training_before = {r["dag_run_id"] for r in api.runs("instropitch_training")}
@@ -164,21 +163,99 @@ def test_two_workers_share_the_etl_and_the_models(services, bucket, reference, r
     assert set(trained) == {"pitch", "instrument"}
     assert {host for _, host in trained.values()} <= WORKERS
 
-    # the worker that registered the pitch version leaves the queue: the other one alone runs a
-    # second training, whose `promote` loads that version (the champion) from MLflow and evaluates it
+    recorded = processes.read_pid_file(started.home / airflow_services.PID_FILE)
+    assert recorded is not None and {"broker", *WORKERS} <= {r.name for r in recorded[1]}
+
+    # the worker that registered the pitch version stops: the other one alone runs a second
+    # training, whose `promote` loads that version (the champion) from MLflow and evaluates it.
+    # (Not Celery's cancel_consumer/add_consumer: a worker given its queue back that way consumes
+    # nothing after its next reconnection to the broker; celery 5.6.3 re-selects only queues it did not know.)
     champion_version, registered_on = trained["pitch"]
     other = (WORKERS - {registered_on}).pop()
-    control(started).cancel_consumer(celery_workers.DEFAULT_QUEUE, destination=[f"celery@{registered_on}"], reply=True)
+    processes.stop([started.processes[registered_on].pid], grace=60)  # warm shutdown: it is idle
     try:
-        second = trigger(api, "instropitch_training", {"models": ["pitch"], "epochs": 1})
+        second = trigger(api, "instropitch_training", {"models": ["pitch"], "epochs": 0})  # evaluation is the point
         api.wait_for_run("instropitch_training", second)
     finally:
-        control(started).add_consumer(celery_workers.DEFAULT_QUEUE, destination=[f"celery@{registered_on}"], reply=True)
+        airflow_services.start_worker(started, registered_on)
     tis = api.task_instances("instropitch_training", second)
     assert {t["hostname"] for t in tis if t["state"] == "success"} == {other}
     decision = api.xcom("instropitch_training", second, "promote", 0)
     assert decision["champion_version_before"] == str(champion_version)
     assert decision["champion_score"] is not None and 0.0 <= decision["champion_score"] <= 1.0
+
+
+def kill_worker(started: airflow_services.AirflowServices, name: str) -> None:
+    """SIGKILL the worker and every process it started, as a machine that loses power."""
+    for process in processes.family(started.processes[name].pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGKILL)
+    started.processes[name].wait(10)
+
+
+def champion(started: airflow_services.AirflowServices, name: str) -> str | None:
+    response = requests.get(
+        f"{started.mlflow_url}/api/2.0/mlflow/registered-models/alias",
+        params={"name": name, "alias": "champion"},
+        timeout=30,
+    )
+    return response.json()["model_version"]["version"] if response.status_code == 200 else None
+
+
+def versions(started: airflow_services.AirflowServices, name: str) -> dict[str, dict]:
+    response = requests.get(
+        f"{started.mlflow_url}/api/2.0/mlflow/model-versions/search",
+        params={"filter": f"name='{name}'", "max_results": 1000},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return {v["version"]: v for v in response.json().get("model_versions", [])}
+
+
+def wait_for_task(api: Api, dag_id: str, run_id: str, task_id: str, timeout: float = 600) -> dict:
+    """The task's first instance seen running on a worker."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for ti in api.task_instances(dag_id, run_id, task_id):
+            if ti["state"] == "running" and ti["hostname"]:
+                return ti
+        assert time.monotonic() < deadline, f"{task_id} did not start within {timeout} s"
+        time.sleep(0.5)
+
+
+@pytest.mark.timeout(1500)
+def test_worker_killed_in_train(running, api):
+    started, _ = running
+    name = "instropitch-pitch"
+    champion_before, versions_before = champion(started, name), versions(started, name)
+    api.set_paused("instropitch_training", False)
+    run_id = trigger(api, "instropitch_training", {"models": ["pitch"], "epochs": 1})
+    victim = wait_for_task(api, "instropitch_training", run_id, "train")
+    time.sleep(5)  # into the fit (TensorFlow's import alone takes longer)
+    kill_worker(started, victim["hostname"])
+    try:
+        deadline = time.monotonic() + 1200
+        while (state := api.get(f"/dags/instropitch_training/dagRuns/{run_id}")["state"]) not in ("success", "failed"):
+            retried = api.tries("instropitch_training", run_id, "train", victim["map_index"])
+            if retried[-1]["state"] != "success":  # until the retry succeeded, the champion stays
+                assert champion(started, name) == champion_before
+            assert time.monotonic() < deadline, "the training run did not end"
+            time.sleep(3)
+        assert state == "success", api.failed_tasks("instropitch_training", run_id)
+    finally:
+        airflow_services.start_worker(started, victim["hostname"])  # the next tests want two again
+
+    tries = api.tries("instropitch_training", run_id, "train", victim["map_index"])
+    assert tries[0]["hostname"] == victim["hostname"] and tries[0]["state"] != "success"
+    assert tries[-1]["state"] == "success" and tries[-1]["hostname"] == (WORKERS - {victim["hostname"]}).pop()
+    new = {v: info for v, info in versions(started, name).items() if v not in versions_before}
+    trained = api.xcom("instropitch_training", run_id, "train", victim["map_index"])
+    assert set(new) == {str(trained["version"])}, new  # the killed try registered nothing
+    (version,) = new.values()
+    assert version["status"] == "READY"
+    assert {t["key"]: t["value"] for t in version.get("tags", [])}.get("portable_format") == "onnx"
+    decision = api.xcom("instropitch_training", run_id, "promote", victim["map_index"])
+    assert champion(started, name) == (str(trained["version"]) if decision["promoted"] else champion_before)
 
 
 def wait_for_transform(api: Api, run_id: str, states: set[str], timeout: float = 180) -> dict:
@@ -205,14 +282,6 @@ def test_broker_restart_during_a_run(services, bucket, reference, running, api):
     assert_tables_equal(services, warehouse_db, reference)
     transforms = api.task_instances("instropitch_etl", run_id, "transform")
     assert all(t["state"] == "success" for t in transforms)
-
-
-def kill_worker(started: airflow_services.AirflowServices, name: str) -> None:
-    """SIGKILL the worker and every process it started, as a machine that loses power."""
-    for process in processes.family(started.processes[name].pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGKILL)
-    started.processes[name].wait(10)
 
 
 def test_worker_killed_in_a_shard(services, bucket, reference, running, api):

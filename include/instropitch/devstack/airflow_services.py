@@ -193,15 +193,19 @@ def restart_broker(running: AirflowServices) -> None:
     _start_broker(running)
 
 
+def start_worker(running: AirflowServices, name: str) -> None:
+    """Start the Celery worker `name` in its folder under `home/workers/` (again, after it died: same disk)."""
+    folder = running.home / "workers" / name
+    celery_layout.prepare_folder(folder)
+    env = celery_layout.worker_environment(running.env, folder, name, stack.free_port())
+    running.workers[name] = folder
+    _spawn(running, name, celery_layout.worker_command(_bin("airflow"), name), env=env, cwd=folder)
+
+
 def _start_workers(running: AirflowServices, count: int) -> None:
-    """Start `count` Celery workers, each in its own folder under `home/workers/` with its own log-server port."""
+    """Start `count` Celery workers, each with its own folder and log-server port."""
     for index in range(1, count + 1):
-        name = celery_layout.worker_name(index)
-        folder = running.home / "workers" / name
-        celery_layout.prepare_folder(folder)
-        env = celery_layout.worker_environment(running.env, folder, name, stack.free_port())
-        running.workers[name] = folder
-        _spawn(running, name, celery_layout.worker_command(_bin("airflow"), name), env=env, cwd=folder)
+        start_worker(running, celery_layout.worker_name(index))
 
 
 def clear_leftovers(home: Path) -> str | None:

@@ -23,8 +23,9 @@ $(STAMP): requirements.txt requirements-fonts.txt pyproject.toml
 demo: venv
 	$(VENV)/bin/instropitch demo
 
+# `make up CELERY_WORKERS=2`: the CeleryExecutor with a Valkey broker and two workers
 up: venv
-	$(VENV)/bin/instropitch up
+	$(VENV)/bin/instropitch up $(if $(CELERY_WORKERS),--celery-workers $(CELERY_WORKERS))
 
 test: venv
 	$(PY) -m pytest

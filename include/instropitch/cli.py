@@ -457,11 +457,15 @@ def _cmd_up(args: argparse.Namespace) -> int:
             sources, uploaded = demo.seed_sources(services, folders)
             for prefix, (name, count) in zip(sources, uploaded.items(), strict=True):
                 print(f"s3: {count} objects uploaded to s3://{demo.BUCKET}/{prefix} (source {name})")
-            running = airflow_services.start(services, home / "services")
+            running = airflow_services.start(services, home / "services", celery_workers=args.celery_workers)
             print(f"Airflow UI   {running.api_url}  (login {airflow_services.ADMIN_USER} / {running.admin_password})")
             print(f"MLflow UI    {running.mlflow_url}")
             print(f"predict page {running.api_url}/instropitch/")
             print(f"logs         {running.home / 'logs'}")
+            if running.broker is not None:
+                print(f"broker       {running.broker.url}  (CeleryExecutor)")
+            for name, folder in running.workers.items():
+                print(f"worker       celery@{name} in {folder}  (task logs in {folder / 'airflow' / 'logs'})")
             print(
                 f"Trigger instropitch_etl from the UI with sources {sources} (or -c {shlex.quote(demo.sources_conf(sources))});"
                 " Ctrl-C stops every service (data is kept).",
@@ -561,6 +565,14 @@ def _add_up(sub: Any) -> None:
     p.add_argument("--home", help="where data and services live (default: $INSTROPITCH_HOME or ./.instropitch)")
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the full synthetic set to upload")
     p.add_argument("--seed", type=int, default=0, help="synthesis seed")
+    p.add_argument(
+        "--celery-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run tasks on the CeleryExecutor: a Valkey broker and N `airflow celery worker` processes, each in "
+        "its own folder (default 0: the LocalExecutor)",
+    )
     p.set_defaults(func=_cmd_up)
 
 

@@ -81,6 +81,30 @@ def test_upserts_are_idempotent_and_metadata_follows_the_csv(engine):
     assert warehouse.table_counts(engine)["tinysol_metadata"] == 2
 
 
+def test_table_digests_see_content_not_load_times(engine):
+    rng = np.random.default_rng(3)
+    rows = _rows()
+    notes = [_note(r, rng) for r in rows]
+
+    def load(batch: list[LoadedNote]) -> dict[str, warehouse.TableDigest]:
+        with engine.begin() as conn:
+            warehouse.replace_metadata(conn, rows)
+            warehouse.upsert_spectrograms(conn, batch)
+        warehouse.build_combined(engine, "d1")
+        with engine.connect() as conn:
+            return warehouse.table_digests(conn)
+
+    first = load(notes)
+    assert first["notes_spectrogram"] == warehouse.TableDigest(3, 3, first["notes_spectrogram"].digest)
+    assert first["instruments_notes_spectrogram"].rows == 3
+    assert load(notes) == first  # loaded again, later: same digests
+    changed = [notes[0], notes[1], replace(notes[2], pitch_spectrogram=notes[2].pitch_spectrogram + 1)]
+    after = load(changed)
+    assert after["notes_spectrogram"] != first["notes_spectrogram"]
+    assert after["instruments_spectrogram"] == first["instruments_spectrogram"]
+    assert after["tinysol_metadata"] == first["tinysol_metadata"]
+
+
 def test_combined_table_is_swapped_atomically_and_reports_change(engine):
     rng = np.random.default_rng(2)
     rows = _rows()

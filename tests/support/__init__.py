@@ -5,7 +5,8 @@ Test modules import from here (`from support.tones import tone`), never from eac
 test folder. One module per concern: `tones` (synthetic notes as arrays and WAV bytes),
 `pitch` (an f0 estimator), `hostile_wavs` (malformed WAV files), `models` (tiny learnable
 data, recipes and the trained registry store), `mlflow_store` (a throw-away MLflow store),
-`cli` (the `instropitch` command in a child process).
+`cli` (the `instropitch` command in a child process), `airflow_api` (the REST API v2 of
+running Airflow services).
 """
 
 from __future__ import annotations

@@ -295,6 +295,20 @@ def combined_digest(conn: Connection) -> tuple[int, str]:
     return int(row.row_count), row.digest
 
 
+@dataclass(frozen=True)
+class TableDigest:
+    """A table's rows, distinct keys (equal to rows: no duplicates) and content md5 (`table_digests.sql`)."""
+
+    rows: int
+    keys: int
+    digest: str
+
+
+def table_digests(conn: Connection) -> dict[str, TableDigest]:
+    """Every warehouse table's digest, without load times or run ids: equal loads give equal digests."""
+    return {r.table_name: TableDigest(int(r.row_count), int(r.key_count), r.digest) for r in run_sql(conn, "table_digests")}
+
+
 def build_combined(engine: Engine, feature_digest: str) -> dict[str, Any]:
     """Rebuild `instruments_notes_spectrogram` atomically.
 

@@ -1,9 +1,11 @@
 """Real Airflow services as local processes, for `make up` and the end-to-end test.
 
-The same set docker-compose runs, minus Docker and Celery: `airflow api-server`,
-`scheduler`, `dag-processor` and `triggerer` with the LocalExecutor on a PostgreSQL
-metadata database (the embedded pgserver), plus an MLflow tracking server that serves
-its artifacts. Every process is started in its own session so `stop()` ends it and
+The same set docker-compose runs, minus Docker: `airflow api-server`, `scheduler`,
+`dag-processor` and `triggerer` on a PostgreSQL metadata database (the embedded pgserver),
+plus an MLflow tracking server that serves its artifacts. With `celery_workers=N` the
+executor is Celery's: a Valkey broker (`broker.py`) and N `airflow celery worker` processes,
+each laid out as a machine of its own (`celery_workers.py`); otherwise the LocalExecutor
+runs tasks inside the scheduler. Every process is started in its own session so `stop()` ends it and
 everything it spawned, and is recorded in `HOME/pids.json` so a start after a crash stops
 what the crashed one left running (`clear_leftovers`).
 """
@@ -26,6 +28,8 @@ from pathlib import Path
 from sqlalchemy import text
 
 from instropitch.data import warehouse
+from instropitch.devstack import broker as broker_
+from instropitch.devstack import celery_workers as celery_layout
 from instropitch.devstack import processes, stack
 
 log = logging.getLogger(__name__)
@@ -49,6 +53,9 @@ class AirflowServices:
     admin_password: str
     env: dict[str, str]
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    broker: broker_.Broker | None = None
+    workers: dict[str, Path] = field(default_factory=dict)
+    """Celery worker name -> its folder (working directory, AIRFLOW_HOME, TMPDIR)."""
 
     def log(self, name: str) -> Path:
         return self.home / "logs" / f"{name}.log"
@@ -145,15 +152,60 @@ def wait_http(url: str, timeout: float, process: subprocess.Popen | None = None,
         time.sleep(1)
 
 
-def _spawn(running: AirflowServices, name: str, command: list[str]) -> None:
+def _record(running: AirflowServices) -> None:
+    processes.write_pid_file(running.home / PID_FILE, {n: p.pid for n, p in running.processes.items()})
+
+
+def _spawn(
+    running: AirflowServices,
+    name: str,
+    command: list[str],
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> None:
     """Start one service in its own session and record it in the pid file at once."""
     logs = running.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     with open(logs / f"{name}.log", "ab") as out:
         running.processes[name] = subprocess.Popen(
-            command, env=running.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            env=env or running.env,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-    processes.write_pid_file(running.home / PID_FILE, {n: p.pid for n, p in running.processes.items()})
+    _record(running)
+
+
+def _start_broker(running: AirflowServices) -> None:
+    assert running.broker is not None
+    logs = running.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    running.processes["broker"] = running.broker.spawn(logs / "broker.log")
+    _record(running)
+
+
+def restart_broker(running: AirflowServices) -> None:
+    """Stop the broker (SIGTERM: it writes its append-only file) and start it again on the same port."""
+    processes.stop([running.processes["broker"].pid], grace=15)
+    running.processes["broker"].wait(5)
+    _start_broker(running)
+
+
+def start_worker(running: AirflowServices, name: str) -> None:
+    """Start the Celery worker `name` in its folder under `home/workers/` (again, after it died: same disk)."""
+    folder = running.home / "workers" / name
+    celery_layout.prepare_folder(folder)
+    env = celery_layout.worker_environment(running.env, folder, name, stack.free_port())
+    running.workers[name] = folder
+    _spawn(running, name, celery_layout.worker_command(_bin("airflow"), name), env=env, cwd=folder)
+
+
+def _start_workers(running: AirflowServices, count: int) -> None:
+    """Start `count` Celery workers, each with its own folder and log-server port."""
+    for index in range(1, count + 1):
+        start_worker(running, celery_layout.worker_name(index))
 
 
 def clear_leftovers(home: Path) -> str | None:
@@ -186,11 +238,16 @@ def start(
     *,
     metadata_db: str = "airflow",
     warehouse_db: str | None = None,
+    celery_workers: int = 0,
+    extra_env: dict[str, str] | None = None,
     timeout: float = 240,
 ) -> AirflowServices:
     """Migrate the metadata database and start MLflow and the four Airflow services.
 
-    Leftovers of an earlier start in `home` are stopped first (`clear_leftovers`).
+    With `celery_workers` > 0: the broker first, the CeleryExecutor with its results in the
+    metadata database, and that many workers. `extra_env` overrides settings of every process
+    (tests shorten timeouts with it). Leftovers of an earlier start in `home` are stopped
+    first (`clear_leftovers`).
     """
     home.mkdir(parents=True, exist_ok=True)
     note = clear_leftovers(home)
@@ -200,8 +257,16 @@ def start(
     api_port, mlflow_port = stack.free_port(), stack.free_port()
     password = secrets.token_urlsafe(12)
     env = environment(services, home, api_port, mlflow_port, password, metadata_db, warehouse_db)
+    if celery_workers:
+        broker = broker_.Broker(home / "broker", stack.free_port())
+        result_backend = f"db+postgresql://{services.pg_user}@/{metadata_db}?host={services.pg_socket_dir}"
+        env.update(celery_layout.celery_settings(broker.url, result_backend))
+    env.update(extra_env or {})
     running = AirflowServices(home, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{mlflow_port}", password, env)
     try:
+        if celery_workers:
+            running.broker = broker
+            _start_broker(running)
         subprocess.run([_bin("airflow"), "db", "migrate"], env=env, check=True, capture_output=True, text=True)
         _spawn(
             running,
@@ -224,6 +289,7 @@ def start(
         )
         for name in AIRFLOW_PROCESSES:
             _spawn(running, name, [_bin("airflow"), name])
+        _start_workers(running, celery_workers)
         wait_http(f"{running.mlflow_url}/health", timeout, running.processes["mlflow"], running.log("mlflow"))
         wait_http(
             f"{running.api_url}/api/v2/monitor/health",

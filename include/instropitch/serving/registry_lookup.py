@@ -125,10 +125,13 @@ def _sqlite_lookup(uri: str, name: str, alias: str | None, version: str | None) 
         columns = {row[1] for row in db.execute("PRAGMA table_info(model_versions)")}
         if not {"name", "version", "run_id", "current_stage"} <= columns:
             raise LookupUnavailable(f"{path} has no MLflow model registry tables")
-        scope, params = ("AND workspace = ?", (DEFAULT_WORKSPACE,)) if "workspace" in columns else ("", ())
+        scoped = "workspace" in columns  # MLflow 3.x stores with workspaces: only the default one
+        params: tuple[str, ...] = (DEFAULT_WORKSPACE,) if scoped else ()
         if alias is not None:
             row = db.execute(
-                f"SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ? {scope}",
+                "SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ? AND workspace = ?"
+                if scoped
+                else "SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?",
                 (name, alias, *params),
             ).fetchone()
             if row is None:
@@ -140,13 +143,17 @@ def _sqlite_lookup(uri: str, name: str, alias: str | None, version: str | None) 
             except ValueError:
                 raise LookupUnavailable(f"version {version!r} is not a number") from None
         found = db.execute(
-            f"SELECT run_id FROM model_versions WHERE name = ? AND version = ? AND current_stage != ? {scope}",
+            "SELECT run_id FROM model_versions WHERE name = ? AND version = ? AND current_stage != ? AND workspace = ?"
+            if scoped
+            else "SELECT run_id FROM model_versions WHERE name = ? AND version = ? AND current_stage != ?",
             (name, number, DELETED_STAGE, *params),
         ).fetchall()
         if len(found) != 1:
             raise LookupUnavailable(f"{len(found)} rows for version {number} of {name!r}")
         tags = db.execute(
-            f"SELECT key, value FROM model_version_tags WHERE name = ? AND version = ? {scope}",
+            "SELECT key, value FROM model_version_tags WHERE name = ? AND version = ? AND workspace = ?"
+            if scoped
+            else "SELECT key, value FROM model_version_tags WHERE name = ? AND version = ?",
             (name, number, *params),
         ).fetchall()
     except sqlite3.Error as exc:  # locked, damaged, another schema

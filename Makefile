@@ -28,7 +28,7 @@ up: venv
 	$(VENV)/bin/instropitch up $(if $(CELERY_WORKERS),--celery-workers $(CELERY_WORKERS))
 
 test: venv
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=20
 
 test-fast: venv
 	$(PY) -m pytest -m "not e2e and not slow"

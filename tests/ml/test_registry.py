@@ -73,6 +73,7 @@ def test_worse_version_never_replaces_champion(story):
     assert info is not None and info.version == good.version
     assert info.model_uri == "models:/instropitch-inst@champion"
     assert info.test_accuracy == pytest.approx(good.test_accuracy)
+    assert info.heldout_accuracy is None  # one source: nothing held out
     champion = load_model(info.model_uri)  # what a predict task does
     snap = story["snap"]
     assert champion.label == "instrument" and champion.class_values[:2] == ["BTb", "Hn"]

@@ -286,6 +286,7 @@ def heldout_story(tmp_path_factory):
             "tags": client.get_run(good.run_id).data.tags,
             "layout": registry.load_model(good.model_uri).info,
             "artifacts": {a.path for a in client.list_artifacts(good.run_id)},
+            "champion": registry.champion_info("inst"),
         }
 
 
@@ -324,6 +325,11 @@ def test_promotion_compares_heldout_source_accuracy(heldout_story):
     assert second.champion_score == pytest.approx(good.metrics["heldout_accuracy"])
     assert second.promoted is (bad.metrics["heldout_accuracy"] > good.metrics["heldout_accuracy"])
     assert "held-out-source accuracy" in second.reason
+    champion = heldout_story["champion"]  # what `make demo` prints: both scores, each under its own name
+    winner = good if first.promoted and not second.promoted else bad
+    assert champion.version == winner.version
+    assert champion.test_accuracy == pytest.approx(winner.test_accuracy, abs=1e-6)
+    assert champion.heldout_accuracy == pytest.approx(winner.metrics["heldout_accuracy"], abs=1e-6)
 
 
 # ------------------------------------------------ held-out fits as separate units of work

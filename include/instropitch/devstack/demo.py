@@ -168,6 +168,8 @@ def _summary_training(services: stack.Services) -> str:
             lines.append(f"  instropitch-{name}: no champion")
             continue
         accuracy = "n/a" if info.test_accuracy is None else f"{info.test_accuracy:.4f}"
+        if info.heldout_accuracy is not None:  # on the sources it was not trained on: what a user's recording is
+            accuracy += f", held-out-source accuracy {info.heldout_accuracy:.4f}"
         lines.append(f"  {info.model_name} v{info.version} is champion: test accuracy {accuracy} ({info.model_uri})")
     return "\n".join(lines)
 

@@ -273,6 +273,8 @@ class ChampionInfo:
     model_uri: str
     run_id: str | None
     test_accuracy: float | None
+    heldout_accuracy: float | None
+    """Mean accuracy on sources each held-out fit never saw (None with one source): what promotion compares."""
     data_digest: str | None
     tags: dict[str, str]
 
@@ -292,13 +294,14 @@ def champion_info(spec_name: str, *, alias: str = CHAMPION) -> ChampionInfo | No
         return None
     mv = client.get_model_version(name, version)
     tags = dict(mv.tags or {})
-    score = tags.get(TAG_NEW_SCORE) or tags.get("test_accuracy")
+    test, heldout = tags.get("test_accuracy"), tags.get(TAG_HELDOUT_ACCURACY)
     return ChampionInfo(
         model_name=name,
         version=version,
         model_uri=f"models:/{name}@{alias}",
         run_id=mv.run_id,
-        test_accuracy=float(score) if score else None,
+        test_accuracy=float(test) if test else None,
+        heldout_accuracy=float(heldout) if heldout else None,
         data_digest=tags.get("data_digest"),
         tags=tags,
     )

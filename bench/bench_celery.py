@@ -1,6 +1,6 @@
 """Benchmark: the ETL on Celery workers against the LocalExecutor, and the training DAG on one and two workers.
 
-    nice -n 10 .venv/bin/python bench/bench_celery.py --data .instropitch/data/sources-seed0-scale1 --training-epochs 20
+    nice -n 10 .venv/bin/python bench/bench_celery.py --data .instropitch/data/sources-seed0-scale1 --training-epochs 10
 
 Starts the embedded stack (PostgreSQL, the S3 server) under `--home` (a temp folder by
 default, removed afterwards) and uploads `--data`: a TinySOL-layout folder (the source
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             runs += [("local", 0, None, None), (f"celery{args.workers}", args.workers, None, None)]
         if args.training_epochs is not None:
             training_conf = {"epochs": args.training_epochs}
-            runs += [(f"training-{n}w", n, training_conf, args.training_slots) for n in (1, 2)]
+            runs += [(f"training_{n}w", n, training_conf, args.training_slots) for n in (1, 2)]
         for label, workers, training_conf, slots in runs:
             print(f"{label}: starting the services ...", flush=True)
             figures[label] = measure(services, home, label, workers, etl_conf, notes, training_conf, slots)
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             local, celery = figures["local"]["etl"], figures[f"celery{args.workers}"]["etl"]
             figures["etl_throughput_ratio_celery_to_local"] = round(celery["notes_per_s"] / local["notes_per_s"], 3)
         if args.training_epochs is not None and ok:
-            one, two = figures["training-1w"]["training"], figures["training-2w"]["training"]
+            one, two = figures["training_1w"]["training"], figures["training_2w"]["training"]
             figures["training_speedup_2w_over_1w"] = round(one["wall_s"] / two["wall_s"], 3)
     finally:
         stack.down(home / "stack")

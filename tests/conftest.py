@@ -21,10 +21,11 @@ from sqlalchemy import Engine, text
 from support import ROOT
 from support.mlflow_store import MlflowStore, throwaway_store
 from support.models import TrainedStore, build_trained_store
+from support.tables import digests
 
 from instropitch import synth
 from instropitch.data import objectstore, warehouse
-from instropitch.devstack import local_airflow, stack
+from instropitch.devstack import airflow_services, local_airflow, stack
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -124,6 +125,27 @@ def airflow_base_env(services, tmp_path_factory) -> dict[str, str]:
     env = local_airflow.environment(services, {"AIRFLOW_HOME": str(tmp_path_factory.mktemp("airflow"))})
     local_airflow.migrate(env)
     return env
+
+
+@pytest.fixture(scope="session")
+def etl_reference(services, small_dataset, airflow_base_env) -> dict[str, warehouse.TableDigest]:
+    """The warehouse tables after `instropitch_etl` loads `small_dataset` as `TinySOL/` with `airflow dags test`
+    (every task in one process, no executor): what every executor's run of the same data must equal."""
+    bucket, database = f"ref-{uuid.uuid4().hex[:10]}", f"ref_{uuid.uuid4().hex[:8]}"
+    s3 = objectstore.make_client(
+        services.s3_endpoint, aws_access_key_id=stack.S3_ACCESS_KEY, aws_secret_access_key=stack.S3_SECRET_KEY
+    )
+    objectstore.upload_folder(s3, bucket, "TinySOL/", small_dataset)
+    airflow_services.ensure_database(services, database)
+    postgres = json.loads(airflow_base_env["AIRFLOW_CONN_POSTGRES_DEFAULT"])
+    postgres["schema"] = database
+    env = {**airflow_base_env, "AIRFLOW_CONN_POSTGRES_DEFAULT": json.dumps(postgres)}
+    conf = {"bucket": bucket, "sources": ["TinySOL/"], "shard_size": 3}
+    result = local_airflow.dags_test("instropitch_etl", env, conf)
+    assert result.ok, result.tail()
+    found = digests(services, database)
+    assert found["instruments_notes_spectrogram"].rows > 0
+    return found
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """End to end with real Airflow services (no Docker): api-server, scheduler, dag-processor and
 triggerer on a PostgreSQL metadata database, an MLflow tracking server, S3 on loopback.
 
-1. trigger `instropitch_etl` through the REST API v2 (JWT from /auth/token), as the UI does;
+1. trigger `instropitch_etl` through the REST API v2 (JWT from /auth/token), as the UI does; the
+   tables equal those of a run without an executor (`etl_reference`, digest for digest);
 2. the combined-table Asset event triggers `instropitch_training` by itself;
 3. MLflow over HTTP: both runs, registered versions, `champion` aliases;
 4. the ETL again with `airflow dags trigger` (the CLI path): it transforms nothing and publishes no event;
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from support import tables
 from support.airflow_api import Api, quick_models
 
 from instropitch.data import objectstore
@@ -30,9 +32,14 @@ PREFIX = "TinySOL/"
 
 
 @pytest.fixture
-def running(services, s3, small_dataset, tmp_path, monkeypatch):
-    warehouse_db = f"e2e_{uuid.uuid4().hex[:8]}"
-    airflow_services.ensure_database(services, warehouse_db)
+def warehouse_db(services) -> str:
+    name = f"e2e_{uuid.uuid4().hex[:8]}"
+    airflow_services.ensure_database(services, name)
+    return name
+
+
+@pytest.fixture
+def running(services, warehouse_db, tmp_path, monkeypatch):
     monkeypatch.setenv("INSTROPITCH_MODELS_DIR", str(quick_models(tmp_path / "models")))
     home = tmp_path / "services"
     started = airflow_services.start(
@@ -48,7 +55,9 @@ def running(services, s3, small_dataset, tmp_path, monkeypatch):
                 print(f"--- {name} log tail ---\n{log.read_text(errors='replace')[-1500:]}")
 
 
-def test_real_airflow_services_run_the_whole_pipeline(running, s3, small_dataset):
+def test_real_airflow_services_run_the_whole_pipeline(
+    running, services, warehouse_db, etl_reference, s3, small_dataset
+):
     bucket = f"e2e-{uuid.uuid4().hex[:10]}"
     objectstore.upload_folder(s3, bucket, PREFIX, small_dataset)
     conf = {"bucket": bucket, "sources": [PREFIX], "shard_size": 10}
@@ -62,6 +71,8 @@ def test_real_airflow_services_run_the_whole_pipeline(running, s3, small_dataset
     api.wait_for_run("instropitch_etl", run["dag_run_id"])
     shards = api.xcom("instropitch_etl", run["dag_run_id"], "plan")
     assert sum(len(s) for s in shards) > 0
+    # the LocalExecutor's tables equal a run without an executor (and so the Celery workers' run)
+    tables.assert_equal_without_duplicates(tables.digests(services, warehouse_db), etl_reference)
 
     # 2. the Asset event triggers training by itself
     triggered = api.wait_for_new_run("instropitch_training", training_before, run_type="asset_triggered")
@@ -96,6 +107,7 @@ def test_real_airflow_services_run_the_whole_pipeline(running, s3, small_dataset
     api.wait_for_run("instropitch_etl", again["dag_run_id"])
     assert api.xcom("instropitch_etl", again["dag_run_id"], "plan") == []  # nothing to transform
     assert [t["state"] for t in api.task_instances("instropitch_etl", again["dag_run_id"], "publish")] == ["skipped"]
+    assert tables.digests(services, warehouse_db) == etl_reference  # nothing written twice
 
     # 5. the plugin's predict endpoint on the API server: Airflow's login required, as for its own API
     wav = next(small_dataset.rglob("*.wav"))

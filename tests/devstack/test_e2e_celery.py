@@ -4,7 +4,8 @@ API, the MLflow tracking server (HTTP, served artifacts) and the Airflow API ser
 
 One set of services for the module (starting it takes a minute or two); each test empties the
 warehouse first and compares its tables, by `warehouse.table_digests`, with a run of the same
-DAG without Celery (`airflow dags test`, every task in one process):
+data without an executor (`airflow dags test`, every task in one process: the `etl_reference`
+fixture), which the LocalExecutor's run in `test_e2e_airflow_services.py` equals too:
 
 1. the ETL spreads its shards over both workers; training registers models on one worker
    that the other loads and evaluates (its `promote` task, with the first worker taken out
@@ -22,7 +23,6 @@ Task instances tell where each try ran: their `hostname` is the worker's name.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import time
@@ -32,10 +32,11 @@ from collections.abc import Iterator
 import pytest
 import requests
 from sqlalchemy import text
+from support import tables
 from support.airflow_api import Api, quick_models
 
 from instropitch.data import objectstore, warehouse
-from instropitch.devstack import airflow_services, local_airflow, processes, stack
+from instropitch.devstack import airflow_services, processes, stack
 
 pytestmark = pytest.mark.e2e
 
@@ -64,30 +65,6 @@ def bucket(services, small_dataset) -> str:
 
 def etl_conf(bucket: str) -> dict:
     return {"bucket": bucket, "sources": [PREFIX], "shard_size": SHARD_SIZE}
-
-
-def digests(services: stack.Services, database: str) -> dict[str, warehouse.TableDigest]:
-    engine = warehouse.engine_for(services.pg_socket_dir, 5432, services.pg_user, None, database)
-    try:
-        with engine.connect() as conn:
-            return warehouse.table_digests(conn)
-    finally:
-        engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def reference(services, bucket, airflow_base_env, tmp_path_factory) -> dict[str, warehouse.TableDigest]:
-    """The tables of the same ETL run without Celery: `airflow dags test`, every task in one process."""
-    database = f"ref_{uuid.uuid4().hex[:8]}"
-    airflow_services.ensure_database(services, database)
-    postgres = json.loads(airflow_base_env["AIRFLOW_CONN_POSTGRES_DEFAULT"])
-    postgres["schema"] = database
-    env = {**airflow_base_env, "AIRFLOW_CONN_POSTGRES_DEFAULT": json.dumps(postgres)}
-    result = local_airflow.dags_test("instropitch_etl", env, etl_conf(bucket), tmp_path_factory.mktemp("reference"))
-    assert result.ok, result.tail()
-    found = digests(services, database)
-    assert found["instruments_notes_spectrogram"].rows >= 4 * SHARD_SIZE  # at least four shards
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -132,9 +109,7 @@ def empty_warehouse(services: stack.Services, database: str) -> None:
 
 
 def assert_tables_equal(services, database, reference) -> None:
-    found = digests(services, database)
-    assert found == reference
-    assert all(d.rows == d.keys for d in found.values())  # no duplicate rows
+    tables.assert_equal_without_duplicates(tables.digests(services, database), reference)
 
 
 def trigger(api: Api, dag_id: str, conf: dict) -> str:
@@ -142,7 +117,7 @@ def trigger(api: Api, dag_id: str, conf: dict) -> str:
 
 
 @pytest.mark.timeout(1800)  # the module's services start here; minutes more on a loaded machine
-def test_two_workers_share_the_etl_and_the_models(services, bucket, reference, running, api):
+def test_two_workers_share_the_etl_and_the_models(services, bucket, etl_reference, running, api):
     started, warehouse_db = running
     training_before = {r["dag_run_id"] for r in api.runs("instropitch_training")}
     run_id = trigger(api, "instropitch_etl", etl_conf(bucket))
@@ -151,7 +126,7 @@ def test_two_workers_share_the_etl_and_the_models(services, bucket, reference, r
     shards = api.task_instances("instropitch_etl", run_id, "transform")
     assert len(shards) >= 4
     assert {t["hostname"] for t in shards} == WORKERS, [(t["map_index"], t["hostname"]) for t in shards]
-    assert_tables_equal(services, warehouse_db, reference)
+    assert_tables_equal(services, warehouse_db, etl_reference)
 
     # training, triggered by the ETL's Asset event, on both workers
     first = api.wait_for_new_run("instropitch_training", training_before, run_type="asset_triggered")["dag_run_id"]
@@ -269,7 +244,7 @@ def wait_for_transform(api: Api, run_id: str, states: set[str], timeout: float =
         time.sleep(0.2)
 
 
-def test_worker_killed_in_a_shard_then_the_broker_restarted(services, bucket, reference, running, api):
+def test_worker_killed_in_a_shard_then_the_broker_restarted(services, bucket, etl_reference, running, api):
     """One ETL run, two faults: the worker running a shard SIGKILLed, then the broker restarted while that
     shard waits for its retry (the other shards queued or running): the retry goes through the new broker."""
     started, warehouse_db = running
@@ -289,4 +264,4 @@ def test_worker_killed_in_a_shard_then_the_broker_restarted(services, bucket, re
     assert tries[-1]["state"] == "success"
     assert tries[-1]["hostname"] == (WORKERS - {victim["hostname"]}).pop()
     assert all(t["state"] == "success" for t in api.task_instances("instropitch_etl", run_id, "transform"))
-    assert_tables_equal(services, warehouse_db, reference)
+    assert_tables_equal(services, warehouse_db, etl_reference)

@@ -6,7 +6,7 @@ test folder. One module per concern: `tones` (synthetic notes as arrays and WAV 
 `pitch` (an f0 estimator), `hostile_wavs` (malformed WAV files), `models` (tiny learnable
 data, recipes and the trained registry store), `mlflow_store` (a throw-away MLflow store),
 `cli` (the `instropitch` command in a child process), `airflow_api` (the REST API v2 of
-running Airflow services).
+running Airflow services), `tables` (the warehouse tables' digests).
 """
 
 from __future__ import annotations

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import time
 
-from instropitch.devstack import celery_workers
+import pytest
+
+from instropitch.devstack import airflow_services, celery_workers
 
 
 def test_each_worker_has_its_own_name_home_temp_folder_and_log_port(tmp_path):
@@ -33,3 +37,29 @@ def test_worker_command_names_the_celery_node():
     command = celery_workers.worker_command("/venv/bin/airflow", "worker-2")
     assert command[1:3] == ["celery", "worker"]
     assert command[command.index("--celery-hostname") + 1] == "worker-2"
+
+
+def test_a_worker_counts_as_started_once_this_start_says_ready(tmp_path):
+    """A restarted worker appends to its log: an earlier start's `ready.` line must not count, and a worker
+    that exits before it is ready (e.g. its start-up question to a broker that is restarting) is an error."""
+    running = airflow_services.AirflowServices(tmp_path, "http://127.0.0.1:1", "http://127.0.0.1:2", "pw", {})
+    log = running.log("worker-1")
+    log.parent.mkdir(parents=True)
+    log.write_bytes(b"celery@worker-1 ready.\n")  # the start before
+    offset = log.stat().st_size
+    ready_later = f"sleep 1; echo 'celery@worker-1 ready.' >> {log}; sleep 30"
+    running.processes["worker-1"] = subprocess.Popen(["sh", "-c", ready_later])
+    try:
+        started = time.monotonic()
+        airflow_services.wait_worker_ready(running, "worker-1", offset, timeout=20)
+        assert time.monotonic() - started >= 0.9  # waited for this start's line
+    finally:
+        running.processes["worker-1"].kill()
+        running.processes["worker-1"].wait()
+
+    offset = log.stat().st_size
+    running.processes["worker-1"] = subprocess.Popen(
+        ["sh", "-c", "echo 'Connection refused' >> " + str(log) + "; exit 3"]
+    )
+    with pytest.raises(RuntimeError, match="worker-1 exited with 3 before it was ready"):
+        airflow_services.wait_worker_ready(running, "worker-1", offset, timeout=20)

@@ -193,19 +193,52 @@ def restart_broker(running: AirflowServices) -> None:
     _start_broker(running)
 
 
-def start_worker(running: AirflowServices, name: str) -> None:
-    """Start the Celery worker `name` in its folder under `home/workers/` (again, after it died: same disk)."""
+def start_worker(running: AirflowServices, name: str, *, wait: float | None = 180) -> int:
+    """Start the Celery worker `name` in its folder under `home/workers/` (again, after it died: same disk).
+
+    With `wait` (seconds), return once the worker says it is ready (`wait_worker_ready`): until
+    then it is still asking the broker whether its name is taken, and a broker restart in that
+    window ends the `airflow celery worker` command instead of a reconnection. Returns where
+    this start's lines begin in the worker's log (the log is appended to across starts).
+    """
     folder = running.home / "workers" / name
     celery_layout.prepare_folder(folder)
     env = celery_layout.worker_environment(running.env, folder, name, stack.free_port())
     running.workers[name] = folder
+    log = running.log(name)
+    offset = log.stat().st_size if log.exists() else 0
     _spawn(running, name, celery_layout.worker_command(_bin("airflow"), name), env=env, cwd=folder)
+    if wait:
+        wait_worker_ready(running, name, offset, wait)
+    return offset
 
 
-def _start_workers(running: AirflowServices, count: int) -> None:
-    """Start `count` Celery workers, each with its own folder and log-server port."""
-    for index in range(1, count + 1):
-        start_worker(running, celery_layout.worker_name(index))
+def wait_worker_ready(running: AirflowServices, name: str, offset: int = 0, timeout: float = 180) -> None:
+    """Wait for Celery's `celery@NAME ready.` in the worker's log after `offset`; fail early if it exited."""
+    process, log, ready = running.processes[name], running.log(name), f"celery@{name} ready.".encode()
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(log, "rb") as f:
+            f.seek(offset)
+            if ready in f.read():
+                return
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"Celery worker {name} exited with {process.returncode} before it was ready\n{tail}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Celery worker {name} was not ready within {timeout:.0f} s (log: {log})")
+        time.sleep(0.5)
+
+
+def _start_workers(running: AirflowServices, count: int) -> dict[str, int]:
+    """Start `count` Celery workers, each with its own folder and log-server port; {name: log offset}.
+
+    `start` awaits their readiness once the API server answers (they start side by side).
+    """
+    return {
+        name: start_worker(running, name, wait=None)
+        for name in (celery_layout.worker_name(index) for index in range(1, count + 1))
+    }
 
 
 def clear_leftovers(home: Path) -> str | None:
@@ -289,7 +322,7 @@ def start(
         )
         for name in AIRFLOW_PROCESSES:
             _spawn(running, name, [_bin("airflow"), name])
-        _start_workers(running, celery_workers)
+        offsets = _start_workers(running, celery_workers)
         wait_http(f"{running.mlflow_url}/health", timeout, running.processes["mlflow"], running.log("mlflow"))
         wait_http(
             f"{running.api_url}/api/v2/monitor/health",
@@ -297,6 +330,8 @@ def start(
             running.processes["api-server"],
             running.log("api-server"),
         )
+        for name, offset in offsets.items():
+            wait_worker_ready(running, name, offset, timeout)
     except BaseException:
         stop(running)
         raise

@@ -127,6 +127,13 @@ def airflow_base_env(services, tmp_path_factory) -> dict[str, str]:
     return env
 
 
+def on_database(env: dict[str, str], database: str) -> dict[str, str]:
+    """Airflow's environment with `postgres_default` on `database` (the warehouse the DAGs write)."""
+    postgres = json.loads(env["AIRFLOW_CONN_POSTGRES_DEFAULT"])
+    postgres["schema"] = database
+    return {**env, "AIRFLOW_CONN_POSTGRES_DEFAULT": json.dumps(postgres)}
+
+
 @pytest.fixture(scope="session")
 def etl_reference(services, small_dataset, airflow_base_env) -> dict[str, warehouse.TableDigest]:
     """The warehouse tables after `instropitch_etl` loads `small_dataset` as `TinySOL/` with `airflow dags test`
@@ -137,11 +144,8 @@ def etl_reference(services, small_dataset, airflow_base_env) -> dict[str, wareho
     )
     objectstore.upload_folder(s3, bucket, "TinySOL/", small_dataset)
     airflow_services.ensure_database(services, database)
-    postgres = json.loads(airflow_base_env["AIRFLOW_CONN_POSTGRES_DEFAULT"])
-    postgres["schema"] = database
-    env = {**airflow_base_env, "AIRFLOW_CONN_POSTGRES_DEFAULT": json.dumps(postgres)}
     conf = {"bucket": bucket, "sources": ["TinySOL/"], "shard_size": 3}
-    result = local_airflow.dags_test("instropitch_etl", env, conf)
+    result = local_airflow.dags_test("instropitch_etl", on_database(airflow_base_env, database), conf)
     assert result.ok, result.tail()
     found = digests(services, database)
     assert found["instruments_notes_spectrogram"].rows > 0
@@ -151,11 +155,8 @@ def etl_reference(services, small_dataset, airflow_base_env) -> dict[str, wareho
 @pytest.fixture
 def airflow_env(airflow_base_env, services, database, tmp_path) -> dict[str, str]:
     """Airflow's environment with `postgres_default` on this test's own database and its own MLflow store."""
-    postgres = json.loads(airflow_base_env["AIRFLOW_CONN_POSTGRES_DEFAULT"])
-    postgres["schema"] = database
     return {
-        **airflow_base_env,
-        "AIRFLOW_CONN_POSTGRES_DEFAULT": json.dumps(postgres),
+        **on_database(airflow_base_env, database),
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
         "INSTROPITCH_ARTIFACT_ROOT": str(tmp_path / "mlartifacts"),
     }

@@ -453,3 +453,29 @@ def test_feature_threads_do_not_share_work_arrays() -> None:
         concurrent = list(pool.map(lambda job: spectrogram(*job), jobs * 3))
     for i, got in enumerate(concurrent):
         assert np.array_equal(got, sequential[i % len(jobs)]), i
+
+
+def test_threads_that_first_ask_at_once_get_one_complete_fft_module(monkeypatch) -> None:
+    """A fresh process's feature threads all ask for scipy's compiled FFT at the same moment."""
+    import threading
+
+    from instropitch.audio import features
+
+    monkeypatch.setattr(features, "_LOADED", {})
+    features._pocketfft.cache_clear()
+    features._sparsetools.cache_clear()
+    barrier, got = threading.Barrier(8), []
+
+    def first_use() -> None:
+        barrier.wait()
+        got.append((features._pocketfft(), features._sparsetools()))
+
+    threads = [threading.Thread(target=first_use) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(fft) for fft, _ in got}) == 1 and len({id(csr) for _, csr in got}) == 1
+    assert hasattr(got[0][0], "r2c") and hasattr(got[0][1], "csr_matvecs")
+    features._pocketfft.cache_clear()  # the next tests load through the restored cache
+    features._sparsetools.cache_clear()

@@ -343,14 +343,31 @@ def _scipy_compiled(package: str, name: str) -> Any:
         return importlib.import_module(full)
 
 
+_LOAD_LOCK = threading.Lock()
+_LOADED: dict[tuple[str, str], Any] = {}
+
+
+def _compiled_once(package: str, name: str) -> Any:
+    """`_scipy_compiled`, once per process whichever thread asks first.
+
+    The feature threads of an ETL shard or a prediction batch ask at the same moment; two
+    threads initialising the same extension at once can leave one of them a module without
+    its functions (seen: `pypocketfft` without `r2c` in a fresh `make demo`).
+    """
+    with _LOAD_LOCK:
+        if (package, name) not in _LOADED:
+            _LOADED[package, name] = _scipy_compiled(package, name)
+        return _LOADED[package, name]
+
+
 @functools.cache
 def _pocketfft() -> Any:
-    return _scipy_compiled("fft._pocketfft", "pypocketfft")
+    return _compiled_once("fft._pocketfft", "pypocketfft")
 
 
 @functools.cache
 def _sparsetools() -> Any:
-    return _scipy_compiled("sparse", "_sparsetools")
+    return _compiled_once("sparse", "_sparsetools")
 
 
 @dataclass(frozen=True)

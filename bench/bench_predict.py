@@ -72,6 +72,28 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def machine_speed() -> dict[str, Any]:
+    """ms for a fixed workload (min of 7): 44 float32 FFTs of 8,192 points, the pitch window's kernel.
+
+    The load average misses the VM host's other tenants: the same code and files gave 416 files/s
+    at 21:00 and 545 at 23:05 on one day at load < 1. This figure, taken at the start and the end
+    of a run, says how fast the machine was while it ran, so runs can be compared.
+    """
+    import numpy as np
+
+    from instropitch.audio import features
+
+    frames = np.random.default_rng(0).standard_normal((8192, 44)).astype(np.float32)
+    fft = features._pocketfft()
+    times = []
+    for _ in range(7):
+        started = time.perf_counter()
+        for _ in range(20):
+            fft.r2c(frames, (0,), True, 0, None, 1)
+        times.append((time.perf_counter() - started) / 20 * 1000)
+    return {"fft_window_ms": round(min(times), 3), "load_avg": load_average()}
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')} load {load_average()}] {message}", flush=True)
 
@@ -679,6 +701,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "load_avg_start": load_average(),
+        "machine_speed_start": machine_speed(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
     store = args.store
@@ -738,6 +761,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.runtimes and args.keras_export:
             figures["runtimes"] = measure_runtimes(args.keras_export, files[:100])
         figures["load_avg_end"] = load_average()
+        figures["machine_speed_end"] = machine_speed()
+        log(f"machine speed: start {figures['machine_speed_start']}, end {figures['machine_speed_end']}")
 
         p50 = figures["latency"]["predict_file"]["p50_ms"]
         default = figures["throughput"]["runs"][0]["files_per_s"]

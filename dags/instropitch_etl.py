@@ -31,6 +31,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.sdk import Asset, CronTriggerTimetable, Param, dag, get_current_context, task
+from airflow.sdk.configuration import conf
+
+# Seconds before a failed task's retry; `[instropitch] etl_retry_delay` in airflow.cfg or
+# AIRFLOW__INSTROPITCH__ETL_RETRY_DELAY (the fault e2e tests shorten it).
+RETRY_DELAY = timedelta(seconds=conf.getint("instropitch", "etl_retry_delay", fallback=30))
 
 # Named by the table it stands for. A name-only Asset (no URI scheme) keeps DAG parsing
 # fast: a scheme makes Airflow load every provider's URI handlers (~1.4 s) at parse time.
@@ -58,7 +63,7 @@ def _params() -> dict:
     max_active_runs=1,
     doc_md=__doc__,
     tags=["instropitch", "etl"],
-    default_args={"owner": "instropitch", "retries": 2, "retry_delay": timedelta(seconds=30)},
+    default_args={"owner": "instropitch", "retries": 2, "retry_delay": RETRY_DELAY},
     params={
         "bucket": Param(
             "instropitch", type="string", minLength=3, maxLength=63, pattern=r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$"

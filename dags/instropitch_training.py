@@ -48,6 +48,11 @@ from airflow.sdk import (
     get_current_context,
     task,
 )
+from airflow.sdk.configuration import conf
+
+# Seconds before a failed task's retry; `[instropitch] training_retry_delay` in airflow.cfg or
+# AIRFLOW__INSTROPITCH__TRAINING_RETRY_DELAY (the fault e2e tests shorten it).
+RETRY_DELAY = timedelta(seconds=conf.getint("instropitch", "training_retry_delay", fallback=60))
 
 # Named by the table it stands for. A name-only Asset (no URI scheme) keeps DAG parsing
 # fast: a scheme makes Airflow load every provider's URI handlers (~1.4 s) at parse time.
@@ -61,7 +66,7 @@ COMBINED_TABLE = Asset(name="instruments_notes_spectrogram")
     max_active_runs=1,
     doc_md=__doc__,
     tags=["instropitch", "training", "mlflow"],
-    default_args={"owner": "instropitch", "retries": 2, "retry_delay": timedelta(minutes=1)},
+    default_args={"owner": "instropitch", "retries": 2, "retry_delay": RETRY_DELAY},
     params={
         "models": Param(
             [],

@@ -28,6 +28,7 @@ print(json.dumps({
         dag_id: {
             "tags": sorted(dag.tags),
             "retries": {t.task_id: t.retries for t in dag.tasks},
+            "retry_delay_s": sorted({t.retry_delay.total_seconds() for t in dag.tasks if t.retries}),
             "max_active_runs": dag.max_active_runs,
             "doc_md": bool(dag.doc_md),
             "schedule": type(dag.timetable).__name__,
@@ -56,9 +57,10 @@ print(json.dumps({"seconds": seconds, "new_modules": sorted(set(sys.modules) - b
 """
 
 
-def run_airflow_python(script: str, *args: str, tmp_path: Path) -> dict:
+def run_airflow_python(script: str, *args: str, tmp_path: Path, extra_env: dict | None = None) -> dict:
     env = {
         **os.environ,
+        **(extra_env or {}),
         "AIRFLOW_HOME": str(tmp_path / "airflow"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
@@ -87,6 +89,15 @@ def test_every_dag_has_tags_docs_and_retries(dagbag):
             if task_id == "close_parent":  # bookkeeping that must not re-run after the run ends
                 continue
             assert retries >= 2, f"{dag_id}.{task_id} has retries={retries}"
+
+
+def test_retry_delays_default_and_come_from_the_instropitch_config_section(dagbag, tmp_path):
+    assert dagbag["dags"]["instropitch_etl"]["retry_delay_s"] == [30.0]
+    assert dagbag["dags"]["instropitch_training"]["retry_delay_s"] == [60.0]
+    shortened = {"AIRFLOW__INSTROPITCH__ETL_RETRY_DELAY": "4", "AIRFLOW__INSTROPITCH__TRAINING_RETRY_DELAY": "7"}
+    bag = run_airflow_python(DAGBAG_SCRIPT, str(ROOT / "dags"), tmp_path=tmp_path, extra_env=shortened)
+    assert bag["dags"]["instropitch_etl"]["retry_delay_s"] == [4.0]
+    assert bag["dags"]["instropitch_training"]["retry_delay_s"] == [7.0]
 
 
 def test_training_is_scheduled_nightly_or_on_the_combined_table(dagbag):

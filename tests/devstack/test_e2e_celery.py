@@ -50,6 +50,9 @@ FAULT_SETTINGS = {
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
     # a task the killed worker had taken from the queue but not started is sent again after 60 s
     "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "60",
+    # the retry itself soon after (the DAGs wait 30 s / 60 s by default)
+    "AIRFLOW__INSTROPITCH__ETL_RETRY_DELAY": "5",
+    "AIRFLOW__INSTROPITCH__TRAINING_RETRY_DELAY": "5",
 }
 
 

@@ -9,18 +9,27 @@ export folder or the registry) and prints the exact note + octave accuracy per k
 the misses.
 
     .venv/bin/python bench/bench_tones.py --from-export DIR --json /tmp/tones.json
+    .venv/bin/python bench/bench_tones.py --from-export DIR --notes /tmp/ext/fluidr3 /tmp/ext/opl3 --json /tmp/t.json
+
+Every set is predicted twice: as the product answers (the CNN, its answer checked against the
+waveform's period when the note is short or the answer unsure: `serving.pitch_evidence`) and
+by the CNN alone, so the table shows what the period check adds. `--notes` adds TinySOL-layout
+folders (e.g. FluidSynth renders, `bench/external_render.py`): real-instrument notes on which
+the check must not cost anything.
     MLFLOW_TRACKING_URI=sqlite:///$PWD/.instropitch/mlflow.db .venv/bin/python bench/bench_tones.py
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -49,9 +58,46 @@ def sox_tone(kind: str, midi: int, seconds: float, out: Path) -> bytes:
 KINDS = {"sine": 1.0, "square": 1.0, "triangle": 1.0, "missing_fundamental": 1.0, "short": 0.08}
 
 
+def labelled_notes(folder: Path) -> tuple[list[str], list[int]]:
+    """Every note of a TinySOL-layout folder (its metadata CSV), with its MIDI number."""
+    import csv
+
+    with open(folder / "TinySOL_metadata.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if (folder / r["Path"]).is_file()]
+    return [str(folder / r["Path"]) for r in rows], [int(r["Pitch ID"]) for r in rows]
+
+
+@contextlib.contextmanager
+def period_check(enabled: bool) -> Iterator[None]:
+    """The product as it is, or the CNN alone (the period never asked)."""
+    from instropitch.serving import pitch_evidence
+
+    original = pitch_evidence.needs_check
+    if not enabled:
+        pitch_evidence.needs_check = lambda *args: False
+    try:
+        yield
+    finally:
+        pitch_evidence.needs_check = original
+
+
+def score(predictions: list, truth: list[int]) -> dict:
+    """Exact note + octave accuracy, the misses (truth, answer, error), and how the sure answers fare."""
+    misses = [(m, p.midi, p.error) for m, p in zip(truth, predictions, strict=True) if p.midi != m]
+    sure = [p.midi == m for m, p in zip(truth, predictions, strict=True) if p.ok and p.pitch_sure]
+    return {
+        "accuracy": 1 - len(misses) / len(truth),
+        "n": len(truth),
+        "misses": misses,
+        "sure_share": len(sure) / len(truth),
+        "sure_accuracy": float(np.mean(sure)) if sure else 0.0,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--from-export", type=Path, help="an export folder (default: the registry champions)")
+    parser.add_argument("--notes", type=Path, nargs="*", default=[], help="TinySOL-layout folders to score too")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -63,28 +109,28 @@ def main() -> int:
     if shutil.which("sox") is None:
         raise SystemExit("bench_tones: needs SoX (apt-get install sox)")
     tmp = Path(tempfile.mkdtemp(prefix="bench-tones-"))
+    sets: dict[str, tuple[list, list[int]]] = {}
     for kind, seconds in KINDS.items():
-        notes = [
-            (f"{kind}-{midi}.wav", sox_tone(kind, midi, seconds, tmp / f"{kind}-{midi}.wav"))
-            for midi in range(LOW, HIGH + 1)
-        ]
-        predictions = predictor.predict_many(notes, top_k=0)
         truth = list(range(LOW, HIGH + 1))
-        misses = [(m, p.midi, p.error) for m, p in zip(truth, predictions, strict=True) if p.midi != m]
-        results[kind] = {
-            "accuracy": 1 - len(misses) / len(truth),
-            "n": len(truth),
-            "misses": misses,
-            "sure_share": float(np.mean([bool(p.pitch_sure) for p in predictions if p.ok])),
-            "sure_accuracy": float(
-                np.mean([p.midi == m for m, p in zip(truth, predictions, strict=True) if p.ok and p.pitch_sure] or [0])
-            ),
-        }
-        print(
-            f"{kind:20s} {results[kind]['accuracy']:6.1%}  sure {results[kind]['sure_share']:4.0%} of notes, "
-            f"{results[kind]['sure_accuracy']:6.1%} of those right"
-        )
-        print(f"{'':20s} misses {misses[:12]}{' ...' if len(misses) > 12 else ''}")
+        notes = [(f"{kind}-{m}.wav", sox_tone(kind, m, seconds, tmp / f"{kind}-{m}.wav")) for m in truth]
+        sets[kind] = (notes, truth)
+    for folder in args.notes:
+        sets[folder.name] = labelled_notes(folder)
+    for name, (notes, truth) in sets.items():
+        results[name] = {}
+        for mode in ("product", "cnn_only"):
+            with period_check(mode == "product"):
+                started_mode = time.perf_counter()
+                predictions = predictor.predict_many(notes, top_k=0)
+                seconds_mode = time.perf_counter() - started_mode
+            results[name][mode] = score(predictions, truth)
+            results[name][mode]["seconds"] = round(seconds_mode, 2)
+            r = results[name][mode]
+            print(
+                f"{name:20s} {mode:9s} {r['accuracy']:6.1%} of {r['n']}  sure {r['sure_share']:4.0%} of notes, "
+                f"{r['sure_accuracy']:6.1%} of those right  ({seconds_mode:.1f} s)"
+            )
+            print(f"{'':30s} misses {r['misses'][:12]}{' ...' if len(r['misses']) > 12 else ''}")
     record = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "load_average": os.getloadavg(),

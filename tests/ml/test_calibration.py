@@ -54,6 +54,16 @@ def test_the_fitted_temperature_is_the_one_the_labels_follow():
     assert fit_temperature(right_proba, right_y) == pytest.approx(1.0, rel=0.15)
 
 
+def test_answers_that_are_all_right_never_sharpen_the_probabilities():
+    """No errors to learn from: the fit would drive T to its floor and show 100 % for any answer."""
+    proba, _ = overconfident(n=300, true_temperature=1.0, seed=7)
+    always_right = proba.argmax(axis=1)
+    assert fit_temperature(proba, always_right) == pytest.approx(1.0, abs=1e-6)
+    underconfident = apply_temperature(proba, 3.0)  # too soft, and right: softening is still fitted away
+    labels = drawn_from(proba, 8)
+    assert fit_temperature(underconfident, labels) == pytest.approx(1 / 3, rel=0.2)
+
+
 def test_ece_is_near_zero_when_right_and_large_when_overconfident():
     proba, y = overconfident()
     assert expected_calibration_error(proba, y) > 0.15

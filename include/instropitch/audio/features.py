@@ -528,6 +528,8 @@ class Features:
     instrument: np.ndarray
     duration: float
     sample_rate: int
+    pitch_audio: np.ndarray | None = None
+    """The pitch window's samples (at the pitch config's rate, the part inside the file), when asked for."""
 
 
 def _window_start(config: SpectrogramConfig, note_duration: float) -> float:
@@ -584,18 +586,23 @@ def compute_features(
     name: str | None = None,
     info: audio.WavInfo | None = None,
     silence_threshold: float = audio.SILENCE_THRESHOLD,
+    keep_audio: bool = False,
 ) -> Features:
     """Both spectrograms of a note, reading the header once and only the seconds each one needs.
 
-    Raises `audio.AudioError` subclasses for unusable files, including `SilentAudioError`
+    `keep_audio` keeps the pitch window's samples too (`Features.pitch_audio`, for a period
+    estimate in the time domain). Raises `audio.AudioError` subclasses for unusable files, including `SilentAudioError`
     when a window to analyse is silent (so no spectrogram is normalised by zero).
     """
     with audio.open_source(source, name) as src:
         info = info or audio.read_info(src)
         ensure_note_length(info, src.name)
         arrays = {}
+        kept = None
         for what, cfg, start, length in _segments(info, config):
             y = audio.read_segment(src, start, length, cfg.sample_rate, info=info)
+            if keep_audio and what == "pitch":
+                kept = y
             audio.ensure_audible(
                 y, src.name, f"the {what} window ({length:.2f} s from {max(start, 0.0):.2f} s)", silence_threshold
             )
@@ -604,5 +611,9 @@ def compute_features(
                 y = np.concatenate([np.zeros(left, dtype=np.float32), y])
             arrays[what] = spectrogram(y, cfg)
     return Features(
-        pitch=arrays["pitch"], instrument=arrays["instrument"], duration=info.duration, sample_rate=info.sample_rate
+        pitch=arrays["pitch"],
+        instrument=arrays["instrument"],
+        duration=info.duration,
+        sample_rate=info.sample_rate,
+        pitch_audio=kept,
     )

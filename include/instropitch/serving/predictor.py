@@ -45,9 +45,10 @@ from typing import Any
 import numpy as np
 
 from instropitch import audio
+from instropitch.audio import periodicity
 from instropitch.audio.features import FeatureConfig, SpectrogramConfig, compute_features, get_preset
 from instropitch.ml.calibration import Calibration
-from instropitch.serving import modelcache, registry_lookup
+from instropitch.serving import modelcache, pitch_evidence, registry_lookup
 from instropitch.serving.export import FEATURES_FILENAME, model_file, read_export, write_export
 from instropitch.serving.portable import OnnxModel, PortableModelError
 from instropitch.serving.registry_lookup import VersionRecord
@@ -474,6 +475,7 @@ class Predictor:
         good: list[int] = []
         warnings: dict[int, list[str]] = {}
         inputs: dict[str, list[np.ndarray]] = {"pitch": [], "instrument": []}
+        notes: list[Any] = []
         for i, outcome in enumerate(self._batch_features(batch, max_duration)):
             name = batch[i][0]
             if isinstance(outcome, BaseException):
@@ -485,6 +487,7 @@ class Predictor:
                     warnings[i] = [warning]
                 inputs["pitch"].append(feats.pitch)
                 inputs["instrument"].append(feats.instrument)
+                notes.append(feats)
             if progress is not None:
                 progress(name)
         if good:
@@ -494,7 +497,8 @@ class Predictor:
                 p_inst = self.instrument_model.proba(stacked[self.instrument_model.input])
             k = max(0, int(top_k))
             for row, i in enumerate(good):
-                result = self._prediction(batch[i][0], p_pitch[row], p_inst[row], k)
+                evidence = self._period_evidence(notes[row], p_pitch[row])
+                result = self._prediction(batch[i][0], p_pitch[row], p_inst[row], k, evidence)
                 result.warnings = warnings.get(i, [])
                 if keep_spectrograms:
                     result.spectrograms = {"pitch": stacked["pitch"][row], "instrument": stacked["instrument"][row]}
@@ -509,7 +513,7 @@ class Predictor:
             try:
                 with audio.open_source(source, name) as src:
                     info = audio.read_info(src, max_duration=max_duration)
-                    return compute_features(src, self.features, info=info), info.warning
+                    return compute_features(src, self.features, info=info, keep_audio=True), info.warning
             except (audio.AudioError, OSError, ValueError, TypeError) as exc:
                 return exc
 
@@ -528,10 +532,37 @@ class Predictor:
             pool = self.__dict__.setdefault("_pool", ThreadPoolExecutor(threads, thread_name_prefix="features"))
         return pool
 
-    def _prediction(self, file: str, p_pitch: np.ndarray, p_inst: np.ndarray, top_k: int) -> Prediction:
-        """The answer from both models' raw probabilities: calibrated, sure or not, with alternatives."""
+    def _period_evidence(self, feats: Any, p_pitch: np.ndarray) -> tuple[np.ndarray, float] | None:
+        """(the likelihood of each pitch class given the note's period, the CNN's weight), when its answer needs a check."""
+        model = self.pitch_model
+        shown = model.calibration.apply(p_pitch[None, :])[0]
+        midis = np.asarray(model.class_values, dtype=np.float64)
+        top_midi = float(midis[int(np.argmax(shown))])
+        if feats.pitch_audio is None or not pitch_evidence.needs_check(
+            feats.duration, float(shown.max()), model.calibration.threshold, top_midi
+        ):
+            return None
+        window = self.features.pitch
+        period = periodicity.estimate(feats.pitch_audio, window.sample_rate)
+        likelihood = pitch_evidence.likelihood(period, midis, top_midi)
+        if likelihood is None:
+            return None
+        return likelihood, pitch_evidence.window_fill(feats.duration, window.duration)
+
+    def _prediction(
+        self,
+        file: str,
+        p_pitch: np.ndarray,
+        p_inst: np.ndarray,
+        top_k: int,
+        pitch_period: tuple[np.ndarray, float] | None = None,
+    ) -> Prediction:
+        """The answer from both models' raw probabilities: calibrated (the pitch one times the period's
+        likelihood when there is one), sure or not, with alternatives."""
         raw = {"pitch": p_pitch, "instrument": p_inst}
         shown = {role: self.models[role].calibration.apply(p[None, :])[0] for role, p in raw.items()}
+        if pitch_period is not None:
+            shown["pitch"] = pitch_evidence.combine(shown["pitch"], *pitch_period)
         order = {role: np.argsort(-p, kind="stable") for role, p in shown.items()}
 
         def entry(role: str, j: int) -> dict[str, Any]:

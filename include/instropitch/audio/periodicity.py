@@ -1,0 +1,131 @@
+"""How periodic a note is and at which period: YIN (de Cheveigné & Kawahara, 2002) in numpy.
+
+The pitch CNN reads a 1-s spectrogram whose FFT resolves a semitone only when the tone fills
+enough of the window; it misses on 80 ms low notes (±1 semitone) and on tones whose
+fundamental is absent (an octave up). The period read in the time domain has neither
+weakness: 80 ms hold two or more periods of the lowest note, and a waveform made of
+harmonics 2..8 of f0 still repeats every 1/f0. `estimate` gives that period with YIN's
+aperiodicity (0: exactly periodic, about 1: noise), which says how much to believe it.
+
+Pure functions of the samples; the difference function goes through one batched real FFT.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+FMIN_HZ = 25.0
+"""Below A0 (27.5 Hz), with room for a flat tuning."""
+FMAX_HZ = 1300.0
+"""~E6: the shortest period looked for (17 samples at 22,050 Hz). Looking higher (2.5 kHz was
+tried) reads missing-fundamental tones of 1.1-1.4 kHz an octave up: under `CUTOFF_HZ` only
+their second harmonic is left."""
+CUTOFF_HZ = 4000.0
+"""Low-pass before the difference function: harmonics of a few samples' period make d'(τ) swing
+between neighbouring whole lags (a missing-fundamental tone at 700 Hz dipped deeper at 2T than at T)."""
+THRESHOLD = 0.1
+"""YIN's absolute threshold on the normalised difference (the paper's value)."""
+TOLERANCE = 0.1
+"""With no dip under the threshold: how much deeper a longer period's dip must be to be preferred."""
+MAX_FRAMES = 5
+
+
+@dataclass(frozen=True)
+class Periodicity:
+    """A median f0 over the frames that found a period, and the median aperiodicity of those frames."""
+
+    f0_hz: float
+    aperiodicity: float
+    frames: int
+
+    @property
+    def midi(self) -> float:
+        """The f0 as a fractional MIDI number (69 = A4 = 440 Hz)."""
+        return 69.0 + 12.0 * math.log2(self.f0_hz / 440.0)
+
+
+def _frames(y: np.ndarray, length: int, count: int) -> np.ndarray:
+    """Up to `count` frames of `length` samples spread evenly over `y` (first and last at its ends)."""
+    starts = np.linspace(0, len(y) - length, num=count).round().astype(int)
+    return np.stack([y[s : s + length] for s in np.unique(starts)])
+
+
+def _normalised_difference(frames: np.ndarray, window: int, max_lag: int, cutoff: float) -> np.ndarray:
+    """YIN's cumulative-mean-normalised difference d'(τ), τ = 0..max_lag, one row per frame.
+
+    `cutoff` is a fraction of the sample rate: the frames are low-passed in the same FFT, flat
+    up to half of it and falling on a raised-cosine edge to zero at it.
+    """
+    n_fft = 1 << (window + max_lag + window - 1).bit_length()
+    spectrum = np.fft.rfft(frames.astype(np.float64), n_fft)
+    bins = np.arange(spectrum.shape[1]) / n_fft
+    spectrum *= np.clip(np.cos(np.pi / 2 * np.log2(np.maximum(bins, 1e-12) / (cutoff / 2))), 0, 1) ** 2 * (
+        bins > cutoff / 2
+    ) + (bins <= cutoff / 2)
+    x = np.fft.irfft(spectrum, n_fft)[:, : frames.shape[1]]
+    head = np.zeros_like(x)
+    head[:, :window] = x[:, :window]
+    cross = np.fft.irfft(np.fft.rfft(x, n_fft) * np.conj(np.fft.rfft(head, n_fft)), n_fft)[:, : max_lag + 1]
+    energy = np.cumsum(np.concatenate([np.zeros((len(x), 1)), x**2], axis=1), axis=1)
+    e_head = energy[:, window : window + 1]
+    e_lag = energy[:, window : window + max_lag + 1] - energy[:, : max_lag + 1]
+    d = np.maximum(e_head + e_lag - 2 * cross, 0.0)
+    running = np.cumsum(d[:, 1:], axis=1)
+    out = np.ones_like(d)
+    lags = np.arange(1, max_lag + 1)
+    np.divide(d[:, 1:] * lags, running, out=out[:, 1:], where=running > 0)
+    return out
+
+
+def _best_lag(dn: np.ndarray, min_lag: int) -> tuple[float, float]:
+    """(fractional lag, d' there): the first dip under `THRESHOLD`, else the first within `TOLERANCE` of the lowest.
+
+    The second rule keeps a short note faded in and out (its d' stays above the threshold
+    everywhere) from reading at twice or three times its period, whose dips are a little deeper.
+    """
+    below = np.flatnonzero(dn[min_lag:] < THRESHOLD)
+    if not len(below):
+        below = np.flatnonzero(dn[min_lag:] <= dn[min_lag:].min() + TOLERANCE)
+    lag = min_lag + int(below[0])
+    while lag + 1 < len(dn) and dn[lag + 1] < dn[lag]:
+        lag += 1
+    if 0 < lag < len(dn) - 1:  # parabola through the three points around the minimum
+        a, b, c = dn[lag - 1], dn[lag], dn[lag + 1]
+        curve = a - 2 * b + c
+        shift = 0.5 * (a - c) / curve if curve > 0 else 0.0
+        return lag + float(np.clip(shift, -1, 1)), float(b)
+    return float(lag), float(dn[lag])
+
+
+def estimate(
+    y: np.ndarray,
+    sample_rate: int,
+    *,
+    fmin: float = FMIN_HZ,
+    fmax: float = FMAX_HZ,
+    cutoff_hz: float = CUTOFF_HZ,
+    max_frames: int = MAX_FRAMES,
+) -> Periodicity | None:
+    """The period of mono audio `y`, or None when it is too short to hold two periods of `fmin`.
+
+    Frames hold two lowest periods (`window` = max lag = sample_rate / fmin); up to
+    `max_frames` of them are spread over `y`. f0 and aperiodicity are medians over the frames
+    whose dip fell under the threshold (over all frames when none did).
+    """
+    y = np.asarray(y, dtype=np.float64)
+    max_lag = int(math.ceil(sample_rate / fmin))
+    min_lag = max(2, int(sample_rate / fmax))
+    window = max_lag
+    if len(y) < window + max_lag or not np.isfinite(y).all() or not np.any(y):
+        return None
+    frames = _frames(y - y.mean(), window + max_lag, max_frames)
+    dn = _normalised_difference(frames, window, max_lag, min(cutoff_hz, sample_rate / 2) / sample_rate)
+    found = np.array([_best_lag(row, min_lag) for row in dn])
+    periodic = found[:, 1] < THRESHOLD
+    chosen = found[periodic] if periodic.any() else found
+    midis = 69.0 + 12.0 * np.log2(sample_rate / chosen[:, 0] / 440.0)
+    f0 = 440.0 * 2 ** ((float(np.median(midis)) - 69.0) / 12.0)
+    return Periodicity(f0_hz=f0, aperiodicity=float(np.median(chosen[:, 1])), frames=len(chosen))

@@ -1,0 +1,63 @@
+"""A second opinion on the note from the waveform's period, for the answers the pitch CNN may get wrong.
+
+The CNN reads a 1-s spectrogram. Two kinds of tone defeat it: a note much shorter than the
+window (80 ms of a low note cannot resolve a semitone in the spectrum) and a tone whose
+fundamental is missing (it may answer an octave up). The period measured in the time domain
+(`audio.periodicity`, YIN) has neither weakness, but has its own (a subharmonic above
+~1.3 kHz, noise), so it is asked only when the CNN's answer may be wrong: a short note, a
+pitch answer below its "sure" threshold, or one in the lowest register, where a semitone
+spans under about two FFT bins of the pitch window (n_fft 8192 at 22,050 Hz: below ~98 Hz). Its answer is a likelihood over the notes that
+multiplies the CNN's calibrated probabilities (Bayes' rule, the two taken as independent):
+when they agree nothing changes but the confidence, when they disagree the CNN has to have
+given the period's note some weight for it to win. The CNN's probabilities count in
+proportion to how much of its window the note fills (raised to that fraction): an 80 ms note
+in a 1-s window is a smeared spectrum, and its confident neighbour-semitone answer is the
+known failure, not evidence.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from instropitch.audio.periodicity import FMAX_HZ, Periodicity
+
+SHORT_NOTE_S = 0.5
+"""A note shorter than this fills under half of the 1-s pitch window: its period is always checked."""
+APERIODICITY_GATE = 0.2
+"""Above this the period is not believed (noise, a chord, a bell's inharmonic partials)."""
+LOW_REGISTER_MIDI = 43
+"""G2, 98 Hz: below it the CNN's spectrum resolves a semitone with under ~2.2 FFT bins."""
+SIGMA_SEMITONES = 0.3
+"""Spread of the likelihood around the measured pitch: tuning, vibrato, the estimate's error."""
+FLOOR = 0.005
+"""The likelihood of a note far from the measured one (an error of the period estimate)."""
+TOP_MIDI = 69.0 + 12.0 * np.log2(FMAX_HZ / 440.0)
+"""The CNN answering above this may be right where the period estimate cannot see (its subharmonic)."""
+
+
+def needs_check(duration_s: float, top_probability: float, threshold: float, top_midi: float) -> bool:
+    """Whether a note's pitch answer should be checked against its period."""
+    return duration_s < SHORT_NOTE_S or top_probability < threshold or top_midi < LOW_REGISTER_MIDI
+
+
+def likelihood(period: Periodicity | None, class_midis: np.ndarray, cnn_top_midi: float) -> np.ndarray | None:
+    """P(measured period | note) over the classes, or None when the period says nothing worth using."""
+    if period is None or period.aperiodicity > APERIODICITY_GATE or cnn_top_midi > TOP_MIDI:
+        return None
+    distance = (np.asarray(class_midis, dtype=np.float64) - period.midi) / SIGMA_SEMITONES
+    return FLOOR + np.exp(-0.5 * distance**2)
+
+
+def window_fill(duration_s: float, window_s: float) -> float:
+    """The share of the pitch window the note fills (0..1]: the weight of the CNN's answer."""
+    return float(min(1.0, max(duration_s, 1e-3) / window_s))
+
+
+def combine(probabilities: np.ndarray, evidence: np.ndarray | None, cnn_weight: float = 1.0) -> np.ndarray:
+    """probabilities ** cnn_weight times the period's likelihood, renormalised (unchanged without evidence)."""
+    if evidence is None:
+        return probabilities
+    cnn = probabilities if cnn_weight >= 1.0 else np.power(np.clip(probabilities, 1e-300, 1.0), cnn_weight)
+    posterior = cnn * evidence
+    total = posterior.sum()
+    return posterior / total if total > 0 else probabilities

@@ -1,0 +1,83 @@
+"""The period's second opinion on the note: when it is asked, what it weighs, how it combines."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from support.tones import tone, wav_bytes
+
+from instropitch.audio.periodicity import Periodicity
+from instropitch.serving import pitch_evidence
+
+MIDIS = np.arange(21, 110, dtype=np.float64)
+
+
+def period(midi: float, aperiodicity: float = 0.02) -> Periodicity:
+    return Periodicity(f0_hz=440.0 * 2 ** ((midi - 69) / 12), aperiodicity=aperiodicity, frames=3)
+
+
+def test_short_unsure_or_low_answers_are_checked_long_sure_ones_not():
+    assert pitch_evidence.needs_check(0.08, 0.99, 0.5, 60)
+    assert pitch_evidence.needs_check(2.0, 0.4, 0.5, 60)
+    assert pitch_evidence.needs_check(2.0, 0.99, 0.5, 30)  # a semitone is two FFT bins down there
+    assert not pitch_evidence.needs_check(2.0, 0.99, 0.5, 60)
+
+
+def test_the_likelihood_peaks_on_the_measured_note_and_says_nothing_when_unsure():
+    like = pitch_evidence.likelihood(period(45.2), MIDIS, cnn_top_midi=46)
+    assert MIDIS[np.argmax(like)] == 45 and like.min() == pytest.approx(pitch_evidence.FLOOR, abs=1e-9)
+    assert pitch_evidence.likelihood(period(45, aperiodicity=0.5), MIDIS, 46) is None  # noise
+    assert pitch_evidence.likelihood(None, MIDIS, 46) is None
+    assert pitch_evidence.likelihood(period(45), MIDIS, cnn_top_midi=100) is None  # above what YIN sees
+
+
+def test_combining_keeps_an_agreeing_answer_and_corrects_a_disagreeing_one_only_with_support():
+    cnn = np.full(len(MIDIS), 1e-4)
+    cnn[MIDIS == 57] = 0.6  # an octave above the measured 45
+    cnn[MIDIS == 45] = 0.2
+    cnn /= cnn.sum()
+    fixed = pitch_evidence.combine(cnn, pitch_evidence.likelihood(period(45), MIDIS, 57))
+    assert MIDIS[np.argmax(fixed)] == 45 and fixed.sum() == pytest.approx(1.0)
+    agreeing = pitch_evidence.combine(cnn, pitch_evidence.likelihood(period(57), MIDIS, 57))
+    assert MIDIS[np.argmax(agreeing)] == 57 and agreeing.max() > cnn.max()
+    sure = np.full(len(MIDIS), 1e-7)
+    sure[MIDIS == 57] = 1.0
+    assert MIDIS[np.argmax(pitch_evidence.combine(sure, pitch_evidence.likelihood(period(45), MIDIS, 57)))] == 57
+    assert pitch_evidence.combine(cnn, None) is cnn
+
+
+def test_a_short_note_weighs_the_cnn_by_how_much_of_its_window_it_fills():
+    smeared = np.full(len(MIDIS), 1e-6)
+    smeared[MIDIS == 29] = 0.98  # 80 ms of MIDI 30: the spectrum cannot tell the semitone
+    smeared[MIDIS == 30] = 0.001
+    smeared /= smeared.sum()
+    measured = pitch_evidence.likelihood(period(30.15, aperiodicity=0.15), MIDIS, 29)
+    assert pitch_evidence.window_fill(0.08, 1.0) == pytest.approx(0.08)
+    assert pitch_evidence.window_fill(3.0, 1.0) == 1.0
+    short = pitch_evidence.combine(smeared, measured, pitch_evidence.window_fill(0.08, 1.0))
+    assert MIDIS[np.argmax(short)] == 30
+    assert MIDIS[np.argmax(pitch_evidence.combine(smeared, measured, 1.0))] == 29  # a whole window: the CNN holds
+
+
+def test_the_predictor_checks_a_short_note_against_its_period(predictor, monkeypatch):
+    """An unsure CNN answer a tone away from a 0.2-s note's period is corrected; a long note's sure answer stays."""
+    from instropitch.ml.calibration import Calibration
+
+    model = predictor.pitch_model
+    monkeypatch.setattr(model, "calibration", Calibration(threshold=0.3))  # raw = shown
+    classes = [int(v) for v in model.class_values]
+    true, wrong = 64, 67
+
+    def leaning_wrong(x):
+        p = np.full((len(x), len(classes)), 0.01)
+        p[:, classes.index(wrong)] = 0.6
+        p[:, classes.index(true)] = 0.3
+        return p / p.sum(axis=1, keepdims=True)
+
+    monkeypatch.setattr(model, "proba", leaning_wrong)
+    short = predictor.predict_file(wav_bytes(tone("Fl", true, seconds=0.2, seed=5)), name="short.wav", top_k=0)
+    assert short.ok and short.midi == true and short.pitch_confidence > short.pitch_confidence_raw
+    long_sure = predictor.predict_file(wav_bytes(tone("Fl", true, seconds=1.5, seed=5)), name="long.wav", top_k=0)
+    assert long_sure.midi == wrong and long_sure.pitch_confidence_raw == pytest.approx(
+        0.6 / (0.9 + 0.01 * (len(classes) - 2)), abs=1e-3
+    )

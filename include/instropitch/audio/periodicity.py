@@ -12,6 +12,7 @@ Pure functions of the samples; the difference function goes through one batched 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -30,7 +31,7 @@ THRESHOLD = 0.1
 """YIN's absolute threshold on the normalised difference (the paper's value)."""
 TOLERANCE = 0.1
 """With no dip under the threshold: how much deeper a longer period's dip must be to be preferred."""
-MAX_FRAMES = 5
+MAX_FRAMES = 3
 
 
 @dataclass(frozen=True)
@@ -53,22 +54,29 @@ def _frames(y: np.ndarray, length: int, count: int) -> np.ndarray:
     return np.stack([y[s : s + length] for s in np.unique(starts)])
 
 
+@functools.lru_cache(maxsize=8)
+def _low_pass(n_fft: int, cutoff: float) -> np.ndarray:
+    """Gains of the rfft bins: 1 up to half of `cutoff` (a fraction of the rate), a raised-cosine fall to 0 at it."""
+    bins = np.arange(n_fft // 2 + 1) / n_fft
+    edge = np.cos(np.pi / 2 * np.log2(np.maximum(bins, 1e-12) / (cutoff / 2))) ** 2
+    gains = np.where(bins <= cutoff / 2, 1.0, np.where(bins < cutoff, edge, 0.0))
+    gains.flags.writeable = False
+    return gains
+
+
 def _normalised_difference(frames: np.ndarray, window: int, max_lag: int, cutoff: float) -> np.ndarray:
     """YIN's cumulative-mean-normalised difference d'(τ), τ = 0..max_lag, one row per frame.
 
-    `cutoff` is a fraction of the sample rate: the frames are low-passed in the same FFT, flat
-    up to half of it and falling on a raised-cosine edge to zero at it.
+    The frames are low-passed (`_low_pass`) in the same FFT. The cross term Σ x_j x_{j+τ}
+    (j < window) is one product of spectra: for τ <= max_lag it reads only the frame's samples.
     """
     n_fft = 1 << (window + max_lag + window - 1).bit_length()
-    spectrum = np.fft.rfft(frames.astype(np.float64), n_fft)
-    bins = np.arange(spectrum.shape[1]) / n_fft
-    spectrum *= np.clip(np.cos(np.pi / 2 * np.log2(np.maximum(bins, 1e-12) / (cutoff / 2))), 0, 1) ** 2 * (
-        bins > cutoff / 2
-    ) + (bins <= cutoff / 2)
-    x = np.fft.irfft(spectrum, n_fft)[:, : frames.shape[1]]
+    spectrum = np.fft.rfft(frames.astype(np.float64), n_fft) * _low_pass(n_fft, cutoff)
+    x = np.fft.irfft(spectrum, n_fft)
     head = np.zeros_like(x)
     head[:, :window] = x[:, :window]
-    cross = np.fft.irfft(np.fft.rfft(x, n_fft) * np.conj(np.fft.rfft(head, n_fft)), n_fft)[:, : max_lag + 1]
+    cross = np.fft.irfft(spectrum * np.conj(np.fft.rfft(head, n_fft)), n_fft)[:, : max_lag + 1]
+    x = x[:, : frames.shape[1]]
     energy = np.cumsum(np.concatenate([np.zeros((len(x), 1)), x**2], axis=1), axis=1)
     e_head = energy[:, window : window + 1]
     e_lag = energy[:, window : window + max_lag + 1] - energy[:, : max_lag + 1]

@@ -496,9 +496,12 @@ class Predictor:
                 p_pitch = self.pitch_model.proba(stacked[self.pitch_model.input])
                 p_inst = self.instrument_model.proba(stacked[self.instrument_model.input])
             k = max(0, int(top_k))
+            rows = range(len(good))
+            pool = self._feature_pool() if len(good) > 1 else None
+            check = lambda row: self._period_evidence(notes[row], p_pitch[row])  # noqa: E731
+            evidence = list(pool.map(check, rows) if pool is not None else map(check, rows))
             for row, i in enumerate(good):
-                evidence = self._period_evidence(notes[row], p_pitch[row])
-                result = self._prediction(batch[i][0], p_pitch[row], p_inst[row], k, evidence)
+                result = self._prediction(batch[i][0], p_pitch[row], p_inst[row], k, evidence[row])
                 result.warnings = warnings.get(i, [])
                 if keep_spectrograms:
                     result.spectrograms = {"pitch": stacked["pitch"][row], "instrument": stacked["instrument"][row]}

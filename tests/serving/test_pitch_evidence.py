@@ -16,11 +16,10 @@ def period(midi: float, aperiodicity: float = 0.02) -> Periodicity:
     return Periodicity(f0_hz=440.0 * 2 ** ((midi - 69) / 12), aperiodicity=aperiodicity, frames=3)
 
 
-def test_short_unsure_or_low_answers_are_checked_long_sure_ones_not():
-    assert pitch_evidence.needs_check(0.08, 0.99, 0.5, 60)
-    assert pitch_evidence.needs_check(2.0, 0.4, 0.5, 60)
-    assert pitch_evidence.needs_check(2.0, 0.99, 0.5, 30)  # a semitone is two FFT bins down there
-    assert not pitch_evidence.needs_check(2.0, 0.99, 0.5, 60)
+def test_short_or_unsure_answers_are_checked_long_sure_ones_not():
+    assert pitch_evidence.needs_check(0.08, 0.99, 0.5)
+    assert pitch_evidence.needs_check(2.0, 0.4, 0.5)
+    assert not pitch_evidence.needs_check(2.0, 0.99, 0.5)
 
 
 def test_the_likelihood_peaks_on_the_measured_note_and_says_nothing_when_unsure():
@@ -77,7 +76,9 @@ def test_the_predictor_checks_a_short_note_against_its_period(predictor, monkeyp
     monkeypatch.setattr(model, "proba", leaning_wrong)
     short = predictor.predict_file(wav_bytes(tone("Fl", true, seconds=0.2, seed=5)), name="short.wav", top_k=0)
     assert short.ok and short.midi == true and short.pitch_confidence > short.pitch_confidence_raw
+    assert short.pitch_period_hz == pytest.approx(329.6, rel=0.01)  # E4, as the JSON says
     long_sure = predictor.predict_file(wav_bytes(tone("Fl", true, seconds=1.5, seed=5)), name="long.wav", top_k=0)
+    assert long_sure.pitch_period_hz is None  # not checked
     assert long_sure.midi == wrong and long_sure.pitch_confidence_raw == pytest.approx(
         0.6 / (0.9 + 0.01 * (len(classes) - 2)), abs=1e-3
     )

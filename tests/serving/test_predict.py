@@ -73,6 +73,7 @@ def test_predict_file_gives_the_documented_json(predictor, trained_store):
         "pitch_sure",
         "instrument_confidence_raw",
         "pitch_confidence_raw",
+        "pitch_period_hz",
         "candidates",
         "top_k",
         "warnings",

@@ -4,9 +4,10 @@ The CNN reads a 1-s spectrogram. Two kinds of tone defeat it: a note much shorte
 window (80 ms of a low note cannot resolve a semitone in the spectrum) and a tone whose
 fundamental is missing (it may answer an octave up). The period measured in the time domain
 (`audio.periodicity`, YIN) has neither weakness, but has its own (a subharmonic above
-~1.3 kHz, noise), so it is asked only when the CNN's answer may be wrong: a short note, a
-pitch answer below its "sure" threshold, or one in the lowest register, where a semitone
-spans under about two FFT bins of the pitch window (n_fft 8192 at 22,050 Hz: below ~98 Hz). Its answer is a likelihood over the notes that
+~1.3 kHz, noise), so it is asked only when the CNN's answer may be wrong: a short note, or a
+pitch answer below its "sure" threshold (which is where the CNN's low-register misses on pure
+tones fall, now that its calibration is not sharpened: bench/RESULTS.md). On real notes that
+is under 1 % of them, so the check costs next to nothing there. Its answer is a likelihood over the notes that
 multiplies the CNN's calibrated probabilities (Bayes' rule, the two taken as independent):
 when they agree nothing changes but the confidence, when they disagree the CNN has to have
 given the period's note some weight for it to win. The CNN's probabilities count in
@@ -17,6 +18,8 @@ known failure, not evidence.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from instropitch.audio.periodicity import FMAX_HZ, Periodicity
@@ -25,8 +28,6 @@ SHORT_NOTE_S = 0.5
 """A note shorter than this fills under half of the 1-s pitch window: its period is always checked."""
 APERIODICITY_GATE = 0.2
 """Above this the period is not believed (noise, a chord, a bell's inharmonic partials)."""
-LOW_REGISTER_MIDI = 43
-"""G2, 98 Hz: below it the CNN's spectrum resolves a semitone with under ~2.2 FFT bins."""
 SIGMA_SEMITONES = 0.3
 """Spread of the likelihood around the measured pitch: tuning, vibrato, the estimate's error."""
 FLOOR = 0.005
@@ -35,9 +36,17 @@ TOP_MIDI = 69.0 + 12.0 * np.log2(FMAX_HZ / 440.0)
 """The CNN answering above this may be right where the period estimate cannot see (its subharmonic)."""
 
 
-def needs_check(duration_s: float, top_probability: float, threshold: float, top_midi: float) -> bool:
+class PeriodCheck(NamedTuple):
+    """What the period says about one note: a likelihood over the pitch classes, the CNN's weight, the f0."""
+
+    likelihood: np.ndarray
+    cnn_weight: float
+    f0_hz: float
+
+
+def needs_check(duration_s: float, top_probability: float, threshold: float) -> bool:
     """Whether a note's pitch answer should be checked against its period."""
-    return duration_s < SHORT_NOTE_S or top_probability < threshold or top_midi < LOW_REGISTER_MIDI
+    return duration_s < SHORT_NOTE_S or top_probability < threshold
 
 
 def likelihood(period: Periodicity | None, class_midis: np.ndarray, cnn_top_midi: float) -> np.ndarray | None:

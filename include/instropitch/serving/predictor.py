@@ -535,14 +535,14 @@ class Predictor:
             pool = self.__dict__.setdefault("_pool", ThreadPoolExecutor(threads, thread_name_prefix="features"))
         return pool
 
-    def _period_evidence(self, feats: Any, p_pitch: np.ndarray) -> tuple[np.ndarray, float] | None:
-        """(the likelihood of each pitch class given the note's period, the CNN's weight), when its answer needs a check."""
+    def _period_evidence(self, feats: Any, p_pitch: np.ndarray) -> pitch_evidence.PeriodCheck | None:
+        """What the note's period says of each pitch class, when the CNN's answer needs a check and it is periodic."""
         model = self.pitch_model
         shown = model.calibration.apply(p_pitch[None, :])[0]
         midis = np.asarray(model.class_values, dtype=np.float64)
         top_midi = float(midis[int(np.argmax(shown))])
         if feats.pitch_audio is None or not pitch_evidence.needs_check(
-            feats.duration, float(shown.max()), model.calibration.threshold, top_midi
+            feats.duration, float(shown.max()), model.calibration.threshold
         ):
             return None
         window = self.features.pitch
@@ -550,7 +550,8 @@ class Predictor:
         likelihood = pitch_evidence.likelihood(period, midis, top_midi)
         if likelihood is None:
             return None
-        return likelihood, pitch_evidence.window_fill(feats.duration, window.duration)
+        weight = pitch_evidence.window_fill(feats.duration, window.duration)
+        return pitch_evidence.PeriodCheck(likelihood, weight, period.f0_hz)
 
     def _prediction(
         self,
@@ -558,14 +559,14 @@ class Predictor:
         p_pitch: np.ndarray,
         p_inst: np.ndarray,
         top_k: int,
-        pitch_period: tuple[np.ndarray, float] | None = None,
+        period: pitch_evidence.PeriodCheck | None = None,
     ) -> Prediction:
         """The answer from both models' raw probabilities: calibrated (the pitch one times the period's
         likelihood when there is one), sure or not, with alternatives."""
         raw = {"pitch": p_pitch, "instrument": p_inst}
         shown = {role: self.models[role].calibration.apply(p[None, :])[0] for role, p in raw.items()}
-        if pitch_period is not None:
-            shown["pitch"] = pitch_evidence.combine(shown["pitch"], *pitch_period)
+        if period is not None:
+            shown["pitch"] = pitch_evidence.combine(shown["pitch"], period.likelihood, period.cnn_weight)
         order = {role: np.argsort(-p, kind="stable") for role, p in shown.items()}
 
         def entry(role: str, j: int) -> dict[str, Any]:
@@ -604,6 +605,7 @@ class Predictor:
             pitch_sure=sure["pitch"],
             instrument_confidence_raw=confidence(p_inst[best["instrument"]]),
             pitch_confidence_raw=confidence(p_pitch[best["pitch"]]),
+            pitch_period_hz=None if period is None else round(period.f0_hz, 2),
             candidates={
                 role: [entry(role, int(j)) for j in order[role][:NOT_SURE_CANDIDATES]] for role in raw if not sure[role]
             },

@@ -39,6 +39,9 @@ class Prediction:
     instrument_confidence_raw: float | None = None
     """The softmax as the model gave it, before calibration (for comparison only)."""
     pitch_confidence_raw: float | None = None
+    pitch_period_hz: float | None = None
+    """The f0 the waveform's period gives (YIN), when the pitch answer was checked against it
+    (a short note, an unsure answer, the lowest register); None otherwise."""
     candidates: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """When a model is not sure: its top answers (calibrated), whatever `top_k` asked for."""
     top_k: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -72,6 +75,7 @@ class Prediction:
             "pitch_sure": self.pitch_sure,
             "instrument_confidence_raw": self.instrument_confidence_raw,
             "pitch_confidence_raw": self.pitch_confidence_raw,
+            "pitch_period_hz": self.pitch_period_hz,
             "candidates": self.candidates,
             "top_k": self.top_k,
             "warnings": list(self.warnings),

@@ -310,7 +310,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     for role, model in predictor.models.items():
         info = model.info
         accuracy = "n/a" if info.test_accuracy is None else f"{info.test_accuracy:.4f}"
-        print(f"{role:<10} {info.registered_model or '?'} v{info.version or '?'}  test accuracy {accuracy}")
+        heldout = "" if info.heldout_accuracy is None else f", held-out-source accuracy {info.heldout_accuracy:.4f}"
+        print(f"{role:<10} {info.registered_model or '?'} v{info.version or '?'}  test accuracy {accuracy}{heldout}")
     print(f"exported to {out}")
     return 0
 

@@ -364,9 +364,22 @@ def test_export_then_predict_without_mlflow(trained_store, tracking, tmp_path, c
     from instropitch.serving.predictor import Predictor
 
     out = tmp_path / "export"
-    assert main(["export", "--out", str(out)]) == 0
+    # an instrument champion promoted on its held-out-source score: that score is not its test accuracy
+    client, version = mlflow.MlflowClient(), trained_store.versions["instrument"]
+    before = client.get_model_version("instropitch-instrument", version).tags
+    client.set_model_version_tag("instropitch-instrument", version, "promotion.new_score", "0.47")
+    client.set_model_version_tag("instropitch-instrument", version, "heldout_accuracy", "0.47")
+    try:
+        assert main(["export", "--out", str(out)]) == 0
+    finally:
+        for key in ("promotion.new_score", "heldout_accuracy"):
+            if key in before:
+                client.set_model_version_tag("instropitch-instrument", version, key, before[key])
+            else:
+                client.delete_model_version_tag("instropitch-instrument", version, key)
     printed = capsys.readouterr().out
     assert f"exported to {out}" in printed and "instropitch-pitch v1" in printed
+    assert "held-out-source accuracy 0.4700" in printed
     assert sorted(p.name for p in out.iterdir()) == [
         "features.json",
         "instrument.onnx",
@@ -379,6 +392,8 @@ def test_export_then_predict_without_mlflow(trained_store, tracking, tmp_path, c
     for role in ("pitch", "instrument"):
         assert manifest["models"][role]["version"] == trained_store.versions[role]
         assert manifest["models"][role]["test_accuracy"] == pytest.approx(trained_store.accuracies[role], abs=1e-6)
+    assert manifest["models"]["instrument"]["heldout_accuracy"] == 0.47
+    assert manifest["models"]["pitch"]["heldout_accuracy"] is None
     labels = json.loads((out / "labels.json").read_text())
     assert labels["pitch"]["label"] == "midi" and len(labels["pitch"]["class_names"]) == 89
 

@@ -220,6 +220,8 @@ def register_pyfunc(
             tags[f"{role}.version"] = str(info.get("version") or "")
             if info.get("test_accuracy") is not None:
                 tags[f"{role}.test_accuracy"] = f"{info['test_accuracy']:.6f}"
+            if info.get("heldout_accuracy") is not None:
+                tags[f"{role}.heldout_accuracy"] = f"{info['heldout_accuracy']:.6f}"
         # "Models from code": MLflow stores this two-line file instead of a cloudpickle of the class.
         code = Path(tmp) / "instropitch_pyfunc.py"
         code.write_text(MODEL_CODE)

@@ -106,6 +106,8 @@ class ModelInfo:
     version: str | None = None
     alias: str | None = None
     test_accuracy: float | None = None
+    heldout_accuracy: float | None = None
+    """Mean accuracy of this recipe's fits on the sources each never saw (None without held-out fits)."""
     run_id: str | None = None
     source_uri: str | None = None
     feature_preset: str | None = None

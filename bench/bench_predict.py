@@ -33,7 +33,11 @@ Measured on the rendered notes of 2-10 s (`--files` N, default 200; `--data` reu
    its per-note latency on the same files and its cold start.
 
 Goals (issue 16): warm p50 <= 5 ms, batch >= 500 files/s, cold start <= 1.0 s from an export
-and <= 3 s from the registry. When one is missed, a cProfile of the loop in question is printed
+and <= 3 s from the registry. The built 1-epoch models are unsure of nearly every note, so
+nearly every note also gets its period checked (`serving.pitch_evidence`): a worst case
+(~400 files/s where a trained champion gives ~560). For the product's figures pass a trained
+export (`--export`, e.g. `instropitch export` after `make demo`). `machine_speed` is timed at
+the start and the end: the VM's speed moves by a quarter at the same load average. When one is missed, a cProfile of the loop in question is printed
 (and kept in the JSON). The load average (1, 5, 15 min) is recorded next to every figure: the 2
 cores are shared with other jobs.
 """

@@ -46,7 +46,7 @@ import numpy as np
 
 from instropitch import audio
 from instropitch.audio import periodicity
-from instropitch.audio.features import FeatureConfig, SpectrogramConfig, compute_features, get_preset
+from instropitch.audio.features import FeatureConfig, Features, SpectrogramConfig, compute_features, get_preset
 from instropitch.ml.calibration import Calibration
 from instropitch.serving import modelcache, pitch_evidence, registry_lookup
 from instropitch.serving.export import FEATURES_FILENAME, model_file, read_export, write_export
@@ -478,7 +478,7 @@ class Predictor:
         good: list[int] = []
         warnings: dict[int, list[str]] = {}
         inputs: dict[str, list[np.ndarray]] = {"pitch": [], "instrument": []}
-        notes: list[Any] = []
+        notes: list[Features] = []
         for i, outcome in enumerate(self._batch_features(batch, max_duration)):
             name = batch[i][0]
             if isinstance(outcome, BaseException):
@@ -499,9 +499,12 @@ class Predictor:
                 p_pitch = self.pitch_model.proba(stacked[self.pitch_model.input])
                 p_inst = self.instrument_model.proba(stacked[self.instrument_model.input])
             k = max(0, int(top_k))
-            rows = range(len(good))
+
+            def check(row: int) -> pitch_evidence.PeriodCheck | None:
+                return self._period_evidence(notes[row], p_pitch[row])
+
             pool = self._feature_pool() if len(good) > 1 else None
-            check = lambda row: self._period_evidence(notes[row], p_pitch[row])  # noqa: E731
+            rows = range(len(good))
             evidence = list(pool.map(check, rows) if pool is not None else map(check, rows))
             for row, i in enumerate(good):
                 result = self._prediction(batch[i][0], p_pitch[row], p_inst[row], k, evidence[row])
@@ -538,7 +541,7 @@ class Predictor:
             pool = self.__dict__.setdefault("_pool", ThreadPoolExecutor(threads, thread_name_prefix="features"))
         return pool
 
-    def _period_evidence(self, feats: Any, p_pitch: np.ndarray) -> pitch_evidence.PeriodCheck | None:
+    def _period_evidence(self, feats: Features, p_pitch: np.ndarray) -> pitch_evidence.PeriodCheck | None:
         """What the note's period says of each pitch class, when the CNN's answer needs a check and it is periodic."""
         model = self.pitch_model
         shown = model.calibration.apply(p_pitch[None, :])[0]

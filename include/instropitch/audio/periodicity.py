@@ -7,7 +7,8 @@ weakness: 80 ms hold two or more periods of the lowest note, and a waveform made
 harmonics 2..8 of f0 still repeats every 1/f0. `estimate` gives that period with YIN's
 aperiodicity (0: exactly periodic, about 1: noise), which says how much to believe it.
 
-Pure functions of the samples; the difference function goes through one batched real FFT.
+Pure functions of the samples; the frames of a note go through numpy's real FFT together
+(low-pass and cross term in the frequency domain: four transforms, ~0.4 ms a note).
 """
 
 from __future__ import annotations

@@ -158,6 +158,17 @@ def _champion_version(client: Any, name: str, alias: str) -> str | None:
     return str(version) if version is not None else None
 
 
+def version_accuracies(tags: dict[str, str]) -> tuple[float | None, float | None]:
+    """(test accuracy, mean held-out-source accuracy) from a version's tags, each from its own tag.
+
+    The promotion score is the held-out mean when there is one, so it stands in for the test
+    accuracy only on versions registered before the `test_accuracy` tag.
+    """
+    test = tags.get("test_accuracy") or tags.get(TAG_NEW_SCORE)
+    heldout = tags.get(TAG_HELDOUT_ACCURACY)
+    return (float(test) if test else None), (float(heldout) if heldout else None)
+
+
 def heldout_score(model_version: Any) -> tuple[float, str] | None:
     """(mean held-out-source accuracy, the sources it was measured on) from a version's tags, if any."""
     tags = model_version.tags or {}
@@ -294,14 +305,14 @@ def champion_info(spec_name: str, *, alias: str = CHAMPION) -> ChampionInfo | No
         return None
     mv = client.get_model_version(name, version)
     tags = dict(mv.tags or {})
-    test, heldout = tags.get("test_accuracy"), tags.get(TAG_HELDOUT_ACCURACY)
+    test, heldout = version_accuracies(tags)
     return ChampionInfo(
         model_name=name,
         version=version,
         model_uri=f"models:/{name}@{alias}",
         run_id=mv.run_id,
-        test_accuracy=float(test) if test else None,
-        heldout_accuracy=float(heldout) if heldout else None,
+        test_accuracy=test,
+        heldout_accuracy=heldout,
         data_digest=tags.get("data_digest"),
         tags=tags,
     )

@@ -199,16 +199,14 @@ def _registry_role(
     """The model of a registered version and the features it was trained on (the same whichever way it was looked up)."""
     from instropitch.ml import registry
 
-    # the promotion score is the held-out-source mean when there is one: the test accuracy is its own tag
-    test = record.tags.get("test_accuracy") or record.tags.get(registry.TAG_NEW_SCORE)
-    heldout = record.tags.get(registry.TAG_HELDOUT_ACCURACY)
+    test, heldout = registry.version_accuracies(record.tags)
     info = ModelInfo(
         role=role,
         registered_model=record.name,
         version=record.version,
         alias=wanted[1:] if wanted.startswith("@") else None,
-        test_accuracy=float(test) if test else None,
-        heldout_accuracy=float(heldout) if heldout else None,
+        test_accuracy=test,
+        heldout_accuracy=heldout,
         run_id=record.run_id,
         source_uri=f"models:/{record.name}/{record.version}",
         feature_preset=layout.get("features"),

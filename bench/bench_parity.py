@@ -127,10 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         totals: dict[str, list[dict[str, Any]]] = {"pitch": [], "instrument": []}
         for name, folder in sources.items():
             files = source_files(folder, args.per_source)
-            x = features_of(files, onnx.features)
+            x = onnx.model_inputs(features_of(files, onnx.features))
             per_role: dict[str, Any] = {}
             for role, model in onnx.models.items():
-                xs = x[model.input]
+                xs = x[role]
                 keras_p = np.asarray(keras_models[role].predict(xs, batch_size=256, verbose=0), np.float64)
                 onnx_p = model.proba(xs)
                 per_role[role] = compare(keras_p, onnx_p)
@@ -141,13 +141,13 @@ def main(argv: list[str] | None = None) -> int:
                 numpy_rfft = np.fft.rfft
                 np.fft.rfft = scipy.fft.rfft  # the feature code's FFT before this change
                 try:
-                    x_old = features_of(files, onnx.features)
+                    x_old = onnx.model_inputs(features_of(files, onnx.features))
                 finally:
                     np.fft.rfft = numpy_rfft
                 for role, model in onnx.models.items():
-                    new, old = model.proba(x[model.input]), model.proba(x_old[model.input])
+                    new, old = model.proba(x[role]), model.proba(x_old[role])
                     per_role[role]["scipy_fft_features"] = {
-                        "max_abs_feature_diff": float(np.abs(x[model.input] - x_old[model.input]).max()),
+                        "max_abs_feature_diff": float(np.abs(x[role] - x_old[role]).max()),
                         "top1_agree": int(np.sum(new.argmax(1) == old.argmax(1))),
                         "max_abs_prob_diff": float(np.abs(new - old).max()),
                     }

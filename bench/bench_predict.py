@@ -303,11 +303,12 @@ def measure_latency(predictor: Any, files: list[str], profile: bool) -> dict[str
             "instrument": np.stack([feats.instrument]).astype(np.float32, copy=False),
         }
         t1 = time.perf_counter()
-        p_pitch = predictor.pitch_model.proba(x[predictor.pitch_model.input])
+        p_pitch = predictor.pitch_model.proba(predictor._model_input(predictor.pitch_model, x))
         t2 = time.perf_counter()
-        p_inst = predictor.instrument_model.proba(x[predictor.instrument_model.input])
+        heard = np.asarray(predictor.pitch_model.class_values)[np.argmax(p_pitch, axis=1)]
+        p_inst = predictor.instrument_model.proba(predictor._model_input(predictor.instrument_model, x, heard))
         t3 = time.perf_counter()
-        predictor._prediction(path, p_pitch[0], p_inst[0], 3)
+        predictor._prediction(path, p_pitch[0], predictor._shown_pitch(p_pitch[0], None), p_inst[0], 3)
         t4 = time.perf_counter()
         feat_t.append(t1 - t0)
         pitch_t.append(t2 - t1)
@@ -377,14 +378,14 @@ def measure_batches(predictor: Any, files: list[str], batch_sizes: list[int], pr
         stacked["pitch"].append(feats.pitch)
         stacked["instrument"].append(feats.instrument)
     feat_s = time.perf_counter() - started
-    x = {k: np.stack(v).astype(np.float32) for k, v in stacked.items()}
+    x = predictor.model_inputs({k: np.stack(v).astype(np.float32) for k, v in stacked.items()})
     started = time.perf_counter()
     for i in range(0, len(files), 64):
-        predictor.pitch_model.proba(x[predictor.pitch_model.input][i : i + 64])
+        predictor.pitch_model.proba(x["pitch"][i : i + 64])
     pitch_s = time.perf_counter() - started
     started = time.perf_counter()
     for i in range(0, len(files), 64):
-        predictor.instrument_model.proba(x[predictor.instrument_model.input][i : i + 64])
+        predictor.instrument_model.proba(x["instrument"][i : i + 64])
     inst_s = time.perf_counter() - started
     out["split_batch64"] = {
         "features_s": round(feat_s, 3),

@@ -24,8 +24,9 @@ import yaml
 LABELS: tuple[str, ...] = ("midi", "instrument")
 """What a model predicts: the MIDI number of the note, or the instrument playing it."""
 
-INPUTS: tuple[str, ...] = ("pitch", "instrument")
-"""Which stored spectrogram a model reads (the features preset defines one of each)."""
+INPUTS: tuple[str, ...] = ("pitch", "instrument", "instrument+harmonics")
+"""What a model reads: one of the two stored spectrograms (the features preset defines one of
+each), or the instrument one beside the pitch one re-centred on the note (`audio.inputs`)."""
 
 POOLINGS: tuple[str, ...] = ("avg", "max", "flatten", "time_avg", "time_max")
 """How the conv stack's output becomes a vector.

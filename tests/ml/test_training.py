@@ -150,6 +150,25 @@ def test_labels_have_a_fixed_layout():
     assert snap.inputs_for("instrument") is snap.instrument_spec
 
 
+def test_the_note_relative_input_is_centred_on_each_rows_labelled_note():
+    from instropitch.audio.features import get_preset
+    from instropitch.audio.inputs import note_relative
+
+    config = get_preset("default")
+    paths, midi, inst, fold, _, _ = synthetic_arrays(n=40)
+    rng = np.random.default_rng(4)
+    pitch = rng.normal(size=(40, *config.pitch.shape)).astype(np.float32)
+    spec = rng.normal(size=(40, *config.instrument.shape)).astype(np.float32)
+    snap = create_snapshot(paths, midi, inst, fold, pitch, spec, feature_preset="default")
+    x = snap.inputs_for("instrument+harmonics")
+    bands = config.instrument.n_bands
+    assert x.shape == (40, config.instrument.n_frames, bands + 72)
+    np.testing.assert_array_equal(x[:, :, :bands], snap.instrument_spec)
+    np.testing.assert_array_equal(x[:, :, bands:], note_relative(snap.pitch, snap.midi, config.pitch))
+    with pytest.raises(ValueError, match="names none"):
+        create_snapshot(paths, midi, inst, fold, pitch, spec).inputs_for("instrument+harmonics")
+
+
 def test_bad_rows_are_refused():
     paths, midi, inst, fold, pitch, spec = synthetic_arrays(n=20)
     with pytest.raises(ValueError, match="unique"):

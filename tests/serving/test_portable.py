@@ -46,10 +46,10 @@ def notes(predictor, n_per: int = 2) -> dict[str, np.ndarray]:
 def test_onnx_models_answer_as_the_keras_models(predictor, trained_store, tracking):
     from instropitch.ml import registry
 
-    x = notes(predictor)
+    x = predictor.model_inputs(notes(predictor))
     for role, model in predictor.models.items():
         keras_model = registry.load_model(f"models:/instropitch-{role}/{trained_store.versions[role]}")
-        spectrograms = x[model.input]
+        spectrograms = x[role]
         expected = keras_model.predict_proba(spectrograms).astype(np.float64)
         got = model.proba(spectrograms)
         assert got.shape == expected.shape
@@ -136,9 +136,9 @@ def test_a_version_from_before_portable_copies_is_converted_once(
     with caplog.at_level(logging.WARNING, logger="instropitch.serving"):
         old = Predictor.from_registry()
     assert sum("registered before portable models" in r.getMessage() for r in caplog.records) == 2
-    x = notes(predictor, n_per=1)
+    x = predictor.model_inputs(notes(predictor, n_per=1))
     for role, model in old.models.items():
-        assert np.abs(model.proba(x[model.input]) - predictor.models[role].proba(x[model.input])).max() <= 1e-5
+        assert np.abs(model.proba(x[role]) - predictor.models[role].proba(x[role])).max() <= 1e-5
 
     def forbidden(*args, **kwargs):
         raise AssertionError("the converted copy is cached: no second conversion")

@@ -101,7 +101,7 @@ TRAIN_AMPLITUDES = (0.2, 0.5, 0.8)
 TRAINING = {"epochs": 25, "batch_size": 16, "learning_rate": 0.01, "seed": 3, "early_stopping": None}
 SPECS = {
     "pitch": {"label": "midi", "input": "pitch", "pool": [2, 1]},
-    "instrument": {"label": "instrument", "input": "instrument", "pool": 2},
+    "instrument": {"label": "instrument", "input": "instrument+harmonics", "pool": 2},  # as models/instrument.yaml
 }
 
 

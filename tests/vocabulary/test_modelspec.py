@@ -77,7 +77,7 @@ def test_shipped_recipes_parse_and_sort_by_name():
     assert pitch.source == MODELS / "pitch.yaml"
 
     instrument = by_name["instrument"]
-    assert (instrument.label, instrument.input) == ("instrument", "instrument")
+    assert (instrument.label, instrument.input) == ("instrument", "instrument+harmonics")
     assert instrument.training.augmentation.freq_shift > 0
 
 

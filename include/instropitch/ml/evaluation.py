@@ -38,13 +38,16 @@ class LabelledSet:
     pitch: np.ndarray  # (N, F, B) float32
     instrument_spec: np.ndarray  # (N, F2, B2) float32
     rejected: tuple[tuple[str, str], ...] = ()
+    preset: str = "default"
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def inputs(self, which: str) -> np.ndarray:
-        """The pitch or instrument spectrograms (a model spec's `input`)."""
-        return self.pitch if which == "pitch" else self.instrument_spec
+        """What a model with input `which` reads (`audio.inputs`; a note-relative view from the labelled notes)."""
+        from instropitch.audio.inputs import model_input
+
+        return model_input(which, self.pitch, self.instrument_spec, self.midi, feats.get_preset(self.preset))
 
 
 def _features_of(job: tuple[str, str, str]) -> tuple[str, np.ndarray | None, np.ndarray | None, str]:
@@ -93,6 +96,7 @@ def load_labelled_folder(
                 z["pitch"],
                 z["instrument_spec"],
                 rejected,
+                preset,
             )
 
     parsed = tinysol.parse_metadata(csv_bytes)
@@ -115,6 +119,7 @@ def load_labelled_folder(
         np.stack([results[i][1] for i in keep]).astype(np.float32),
         np.stack([results[i][2] for i in keep]).astype(np.float32),
         rejected,
+        preset,
     )
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)

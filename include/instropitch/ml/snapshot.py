@@ -93,13 +93,18 @@ class Snapshot:
         return int(self.is_test.sum())
 
     def inputs_for(self, spec: ModelSpec | str) -> np.ndarray:
-        """The spectrograms a model reads: `pitch` or `instrument_spec` (by `spec.input`)."""
+        """What a model reads (by `spec.input`, `audio.inputs`): `pitch`, `instrument_spec`, or
+        the instrument spectrogram beside the pitch one re-centred on each row's labelled note."""
+        from instropitch.audio import inputs
+        from instropitch.audio.features import get_preset
+
         which = spec if isinstance(spec, str) else spec.input
-        if which == "pitch":
-            return self.pitch
-        if which == "instrument":
-            return self.instrument_spec
-        raise ValueError(f"unknown input {which!r}; expected 'pitch' or 'instrument'")
+        if not inputs.needs_note(which):
+            inputs.spectrograms_read(which)  # an unknown input is an error naming the known ones
+            return self.pitch if which == "pitch" else self.instrument_spec
+        if not self.feature_preset:
+            raise ValueError(f"the {which!r} input needs the snapshot's feature preset; this snapshot names none")
+        return inputs.model_input(which, self.pitch, self.instrument_spec, self.midi, get_preset(self.feature_preset))
 
     def labels_for(self, spec: ModelSpec | str) -> tuple[np.ndarray, list[str]]:
         """(class index per row, class names) for `spec.label`.

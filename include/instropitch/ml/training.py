@@ -300,6 +300,7 @@ def synthetic_tone_rows(spec: ModelSpec, feature_preset: str) -> tuple[np.ndarra
 
     from instropitch import audio
     from instropitch.audio.features import compute_features, get_preset
+    from instropitch.audio.inputs import model_input
     from instropitch.ml.snapshot import class_layout
     from instropitch.synth.tones import tone_set
 
@@ -311,7 +312,8 @@ def synthetic_tone_rows(spec: ModelSpec, feature_preset: str) -> tuple[np.ndarra
     for midi, samples in tone_set(list(values), spec.training.synthetic_tones, seed=spec.training.seed):
         buffer = io.BytesIO()
         audio.write_wav(buffer, samples, 44100)
-        xs.append(getattr(compute_features(buffer.getvalue(), config), spec.input))
+        tone = compute_features(buffer.getvalue(), config)
+        xs.append(model_input(spec.input, tone.pitch[None], tone.instrument[None], np.array([midi]), config)[0])
         ys.append(values.index(midi))
     return np.stack(xs).astype(np.float32), np.asarray(ys, dtype=np.int64)
 

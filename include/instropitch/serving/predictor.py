@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from instropitch import audio
-from instropitch.audio import periodicity
+from instropitch.audio import inputs, periodicity
 from instropitch.audio.features import FeatureConfig, Features, SpectrogramConfig, compute_features, get_preset
 from instropitch.ml.calibration import Calibration
 from instropitch.serving import modelcache, pitch_evidence, registry_lookup
@@ -120,8 +120,12 @@ def _model_from_layout(role: str, onnx: bytes, layout: Mapping[str, Any], info: 
         raise PredictorError(
             f"{where}: the {role} model must predict {ROLE_LABEL[role]!r}, this one predicts {label!r}"
         )
-    if model_input not in ("pitch", "instrument"):
-        raise PredictorError(f"{where}: unknown input {model_input!r}; expected 'pitch' or 'instrument'")
+    try:
+        inputs.spectrograms_read(model_input)
+    except ValueError as exc:
+        raise PredictorError(f"{where}: {exc}") from None
+    if role == "pitch" and inputs.needs_note(model_input):
+        raise PredictorError(f"{where}: the pitch model cannot read {model_input!r}, an input built from the note")
     try:
         net = OnnxModel(onnx)
     except PortableModelError as exc:
@@ -153,37 +157,44 @@ def _converted(keras_model: Any, where: str) -> bytes:
 
 
 def _combined_features(
-    models: Mapping[str, _Model], configs: Mapping[str, SpectrogramConfig], fallback: FeatureConfig
+    models: Mapping[str, _Model], presets: Mapping[str, FeatureConfig], fallback: FeatureConfig
 ) -> FeatureConfig:
     """One `FeatureConfig` whose `pitch`/`instrument` slots are what the models reading them need.
 
-    `configs[role]` is the config of the spectrogram `role`'s model reads (its `input`). A
-    slot no model reads keeps `fallback`'s (it is computed and unused).
+    `presets[role]` is the feature config `role`'s model was trained on; its input says which
+    slots it reads (`audio.inputs.spectrograms_read`). A slot no model reads keeps
+    `fallback`'s (it is computed and unused).
     """
     slots: dict[str, SpectrogramConfig] = {}
     for role, model in models.items():
-        cfg = configs[role]
-        if model.input in slots and slots[model.input] != cfg:
-            raise PredictorError(
-                f"both models read the {model.input!r} spectrogram but were trained on different settings of it"
-            )
-        slots[model.input] = cfg
-        if tuple(cfg.shape) != model.input_shape:
-            raise PredictorError(
-                f"the {role} model reads spectrograms of shape {model.input_shape}, its feature config "
-                f"gives {cfg.shape}: the features changed since training"
-            )
-    return FeatureConfig(
+        for slot in inputs.spectrograms_read(model.input):
+            cfg = getattr(presets[role], slot)
+            if slot in slots and slots[slot] != cfg:
+                raise PredictorError(
+                    f"both models read the {slot!r} spectrogram but were trained on different settings of it"
+                )
+            slots[slot] = cfg
+    combined = FeatureConfig(
         pitch=slots.get("pitch", fallback.pitch), instrument=slots.get("instrument", fallback.instrument)
     )
+    for role, model in models.items():
+        try:
+            shape = inputs.input_shape(model.input, combined)
+        except ValueError as exc:
+            raise PredictorError(f"the {role} model: {exc}") from None
+        if tuple(shape) != model.input_shape:
+            raise PredictorError(
+                f"the {role} model reads inputs of shape {model.input_shape}, its feature config "
+                f"gives {shape}: the features changed since training"
+            )
+    return combined
 
 
 @dataclass(frozen=True)
 class _RegistryRole:
-    """One role's model from the registry, with the spectrogram config it reads and its preset."""
+    """One role's model from the registry, with the feature preset it was trained on."""
 
     model: _Model
-    config: SpectrogramConfig
     preset: FeatureConfig
 
 
@@ -229,7 +240,7 @@ def _registry_role(
             f"{preset.digest()}: the feature code or preset changed since training; retrain the model, "
             "or predict from an export made when they matched"
         )
-    return _RegistryRole(model, getattr(preset, model.input), preset)
+    return _RegistryRole(model, preset)
 
 
 # --------------------------------------------------------------------- predictor
@@ -353,8 +364,8 @@ class Predictor:
     @classmethod
     def _from_registry_roles(cls, roles: Mapping[str, _RegistryRole], uri: str) -> Predictor:
         models = {role: r.model for role, r in roles.items()}
-        configs = {role: r.config for role, r in roles.items()}
-        features = _combined_features(models, configs, roles["pitch"].preset)
+        presets = {role: r.preset for role, r in roles.items()}
+        features = _combined_features(models, presets, roles["pitch"].preset)
         return cls(models["pitch"], models["instrument"], features, source="registry", location=uri)
 
     @classmethod
@@ -378,8 +389,7 @@ class Predictor:
             known = {k: entry.get(k) for k in ModelInfo.__dataclass_fields__ if k != "role"}
             info = ModelInfo(role=role, **known)
             models[role] = _model_from_layout(role, data, layouts[role], info, str(path))
-        configs = {role: getattr(features, model.input) for role, model in models.items()}
-        combined = _combined_features(models, configs, features)
+        combined = _combined_features(models, dict.fromkeys(models, features), features)
         if combined != features:
             raise PredictorError(f"{root}: {FEATURES_FILENAME} does not fit the models' inputs")
         return cls(models["pitch"], models["instrument"], features, source="export", location=str(root.resolve()))
@@ -475,7 +485,7 @@ class Predictor:
         results: list[Prediction | None] = [None] * len(batch)
         good: list[int] = []
         warnings: dict[int, list[str]] = {}
-        inputs: dict[str, list[np.ndarray]] = {"pitch": [], "instrument": []}
+        spectrograms: dict[str, list[np.ndarray]] = {"pitch": [], "instrument": []}
         notes: list[Features] = []
         for i, outcome in enumerate(self._batch_features(batch, max_duration)):
             name = batch[i][0]
@@ -486,16 +496,15 @@ class Predictor:
                 good.append(i)
                 if warning:
                     warnings[i] = [warning]
-                inputs["pitch"].append(feats.pitch)
-                inputs["instrument"].append(feats.instrument)
+                spectrograms["pitch"].append(feats.pitch)
+                spectrograms["instrument"].append(feats.instrument)
                 notes.append(feats)
             if progress is not None:
                 progress(name)
         if good:
-            stacked = {k: np.stack(v).astype(np.float32, copy=False) for k, v in inputs.items()}
+            stacked = {k: np.stack(v).astype(np.float32, copy=False) for k, v in spectrograms.items()}
             with self._lock:
-                p_pitch = self.pitch_model.proba(stacked[self.pitch_model.input])
-                p_inst = self.instrument_model.proba(stacked[self.instrument_model.input])
+                p_pitch = self.pitch_model.proba(self._model_input(self.pitch_model, stacked))
             k = max(0, int(top_k))
 
             def check(row: int) -> pitch_evidence.PeriodCheck | None:
@@ -504,8 +513,12 @@ class Predictor:
             pool = self._feature_pool() if len(good) > 1 else None
             rows = range(len(good))
             evidence = list(pool.map(check, rows) if pool is not None else map(check, rows))
+            shown_pitch = np.stack([self._shown_pitch(p_pitch[row], evidence[row]) for row in rows])
+            notes_heard = np.asarray(self.pitch_model.class_values)[np.argmax(shown_pitch, axis=1)]
+            with self._lock:
+                p_inst = self.instrument_model.proba(self._model_input(self.instrument_model, stacked, notes_heard))
             for row, i in enumerate(good):
-                result = self._prediction(batch[i][0], p_pitch[row], p_inst[row], k, evidence[row])
+                result = self._prediction(batch[i][0], p_pitch[row], shown_pitch[row], p_inst[row], k, evidence[row])
                 result.warnings = warnings.get(i, [])
                 if keep_spectrograms:
                     result.spectrograms = {"pitch": stacked["pitch"][row], "instrument": stacked["instrument"][row]}
@@ -557,20 +570,40 @@ class Predictor:
         weight = pitch_evidence.window_fill(feats.duration, window.duration)
         return pitch_evidence.PeriodCheck(likelihood, weight, period.f0_hz)
 
+    def model_inputs(self, stacked: Mapping[str, np.ndarray], notes: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Each model's input (by role) from stacked `pitch`/`instrument` spectrograms; a note-relative
+        input is re-centred on `notes` (MIDI numbers), by default the pitch model's top answers."""
+        pitch_x = self._model_input(self.pitch_model, stacked)
+        if notes is None and inputs.needs_note(self.instrument_model.input):
+            notes = np.asarray(self.pitch_model.class_values)[np.argmax(self.pitch_model.proba(pitch_x), axis=1)]
+        return {"pitch": pitch_x, "instrument": self._model_input(self.instrument_model, stacked, notes)}
+
+    def _model_input(
+        self, model: _Model, stacked: Mapping[str, np.ndarray], midi: np.ndarray | None = None
+    ) -> np.ndarray:
+        """What `model` reads, from a batch's stacked spectrograms (and the notes heard, for a note-relative input)."""
+        return inputs.model_input(model.input, stacked["pitch"], stacked["instrument"], midi, self.features)
+
+    def _shown_pitch(self, p_pitch: np.ndarray, period: pitch_evidence.PeriodCheck | None) -> np.ndarray:
+        """The pitch probabilities shown: calibrated, times the period's likelihood when there is one."""
+        shown = self.pitch_model.calibration.apply(p_pitch[None, :])[0]
+        if period is None:
+            return shown
+        return pitch_evidence.combine(shown, period.likelihood, period.cnn_weight)
+
     def _prediction(
         self,
         file: str,
         p_pitch: np.ndarray,
+        shown_pitch: np.ndarray,
         p_inst: np.ndarray,
         top_k: int,
         period: pitch_evidence.PeriodCheck | None = None,
     ) -> Prediction:
-        """The answer from both models' raw probabilities: calibrated (the pitch one times the period's
-        likelihood when there is one), sure or not, with alternatives."""
+        """The answer from both models' raw probabilities and the pitch ones shown (`_shown_pitch`):
+        calibrated, sure or not, with alternatives."""
         raw = {"pitch": p_pitch, "instrument": p_inst}
-        shown = {role: self.models[role].calibration.apply(p[None, :])[0] for role, p in raw.items()}
-        if period is not None:
-            shown["pitch"] = pitch_evidence.combine(shown["pitch"], period.likelihood, period.cnn_weight)
+        shown = {"pitch": shown_pitch, "instrument": self.instrument_model.calibration.apply(p_inst[None, :])[0]}
         order = {role: np.argsort(-p, kind="stable") for role, p in shown.items()}
 
         def entry(role: str, j: int) -> dict[str, Any]:

@@ -170,6 +170,26 @@ def test_predict_many_calls_each_model_once_per_batch(predictor, tmp_path):
             assert (r.instrument_abbr, r.midi) == want, r.file
 
 
+def test_the_instrument_model_reads_timbre_relative_to_the_pitch_answer(predictor):
+    from instropitch.serving.results import confidence
+
+    assert predictor.instrument_model.input == "instrument+harmonics"  # as the shipped recipe
+    result = predictor.predict_file(wav_bytes(tone("Fl", 64, amp=0.5, seed=7)), "flute.wav", keep_spectrograms=True)
+    stacked = {k: v[None] for k, v in result.spectrograms.items()}
+    heard = predictor.instrument_model.proba(predictor.model_inputs(stacked, np.array([result.midi]))["instrument"])[0]
+    assert result.instrument_confidence_raw == confidence(heard.max())
+    assert predictor.instrument_model.class_values[int(heard.argmax())] == result.instrument_abbr
+    # Re-centred on another note, the same spectrograms read differently.
+    elsewhere = predictor.instrument_model.proba(
+        predictor.model_inputs(stacked, np.array([result.midi + 7]))["instrument"]
+    )[0]
+    assert np.abs(np.log(elsewhere) - np.log(heard)).max() > 0.1  # log: the tiny model's top answer saturates
+    # By default the notes are the pitch model's answers.
+    np.testing.assert_allclose(
+        predictor.instrument_model.proba(predictor.model_inputs(stacked)["instrument"])[0], heard
+    )
+
+
 def test_unusable_files_give_error_results_not_exceptions(predictor, tmp_path):
     write_batch(tmp_path)
     (tmp_path / "notes.txt").write_text("this is not audio")
@@ -439,3 +459,20 @@ def test_export_refuses_a_folder_that_is_not_an_export(predictor, tmp_path):
     shutil.copy(broken / "pitch.onnx", broken / "instrument.onnx")  # the wrong model in the instrument slot
     with pytest.raises(PredictorError, match="instrument"):
         Predictor.from_export(broken)
+
+
+@pytest.mark.parametrize(
+    ("role", "model_input", "message"),
+    [
+        ("pitch", "instrument+harmonics", "cannot read 'instrument\\+harmonics', an input built from the note"),
+        ("instrument", "timbre", "unknown model input 'timbre'"),
+    ],
+)
+def test_a_layout_with_an_input_the_role_cannot_read_is_refused(role, model_input, message):
+    from instropitch.serving.predictor import _model_from_layout
+    from instropitch.serving.results import ModelInfo, PredictorError
+
+    layout = {"label": "midi" if role == "pitch" else "instrument", "input": model_input}
+    layout |= {"class_names": ["A0"], "input_shape": [44, 200]}
+    with pytest.raises(PredictorError, match=message):
+        _model_from_layout(role, b"", layout, ModelInfo(role=role), "v9")

@@ -208,6 +208,8 @@ def add_seed_means(results: dict) -> None:
 
 PREDICTIONS: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 """set name -> (true, predicted) of the last `score_cnn` call on it, for confusion matrices."""
+PROBABILITIES: dict[str, dict[str, np.ndarray]] = {}
+"""set name -> the last `score_cnn` call's class probabilities, labels and notes (`--save-probabilities`)."""
 
 
 def score_cnn(spec, model, values: list, s: Set, rows: np.ndarray | None = None) -> dict[str, float]:
@@ -216,9 +218,16 @@ def score_cnn(spec, model, values: list, s: Set, rows: np.ndarray | None = None)
 
     data = s.features(spec.features)
     rows = np.arange(len(data)) if rows is None else rows
-    predicted = np.asarray(values)[training.predict_classes(model, data.inputs(spec.input)[rows])]
+    proba = training.predict_proba(model, data.inputs(spec.input)[rows])
+    predicted = np.asarray(values)[proba.argmax(axis=1)]
     truth = data.midi[rows] if spec.label == "midi" else data.instrument[rows]
     PREDICTIONS[s.name] = (truth, predicted)
+    PROBABILITIES[s.name] = {
+        "proba": proba,
+        "values": np.asarray(values),
+        "midi": data.midi[rows],
+        "instrument": data.instrument[rows],
+    }
     if spec.label == "midi":
         return pitch_report(data.midi[rows], predicted.astype(np.int64))
     return instrument_report(data.instrument[rows], predicted)
@@ -380,6 +389,10 @@ def protocol_loso(args, fonts: dict[str, str]) -> dict:
             model = fit([(o, splits[n][0]) for n, o in sources.items() if n != held_out])
             results[label][f"{held_out} held-out"] = scorer(model, s, np.union1d(*splits[held_out]))
             heldout_predictions.setdefault(label, []).append(PREDICTIONS.pop(held_out, None))
+            if args.save_probabilities and held_out in PROBABILITIES:
+                args.save_probabilities.mkdir(parents=True, exist_ok=True)
+                name = f"{label.replace(' ', '_')}-{held_out}.npz"
+                np.savez(args.save_probabilities / name, **PROBABILITIES.pop(held_out))
             log(f"{label}: {held_out} held-out {_headline(results[label][f'{held_out} held-out']):.3f}")
 
     for path in args.models:
@@ -459,6 +472,12 @@ def main() -> int:
     )
     parser.add_argument("--in-distribution-only", action="store_true", help="ood: score on the test split only")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--save-probabilities",
+        type=Path,
+        metavar="DIR",
+        help="loso: each CNN's held-out class probabilities, labels and notes as DIR/<label>-<source>.npz",
+    )
     parser.add_argument("--confusion", type=Path, help="loso: PNG of the instrument CNN's held-out confusion matrix")
     args = parser.parse_args()
 

@@ -11,8 +11,9 @@ the misses.
     .venv/bin/python bench/bench_tones.py --from-export DIR --json /tmp/tones.json
     .venv/bin/python bench/bench_tones.py --from-export DIR --notes /tmp/ext/fluidr3 /tmp/ext/opl3 --json /tmp/t.json
 
-Every set is predicted twice: as the product answers (the CNN, its answer checked against the
-waveform's period when the note is short or the answer unsure: `serving.pitch_evidence`) and
+Every set is predicted twice: as the product answers (the CNN; its answer replaced when the
+waveform does not repeat at its period, checked against the period when the note is short or
+the answer unsure: `serving.pitch_evidence`) and
 by the CNN alone, so the table shows what the period check adds. `--notes` adds TinySOL-layout
 folders (e.g. FluidSynth renders, `bench/external_render.py`): real-instrument notes on which
 the check must not cost anything.
@@ -69,16 +70,16 @@ def labelled_notes(folder: Path) -> tuple[list[str], list[int]]:
 
 @contextlib.contextmanager
 def period_check(enabled: bool) -> Iterator[None]:
-    """The product as it is, or the CNN alone (the period never asked)."""
-    from instropitch.serving import pitch_evidence
+    """The product as it is, or the CNN alone (neither the repeat nor the period asked)."""
+    from instropitch.serving.predictor import Predictor
 
-    original = pitch_evidence.needs_check
+    original = Predictor._period_evidence
     if not enabled:
-        pitch_evidence.needs_check = lambda *args: False
+        Predictor._period_evidence = lambda *args: None  # type: ignore[method-assign]
     try:
         yield
     finally:
-        pitch_evidence.needs_check = original
+        Predictor._period_evidence = original  # type: ignore[method-assign]
 
 
 def score(predictions: list, truth: list[int]) -> dict:

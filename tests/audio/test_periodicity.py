@@ -50,3 +50,41 @@ def test_gain_and_a_dc_offset_do_not_move_it():
     y = tone(52, 0.3, range(1, 6))
     a, b = periodicity.estimate(y, SR), periodicity.estimate(0.01 * y + 0.3, SR)
     assert a.midi == pytest.approx(b.midi, abs=1e-6)
+
+
+def period_s(midi: float) -> float:
+    return 1.0 / (440.0 * 2 ** ((midi - 69) / 12))
+
+
+@pytest.mark.parametrize("seconds", [1.0, 0.08])
+@pytest.mark.parametrize("midi", [40, 70, 93])
+def test_a_tone_repeats_after_its_period_and_its_multiples_whatever_its_timbre(midi, seconds):
+    for harmonics in [(1,), range(1, 20, 2), range(2, 9)]:
+        found = periodicity.repeats(tone(midi, seconds, harmonics, seed=midi), SR)
+        r = found.at([period_s(midi), 2 * period_s(midi)])
+        assert r == pytest.approx([1.0, 1.0], abs=0.05), (harmonics, r)
+
+
+def test_a_missing_fundamental_tone_does_not_repeat_an_octave_or_two_up():
+    """Harmonics 2..8: half its period is the CNN's octave error, a quarter its two-octave one."""
+    for midi in (45, 70, 83, 94):
+        found = periodicity.repeats(tone(midi, 1.0, range(2, 9), seed=midi), SR)
+        half, quarter = found.at([period_s(midi + 12), period_s(midi + 24)])
+        assert half < 0.5 and quarter < 0.5, (midi, half, quarter)
+
+
+def test_the_window_taper_does_not_read_as_a_weaker_repeat_and_lags_past_half_the_frame_are_unknown():
+    y = tone(30, 1.0)  # 46 Hz: two periods are ~43 ms, under half the 0.19-s frame
+    found = periodicity.repeats(y, SR)
+    assert found.at([2 * period_s(30)])[0] == pytest.approx(1.0, abs=0.03)
+    assert np.isnan(found.at([0.1])[0])
+    short = periodicity.repeats(y[:900], SR)  # 41 ms of note: a 22-ms period is past half of it
+    assert np.isnan(short.at([period_s(30)])[0])
+
+
+def test_noise_repeats_at_no_period_and_silence_or_no_audio_gives_none():
+    noise = periodicity.repeats(np.random.default_rng(2).standard_normal(SR), SR)
+    assert np.all(np.abs(noise.at([period_s(m) for m in range(30, 100, 7)])) < 0.2)
+    assert periodicity.repeats(np.zeros(SR), SR) is None
+    assert periodicity.repeats(np.full(SR, np.nan), SR) is None
+    assert periodicity.repeats(np.ones(8), SR) is None

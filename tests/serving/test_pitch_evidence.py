@@ -59,13 +59,14 @@ def test_a_short_note_weighs_the_cnn_by_how_much_of_its_window_it_fills():
 
 
 def test_the_predictor_checks_a_short_note_against_its_period(predictor, monkeypatch):
-    """An unsure CNN answer a tone away from a 0.2-s note's period is corrected; a long note's sure answer stays."""
+    """An unsure CNN answer an octave below a 0.2-s note's period is corrected; a long note's sure one stays
+    (the waveform repeats after two periods too, so only the period check can tell, and it is not asked)."""
     from instropitch.ml.calibration import Calibration
 
     model = predictor.pitch_model
     monkeypatch.setattr(model, "calibration", Calibration(threshold=0.3))  # raw = shown
     classes = [int(v) for v in model.class_values]
-    true, wrong = 64, 67
+    true, wrong = 64, 52
 
     def leaning_wrong(x):
         p = np.full((len(x), len(classes)), 0.01)
@@ -82,3 +83,62 @@ def test_the_predictor_checks_a_short_note_against_its_period(predictor, monkeyp
     assert long_sure.midi == wrong and long_sure.pitch_confidence_raw == pytest.approx(
         0.6 / (0.9 + 0.01 * (len(classes) - 2)), abs=1e-3
     )
+
+
+def harmonics(midi: float, parts: range | tuple, seconds: float = 1.0, sr: int = 22050) -> np.ndarray:
+    f0 = 440.0 * 2 ** ((midi - 69) / 12)
+    t = np.arange(int(seconds * sr)) / sr
+    return sum(np.sin(2 * np.pi * k * f0 * t + k) for k in parts if k * f0 < sr / 2)
+
+
+def repeats(y: np.ndarray):
+    from instropitch.audio import periodicity
+
+    return periodicity.repeats(y, 22050)
+
+
+@pytest.mark.parametrize("midi", [40, 58, 70, 83, 93, 94])
+def test_a_sure_answer_the_waveform_does_not_repeat_at_gives_way_to_the_note_it_does(midi):
+    """A missing fundamental read an octave or two up, or a fifth off (the CNN's misses in bench_tones)."""
+    heard = repeats(harmonics(midi, range(2, 9)))
+    for cnn_answer in (midi + 12, midi + 24, midi - 7):
+        if cnn_answer <= MIDIS.max():
+            assert pitch_evidence.repeated_note(heard, MIDIS, cnn_answer) == midi, cnn_answer
+
+
+def test_an_answer_the_waveform_repeats_at_is_left_alone():
+    """Right answers are not touched; nor is an octave below, because a note repeats after two periods too."""
+    for midi, parts in [(45, (1,)), (64, range(1, 12)), (76, range(1, 20, 2)), (70, range(2, 9))]:
+        heard = repeats(harmonics(midi, parts))
+        assert pitch_evidence.repeated_note(heard, MIDIS, midi) is None
+        assert pitch_evidence.repeated_note(heard, MIDIS, midi - 12) is None
+
+
+def test_noise_and_a_low_rumble_name_no_note():
+    rng = np.random.default_rng(4)
+    white = rng.standard_normal(22050)
+    rumble = np.convolve(white, np.ones(200) / 200, mode="same")  # under ~100 Hz: "repeats" at every short lag
+    for y in (white, rumble):
+        assert pitch_evidence.repeated_note(repeats(y), MIDIS, 60) is None
+    assert pitch_evidence.repeated_note(None, MIDIS, 60) is None
+
+
+def test_the_predictor_replaces_a_sure_answer_the_waveform_does_not_repeat_at(predictor, monkeypatch):
+    """A 1.5-s missing-fundamental note the CNN is sure is an octave up: the repeat check names it."""
+    from instropitch.ml.calibration import Calibration
+
+    model = predictor.pitch_model
+    monkeypatch.setattr(model, "calibration", Calibration(threshold=0.5))
+    classes = [int(v) for v in model.class_values]
+    true = 70
+
+    def sure_octave_up(x):
+        p = np.full((len(x), len(classes)), 1e-6)
+        p[:, classes.index(true + 12)] = 1.0
+        return p / p.sum(axis=1, keepdims=True)
+
+    monkeypatch.setattr(model, "proba", sure_octave_up)
+    y = harmonics(true, range(2, 9), seconds=1.5)
+    result = predictor.predict_file(wav_bytes((0.3 * y / np.abs(y).max()).astype(np.float32)), name="mf.wav", top_k=0)
+    assert result.ok and result.midi == true and result.pitch_confidence_raw < 1e-3
+    assert result.pitch_period_hz == pytest.approx(466.16, rel=0.001)

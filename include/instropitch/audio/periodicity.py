@@ -9,6 +9,10 @@ aperiodicity (0: exactly periodic, about 1: noise), which says how much to belie
 
 Pure functions of the samples; the frames of a note go through numpy's real FFT together
 (low-pass and cross term in the frequency domain: four transforms, ~0.4 ms a note).
+
+`repeats` answers a narrower question for every note, cheaply (one transform, ~0.13 ms): how
+well does the waveform repeat after a given lag? A note at f0 repeats after 1/f0 whatever its
+timbre, so an answer whose period the waveform does not repeat at cannot be its pitch.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ THRESHOLD = 0.1
 TOLERANCE = 0.1
 """With no dip under the threshold: how much deeper a longer period's dip must be to be preferred."""
 MAX_FRAMES = 3
+REPEAT_FRAME = 4096
+"""Samples (0.19 s at 22,050 Hz, five periods of A0) from the middle of a note for `repeats`;
+lags up to half of it (93 ms) are read. Twice as long cost 0.23 ms a note instead of 0.13."""
 
 
 @dataclass(frozen=True)
@@ -138,3 +145,59 @@ def estimate(
     midis = 69.0 + 12.0 * np.log2(sample_rate / chosen[:, 0] / 440.0)
     f0 = 440.0 * 2 ** ((float(np.median(midis)) - 69.0) / 12.0)
     return Periodicity(f0_hz=f0, aperiodicity=float(np.median(chosen[:, 1])), frames=len(chosen))
+
+
+@dataclass(frozen=True)
+class Repeats:
+    """A note's autocorrelation, kept as the strong bins of its power spectrum (read at any lag by `at`)."""
+
+    bins: np.ndarray
+    weights: np.ndarray
+    """Each kept bin's share of the frame's power (one-sided: doubled but bin 0)."""
+    n_fft: int
+    frame: int
+    sample_rate: int
+
+    def at(self, periods_s: np.ndarray | list[float]) -> np.ndarray:
+        """How well the waveform repeats after each period (1: exactly, 0: no relation, -1: inverted); NaN beyond half the frame.
+
+        The Wiener-Khinchin sum of the kept bins at the fractional lag, over the Hann window's own
+        autocorrelation (Boersma, 1993), so the window's taper does not read as a weaker repeat.
+        """
+        lags = np.atleast_1d(np.asarray(periods_s, dtype=np.float64)) * self.sample_rate
+        phase = (2 * np.pi / self.n_fft) * np.outer(lags, self.bins)
+        r = np.cos(phase) @ self.weights
+        q = lags / self.frame
+        window = (1 - q) * (2 / 3 + np.cos(2 * np.pi * q) / 3) + np.sin(2 * np.pi * q) / (2 * np.pi)
+        return np.where(q <= 0.5, r / np.maximum(window, 1e-12), np.nan)
+
+
+@functools.lru_cache(maxsize=8)
+def _hann(m: int) -> np.ndarray:
+    """The symmetric Hann window of `m` samples Boersma's correction assumes (read-only: cached)."""
+    w = 0.5 - 0.5 * np.cos(2 * np.pi * (np.arange(m) + 0.5) / m)
+    w.flags.writeable = False
+    return w
+
+
+def repeats(y: np.ndarray, sample_rate: int, *, frame: int = REPEAT_FRAME, floor_db: float = -50.0) -> Repeats | None:
+    """The autocorrelation of the middle `frame` samples of `y` (all of a shorter note); None for silence or non-finite audio.
+
+    Bins more than `floor_db` under the strongest are dropped: they change a tone's repeat by
+    under 1 % and would make reading many lags cost a transform each.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    if len(y) < 16 or not np.isfinite(y).all():
+        return None
+    m = min(len(y), frame)
+    start = (len(y) - m) // 2
+    x = y[start : start + m]
+    n_fft = 1 << (2 * m - 1).bit_length()
+    spectrum = np.fft.rfft((x - x.mean()) * _hann(m), n_fft)
+    power = spectrum.real**2 + spectrum.imag**2
+    power[1:] *= 2.0
+    total = power.sum()
+    if total <= 0:
+        return None
+    bins = np.flatnonzero(power >= power.max() * 10 ** (floor_db / 10))
+    return Repeats(bins=bins, weights=power[bins] / total, n_fft=n_fft, frame=m, sample_rate=sample_rate)

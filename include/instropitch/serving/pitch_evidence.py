@@ -14,6 +14,12 @@ given the period's note some weight for it to win. The CNN's probabilities count
 proportion to how much of its window the note fills (raised to that fraction): an 80 ms note
 in a 1-s window is a smeared spectrum, and its confident neighbour-semitone answer is the
 known failure, not evidence.
+
+One check runs on every note, because the CNN can be sure and still wrong: a tone whose
+fundamental is missing read an octave or two up with 0.9995 (bench/RESULTS.md). A note repeats
+after its period whatever its timbre, so when the waveform does not repeat at the CNN's answer
+(`audio.periodicity.repeats`) that answer cannot be the pitch, and the highest note whose
+period it does repeat at is taken instead (`repeated_note`).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from instropitch.audio.periodicity import FMAX_HZ, Periodicity
+from instropitch.audio.periodicity import FMAX_HZ, Periodicity, Repeats
 
 SHORT_NOTE_S = 0.5
 """A note shorter than this fills under half of the 1-s pitch window: its period is always checked."""
@@ -34,6 +40,14 @@ FLOOR = 0.005
 """The likelihood of a note far from the measured one (an error of the period estimate)."""
 TOP_MIDI = 69.0 + 12.0 * np.log2(FMAX_HZ / 440.0)
 """The CNN answering above this may be right where the period estimate cannot see (its subharmonic)."""
+
+
+REPEAT_MISSED = 0.5
+"""Under this the waveform does not repeat at a note's period. Real notes repeat at their own with
+0.81 or more (2,037 notes, six libraries through FluidSynth and ours), 0.53 or more under the
+project's rooms and microphones (3,650 notes; 1 % under 0.76): bench/RESULTS.md."""
+REPEAT_FOUND = 0.9
+"""At or above this it does (a tone from a generator: 1.0)."""
 
 
 class PeriodCheck(NamedTuple):
@@ -53,8 +67,7 @@ def likelihood(period: Periodicity | None, class_midis: np.ndarray, cnn_top_midi
     """P(measured period | note) over the classes, or None when the period says nothing worth using."""
     if period is None or period.aperiodicity > APERIODICITY_GATE or cnn_top_midi > TOP_MIDI:
         return None
-    distance = (np.asarray(class_midis, dtype=np.float64) - period.midi) / SIGMA_SEMITONES
-    return FLOOR + np.exp(-0.5 * distance**2)
+    return likelihood_at(period.midi, class_midis)
 
 
 def window_fill(duration_s: float, window_s: float) -> float:
@@ -70,3 +83,35 @@ def combine(probabilities: np.ndarray, evidence: np.ndarray | None, cnn_weight: 
     posterior = cnn * evidence
     total = posterior.sum()
     return posterior / total if total > 0 else probabilities
+
+
+def _periods(midis: np.ndarray) -> np.ndarray:
+    return 1.0 / (440.0 * 2 ** ((np.asarray(midis, dtype=np.float64) - 69.0) / 12.0))
+
+
+def repeated_note(repeats: Repeats | None, class_midis: np.ndarray, cnn_top_midi: float) -> float | None:
+    """The note the waveform repeats at, when it does not repeat at the CNN's answer; else None.
+
+    Scanning the classes from the highest down, the first run at or above `REPEAT_FOUND` after a
+    dip under `REPEAT_MISSED` is the period (its peak is the note): a note repeats at every
+    multiple of its period too, so the shortest one is its pitch. Without the dip a smooth,
+    low-lying sound (a rumble) would "repeat" at every short lag.
+    """
+    if repeats is None or not repeats.at(_periods([cnn_top_midi]))[0] < REPEAT_MISSED:
+        return None
+    midis = np.sort(np.asarray(class_midis, dtype=np.float64))[::-1]
+    r = np.nan_to_num(repeats.at(_periods(midis)), nan=-1.0)
+    dipped = np.minimum.accumulate(r) < REPEAT_MISSED
+    found = np.flatnonzero(dipped & (r >= REPEAT_FOUND))
+    if not len(found):
+        return None
+    i = int(found[0])
+    while i + 1 < len(r) and r[i + 1] > r[i]:
+        i += 1
+    return float(midis[i])
+
+
+def likelihood_at(midi: float, class_midis: np.ndarray) -> np.ndarray:
+    """P(waveform | note) peaked on `midi`: the same shape as `likelihood` gives a measured period."""
+    distance = (np.asarray(class_midis, dtype=np.float64) - midi) / SIGMA_SEMITONES
+    return FLOOR + np.exp(-0.5 * distance**2)

@@ -553,16 +553,23 @@ class Predictor:
         return pool
 
     def _period_evidence(self, feats: Features, p_pitch: np.ndarray) -> pitch_evidence.PeriodCheck | None:
-        """What the note's period says of each pitch class, when the CNN's answer needs a check and it is periodic."""
+        """What the note's period says of each pitch class: always when the waveform does not repeat at
+        the CNN's answer (the period alone decides), else when the answer needs a check and the note is periodic."""
         model = self.pitch_model
         shown = model.calibration.apply(p_pitch[None, :])[0]
         midis = np.asarray(model.class_values, dtype=np.float64)
         top_midi = float(midis[int(np.argmax(shown))])
-        if feats.pitch_audio is None or not pitch_evidence.needs_check(
-            feats.duration, float(shown.max()), model.calibration.threshold
-        ):
+        if feats.pitch_audio is None:
             return None
         window = self.features.pitch
+        repeated = pitch_evidence.repeated_note(
+            periodicity.repeats(feats.pitch_audio, window.sample_rate), midis, top_midi
+        )
+        if repeated is not None:
+            f0 = 440.0 * 2 ** ((repeated - 69.0) / 12.0)
+            return pitch_evidence.PeriodCheck(pitch_evidence.likelihood_at(repeated, midis), 0.0, f0)
+        if not pitch_evidence.needs_check(feats.duration, float(shown.max()), model.calibration.threshold):
+            return None
         period = periodicity.estimate(feats.pitch_audio, window.sample_rate)
         likelihood = pitch_evidence.likelihood(period, midis, top_midi)
         if likelihood is None:

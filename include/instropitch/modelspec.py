@@ -168,7 +168,9 @@ class Training:
     training rows, so a large source does not drown a small one; "none" draws rows uniformly.
     `leave_one_source_out` also trains, for each source, a model that never sees it and logs
     its accuracy on that source (the honest estimate for recordings unlike the training data;
-    it costs one extra fit per source and needs two sources or more).
+    it costs one extra fit per source and needs two sources or more). `heldout_groups` N > 1
+    caps those fits at N: with more sources than that, each fit holds out a group of them
+    (round-robin over their sorted names), and every source is still scored on its own.
     `synthetic_tones` (pitch models only) adds N generated periodic tones per MIDI note of the
     output layout to the fitting rows (`synth.tones`: sines, square, triangle and sawtooth waves,
     missing-fundamental and short tones): a person checks the tool with a tone generator, and
@@ -184,6 +186,7 @@ class Training:
     augmentation: Augmentation = field(default_factory=Augmentation)
     balance: str = "sources"
     leave_one_source_out: bool = True
+    heldout_groups: int = 0
     synthetic_tones: int = 0
 
 
@@ -466,8 +469,11 @@ def _read_training(s: _Section, label: str | None) -> Training:
         augmentation=aug,
         balance=s.take("balance", _choice(BALANCES), defaults.balance),
         leave_one_source_out=s.take("leave_one_source_out", _bool, defaults.leave_one_source_out),
+        heldout_groups=s.take("heldout_groups", _int(0, 1000), defaults.heldout_groups),
         synthetic_tones=s.take("synthetic_tones", _int(0, 100), defaults.synthetic_tones),
     )
+    if training.heldout_groups == 1:
+        s.error("heldout_groups", "1 would hold out every source at once: use 0 (one fit per source) or 2 or more")
     if training.synthetic_tones and label != "midi":
         s.error("synthetic_tones", "only for label 'midi': a generated tone has a pitch, not an instrument")
     s.finish()

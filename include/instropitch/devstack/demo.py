@@ -5,11 +5,12 @@ dataset, runs `instropitch_etl` then `instropitch_training` with real Airflow
 (`airflow dags test`; a line per finished task and per training epoch as they come, the
 full log in a file), and prints what landed where.
 
-The synthetic set is several sources, one per General MIDI font that came with the installed
-packages (`synth.fonts`: TimGM6mb, Merlin), each rendering its share of the 2,913 notes under
-a mix of dry and recording conditions: several timbres for the cost of one set, so that the
-instrument model cannot learn one sample library, and the training DAG can hold one source
-out to measure (and calibrate on) sound it never heard. Each source is uploaded under `NAME/`;
+The synthetic set is several sources, one per General MIDI font the package registries gave
+(`synth.fonts`: TimGM6mb and Merlin from PyPI, FluidR3Mono_GM and MuseScore_General_Lite from
+npm), each rendering its share of the 2,913 notes under a mix of dry and recording
+conditions: several timbres for the cost of one set, so that the instrument model cannot
+learn one sample library, and the training DAG can hold sources out to measure (and
+calibrate on) sound it never heard. Each source is uploaded under `NAME/`;
 `extra_sources` (`--source NAME=DIR`) adds TinySOL-layout folders, and the ETL run loads them
 all (DAG param `sources`).
 """
@@ -76,7 +77,7 @@ def ensure_dataset(folder: Path, seed: int, scale: float) -> dict[str, Path]:
     if all((folder / name / METADATA_FILENAME).is_file() for name in wanted):
         print(f"dataset: reusing {folder} ({', '.join(wanted)})")
         return {name: folder / name for name in wanted}
-    for line in fonts.missing_packaged_fonts():
+    for line in fonts.missing_fonts():
         print(f"dataset: {line}; rendering without it")
     print(f"dataset: rendering synthetic TinySOL (scale {scale:g}) from {', '.join(wanted)} into {folder}")
     out = folder if len(wanted) > 1 else folder / next(iter(wanted))  # one font renders into its folder itself

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from instropitch.ml.snapshot import Snapshot
-from instropitch.ml.training import fit_without_source, model_rows, synthetic_tone_rows
+from instropitch.ml.training import fit_without_source, held_out_members, model_rows, synthetic_tone_rows
 from instropitch.modelspec import ModelSpec
 
 ARTIFACT_DIR = "heldout"
@@ -32,7 +32,10 @@ ARTIFACT_DIR = "heldout"
 
 @dataclass(frozen=True)
 class HeldoutAnswers:
-    """What one model of `spec` fitted without `source` answered on every row of `source`."""
+    """What one model of `spec` fitted without `source` answered on every row of `source`.
+
+    `source` may be a group of sources (`training.heldout_sources`: "a+b"): the answers then
+    cover the rows of each; `training.per_source` splits them for scoring."""
 
     model: str
     source: str
@@ -61,9 +64,10 @@ def artifact_path(model: str, source: str) -> str:
 
 
 def fit(spec: ModelSpec, snapshot: Snapshot, source: str, epochs: int) -> HeldoutAnswers:
-    """Fit `spec` on the snapshot's training rows of every other source; answer on all of `source`."""
+    """Fit `spec` on the snapshot's training rows of every other source; answer on all of `source` (or its group)."""
     rows = model_rows(spec, snapshot)
-    if source not in rows.source_names or len(rows.source_names) < 2:
+    members = held_out_members(source)
+    if not set(members) <= set(rows.source_names) or len(rows.source_names) <= len(members):
         raise ValueError(f"cannot hold out {source!r}: the snapshot's sources are {rows.source_names}")
     started = time.perf_counter()
     target, proba = fit_without_source(
@@ -132,7 +136,7 @@ def load_answers(run_id: str, spec: ModelSpec, sources: list[str], snapshot: Sna
                 )
             if answers.data_digest != snapshot.digest:
                 raise ValueError(f"{path} answers snapshot {answers.data_digest}, not {snapshot.digest}")
-            expected = np.flatnonzero(np.asarray(snapshot.source).astype(str) == source)
+            expected = np.flatnonzero(np.isin(np.asarray(snapshot.source).astype(str), held_out_members(source)))
             if not np.array_equal(answers.rows, expected) or len(answers.proba) != len(expected):
                 raise ValueError(f"{path} does not cover the rows of source {source!r} in this snapshot")
             if not np.array_equal(answers.labels, y[expected]):

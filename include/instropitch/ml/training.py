@@ -345,12 +345,41 @@ def predict_classes(model: keras.Model, x: np.ndarray) -> np.ndarray:
     return np.argmax(predict_proba(model, x), axis=1).astype(np.int64)
 
 
+GROUP_SEPARATOR = "+"
+"""Joins the sources one held-out fit leaves out ("fluidr3mono+timgm6mb"); never in a source name."""
+
+
 def heldout_sources(spec: ModelSpec, source_names: list[str], epochs: int, override: bool | None = None) -> list[str]:
-    """The sources `spec` holds out, one fit each: none with fewer than 2 sources, 0 epochs, or the
-    recipe's `leave_one_source_out` off (`override`, when not None, replaces that setting)."""
+    """What `spec` holds out, one fit each: a source, or with more sources than the recipe's
+    `heldout_groups` a group of them joined by `GROUP_SEPARATOR` (round-robin over the sorted
+    names). None with fewer than 2 sources, 0 epochs, or the recipe's `leave_one_source_out`
+    off (`override`, when not None, replaces that setting)."""
     wanted = spec.training.leave_one_source_out if override is None else override
     names = sorted(set(source_names))
-    return names if wanted and len(names) > 1 and epochs > 0 else []
+    if not (wanted and len(names) > 1 and epochs > 0):
+        return []
+    groups = spec.training.heldout_groups
+    if groups < 2 or len(names) <= groups:
+        return names
+    return [GROUP_SEPARATOR.join(names[i::groups]) for i in range(groups)]
+
+
+def held_out_members(held_out: str) -> list[str]:
+    """The sources a held-out label (`heldout_sources`) stands for."""
+    return held_out.split(GROUP_SEPARATOR)
+
+
+def per_source(
+    answers: dict[str, tuple[np.ndarray, np.ndarray]], sources: np.ndarray
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{source: (rows, probabilities)} from answers keyed by held-out label: a group's answers
+    split by the source of each row, so every source is scored and calibrated on its own."""
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for held_out, (rows, proba) in answers.items():
+        for name in held_out_members(held_out):
+            mine = np.asarray(sources)[rows].astype(str) == name
+            out[name] = (rows[mine], proba[mine])
+    return dict(sorted(out.items()))
 
 
 def fit_without_source(
@@ -365,13 +394,15 @@ def fit_without_source(
     epochs: int,
     extra: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Fit on the training rows of every source but `held_out`; (its rows, their class probabilities).
+    """Fit on the training rows of every source but `held_out` (one, or a group: `held_out_members`);
+    (its rows, their class probabilities).
 
-    No row of the held-out source (train or test part) is seen in fitting or early stopping,
+    No row of a held-out source (train or test part) is seen in fitting or early stopping,
     so the answers are what the recipe does on recordings unlike its training data.
     """
     t = spec.training
-    rows = train_rows[sources[train_rows] != held_out]
+    members = held_out_members(held_out)
+    rows = train_rows[~np.isin(sources[train_rows], members)]
     fit_rows, val_rows = fit_validation_rows(y, rows, t.validation_split, t.seed)
     model, _ = fit_model(
         spec,
@@ -385,7 +416,7 @@ def fit_without_source(
         extra=extra,
         label=f"{spec.name} without {held_out}",
     )
-    target = np.flatnonzero(sources == held_out)
+    target = np.flatnonzero(np.isin(sources, members))
     return target, predict_proba(model, x[target])
 
 
@@ -400,17 +431,16 @@ def heldout_source_probabilities(
     epochs: int,
     extra: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """`fit_without_source` for each source in turn, in this process (the DAG maps them as tasks instead).
+    """`fit_without_source` for each source (or group: `heldout_sources`) in turn, in this process
+    (the DAG maps them as tasks instead).
 
     Returns {source: (its rows, their class probabilities)}; empty with fewer than 2 sources.
     """
-    names = sorted(set(sources.tolist()))
-    if len(names) < 2:
-        return {}
-    return {
+    answers = {
         held_out: fit_without_source(spec, x, y, sources, train_rows, n_classes, held_out, epochs=epochs, extra=extra)
-        for held_out in names
+        for held_out in heldout_sources(spec, sources.tolist(), max(epochs, 1), override=True)
     }
+    return per_source(answers, sources)
 
 
 def leave_one_source_out(spec: ModelSpec, *data: Any, epochs: int) -> dict[str, dict[str, float]]:
@@ -648,6 +678,7 @@ def _fit_and_score(
                 spec, rows.x, rows.y, rows.sources, rows.train, n_classes, epochs=epochs, extra=tones
             )
         heldout_time = time.perf_counter() - started
+    predicted = per_source(predicted, rows.sources)  # the DAG's answers come by held-out label, maybe a group
     heldout = _heldout_scores(spec, rows.y, predicted)
 
     started = time.perf_counter()

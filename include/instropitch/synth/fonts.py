@@ -1,4 +1,4 @@
-"""General MIDI SoundFonts that arrive with Python packages, and the default set of timbre sources.
+"""General MIDI SoundFonts that arrive from the package registries, and the default set of timbre sources.
 
 A model trained on one sample library learns that library. The default synthetic set is
 therefore rendered from every GM font the package registries gave this machine: TimGM6mb

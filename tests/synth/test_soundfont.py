@@ -409,6 +409,12 @@ def test_an_sf3_font_plays_its_ogg_samples_like_the_sf2_it_came_from(tmp_path: P
     decoded, stored = sf3.sample_data(0, 4000), sf2.sample_data(0, 4000)
     assert rms(decoded - stored) < 0.05 * rms(stored)  # Vorbis is lossy, but close
     assert not sf3.sample_data(3990, 4010)[10:].any()  # past the sample's end: silence
+    broken = bytearray((tmp_path / "a.sf3").read_bytes())
+    at = broken.find(b"OggS")
+    broken[at : at + 4] = b"Junk"
+    (tmp_path / "b.sf3").write_bytes(bytes(broken))
+    with pytest.raises(SoundFontError, match=r"b\.sf3: SF3 sample 'sine440' .* is not an Ogg stream"):
+        SoundFont.load(tmp_path / "b.sf3")
     a, b = player.render_note(sf2, 0, 69, 100, 1.0), player.render_note(sf3, 0, 69, 100, 1.0)
     assert abs(cents_off(estimate_f0(b[int(0.2 * SR) : int(0.9 * SR)]), 69)) < 5
     assert rms(b[int(0.8 * SR) : int(0.9 * SR)]) == pytest.approx(rms(a[int(0.8 * SR) : int(0.9 * SR)]), rel=0.05)

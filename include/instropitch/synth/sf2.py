@@ -294,16 +294,16 @@ def _chunks(data: bytes | mmap.mmap, start: int, end: int):
             pos -= 1
 
 
-def _ogg_frames(blob: bytes) -> int:
-    """Decoded length of an Ogg Vorbis stream: the granule position of its last page (no decoding)."""
+def _ogg_frames(blob: bytes) -> int | None:
+    """Decoded length of an Ogg Vorbis stream: the granule position of its last page (no decoding); None if not Ogg."""
     last = blob.rfind(b"OggS")
-    if last < 0 or last + 14 > len(blob):
-        raise SoundFontError("an SF3 sample is not an Ogg stream")
+    if not blob.startswith(b"OggS") or last + 14 > len(blob):
+        return None
     return int(struct.unpack_from("<q", blob, last + 6)[0])
 
 
 def _decompressed_layout(
-    data: mmap.mmap, smpl_body: int, samples: list[SampleHeader]
+    path: Path, data: mmap.mmap, smpl_body: int, samples: list[SampleHeader]
 ) -> tuple[list[SampleHeader], list[tuple[int, int, int]]]:
     """SF3 samples placed end to end in decoded sample points, as an SF2 lays out `smpl`, and
     (decoded start, byte start, byte end) of each Ogg stream in the file. SF3 loop points count
@@ -315,6 +315,8 @@ def _decompressed_layout(
             continue
         first, last = smpl_body + sample.start, smpl_body + sample.end
         frames = _ogg_frames(bytes(data[first:last]))
+        if frames is None:
+            raise SoundFontError(f"{path}: SF3 sample {sample.name!r} (bytes {first}..{last}) is not an Ogg stream")
         placed.append(
             replace(sample, start=at, end=at + frames, loop_start=at + sample.loop_start, loop_end=at + sample.loop_end)
         )
@@ -434,7 +436,7 @@ class SoundFont:
         samples = [SampleHeader(_cstr(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9]) for r in shdr[:-1]]
         streams = None
         if any(s.is_compressed for s in samples):
-            samples, streams = _decompressed_layout(data, smpl[0], samples)
+            samples, streams = _decompressed_layout(path, data, smpl[0], samples)
             smpl = (smpl[0], samples[-1].end if samples else 0)
             sm24_offset = None
         instruments = [

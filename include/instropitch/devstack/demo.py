@@ -18,6 +18,7 @@ all (DAG param `sources`).
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -79,6 +80,10 @@ def ensure_dataset(folder: Path, seed: int, scale: float) -> dict[str, Path]:
         return {name: folder / name for name in wanted}
     for line in fonts.missing_fonts():
         print(f"dataset: {line}; rendering without it")
+    if folder.exists():  # another set of fonts shared the notes differently: none of its files may stay
+        held = ", ".join(sorted(p.name for p in folder.iterdir() if p.is_dir())) or "no source"
+        print(f"dataset: {folder} holds another render ({held}); replacing it")
+        shutil.rmtree(folder)
     print(f"dataset: rendering synthetic TinySOL (scale {scale:g}) from {', '.join(wanted)} into {folder}")
     out = folder if len(wanted) > 1 else folder / next(iter(wanted))  # one font renders into its folder itself
     summary = synth.render_dataset(

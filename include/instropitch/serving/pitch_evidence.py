@@ -111,6 +111,14 @@ def repeated_note(repeats: Repeats | None, class_midis: np.ndarray, cnn_top_midi
     return float(midis[i])
 
 
+def repeat_check(repeats: Repeats | None, class_midis: np.ndarray, cnn_top_midi: float) -> PeriodCheck | None:
+    """`repeated_note` as evidence that decides alone (the CNN's answer is impossible), or None."""
+    note = repeated_note(repeats, class_midis, cnn_top_midi)
+    if note is None:
+        return None
+    return PeriodCheck(likelihood_at(note, class_midis), 0.0, float(1.0 / _periods([note])[0]))
+
+
 def likelihood_at(midi: float, class_midis: np.ndarray) -> np.ndarray:
     """P(waveform | note) peaked on `midi`: the same shape as `likelihood` gives a measured period."""
     distance = (np.asarray(class_midis, dtype=np.float64) - midi) / SIGMA_SEMITONES

@@ -562,12 +562,11 @@ class Predictor:
         if feats.pitch_audio is None:
             return None
         window = self.features.pitch
-        repeated = pitch_evidence.repeated_note(
+        repeated = pitch_evidence.repeat_check(
             periodicity.repeats(feats.pitch_audio, window.sample_rate), midis, top_midi
         )
         if repeated is not None:
-            f0 = 440.0 * 2 ** ((repeated - 69.0) / 12.0)
-            return pitch_evidence.PeriodCheck(pitch_evidence.likelihood_at(repeated, midis), 0.0, f0)
+            return repeated
         if not pitch_evidence.needs_check(feats.duration, float(shown.max()), model.calibration.threshold):
             return None
         period = periodicity.estimate(feats.pitch_audio, window.sample_rate)

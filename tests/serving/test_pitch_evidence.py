@@ -142,3 +142,17 @@ def test_the_predictor_replaces_a_sure_answer_the_waveform_does_not_repeat_at(pr
     result = predictor.predict_file(wav_bytes((0.3 * y / np.abs(y).max()).astype(np.float32)), name="mf.wav", top_k=0)
     assert result.ok and result.midi == true and result.pitch_confidence_raw < 1e-3
     assert result.pitch_period_hz == pytest.approx(466.16, rel=0.001)
+
+
+def test_a_clean_tone_a_semitone_off_the_answer_takes_its_place_a_detuned_one_does_not():
+    """Pure tones repeat exactly at their own period and clearly worse a semitone away; the CNN slips there."""
+    for midi in (29, 52, 88):
+        heard = repeats(harmonics(midi, (1,)))
+        assert pitch_evidence.repeated_note(heard, MIDIS, midi - 1) == midi
+        assert pitch_evidence.repeated_note(heard, MIDIS, midi + 1) == midi
+        assert pitch_evidence.repeated_note(heard, MIDIS, midi) is None
+    detuned = repeats(harmonics(64.3, range(1, 8)))  # 30 cents sharp: still nearest to 64
+    assert pitch_evidence.repeated_note(detuned, MIDIS, 64) is None
+    check = pitch_evidence.repeat_check(repeats(harmonics(52, (1,))), MIDIS, 51)
+    assert MIDIS[np.argmax(check.likelihood)] == 52 and check.cnn_weight == 0.0
+    assert check.f0_hz == pytest.approx(164.81, rel=1e-4)

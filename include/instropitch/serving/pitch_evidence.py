@@ -48,6 +48,11 @@ REPEAT_MISSED = 0.5
 project's rooms and microphones (3,650 notes; 1 % under 0.76): bench/RESULTS.md."""
 REPEAT_FOUND = 0.9
 """At or above this it does (a tone from a generator: 1.0)."""
+REPEAT_EXACT = 0.98
+"""A waveform repeating this well at a neighbouring note's period is a clean tone (real notes under
+rooms never reached it next to a right answer: bench/RESULTS.md)."""
+NEIGHBOUR_MARGIN = 0.05
+"""How much better than at the answer's period the neighbour must repeat to take its place."""
 
 
 class PeriodCheck(NamedTuple):
@@ -90,15 +95,25 @@ def _periods(midis: np.ndarray) -> np.ndarray:
 
 
 def repeated_note(repeats: Repeats | None, class_midis: np.ndarray, cnn_top_midi: float) -> float | None:
-    """The note the waveform repeats at, when it does not repeat at the CNN's answer; else None.
+    """The note the waveform repeats at, when that cannot be the CNN's answer; else None.
 
-    Scanning the classes from the highest down, the first run at or above `REPEAT_FOUND` after a
-    dip under `REPEAT_MISSED` is the period (its peak is the note): a note repeats at every
-    multiple of its period too, so the shortest one is its pitch. Without the dip a smooth,
-    low-lying sound (a rumble) would "repeat" at every short lag.
+    When the waveform does not repeat at the answer's period, the classes are scanned from the
+    highest down: the first run at or above `REPEAT_FOUND` after a dip under `REPEAT_MISSED` is
+    the period (its peak is the note), since a note repeats at every multiple of its period too,
+    so the shortest one is its pitch. Without the dip a smooth, low-lying sound (a rumble) would
+    "repeat" at every short lag. When it does repeat there, a neighbouring semitone still takes
+    the answer's place if the waveform repeats at its period almost exactly (`REPEAT_EXACT`) and
+    clearly better (`NEIGHBOUR_MARGIN`): the CNN's semitone slips on pure tones.
     """
-    if repeats is None or not repeats.at(_periods([cnn_top_midi]))[0] < REPEAT_MISSED:
+    if repeats is None:
         return None
+    here, below, above = np.nan_to_num(
+        repeats.at(_periods([cnn_top_midi, cnn_top_midi - 1, cnn_top_midi + 1])), nan=-1.0
+    )
+    classes = set(np.asarray(class_midis, dtype=np.float64).tolist())
+    if here >= REPEAT_MISSED:
+        best, r = (cnn_top_midi - 1, below) if below >= above else (cnn_top_midi + 1, above)
+        return best if best in classes and r >= REPEAT_EXACT and r > here + NEIGHBOUR_MARGIN else None
     midis = np.sort(np.asarray(class_midis, dtype=np.float64))[::-1]
     r = np.nan_to_num(repeats.at(_periods(midis)), nan=-1.0)
     dipped = np.minimum.accumulate(r) < REPEAT_MISSED

@@ -19,7 +19,8 @@ One check runs on every note, because the CNN can be sure and still wrong: a ton
 fundamental is missing read an octave or two up with 0.9995 (bench/RESULTS.md). A note repeats
 after its period whatever its timbre, so when the waveform does not repeat at the CNN's answer
 (`audio.periodicity.repeats`) that answer cannot be the pitch, and the highest note whose
-period it does repeat at is taken instead (`repeated_note`).
+period it does repeat at is taken instead (`repeated_note`); a clean tone that repeats almost
+exactly a semitone away from the answer is that semitone.
 """
 
 from __future__ import annotations

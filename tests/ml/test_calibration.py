@@ -112,3 +112,42 @@ def test_cross_source_ece_scores_each_source_with_a_temperature_fitted_on_the_ot
         np.concatenate([proba_a, proba_c]), np.concatenate([y_a, y_c]), np.array(["a"] * len(y_a) + ["c"] * len(y_c))
     )
     assert mixed > 0.05  # what one source teaches does not fit the other: the honest figure says so
+
+
+def foreign_mix(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Familiar notes (foreignness ~1) calibrated as they are, foreign ones (~4) four times too sharp."""
+    familiar, y_familiar = overconfident(n=3000, true_temperature=1.0, seed=seed)
+    foreign, y_foreign = overconfident(n=3000, true_temperature=4.0, seed=seed + 1)
+    rng = np.random.default_rng(seed + 2)
+    f = np.concatenate([rng.uniform(0.7, 1.4, 3000), rng.uniform(3.0, 5.5, 3000)])
+    return np.concatenate([familiar, foreign]), np.concatenate([y_familiar, y_foreign]), f
+
+
+def test_a_foreign_temperature_softens_foreign_notes_and_leaves_familiar_ones():
+    proba, y, f = foreign_mix()
+    cal = calibrate(proba, y, "heldout_sources", foreignness=f)
+    assert 0.7 < cal.temperature < 1.5 and cal.foreign_slope > 0.5
+    familiar, foreign = f < 2, f > 2
+    scaled = cal.apply(proba, f)
+    assert expected_calibration_error(scaled[familiar], y[familiar]) < 0.04
+    assert expected_calibration_error(scaled[foreign], y[foreign]) < 0.05
+    one = Calibration(fit_temperature(proba, y))  # one temperature for both: wrong on each kind
+    assert expected_calibration_error(one.apply(proba)[familiar], y[familiar]) > 0.06
+    assert cal.apply(proba).shape == proba.shape  # a model without foreignness: the temperature alone
+    np.testing.assert_allclose(cal.apply(proba[:3], np.ones(3)), apply_temperature(proba[:3], cal.temperature))
+
+
+def test_the_foreign_slope_is_never_negative_and_absent_from_older_layouts():
+    proba, y = overconfident(true_temperature=2.0)
+    rng = np.random.default_rng(5)
+    cal = calibrate(proba, y, "heldout_sources", foreignness=rng.uniform(0.5, 5, len(y)))  # unrelated to errors
+    assert 0.0 <= cal.foreign_slope < 0.15 and cal.temperature == pytest.approx(2.0, rel=0.15)
+    assert Calibration.from_dict({"temperature": 2.0}).foreign_slope == 0.0
+    with pytest.raises(ValueError, match="3 notes but 2"):
+        Calibration(1.0, foreign_slope=0.5).apply(proba[:3], np.ones(2))
+
+
+def test_cross_source_ece_fits_the_foreign_temperature_on_the_other_sources():
+    proba, y, f = foreign_mix(seed=3)
+    groups = np.where(np.arange(len(y)) % 2 == 0, "a", "b")
+    assert cross_source_ece(proba, y, groups, foreignness=f) < cross_source_ece(proba, y, groups) - 0.01

@@ -276,8 +276,9 @@ def test_with_more_sources_than_heldout_groups_each_fit_holds_out_a_group_and_ev
         training.fit_without_source = real_fit
     assert fits == ["mirror0+plain0", "mirror1+plain1"]
     assert sorted(answers) == ["mirror0", "mirror1", "plain0", "plain1"]
-    for name, (rows, proba) in answers.items():  # each source's own rows, answered by the fit blind to it
+    for name, (rows, proba, foreign) in answers.items():  # each source's own rows, answered by the fit blind to it
         assert np.array_equal(rows, np.flatnonzero(sources == name)) and proba.shape == (24, len(values))
+        assert foreign.shape == (24,) and np.all(foreign >= 0)  # to the fit that answered
     with pytest.raises(SpecError, match="heldout_groups"):
         parse_spec({**TINY, "training": {**TINY["training"], "heldout_groups": 1}})
 

@@ -20,16 +20,19 @@ ECE_BINS = 15
 TARGET_ACCURACY = 0.95
 """Answers shown as sure should be right this often (on the calibration notes)."""
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 50.0
+MAX_SLOPE = 3.0
+MIN_FOREIGNNESS = 1e-3
 MIN_ERRORS_TO_SHARPEN = 10
 """With fewer wrong answers than this, the fit may soften the probabilities but not sharpen them."""
 
 
-def apply_temperature(proba: np.ndarray, temperature: float) -> np.ndarray:
-    """Probabilities (rows sum to 1) rescaled by `temperature`: softmax(log p / T)."""
+def apply_temperature(proba: np.ndarray, temperature: float | np.ndarray) -> np.ndarray:
+    """Probabilities (rows sum to 1) rescaled by `temperature` (one, or one per row): softmax(log p / T)."""
     p = np.asarray(proba, dtype=np.float64)
-    if temperature == 1.0:
+    t = np.asarray(temperature, dtype=np.float64)
+    if t.ndim == 0 and float(t) == 1.0:
         return p
-    logits = np.log(np.clip(p, 1e-12, 1.0)) / float(temperature)
+    logits = np.log(np.clip(p, 1e-12, 1.0)) / (t[:, None] if t.ndim else float(t))
     logits -= logits.max(axis=-1, keepdims=True)
     out = np.exp(logits)
     return out / out.sum(axis=-1, keepdims=True)
@@ -71,6 +74,37 @@ def fit_temperature(proba: np.ndarray, y: np.ndarray) -> float:
             b = lo + golden * (hi - lo)
             fb = loss(b)
     return float(np.exp((lo + hi) / 2))
+
+
+def foreign_temperatures(temperature: float, slope: float, foreignness: np.ndarray) -> np.ndarray:
+    """Per note: `temperature` x foreignness ** `slope` (foreignness 1: a validation-like note, `ml.foreignness`)."""
+    f = np.clip(np.asarray(foreignness, dtype=np.float64), MIN_FOREIGNNESS, None)
+    return np.clip(temperature * f**slope, MIN_TEMPERATURE, MAX_TEMPERATURE)
+
+
+def fit_foreign_temperature(proba: np.ndarray, foreignness: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(temperature, slope) of `foreign_temperatures` minimising the negative log-likelihood.
+
+    The slope is kept in [0, `MAX_SLOPE`]: a more foreign note is never answered more surely.
+    The same floor as `fit_temperature` on sharpening: with too few errors, T stays >= 1 at
+    foreignness 1.
+    """
+    from scipy.optimize import minimize
+
+    y = np.asarray(y)
+    if len(y) == 0:
+        return 1.0, 0.0
+    errors = int((np.asarray(proba).argmax(axis=1) != y).sum())
+    lowest = MIN_TEMPERATURE if errors >= MIN_ERRORS_TO_SHARPEN else 1.0
+
+    def loss(params: np.ndarray) -> float:
+        t = foreign_temperatures(float(np.exp(params[0])), float(params[1]), foreignness)
+        return negative_log_likelihood(apply_temperature(proba, t), y)
+
+    start = np.array([np.log(max(fit_temperature(proba, y), lowest)), 0.0])
+    bounds = [(np.log(lowest), np.log(MAX_TEMPERATURE)), (0.0, MAX_SLOPE)]
+    best = minimize(loss, start, method="L-BFGS-B", bounds=bounds)
+    return float(np.exp(best.x[0])), float(best.x[1])
 
 
 def reliability(proba: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> list[tuple[float, float, int]]:
@@ -131,20 +165,38 @@ def choose_threshold(confidence: np.ndarray, correct: np.ndarray, target: float 
     return float(conf[order][reaching[-1]])
 
 
-def cross_source_ece(proba: np.ndarray, y: np.ndarray, groups: np.ndarray, bins: int = ECE_BINS) -> float:
-    """ECE on each group with the temperature fitted on the others, pooled: the calibration's own honest error.
+def cross_source_ece(
+    proba: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    bins: int = ECE_BINS,
+    foreignness: np.ndarray | None = None,
+) -> float:
+    """ECE on each group with the calibration fitted on the others, pooled: the calibration's own honest error.
 
     Fitting and scoring on the same answers would flatter it; with one group it falls back to that.
     """
     groups = np.asarray(groups)
     names = sorted(set(groups.tolist()))
+    f = None if foreignness is None else np.asarray(foreignness, dtype=np.float64)
     if len(names) < 2:
-        return expected_calibration_error(apply_temperature(proba, fit_temperature(proba, y)), y, bins)
+        return expected_calibration_error(_fit_and_apply(proba, y, f, np.ones(len(y), bool)), y, bins)
     scaled = np.empty_like(np.asarray(proba, dtype=np.float64))
     for name in names:
         mine = groups == name
-        scaled[mine] = apply_temperature(proba[mine], fit_temperature(proba[~mine], y[~mine]))
+        scaled[mine] = _fit_and_apply(proba, y, f, ~mine, mine)
     return expected_calibration_error(scaled, y, bins)
+
+
+def _fit_and_apply(
+    proba: np.ndarray, y: np.ndarray, f: np.ndarray | None, fit: np.ndarray, apply: np.ndarray | None = None
+) -> np.ndarray:
+    """Calibrate on the `fit` rows, return the `apply` rows (default: the same) scaled."""
+    apply = fit if apply is None else apply
+    if f is None:
+        return apply_temperature(proba[apply], fit_temperature(proba[fit], y[fit]))
+    temperature, slope = fit_foreign_temperature(proba[fit], f[fit], y[fit])
+    return apply_temperature(proba[apply], foreign_temperatures(temperature, slope, f[apply]))
 
 
 @dataclass(frozen=True)
@@ -152,7 +204,9 @@ class Calibration:
     """What a model version carries (in its label layout) so that its confidences can be shown."""
 
     temperature: float = 1.0
-    """Divides the logits: above 1 softens an overconfident model."""
+    """Divides the logits: above 1 softens an overconfident model (of a note as familiar as a validation note)."""
+    foreign_slope: float = 0.0
+    """A note's temperature is `temperature` x its foreignness ** this (`ml.foreignness`); 0: one for all."""
     threshold: float = 0.0
     """Calibrated confidences below it are shown as "not sure" (0: never)."""
     fitted_on: str = "none"
@@ -167,8 +221,24 @@ class Calibration:
     answered_accuracy: float = 0.0
     """Accuracy of those answers."""
 
-    def apply(self, proba: np.ndarray) -> np.ndarray:
-        return apply_temperature(proba, self.temperature)
+    def temperatures(self, n: int, foreignness: np.ndarray | None = None) -> float | np.ndarray:
+        """The temperature of each of `n` notes: one for all, unless the slope and their foreignness say more."""
+        if foreignness is None or self.foreign_slope == 0.0:
+            return self.temperature
+        f = np.asarray(foreignness, dtype=np.float64).reshape(-1)
+        if len(f) != n:
+            raise ValueError(f"{n} notes but {len(f)} foreignness values")
+        return foreign_temperatures(self.temperature, self.foreign_slope, f)
+
+    def apply(self, proba: np.ndarray, foreignness: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated probabilities; `foreignness` (per row, `ml.foreignness`) when the model answers it."""
+        return apply_temperature(proba, self.temperatures(len(proba), foreignness))
+
+    def describe(self) -> str:
+        """The scaling in a few characters, for figures and logs."""
+        if self.foreign_slope == 0.0:
+            return f"T = {self.temperature:.2f}"
+        return f"T = {self.temperature:.2f} x foreignness^{self.foreign_slope:.2f}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -182,19 +252,33 @@ class Calibration:
         return cls(**known)
 
 
-def calibrate(proba: np.ndarray, y: np.ndarray, fitted_on: str, target: float = TARGET_ACCURACY) -> Calibration:
-    """Fit the temperature and the "not sure" threshold on predictions for notes the model never saw."""
+def calibrate(
+    proba: np.ndarray,
+    y: np.ndarray,
+    fitted_on: str,
+    target: float = TARGET_ACCURACY,
+    foreignness: np.ndarray | None = None,
+) -> Calibration:
+    """Fit the temperature and the "not sure" threshold on predictions for notes the model never saw.
+
+    With `foreignness` (of each note, to the model that answered it) the temperature grows
+    with it (`fit_foreign_temperature`); the answers should then hold familiar notes too.
+    """
     y = np.asarray(y)
     if len(y) == 0:
         return Calibration()
-    temperature = fit_temperature(proba, y)
-    scaled = apply_temperature(proba, temperature)
+    if foreignness is None:
+        temperature, slope = fit_temperature(proba, y), 0.0
+    else:
+        temperature, slope = fit_foreign_temperature(proba, foreignness, y)
+    scaled = Calibration(temperature, slope).apply(proba, foreignness)
     confidence = scaled.max(axis=1)
     correct = scaled.argmax(axis=1) == y
     threshold = choose_threshold(confidence, correct, target)
     answered = confidence >= threshold
     return Calibration(
         temperature=temperature,
+        foreign_slope=slope,
         threshold=threshold,
         fitted_on=fitted_on,
         n=int(len(y)),
@@ -205,7 +289,9 @@ def calibrate(proba: np.ndarray, y: np.ndarray, fitted_on: str, target: float = 
     )
 
 
-def reliability_figure(proba: np.ndarray, y: np.ndarray, calibration: Calibration, title: str) -> Any:
+def reliability_figure(
+    proba: np.ndarray, y: np.ndarray, calibration: Calibration, title: str, foreignness: np.ndarray | None = None
+) -> Any:
     """The reliability diagram before and after scaling (accuracy against confidence per bin)."""
     import matplotlib
 
@@ -216,7 +302,7 @@ def reliability_figure(proba: np.ndarray, y: np.ndarray, calibration: Calibratio
     ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="perfectly calibrated")
     for label, p, colour in (
         (f"raw (ECE {calibration.ece_raw:.3f})", proba, "#c0392b"),
-        (f"T = {calibration.temperature:.2f} (ECE {calibration.ece:.3f})", calibration.apply(proba), "#7b2cbf"),
+        (f"{calibration.describe()} (ECE {calibration.ece:.3f})", calibration.apply(proba, foreignness), "#7b2cbf"),
     ):
         table = [(c, a) for c, a, n in reliability(p, y) if n]
         if table:

@@ -1,8 +1,8 @@
 """Leave-one-source-out fits as units of work of their own: one per model and held-out source.
 
 The training DAG maps them as tasks, so that workers share them, instead of each `train`
-task running S fits one after another. A fit's answers (class probabilities and true labels
-of every row of the source it never saw) go to `heldout/<model>/<source>.npz`, an artifact
+task running S fits one after another. A fit's answers (class probabilities, true labels and
+foreignness of every row of the source it never saw) go to `heldout/<model>/<source>.npz`, an artifact
 of the pipeline's parent run, next to the snapshot; the model's `train` task reads them back
 to score each source and to fit the calibration on the pooled answers.
 
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from instropitch.ml.snapshot import Snapshot
-from instropitch.ml.training import fit_without_source, held_out_members, model_rows, synthetic_tone_rows
+from instropitch.ml.training import Answers, fit_without_source, held_out_members, model_rows, synthetic_tone_rows
 from instropitch.modelspec import ModelSpec
 
 ARTIFACT_DIR = "heldout"
@@ -44,6 +44,11 @@ class HeldoutAnswers:
     labels: np.ndarray  # true class index per row
     data_digest: str  # the snapshot's: answers from another snapshot must never mix in
     fit_time_s: float
+    foreignness: np.ndarray | None = None  # per row, to the fit (`ml.foreignness`); None in older files
+
+    def answers(self) -> Answers:
+        """As `ml.training` takes them."""
+        return Answers(self.rows, self.proba, self.foreignness)
 
     def summary(self) -> dict[str, Any]:
         """Small and JSON-able (XCom): the score, not the answers."""
@@ -70,7 +75,7 @@ def fit(spec: ModelSpec, snapshot: Snapshot, source: str, epochs: int) -> Heldou
     if not set(members) <= set(rows.source_names) or len(rows.source_names) <= len(members):
         raise ValueError(f"cannot hold out {source!r}: the snapshot's sources are {rows.source_names}")
     started = time.perf_counter()
-    target, proba = fit_without_source(
+    answers = fit_without_source(
         spec,
         rows.x,
         rows.y,
@@ -81,8 +86,16 @@ def fit(spec: ModelSpec, snapshot: Snapshot, source: str, epochs: int) -> Heldou
         epochs=epochs,
         extra=synthetic_tone_rows(spec, snapshot.feature_preset),
     )
+    elapsed = time.perf_counter() - started
     return HeldoutAnswers(
-        spec.name, source, target, proba, rows.y[target], snapshot.digest, time.perf_counter() - started
+        spec.name,
+        source,
+        answers.rows,
+        answers.proba,
+        rows.y[answers.rows],
+        snapshot.digest,
+        elapsed,
+        answers.foreignness,
     )
 
 
@@ -102,6 +115,7 @@ def log_answers(answers: HeldoutAnswers, run_id: str) -> str:
                 labels=answers.labels,
                 data_digest=np.str_(answers.data_digest),
                 fit_time_s=np.float64(answers.fit_time_s),
+                **({} if answers.foreignness is None else {"foreignness": answers.foreignness}),
             )
         mlflow.MlflowClient().log_artifact(run_id, str(local), artifact_path=folder)
     return path
@@ -133,12 +147,15 @@ def load_answers(run_id: str, spec: ModelSpec, sources: list[str], snapshot: Sna
                     data["labels"],
                     str(data["data_digest"]),
                     float(data["fit_time_s"]),
+                    data["foreignness"] if "foreignness" in data.files else None,
                 )
             if answers.data_digest != snapshot.digest:
                 raise ValueError(f"{path} answers snapshot {answers.data_digest}, not {snapshot.digest}")
             expected = np.flatnonzero(np.isin(np.asarray(snapshot.source).astype(str), held_out_members(source)))
             if not np.array_equal(answers.rows, expected) or len(answers.proba) != len(expected):
                 raise ValueError(f"{path} does not cover the rows of source {source!r} in this snapshot")
+            if answers.foreignness is not None and len(answers.foreignness) != len(expected):
+                raise ValueError(f"{path} holds {len(answers.foreignness)} foreignness values for {len(expected)} rows")
             if not np.array_equal(answers.labels, y[expected]):
                 raise ValueError(f"{path} holds other labels than the snapshot's for {spec.name!r}")
             out[source] = answers

@@ -17,11 +17,12 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from instropitch.ml.calibration import Calibration, calibrate, cross_source_ece, reliability_figure
+from instropitch.ml.foreignness import Reference, fitted_reference
 from instropitch.ml.snapshot import Snapshot, class_layout, mlflow_dataset
 from instropitch.ml.tracking import (
     LABELS_FILENAME,
@@ -369,17 +370,38 @@ def held_out_members(held_out: str) -> list[str]:
     return held_out.split(GROUP_SEPARATOR)
 
 
-def per_source(
-    answers: dict[str, tuple[np.ndarray, np.ndarray]], sources: np.ndarray
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{source: (rows, probabilities)} from answers keyed by held-out label: a group's answers
-    split by the source of each row, so every source is scored and calibrated on its own."""
-    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for held_out, (rows, proba) in answers.items():
+class Answers(NamedTuple):
+    """What a model answered on some rows of the snapshot: the rows, their class probabilities
+    and, for models fitted with a foreignness reference (`ml.foreignness`), each row's foreignness."""
+
+    rows: np.ndarray
+    proba: np.ndarray
+    foreignness: np.ndarray | None = None
+
+    def subset(self, mask: np.ndarray) -> Answers:
+        return Answers(self.rows[mask], self.proba[mask], None if self.foreignness is None else self.foreignness[mask])
+
+
+def per_source(answers: dict[str, Answers], sources: np.ndarray) -> dict[str, Answers]:
+    """{source: answers} from answers keyed by held-out label: a group's answers split by the
+    source of each row, so every source is scored and calibrated on its own."""
+    out: dict[str, Answers] = {}
+    for held_out, answer in answers.items():
+        answer = Answers(*answer)
         for name in held_out_members(held_out):
-            mine = np.asarray(sources)[rows].astype(str) == name
-            out[name] = (rows[mine], proba[mine])
+            out[name] = answer.subset(np.asarray(sources)[answer.rows].astype(str) == name)
     return dict(sorted(out.items()))
+
+
+def pooled(answers: dict[str, Answers]) -> tuple[Answers, np.ndarray]:
+    """All `answers` as one (foreignness only when every part has it) and the source of each row."""
+    parts = list(answers.values())
+    foreign = [a.foreignness for a in parts]
+    return Answers(
+        np.concatenate([a.rows for a in parts]),
+        np.concatenate([a.proba for a in parts]),
+        None if any(f is None for f in foreign) else np.concatenate(foreign),
+    ), np.concatenate([[name] * len(a.rows) for name, a in answers.items()])
 
 
 def fit_without_source(
@@ -393,13 +415,15 @@ def fit_without_source(
     *,
     epochs: int,
     extra: tuple[np.ndarray, np.ndarray] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> Answers:
     """Fit on the training rows of every source but `held_out` (one, or a group: `held_out_members`);
-    (its rows, their class probabilities).
+    its answers on every row of `held_out`, with their foreignness to this fit.
 
     No row of a held-out source (train or test part) is seen in fitting or early stopping,
     so the answers are what the recipe does on recordings unlike its training data.
     """
+    from instropitch.ml.foreignness import embed
+
     t = spec.training
     members = held_out_members(held_out)
     rows = train_rows[~np.isin(sources[train_rows], members)]
@@ -417,7 +441,9 @@ def fit_without_source(
         label=f"{spec.name} without {held_out}",
     )
     target = np.flatnonzero(np.isin(sources, members))
-    return target, predict_proba(model, x[target])
+    reference = fitted_reference(model, x[fit_rows], y[fit_rows], x[val_rows])
+    proba, embeddings = embed(model, x[target])
+    return Answers(target, proba, reference.distance(embeddings))
 
 
 def heldout_source_probabilities(
@@ -430,11 +456,11 @@ def heldout_source_probabilities(
     *,
     epochs: int,
     extra: tuple[np.ndarray, np.ndarray] | None = None,
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+) -> dict[str, Answers]:
     """`fit_without_source` for each source (or group: `heldout_sources`) in turn, in this process
     (the DAG maps them as tasks instead).
 
-    Returns {source: (its rows, their class probabilities)}; empty with fewer than 2 sources.
+    Returns {source: its `Answers`}; empty with fewer than 2 sources.
     """
     answers = {
         held_out: fit_without_source(spec, x, y, sources, train_rows, n_classes, held_out, epochs=epochs, extra=extra)
@@ -452,12 +478,10 @@ def leave_one_source_out(spec: ModelSpec, *data: Any, epochs: int) -> dict[str, 
     return _heldout_scores(spec, data[1], predicted)
 
 
-def _heldout_scores(
-    spec: ModelSpec, y: np.ndarray, predicted: dict[str, tuple[np.ndarray, np.ndarray]]
-) -> dict[str, dict[str, float]]:
+def _heldout_scores(spec: ModelSpec, y: np.ndarray, predicted: dict[str, Answers]) -> dict[str, dict[str, float]]:
     return {
-        name: {"n": float(len(rows)), **evaluation_metrics(spec, y[rows], np.argmax(proba, axis=1))}
-        for name, (rows, proba) in predicted.items()
+        name: {"n": float(len(a.rows)), **evaluation_metrics(spec, y[a.rows], np.argmax(a.proba, axis=1))}
+        for name, a in predicted.items()
     }
 
 
@@ -530,7 +554,7 @@ def train_and_log(
     experiment: str = "instropitch",
     register: bool = True,
     snapshot_uri: str | None = None,
-    heldout: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    heldout: dict[str, Answers] | None = None,
     heldout_time_s: float = 0.0,
 ) -> TrainResult:
     """Train `spec` on the snapshot's training part and log one MLflow run (see module doc).
@@ -542,7 +566,7 @@ def train_and_log(
     is what the run's dataset input points at. A run of the same model under the same
     parent left RUNNING by an earlier, killed attempt is marked FAILED first.
 
-    `heldout` ({source: (its rows, class probabilities)}, from `fit_without_source` run
+    `heldout` ({source: its `Answers`}, from `fit_without_source` run
     elsewhere, e.g. the DAG's mapped `fit_heldout` tasks, which took `heldout_time_s`) replaces
     the leave-one-source-out fits this function would otherwise run itself; {} means none.
     """
@@ -593,11 +617,15 @@ def train_and_log(
         _log_reports(spec, snapshot, rows, fitted.y_pred, metrics)
         _log_figure(
             reliability_figure(
-                fitted.calibration_proba, fitted.calibration_y, fitted.calibration, f"{spec.name}: confidence"
+                fitted.calibration_answers.proba,
+                fitted.calibration_y,
+                fitted.calibration,
+                f"{spec.name}: confidence",
+                foreignness=fitted.calibration_answers.foreignness,
             ),
             "reliability_diagram.png",
         )
-        model_uri, version, model_id = _log_model(spec, fitted.model, rows, info, register=register)
+        model_uri, version, model_id = _log_model(spec, fitted.model, rows, info, fitted.reference, register=register)
         test_metrics = {k: v for k, v in metrics.items() if k.startswith("test_") or k.endswith("heldout_accuracy")}
         mlflow.log_metrics(test_metrics, model_id=model_id)  # shown on the logged model's page
         if version is not None:
@@ -650,8 +678,10 @@ class _Fitted:
     metrics: dict[str, float]
     y_pred: np.ndarray
     calibration: Calibration
-    calibration_proba: np.ndarray
+    calibration_answers: Answers
     calibration_y: np.ndarray
+    reference: Reference | None = None
+    """Where the model's foreignness is measured from, when its calibration reads it (`ml.foreignness`)."""
 
 
 def _fit_and_score(
@@ -659,7 +689,7 @@ def _fit_and_score(
     rows: ModelRows,
     epochs: int,
     feature_preset: str = "",
-    predicted: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    predicted: dict[str, Answers] | None = None,
     heldout_time: float = 0.0,
 ) -> _Fitted:
     """Leave-one-source-out fits (unless `predicted` brings their answers), the model itself,
@@ -710,17 +740,19 @@ def _fit_and_score(
         metrics["heldout_training_time_s"] = heldout_time  # the sum over the fits, wherever they ran
     metrics.update(_history_metrics(spec, history))
 
+    reference = None
     if predicted:
-        cal_rows = np.concatenate([r for r, _ in predicted.values()])
-        cal_proba = np.concatenate([p for _, p in predicted.values()])
-        cal_groups = np.concatenate([[name] * len(r) for name, (r, _) in predicted.items()])
-        calibration = calibrate(cal_proba, rows.y[cal_rows], "heldout_sources")
-        metrics["calibration.heldout_ece"] = cross_source_ece(cal_proba, rows.y[cal_rows], cal_groups)
+        cal, cal_groups = pooled(predicted)
+        cal_y = rows.y[cal.rows]
+        calibration = calibrate(cal.proba, cal_y, "heldout_sources", foreignness=cal.foreignness)
+        metrics["calibration.heldout_ece"] = cross_source_ece(cal.proba, cal_y, cal_groups, foreignness=cal.foreignness)
+        if cal.foreignness is not None:  # the champion answers its own foreignness, the calibration reads it
+            reference = fitted_reference(model, rows.x[rows.fit], rows.y[rows.fit], rows.x[rows.val])
     else:
-        cal_rows, cal_proba = rows.val, predict_proba(model, rows.x[rows.val])
-        calibration = calibrate(cal_proba, rows.y[cal_rows], "validation")
+        cal = Answers(rows.val, predict_proba(model, rows.x[rows.val]))
+        calibration = calibrate(cal.proba, rows.y[cal.rows], "validation")
     metrics.update({f"calibration.{k}": float(v) for k, v in calibration.to_dict().items() if k != "fitted_on"})
-    return _Fitted(model, metrics, y_pred, calibration, cal_proba, rows.y[cal_rows])
+    return _Fitted(model, metrics, y_pred, calibration, cal, rows.y[cal.rows], reference)
 
 
 def _mlflow_callback() -> keras.callbacks.Callback:
@@ -774,23 +806,32 @@ def _log_reports(
 
 
 def _log_model(
-    spec: ModelSpec, model: keras.Model, rows: ModelRows, info: dict[str, Any], *, register: bool
+    spec: ModelSpec,
+    model: keras.Model,
+    rows: ModelRows,
+    info: dict[str, Any],
+    reference: Reference | None = None,
+    *,
+    register: bool,
 ) -> tuple[str, str | None, str]:
     """Log the Keras model with signature, example, label layout and its ONNX copy; (model URI, version or None, model id).
 
     The ONNX copy (`extra_files/model.onnx`, checked against the Keras model on training
-    rows) is what every prediction path loads: prediction needs no TensorFlow.
+    rows) is what every prediction path loads: prediction needs no TensorFlow. With a
+    `reference` it also answers each note's foreignness (`ml.foreignness.with_foreignness`).
     """
     import hashlib
 
     import mlflow
     from mlflow.models import infer_signature
 
+    from instropitch.ml.foreignness import with_foreignness
     from instropitch.ml.portable import ONNX_OPSET, to_onnx
 
     example = rows.x[rows.fit][:2].astype(np.float32)
     signature = infer_signature(example, model.predict(example, verbose=0))
-    onnx_bytes = to_onnx(model, check=rows.x[rows.fit][:64])
+    portable_model = model if reference is None else with_foreignness(model, reference)
+    onnx_bytes = to_onnx(portable_model, check=rows.x[rows.fit][:64])
     portable = {
         "format": "onnx",
         "file": PORTABLE_PATH,

@@ -236,7 +236,7 @@ def train(
         epochs_override=epochs,
         parent_run_id=snapshot_info["parent_run_id"],
         snapshot_uri=snapshot_info["snapshot_uri"],
-        heldout=None if answers is None else {source: (a.rows, a.proba) for source, a in answers.items()},
+        heldout=None if answers is None else {source: a.answers() for source, a in answers.items()},
         heldout_time_s=sum(a.fit_time_s for a in (answers or {}).values()),
     )
     log.info(

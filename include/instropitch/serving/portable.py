@@ -26,7 +26,7 @@ class PortableModelError(RuntimeError):
 
 
 class OnnxModel:
-    """One ONNX graph: (N, frames, bands) float32 spectrograms -> (N, n_classes) probabilities."""
+    """One ONNX graph: (N, frames, bands) float32 spectrograms -> (N, n_classes) probabilities (and (N,) foreignness)."""
 
     def __init__(self, model: bytes | str | os.PathLike, *, threads: int | None = None):
         import onnxruntime as ort
@@ -43,17 +43,26 @@ class OnnxModel:
         except Exception as exc:  # ONNX Runtime raises its own kinds for bad files
             raise PortableModelError(f"not a loadable ONNX model: {str(exc).strip().splitlines()[0][:300]}") from None
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
-        if len(inputs) != 1 or len(outputs) != 1 or len(inputs[0].shape) != 3 or len(outputs[0].shape) != 2:
+        shapes = [len(o.shape) for o in outputs]
+        if len(inputs) != 1 or len(inputs[0].shape) != 3 or shapes not in ([2], [2, 1]):
             raise PortableModelError(
-                f"expected one (N, frames, bands) input and one (N, classes) output, got inputs "
-                f"{[(i.name, i.shape) for i in inputs]} and outputs {[(o.name, o.shape) for o in outputs]}"
+                f"expected one (N, frames, bands) input, one (N, classes) output and maybe an (N,) "
+                f"foreignness, got inputs {[(i.name, i.shape) for i in inputs]} and outputs "
+                f"{[(o.name, o.shape) for o in outputs]}"
             )
         self._input = inputs[0].name
         self.input_shape: tuple[Any, ...] = tuple(inputs[0].shape[1:])
         self.n_outputs: Any = outputs[0].shape[-1]
+        self.answers_foreignness = len(outputs) == 2
+        """Whether the graph answers each note's foreignness (`ml.foreignness`) beside its probabilities."""
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self._session.run(None, {self._input: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        return self.answer(x)[0]
+
+    def answer(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(probabilities, foreignness or None) of a batch."""
+        outputs = self._session.run(None, {self._input: np.ascontiguousarray(x, dtype=np.float32)})
+        return outputs[0], (outputs[1] if self.answers_foreignness else None)
 
 
 def _default_threads() -> int:

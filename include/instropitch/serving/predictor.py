@@ -98,12 +98,26 @@ class _Model:
     """From the layout (`ml.calibration`); identity for versions trained before calibration existed."""
 
     def proba(self, x: np.ndarray) -> np.ndarray:
-        """(N, frames, bands) -> (N, n_classes) probabilities: every answer's probabilities come from here."""
+        """(N, frames, bands) -> (N, n_classes) probabilities."""
+        return self.answer(x)[0]
+
+    def answer(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N, frames, bands) -> ((N, n_classes) probabilities, (N,) foreignness or None): every
+        answer's probabilities come from here."""
         if len(x) == 0:
-            return np.zeros((0, len(self.class_names)), dtype=np.float64)
+            empty = np.zeros(0, dtype=np.float64) if self.net.answers_foreignness else None
+            return np.zeros((0, len(self.class_names)), dtype=np.float64), empty
         x = np.asarray(x, dtype=np.float32)
-        parts = [np.asarray(self.net(x[i : i + _MODEL_CHUNK])) for i in range(0, len(x), _MODEL_CHUNK)]
-        return np.concatenate(parts).astype(np.float64)
+        parts = [self.net.answer(x[i : i + _MODEL_CHUNK]) for i in range(0, len(x), _MODEL_CHUNK)]
+        proba = np.concatenate([np.asarray(p) for p, _ in parts]).astype(np.float64)
+        if not self.net.answers_foreignness:
+            return proba, None
+        return proba, np.concatenate([np.asarray(f).reshape(-1) for _, f in parts]).astype(np.float64)
+
+    def shown(self, proba: np.ndarray, foreignness: float | None = None) -> np.ndarray:
+        """One note's calibrated probabilities (softened the more foreign the note, when the model says)."""
+        f = None if foreignness is None else np.array([foreignness])
+        return self.calibration.apply(proba[None, :], f)[0]
 
 
 def _model_from_layout(role: str, onnx: bytes, layout: Mapping[str, Any], info: ModelInfo, where: str) -> _Model:
@@ -516,9 +530,14 @@ class Predictor:
             shown_pitch = np.stack([self._shown_pitch(p_pitch[row], evidence[row]) for row in rows])
             notes_heard = np.asarray(self.pitch_model.class_values)[np.argmax(shown_pitch, axis=1)]
             with self._lock:
-                p_inst = self.instrument_model.proba(self._model_input(self.instrument_model, stacked, notes_heard))
+                p_inst, f_inst = self.instrument_model.answer(
+                    self._model_input(self.instrument_model, stacked, notes_heard)
+                )
             for row, i in enumerate(good):
-                result = self._prediction(batch[i][0], p_pitch[row], shown_pitch[row], p_inst[row], k, evidence[row])
+                foreign = None if f_inst is None else float(f_inst[row])
+                result = self._prediction(
+                    batch[i][0], p_pitch[row], shown_pitch[row], p_inst[row], k, evidence[row], foreign
+                )
                 result.warnings = warnings.get(i, [])
                 if keep_spectrograms:
                     result.spectrograms = {"pitch": stacked["pitch"][row], "instrument": stacked["instrument"][row]}
@@ -556,7 +575,7 @@ class Predictor:
         """What the note's period says of each pitch class: always when the waveform does not repeat at
         the CNN's answer (the period alone decides), else when the answer needs a check and the note is periodic."""
         model = self.pitch_model
-        shown = model.calibration.apply(p_pitch[None, :])[0]
+        shown = model.shown(p_pitch)
         midis = np.asarray(model.class_values, dtype=np.float64)
         top_midi = float(midis[int(np.argmax(shown))])
         if feats.pitch_audio is None:
@@ -592,7 +611,7 @@ class Predictor:
 
     def _shown_pitch(self, p_pitch: np.ndarray, period: pitch_evidence.PeriodCheck | None) -> np.ndarray:
         """The pitch probabilities shown: calibrated, times the period's likelihood when there is one."""
-        shown = self.pitch_model.calibration.apply(p_pitch[None, :])[0]
+        shown = self.pitch_model.shown(p_pitch)
         if period is None:
             return shown
         return pitch_evidence.combine(shown, period.likelihood, period.cnn_weight)
@@ -605,11 +624,12 @@ class Predictor:
         p_inst: np.ndarray,
         top_k: int,
         period: pitch_evidence.PeriodCheck | None = None,
+        instrument_foreignness: float | None = None,
     ) -> Prediction:
         """The answer from both models' raw probabilities and the pitch ones shown (`_shown_pitch`):
         calibrated, sure or not, with alternatives."""
         raw = {"pitch": p_pitch, "instrument": p_inst}
-        shown = {"pitch": shown_pitch, "instrument": self.instrument_model.calibration.apply(p_inst[None, :])[0]}
+        shown = {"pitch": shown_pitch, "instrument": self.instrument_model.shown(p_inst, instrument_foreignness)}
         order = {role: np.argsort(-p, kind="stable") for role, p in shown.items()}
 
         def entry(role: str, j: int) -> dict[str, Any]:
@@ -648,6 +668,7 @@ class Predictor:
             pitch_sure=sure["pitch"],
             instrument_confidence_raw=confidence(p_inst[best["instrument"]]),
             pitch_confidence_raw=confidence(p_pitch[best["pitch"]]),
+            instrument_foreignness=None if instrument_foreignness is None else round(instrument_foreignness, 3),
             pitch_period_hz=None if period is None else round(period.f0_hz, 2),
             candidates={
                 role: [entry(role, int(j)) for j in order[role][:NOT_SURE_CANDIDATES]] for role in raw if not sure[role]

@@ -39,6 +39,9 @@ class Prediction:
     instrument_confidence_raw: float | None = None
     """The softmax as the model gave it, before calibration (for comparison only)."""
     pitch_confidence_raw: float | None = None
+    instrument_foreignness: float | None = None
+    """How unlike the instrument model's training notes this note looks (1: like a validation note;
+    `ml.foreignness`); the calibration softens the confidence as it grows. None for models without it."""
     pitch_period_hz: float | None = None
     """The f0 the waveform's period gives (YIN), when the pitch answer was checked against it
     (a short note, an unsure answer, the lowest register); None otherwise."""
@@ -75,6 +78,7 @@ class Prediction:
             "pitch_sure": self.pitch_sure,
             "instrument_confidence_raw": self.instrument_confidence_raw,
             "pitch_confidence_raw": self.pitch_confidence_raw,
+            "instrument_foreignness": self.instrument_foreignness,
             "pitch_period_hz": self.pitch_period_hz,
             "candidates": self.candidates,
             "top_k": self.top_k,

@@ -73,6 +73,7 @@ def test_predict_file_gives_the_documented_json(predictor, trained_store):
         "pitch_sure",
         "instrument_confidence_raw",
         "pitch_confidence_raw",
+        "instrument_foreignness",
         "pitch_period_hz",
         "candidates",
         "top_k",
@@ -131,6 +132,51 @@ def test_a_confidence_under_the_threshold_is_not_sure_with_candidates(predictor,
     assert "not sure: Violin" in table and " / " in table  # the CLI table names the candidates
 
 
+def test_a_model_that_answers_foreignness_softens_the_notes_unlike_its_training(
+    predictor, trained_store, tracking, monkeypatch
+):
+    """The instrument model's ONNX copy with the foreignness output (`ml.foreignness`): the
+    confidence shown falls with the note's distance from the training notes, the answer stays."""
+    from instropitch.ml import registry
+    from instropitch.ml.calibration import Calibration
+    from instropitch.ml.foreignness import embed, fit_reference, with_foreignness
+    from instropitch.ml.portable import to_onnx
+    from instropitch.serving.portable import OnnxModel
+
+    model = registry.load_model(f"models:/instropitch-instrument/{trained_store.versions['instrument']}").model
+    note = wav_bytes(tone("Vn", 69, amp=0.5, seed=77))
+    plain = predictor.predict_file(note, name="n.wav", top_k=0)
+    assert plain.instrument_foreignness is None  # one source: no held-out fits, no foreignness
+
+    x = predictor.model_inputs(
+        {
+            k: v[None]
+            for k, v in predictor.predict_file(note, name="n.wav", keep_spectrograms=True).spectrograms.items()
+        },
+        np.array([plain.midi]),
+    )["instrument"]
+    _, embedding = embed(model, x)
+    rng = np.random.default_rng(0)
+    spread = embedding + rng.normal(0, 0.1, (40, embedding.shape[1]))  # training notes around this one
+    references = {  # the note among the training notes, or far from all of them
+        "familiar": fit_reference(spread, np.zeros(40, int), spread),
+        "foreign": fit_reference(spread + 50, np.zeros(40, int), spread + 50),
+    }
+    softer = Calibration(temperature=1.0, foreign_slope=1.0, threshold=0.5, fitted_on="heldout_sources")
+    monkeypatch.setattr(predictor.instrument_model, "calibration", softer)
+    shown = {}
+    for kind, reference in references.items():
+        net = OnnxModel(to_onnx(with_foreignness(model, reference)))
+        monkeypatch.setattr(predictor.instrument_model, "net", net)
+        shown[kind] = predictor.predict_file(note, name="n.wav", top_k=0)
+    assert shown["familiar"].instrument_foreignness < 0.2 < 100 < shown["foreign"].instrument_foreignness
+    assert shown["familiar"].instrument == shown["foreign"].instrument == plain.instrument
+    assert shown["familiar"].instrument_confidence >= plain.instrument_confidence_raw - 1e-3  # T ~ foreignness: sharper
+    assert shown["foreign"].instrument_confidence < 0.2 and shown["foreign"].instrument_sure is False
+    assert shown["foreign"].candidates["instrument"]  # "not sure", with the top candidates
+    assert shown["foreign"].to_dict()["instrument_foreignness"] == shown["foreign"].instrument_foreignness
+
+
 def test_predict_many_calls_each_model_once_per_batch(predictor, tmp_path):
     expected = write_batch(tmp_path)
     files = [str(tmp_path / name) for name in expected] + [str(tmp_path / "violin-A4.wav")]
@@ -138,18 +184,18 @@ def test_predict_many_calls_each_model_once_per_batch(predictor, tmp_path):
     calls: dict[str, list[int]] = {"pitch": [], "instrument": []}
 
     class Counting:
-        """Counts a model's `proba` calls: one call is one pass of the network over a batch."""
+        """Counts a model's `answer` calls (`proba` goes through it): one call is one pass of the network over a batch."""
 
-        def __init__(self, role, proba):
-            self.role, self.proba = role, proba
+        def __init__(self, role, answer):
+            self.role, self.answer = role, answer
 
         def __call__(self, x):
             calls[self.role].append(len(x))
-            return self.proba(x)
+            return self.answer(x)
 
     try:
         for role, model in predictor.models.items():
-            model.proba = Counting(role, model.proba)
+            model.answer = Counting(role, model.answer)
         results = predictor.predict_many(files)
         assert calls == {"pitch": [5], "instrument": [5]}  # 7 files, 2 unusable, one call each
         calls["pitch"].clear(), calls["instrument"].clear()
@@ -157,7 +203,7 @@ def test_predict_many_calls_each_model_once_per_batch(predictor, tmp_path):
         assert calls == {"pitch": [3, 1, 1], "instrument": [3, 1, 1]}
     finally:
         for model in predictor.models.values():
-            model.__dict__.pop("proba", None)
+            model.__dict__.pop("answer", None)
 
     assert [r.file for r in results] == files  # input order, failures in place
     assert [r.to_dict() for r in again] == [r.to_dict() for r in results]

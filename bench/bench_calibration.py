@@ -81,6 +81,9 @@ def score(predictions: list, rows: list) -> dict[str, dict]:
             "sure_share": float(sure.mean()),
             "sure_accuracy": float(correct[sure].mean()) if sure.any() else None,
         }
+    foreign = [p.instrument_foreignness for _, p in ok if p.instrument_foreignness is not None]
+    if foreign:  # how unlike the instrument model's training notes the set looks (1: a validation note)
+        report["instrument"]["foreignness_median"] = float(np.median(foreign))
     return report
 
 
@@ -119,6 +122,7 @@ def main() -> int:
             print(
                 f"{name:12s} {role:10s} n {r['n']:4d}  accuracy {r['accuracy']:.1%}  ECE raw {r['ece_raw']:.3f} "
                 f"shown {r['ece_shown']:.3f}  sure {r['sure_share']:.0%} of notes, {r['sure_accuracy'] or 0:.1%} right"
+                + (f"  foreignness median {r['foreignness_median']:.2f}" if "foreignness_median" in r else "")
             )
     record = {
         "date": time.strftime("%Y-%m-%d %H:%M"),

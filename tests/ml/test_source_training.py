@@ -387,7 +387,9 @@ def test_heldout_fits_run_apart_log_what_fitting_in_process_logs(heldout_story, 
     import mlflow
 
     from instropitch.ml import heldout, registry
+    from instropitch.ml.tracking import PORTABLE_PATH
     from instropitch.ml.training import train_and_log
+    from instropitch.serving.portable import OnnxModel
 
     snap, spec = heldout_story["snap"], parse_spec(TINY)
     with throwaway_store(tmp_path) as store:
@@ -412,10 +414,11 @@ def test_heldout_fits_run_apart_log_what_fitting_in_process_logs(heldout_story, 
             spec,
             snap,
             parent_run_id=parent,
-            heldout={s: (a.rows, a.proba) for s, a in gathered.items()},
+            heldout={s: a.answers() for s, a in gathered.items()},
             heldout_time_s=sum(a.fit_time_s for a in gathered.values()),
         )
         run = client.get_run(result.run_id)
+        onnx = mlflow.artifacts.download_artifacts(f"{result.model_uri}/{PORTABLE_PATH}", dst_path=str(tmp_path))
         layout = registry.load_model(result.model_uri).info
         children = client.search_runs([store.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
         with pytest.raises(ValueError, match="cannot hold out 'mirror\\+plain'"):  # a group of every source
@@ -433,5 +436,7 @@ def test_heldout_fits_run_apart_log_what_fitting_in_process_logs(heldout_story, 
     assert run.data.metrics["heldout_training_time_s"] == pytest.approx(
         sum(s["fit_time_s"] for s in summaries), abs=0.2
     )
+    assert all(a.foreignness.shape == (64,) and np.all(a.foreignness >= 0) for a in gathered.values())
+    assert OnnxModel(onnx).answers_foreignness  # the champion answers its own foreignness, as its calibration reads
     assert layout["calibration"]["fitted_on"] == "heldout_sources" == run.data.tags["calibration.fitted_on"]
     assert layout["calibration"] == pytest.approx(heldout_story["layout"]["calibration"])

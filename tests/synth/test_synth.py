@@ -309,12 +309,18 @@ def test_spawned_workers_render_the_same_bytes(
 
 # sha256 of render_audio's int16 bytes, taken before render conditions existed: the plain
 # (`dry`) render must never change (the default dataset and `make demo` rely on it).
+# numpy's float64 exp/sin/log kernels differ in the last bit between CPUs with AVX-512 and
+# without (AVX2 only, e.g. AMD EPYC), which can move an int16 sample by one step: each note
+# has one digest per kind of CPU, taken from the same code (a change to the render moves both).
 DRY_BEFORE_CONDITIONS = {
-    "Strings/Violin/ordinario/Vn-ord-G3-pp-4c-N.wav": "34fb738011f533a5",
-    "Keyboards/Accordion/ordinario/Acc-ord-E1-mf-alt1-N.wav": "fa4f77b74cc1de44",
-    "Brass/Trumpet_C/ordinario/TpC-ord-F#3-ff-N-N.wav": "8c2323aa9968943e",
+    "Strings/Violin/ordinario/Vn-ord-G3-pp-4c-N.wav": {"34fb738011f533a5"},
+    "Keyboards/Accordion/ordinario/Acc-ord-E1-mf-alt1-N.wav": {"fa4f77b74cc1de44", "b0f0341c3383520e"},
+    "Brass/Trumpet_C/ordinario/TpC-ord-F#3-ff-N-N.wav": {"8c2323aa9968943e"},
 }
-SMALL_SEED7_WAVS_BEFORE_CONDITIONS = "4e4a85b4d835ab700c86a7e1308404afaf385ee0cbe750786b59efc9038f841f"
+SMALL_SEED7_WAVS_BEFORE_CONDITIONS = {
+    "4e4a85b4d835ab700c86a7e1308404afaf385ee0cbe750786b59efc9038f841f",  # AVX-512
+    "fbec6b3585c84c37d4df8b4eba01731e95653da4353eb2ad3c60f28e02603d9b",  # AVX2 only
+}
 
 
 def test_dry_is_byte_identical_to_before_conditions() -> None:
@@ -329,7 +335,7 @@ def test_dry_is_byte_identical_to_before_conditions() -> None:
         note = notes[path]
         for condition in (None, conditions.DRY, dataset.note_condition(note, "dry", "anything")):
             assert (
-                hashlib.sha256(dataset.render_audio(note, sf, condition=condition).tobytes()).hexdigest()[:16] == digest
+                hashlib.sha256(dataset.render_audio(note, sf, condition=condition).tobytes()).hexdigest()[:16] in digest
             )
         # A note that draws `dry` among other presets is the plain render too.
         for source in map(str, range(40)):
@@ -338,7 +344,7 @@ def test_dry_is_byte_identical_to_before_conditions() -> None:
         else:
             pytest.fail("no source drew dry")
         audio = dataset.render_audio(note, sf, condition=dataset.note_condition(note, "dry,room,player", source))
-        assert hashlib.sha256(audio.tobytes()).hexdigest()[:16] == digest
+        assert hashlib.sha256(audio.tobytes()).hexdigest()[:16] in digest
 
 
 def test_default_render_is_byte_identical_to_before_conditions(
@@ -350,7 +356,7 @@ def test_default_render_is_byte_identical_to_before_conditions(
     digest = hashlib.sha256()
     for path in sorted(out.rglob("*.wav")):
         digest.update(path.read_bytes())
-    assert digest.hexdigest() == SMALL_SEED7_WAVS_BEFORE_CONDITIONS
+    assert digest.hexdigest() in SMALL_SEED7_WAVS_BEFORE_CONDITIONS
     # The CSV: the 14 TinySOL columns as they were, then Source and Condition.
     result = parse_metadata(out / METADATA_FILENAME)
     assert result.extra_columns == dataset.EXTRA_COLUMNS == ("Source", "Condition")

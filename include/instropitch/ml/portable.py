@@ -18,10 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from instropitch.ml.foreignness import OUTPUT_NAME as FOREIGNNESS_OUTPUT
+
 ONNX_OPSET = 17
 INPUT_NAME = "spectrogram"
 OUTPUT_NAME = "probabilities"
-OUTPUT_NAMES = (OUTPUT_NAME, "foreignness")
+OUTPUT_NAMES = (OUTPUT_NAME, FOREIGNNESS_OUTPUT)
 """The outputs in order; the second only in models that answer it (`ml.foreignness`)."""
 PARITY_TOLERANCE = 1e-4
 """Largest |Keras - ONNX| difference accepted at conversion (relative above 1; measured: below 1e-6)."""

@@ -118,6 +118,10 @@ class Augmentation:
     at the bottom cut to the floor. They keep the label of a pitch model too (nothing moves
     in frequency). After any of them the example is z-scored again, as stored ones are.
 
+    `loop` — with this probability, the note freezes after its attack into a short loop of its
+    own frames, as a sample player loops a few periods of a recording: a steady sustain then
+    marks no instrument (cheap fonts and FM synthesis play every instrument steadily).
+
     SpecAugment masks (Park et al., 2019): `freq_mask` / `time_mask` set one random run of up
     to this many bands / frames to the example's mean, so no single band or moment can carry
     the decision alone.
@@ -135,6 +139,7 @@ class Augmentation:
     band_limit: float = 0.0
     freq_mask: int = 0
     time_mask: int = 0
+    loop: float = 0.0
 
     @property
     def acoustic(self) -> bool:
@@ -152,6 +157,7 @@ class Augmentation:
             or self.acoustic
             or self.freq_mask
             or self.time_mask
+            or self.loop
         )
 
 
@@ -449,6 +455,7 @@ def _read_training(s: _Section, label: str | None) -> Training:
         band_limit=a.take("band_limit", _float(0.0, 0.9), 0.0),
         freq_mask=a.take("freq_mask", _int(0, 1000), 0),
         time_mask=a.take("time_mask", _int(0, 1000), 0),
+        loop=a.take("loop", _float(0.0, 1.0), 0.0),
     )
     if aug.freq_shift and label == "midi":
         a.error(

@@ -58,18 +58,22 @@ def test_new_augmentation_keys_are_validated():
                     "band_limit": 0.2,
                     "freq_mask": 8,
                     "time_mask": 4,
+                    "loop": 0.3,
                 },
             },
         }
     )
     aug = spec.training.augmentation
     assert (aug.eq_tilt, aug.reverb, aug.noise_floor, aug.band_limit) == (2.0, 0.5, 1.5, 0.2)
-    assert (aug.freq_mask, aug.time_mask) == (8, 4)
+    assert (aug.freq_mask, aug.time_mask, aug.loop) == (8, 4, 0.3)
     assert aug.acoustic and aug.enabled
+    assert Augmentation(loop=0.5).enabled and not Augmentation(loop=0.5).acoustic
     assert spec.training.balance == "none" and spec.training.leave_one_source_out is False
     assert parse_spec({**base, "name": "q"}).training.balance == "sources"
     with pytest.raises(SpecError, match="training.augmentation.reverb"):
         parse_spec({**base, "name": "r", "training": {"augmentation": {"reverb": 2}}})
+    with pytest.raises(SpecError, match="training.augmentation.loop"):
+        parse_spec({**base, "name": "l", "training": {"augmentation": {"loop": 1.5}}})
     with pytest.raises(SpecError, match="training.balance"):
         parse_spec({**base, "name": "s", "training": {"balance": "classes"}})
 
@@ -136,6 +140,28 @@ def test_noise_floor_buries_the_quiet_parts_and_keeps_the_note():
     # ...while the note still stands above it, and the output is still z-scored.
     assert y[loud].mean() > y[quiet].mean()
     assert abs(y.mean()) < 1e-4 and abs(y.std() - 1.0) < 1e-3
+
+
+def test_loop_keeps_the_attack_then_repeats_a_short_run_of_the_notes_own_frames():
+    from instropitch.ml.cnn import LOOP_MAX_FRAMES, LOOP_START_FRAMES
+
+    frames = 44  # the instrument input's one second
+    x = _zscore(np.random.default_rng(4).normal(0, 1, (frames, BANDS))).astype(np.float32)
+    starts, lengths = set(), set()
+    for seed in range(16):
+        y = _tf_augment(x, Augmentation(loop=1.0), seed=seed)
+        # every output frame is one of the input's own frames, in the order a loop plays them
+        source = [int(np.flatnonzero(np.all(x == frame, axis=1))[0]) for frame in y]
+        wrap = next(i for i, s in enumerate(source) if s != i)  # where the loop first jumps back
+        start, length = source[wrap], wrap - source[wrap]
+        assert LOOP_START_FRAMES[0] <= start <= LOOP_START_FRAMES[1]
+        assert 1 <= length <= LOOP_MAX_FRAMES
+        assert source == list(range(start)) + [start + i % length for i in range(frames - start)]
+        starts.add(start)
+        lengths.add(length)
+    assert len(starts) > 3 and len(lengths) > 3  # random places and lengths
+    kept = _tf_augment(x, Augmentation(loop=0.0001), seed=0)
+    assert np.array_equal(kept, x)  # drawn with its probability, not always
 
 
 def test_spec_augment_masks_one_run_of_bands_or_frames_and_nothing_else():

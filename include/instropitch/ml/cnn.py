@@ -200,14 +200,34 @@ def _mask(x: Any, max_width: int, axis: int) -> Any:
     return tf.where(hit, tf.reduce_mean(x), x)
 
 
+LOOP_START_FRAMES = (6, 20)
+"""Where a `loop` may begin (frames, ~23 ms each): after the attack, within the first half second."""
+LOOP_MAX_FRAMES = 8
+"""The longest loop (frames): a sample player's loop is a few periods to a few tenths of a second."""
+
+
+def _loop(x: Any) -> Any:
+    """The note frozen after a random frame into a repeated run of 1..`LOOP_MAX_FRAMES` of its own frames."""
+    import tensorflow as tf
+
+    frames = tf.shape(x)[0]
+    start = tf.minimum(tf.random.uniform([], *LOOP_START_FRAMES, dtype=tf.int32), frames - 1)
+    length = tf.random.uniform([], 1, LOOP_MAX_FRAMES + 1, dtype=tf.int32)
+    index = tf.range(frames)
+    source = tf.where(index < start, index, start + (index - start) % length)
+    return tf.gather(x, tf.minimum(source, frames - 1))
+
+
 def augment_example(x: Any, aug: Augmentation) -> Any:
     """One training spectrogram (frames, bands) -> a randomly changed copy.
 
-    First what a different recording would change (`_acoustic`: room, microphone, distance),
+    First a sample player's loop, then what a different recording would change (`_acoustic`: room, microphone, distance),
     then the generic perturbations (level, noise, small shifts), then SpecAugment masks.
     """
     import tensorflow as tf
 
+    if aug.loop:  # first: the room and microphone hear the looped note
+        x = tf.cond(tf.random.uniform([]) < aug.loop, lambda: _loop(x), lambda: x)
     if aug.acoustic:
         x = _acoustic(x, aug)
     if aug.gain_db:

@@ -23,7 +23,8 @@ import numpy as np
 import soundfile
 
 from instropitch import synth, tinysol
-from instropitch.synth.dataset import VELOCITY
+from instropitch.synth.dataset import VELOCITY, borrowed_instruments
+from instropitch.synth.sf2 import SoundFont
 
 SAMPLE_RATE = 44100
 RELEASE_S = 0.5
@@ -112,10 +113,22 @@ def render_batch(binary: str, soundfont: Path, notes: list[synth.PlannedNote], o
     return kept
 
 
-def render_folder(soundfont: Path, out: Path, seed: int = 3, scale: float = 0.1, batch: int = 60) -> Path:
-    """Render the planned notes of (seed, scale) with FluidSynth into a TinySOL-layout folder."""
+def render_folder(
+    soundfont: Path, out: Path, seed: int = 3, scale: float = 0.1, batch: int = 60, keep_borrowed: bool = False
+) -> Path:
+    """Render the planned notes of (seed, scale) with FluidSynth into a TinySOL-layout folder.
+
+    Notes of an instrument whose preset plays another one's samples (`synth.borrowed_instruments`)
+    are left out unless `keep_borrowed`: their label is not in their sound.
+    """
     binary = fluidsynth_binary()
     notes = synth.build_manifest(seed, scale=scale)
+    borrowed = borrowed_instruments(SoundFont.load(soundfont))
+    for abbr, lender in sorted(borrowed.items()):
+        left = "kept" if keep_borrowed else "left out"
+        print(f"{soundfont.name}: {abbr} plays {lender}'s samples; its notes are {left}")
+    if not keep_borrowed:
+        notes = [n for n in notes if n.row.instrument_abbr not in borrowed]
     out.mkdir(parents=True, exist_ok=True)
     kept: list[synth.PlannedNote] = []
     with tempfile.TemporaryDirectory(prefix="fluidsynth-") as tmp:
@@ -135,8 +148,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--scale", type=float, default=0.1)
+    parser.add_argument(
+        "--keep-borrowed", action="store_true", help="keep the notes of presets that play another's samples"
+    )
     args = parser.parse_args()
-    folder = render_folder(args.soundfont, args.out, args.seed, args.scale)
+    folder = render_folder(args.soundfont, args.out, args.seed, args.scale, keep_borrowed=args.keep_borrowed)
     print(f"rendered {len(tinysol.parse_metadata(folder / tinysol.METADATA_FILENAME).rows)} notes into {folder}")
     return 0
 

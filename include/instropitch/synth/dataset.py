@@ -63,6 +63,32 @@ GM_PROGRAMS: dict[str, int] = {
 }
 """TinySOL abbreviation -> General MIDI program (0-based)."""
 
+BORROWED_SHARE = 0.5
+"""A preset that plays at least this share of its samples from another instrument's preset is borrowed."""
+
+
+def borrowed_instruments(sf: SoundFont) -> dict[str, str]:
+    """TinySOL instruments whose preset in `sf` mostly plays another one's samples: abbr -> that other abbr.
+
+    Small GM fonts save space this way (TimGM6mb and sf_GMbank play the viola from the violin's
+    samples), so such a note's label is not in its sound. Of two presets sharing samples, the
+    one with the higher GM program is the borrower. Instruments the font lacks are skipped.
+    """
+    samples = {}
+    for abbr, program in sorted(GM_PROGRAMS.items(), key=lambda item: item[1]):
+        try:
+            samples[abbr] = sf.preset_samples(program)
+        except KeyError:
+            continue
+    borrowed = {}
+    for i, (abbr, own) in enumerate(samples.items()):
+        for lender, theirs in list(samples.items())[:i]:
+            if own and len(own & theirs) >= BORROWED_SHARE * len(own):
+                borrowed[abbr] = lender
+                break
+    return borrowed
+
+
 OPEN_STRINGS: dict[str, tuple[int, ...]] = {
     # MIDI numbers of the open strings, string 1 (highest) first, as string IDs count them.
     "Vn": (76, 69, 62, 55),  # E5 A4 D4 G3
@@ -766,11 +792,13 @@ def _totals(summaries: list[RenderSummary], out_dir: Path, seconds: float) -> Re
 
 
 __all__ = [
+    "BORROWED_SHARE",
     "EXTRA_COLUMNS",
     "GM_PROGRAMS",
     "OPEN_STRINGS",
     "PlannedNote",
     "RenderSummary",
+    "borrowed_instruments",
     "build_manifest",
     "note_condition",
     "note_seed",

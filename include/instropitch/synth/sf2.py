@@ -493,6 +493,19 @@ class SoundFont:
                 found.append(self._voice(pzone, izone, instrument.name, sample_id, key, velocity))
         return found
 
+    def preset_samples(self, program: int, bank: int = 0) -> frozenset[int]:
+        """Indices of every sample the preset can play, at any key and velocity."""
+        found = set()
+        for pzone in self.preset(program, bank).zones:
+            inst_index = pzone.get(GEN["instrument"])
+            if not isinstance(inst_index, int) or inst_index >= len(self.instruments):
+                continue
+            for izone in self.instruments[inst_index].zones:
+                sample_id = izone.get(GEN["sampleID"])
+                if isinstance(sample_id, int) and sample_id < len(self.samples):
+                    found.add(sample_id)
+        return frozenset(found)
+
     def key_coverage(self, program: int, velocity: int = 100, bank: int = 0) -> list[int]:
         """Keys 0..127 that have at least one sample at this velocity."""
         return [k for k in range(128) if self.voices(program, k, velocity, bank)]

@@ -58,7 +58,7 @@ class Server:
         self.log = home / f"mlflow-{port}-{time.monotonic_ns()}.log"
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 90) -> Server:
+    def start(self, timeout: float = 300) -> Server:
         return self.spawn().wait(timeout)
 
     def spawn(self) -> Server:
@@ -86,7 +86,7 @@ class Server:
             )
         return self
 
-    def wait(self, timeout: float = 90) -> Server:
+    def wait(self, timeout: float = 300) -> Server:  # ~30 s on 2 idle cores, minutes on busy ones
         def healthy() -> bool:
             if self.process.poll() is not None:
                 raise RuntimeError(f"mlflow server exited {self.process.returncode}: {self.log.read_text()[-2000:]}")
@@ -152,12 +152,12 @@ def test_server_dies_mid_training(tmp_path, monkeypatch):
         experiment_id = client.get_experiment_by_name("instropitch").experiment_id
         known_runs = {r.info.run_id for r in client.search_runs([experiment_id])}
 
-        killed: dict[str, str] = {}
+        killed: dict = {}  # run_id, status, and the moment of the kill
         stop = threading.Event()
 
         def killer() -> None:
             """Kill the server once the new run has logged its first epoch (mid-fit)."""
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 300  # the first epoch: seconds idle, a minute or more under load
             while not stop.is_set() and time.monotonic() < deadline:
                 try:
                     for run in client.search_runs([experiment_id]):
@@ -165,6 +165,7 @@ def test_server_dies_mid_training(tmp_path, monkeypatch):
                             killed["run_id"] = run.info.run_id
                             killed["status"] = run.info.status
                             server.kill()
+                            killed["at"] = time.monotonic()
                             return
                 except Exception:
                     pass
@@ -172,7 +173,6 @@ def test_server_dies_mid_training(tmp_path, monkeypatch):
 
         thread = threading.Thread(target=killer, daemon=True)
         thread.start()
-        started = time.monotonic()
         try:
             with pytest.raises(Exception):  # noqa: B017 - any connection error fails the Airflow task
                 train_and_log(spec, snap, epochs_override=3000)
@@ -180,7 +180,7 @@ def test_server_dies_mid_training(tmp_path, monkeypatch):
             stop.set()
             thread.join(15)
         assert killed.get("status") == "RUNNING", "the server was not killed mid-run"
-        assert time.monotonic() - started < 60, "training did not fail fast once the server was gone"
+        assert time.monotonic() - killed["at"] < 60, "training did not fail fast once the server was gone"
         assert mlflow.active_run() is None  # a retry in this process would not nest under the dead run
 
         # the server on the same store (sqlite file + artifacts dir) answers for the registry now
@@ -238,7 +238,7 @@ def test_training_process_sigkilled_mid_run(mlflow_store, tmp_path):
                     return run
             return None
 
-        run = wait_until(running_mid_fit, 60, "the training subprocess did not log an epoch", interval=0.25)
+        run = wait_until(running_mid_fit, 300, "the training subprocess did not log an epoch", interval=0.25)
         assert run.info.status == "RUNNING"
         child.send_signal(signal.SIGKILL)
         child.wait(10)

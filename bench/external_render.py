@@ -23,7 +23,7 @@ import numpy as np
 import soundfile
 
 from instropitch import synth, tinysol
-from instropitch.synth.dataset import VELOCITY, borrowed_instruments
+from instropitch.synth.dataset import VELOCITY
 from instropitch.synth.sf2 import SoundFont
 
 SAMPLE_RATE = 44100
@@ -123,7 +123,7 @@ def render_folder(
     """
     binary = fluidsynth_binary()
     notes = synth.build_manifest(seed, scale=scale)
-    borrowed = borrowed_instruments(SoundFont.load(soundfont))
+    borrowed = synth.borrowed_instruments(SoundFont.load(soundfont))
     for abbr, lender in sorted(borrowed.items()):
         left = "kept" if keep_borrowed else "left out"
         print(f"{soundfont.name}: {abbr} plays {lender}'s samples; its notes are {left}")

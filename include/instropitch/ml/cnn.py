@@ -221,8 +221,9 @@ def _loop(x: Any) -> Any:
 def augment_example(x: Any, aug: Augmentation) -> Any:
     """One training spectrogram (frames, bands) -> a randomly changed copy.
 
-    First a sample player's loop, then what a different recording would change (`_acoustic`: room, microphone, distance),
-    then the generic perturbations (level, noise, small shifts), then SpecAugment masks.
+    First a sample player's loop, then what a different recording would change (`_acoustic`:
+    room, microphone, distance), then the generic perturbations (level, noise, small shifts),
+    then SpecAugment masks.
     """
     import tensorflow as tf
 

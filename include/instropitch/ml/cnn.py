@@ -215,7 +215,7 @@ def _loop(x: Any) -> Any:
     length = tf.random.uniform([], 1, LOOP_MAX_FRAMES + 1, dtype=tf.int32)
     index = tf.range(frames)
     source = tf.where(index < start, index, start + (index - start) % length)
-    return tf.gather(x, tf.minimum(source, frames - 1))
+    return tf.gather(x, source)  # never past the frame it replaces: in range
 
 
 def augment_example(x: Any, aug: Augmentation) -> Any:

@@ -117,6 +117,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             conditions=args.conditions,
             share=args.share,
+            keep_borrowed=args.keep_borrowed,
         )
     except (ValueError, FileNotFoundError) as exc:
         raise CliError(str(exc)) from None
@@ -557,6 +558,12 @@ def _add_synth(sub: Any) -> None:
         action="store_true",
         help="with several fonts: split the notes between them (each note rendered once, every instrument's range "
         "in every source), as `make demo` does, instead of the whole manifest per font",
+    )
+    p.add_argument(
+        "--keep-borrowed",
+        action="store_true",
+        help="with several fonts: also render an instrument from a font whose preset plays another instrument's "
+        "samples (by default the fonts with samples of its own render it)",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed renders the same files")
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the full ~2,913-note manifest to render")

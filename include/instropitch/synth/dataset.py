@@ -25,7 +25,7 @@ import threading
 import time
 import wave
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
@@ -144,6 +144,7 @@ class RenderSummary:
     source: str = ""
     conditions: tuple[tuple[str, int], ...] = ()  # (preset, notes), in preset order
     sources: tuple[RenderSummary, ...] = ()
+    left_out: tuple[str, ...] = ()  # instruments this font borrows, rendered by the other sources instead
 
     def _line(self) -> str:
         rate = self.files / self.seconds if self.seconds > 0 else float("inf")
@@ -153,6 +154,8 @@ class RenderSummary:
         )
         if self.conditions and [name for name, _ in self.conditions] != ["dry"]:
             line += "; conditions " + ", ".join(f"{name} {count}" for name, count in self.conditions)
+        if self.left_out:
+            line += f"; {', '.join(self.left_out)} left to the other sources (this font plays another's samples)"
         return line
 
     def __str__(self) -> str:
@@ -620,6 +623,7 @@ def render_dataset(
     progress: bool = True,
     conditions: str | Sequence[str] = "dry",
     share: bool = False,
+    keep_borrowed: bool = False,
 ) -> RenderSummary:
     """Render the planned notes as TinySOL's folder tree plus `TinySOL_metadata.csv`.
 
@@ -631,8 +635,10 @@ def render_dataset(
     comma list or sequence) are drawn per note; every CSV has the 14 TinySOL columns plus
     `Source` and `Condition`. `workers=0` uses one process per core, 1 renders in this
     process. Existing files of the same names are replaced (each WAV is written under a
-    temporary name, then renamed). Returns the summary of the one source, or totals with
-    `sources` holding one summary per source.
+    temporary name, then renamed). With several fonts, an instrument a font plays from another
+    one's samples (`borrowed_instruments`) is rendered only by the fonts that have it, since
+    such a note's label is not in its sound; `keep_borrowed` renders it anyway. Returns the
+    summary of the one source, or totals with `sources` holding one summary per source.
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -647,7 +653,8 @@ def render_dataset(
         if workers > 1
         else None
     )
-    planned = share_notes(notes, list(sources), seed) if share else dict.fromkeys(sources, notes)
+    borrowed = {} if keep_borrowed else source_borrowings(sources)
+    planned = plan_sources(notes, list(sources), seed, share, borrowed)
     try:
         summaries = [
             _render_source(
@@ -660,6 +667,7 @@ def render_dataset(
                 workers,
                 progress,
                 multi,
+                tuple(sorted(_left_out(notes, name, list(sources), borrowed))),
             )
             for name, sf_path in sources.items()
         ]
@@ -671,12 +679,44 @@ def render_dataset(
     return _totals(summaries, out_dir, time.perf_counter() - started)
 
 
-def share_notes(notes: Sequence[PlannedNote], sources: Sequence[str], seed: int) -> dict[str, list[PlannedNote]]:
+def source_borrowings(sources: Mapping[str, Path]) -> dict[str, set[str]]:
+    """{source: the instruments its font borrows}; empty for one font, which has no one to leave them to."""
+    if len(sources) < 2:
+        return {}
+    return {name: set(borrowed_instruments(_soundfont(str(path)))) for name, path in sources.items()}
+
+
+def players(instrument: str, sources: Sequence[str], borrowed: Mapping[str, Collection[str]]) -> list[str]:
+    """The sources that render `instrument`: those not borrowing it (`borrowed`: source -> abbrs), else all."""
+    return [s for s in sources if instrument not in borrowed.get(s, ())] or list(sources)
+
+
+def plan_sources(
+    notes: Sequence[PlannedNote],
+    sources: Sequence[str],
+    seed: int,
+    share: bool,
+    borrowed: Mapping[str, Collection[str]] | None = None,
+) -> dict[str, list[PlannedNote]]:
+    """The notes each source renders: a share of them (`share_notes`), or all, less its borrowed instruments."""
+    borrowed = borrowed or {}
+    if share:
+        return share_notes(notes, sources, seed, borrowed)
+    return {s: [n for n in notes if s in players(n.row.instrument_abbr, sources, borrowed)] for s in sources}
+
+
+def share_notes(
+    notes: Sequence[PlannedNote],
+    sources: Sequence[str],
+    seed: int,
+    borrowed: Mapping[str, Collection[str]] | None = None,
+) -> dict[str, list[PlannedNote]]:
     """Split the manifest between sources: every note goes to one source, each instrument's range to all.
 
     Per instrument the notes are dealt in pitch order, like cards, starting at a seeded
     source: every source holds about 1/N of each instrument, spread over its whole range,
-    so a model that never saw one source still saw every instrument and register.
+    so a model that never saw one source still saw every instrument and register. An
+    instrument in a source's `borrowed` set is dealt among the other sources only (`players`).
     """
     if not sources:
         raise ValueError("share_notes needs at least one source")
@@ -686,10 +726,18 @@ def share_notes(notes: Sequence[PlannedNote], sources: Sequence[str], seed: int)
         by_inst[note.row.instrument_abbr].append(note)
     rng = np.random.default_rng([seed, 3000])
     for inst in sorted(by_inst):
-        start = int(rng.integers(len(sources)))
+        start = int(rng.integers(len(sources)))  # drawn the same way whoever plays it: other deals stay as they were
+        dealers = players(inst, sources, borrowed or {})
         for rank, note in enumerate(sorted(by_inst[inst], key=lambda n: (n.midi, n.path))):
-            shares[sources[(start + rank) % len(sources)]].append(note)
+            shares[dealers[(start + rank) % len(dealers)]].append(note)
     return shares
+
+
+def _left_out(
+    notes: Sequence[PlannedNote], source: str, sources: Sequence[str], borrowed: Mapping[str, Collection[str]]
+) -> set[str]:
+    """The instruments of `notes` that `source` borrows and other sources render in its place."""
+    return {n.row.instrument_abbr for n in notes if source not in players(n.row.instrument_abbr, sources, borrowed)}
 
 
 def _check_programs(sources: Mapping[str, Path], notes: list[PlannedNote]) -> None:
@@ -712,6 +760,7 @@ def _render_source(
     workers: int,
     progress: bool,
     multi: bool,
+    left_out: tuple[str, ...] = (),
 ) -> RenderSummary:
     """One source: the font's tuning per key, every note (longest first), then its metadata CSV."""
     from tqdm import tqdm
@@ -758,6 +807,7 @@ def _render_source(
         audio_seconds=audio_seconds,
         source=name,
         conditions=tuple((c, counts[c]) for c in cond.CONDITIONS if counts[c]),
+        left_out=left_out,
     )
 
 
@@ -802,11 +852,14 @@ __all__ = [
     "build_manifest",
     "note_condition",
     "note_seed",
+    "plan_sources",
+    "players",
     "render_audio",
     "render_dataset",
     "resolve_instruments",
     "resolve_sources",
     "share_notes",
+    "source_borrowings",
     "source_name",
     "tuning_corrections",
     "voice_tuning_error",

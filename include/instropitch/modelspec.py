@@ -165,13 +165,14 @@ MIXUP_ALPHA = 0.2
 """Beta(alpha, alpha) mixing weight when `mixup: true` (the usual choice for audio)."""
 
 
-BALANCES: tuple[str, ...] = ("none", "sources")
+BALANCES: tuple[str, ...] = ("none", "sources", "classes", "sources_classes")
 
 
 @dataclass(frozen=True)
 class Training:
     """`balance: sources` draws every batch evenly from the data sources (timbre sets) of the
-    training rows, so a large source does not drown a small one; "none" draws rows uniformly.
+    training rows, so a large source does not drown a small one; "none" draws rows uniformly;
+    `classes` draws evenly from the labels, `sources_classes` from every (source, label) pair.
     `leave_one_source_out` also trains, for each source, a model that never sees it and logs
     its accuracy on that source (the honest estimate for recordings unlike the training data;
     it costs one extra fit per source and needs two sources or more). `heldout_groups` N > 1

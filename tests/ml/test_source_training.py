@@ -75,7 +75,7 @@ def test_new_augmentation_keys_are_validated():
     with pytest.raises(SpecError, match="training.augmentation.loop"):
         parse_spec({**base, "name": "l", "training": {"augmentation": {"loop": 1.5}}})
     with pytest.raises(SpecError, match="training.balance"):
-        parse_spec({**base, "name": "s", "training": {"balance": "classes"}})
+        parse_spec({**base, "name": "s", "training": {"balance": "labels"}})
 
 
 def test_reverb_rings_on_after_the_note_and_output_stays_z_scored():
@@ -208,6 +208,27 @@ def test_balanced_batches_draw_each_source_evenly():
         [b.numpy() for _, b in make_dataset(x, y, unbalanced, 2, training=True, seed=1, groups=groups)]
     )
     assert 0.05 < drawn.mean() < 0.15
+
+
+def test_class_balanced_batches_draw_each_label_evenly_and_pairs_each_source_and_label():
+    from instropitch.ml.cnn import balance_strata, make_dataset
+
+    y = np.r_[np.zeros(800, int), np.ones(200, int)]
+    groups = np.r_[np.full(700, "a"), np.full(300, "b")]  # a: 700 zeros; b: 100 zeros, 200 ones
+    assert balance_strata("none", y, groups) is None and balance_strata("sources", y, None) is None
+    assert set(balance_strata("sources_classes", y, groups)) == {"a/0", "b/0", "b/1"}
+    assert np.array_equal(balance_strata("sources_classes", y, None), balance_strata("classes", y, groups))
+    x = np.zeros((len(y), 4, 4), np.float32)
+    base = {"name": "c", "label": "instrument", "input": "instrument"}
+    base["architecture"] = {"conv_blocks": [{"filters": 4, "kernel": 3, "pool": 1}]}
+    drawn = {}
+    for balance in ("classes", "sources_classes"):
+        spec = parse_spec({**base, "training": {"batch_size": 50, "balance": balance}})
+        batches = make_dataset(x, y, spec, 2, training=True, seed=1, groups=groups)
+        drawn[balance] = np.concatenate([b.numpy() for _, b in batches])
+        assert len(drawn[balance]) == len(y)
+    assert 0.4 < drawn["classes"].mean() < 0.6  # half ones, though they are 20 % of the rows
+    assert 0.25 < drawn["sources_classes"].mean() < 0.42  # one stratum of three
 
 
 def _as_dict(spec, **training) -> dict:

@@ -260,6 +260,21 @@ def _mixup(x: Any, y: Any) -> Any:
     return lam_x * x + (1 - lam_x) * tf.gather(x, order), lam_y * y + (1 - lam_y) * tf.gather(y, order)
 
 
+def balance_strata(balance: str, y: np.ndarray, groups: np.ndarray | None) -> np.ndarray | None:
+    """The stratum of each row that `balance` draws evenly from, or None for uniform draws.
+
+    `sources`: the row's source; `classes`: its label, so that the largest class (TinySOL's
+    accordion, 24 % of the notes) is not the answer a model falls back on for an unknown sound;
+    `sources_classes`: both. Without `groups`, `sources_classes` is `classes`.
+    """
+    if balance == "classes" or (balance == "sources_classes" and groups is None):
+        return np.asarray(y).astype(str)
+    if groups is None or balance == "none":
+        return None
+    groups = np.asarray(groups).astype(str)
+    return groups if balance == "sources" else np.char.add(np.char.add(groups, "/"), np.asarray(y).astype(str))
+
+
 def make_dataset(
     x: np.ndarray,
     y: np.ndarray,
@@ -274,7 +289,8 @@ def make_dataset(
 
     `groups` (one source name per row) with `balance: sources` makes a training epoch draw
     the same number of rows from every source (`len(x)` rows in all, a small source's rows
-    repeated, a large one's sampled). With mixup the labels become one-hot (for every split,
+    repeated, a large one's sampled); `classes` and `sources_classes` do the same over labels
+    or over (source, label) pairs (`balance_strata`). With mixup the labels become one-hot (for every split,
     so the loss matches).
     """
     import tensorflow as tf
@@ -284,11 +300,12 @@ def make_dataset(
     y = y.astype("int32", copy=False)
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if training:
-        names = np.unique(groups) if groups is not None else np.empty(0)
-        if t.balance == "sources" and len(names) > 1:
+        strata = balance_strata(t.balance, y, groups)
+        names = np.unique(strata) if strata is not None else np.empty(0)
+        if len(names) > 1:
             parts = [
-                tf.data.Dataset.from_tensor_slices((x[groups == g], y[groups == g]))
-                .shuffle(int(np.sum(groups == g)), seed=seed, reshuffle_each_iteration=True)
+                tf.data.Dataset.from_tensor_slices((x[strata == g], y[strata == g]))
+                .shuffle(int(np.sum(strata == g)), seed=seed, reshuffle_each_iteration=True)
                 .repeat()
                 for g in names
             ]

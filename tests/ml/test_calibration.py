@@ -14,6 +14,7 @@ from instropitch.ml.calibration import (
     expected_calibration_error,
     fit_temperature,
     reliability,
+    wilson_lower_bound,
 )
 
 
@@ -30,10 +31,12 @@ def drawn_from(proba: np.ndarray, seed: int) -> np.ndarray:
     return (rng.random((len(proba), 1)) > cumulative).sum(axis=1)
 
 
-def overconfident(n: int = 4000, true_temperature: float = 3.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def overconfident(
+    n: int = 4000, true_temperature: float = 3.0, seed: int = 0, spread: float = 4.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities 3x too sharp: the labels follow softmax(logits / 3), the model says softmax(logits)."""
     rng = np.random.default_rng(seed)
-    logits = rng.normal(0, 4.0, size=(n, 6))
+    logits = rng.normal(0, spread, size=(n, 6))
     return softmax(logits), drawn_from(softmax(logits / true_temperature), seed + 1)
 
 
@@ -78,18 +81,27 @@ def test_ece_is_near_zero_when_right_and_large_when_overconfident():
 def test_threshold_is_the_lowest_confidence_whose_answers_are_right_often_enough():
     confidence = np.array([0.99, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5])
     correct = np.array([True, True, True, True, False, True, False])
-    assert choose_threshold(confidence, correct, target=1.0) == pytest.approx(0.8)
-    assert choose_threshold(confidence, correct, target=0.8) == pytest.approx(0.6)  # 5 of 6 right down to 0.6
+    assert choose_threshold(confidence, correct, target=1.0, z=0) == pytest.approx(0.8)
+    assert choose_threshold(confidence, correct, target=0.8, z=0) == pytest.approx(0.6)  # 5 of 6 right down to 0.6
     assert choose_threshold(confidence, np.zeros(7, bool), target=0.95) == 1.0  # nothing can be sure
 
 
+def test_a_few_lucky_answers_do_not_make_a_sure_threshold():
+    assert choose_threshold(np.array([0.99, 0.98, 0.97, 0.96]), np.ones(4, bool)) == 1.0  # 4 of 4 is not 95 %
+    assert wilson_lower_bound(np.array([51, 52]), np.array([51, 52])) == pytest.approx([0.9496, 0.9505], abs=1e-4)
+    confidence = np.linspace(0.99, 0.5, 200)
+    correct = np.r_[np.ones(60, bool), np.zeros(140, bool)]
+    assert choose_threshold(confidence, correct) == pytest.approx(confidence[59])  # 60 right in a row: enough
+    assert wilson_lower_bound(np.array([0]), np.array([5]), z=0) == 0.0
+
+
 def test_calibrate_fixes_an_overconfident_model_and_reports_coverage():
-    proba, y = overconfident()
+    proba, y = overconfident(spread=10.0)  # clear cases exist: some answers can be sure
     cal = calibrate(proba, y, "heldout_sources")
     assert cal.ece < 0.03 < 0.15 < cal.ece_raw
     assert cal.fitted_on == "heldout_sources" and cal.n == len(y)
     sure = cal.apply(proba).max(axis=1) >= cal.threshold
-    assert sure.mean() == pytest.approx(cal.coverage)
+    assert sure.mean() == pytest.approx(cal.coverage) and cal.coverage > 0.2
     assert np.mean(cal.apply(proba).argmax(axis=1)[sure] == y[sure]) >= 0.95
     assert Calibration.from_dict(cal.to_dict()) == cal
 

@@ -115,7 +115,8 @@ def test_a_confidence_under_the_threshold_is_not_sure_with_candidates(predictor,
     from instropitch.ml.calibration import Calibration
 
     note = wav_bytes(tone("Vn", 69, amp=0.5, seed=77))
-    monkeypatch.setattr(predictor.instrument_model, "calibration", Calibration())  # as a version from before
+    for model in (predictor.pitch_model, predictor.instrument_model):  # as versions from before calibration
+        monkeypatch.setattr(model, "calibration", Calibration())
     before = predictor.predict_file(note, name="n.wav", top_k=0)
     assert before.instrument_sure is True and before.candidates == {}
     assert before.instrument_confidence == before.instrument_confidence_raw
@@ -352,7 +353,9 @@ def test_cli_predicts_a_mixed_batch(trained_store, tracking, tmp_path, capsys):
     for name, want in expected.items():
         if want:
             abbr, midi = want
-            assert f"{INSTRUMENT_BY_ABBR[abbr].name} ({abbr})" in rows[name]
+            # the tiny test models calibrate on too few notes to be sure: the answer leads the candidates
+            name_ = INSTRUMENT_BY_ABBR[abbr].name
+            assert f"{name_} ({abbr})" in rows[name] or f"not sure: {name_} " in rows[name], rows[name]
             assert f" {midi_to_pitch(midi)} " in rows[name] and f" {midi} " in rows[name]
 
 

@@ -19,6 +19,8 @@ import numpy as np
 ECE_BINS = 15
 TARGET_ACCURACY = 0.95
 """Answers shown as sure should be right this often (on the calibration notes)."""
+SURE_Z = 1.645
+"""One-sided 95 % bound: "sure" needs the accuracy's Wilson lower bound, not its estimate, to reach the target."""
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 50.0
 MAX_SLOPE = 3.0
 MIN_FOREIGNNESS = 1e-3
@@ -148,9 +150,13 @@ def _ece(table: list[tuple[float, float, int]]) -> float:
     return float(sum(n * abs(acc - conf) for conf, acc, n in table) / total)
 
 
-def choose_threshold(confidence: np.ndarray, correct: np.ndarray, target: float = TARGET_ACCURACY) -> float:
+def choose_threshold(
+    confidence: np.ndarray, correct: np.ndarray, target: float = TARGET_ACCURACY, z: float = SURE_Z
+) -> float:
     """The lowest confidence at which the answers at or above it are right `target` of the time.
 
+    "Right often enough" is judged by the Wilson lower bound at `z` (0: the plain share), so that
+    a handful of lucky answers cannot make a threshold: at 95 % it takes 52 right answers in a row.
     Answers below it are shown as "not sure". 1.0 (nothing is sure) when no threshold reaches it.
     """
     conf = np.asarray(confidence, dtype=np.float64)
@@ -158,11 +164,18 @@ def choose_threshold(confidence: np.ndarray, correct: np.ndarray, target: float 
     if len(conf) == 0:
         return 1.0
     order = np.argsort(-conf, kind="stable")
-    running = np.cumsum(ok[order]) / np.arange(1, len(conf) + 1)
-    reaching = np.flatnonzero(running >= target)
+    reaching = np.flatnonzero(wilson_lower_bound(np.cumsum(ok[order]), np.arange(1, len(conf) + 1), z) >= target)
     if len(reaching) == 0:
         return 1.0
     return float(conf[order][reaching[-1]])
+
+
+def wilson_lower_bound(right: np.ndarray, n: np.ndarray, z: float = SURE_Z) -> np.ndarray:
+    """The Wilson score interval's lower end for `right` successes in `n` tries (the share itself at z = 0)."""
+    right, n = np.asarray(right, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    share = right / n
+    spread = z * np.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+    return (share + z * z / (2 * n) - spread) / (1 + z * z / n)
 
 
 def cross_source_ece(

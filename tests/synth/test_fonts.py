@@ -196,6 +196,11 @@ def test_a_render_from_two_fonts_leaves_the_borrowed_viola_to_the_font_that_has_
     assert {r.path for r in rows["merlin"] if r.instrument_abbr == "Va"} == violas
     tim_summary = next(s for s in summary.sources if s.source == "tim")
     assert tim_summary.left_out == ("Va",) and "Va left to the other sources" in str(summary)
+    plan = dataset.plan_render(two, 2, instruments=["Va", "Ob"], max_pitches=2, share=True)
+    assert plan.borrowed["tim"] == {"Va"} and plan.borrowed["merlin"] == set()
+    assert {name: {n.path for n in notes} for name, notes in plan.planned.items()} == {
+        name: {r.path for r in rows[name]} for name in two
+    }
     from instropitch import cli
 
     args = ["synth", "--soundfont", f"tim={two['tim']}", "--soundfont", f"merlin={merlin}", "--share", "--seed", "2"]

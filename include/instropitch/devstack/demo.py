@@ -99,9 +99,7 @@ def _holds_plan(folder: Path, wanted: dict[str, Path], seed: int, scale: float) 
 
     if not all((folder / name / METADATA_FILENAME).is_file() for name in wanted):
         return False
-    sources = synth.resolve_sources(wanted)
-    notes = synth.build_manifest(seed, scale=scale)
-    planned = synth.plan_sources(notes, list(sources), seed, True, synth.source_borrowings(sources))
+    planned = synth.plan_render(wanted, seed, scale, share=True).planned
     for name in wanted:
         try:
             rows = parse_metadata(folder / name / METADATA_FILENAME).rows

@@ -643,9 +643,8 @@ def render_dataset(
     started = time.perf_counter()
     out_dir = Path(out_dir)
     names = cond.resolve(conditions)
-    sources = resolve_sources(soundfont)
-    notes = build_manifest(seed, scale=scale, instruments=instruments, max_pitches=max_pitches)
-    _check_programs(sources, notes)
+    plan = plan_render(soundfont, seed, scale, instruments, max_pitches, share=share, keep_borrowed=keep_borrowed)
+    sources, notes, borrowed = plan.sources, plan.notes, plan.borrowed
     multi = len(sources) > 1
     workers = max(1, min(workers if workers > 0 else (os.cpu_count() or 1), len(notes)))
     pool = (
@@ -653,15 +652,13 @@ def render_dataset(
         if workers > 1
         else None
     )
-    borrowed = {} if keep_borrowed else source_borrowings(sources)
-    planned = plan_sources(notes, list(sources), seed, share, borrowed)
     try:
         summaries = [
             _render_source(
                 name,
                 sf_path,
                 out_dir / name if multi else out_dir,
-                planned[name],
+                plan.planned[name],
                 names,
                 pool,
                 workers,
@@ -677,6 +674,37 @@ def render_dataset(
     if not multi:
         return replace(summaries[0], seconds=time.perf_counter() - started)
     return _totals(summaries, out_dir, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class RenderPlan:
+    """Which font renders which note: what `render_dataset` writes, and what a kept render is checked against."""
+
+    sources: dict[str, Path]
+    notes: list[PlannedNote]
+    borrowed: dict[str, set[str]]
+    planned: dict[str, list[PlannedNote]]
+
+
+def plan_render(
+    soundfont: SoundFontSpec | Sequence[SoundFontSpec] | Mapping[str, SoundFontSpec] | None = None,
+    seed: int = 0,
+    scale: float = 1.0,
+    instruments: list[str] | None = None,
+    max_pitches: int | None = None,
+    *,
+    share: bool = False,
+    keep_borrowed: bool = False,
+) -> RenderPlan:
+    """The notes of `build_manifest` dealt to the fonts as `render_dataset` deals them (see its arguments).
+
+    Fails on a bad font file or a missing program before anything is rendered (`_check_programs`).
+    """
+    sources = resolve_sources(soundfont)
+    notes = build_manifest(seed, scale=scale, instruments=instruments, max_pitches=max_pitches)
+    _check_programs(sources, notes)
+    borrowed = {} if keep_borrowed else source_borrowings(sources)
+    return RenderPlan(sources, notes, borrowed, plan_sources(notes, list(sources), seed, share, borrowed))
 
 
 def source_borrowings(sources: Mapping[str, Path]) -> dict[str, set[str]]:

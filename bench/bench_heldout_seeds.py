@@ -93,24 +93,24 @@ def seed_scores(spec: Any, snapshot: Any, work: Path, recipe: str) -> dict[str, 
     groups = training.heldout_sources(spec, rows.source_names, spec.training.epochs)
     if not groups:
         raise SystemExit("the recipe holds out nothing on this snapshot (one source, 0 epochs, or LOSO off)")
-    proba, labels, sources = [], [], []
-    fit_s = 0.0
-    for group in groups:
-        kept = answers_for(spec, snapshot, group, work, recipe)
-        proba.append(kept["proba"])
-        labels.append(kept["labels"])
-        sources.append(rows.sources[kept["rows"]])
-        fit_s += float(kept["fit_time_s"])
-    p, y, s = np.concatenate(proba), np.concatenate(labels), np.concatenate(sources)
-    right = p.argmax(axis=1) == y
-    per_source = {name: float(right[s == name].mean()) for name in sorted(set(s.tolist()))}
+    kept = {group: answers_for(spec, snapshot, group, work, recipe) for group in groups}
+    answers = training.per_source({g: training.Answers(k["rows"], k["proba"]) for g, k in kept.items()}, rows.sources)
+    scores = training.source_metrics(  # as the training run logs them: per source, mean and minimum
+        {
+            name: training.evaluation_metrics(spec, rows.y[a.rows], a.proba.argmax(axis=1))
+            for name, a in answers.items()
+        },
+        {},
+    )
+    everything, sources = training.pooled(answers)
+    y = rows.y[everything.rows]
     return {
-        "per_source": per_source,
-        "mean": float(np.mean(list(per_source.values()))),
-        "worst": min(per_source.values()),
-        "ece_raw": calibration.expected_calibration_error(p, y),
-        "ece_calibrated": calibration.cross_source_ece(p, y, s),
-        "fit_s": fit_s,
+        "per_source": {name: scores[f"source.{name}.heldout_accuracy"] for name in answers},
+        "mean": scores["heldout_accuracy"],
+        "worst": scores["heldout_min_accuracy"],
+        "ece_raw": calibration.expected_calibration_error(everything.proba, y),
+        "ece_calibrated": calibration.cross_source_ece(everything.proba, y, sources),
+        "fit_s": sum(float(k["fit_time_s"]) for k in kept.values()),
     }
 
 

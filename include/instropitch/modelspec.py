@@ -178,6 +178,9 @@ class Training:
     it costs one extra fit per source and needs two sources or more). `heldout_groups` N > 1
     caps those fits at N: with more sources than that, each fit holds out a group of them
     (round-robin over their sorted names), and every source is still scored on its own.
+    `heldout_together` lists sources that one fit holds out as one (fonts that share samples:
+    one is not unheard while its relative trains); every other source gets a fit of its own.
+    Use one of the two: they are two ways of choosing the fits.
     `synthetic_tones` (pitch models only) adds N generated periodic tones per MIDI note of the
     output layout to the fitting rows (`synth.tones`: sines, square, triangle and sawtooth waves,
     missing-fundamental and short tones): a person checks the tool with a tone generator, and
@@ -194,6 +197,7 @@ class Training:
     balance: str = "sources"
     leave_one_source_out: bool = True
     heldout_groups: int = 0
+    heldout_together: tuple[tuple[str, ...], ...] = ()
     synthetic_tones: int = 0
 
 
@@ -233,6 +237,11 @@ class ModelSpec:
         return {k: v[:MAX_PARAM_LENGTH] for k, v in params.items()}
 
 
+def _list_text(value: tuple[Any, ...]) -> str:
+    """`("a", ("b", "c"))` -> `[a, [b, c]]`: as the YAML list was written."""
+    return "[" + ", ".join(_list_text(v) if isinstance(v, tuple) else str(v) for v in value) + "]"
+
+
 def _flatten(value: Any, prefix: str, out: dict[str, str]) -> None:
     if hasattr(value, "__dataclass_fields__"):
         value = {name: getattr(value, name) for name in value.__dataclass_fields__}
@@ -243,7 +252,7 @@ def _flatten(value: Any, prefix: str, out: dict[str, str]) -> None:
         for i, item in enumerate(value):
             _flatten(item, f"{prefix}.{i}", out)
     elif isinstance(value, tuple):
-        out[prefix] = "[" + ", ".join(str(v) for v in value) + "]"
+        out[prefix] = _list_text(value)
     else:
         out[prefix] = "null" if value is None else str(value)
 
@@ -382,6 +391,25 @@ def _pair(value: Any) -> tuple[int, int]:
     return size, size
 
 
+def _source_groups(value: Any) -> tuple[tuple[str, ...], ...]:
+    """`[[a, b], [c, d, e]]` -> groups of two or more source names, none in two groups."""
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list of lists of source names, got {_kind(value)} {value!r}")
+    groups: list[tuple[str, ...]] = []
+    seen: set[str] = set()
+    for group in value:
+        if not isinstance(group, list) or len(group) < 2:
+            raise ValueError(f"each entry must list two or more source names, got {group!r}")
+        for name in group:
+            if not isinstance(name, str) or not name or "+" in name:
+                raise ValueError(f"{name!r} is not a source name (text without '+')")
+            if name in seen:
+                raise ValueError(f"{name!r} is in two groups: a source is held out by one fit")
+            seen.add(name)
+        groups.append(tuple(group))
+    return tuple(groups)
+
+
 def _read_block(data: Any, path: str, errors: list[str], where: str) -> ConvBlock:
     s = _Section(data, path, errors, where)
     block = ConvBlock(
@@ -478,10 +506,13 @@ def _read_training(s: _Section, label: str | None) -> Training:
         balance=s.take("balance", _choice(BALANCES), defaults.balance),
         leave_one_source_out=s.take("leave_one_source_out", _bool, defaults.leave_one_source_out),
         heldout_groups=s.take("heldout_groups", _int(0, 1000), defaults.heldout_groups),
+        heldout_together=s.take("heldout_together", _source_groups, defaults.heldout_together),
         synthetic_tones=s.take("synthetic_tones", _int(0, 100), defaults.synthetic_tones),
     )
     if training.heldout_groups == 1:
         s.error("heldout_groups", "1 would hold out every source at once: use 0 (one fit per source) or 2 or more")
+    if training.heldout_groups and training.heldout_together:
+        s.error("heldout_together", "set either heldout_groups or heldout_together, not both: each chooses the fits")
     if training.synthetic_tones and label != "midi":
         s.error("synthetic_tones", "only for label 'midi': a generated tone has a pitch, not an instrument")
     s.finish()

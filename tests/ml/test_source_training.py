@@ -330,6 +330,30 @@ def test_with_more_sources_than_heldout_groups_each_fit_holds_out_a_group_and_ev
         parse_spec({**TINY, "training": {**TINY["training"], "heldout_groups": 1}})
 
 
+def test_sources_held_out_together_share_one_fit_and_every_other_source_gets_its_own():
+    """Related fonts (`heldout_together`) are held out by one fit; the rest one each; names the data lacks drop out."""
+    from instropitch.ml import training
+
+    together = {**TINY["training"], "heldout_together": [["mslite", "fluidr3mono", "gone"]]}
+    spec = parse_spec({**TINY, "training": together})
+    assert spec.training.heldout_together == (("mslite", "fluidr3mono", "gone"),)
+    fonts = ["timgm6mb", "mslite", "merlin", "fluidr3mono", "merlin"]
+    assert training.heldout_sources(spec, fonts, 10) == ["fluidr3mono+mslite", "merlin", "timgm6mb"]
+    assert training.heldout_sources(spec, ["mslite", "merlin"], 10) == ["merlin", "mslite"]  # a group of one
+    assert training.heldout_sources(spec, ["mslite", "fluidr3mono"], 10) == []  # nothing would be left to train on
+    assert spec.to_params()["training.heldout_together"] == "[[mslite, fluidr3mono, gone]]"
+    for bad, reason in (
+        ([["solo"]], "two or more"),
+        ([["a", "b"], ["b", "c"]], "in two groups"),
+        ([["a+b", "c"]], "not a source name"),
+        ("a,b", "list of lists"),
+    ):
+        with pytest.raises(SpecError, match=reason):
+            parse_spec({**TINY, "training": {**TINY["training"], "heldout_together": bad}})
+    with pytest.raises(SpecError, match="not both"):
+        parse_spec({**TINY, "training": {**together, "heldout_groups": 2}})
+
+
 @pytest.fixture(scope="module")
 def heldout_story(tmp_path_factory):
     """Two sources in one snapshot: v1 (trained) -> champion on held-out score; v2 untrained -> refused,

@@ -21,6 +21,9 @@ def test_one_fit_per_model_and_source_as_the_recipes_and_the_param_say(project_r
     assert heldout_fits(paths, two, leave_one_source_out=False) == []  # a quick run skips them
     assert heldout_fits(paths, two, epochs=0) == []  # an untrained model is not scored
     assert heldout_fits(paths, {"sources": ["TinySOL"]}) == []  # one source: nothing to hold out
+    # The demo's four fonts: the two that share samples (MuseScore_General is built on FluidR3) are held out together.
+    fonts = {"sources": ["fluidr3mono", "merlin", "mslite", "timgm6mb"]}
+    assert [p["source"] for p in heldout_fits(paths, fonts)] == ["fluidr3mono+mslite", "merlin", "timgm6mb"]
 
     quiet = tmp_path / "quiet.yaml"  # a recipe that asks for no held-out fits gets none, unless forced
     quiet.write_text(

@@ -351,18 +351,22 @@ GROUP_SEPARATOR = "+"
 
 
 def heldout_sources(spec: ModelSpec, source_names: list[str], epochs: int, override: bool | None = None) -> list[str]:
-    """What `spec` holds out, one fit each: a source, or with more sources than the recipe's
-    `heldout_groups` a group of them joined by `GROUP_SEPARATOR` (round-robin over the sorted
-    names). None with fewer than 2 sources, 0 epochs, or the recipe's `leave_one_source_out`
-    off (`override`, when not None, replaces that setting)."""
+    """What `spec` holds out, one fit each: a source, or a group of them joined by
+    `GROUP_SEPARATOR`. Groups come from the recipe's `heldout_together` (sources held out as
+    one; names the data lacks are dropped), or, with more sources than its `heldout_groups`,
+    round-robin over the sorted names. None with fewer than 2 fits to make, 0 epochs, or the
+    recipe's `leave_one_source_out` off (`override`, when not None, replaces that setting)."""
     wanted = spec.training.leave_one_source_out if override is None else override
     names = sorted(set(source_names))
     if not (wanted and len(names) > 1 and epochs > 0):
         return []
     groups = spec.training.heldout_groups
-    if groups < 2 or len(names) <= groups:
-        return names
-    return [GROUP_SEPARATOR.join(names[i::groups]) for i in range(groups)]
+    if groups >= 2 and len(names) > groups:
+        return [GROUP_SEPARATOR.join(names[i::groups]) for i in range(groups)]
+    together = [sorted(set(group) & set(names)) for group in spec.training.heldout_together]
+    joined = {name for group in together for name in group}
+    fits = [GROUP_SEPARATOR.join(group) for group in together if group] + [n for n in names if n not in joined]
+    return sorted(fits) if len(fits) > 1 else []  # holding out everything leaves nothing to train on
 
 
 def held_out_members(held_out: str) -> list[str]:

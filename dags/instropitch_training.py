@@ -24,7 +24,7 @@ leave-one-source-out fits of a quick run (`{"leave_one_source_out": false}`).
    rows), logged with the model. Batches draw evenly from the sources. It waits for the held-out fits
    because the calibration is part of the logged model.
 5. `promote` — mapped: the new version becomes `champion` only if it beats the current one: on the
-   held-out-source accuracy when both were held out on the same sources, else on the same test split.
+   held-out-source accuracy when both were held out on the same sources by the same fits, else on the same test split.
 6. `publish_serving_model` — registers the combined pyfunc `instropitch@champion` when a champion changed.
 7. `close_parent` — a teardown: marks the parent run FINISHED, or FAILED when any task of the run failed
    (the reason lists them); the run's own state comes from the work tasks, so a failed `fit_heldout` or

@@ -339,6 +339,8 @@ def test_sources_held_out_together_share_one_fit_and_every_other_source_gets_its
     assert spec.training.heldout_together == (("mslite", "fluidr3mono", "gone"),)
     fonts = ["timgm6mb", "mslite", "merlin", "fluidr3mono", "merlin"]
     assert training.heldout_sources(spec, fonts, 10) == ["fluidr3mono+mslite", "merlin", "timgm6mb"]
+    assert training.heldout_protocol(spec, fonts) == "fluidr3mono+mslite,merlin,timgm6mb"  # the version's tag
+    assert training.heldout_protocol(parse_spec(TINY), fonts) == "fluidr3mono,merlin,mslite,timgm6mb"
     assert training.heldout_sources(spec, ["mslite", "merlin"], 10) == ["merlin", "mslite"]  # a group of one
     assert training.heldout_sources(spec, ["mslite", "fluidr3mono"], 10) == []  # nothing would be left to train on
     assert spec.to_params()["training.heldout_together"] == "[[mslite, fluidr3mono, gone]]"

@@ -102,7 +102,8 @@ TAG_REGISTERED_VERSION = "registered_version"
 TAG_HELDOUT_ACCURACY = "heldout_accuracy"
 """Mean held-out-source accuracy of the recipe (`leave_one_source_out`), on the version."""
 TAG_HELDOUT_SOURCES = "heldout_sources"
-"""Comma-separated sources that held-out score was measured on (promotion compares like with like)."""
+"""The held-out fits that score came from, comma-separated, each a source or sources held out together
+("a+b"): promotion compares like with like, so versions measured with other fits fall back to test accuracy."""
 
 
 def pip_requirements(extra: tuple[str, ...] = (), *, keras: bool = True) -> list[str]:

@@ -369,6 +369,15 @@ def heldout_sources(spec: ModelSpec, source_names: list[str], epochs: int, overr
     return sorted(fits) if len(fits) > 1 else []  # holding out everything leaves nothing to train on
 
 
+def heldout_protocol(spec: ModelSpec, source_names: list[str]) -> str:
+    """The held-out fits a score over `source_names` comes from, as a version tag: "a+b,c".
+
+    Two scores compare only when their fits held out the same sources the same way: a fit blind
+    to one font reads it higher than a fit blind to two (bench/RESULTS.md, "Leave one font family out").
+    """
+    return ",".join(heldout_sources(spec, source_names, 1, override=True))
+
+
 def held_out_members(held_out: str) -> list[str]:
     """The sources a held-out label (`heldout_sources`) stands for."""
     return held_out.split(GROUP_SEPARATOR)
@@ -633,7 +642,7 @@ def train_and_log(
         test_metrics = {k: v for k, v in metrics.items() if k.startswith("test_") or k.endswith("heldout_accuracy")}
         mlflow.log_metrics(test_metrics, model_id=model_id)  # shown on the logged model's page
         if version is not None:
-            _tag_version(spec, version, run_tags, metrics, rows.source_names)
+            _tag_version(spec, version, run_tags, metrics, heldout_protocol(spec, rows.source_names))
             model_uri = f"models:/{spec.registered_model_name}/{version}"
     return TrainResult(
         run_id=run.info.run_id,
@@ -864,7 +873,7 @@ def _log_model(
 
 
 def _tag_version(
-    spec: ModelSpec, version: str, run_tags: dict[str, str], metrics: dict[str, float], source_names: list[str]
+    spec: ModelSpec, version: str, run_tags: dict[str, str], metrics: dict[str, float], heldout_fits: str
 ) -> None:
     """The run names its version; the version carries the run's tags, its scores and the recipe's description."""
     import mlflow
@@ -876,7 +885,7 @@ def _tag_version(
     version_tags[TAG_PORTABLE] = "onnx"
     if "heldout_accuracy" in metrics:
         version_tags[TAG_HELDOUT_ACCURACY] = f"{metrics['heldout_accuracy']:.6f}"
-        version_tags[TAG_HELDOUT_SOURCES] = ",".join(source_names)
+        version_tags[TAG_HELDOUT_SOURCES] = heldout_fits
     for key, value in version_tags.items():
         client.set_model_version_tag(spec.registered_model_name, version, key, value)
     if spec.description:

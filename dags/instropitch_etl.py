@@ -43,7 +43,7 @@ COMBINED_TABLE = Asset(name="instruments_notes_spectrogram")
 
 # Same as instropitch.pipeline.etl.SOURCE_ITEM_PATTERN (not imported: the library's imports are kept
 # out of DAG parsing); tests/dags checks they agree. The library parses with clearer errors.
-SOURCE_ITEM_PATTERN = r"^([A-Za-z0-9._-]+=.*|[A-Za-z0-9._-]+/?)$"
+SOURCE_ITEM_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9._-]*=.*|[A-Za-z0-9][A-Za-z0-9._-]*/?)$"
 
 
 def _run_id() -> str:

@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from instropitch.tinysol import SOURCE_NAME
+
 LABELS: tuple[str, ...] = ("midi", "instrument")
 """What a model predicts: the MIDI number of the note, or the instrument playing it."""
 
@@ -401,8 +403,10 @@ def _source_groups(value: Any) -> tuple[tuple[str, ...], ...]:
         if not isinstance(group, list) or len(group) < 2:
             raise ValueError(f"each entry must list two or more source names, got {group!r}")
         for name in group:
-            if not isinstance(name, str) or not name or "+" in name:
-                raise ValueError(f"{name!r} is not a source name (text without '+')")
+            if not isinstance(name, str) or not SOURCE_NAME.fullmatch(name):
+                raise ValueError(
+                    f"{name!r} is not a source name (a letter or digit, then letters, digits, '.', '_', '-')"
+                )
             if name in seen:
                 raise ValueError(f"{name!r} is in two groups: a source is held out by one fit")
             seen.add(name)

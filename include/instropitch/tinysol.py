@@ -85,6 +85,11 @@ INSTRUMENT_BY_ABBR: dict[str, Instrument] = {i.abbr: i for i in INSTRUMENTS}
 INSTRUMENT_BY_NAME: dict[str, Instrument] = {i.name: i for i in INSTRUMENTS}
 INSTRUMENT_ABBRS: tuple[str, ...] = tuple(i.abbr for i in INSTRUMENTS)
 
+SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+"""A source's name (the synthetic set's `Source` column, a data folder, an S3 prefix part, a
+recipe's `heldout_together` entry): a letter or digit, then letters, digits, `.`, `_`, `-`.
+Match with `fullmatch`."""
+
 _PITCH_RE = re.compile(r"^([A-G]#?)(-?\d+)$")
 _RETUNE_RE = re.compile(r"^(N|[TR]\d+[ud](?:_[TR]\d+[ud])*)$")
 _FILENAME_RE = re.compile(

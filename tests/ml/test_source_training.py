@@ -330,15 +330,18 @@ def test_with_more_sources_than_heldout_groups_each_fit_holds_out_a_group_and_ev
         parse_spec({**TINY, "training": {**TINY["training"], "heldout_groups": 1}})
 
 
-def test_sources_held_out_together_share_one_fit_and_every_other_source_gets_its_own():
-    """Related fonts (`heldout_together`) are held out by one fit; the rest one each; names the data lacks drop out."""
+def test_sources_held_out_together_share_one_fit_and_every_other_source_gets_its_own(caplog):
+    """Related fonts (`heldout_together`) are held out by one fit; the rest one each; names the data lacks
+    drop out, and the log names them (a misspelt name would hold its relatives out apart)."""
     from instropitch.ml import training
 
     together = {**TINY["training"], "heldout_together": [["mslite", "fluidr3mono", "gone"]]}
     spec = parse_spec({**TINY, "training": together})
     assert spec.training.heldout_together == (("mslite", "fluidr3mono", "gone"),)
     fonts = ["timgm6mb", "mslite", "merlin", "fluidr3mono", "merlin"]
-    assert training.heldout_sources(spec, fonts, 10) == ["fluidr3mono+mslite", "merlin", "timgm6mb"]
+    with caplog.at_level("INFO", logger=training.log.name):
+        assert training.heldout_sources(spec, fonts, 10) == ["fluidr3mono+mslite", "merlin", "timgm6mb"]
+    assert "no data from gone (sources: fluidr3mono, merlin, mslite, timgm6mb)" in caplog.text
     assert training.heldout_protocol(spec, fonts) == "fluidr3mono+mslite,merlin,timgm6mb"  # the version's tag
     assert training.heldout_protocol(parse_spec(TINY), fonts) == "fluidr3mono,merlin,mslite,timgm6mb"
     assert training.heldout_sources(spec, ["mslite", "merlin"], 10) == ["merlin", "mslite"]  # a group of one
@@ -348,6 +351,8 @@ def test_sources_held_out_together_share_one_fit_and_every_other_source_gets_its
         ([["solo"]], "two or more"),
         ([["a", "b"], ["b", "c"]], "in two groups"),
         ([["a+b", "c"]], "not a source name"),
+        ([["_a", "c"]], "not a source name"),
+        ([["a", ""]], "not a source name"),
         ("a,b", "list of lists"),
     ):
         with pytest.raises(SpecError, match=reason):

@@ -34,6 +34,8 @@ def test_prefix_names_the_source_and_name_equals_prefix_overrides():
         (["/"], "needs a name"),
         (["=x/"], "name before '=' is empty"),
         (["my set=x/"], "letters, digits"),
+        ([".hidden=x/"], "start with a letter or digit"),
+        (["-x/"], "start with a letter or digit"),
         (["x=A/", "x=B/"], "the name 'x' is given twice"),
         (["A/", "A=B/"], "the name 'A' is given twice"),
         (["a=X/", "b=X/"], "both read the prefix 'X/'"),

@@ -119,11 +119,12 @@ def seed_bucket(services: stack.Services, folder: Path, bucket: str = BUCKET, pr
 
 
 def parse_source_folders(values: Sequence[str]) -> dict[str, Path]:
-    """`NAME=DIR` arguments -> {name: folder}; names follow the DAG's rules (unique, `[A-Za-z0-9._-]+`).
+    """`NAME=DIR` arguments -> {name: folder}; names follow the DAG's rules (unique, `tinysol.SOURCE_NAME`).
 
     The name `TinySOL` is taken by the default source (`--data DIR` or the synthetic set).
     """
-    from instropitch.pipeline.etl import SOURCE_NAME_RE, SourceError
+    from instropitch.pipeline.etl import SourceError
+    from instropitch.tinysol import SOURCE_NAME
 
     folders: dict[str, Path] = {}
     for value in values:
@@ -131,8 +132,10 @@ def parse_source_folders(values: Sequence[str]) -> dict[str, Path]:
         name, folder = name.strip(), folder.strip()
         if not sep or not name or not folder:
             raise SourceError(f"--source {value!r}: expected NAME=DIR (e.g. fluid=.instropitch/data/fluid)")
-        if not SOURCE_NAME_RE.fullmatch(name):
-            raise SourceError(f"--source {value!r}: the name may hold only letters, digits, '.', '_' and '-'")
+        if not SOURCE_NAME.fullmatch(name):
+            raise SourceError(
+                f"--source {value!r}: the name must start with a letter or digit and hold only letters, digits, '.', '_' and '-'"
+            )
         if name in folders or name == DEFAULT_SOURCE_NAME:
             raise SourceError(f"--source {value!r}: the source name {name!r} is already taken")
         path = Path(folder)

@@ -364,6 +364,9 @@ def heldout_sources(spec: ModelSpec, source_names: list[str], epochs: int, overr
     if groups >= 2 and len(names) > groups:
         return [GROUP_SEPARATOR.join(names[i::groups]) for i in range(groups)]
     together = [sorted(set(group) & set(names)) for group in spec.training.heldout_together]
+    absent = sorted({name for group in spec.training.heldout_together for name in group} - set(names))
+    if absent:  # a font not installed here, or a misspelt name: then its relatives would be held out apart
+        log.info("heldout_together: no data from %s (sources: %s)", ", ".join(absent), ", ".join(names))
     joined = {name for group in together for name in group}
     fits = [GROUP_SEPARATOR.join(group) for group in together if group] + [n for n in names if n not in joined]
     return sorted(fits) if len(fits) > 1 else []  # holding out everything leaves nothing to train on

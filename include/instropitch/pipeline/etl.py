@@ -14,7 +14,6 @@ source in the warehouse (`warehouse.drop_source` forgets one).
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,15 @@ import numpy as np
 from sqlalchemy import Engine, text
 
 from instropitch.data import objectstore, warehouse
-from instropitch.tinysol import METADATA_FILENAME, MetadataError, RowError, parse_metadata, pitch_to_midi, split_pitch
+from instropitch.tinysol import (
+    METADATA_FILENAME,
+    SOURCE_NAME,
+    MetadataError,
+    RowError,
+    parse_metadata,
+    pitch_to_midi,
+    split_pitch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +55,10 @@ class SourceError(ValueError):
 
 # ----------------------------------------------------------------------------- sources
 
-SOURCE_NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
 DEFAULT_SOURCES: tuple[str, ...] = (objectstore.DEFAULT_PREFIX,)
 """The default of the DAG param `sources`: the one prefix the demo (and minio-init) uploads."""
 
-SOURCE_ITEM_PATTERN = r"^([A-Za-z0-9._-]+=.*|[A-Za-z0-9._-]+/?)$"
+SOURCE_ITEM_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9._-]*=.*|[A-Za-z0-9][A-Za-z0-9._-]*/?)$"
 """JSON-schema pattern of one `sources` entry (the DAG param); `parse_sources` says why one fails."""
 
 
@@ -86,10 +92,10 @@ def parse_source(entry: str) -> Source:
             raise SourceError(
                 f"sources entry {entry!r}: an empty prefix (the bucket root) needs a name: NAME= (e.g. 'mine=')"
             )
-    if not SOURCE_NAME_RE.fullmatch(name):
+    if not SOURCE_NAME.fullmatch(name):
         hint = f"; name it: 'NAME={prefix}'" if "=" not in text_ else ""
         raise SourceError(
-            f"sources entry {entry!r}: source name {name!r} may hold only letters, digits, '.', '_' and '-'{hint}"
+            f"sources entry {entry!r}: source name {name!r} must start with a letter or digit and hold only letters, digits, '.', '_' and '-'{hint}"
         )
     return Source(name, objectstore.normalise_prefix(prefix))
 

@@ -39,7 +39,7 @@ from instropitch import tinysol
 from instropitch.synth import conditions as cond
 from instropitch.synth import player
 from instropitch.synth.sf2 import SoundFont, Voice, default_soundfont_path
-from instropitch.tinysol import INSTRUMENT_BY_ABBR, INSTRUMENTS, Instrument, MetadataRow
+from instropitch.tinysol import INSTRUMENT_BY_ABBR, INSTRUMENTS, SOURCE_NAME, Instrument, MetadataRow
 
 SAMPLE_RATE = 44100
 MIN_DURATION_S = 2.0
@@ -560,9 +560,6 @@ def _render_one(job: tuple[PlannedNote, str, str, dict[VoiceId, float], cond.Con
 
 # ------------------------------------------------------------------ sources
 
-SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-"""A source name is a folder name (and an S3 prefix part): letters, digits, `_`, `.`, `-`."""
-
 EXTRA_COLUMNS = ("Source", "Condition")
 """Columns every synthetic `TinySOL_metadata.csv` has after the 14 TinySOL ones."""
 
@@ -594,7 +591,7 @@ def resolve_sources(
             name, path = None, Path(spec)
             if isinstance(spec, str) and "=" in spec:
                 left, right = spec.split("=", 1)
-                if SOURCE_NAME.match(left):
+                if SOURCE_NAME.fullmatch(left):
                     name, path = left, Path(right)
             items.append((name, path))
     if not items:
@@ -602,7 +599,7 @@ def resolve_sources(
     sources: dict[str, Path] = {}
     for name, path in items:
         name = name if name is not None else source_name(path)
-        if not SOURCE_NAME.match(name):
+        if not SOURCE_NAME.fullmatch(name):
             raise ValueError(f"bad source name {name!r} for {path}: use letters, digits, '_', '.', '-'")
         if name in sources:
             raise ValueError(f"two SoundFonts named {name!r} ({sources[name]} and {path}); name them: NAME=PATH")

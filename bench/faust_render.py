@@ -12,7 +12,8 @@ The planned notes (`synth.build_manifest`) of those instruments are played with 
 reed and breath settings and vibrato, re-tuned until YIN hears the planned pitch within a
 quarter semitone (the models drift by up to 15 semitones at the top of their range; a note
 that does not settle is left out, as FluidSynth leaves out keys with no sample), then put
-through a `synth.conditions.mixed` recording condition.
+through a `synth.conditions.mixed` recording condition, after which pYIN (another estimator)
+must still hear that pitch on half of the note (a breathy flute in a noisy room can lose it).
 
     .venv/bin/pip install dawdreamer==0.9.0       # by hand: not a project dependency (GPLv3)
     .venv/bin/python bench/faust_render.py --out /tmp/faust --seed 7 --scale 0.5
@@ -35,6 +36,9 @@ SAMPLE_RATE = 44100
 RELEASE_S = 0.5
 MAX_ERROR_SEMITONES = 0.25
 """How close YIN must hear the planned pitch for a note to be kept."""
+MIN_VOICED = 0.5
+"""Share of the held part pYIN must find voiced after the recording condition (a breathy flute
+in a noisy room can lose its pitch: such a note cannot carry a pitch label)."""
 
 CONTROLS = """import("stdfaust.lib");
 PM = library("physmodels.lib")[maxLength = 12;];
@@ -123,6 +127,18 @@ def heard_midi(audio: np.ndarray, duration_s: float) -> float | None:
     return float(69 + 12 * np.log2(np.median(f0) / 440))
 
 
+def still_heard(audio: np.ndarray, midi: int, duration_s: float) -> bool:
+    """Whether pYIN (another estimator than the re-tuning's) still hears the planned pitch, within
+    `MAX_ERROR_SEMITONES` and on `MIN_VOICED` of the held part, once the recording condition is applied."""
+    import librosa
+
+    held = audio[int(SAMPLE_RATE * min(0.3, 0.3 * duration_s)) : int(SAMPLE_RATE * duration_s)]
+    f0, voiced, _ = librosa.pyin(held, fmin=25, fmax=4200, sr=SAMPLE_RATE, frame_length=4096, hop_length=2048)
+    if voiced.mean() < MIN_VOICED:
+        return False
+    return abs(float(np.median(librosa.hz_to_midi(f0[voiced]))) - midi) <= MAX_ERROR_SEMITONES
+
+
 def play_in_tune(
     model: FaustModel, name: str, midi: int, duration_s: float, controls: dict[str, float]
 ) -> np.ndarray | None:
@@ -144,7 +160,7 @@ def render_folder(out: Path, seed: int = 7, scale: float = 0.5) -> Path:
     """Render the planned notes of (seed, scale) that have a model into a TinySOL-layout folder."""
     notes = [n for n in synth.build_manifest(seed, scale=scale) if n.row.instrument_abbr in INSTRUMENT_MODEL]
     models = {name: FaustModel.compile(name) for name in sorted(set(INSTRUMENT_MODEL.values()))}
-    kept = []
+    kept, unclear = [], 0
     for note in notes:
         rng = np.random.default_rng(note.seed)
         name = INSTRUMENT_MODEL[note.row.instrument_abbr]
@@ -153,11 +169,17 @@ def render_folder(out: Path, seed: int = 7, scale: float = 0.5) -> Path:
         if audio is None:
             continue
         wet = conditions.mixed(rng).apply(audio, SAMPLE_RATE)
+        if not still_heard(wet, note.midi, duration):
+            unclear += 1
+            continue
         (out / note.path).parent.mkdir(parents=True, exist_ok=True)
         soundfile.write(out / note.path, wet * (0.5 / float(np.max(np.abs(wet)))), SAMPLE_RATE, subtype="PCM_16")
         kept.append(note)
     counts = {abbr: sum(n.row.instrument_abbr == abbr for n in kept) for abbr in INSTRUMENT_MODEL}
-    print(f"kept {len(kept)} of {len(notes)} notes (the others did not settle in tune): {counts}")
+    print(
+        f"kept {len(kept)} of {len(notes)} notes ({unclear} lost their pitch in the recording condition,"
+        f" the others did not settle in tune): {counts}"
+    )
     tinysol.write_metadata(sorted((n.row for n in kept), key=lambda r: r.path), out / tinysol.METADATA_FILENAME)
     return out
 

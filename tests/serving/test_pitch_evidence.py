@@ -25,7 +25,9 @@ def test_short_or_unsure_answers_are_checked_long_sure_ones_not():
 def test_the_likelihood_peaks_on_the_measured_note_and_says_nothing_when_unsure():
     like = pitch_evidence.likelihood(period(45.2), MIDIS, cnn_top_midi=46)
     assert MIDIS[np.argmax(like)] == 45 and like.min() == pytest.approx(pitch_evidence.FLOOR, abs=1e-9)
-    assert pitch_evidence.likelihood(period(45, aperiodicity=0.5), MIDIS, 46) is None  # noise
+    assert pitch_evidence.likelihood(period(45, aperiodicity=0.85), MIDIS, 46) is None  # noise
+    breathy = pitch_evidence.likelihood(period(45, aperiodicity=0.6), MIDIS, 46)  # a noisy note still has its period
+    assert MIDIS[np.argmax(breathy)] == 45
     assert pitch_evidence.likelihood(None, MIDIS, 46) is None
     assert pitch_evidence.likelihood(period(45), MIDIS, cnn_top_midi=100) is None  # above what YIN sees
 

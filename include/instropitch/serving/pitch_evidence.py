@@ -33,8 +33,11 @@ from instropitch.audio.periodicity import FMAX_HZ, Periodicity, Repeats
 
 SHORT_NOTE_S = 0.5
 """A note shorter than this fills under half of the 1-s pitch window: its period is always checked."""
-APERIODICITY_GATE = 0.2
-"""Above this the period is not believed (noise, a chord, a bell's inharmonic partials)."""
+APERIODICITY_GATE = 0.7
+"""Above this the period is not believed (noise, a chord, a bell's inharmonic partials). Noise
+reads 0.75-0.91 (white) and 0.76+ (pink, brown) in 9 of 10 draws; real notes the CNN was unsure
+of read up to 0.67 with the right period (a breathy flute in a room, notes under noise at 0 dB
+SNR): bench/RESULTS.md, "Noisy notes". The gate was 0.2, which threw those periods away."""
 SIGMA_SEMITONES = 0.3
 """Spread of the likelihood around the measured pitch: tuning, vibrato, the estimate's error."""
 FLOOR = 0.005

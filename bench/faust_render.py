@@ -133,7 +133,10 @@ def still_heard(audio: np.ndarray, midi: int, duration_s: float) -> bool:
     import librosa
 
     held = audio[int(SAMPLE_RATE * min(0.3, 0.3 * duration_s)) : int(SAMPLE_RATE * duration_s)]
-    f0, voiced, _ = librosa.pyin(held, fmin=25, fmax=4200, sr=SAMPLE_RATE, frame_length=4096, hop_length=2048)
+    hz = 440 * 2 ** ((midi - 69) / 12)  # an octave either side: pYIN's cost grows with its range
+    f0, voiced, _ = librosa.pyin(
+        held, fmin=max(hz / 2, 25.0), fmax=hz * 2, sr=SAMPLE_RATE, frame_length=4096, hop_length=2048
+    )
     if voiced.mean() < MIN_VOICED:
         return False
     return abs(float(np.median(librosa.hz_to_midi(f0[voiced]))) - midi) <= MAX_ERROR_SEMITONES

@@ -116,11 +116,16 @@ def draw_controls(model: str, rng: np.random.Generator, dynamics: str) -> dict[s
     return controls
 
 
+def held_part(audio: np.ndarray, duration_s: float) -> np.ndarray:
+    """The note once its attack is over (from 0.3 s, or 30 % of a short note) until its release."""
+    return audio[int(SAMPLE_RATE * min(0.3, 0.3 * duration_s)) : int(SAMPLE_RATE * duration_s)]
+
+
 def heard_midi(audio: np.ndarray, duration_s: float) -> float | None:
     """The median YIN pitch of the held part, as a fractional MIDI number; None for near silence."""
     import librosa
 
-    held = audio[int(SAMPLE_RATE * min(0.3, 0.3 * duration_s)) : int(SAMPLE_RATE * duration_s)]
+    held = held_part(audio, duration_s)
     if held.size < 4096 or not np.all(np.isfinite(held)) or np.sqrt(np.mean(held**2)) < 1e-4:
         return None
     f0 = librosa.yin(held, fmin=25, fmax=4200, sr=SAMPLE_RATE, frame_length=4096)
@@ -132,7 +137,7 @@ def still_heard(audio: np.ndarray, midi: int, duration_s: float) -> bool:
     `MAX_ERROR_SEMITONES` and on `MIN_VOICED` of the held part, once the recording condition is applied."""
     import librosa
 
-    held = audio[int(SAMPLE_RATE * min(0.3, 0.3 * duration_s)) : int(SAMPLE_RATE * duration_s)]
+    held = held_part(audio, duration_s)
     hz = 440 * 2 ** ((midi - 69) / 12)  # an octave either side: pYIN's cost grows with its range
     f0, voiced, _ = librosa.pyin(
         held, fmin=max(hz / 2, 25.0), fmax=hz * 2, sr=SAMPLE_RATE, frame_length=4096, hop_length=2048

@@ -47,13 +47,11 @@ print(json.dumps({
 """
 
 IMPORT_SCRIPT = """
-import json, runpy, sys, time
+import json, runpy, sys
 import airflow.sdk  # the SDK itself is paid for once by the DAG processor
 before = set(sys.modules)
-started = time.perf_counter()
 runpy.run_path(sys.argv[1])
-seconds = time.perf_counter() - started
-print(json.dumps({"seconds": seconds, "new_modules": sorted(set(sys.modules) - before)}))
+print(json.dumps({"new_modules": sorted(set(sys.modules) - before)}))
 """
 
 

@@ -1,7 +1,10 @@
 # InstroPitch: `make demo` runs the pipeline on embedded defaults, `make test` runs every test
 # (`make test-fast` skips e2e and slow tests, `make test-unit` also those on embedded services).
 # The virtual environment bootstraps itself from PyPI (uv for speed, pins from requirements.txt: the full lock,
-# runtime + embedded stack + development; see requirements.in).
+# runtime + embedded stack + development; see requirements.in). uv compiles what it installs to bytecode:
+# otherwise, where Python may not write bytecode (PYTHONDONTWRITEBYTECODE), every process compiles all
+# it imports, and `import tensorflow` alone takes twice as long (bench/RESULTS.md, "Training speed").
+export UV_COMPILE_BYTECODE := 1
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python

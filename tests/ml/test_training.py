@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import textwrap
 from collections import Counter
 from pathlib import Path
@@ -212,10 +215,6 @@ ONEDNN_ON = "oneDNN custom operations are on"
 
 @pytest.mark.parametrize(("setting", "on"), [(None, True), ("0", False)])
 def test_tensorflow_runs_onednn_kernels_unless_the_user_turned_them_off(setting, on):
-    import os
-    import subprocess
-    import sys
-
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "0"  # let TensorFlow say which kernels it runs
     if setting is not None:

@@ -203,8 +203,10 @@ def main() -> int:
     results["heldout_worst"] = {k: round(float(np.min(v)), 4) for k, v in by_method.items()}
     print(f"held-out mean {results['heldout_mean']}, worst {results['heldout_worst']}", flush=True)
 
-    from instropitch.audio.features import compute_features
     from instropitch.serving.predictor import Predictor
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_parity import features_of
 
     predictor = Predictor.load(from_export=args.export)
     linear = probe(x[~is_test], instruments[~is_test].tolist(), classes, args.c)
@@ -212,8 +214,7 @@ def main() -> int:
         folder = Path(folder)
         rows = tinysol.parse_metadata(folder / tinysol.METADATA_FILENAME).rows
         embedded = embed_folder(embedder, folder, args.cache / args.model / f"far-{name}.npz")
-        feats = [compute_features(folder / r.path, predictor.features) for r in rows]
-        stacked = {"pitch": np.stack([f.pitch for f in feats]), "instrument": np.stack([f.instrument for f in feats])}
+        stacked = features_of([folder / r.path for r in rows], predictor.features)
         cnn = predictor.instrument_model.proba(predictor.model_inputs(stacked)["instrument"])
         y = np.array([classes.index(r.instrument_abbr) for r in rows])
         results["far"][name] = scores(y, cnn, linear(np.stack([embedded[r.path] for r in rows])))

@@ -295,6 +295,38 @@ def test_reduce_lr_on_plateau_lowers_the_step_when_validation_stalls():
     assert min(rates) >= 0.01 / 64 - 1e-9  # floored at learning_rate / 64
 
 
+def test_cosine_schedule_falls_from_the_rate_to_its_floor_over_the_epochs():
+    from instropitch.ml.training import COSINE_FLOOR, cosine_rate, fit_model
+    from instropitch.modelspec import SpecError
+
+    rates = [cosine_rate(0.01, 5, epoch) for epoch in range(5)]
+    assert rates[0] == pytest.approx(0.01) and rates[-1] == pytest.approx(0.01 * COSINE_FLOOR)
+    assert rates[2] == pytest.approx(0.01 * (1 + COSINE_FLOOR) / 2)  # half way: the mean of both ends
+    assert all(a > b for a, b in zip(rates, rates[1:], strict=False))
+    assert cosine_rate(0.01, 5, 9) == pytest.approx(0.01 * COSINE_FLOOR)  # past the end: stays at the floor
+    assert cosine_rate(0.01, 1, 0) == pytest.approx(0.01)
+
+    recipe = {
+        "name": "cosine",
+        "label": "instrument",
+        "input": "instrument",
+        "architecture": {"conv_blocks": [{"filters": 2}], "dense": []},
+        "training": {"batch_size": 16, "learning_rate": 0.01, "early_stopping": None, "lr_schedule": "cosine"},
+    }
+    spec = parse_spec(recipe)
+    assert spec.training.lr_schedule == "cosine"
+    assert parse_spec({**recipe, "training": {"epochs": 3}}).training.lr_schedule == "constant"  # the default
+    with pytest.raises(SpecError, match="lr_schedule"):
+        parse_spec({**recipe, "training": {"lr_schedule": "linear"}})
+    with pytest.raises(SpecError, match="not both"):
+        parse_spec({**recipe, "training": {**recipe["training"], "reduce_lr_on_plateau": {"patience": 1}}})
+    rng = np.random.default_rng(0)
+    x = rng.normal(-60, 5, (32, *INSTRUMENT_SHAPE)).astype(np.float32)
+    y = rng.integers(0, 3, 32)
+    _, history = fit_model(spec, x[:24], y[:24], x[24:], y[24:], 3, epochs=4)
+    np.testing.assert_allclose(history["learning_rate"], [cosine_rate(0.01, 4, e) for e in range(4)], rtol=1e-5)
+
+
 def test_fit_logs_a_line_per_epoch(caplog):
     """What `make demo` shows of a training as it runs (Keras itself fits silently)."""
     from instropitch.ml.training import fit_model

@@ -116,6 +116,14 @@ def test_an_answer_the_waveform_repeats_at_is_left_alone():
         assert pitch_evidence.repeated_note(heard, MIDIS, midi - 12) is None
 
 
+def test_a_slow_waveform_does_not_repeat_at_a_short_lag_it_never_dipped_before():
+    """A 52 Hz sine is near 1 at B7's tiny period (it has hardly moved): that answer gives way to its note."""
+    heard = repeats(harmonics(32, (1,)))
+    assert heard.at([1.0 / (440.0 * 2 ** ((107 - 69) / 12))])[0] > 0.99
+    assert pitch_evidence.repeated_note(heard, MIDIS, 107) == 32
+    assert pitch_evidence.repeated_note(heard, MIDIS, 32) is None
+
+
 def test_noise_and_a_low_rumble_name_no_note():
     rng = np.random.default_rng(4)
     white = rng.standard_normal(22050)

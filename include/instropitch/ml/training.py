@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -272,6 +274,8 @@ def fit_model(
                 min_lr=t.learning_rate / 64,
             )
         )
+    if t.lr_schedule == "cosine":
+        callbacks.append(keras.callbacks.LearningRateScheduler(partial(cosine_rate, t.learning_rate, epochs)))
     if t.early_stopping is not None:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -328,6 +332,19 @@ def predict_proba(model: keras.Model, x: np.ndarray) -> np.ndarray:
 
 
 EPOCH_LOG_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+COSINE_FLOOR = 0.01
+"""`lr_schedule: cosine` ends at this fraction of the recipe's learning rate."""
+
+
+def cosine_rate(rate: float, epochs: int, epoch: int, _current: float | None = None) -> float:
+    """The learning rate of `epoch` (0-based) of `epochs`: half a cosine from `rate` to `rate * COSINE_FLOOR`.
+
+    Per epoch, not per step, so the schedule does not depend on the batch count (source-balanced
+    epochs and the held-out fits have other sizes than the champion's)."""
+    progress = min(epoch / max(epochs - 1, 1), 1.0)
+    return rate * (COSINE_FLOOR + (1.0 - COSINE_FLOOR) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 def _epoch_log(label: str, epochs: int) -> keras.callbacks.Callback:

@@ -57,6 +57,9 @@ REPEAT_EXACT = 0.98
 rooms never reached it next to a right answer: bench/RESULTS.md)."""
 NEIGHBOUR_MARGIN = 0.05
 """How much better than at the answer's period the neighbour must repeat to take its place."""
+DIP_LAGS = 64
+"""Lags read between 0 and a period to find the waveform's dip (a zero-mean periodic waveform's
+autocorrelation averages 0 over a period, so it sits under 0.5 for at least a third of it)."""
 
 
 class PeriodCheck(NamedTuple):
@@ -101,13 +104,17 @@ def _periods(midis: np.ndarray) -> np.ndarray:
 def repeated_note(repeats: Repeats | None, class_midis: np.ndarray, cnn_top_midi: float) -> float | None:
     """The note the waveform repeats at, when that cannot be the CNN's answer; else None.
 
-    When the waveform does not repeat at the answer's period, the classes are scanned from the
-    highest down: the first run at or above `REPEAT_FOUND` after a dip under `REPEAT_MISSED` is
-    the period (its peak is the note), since a note repeats at every multiple of its period too,
-    so the shortest one is its pitch. Without the dip a smooth, low-lying sound (a rumble) would
-    "repeat" at every short lag. When it does repeat there, a neighbouring semitone still takes
-    the answer's place if the waveform repeats at its period almost exactly (`REPEAT_EXACT`) and
-    clearly better (`NEIGHBOUR_MARGIN`): the CNN's semitone slips on pure tones.
+    A note repeats at every multiple of its period too, so its pitch is the shortest period the
+    waveform repeats at: scanning the classes from the highest down, the first run at or above
+    `REPEAT_FOUND` after a dip under `REPEAT_MISSED` (`_shortest_period_note`). The answer's own
+    period counts only when the waveform dips somewhere before it (`_dips_before`): without the
+    dip a smooth, low-lying waveform (a 52 Hz sine, a rumble) "repeats" at every short lag, and
+    the CNN's B7 for that sine would stand. Two cases replace the answer:
+    - the waveform does not repeat at the answer's period: the shortest period it repeats at;
+    - it does, and a neighbouring semitone repeats almost exactly (`REPEAT_EXACT`) and clearly
+      better (`NEIGHBOUR_MARGIN`): the CNN's semitone slips on pure tones.
+    An answer an octave below stays: it repeats too, and real notes repeat at half their period
+    as well as a square wave does (bassoons 0.98, bench/RESULTS.md, "A period needs a dip").
     """
     if repeats is None:
         return None
@@ -115,9 +122,20 @@ def repeated_note(repeats: Repeats | None, class_midis: np.ndarray, cnn_top_midi
         repeats.at(_periods([cnn_top_midi, cnn_top_midi - 1, cnn_top_midi + 1])), nan=-1.0
     )
     classes = set(np.asarray(class_midis, dtype=np.float64).tolist())
-    if here >= REPEAT_MISSED:
-        best, r = (cnn_top_midi - 1, below) if below >= above else (cnn_top_midi + 1, above)
-        return best if best in classes and r >= REPEAT_EXACT and r > here + NEIGHBOUR_MARGIN else None
+    if here < REPEAT_MISSED or not _dips_before(repeats, float(_periods([cnn_top_midi])[0])):
+        return _shortest_period_note(repeats, class_midis)
+    best, r = (cnn_top_midi - 1, below) if below >= above else (cnn_top_midi + 1, above)
+    return best if best in classes and r >= REPEAT_EXACT and r > here + NEIGHBOUR_MARGIN else None
+
+
+def _dips_before(repeats: Repeats, period_s: float) -> bool:
+    """Whether the waveform's autocorrelation falls under `REPEAT_MISSED` at some lag shorter than `period_s`."""
+    lags = period_s * np.arange(1, DIP_LAGS) / DIP_LAGS
+    return bool(np.nanmin(repeats.at(lags), initial=1.0) < REPEAT_MISSED)
+
+
+def _shortest_period_note(repeats: Repeats, class_midis: np.ndarray) -> float | None:
+    """The highest class whose period the waveform repeats at (`REPEAT_FOUND`) after a dip, at its peak; or None."""
     midis = np.sort(np.asarray(class_midis, dtype=np.float64))[::-1]
     r = np.nan_to_num(repeats.at(_periods(midis)), nan=-1.0)
     dipped = np.minimum.accumulate(r) < REPEAT_MISSED

@@ -114,7 +114,7 @@ def repeated_note(repeats: Repeats | None, class_midis: np.ndarray, cnn_top_midi
     - it does, and a neighbouring semitone repeats almost exactly (`REPEAT_EXACT`) and clearly
       better (`NEIGHBOUR_MARGIN`): the CNN's semitone slips on pure tones.
     An answer an octave below stays: it repeats too, and real notes repeat at half their period
-    as well as a square wave does (bassoons 0.98, bench/RESULTS.md, "A period needs a dip").
+    as well as a square wave does (bassoons 0.98, bench/RESULTS.md, "Pitch: a period needs a dip").
     """
     if repeats is None:
         return None

@@ -8,7 +8,7 @@ the same as dividing the logits by `T`), so that among answers shown at 70 % abo
 right. `T` minimises the Brier score rather than the log-likelihood: on notes from an unheard
 source, about half of them wrong, the log-likelihood is ruled by the few answers that were
 sure and wrong and softens every answer for them; the Brier score, bounded per note, gave a
-lower calibration error on the held-out source in 12 of 13 sets of held-out answers
+lower calibration error on the held-out source in 11 of 12 sets of held-out answers
 (bench/RESULTS.md, "Brier-fitted temperatures"). The threshold below which an answer is
 shown as "not sure" is chosen on the same predictions. Pure numpy: the predictor applies it
 without TensorFlow.

@@ -118,12 +118,11 @@ def repeated_note(repeats: Repeats | None, class_midis: np.ndarray, cnn_top_midi
     """
     if repeats is None:
         return None
-    here, below, above = np.nan_to_num(
-        repeats.at(_periods([cnn_top_midi, cnn_top_midi - 1, cnn_top_midi + 1])), nan=-1.0
-    )
-    classes = set(np.asarray(class_midis, dtype=np.float64).tolist())
-    if here < REPEAT_MISSED or not _dips_before(repeats, float(_periods([cnn_top_midi])[0])):
+    periods = _periods([cnn_top_midi, cnn_top_midi - 1, cnn_top_midi + 1])
+    here, below, above = np.nan_to_num(repeats.at(periods), nan=-1.0)
+    if here < REPEAT_MISSED or not _dips_before(repeats, float(periods[0])):
         return _shortest_period_note(repeats, class_midis)
+    classes = set(np.asarray(class_midis, dtype=np.float64).tolist())
     best, r = (cnn_top_midi - 1, below) if below >= above else (cnn_top_midi + 1, above)
     return best if best in classes and r >= REPEAT_EXACT and r > here + NEIGHBOUR_MARGIN else None
 

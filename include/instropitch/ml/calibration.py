@@ -5,13 +5,8 @@ model answers a clarinet with "Accordion, 90 %". One temperature `T`, fitted on
 predictions for notes the model never saw (held-out sources when the training data has
 several, else the validation rows), rescales the probabilities (`p ** (1/T)`, renormalised:
 the same as dividing the logits by `T`), so that among answers shown at 70 % about 70 % are
-right. `T` minimises the Brier score rather than the log-likelihood: on notes from an unheard
-source, about half of them wrong, the log-likelihood is ruled by the few answers that were
-sure and wrong and softens every answer for them; the Brier score, bounded per note, gave a
-lower calibration error on the held-out source in 11 of 12 sets of held-out answers
-(bench/RESULTS.md, "Brier-fitted temperatures"). The threshold below which an answer is
-shown as "not sure" is chosen on the same predictions. Pure numpy: the predictor applies it
-without TensorFlow.
+right. The threshold below which an answer is shown as "not sure" is chosen on the same
+predictions. Pure numpy: the predictor applies it without TensorFlow.
 """
 
 from __future__ import annotations
@@ -45,18 +40,16 @@ def apply_temperature(proba: np.ndarray, temperature: float | np.ndarray) -> np.
     return out / out.sum(axis=-1, keepdims=True)
 
 
-def brier_score(proba: np.ndarray, y: np.ndarray) -> float:
-    """Mean squared distance between the probabilities and the one-hot truth (0 is perfect, 2 the worst)."""
-    p = np.asarray(proba, dtype=np.float64)
-    truth = np.zeros_like(p)
-    truth[np.arange(len(y)), np.asarray(y)] = 1.0
-    return float(np.mean(np.sum((p - truth) ** 2, axis=1)))
+def negative_log_likelihood(proba: np.ndarray, y: np.ndarray) -> float:
+    """Mean -log p(true class)."""
+    p = np.clip(np.asarray(proba, dtype=np.float64)[np.arange(len(y)), y], 1e-12, 1.0)
+    return float(-np.mean(np.log(p)))
 
 
 def fit_temperature(proba: np.ndarray, y: np.ndarray) -> float:
-    """The temperature minimising the Brier score (golden-section search on log T).
+    """The temperature minimising the negative log-likelihood (golden-section search on log T).
 
-    On answers that are (nearly) all right the score only improves as T falls, so the fit
+    On answers that are (nearly) all right the likelihood only grows as T falls, so the fit
     would sharpen without limit: the pitch model, right on every validation note, got T = 0.12
     and then showed "100 %" for wrong notes on tones it had never heard. With fewer than
     `MIN_ERRORS_TO_SHARPEN` errors the data cannot say how sure to be, and T stays >= 1.
@@ -69,7 +62,7 @@ def fit_temperature(proba: np.ndarray, y: np.ndarray) -> float:
     golden = (np.sqrt(5) - 1) / 2
 
     def loss(log_t: float) -> float:
-        return brier_score(apply_temperature(proba, float(np.exp(log_t))), y)
+        return negative_log_likelihood(apply_temperature(proba, float(np.exp(log_t))), y)
 
     a, b = lo + (1 - golden) * (hi - lo), lo + golden * (hi - lo)
     fa, fb = loss(a), loss(b)
@@ -92,7 +85,7 @@ def foreign_temperatures(temperature: float, slope: float, foreignness: np.ndarr
 
 
 def fit_foreign_temperature(proba: np.ndarray, foreignness: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(temperature, slope) of `foreign_temperatures` minimising the Brier score.
+    """(temperature, slope) of `foreign_temperatures` minimising the negative log-likelihood.
 
     The slope is kept in [0, `MAX_SLOPE`]: a more foreign note is never answered more surely.
     The same floor as `fit_temperature` on sharpening: with too few errors, T stays >= 1 at
@@ -108,7 +101,7 @@ def fit_foreign_temperature(proba: np.ndarray, foreignness: np.ndarray, y: np.nd
 
     def loss(params: np.ndarray) -> float:
         t = foreign_temperatures(float(np.exp(params[0])), float(params[1]), foreignness)
-        return brier_score(apply_temperature(proba, t), y)
+        return negative_log_likelihood(apply_temperature(proba, t), y)
 
     start = np.array([np.log(max(fit_temperature(proba, y), lowest)), 0.0])
     bounds = [(np.log(lowest), np.log(MAX_TEMPERATURE)), (0.0, MAX_SLOPE)]

@@ -4,11 +4,14 @@ A user checks the tool with a tone generator. Over MIDI 28..105 this has SoX (`s
 synth`, Debian's sox: code this project did not write, unlike the tones it trains on) render
 at 44.1 kHz: pure sines, square and triangle waves, tones whose fundamental is missing
 (harmonics 2..8 mixed, as in low brass and bassoon), and 80 ms sine notes; 1 s each (but the
-short ones), 10 ms fades. It predicts them with the champion models (`Predictor.load`: an
+short ones), 10 ms fades. `--more` adds SoX's sawtooth and SciPy's square, sawtooth and 25 %
+pulse waves sampled as they are (aliased, as a few lines of numpy make them), `--rates` other
+sample rates. It predicts them with the champion models (`Predictor.load`: an
 export folder or the registry) and prints the exact note + octave accuracy per kind, with
 the misses.
 
     .venv/bin/python bench/bench_tones.py --from-export DIR --json /tmp/tones.json
+    .venv/bin/python bench/bench_tones.py --from-export DIR --more --rates 16000,22050,44100,48000 --json /tmp/more.json
     .venv/bin/python bench/bench_tones.py --from-export DIR --notes /tmp/ext/fluidr3 /tmp/ext/opl3 --json /tmp/t.json
 
 Every set is predicted three times: as the product answers (the CNN; its answer replaced when
@@ -39,24 +42,47 @@ SR = 44100
 LOW, HIGH = 28, 105
 
 
-def sox_tone(kind: str, midi: int, seconds: float, out: Path) -> bytes:
+def sox_tone(kind: str, midi: int, seconds: float, out: Path, sr: int = SR) -> bytes:
     """The WAV bytes SoX renders for one test tone (peak -6 dBFS)."""
     f0 = 440.0 * 2 ** ((midi - 69) / 12)
+    if kind in NAIVE:
+        return naive_tone(kind, f0, seconds, out, sr)
     if kind == "missing_fundamental":
-        partials = [n * f0 for n in range(2, 9) if n * f0 < 0.45 * SR]
+        partials = [n * f0 for n in range(2, 9) if n * f0 < 0.45 * sr]
         synth = [w for f in partials for w in ("sine", f"{f:.4f}")]
         remix = ["remix", "-"] if len(partials) > 1 else []
         channels = ["-c", str(len(partials))]
     else:
-        synth = ["square" if kind == "square" else "triangle" if kind == "triangle" else "sine", f"{f0:.4f}"]
+        synth = [kind if kind in ("square", "triangle", "sawtooth") else "sine", f"{f0:.4f}"]
         remix, channels = [], ["-c", "1"]
-    command = ["sox", "-n", "-r", str(SR), *channels, "-b", "16", str(out), "synth", f"{seconds}", *synth, *remix]
+    command = ["sox", "-n", "-r", str(sr), *channels, "-b", "16", str(out), "synth", f"{seconds}", *synth, *remix]
     command += ["fade", "0.01", f"{seconds}", "0.01", "norm", "-6"]
     subprocess.run(command, check=True, capture_output=True)
     return out.read_bytes()
 
 
+def naive_tone(kind: str, f0: float, seconds: float, out: Path, sr: int) -> bytes:
+    """SciPy's square, sawtooth or 25 % pulse wave, sampled as is (not band-limited: what a few lines of
+    code make; above ~D6 their harmonics fold back under Nyquist), 10 ms fades, peak -6 dBFS, 16 bits."""
+    import scipy.signal
+    import soundfile
+
+    t = np.arange(int(seconds * sr)) / sr
+    phase = 2 * np.pi * f0 * t
+    y = {
+        "naive_square": lambda: scipy.signal.square(phase),
+        "naive_sawtooth": lambda: scipy.signal.sawtooth(phase),
+        "naive_pulse25": lambda: scipy.signal.square(phase, duty=0.25),
+    }[kind]()
+    fade = np.minimum(1.0, np.minimum(t, seconds - t) / 0.01)
+    soundfile.write(out, 0.5 * y * fade, sr, subtype="PCM_16")
+    return out.read_bytes()
+
+
+NAIVE = ("naive_square", "naive_sawtooth", "naive_pulse25")
 KINDS = {"sine": 1.0, "square": 1.0, "triangle": 1.0, "missing_fundamental": 1.0, "short": 0.08}
+EXTRA_KINDS = {"sawtooth": 1.0, **{kind: 1.0 for kind in NAIVE}}
+"""With `--more`: SoX's sawtooth and SciPy's aliased waves (every note a person hears as a pitch)."""
 
 
 def labelled_notes(folder: Path) -> tuple[list[str], list[int]]:
@@ -106,6 +132,12 @@ def main() -> int:
     parser.add_argument("--from-export", type=Path, help="an export folder (default: the registry champions)")
     parser.add_argument("--notes", type=Path, nargs="*", default=[], help="TinySOL-layout folders to score too")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--more", action="store_true", help="also sawtooth and aliased square/sawtooth/pulse waves")
+    parser.add_argument(
+        "--rates",
+        default=str(SR),
+        help="comma-separated sample rates of the tones (default 44100), e.g. 16000,22050,44100,48000",
+    )
     args = parser.parse_args()
 
     from instropitch.serving.predictor import Predictor
@@ -117,10 +149,12 @@ def main() -> int:
         raise SystemExit("bench_tones: needs SoX (apt-get install sox)")
     tmp = Path(tempfile.mkdtemp(prefix="bench-tones-"))
     sets: dict[str, tuple[list, list[int]]] = {}
-    for kind, seconds in KINDS.items():
-        truth = list(range(LOW, HIGH + 1))
-        notes = [(f"{kind}-{m}.wav", sox_tone(kind, m, seconds, tmp / f"{kind}-{m}.wav")) for m in truth]
-        sets[kind] = (notes, truth)
+    kinds = {**KINDS, **(EXTRA_KINDS if args.more else {})}
+    for rate in (int(r) for r in args.rates.split(",")):
+        for kind, seconds in kinds.items():
+            truth = list(range(LOW, HIGH + 1))
+            notes = [(f"{kind}-{m}.wav", sox_tone(kind, m, seconds, tmp / f"{kind}-{m}.wav", rate)) for m in truth]
+            sets[kind if rate == SR else f"{kind}@{rate}"] = (notes, truth)
     for folder in args.notes:
         sets[folder.name if folder.name not in sets else f"{folder.parent.name}/{folder.name}"] = labelled_notes(folder)
     for name, (notes, truth) in sets.items():

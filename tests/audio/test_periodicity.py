@@ -88,3 +88,15 @@ def test_noise_repeats_at_no_period_and_silence_or_no_audio_gives_none():
     assert periodicity.repeats(np.zeros(SR), SR) is None
     assert periodicity.repeats(np.full(SR, np.nan), SR) is None
     assert periodicity.repeats(np.ones(8), SR) is None
+
+
+def test_the_spectrum_kept_for_repeats_names_the_strongest_partial_and_the_level_of_any_other():
+    f0 = 440.0
+    t = np.arange(SR) / SR
+    y = np.sin(2 * np.pi * f0 * t) + 0.1 * np.sin(2 * np.pi * 3 * f0 * t + 1.0)
+    found = periodicity.repeats(y, SR)
+    assert found.strongest_hz == pytest.approx(f0, abs=SR / found.n_fft)
+    assert found.level_db(f0) == pytest.approx(0.0)
+    assert found.level_db(3 * f0) == pytest.approx(-20.0, abs=0.5)
+    assert found.level_db(3 * f0 * 1.02) == pytest.approx(-20.0, abs=0.5)  # within the tolerance
+    assert found.level_db(2 * f0) == found.floor_db == periodicity.FLOOR_DB  # nothing kept there

@@ -166,3 +166,37 @@ def test_a_clean_tone_a_semitone_off_the_answer_takes_its_place_a_detuned_one_do
     check = pitch_evidence.repeat_check(repeats(harmonics(52, (1,))), MIDIS, 51)
     assert MIDIS[np.argmax(check.likelihood)] == 52 and check.cnn_weight == 0.0
     assert check.f0_hz == pytest.approx(164.81, rel=1e-4)
+
+
+def naive_wave(midi: float, shape: str, seconds: float = 1.0, sr: int = 22050) -> np.ndarray:
+    """A tone generator's square or sawtooth, not band-limited: its harmonics above Nyquist fold back."""
+    phase = (440.0 * 2 ** ((midi - 69) / 12) * np.arange(int(seconds * sr)) / sr) % 1.0
+    return np.where(phase < 0.5, 1.0, -1.0) if shape == "square" else 2.0 * phase - 1.0
+
+
+@pytest.mark.parametrize("midi, shape", [(93, "square"), (98, "square"), (100, "sawtooth"), (105, "sawtooth")])
+def test_an_answer_under_an_aliased_tone_that_is_silent_at_its_note_gives_way_to_the_strongest_partial(midi, shape):
+    """The waveform repeats at two or three of its periods, but nothing sounds at the answer's fundamental."""
+    heard = repeats(naive_wave(midi, shape))
+    for cnn_answer in (midi - 12, midi - 19, midi - 24):
+        assert pitch_evidence.repeated_note(heard, MIDIS, cnn_answer) == midi, cnn_answer
+    assert pitch_evidence.repeated_note(heard, MIDIS, midi) is None
+
+
+def test_a_weak_fundamental_under_a_strong_partial_is_left_alone_where_real_notes_have_one():
+    """A bass note's fundamental can sit 45 dB under its second partial: below FMAX_HZ that stays its note.
+    Up where real notes never do that, and for a missing fundamental (no single partial repeats), too."""
+    parts = {1: 10 ** (-46 / 20), 2: 1.0, 3: 0.05, 4: 0.6, 6: 0.3}
+
+    def weak_fundamental(midi: float) -> np.ndarray:
+        f0 = 440.0 * 2 ** ((midi - 69) / 12)
+        t = np.arange(22050) / 22050
+        return sum(a * np.sin(2 * np.pi * k * f0 * t + k) for k, a in parts.items() if k * f0 < 11025)
+
+    bass = repeats(weak_fundamental(38))
+    assert bass.level_db(440.0 * 2 ** ((38 - 69) / 12)) < pitch_evidence.SUBHARMONIC_DB
+    assert bass.at([1.0 / bass.strongest_hz])[0] > pitch_evidence.REPEAT_MISSED
+    assert pitch_evidence.repeated_note(bass, MIDIS, 38) is None
+    assert pitch_evidence.repeated_note(repeats(weak_fundamental(86)), MIDIS, 86) == 98
+    for midi in (82, 90, 94):
+        assert pitch_evidence.repeated_note(repeats(harmonics(midi, range(2, 9))), MIDIS, midi) is None

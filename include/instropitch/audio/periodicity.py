@@ -40,6 +40,10 @@ MAX_FRAMES = 3
 REPEAT_FRAME = 4096
 """Samples (0.19 s at 22,050 Hz, five periods of A0) from the middle of a note for `repeats`;
 lags up to half of it (93 ms) are read. Twice as long cost 0.23 ms a note instead of 0.13."""
+FLOOR_DB = -50.0
+"""`repeats` keeps the bins of the spectrum down to this far under the strongest."""
+PARTIAL_TOLERANCE = 0.03
+"""How far (a fraction of its frequency, half a semitone) a partial may sit from where `level_db` looks."""
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,8 @@ class Repeats:
     n_fft: int
     frame: int
     sample_rate: int
+    floor_db: float = FLOOR_DB
+    """Bins this far under the strongest were dropped: `level_db` reads nothing there as this."""
 
     def at(self, periods_s: np.ndarray | list[float]) -> np.ndarray:
         """How well the waveform repeats after each period (1: exactly, 0: no relation, -1: inverted); NaN beyond half the frame.
@@ -171,6 +177,21 @@ class Repeats:
         window = (1 - q) * (2 / 3 + np.cos(2 * np.pi * q) / 3) + np.sin(2 * np.pi * q) / (2 * np.pi)
         return np.where(q <= 0.5, r / np.maximum(window, 1e-12), np.nan)
 
+    @property
+    def strongest_hz(self) -> float:
+        """The frequency of the strongest partial (the kept bin with the most power)."""
+        return float(self.bins[int(np.argmax(self.weights))]) * self.sample_rate / self.n_fft
+
+    def level_db(self, hz: float, tolerance: float = PARTIAL_TOLERANCE) -> float:
+        """The strongest power within `tolerance` of `hz` (a fraction; at least the Hann window's main lobe,
+        2 / frame of the rate each side), in dB under the strongest partial; `floor_db` where nothing was kept."""
+        bin_hz = self.sample_rate / self.n_fft
+        reach = max(tolerance * hz, 2.0 * self.sample_rate / self.frame)
+        near = np.abs(self.bins * bin_hz - hz) <= reach
+        if not near.any():
+            return self.floor_db
+        return float(10.0 * np.log10(self.weights[near].max() / self.weights.max()))
+
 
 @functools.lru_cache(maxsize=8)
 def _hann(m: int) -> np.ndarray:
@@ -180,7 +201,9 @@ def _hann(m: int) -> np.ndarray:
     return w
 
 
-def repeats(y: np.ndarray, sample_rate: int, *, frame: int = REPEAT_FRAME, floor_db: float = -50.0) -> Repeats | None:
+def repeats(
+    y: np.ndarray, sample_rate: int, *, frame: int = REPEAT_FRAME, floor_db: float = FLOOR_DB
+) -> Repeats | None:
     """The autocorrelation of the middle `frame` samples of `y` (all of a shorter note); None for silence or non-finite audio.
 
     Bins more than `floor_db` under the strongest are dropped: they change a tone's repeat by
@@ -200,4 +223,6 @@ def repeats(y: np.ndarray, sample_rate: int, *, frame: int = REPEAT_FRAME, floor
     if total <= 0:
         return None
     bins = np.flatnonzero(power >= power.max() * 10 ** (floor_db / 10))
-    return Repeats(bins=bins, weights=power[bins] / total, n_fft=n_fft, frame=m, sample_rate=sample_rate)
+    return Repeats(
+        bins=bins, weights=power[bins] / total, n_fft=n_fft, frame=m, sample_rate=sample_rate, floor_db=floor_db
+    )

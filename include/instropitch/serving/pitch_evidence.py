@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from instropitch.audio.periodicity import FMAX_HZ, Periodicity, Repeats
+from instropitch.audio.periodicity import FMAX_HZ, PARTIAL_TOLERANCE, Periodicity, Repeats
 
 SHORT_NOTE_S = 0.5
 """A note shorter than this fills under half of the 1-s pitch window: its period is always checked."""
@@ -57,6 +57,12 @@ REPEAT_EXACT = 0.98
 rooms never reached it next to a right answer: bench/RESULTS.md)."""
 NEIGHBOUR_MARGIN = 0.05
 """How much better than at the answer's period the neighbour must repeat to take its place."""
+SUBHARMONIC_DB = -35.0
+"""A note's fundamental this far under its strongest partial is absent, when that partial is above
+`FMAX_HZ`: the answer is a subharmonic. Real notes whose strongest partial is up there read -26 dB
+or more at their fundamental (558 of 15,620 notes of eight libraries, rooms and noise included);
+aliased squares, sawtooths and pulses answered an octave or more down read -39 dB or less
+(bench/RESULTS.md, "Pitch: aliased tones"). Lower down, real bass notes read as low as -49 dB."""
 DIP_LAGS = 64
 """Lags read between 0 and a period to find the waveform's dip (a zero-mean periodic waveform's
 autocorrelation averages 0 over a period, so it sits under 0.5 for at least a third of it)."""
@@ -106,13 +112,16 @@ def repeated_note(repeats: Repeats | None, class_midis: np.ndarray, cnn_top_midi
 
     A note repeats at every multiple of its period too, so its pitch is the shortest period the
     waveform repeats at: scanning the classes from the highest down, the first run at or above
-    `REPEAT_FOUND` after a dip under `REPEAT_MISSED` (`_shortest_period_note`). The answer's own
+    `REPEAT_FOUND` after a dip under `REPEAT_MISSED` (`_shortest_period_note`), unless that note is
+    a silent subharmonic of the strongest partial (`_subharmonic_note`). The answer's own
     period counts only when the waveform dips somewhere before it (`_dips_before`): without the
     dip a smooth, low-lying waveform (a 52 Hz sine, a rumble) "repeats" at every short lag, and
     the CNN's B7 for that sine would stand. Two cases replace the answer:
     - the waveform does not repeat at the answer's period: the shortest period it repeats at;
     - it does, and a neighbouring semitone repeats almost exactly (`REPEAT_EXACT`) and clearly
-      better (`NEIGHBOUR_MARGIN`): the CNN's semitone slips on pure tones.
+      better (`NEIGHBOUR_MARGIN`): the CNN's semitone slips on pure tones;
+    - it does, but the answer is a silent subharmonic of the strongest partial (`_subharmonic_note`):
+      an aliased square or sawtooth wave from a tone generator read an octave or a twelfth down.
     An answer an octave below stays: it repeats too, and real notes repeat at half their period
     as well as a square wave does (bassoons 0.98, bench/RESULTS.md, "Pitch: a period needs a dip").
     """
@@ -121,10 +130,39 @@ def repeated_note(repeats: Repeats | None, class_midis: np.ndarray, cnn_top_midi
     periods = _periods([cnn_top_midi, cnn_top_midi - 1, cnn_top_midi + 1])
     here, below, above = np.nan_to_num(repeats.at(periods), nan=-1.0)
     if here < REPEAT_MISSED or not _dips_before(repeats, float(periods[0])):
-        return _shortest_period_note(repeats, class_midis)
+        found = _shortest_period_note(repeats, class_midis)
+        higher = None if found is None else _subharmonic_note(repeats, class_midis, found)
+        return found if higher is None else higher
     classes = set(np.asarray(class_midis, dtype=np.float64).tolist())
     best, r = (cnn_top_midi - 1, below) if below >= above else (cnn_top_midi + 1, above)
-    return best if best in classes and r >= REPEAT_EXACT and r > here + NEIGHBOUR_MARGIN else None
+    if best in classes and r >= REPEAT_EXACT and r > here + NEIGHBOUR_MARGIN:
+        return best
+    return _subharmonic_note(repeats, class_midis, cnn_top_midi)
+
+
+def _subharmonic_note(repeats: Repeats, class_midis: np.ndarray, cnn_top_midi: float) -> float | None:
+    """The note of the strongest partial, when the answer is a subharmonic of it; else None.
+
+    A tone generator's square or sawtooth wave above ~D6 is not band-limited: its harmonics fold
+    back under the Nyquist frequency at places that are no harmonic of it, and the CNN may answer
+    an octave or a twelfth down, at a period the waveform repeats at too (three periods of E7 are
+    one of A5). What gives such an answer away is that the note it names is silent: nothing at its
+    fundamental (`SUBHARMONIC_DB`), while its strongest partial, a whole multiple of it above the
+    period estimate's reach (`FMAX_HZ`), is a note the waveform repeats at. A missing-fundamental
+    tone has a silent fundamental too, but does not repeat at any one of its harmonics' periods;
+    a bass note's fundamental can be as weak, but its strongest partial is lower.
+    """
+    strongest = repeats.strongest_hz
+    f0 = 1.0 / float(_periods([cnn_top_midi])[0])
+    multiple = round(strongest / f0)
+    if strongest < FMAX_HZ or multiple < 2 or abs(strongest / (multiple * f0) - 1.0) > PARTIAL_TOLERANCE:
+        return None
+    if repeats.level_db(f0) > SUBHARMONIC_DB or float(repeats.at([1.0 / strongest])[0]) < REPEAT_MISSED:
+        return None
+    note = 69.0 + 12.0 * np.log2(strongest / 440.0)
+    midis = np.asarray(class_midis, dtype=np.float64)
+    nearest = float(midis[np.argmin(np.abs(midis - note))])
+    return nearest if abs(nearest - note) <= 0.5 else None
 
 
 def _dips_before(repeats: Repeats, period_s: float) -> bool:

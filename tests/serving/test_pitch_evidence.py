@@ -200,3 +200,14 @@ def test_a_weak_fundamental_under_a_strong_partial_is_left_alone_where_real_note
     assert pitch_evidence.repeated_note(repeats(weak_fundamental(86)), MIDIS, 86) == 98
     for midi in (82, 90, 94):
         assert pitch_evidence.repeated_note(repeats(harmonics(midi, range(2, 9))), MIDIS, midi) is None
+
+
+def test_a_measured_period_that_is_a_silent_subharmonic_gives_way_to_the_strongest_partial():
+    """YIN reads several periods of an aliased high square as one (A#4 under an F#7 square): the partial decides."""
+    heard = repeats(naive_wave(102, "square"))
+    check = pitch_evidence.subharmonic_check(heard, MIDIS, period(102 - 28), 78)
+    assert MIDIS[np.argmax(check.likelihood)] == 102 and check.cnn_weight == 0.0
+    assert pitch_evidence.subharmonic_check(heard, MIDIS, period(102 - 28), 102) is None  # agrees: the CNN stands
+    assert pitch_evidence.subharmonic_check(heard, MIDIS, period(102), 78) is None
+    assert pitch_evidence.subharmonic_check(heard, MIDIS, None, 78) is None
+    assert pitch_evidence.subharmonic_check(None, MIDIS, period(74), 78) is None

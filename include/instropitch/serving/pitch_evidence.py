@@ -131,17 +131,17 @@ def repeated_note(repeats: Repeats | None, class_midis: np.ndarray, cnn_top_midi
     here, below, above = np.nan_to_num(repeats.at(periods), nan=-1.0)
     if here < REPEAT_MISSED or not _dips_before(repeats, float(periods[0])):
         found = _shortest_period_note(repeats, class_midis)
-        higher = None if found is None else _subharmonic_note(repeats, class_midis, found)
+        higher = None if found is None else subharmonic_note(repeats, class_midis, found)
         return found if higher is None else higher
     classes = set(np.asarray(class_midis, dtype=np.float64).tolist())
     best, r = (cnn_top_midi - 1, below) if below >= above else (cnn_top_midi + 1, above)
     if best in classes and r >= REPEAT_EXACT and r > here + NEIGHBOUR_MARGIN:
         return best
-    return _subharmonic_note(repeats, class_midis, cnn_top_midi)
+    return subharmonic_note(repeats, class_midis, cnn_top_midi)
 
 
-def _subharmonic_note(repeats: Repeats, class_midis: np.ndarray, cnn_top_midi: float) -> float | None:
-    """The note of the strongest partial, when the answer is a subharmonic of it; else None.
+def subharmonic_note(repeats: Repeats | None, class_midis: np.ndarray, midi: float) -> float | None:
+    """The note of the strongest partial, when `midi` (the CNN's answer, or a period's) is a subharmonic of it; else None.
 
     A tone generator's square or sawtooth wave above ~D6 is not band-limited: its harmonics fold
     back under the Nyquist frequency at places that are no harmonic of it, and the CNN may answer
@@ -152,8 +152,10 @@ def _subharmonic_note(repeats: Repeats, class_midis: np.ndarray, cnn_top_midi: f
     tone has a silent fundamental too, but does not repeat at any one of its harmonics' periods;
     a bass note's fundamental can be as weak, but its strongest partial is lower.
     """
+    if repeats is None:
+        return None
     strongest = repeats.strongest_hz
-    f0 = 1.0 / float(_periods([cnn_top_midi])[0])
+    f0 = 1.0 / float(_periods([midi])[0])
     multiple = round(strongest / f0)
     if strongest < FMAX_HZ or multiple < 2 or abs(strongest / (multiple * f0) - 1.0) > PARTIAL_TOLERANCE:
         return None
@@ -187,7 +189,20 @@ def _shortest_period_note(repeats: Repeats, class_midis: np.ndarray) -> float | 
 
 def repeat_check(repeats: Repeats | None, class_midis: np.ndarray, cnn_top_midi: float) -> PeriodCheck | None:
     """`repeated_note` as evidence that decides alone (the CNN's answer is impossible), or None."""
-    note = repeated_note(repeats, class_midis, cnn_top_midi)
+    return _deciding(repeated_note(repeats, class_midis, cnn_top_midi), class_midis)
+
+
+def subharmonic_check(
+    repeats: Repeats | None, class_midis: np.ndarray, period: Periodicity | None, cnn_top_midi: float
+) -> PeriodCheck | None:
+    """The strongest partial's note as evidence that decides alone, when the measured period is a silent
+    subharmonic of it (`subharmonic_note`: YIN reads five periods of an aliased 2.96 kHz square as 592 Hz)
+    and the CNN answered another note; else None (the CNN's answer and confidence stand)."""
+    note = None if period is None else subharmonic_note(repeats, class_midis, period.midi)
+    return None if note == cnn_top_midi else _deciding(note, class_midis)
+
+
+def _deciding(note: float | None, class_midis: np.ndarray) -> PeriodCheck | None:
     if note is None:
         return None
     return PeriodCheck(likelihood_at(note, class_midis), 0.0, float(1.0 / _periods([note])[0]))

@@ -573,7 +573,8 @@ class Predictor:
 
     def _period_evidence(self, feats: Features, p_pitch: np.ndarray) -> pitch_evidence.PeriodCheck | None:
         """What the note's period says of each pitch class: always when the waveform does not repeat at
-        the CNN's answer (the period alone decides), else when the answer needs a check and the note is periodic."""
+        the CNN's answer (the period alone decides), else when the answer needs a check and the note is periodic
+        (a period that is a silent subharmonic of the strongest partial gives way to that partial's note)."""
         model = self.pitch_model
         shown = model.shown(p_pitch)
         midis = np.asarray(model.class_values, dtype=np.float64)
@@ -581,14 +582,16 @@ class Predictor:
         if feats.pitch_audio is None:
             return None
         window = self.features.pitch
-        repeated = pitch_evidence.repeat_check(
-            periodicity.repeats(feats.pitch_audio, window.sample_rate), midis, top_midi
-        )
+        heard = periodicity.repeats(feats.pitch_audio, window.sample_rate)
+        repeated = pitch_evidence.repeat_check(heard, midis, top_midi)
         if repeated is not None:
             return repeated
         if not pitch_evidence.needs_check(feats.duration, float(shown.max()), model.calibration.threshold):
             return None
         period = periodicity.estimate(feats.pitch_audio, window.sample_rate)
+        subharmonic = pitch_evidence.subharmonic_check(heard, midis, period, top_midi)
+        if subharmonic is not None:
+            return subharmonic
         likelihood = pitch_evidence.likelihood(period, midis, top_midi)
         if likelihood is None:
             return None

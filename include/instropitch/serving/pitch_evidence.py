@@ -20,7 +20,9 @@ fundamental is missing read an octave or two up with 0.9995 (bench/RESULTS.md). 
 after its period whatever its timbre, so when the waveform does not repeat at the CNN's answer
 (`audio.periodicity.repeats`) that answer cannot be the pitch, and the highest note whose
 period it does repeat at is taken instead (`repeated_note`); a clean tone that repeats almost
-exactly a semitone away from the answer is that semitone.
+exactly a semitone away from the answer is that semitone; and an answer (or a measured period)
+with nothing at its own fundamental under a strong partial above 1.3 kHz that is a whole
+multiple of it is a subharmonic of that partial (`subharmonic_note`: aliased tone-generator waves).
 """
 
 from __future__ import annotations
@@ -113,14 +115,14 @@ def repeated_note(repeats: Repeats | None, class_midis: np.ndarray, cnn_top_midi
     A note repeats at every multiple of its period too, so its pitch is the shortest period the
     waveform repeats at: scanning the classes from the highest down, the first run at or above
     `REPEAT_FOUND` after a dip under `REPEAT_MISSED` (`_shortest_period_note`), unless that note is
-    a silent subharmonic of the strongest partial (`_subharmonic_note`). The answer's own
+    a silent subharmonic of the strongest partial (`subharmonic_note`). The answer's own
     period counts only when the waveform dips somewhere before it (`_dips_before`): without the
     dip a smooth, low-lying waveform (a 52 Hz sine, a rumble) "repeats" at every short lag, and
-    the CNN's B7 for that sine would stand. Two cases replace the answer:
+    the CNN's B7 for that sine would stand. Three cases replace the answer:
     - the waveform does not repeat at the answer's period: the shortest period it repeats at;
     - it does, and a neighbouring semitone repeats almost exactly (`REPEAT_EXACT`) and clearly
       better (`NEIGHBOUR_MARGIN`): the CNN's semitone slips on pure tones;
-    - it does, but the answer is a silent subharmonic of the strongest partial (`_subharmonic_note`):
+    - it does, but the answer is a silent subharmonic of the strongest partial (`subharmonic_note`):
       an aliased square or sawtooth wave from a tone generator read an octave or a twelfth down.
     An answer an octave below stays: it repeats too, and real notes repeat at half their period
     as well as a square wave does (bassoons 0.98, bench/RESULTS.md, "Pitch: a period needs a dip").

@@ -42,8 +42,8 @@ SR = 44100
 LOW, HIGH = 28, 105
 
 
-def sox_tone(kind: str, midi: int, seconds: float, out: Path, sr: int = SR) -> bytes:
-    """The WAV bytes SoX renders for one test tone (peak -6 dBFS)."""
+def tone_wav(kind: str, midi: int, seconds: float, out: Path, sr: int = SR) -> bytes:
+    """The WAV bytes of one test tone (peak -6 dBFS): rendered by SoX, or by SciPy for the aliased kinds."""
     f0 = 440.0 * 2 ** ((midi - 69) / 12)
     if kind in NAIVE:
         return naive_tone(kind, f0, seconds, out, sr)
@@ -153,7 +153,7 @@ def main() -> int:
     for rate in (int(r) for r in args.rates.split(",")):
         for kind, seconds in kinds.items():
             truth = list(range(LOW, HIGH + 1))
-            notes = [(f"{kind}-{m}.wav", sox_tone(kind, m, seconds, tmp / f"{kind}-{m}.wav", rate)) for m in truth]
+            notes = [(f"{kind}-{m}.wav", tone_wav(kind, m, seconds, tmp / f"{kind}-{m}.wav", rate)) for m in truth]
             sets[kind if rate == SR else f"{kind}@{rate}"] = (notes, truth)
     for folder in args.notes:
         sets[folder.name if folder.name not in sets else f"{folder.parent.name}/{folder.name}"] = labelled_notes(folder)

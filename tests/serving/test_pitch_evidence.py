@@ -185,7 +185,8 @@ def test_an_answer_under_an_aliased_tone_that_is_silent_at_its_note_gives_way_to
 
 def test_a_weak_fundamental_under_a_strong_partial_is_left_alone_where_real_notes_have_one():
     """A bass note's fundamental can sit 45 dB under its second partial: below FMAX_HZ that stays its note.
-    Up where real notes never do that, and for a missing fundamental (no single partial repeats), too."""
+    Above it, where real notes never do that, the same spectrum is a subharmonic answer. A missing
+    fundamental is left alone there too: no single partial's period repeats."""
     parts = {1: 10 ** (-46 / 20), 2: 1.0, 3: 0.05, 4: 0.6, 6: 0.3}
 
     def weak_fundamental(midi: float) -> np.ndarray:

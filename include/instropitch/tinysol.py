@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
+import numpy as np
+
 NOTE_NAMES: tuple[str, ...] = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 """Pitch classes as TinySOL spells them: sharps only."""
 
@@ -135,6 +137,20 @@ def resampled_from(path: str, midi: int) -> tuple[str, str, str, str, int] | Non
 
 
 # --------------------------------------------------------------------------- pitch
+
+
+A4_HZ = 440.0
+"""Concert pitch: MIDI 69 (A4), equal temperament around it."""
+
+
+def midi_to_hz(midi: float | np.ndarray) -> np.ndarray:
+    """MIDI number (fractional or an array) -> frequency in Hz, e.g. 69 -> 440.0 (as `librosa.midi_to_hz`)."""
+    return A4_HZ * 2.0 ** ((np.asarray(midi, dtype=np.float64) - 69.0) / 12.0)
+
+
+def hz_to_midi(hz: float | np.ndarray) -> np.ndarray:
+    """Frequency in Hz (or an array) -> fractional MIDI number, e.g. 440.0 -> 69.0 (as `librosa.hz_to_midi`)."""
+    return 69.0 + 12.0 * np.log2(np.asarray(hz, dtype=np.float64) / A4_HZ)
 
 
 def midi_to_note_octave(midi: int) -> tuple[str, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 
 from instropitch import tinysol
@@ -46,6 +47,16 @@ def test_pitch_round_trip_over_the_piano_range():
     assert midi_to_pitch(108) == "C8"
     assert pitch_to_midi("F#3") == 54
     assert tinysol.note_octave_to_midi("B", 3) == 59
+
+
+def test_midi_and_hz_agree_with_librosa_and_each_other():
+    librosa = pytest.importorskip("librosa")
+    midis = np.array([21.0, 60.0, 69.0, 69.5, 108.0])
+    assert tinysol.midi_to_hz(69) == pytest.approx(440.0)
+    assert tinysol.hz_to_midi(261.6255653) == pytest.approx(60.0)
+    np.testing.assert_allclose(tinysol.midi_to_hz(midis), librosa.midi_to_hz(midis), rtol=1e-12)
+    np.testing.assert_allclose(tinysol.hz_to_midi(librosa.midi_to_hz(midis)), midis, atol=1e-9)
+    assert tinysol.hz_to_midi(880.0) - tinysol.hz_to_midi(440.0) == pytest.approx(12.0)  # an octave
 
 
 @pytest.mark.parametrize("bad", ["H4", "Bb3", "C", "4", "", "C#x", "E#"])

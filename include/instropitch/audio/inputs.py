@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from instropitch.audio.features import FeatureConfig, SpectrogramConfig
+from instropitch.tinysol import hz_to_midi
 
 NOTE_BELOW = 12
 """Semitones kept below the note (room for a subharmonic, the noise under the fundamental)."""
@@ -62,7 +63,7 @@ def _semitone_bands(config: SpectrogramConfig) -> tuple[float, int]:
             "the note-relative view needs a constant-Q pitch spectrogram with a whole number of bands "
             f"per semitone; this one is {config.scale} with {config.bins_per_octave} bins per octave"
         )
-    return 69.0 + 12.0 * np.log2(config.fmin_hz / 440.0), int(steps)
+    return float(hz_to_midi(config.fmin_hz)), int(steps)
 
 
 def note_relative(pitch: np.ndarray, midi: np.ndarray, config: SpectrogramConfig) -> np.ndarray:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from instropitch.tinysol import hz_to_midi, midi_to_hz
+
 FMIN_HZ = 25.0
 """Below A0 (27.5 Hz), with room for a flat tuning."""
 FMAX_HZ = 1300.0
@@ -57,7 +59,7 @@ class Periodicity:
     @property
     def midi(self) -> float:
         """The f0 as a fractional MIDI number (69 = A4 = 440 Hz)."""
-        return 69.0 + 12.0 * math.log2(self.f0_hz / 440.0)
+        return float(hz_to_midi(self.f0_hz))
 
 
 def _frames(y: np.ndarray, length: int, count: int) -> np.ndarray:
@@ -146,8 +148,7 @@ def estimate(
     found = np.array([_best_lag(row, min_lag) for row in dn])
     periodic = found[:, 1] < THRESHOLD
     chosen = found[periodic] if periodic.any() else found
-    midis = 69.0 + 12.0 * np.log2(sample_rate / chosen[:, 0] / 440.0)
-    f0 = 440.0 * 2 ** ((float(np.median(midis)) - 69.0) / 12.0)
+    f0 = float(midi_to_hz(np.median(hz_to_midi(sample_rate / chosen[:, 0]))))
     return Periodicity(f0_hz=f0, aperiodicity=float(np.median(chosen[:, 1])), frames=len(chosen))
 
 

@@ -11,13 +11,13 @@ file holds, not our spectrograms.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from instropitch import audio
+from instropitch.tinysol import hz_to_midi
 
 SAMPLE_RATE = 22050
 N_MFCC = 20
@@ -76,7 +76,7 @@ def pyin_midi(path: str | Path) -> int:
     f0 = f0[voiced & np.isfinite(f0)] if voiced is not None else f0[np.isfinite(f0)]
     if len(f0) == 0:
         return -1
-    return int(round(69 + 12 * math.log2(float(np.median(f0)) / 440.0)))
+    return int(round(float(hz_to_midi(np.median(f0)))))
 
 
 __all__ = ["MfccLogisticRegression", "mfcc_matrix", "mfcc_vector", "pyin_midi"]

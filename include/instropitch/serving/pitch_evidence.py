@@ -32,6 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from instropitch.audio.periodicity import FMAX_HZ, PARTIAL_TOLERANCE, Periodicity, Repeats
+from instropitch.tinysol import hz_to_midi, midi_to_hz
 
 SHORT_NOTE_S = 0.5
 """A note shorter than this fills under half of the 1-s pitch window: its period is always checked."""
@@ -44,7 +45,7 @@ SIGMA_SEMITONES = 0.3
 """Spread of the likelihood around the measured pitch: tuning, vibrato, the estimate's error."""
 FLOOR = 0.005
 """The likelihood of a note far from the measured one (an error of the period estimate)."""
-TOP_MIDI = 69.0 + 12.0 * np.log2(FMAX_HZ / 440.0)
+TOP_MIDI = float(hz_to_midi(FMAX_HZ))
 """The CNN answering above this may be right where the period estimate cannot see (its subharmonic)."""
 
 
@@ -106,7 +107,7 @@ def combine(probabilities: np.ndarray, evidence: np.ndarray | None, cnn_weight: 
 
 
 def _periods(midis: np.ndarray) -> np.ndarray:
-    return 1.0 / (440.0 * 2 ** ((np.asarray(midis, dtype=np.float64) - 69.0) / 12.0))
+    return 1.0 / midi_to_hz(midis)
 
 
 def repeated_note(repeats: Repeats | None, class_midis: np.ndarray, cnn_top_midi: float) -> float | None:
@@ -163,7 +164,7 @@ def subharmonic_note(repeats: Repeats | None, class_midis: np.ndarray, midi: flo
         return None
     if repeats.level_db(f0) > SUBHARMONIC_DB or float(repeats.at([1.0 / strongest])[0]) < REPEAT_MISSED:
         return None
-    note = 69.0 + 12.0 * np.log2(strongest / 440.0)
+    note = float(hz_to_midi(strongest))
     midis = np.asarray(class_midis, dtype=np.float64)
     nearest = float(midis[np.argmin(np.abs(midis - note))])
     return nearest if abs(nearest - note) <= 0.5 else None

@@ -402,7 +402,7 @@ def voice_tuning_error(sf: SoundFont, voice: Voice, midi: int, shift_cents: floa
         return 0.0
     nfft = 1 << 17
     spec = np.abs(np.fft.rfft(seg * np.hanning(len(seg)), nfft))
-    f_nominal = 440.0 * 2 ** ((midi - 69) / 12)
+    f_nominal = float(tinysol.midi_to_hz(midi))
     hi = min(len(spec) - 2, int(8.5 * f_nominal * nfft / sr))
     lo = max(1, int(0.8 * f_nominal * nfft / sr))
     if hi <= lo:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from instropitch.tinysol import midi_to_hz
+
 KINDS: tuple[str, ...] = (
     "sine",
     "square",
@@ -65,7 +67,7 @@ def periodic_tone(
 ) -> np.ndarray:
     """One tone of `kind` at `midi` (+ `detune_cents`), 5 ms fades; band-limited kinds keep their
     partials below 95 % of Nyquist."""
-    f0 = 440.0 * 2 ** ((midi - 69 + detune_cents / 100) / 12)
+    f0 = float(midi_to_hz(midi + detune_cents / 100))
     t = np.arange(max(1, int(round(seconds * sample_rate)))) / sample_rate
     phase = (f0 * t) % 1.0
     if kind == "naive_square":

@@ -86,6 +86,13 @@ def test_default_preset_is_constant_q_pitch_and_log_mel_instrument() -> None:
         assert frames <= 64 and bands <= 128
 
 
+def test_pcen_preset_is_default_with_pcen_for_the_instrument() -> None:
+    default, other = get_preset("default"), get_preset("pcen")
+    assert other.pitch == default.pitch
+    assert other.instrument == dataclasses.replace(default.instrument, db=False, pcen=True)
+    assert other.digest() != default.digest()
+
+
 def test_n_frames_follows_centred_framing() -> None:
     assert SpectrogramConfig(duration=0.5).n_frames == 1 + 11025 // 512
     assert SpectrogramConfig(duration=0.7, sample_rate=44100, hop_length=256).n_frames == 1 + 30870 // 256
@@ -111,6 +118,8 @@ def test_n_frames_follows_centred_framing() -> None:
         ({"sample_rate": 22050.5}, "whole number"),
         ({"n_fft": "2048"}, "integer"),
         ({"db": "yes"}, "true or false"),
+        ({"pcen": 1}, "true or false"),
+        ({"pcen": True, "db": True}, "choose one"),
         ({"bins_per_octave": 0}, "bins_per_octave"),
     ],
 )
@@ -139,6 +148,7 @@ def test_digest_is_stable_and_follows_every_field() -> None:
         "bins_per_octave": 24,
         "db": True,
         "normalisation": "example",
+        "pcen": True,
     }
     assert set(changed) == {f.name for f in dataclasses.fields(SpectrogramConfig)}
     digests = {seed.digest()}
@@ -255,6 +265,24 @@ def test_seed_matches_librosa_melspectrogram() -> None:
         reference = librosa.feature.melspectrogram(y=whole[start : start + n], sr=22050).T
         reference = reference / reference.max(axis=0, keepdims=True)
         np.testing.assert_allclose(spec, reference, atol=1e-4)
+
+
+def test_pcen_matches_librosa_and_forgets_a_fixed_colour() -> None:
+    """`features.pcen` is librosa.pcen (defaults, power of float audio scaled as int32); a fixed
+    gain per band (a microphone's colour, 16x in power across the bands) moves its output < 10 %."""
+    import librosa
+
+    from instropitch.audio.features import pcen
+
+    power = np.abs(np.random.default_rng(0).standard_normal((44, 128))) ** 2 * 1e-3
+    power[10:] *= np.linspace(0.01, 1.0, 128)  # a note starting at frame 10, brighter towards the top
+    reference = librosa.pcen(power.T * 2.0**31, sr=22050, hop_length=512).T
+    np.testing.assert_allclose(pcen(power, 22050, 512), reference, rtol=1e-6, atol=1e-9)
+    colour = np.linspace(0.25, 4.0, 128)  # -12 dB .. +12 dB across the bands
+    late = slice(30, 44)  # once the average has caught up with the note
+    plain, coloured = pcen(power, 22050, 512)[late], pcen(power * colour, 22050, 512)[late]
+    change = coloured.mean(axis=0) / plain.mean(axis=0)  # per band; the colour spans 16x in power
+    assert np.ptp(change) < 0.1 and np.all(np.abs(change - 1) < 0.1)
 
 
 def test_a_short_note_is_padded() -> None:
@@ -415,6 +443,8 @@ def reference_spectrogram(y: np.ndarray, cfg: SpectrogramConfig) -> np.ndarray:
     if cfg.db:
         s = 10.0 * np.log10(np.maximum(s, 1e-10)) - 10.0 * math.log10(max(float(s.max()), 1e-10))
         s = np.maximum(s, -features.TOP_DB)
+    if cfg.pcen:
+        s = features.pcen(s, cfg.sample_rate, cfg.hop_length)  # checked against librosa.pcen on its own
     return np.ascontiguousarray(features._normalise(s, cfg.normalisation, cfg.db), dtype=np.float32)
 
 

@@ -75,7 +75,10 @@ class SpectrogramConfig:
     (librosa's `center=True`), so `n_frames` = 1 + samples // `hop_length`.
     `fmin=None` means 0 Hz for mel and A0 (27.5 Hz) for cqt. `db=True` gives
     10·log10(power) relative to the example's peak, floored at −80 dB; the "band_max" and
-    "max" normalisations then subtract the maximum instead of dividing by it.
+    "max" normalisations then subtract the maximum instead of dividing by it. `pcen=True`
+    (with `db=False`) compresses the power by per-channel energy normalisation (`pcen`)
+    instead: each band divided by its own recent energy, so a fixed colour of the recording
+    chain weighs less and the note's onset and changes weigh more.
     """
 
     sample_rate: int = 22050
@@ -90,6 +93,7 @@ class SpectrogramConfig:
     bins_per_octave: int = 12
     db: bool = False
     normalisation: str = "band_max"
+    pcen: bool = False
 
     def __post_init__(self) -> None:
         for name in _INT_FIELDS:
@@ -101,6 +105,11 @@ class SpectrogramConfig:
         if not isinstance(self.db, (bool, np.bool_)):
             raise ValueError(f"db must be true or false, got {self.db!r}")
         object.__setattr__(self, "db", bool(self.db))
+        if not isinstance(self.pcen, (bool, np.bool_)):
+            raise ValueError(f"pcen must be true or false, got {self.pcen!r}")
+        object.__setattr__(self, "pcen", bool(self.pcen))
+        if self.pcen and self.db:
+            raise ValueError("pcen and db are two compressions of the power: choose one")
 
         sr, nyquist = self.sample_rate, self.sample_rate / 2
         if not audio.MIN_SAMPLE_RATE <= sr <= audio.MAX_SAMPLE_RATE:
@@ -165,7 +174,11 @@ class SpectrogramConfig:
         return _mel_edges(self.sample_rate, self.n_bands, self.fmin_hz)[1:-1]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The fields; `pcen` only when on, so that configs from before it keep their digest."""
+        d = dataclasses.asdict(self)
+        if not d["pcen"]:
+            del d["pcen"]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], *, where: str = "") -> SpectrogramConfig:
@@ -221,6 +234,12 @@ class FeatureConfig:
 
 _MEL = {"scale": "mel", "sample_rate": 22050, "n_fft": 2048, "hop_length": 512, "n_bands": 128}
 
+PCEN_TIME_CONSTANT = 0.4
+"""Seconds of the energy each band is divided by (librosa.pcen's defaults, here and below)."""
+PCEN_GAIN, PCEN_BIAS, PCEN_POWER, PCEN_EPS = 0.98, 2.0, 0.5, 1e-6
+PCEN_SCALE = 2.0**31
+"""The power of float audio as librosa.pcen expects it: as if the samples were 32-bit integers."""
+
 PRESETS: dict[str, FeatureConfig] = {
     # The seed project: librosa.feature.melspectrogram defaults (linear power), transposed,
     # each band divided by its maximum over time.
@@ -251,6 +270,13 @@ PRESETS: dict[str, FeatureConfig] = {
         instrument=SpectrogramConfig(**_MEL, duration=1.0, anchor="start", db=True, normalisation="example"),
     ),
 }
+# "default" with the instrument's mel bands compressed by PCEN instead of dB (a recipe pair's
+# `features: pcen`). Measured, not the default: better on fonts held out of training (51.0 / 44.7 %
+# against 48.2 / 39.5 %, three seeds), worse on the same kind of notes played by FluidSynth
+# (50.1 % against 58.9 %): bench/RESULTS.md, "PCEN".
+PRESETS["pcen"] = FeatureConfig(
+    pitch=PRESETS["default"].pitch, instrument=dataclasses.replace(PRESETS["default"].instrument, db=False, pcen=True)
+)
 
 
 def get_preset(name: str) -> FeatureConfig:
@@ -490,6 +516,21 @@ def _normalise(s: np.ndarray, how: str, db: bool) -> np.ndarray:
     return s
 
 
+def pcen(power: np.ndarray, sample_rate: int, hop_length: int) -> np.ndarray:
+    """Per-channel energy normalisation of a (n_frames, n_bands) power spectrogram, as `librosa.pcen`
+    with its defaults: each band over a one-pole average of its own energy (`PCEN_TIME_CONSTANT`),
+    then a root compression. The average starts where librosa's does (a steady state at 1)."""
+    s = np.asarray(power, dtype=np.float64) * PCEN_SCALE
+    t_frames = PCEN_TIME_CONSTANT * sample_rate / hop_length
+    b = (math.sqrt(1 + 4 * t_frames**2) - 1) / (2 * t_frames**2)
+    smooth = np.empty_like(s)
+    level = np.ones(s.shape[1])
+    for i, frame in enumerate(s):
+        level = b * frame + (1 - b) * level
+        smooth[i] = level
+    return (s / (PCEN_EPS + smooth) ** PCEN_GAIN + PCEN_BIAS) ** PCEN_POWER - PCEN_BIAS**PCEN_POWER
+
+
 def spectrogram(y: np.ndarray, config: SpectrogramConfig) -> np.ndarray:
     """float32 (n_frames, n_bands) of mono audio at `config.sample_rate`.
 
@@ -513,6 +554,8 @@ def spectrogram(y: np.ndarray, config: SpectrogramConfig) -> np.ndarray:
         peak = float(s.max())
         s = 10.0 * np.log10(np.maximum(s, 1e-10)) - 10.0 * math.log10(max(peak, 1e-10))
         s = np.maximum(s, -TOP_DB)
+    elif config.pcen:
+        s = pcen(s, config.sample_rate, config.hop_length)
     s = _normalise(s, config.normalisation, config.db)
     return np.ascontiguousarray(s, dtype=np.float32)
 

@@ -8,6 +8,7 @@ and how many of those are right. A set is
 
 * `--fluidsynth NAME=SF2`: the planned notes played by FluidSynth (`bench/external_render.py`,
   code this project did not write: the honest test),
+* `--tinysoundfont NAME=SF2`: the same played by TinySoundFont (PyPI; `bench/external_render.py`),
 * `--soundfont NAME=SF2`: the same notes rendered by the project's own SF2 player,
 * `--data NAME=DIR`: any TinySOL-layout folder with its metadata CSV.
 
@@ -46,6 +47,8 @@ def collect_sets(args: argparse.Namespace, work: Path) -> dict[str, Path]:
     sets: dict[str, Path] = dict(args.data)
     for name, font in args.fluidsynth:
         sets[name] = render_folder(font, work / name, seed=args.seed, scale=args.scale)
+    for name, font in args.tinysoundfont:
+        sets[name] = render_folder(font, work / name, seed=args.seed, scale=args.scale, player="tinysoundfont")
     for name, font in args.soundfont:
         synth.render_dataset(
             work / name,
@@ -91,6 +94,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--from-export", type=Path, help="an `instropitch export` folder (default: the registry)")
     parser.add_argument("--fluidsynth", type=_named, action="append", default=[], metavar="NAME=SF2")
+    parser.add_argument("--tinysoundfont", type=_named, action="append", default=[], metavar="NAME=SF2")
     parser.add_argument("--soundfont", type=_named, action="append", default=[], metavar="NAME=SF2")
     parser.add_argument("--data", type=_named, action="append", default=[], metavar="NAME=DIR")
     parser.add_argument("--scale", type=float, default=0.1, help="share of the 2,913 planned notes per set")
@@ -106,7 +110,7 @@ def main() -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-calibration-"))
     sets = collect_sets(args, work)
     if not sets:
-        parser.error("give at least one --fluidsynth, --soundfont or --data set")
+        parser.error("give at least one --fluidsynth, --tinysoundfont, --soundfont or --data set")
     predictor = Predictor.load(from_export=args.from_export)
     reports, pooled_rows, pooled = {}, [], []
     for name, folder in sets.items():

@@ -1,4 +1,4 @@
-"""Labelled notes rendered by code this project did not write: FluidSynth (issue 15).
+"""Labelled notes rendered by code this project did not write: FluidSynth or TinySoundFont (issue 15).
 
 An evaluation that renders its test notes with the project's own SF2 player shares the
 renderer with the training data (envelopes, interpolation, loop handling, filters), and
@@ -7,6 +7,12 @@ instrument, pitch, dynamics, length) through the `fluidsynth` program (Debian pa
 `fluidsynth`; `apt-get install fluidsynth fluid-soundfont-gm`), one MIDI file per note, and
 writes a TinySOL-layout folder with its metadata CSV, so every benchmark can read it as it
 reads the project's own renders.
+
+`--player tinysoundfont` plays them with TinySoundFont instead (`tsf.h`, PyPI's `tinysoundfont`
+wheel: `pip install --no-deps tinysoundfont==0.3.7`, since its `pyaudio` dependency is only for
+live playback and needs PortAudio's headers). A second SF2 player from code this project did not
+write, installable from the package registry alone; the models score its renders within
+1-3 points of FluidSynth's (bench/RESULTS.md, "Three players").
 
     .venv/bin/python bench/external_render.py --soundfont /usr/share/sounds/sf2/FluidR3_GM.sf2 --out /tmp/fluidr3
 """
@@ -113,15 +119,55 @@ def render_batch(binary: str, soundfont: Path, notes: list[synth.PlannedNote], o
     return kept
 
 
+def render_batch_tinysoundfont(soundfont: Path, notes: list[synth.PlannedNote], out: Path) -> list[bool]:
+    """`render_batch` with TinySoundFont: each note alone on channel 0, then its release, then
+    silence until the voice is gone; the same mono 16-bit WAVs, the same notes left out."""
+    import tinysoundfont
+
+    player = tinysoundfont.Synth(samplerate=SAMPLE_RATE, gain=-6)
+    font = player.sfload(str(soundfont))
+    kept = []
+    for note in notes:
+        try:
+            player.program_select(0, font, 0, note.program)
+        except RuntimeError:  # no such preset in the font
+            kept.append(False)
+            continue
+        player.noteon(0, note.midi, VELOCITY[note.dynamics])
+        held = np.frombuffer(player.generate(int(note.duration_s * SAMPLE_RATE)), dtype=np.float32)
+        player.noteoff(0, note.midi)
+        tail = np.frombuffer(player.generate(int(RELEASE_S * SAMPLE_RATE)), dtype=np.float32)
+        player.sounds_off(0)
+        player.generate(int(GAP_S * SAMPLE_RATE))
+        clip = np.concatenate([held, tail]).reshape(-1, 2).mean(axis=1)  # interleaved stereo
+        peak = float(np.max(np.abs(clip))) if clip.size else 0.0
+        kept.append(peak >= 1e-4)
+        if kept[-1]:
+            (out / note.path).parent.mkdir(parents=True, exist_ok=True)
+            soundfile.write(out / note.path, clip * (0.5 / peak), SAMPLE_RATE, subtype="PCM_16")
+    return kept
+
+
+PLAYERS = ("fluidsynth", "tinysoundfont")
+
+
 def render_folder(
-    soundfont: Path, out: Path, seed: int = 3, scale: float = 0.1, batch: int = 60, keep_borrowed: bool = False
+    soundfont: Path,
+    out: Path,
+    seed: int = 3,
+    scale: float = 0.1,
+    batch: int = 60,
+    keep_borrowed: bool = False,
+    player: str = "fluidsynth",
 ) -> Path:
-    """Render the planned notes of (seed, scale) with FluidSynth into a TinySOL-layout folder.
+    """Render the planned notes of (seed, scale) with `player` (`PLAYERS`) into a TinySOL-layout folder.
 
     Notes of an instrument whose preset plays another one's samples (`synth.borrowed_instruments`)
     are left out unless `keep_borrowed`: their label is not in their sound.
     """
-    binary = fluidsynth_binary()
+    if player not in PLAYERS:
+        raise ValueError(f"unknown player {player!r}; known: {', '.join(PLAYERS)}")
+    binary = fluidsynth_binary() if player == "fluidsynth" else ""
     notes = synth.build_manifest(seed, scale=scale)
     borrowed = synth.borrowed_instruments(SoundFont.load(soundfont))
     for abbr, lender in sorted(borrowed.items()):
@@ -134,7 +180,11 @@ def render_folder(
     with tempfile.TemporaryDirectory(prefix="fluidsynth-") as tmp:
         for i in range(0, len(notes), batch):
             part = notes[i : i + batch]
-            kept += [n for n, ok in zip(part, render_batch(binary, soundfont, part, out, Path(tmp)), strict=True) if ok]
+            if player == "fluidsynth":
+                played = render_batch(binary, soundfont, part, out, Path(tmp))
+            else:
+                played = render_batch_tinysoundfont(soundfont, part, out)
+            kept += [n for n, ok in zip(part, played, strict=True) if ok]
     if len(kept) < len(notes):
         print(f"{soundfont.name}: {len(notes) - len(kept)} of {len(notes)} notes left out (no sample for the key)")
     rows = sorted((n.row for n in kept), key=lambda r: r.path)
@@ -151,8 +201,11 @@ def main() -> int:
     parser.add_argument(
         "--keep-borrowed", action="store_true", help="keep the notes of presets that play another's samples"
     )
+    parser.add_argument("--player", choices=PLAYERS, default="fluidsynth")
     args = parser.parse_args()
-    folder = render_folder(args.soundfont, args.out, args.seed, args.scale, keep_borrowed=args.keep_borrowed)
+    folder = render_folder(
+        args.soundfont, args.out, args.seed, args.scale, keep_borrowed=args.keep_borrowed, player=args.player
+    )
     print(f"rendered {len(tinysol.parse_metadata(folder / tinysol.METADATA_FILENAME).rows)} notes into {folder}")
     return 0
 

@@ -110,13 +110,18 @@ def render_batch(binary: str, soundfont: Path, notes: list[synth.PlannedNote], o
     kept = []
     for note, start in zip(notes, starts, strict=True):
         first = int(start * rate)
-        clip = mono[first : first + int((note.duration_s + RELEASE_S) * rate)]
-        peak = float(np.max(np.abs(clip))) if clip.size else 0.0
-        kept.append(peak >= 1e-4)
-        if kept[-1]:
-            (out / note.path).parent.mkdir(parents=True, exist_ok=True)
-            soundfile.write(out / note.path, clip * (0.5 / peak), rate, subtype="PCM_16")
+        kept.append(write_clip(mono[first : first + int((note.duration_s + RELEASE_S) * rate)], note, out, rate))
     return kept
+
+
+def write_clip(clip: np.ndarray, note: synth.PlannedNote, out: Path, rate: int) -> bool:
+    """The note's WAV (mono 16-bit, peak -6 dBFS) under `out`; False, and nothing written, when it is silent."""
+    peak = float(np.max(np.abs(clip))) if clip.size else 0.0
+    if peak < 1e-4:
+        return False
+    (out / note.path).parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(out / note.path, clip * (0.5 / peak), rate, subtype="PCM_16")
+    return True
 
 
 def render_batch_tinysoundfont(soundfont: Path, notes: list[synth.PlannedNote], out: Path) -> list[bool]:
@@ -140,11 +145,7 @@ def render_batch_tinysoundfont(soundfont: Path, notes: list[synth.PlannedNote], 
         player.sounds_off(0)
         player.generate(int(GAP_S * SAMPLE_RATE))
         clip = np.concatenate([held, tail]).reshape(-1, 2).mean(axis=1)  # interleaved stereo
-        peak = float(np.max(np.abs(clip))) if clip.size else 0.0
-        kept.append(peak >= 1e-4)
-        if kept[-1]:
-            (out / note.path).parent.mkdir(parents=True, exist_ok=True)
-            soundfile.write(out / note.path, clip * (0.5 / peak), SAMPLE_RATE, subtype="PCM_16")
+        kept.append(write_clip(clip, note, out, SAMPLE_RATE))
     return kept
 
 

@@ -272,8 +272,8 @@ PRESETS: dict[str, FeatureConfig] = {
 }
 # "default" with the instrument's mel bands compressed by PCEN instead of dB (a recipe pair's
 # `features: pcen`). Measured, not the default: better on fonts held out of training (51.0 / 44.7 %
-# against 48.2 / 39.5 %, three seeds), worse on the same kind of notes played by FluidSynth
-# (50.1 % against 58.9 %): bench/RESULTS.md, "PCEN".
+# against 48.2 / 39.5 %, three seeds, all through the project's own player), worse on notes that
+# FluidSynth played (50.1 % against 58.9 % over six sets): bench/RESULTS.md, "PCEN".
 PRESETS["pcen"] = FeatureConfig(
     pitch=PRESETS["default"].pitch, instrument=dataclasses.replace(PRESETS["default"].instrument, db=False, pcen=True)
 )

@@ -118,6 +118,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
             conditions=args.conditions,
             share=args.share,
             keep_borrowed=args.keep_borrowed,
+            players=args.player or (synth.BUILTIN,),
         )
     except (ValueError, FileNotFoundError) as exc:
         raise CliError(str(exc)) from None
@@ -558,6 +559,13 @@ def _add_synth(sub: Any) -> None:
         action="store_true",
         help="with several fonts: split the notes between them (each note rendered once, every instrument's range "
         "in every source), as `make demo` does, instead of the whole manifest per font",
+    )
+    p.add_argument(
+        "--player",
+        action="append",
+        choices=("builtin", "tinysoundfont"),
+        help="the SF2 player (default: builtin, the project's own); repeat to play every font with each: "
+        "TinySoundFont's sources are named NAME-tsf (make demo plays with both)",
     )
     p.add_argument(
         "--keep-borrowed",

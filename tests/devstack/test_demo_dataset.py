@@ -16,7 +16,7 @@ def test_a_render_from_other_fonts_is_replaced_whole_so_no_old_note_stays_behind
 
     got = demo.ensure_dataset(folder, seed=0, scale=0.02)
 
-    wanted = list(fonts.default_fonts())
+    wanted = [f"{name}{suffix}" for name in fonts.default_fonts() for suffix in ("", "-tsf")]  # both players
     assert list(got) == wanted and sorted(p.name for p in folder.iterdir()) == sorted(wanted)
     out = capsys.readouterr().out
     assert f"{folder} holds another render (oldfont); replacing it" in out

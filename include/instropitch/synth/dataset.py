@@ -37,7 +37,7 @@ from scipy.signal import lfilter
 
 from instropitch import tinysol
 from instropitch.synth import conditions as cond
-from instropitch.synth import player
+from instropitch.synth import player, tsf
 from instropitch.synth.sf2 import SoundFont, Voice, default_soundfont_path
 from instropitch.tinysol import INSTRUMENT_BY_ABBR, INSTRUMENTS, SOURCE_NAME, Instrument, MetadataRow
 
@@ -390,14 +390,35 @@ def tuning_corrections(sf: SoundFont, program: int, midi: int) -> dict[VoiceId, 
 def voice_tuning_error(sf: SoundFont, voice: Voice, midi: int, shift_cents: float = 0.0) -> float:
     """How many cents `voice` (played with `shift_cents`) sounds off the pitch of `midi`.
 
-    Renders 0.9 s of the voice alone and takes its strongest spectral peak between 0.8 and
-    8.5 times the nominal f0; the peak's harmonic number is the nearest whole multiple of the
-    nominal f0, so an estimate that is ambiguous about the octave still gives the right
-    error. Errors over 100 cents are distrusted (0 is returned).
+    Renders 0.9 s of the voice alone and measures it (`tuning_error`).
     """
-    sr = SAMPLE_RATE
-    y = player.render_voices(sf, [voice], 0.9, sr, 0.0, detune_cents=shift_cents).astype(np.float64)
-    seg = y[int(0.3 * sr) :]
+    y = player.render_voices(sf, [voice], 0.9, SAMPLE_RATE, 0.0, detune_cents=shift_cents)
+    return tuning_error(y, midi, SAMPLE_RATE)
+
+
+def tsf_tuning_correction(sf_path: str, program: int, midi: int) -> float:
+    """Cents to tune TinySoundFont's channel by so that this key sounds in tune (measured once per key).
+
+    TinySoundFont plays a font's tuning as it is: TimGM6mb's accordion comes out a semitone
+    low at places, which would label the note wrong. The whole preset is measured at once,
+    since the channel's tuning moves all its layers together.
+    """
+    key = (f"tsf\0{sf_path}", program, midi)
+    if key not in _TUNING:
+        y = tsf.play(sf_path, program, midi, 100, 0.9, 0.0, SAMPLE_RATE)
+        _TUNING[key] = {("", 0): -tuning_error(y, midi, SAMPLE_RATE)}
+    return _TUNING[key]["", 0]
+
+
+def tuning_error(y: np.ndarray, midi: int, sr: int) -> float:
+    """How many cents the tone `y` (its part after 0.3 s) sounds off the pitch of `midi`.
+
+    Takes the strongest spectral peak between 0.8 and 8.5 times the nominal f0; the peak's
+    harmonic number is the nearest whole multiple of the nominal f0, so an estimate that is
+    ambiguous about the octave still gives the right error. Errors over 100 cents are
+    distrusted (0 is returned).
+    """
+    seg = np.asarray(y, dtype=np.float64)[int(0.3 * sr) :]
     if not np.any(seg):
         return 0.0
     nfft = 1 << 17
@@ -416,6 +437,37 @@ def voice_tuning_error(sf: SoundFont, voice: Voice, midi: int, shift_cents: floa
     return error if abs(error) < 100 else 0.0
 
 
+@dataclass(frozen=True)
+class Take:
+    """How one take is played, drawn from the note's own stream before any sound is made:
+    both players get the same performance of the same note."""
+
+    velocity: int
+    detune_cents: float
+    lead_s: float
+    release_s: float
+    hold_s: float
+    vibrato_hz: float
+    vibrato_cents: float
+
+
+def _take(note: PlannedNote, rng: np.random.Generator, perf: cond.Player | None) -> Take:
+    row = note.row
+    inst = row.instrument
+    velocity = int(np.clip(VELOCITY[row.dynamics] + rng.integers(-6, 7), 1, 127))
+    detune = float(np.clip(rng.normal(0.0, 2.5), -6.0, 6.0))
+    lead = rng.uniform(0.005, 0.06)
+    release = rng.uniform(0.25, 0.7) if inst.family in ("Strings", "Keyboards") else rng.uniform(0.2, 0.5)
+    hold = max(0.1, note.duration_s - lead - release)
+    rate, depth = VIBRATO.get(inst.family if inst.bowed else inst.abbr, (0.0, 0.0))
+    if rate:
+        rate *= rng.uniform(0.9, 1.1)
+        depth *= rng.uniform(0.6, 1.3)
+    if perf is not None:
+        rate, depth = perf.vibrato(rate, depth, may_add=inst.abbr != "Acc")  # no vibrato on free reeds
+    return Take(velocity, detune, lead, release, hold, rate, depth)
+
+
 def render_audio(
     note: PlannedNote,
     sf: SoundFont,
@@ -431,45 +483,81 @@ def render_audio(
     None or `conditions.DRY` is the plain render, which draws nothing from elsewhere.
     """
     rng = np.random.default_rng(note.seed)
-    row = note.row
-    inst = row.instrument
-    n_total = int(round(note.duration_s * sample_rate))
     perf = condition.player if condition is not None else None
-
-    velocity = int(np.clip(VELOCITY[row.dynamics] + rng.integers(-6, 7), 1, 127))
+    take = _take(note, rng, perf)
+    midi = note.row.pitch_id
     if tuning is None:
-        tuning = tuning_corrections(sf, note.program, row.pitch_id)
-    detune = float(np.clip(rng.normal(0.0, 2.5), -6.0, 6.0))
-    voices, shift = sf.find_voices(note.program, row.pitch_id, velocity)
+        tuning = tuning_corrections(sf, note.program, midi)
+    voices, shift = sf.find_voices(note.program, midi, take.velocity)
     cents = []
     for voice in voices:
         correction = tuning.get((voice.instrument, voice.sample_index))
         if correction is None:  # a voice that only plays at this velocity
-            correction = -voice_tuning_error(sf, voice, row.pitch_id, shift)
-        cents.append(detune + shift + correction)
+            correction = -voice_tuning_error(sf, voice, midi, shift)
+        cents.append(take.detune_cents + shift + correction)
     if perf is not None:
         cents = [c + perf.detune_cents for c in cents]
         voices = [replace(v, attack_s=perf.attack(v.attack_s)) for v in voices]
-    lead = rng.uniform(0.005, 0.06)
-    release = rng.uniform(0.25, 0.7) if inst.family in ("Strings", "Keyboards") else rng.uniform(0.2, 0.5)
-    hold = max(0.1, note.duration_s - lead - release)
-    rate, depth = VIBRATO.get(inst.family if inst.bowed else inst.abbr, (0.0, 0.0))
-    if rate:
-        rate *= rng.uniform(0.9, 1.1)
-        depth *= rng.uniform(0.6, 1.3)
-    if perf is not None:
-        rate, depth = perf.vibrato(rate, depth, may_add=inst.abbr != "Acc")  # no vibrato on free reeds
     y = player.render_voices(
-        sf, voices, hold, sample_rate, release, detune_cents=cents, vibrato_hz=rate, vibrato_cents=depth
+        sf,
+        voices,
+        take.hold_s,
+        sample_rate,
+        take.release_s,
+        detune_cents=cents,
+        vibrato_hz=take.vibrato_hz,
+        vibrato_cents=take.vibrato_cents,
     )
+    return _record(y, note, take, rng, condition, sample_rate)
 
+
+def render_audio_tsf(
+    note: PlannedNote,
+    sf_path: str | Path,
+    sample_rate: int = SAMPLE_RATE,
+    condition: cond.Condition | None = None,
+) -> np.ndarray:
+    """`render_audio` with TinySoundFont as the player (`synth.tsf`): the same take, tuning
+    measured per key (`tsf_tuning_correction`), the same level, conditions and noise floor."""
+    rng = np.random.default_rng(note.seed)
+    perf = condition.player if condition is not None else None
+    take = _take(note, rng, perf)
+    detune = take.detune_cents + tsf_tuning_correction(str(sf_path), note.program, note.midi)
+    y = tsf.play(
+        str(sf_path),
+        note.program,
+        note.midi,
+        take.velocity,
+        take.hold_s,
+        take.release_s,
+        sample_rate,
+        detune_cents=detune + (perf.detune_cents if perf is not None else 0.0),
+        vibrato_hz=take.vibrato_hz,
+        vibrato_cents=take.vibrato_cents,
+        attack_s=perf.attack(0.0) if perf is not None else 0.0,
+    )
+    return _record(y, note, take, rng, condition, sample_rate)
+
+
+def _record(
+    y: np.ndarray,
+    note: PlannedNote,
+    take: Take,
+    rng: np.random.Generator,
+    condition: cond.Condition | None,
+    sample_rate: int,
+) -> np.ndarray:
+    """A played note as the file holds it: take colour, lead-in, the dynamics' level, the
+    condition's effects, a fade and a faint noise floor; int16, exactly `duration_s` long."""
+    row = note.row
+    n_total = int(round(note.duration_s * sample_rate))
     # Take-to-take colour: a random share of a gentle low-pass (lower strings darker).
     darker = rng.uniform(0.0, 0.35) + (0.08 * (row.string_id - 1) if row.string_id else 0.0)
     if darker > 0:
         y = (1 - darker) * y + darker * _one_pole(y, rng.uniform(1500.0, 4000.0), sample_rate)
 
     out = np.zeros(n_total, dtype=np.float32)
-    start = int(round(lead * sample_rate))
+    start = int(round(take.lead_s * sample_rate))
     m = min(len(y), n_total - start)
     out[start : start + m] = y[:m]
     peak = float(np.max(np.abs(out))) if n_total else 0.0
@@ -546,14 +634,24 @@ def _init_worker() -> None:
         pass
 
 
-def _tuning_one(job: tuple[str, int, int]) -> dict[VoiceId, float]:
-    sf_path, program, midi = job
+Tuning = dict[VoiceId, float] | float
+"""A key's measured tuning: per voice for the built-in player, one channel tuning for TinySoundFont."""
+
+
+def _tuning_one(job: tuple[str, str, int, int]) -> Tuning:
+    playing, sf_path, program, midi = job
+    if playing == tsf.PLAYER:
+        return tsf_tuning_correction(sf_path, program, midi)
     return tuning_corrections(_soundfont(sf_path), program, midi)
 
 
-def _render_one(job: tuple[PlannedNote, str, str, dict[VoiceId, float], cond.Condition | None]) -> tuple[int, float]:
-    note, out_dir, sf_path, tuning, condition = job
-    samples = render_audio(note, _soundfont(sf_path), tuning=tuning, condition=condition)
+def _render_one(job: tuple[PlannedNote, str, str, str, Tuning, cond.Condition | None]) -> tuple[int, float]:
+    note, out_dir, playing, sf_path, tuning, condition = job
+    if playing == tsf.PLAYER:
+        samples = render_audio_tsf(note, sf_path, condition=condition)
+    else:
+        assert isinstance(tuning, dict)
+        samples = render_audio(note, _soundfont(sf_path), tuning=tuning, condition=condition)
     size = _write_wav(Path(out_dir) / note.path, samples, SAMPLE_RATE)
     return size, len(samples) / SAMPLE_RATE
 
@@ -570,6 +668,37 @@ SoundFontSpec = str | Path
 def source_name(path: str | Path) -> str:
     """The default name of a font's source: its file stem, lowercased (`TimGM6mb.sf2` -> `timgm6mb`)."""
     return re.sub(r"[^a-z0-9_.-]", "_", Path(path).stem.lower()).lstrip("._-") or "source"
+
+
+BUILTIN = "builtin"
+PLAYERS: tuple[str, ...] = (BUILTIN, tsf.PLAYER)
+"""The SF2 players a source can be rendered with: the project's own (`player`) and TinySoundFont (`tsf`)."""
+PLAYER_SUFFIX = {BUILTIN: "", tsf.PLAYER: "-tsf"}
+"""What a player adds to the font's source name: `merlin` is Merlin by the built-in player, `merlin-tsf` by TinySoundFont."""
+
+
+def available_players() -> tuple[str, ...]:
+    """The players this environment can run: the built-in one, and TinySoundFont when its wheel is installed."""
+    return tuple(p for p in PLAYERS if p != tsf.PLAYER or tsf.available())
+
+
+def player_sources(fonts: Mapping[str, Path], players: Sequence[str]) -> dict[str, tuple[Path, str]]:
+    """{source name: (font, player)}: every font played by every player, fonts first (`PLAYER_SUFFIX`).
+
+    Raises ValueError on an unknown player, a player given twice, or TinySoundFont missing.
+    """
+    unknown = [p for p in players if p not in PLAYERS]
+    if unknown or not players or len(set(players)) != len(players):
+        raise ValueError(f"players {list(players)}: give each of {', '.join(PLAYERS)} at most once, at least one")
+    if tsf.PLAYER in players and not tsf.available():
+        raise ValueError(
+            "the tinysoundfont player is not installed: `make venv` installs it (requirements-fonts.txt), "
+            "or `pip install --no-deps tinysoundfont`"
+        )
+    sources = {f"{name}{PLAYER_SUFFIX[p]}": (path, p) for name, path in fonts.items() for p in players}
+    if len(sources) != len(fonts) * len(players):
+        raise ValueError(f"font names {list(fonts)} collide with the player suffixes {list(PLAYER_SUFFIX.values())}")
+    return sources
 
 
 def resolve_sources(
@@ -621,6 +750,7 @@ def render_dataset(
     conditions: str | Sequence[str] = "dry",
     share: bool = False,
     keep_borrowed: bool = False,
+    players: Sequence[str] = (BUILTIN,),
 ) -> RenderSummary:
     """Render the planned notes as TinySOL's folder tree plus `TinySOL_metadata.csv`.
 
@@ -634,13 +764,17 @@ def render_dataset(
     process. Existing files of the same names are replaced (each WAV is written under a
     temporary name, then renamed). With several fonts, an instrument a font plays from another
     one's samples (`borrowed_instruments`) is rendered only by the fonts that have it, since
-    such a note's label is not in its sound; `keep_borrowed` renders it anyway. Returns the
-    summary of the one source, or totals with `sources` holding one summary per source.
+    such a note's label is not in its sound; `keep_borrowed` renders it anyway. `players`
+    (`PLAYERS`) plays every font with each: one source per font and player (`player_sources`),
+    sharing or repeating the notes as fonts do. Returns the summary of the one source, or
+    totals with `sources` holding one summary per source.
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
     names = cond.resolve(conditions)
-    plan = plan_render(soundfont, seed, scale, instruments, max_pitches, share=share, keep_borrowed=keep_borrowed)
+    plan = plan_render(
+        soundfont, seed, scale, instruments, max_pitches, share=share, keep_borrowed=keep_borrowed, players=players
+    )
     sources, notes, borrowed = plan.sources, plan.notes, plan.borrowed
     multi = len(sources) > 1
     workers = max(1, min(workers if workers > 0 else (os.cpu_count() or 1), len(notes)))
@@ -654,6 +788,7 @@ def render_dataset(
             _render_source(
                 name,
                 sf_path,
+                plan.players[name],
                 out_dir / name if multi else out_dir,
                 plan.planned[name],
                 names,
@@ -681,6 +816,8 @@ class RenderPlan:
     notes: list[PlannedNote]
     borrowed: dict[str, set[str]]
     planned: dict[str, list[PlannedNote]]
+    players: dict[str, str]
+    """{source name: the player that renders it} (`PLAYERS`)."""
 
 
 def plan_render(
@@ -692,16 +829,20 @@ def plan_render(
     *,
     share: bool = False,
     keep_borrowed: bool = False,
+    players: Sequence[str] = (BUILTIN,),
 ) -> RenderPlan:
-    """The notes of `build_manifest` dealt to the fonts as `render_dataset` deals them (see its arguments).
+    """The notes of `build_manifest` dealt to the sources (font x player) as `render_dataset` deals them.
 
-    Fails on a bad font file or a missing program before anything is rendered (`_check_programs`).
+    Fails on a bad font file, a missing program or a missing player before anything is rendered.
     """
-    sources = resolve_sources(soundfont)
+    fonts = resolve_sources(soundfont)
     notes = build_manifest(seed, scale=scale, instruments=instruments, max_pitches=max_pitches)
-    _check_programs(sources, notes)
+    _check_programs(fonts, notes)
+    played = player_sources(fonts, players)
+    sources = {name: path for name, (path, _) in played.items()}
     borrowed = {} if keep_borrowed else source_borrowings(sources)
-    return RenderPlan(sources, notes, borrowed, plan_sources(notes, list(sources), seed, share, borrowed))
+    planned = plan_sources(notes, list(sources), seed, share, borrowed)
+    return RenderPlan(sources, notes, borrowed, planned, {name: p for name, (_, p) in played.items()})
 
 
 def source_borrowings(sources: Mapping[str, Path]) -> dict[str, set[str]]:
@@ -778,6 +919,7 @@ def _check_programs(sources: Mapping[str, Path], notes: list[PlannedNote]) -> No
 def _render_source(
     name: str,
     sf_path: Path,
+    playing: str,
     folder: Path,
     notes: list[PlannedNote],
     condition_names: Sequence[str],
@@ -787,7 +929,7 @@ def _render_source(
     multi: bool,
     left_out: tuple[str, ...] = (),
 ) -> RenderSummary:
-    """One source: the font's tuning per key, every note (longest first), then its metadata CSV."""
+    """One source: the font's tuning per key (as `playing` plays it), every note (longest first), then its CSV."""
     from tqdm import tqdm
 
     class _Bar(tqdm):
@@ -798,7 +940,7 @@ def _render_source(
         (folder / directory).mkdir(parents=True, exist_ok=True)
     run = map if pool is None else partial(pool.map, chunksize=16)
     keys = sorted({(n.program, n.midi) for n in notes})
-    tuning = dict(zip(keys, run(_tuning_one, [(str(sf_path), *k) for k in keys]), strict=True))
+    tuning = dict(zip(keys, run(_tuning_one, [(playing, str(sf_path), *k) for k in keys]), strict=True))
     conds = {n.path: note_condition(n, condition_names, name) for n in notes}
     # Longest first, so that the last ones to finish are short.
     ordered = sorted(notes, key=lambda n: (-n.duration_s, n.path))
@@ -806,6 +948,7 @@ def _render_source(
         (
             n,
             str(folder),
+            playing,
             str(sf_path),
             tuning[n.program, n.midi],
             conds[n.path] if conds[n.path].name != "dry" else None,
@@ -868,6 +1011,11 @@ def _totals(summaries: list[RenderSummary], out_dir: Path, seconds: float) -> Re
 
 __all__ = [
     "BORROWED_SHARE",
+    "BUILTIN",
+    "PLAYERS",
+    "available_players",
+    "player_sources",
+    "render_audio_tsf",
     "EXTRA_COLUMNS",
     "GM_PROGRAMS",
     "OPEN_STRINGS",

@@ -355,6 +355,8 @@ def build_manifest(
 _SOUNDFONTS: dict[str, SoundFont] = {}
 _TUNING: dict[tuple[str, int, int], dict[tuple[str, int], float]] = {}
 """(font, program, midi) -> tuning_corrections(...)"""
+_TSF_TUNING: dict[tuple[str, int, int], tuple[int, float]] = {}
+"""(font, program, midi) -> tsf_tuning(...)"""
 
 
 def _soundfont(path: str) -> SoundFont:
@@ -396,18 +398,28 @@ def voice_tuning_error(sf: SoundFont, voice: Voice, midi: int, shift_cents: floa
     return tuning_error(y, midi, SAMPLE_RATE)
 
 
-def tsf_tuning_correction(sf_path: str, program: int, midi: int) -> float:
-    """Cents to tune TinySoundFont's channel by so that this key sounds in tune (measured once per key).
+def tsf_tuning(sf_path: str, program: int, midi: int) -> tuple[int, float]:
+    """(key to press, cents to tune TinySoundFont's channel by) so that `midi` sounds in tune (measured once).
 
-    TinySoundFont plays a font's tuning as it is: TimGM6mb's accordion comes out a semitone
-    low at places, which would label the note wrong. The whole preset is measured at once,
-    since the channel's tuning moves all its layers together.
+    TinySoundFont plays a font's tuning as it is: TimGM6mb's accordion comes out 68 cents
+    low over MIDI 81-96, which would label those notes a semitone low. The whole preset is
+    measured at once (`centre_tuning_error`, 2 s), since the channel's tuning moves all its
+    layers together. A key no zone covers stays silent in TinySoundFont (the accordion's
+    C#8, Merlin's contrabass above F4); the nearest key that sounds is pressed and retuned,
+    as the built-in player stretches its nearest zone.
     """
-    key = (f"tsf\0{sf_path}", program, midi)
-    if key not in _TUNING:
-        y = tsf.play(sf_path, program, midi, 100, 0.9, 0.0, SAMPLE_RATE)
-        _TUNING[key] = {("", 0): -tuning_error(y, midi, SAMPLE_RATE)}
-    return _TUNING[key]["", 0]
+    key = (sf_path, program, midi)
+    if key not in _TSF_TUNING:
+        for pressed in sorted(range(max(0, midi - 12), min(127, midi + 12) + 1), key=lambda k: (abs(k - midi), k)):
+            y = tsf.play(sf_path, program, pressed, 100, 2.0, 0.0, SAMPLE_RATE)
+            if np.max(np.abs(y)) >= 1e-4:
+                _TSF_TUNING[key] = (pressed, 100.0 * (midi - pressed) - centre_tuning_error(y, pressed, SAMPLE_RATE))
+                break
+        else:
+            raise ValueError(
+                f"{sf_path}: TinySoundFont plays no key within an octave of MIDI {midi} (program {program})"
+            )
+    return _TSF_TUNING[key]
 
 
 def tuning_error(y: np.ndarray, midi: int, sr: int) -> float:
@@ -418,23 +430,47 @@ def tuning_error(y: np.ndarray, midi: int, sr: int) -> float:
     ambiguous about the octave still gives the right error. Errors over 100 cents are
     distrusted (0 is returned).
     """
+    found = _strongest_partial(y, midi, sr)
+    if found is None:
+        return 0.0
+    _, _, f_peak, harmonic = found
+    error = 1200 * math.log2(f_peak / (harmonic * float(tinysol.midi_to_hz(midi))))
+    return error if abs(error) < 100 else 0.0
+
+
+def centre_tuning_error(y: np.ndarray, midi: int, sr: int, width_cents: float = 60.0) -> float:
+    """`tuning_error` of a blend: the power-weighted mean pitch within `width_cents` of the
+    strongest partial, so that two detuned layers (an accordion's reed banks) count as the
+    one pitch a listener hears between them, not as the louder one."""
+    found = _strongest_partial(y, midi, sr)
+    if found is None:
+        return 0.0
+    spec, freqs, f_peak, harmonic = found
+    band = (freqs > f_peak * 2 ** (-width_cents / 1200)) & (freqs < f_peak * 2 ** (width_cents / 1200))
+    power = spec[band] ** 2
+    cents = 1200 * np.log2(freqs[band] / (harmonic * float(tinysol.midi_to_hz(midi))))
+    error = float(np.sum(power * cents) / np.sum(power))
+    return error if abs(error) < 100 else 0.0
+
+
+def _strongest_partial(y: np.ndarray, midi: int, sr: int) -> tuple[np.ndarray, np.ndarray, float, int] | None:
+    """(magnitude spectrum, bin frequencies, interpolated peak frequency, its harmonic number) of
+    `y` after 0.3 s, searched between 0.8 and 8.5 times the nominal f0; None for silence."""
     seg = np.asarray(y, dtype=np.float64)[int(0.3 * sr) :]
     if not np.any(seg):
-        return 0.0
+        return None
     nfft = 1 << 17
     spec = np.abs(np.fft.rfft(seg * np.hanning(len(seg)), nfft))
     f_nominal = float(tinysol.midi_to_hz(midi))
     hi = min(len(spec) - 2, int(8.5 * f_nominal * nfft / sr))
     lo = max(1, int(0.8 * f_nominal * nfft / sr))
     if hi <= lo:
-        return 0.0
+        return None
     i = lo + int(np.argmax(spec[lo:hi]))
     a, b, c = np.log(spec[i - 1 : i + 2] + 1e-12)
     den = a - 2 * b + c
     f_peak = (i + (0.5 * (a - c) / den if den != 0 else 0.0)) * sr / nfft
-    harmonic = max(1, round(f_peak / f_nominal))
-    error = 1200 * math.log2(f_peak / (harmonic * f_nominal))
-    return error if abs(error) < 100 else 0.0
+    return spec, np.arange(len(spec)) * sr / nfft, f_peak, max(1, round(f_peak / f_nominal))
 
 
 @dataclass(frozen=True)
@@ -515,23 +551,24 @@ def render_audio_tsf(
     note: PlannedNote,
     sf_path: str | Path,
     sample_rate: int = SAMPLE_RATE,
+    tuning: tuple[int, float] | None = None,
     condition: cond.Condition | None = None,
 ) -> np.ndarray:
-    """`render_audio` with TinySoundFont as the player (`synth.tsf`): the same take, tuning
-    measured per key (`tsf_tuning_correction`), the same level, conditions and noise floor."""
+    """`render_audio` with TinySoundFont as the player (`synth.tsf`): the same take, the key's
+    tuning (`tsf_tuning`, measured here if None), the same level, conditions and noise floor."""
     rng = np.random.default_rng(note.seed)
     perf = condition.player if condition is not None else None
     take = _take(note, rng, perf)
-    detune = take.detune_cents + tsf_tuning_correction(str(sf_path), note.program, note.midi)
+    pressed, correction = tuning if tuning is not None else tsf_tuning(str(sf_path), note.program, note.midi)
     y = tsf.play(
         str(sf_path),
         note.program,
-        note.midi,
+        pressed,
         take.velocity,
         take.hold_s,
         take.release_s,
         sample_rate,
-        detune_cents=detune + (perf.detune_cents if perf is not None else 0.0),
+        detune_cents=take.detune_cents + correction + (perf.detune_cents if perf is not None else 0.0),
         vibrato_hz=take.vibrato_hz,
         vibrato_cents=take.vibrato_cents,
         attack_s=perf.attack(0.0) if perf is not None else 0.0,
@@ -634,21 +671,22 @@ def _init_worker() -> None:
         pass
 
 
-Tuning = dict[VoiceId, float] | float
-"""A key's measured tuning: per voice for the built-in player, one channel tuning for TinySoundFont."""
+Tuning = dict[VoiceId, float] | tuple[int, float]
+"""A key's measured tuning: per voice for the built-in player, the key and channel tuning for TinySoundFont."""
 
 
 def _tuning_one(job: tuple[str, str, int, int]) -> Tuning:
     playing, sf_path, program, midi = job
     if playing == tsf.PLAYER:
-        return tsf_tuning_correction(sf_path, program, midi)
+        return tsf_tuning(sf_path, program, midi)
     return tuning_corrections(_soundfont(sf_path), program, midi)
 
 
 def _render_one(job: tuple[PlannedNote, str, str, str, Tuning, cond.Condition | None]) -> tuple[int, float]:
     note, out_dir, playing, sf_path, tuning, condition = job
     if playing == tsf.PLAYER:
-        samples = render_audio_tsf(note, sf_path, condition=condition)
+        assert isinstance(tuning, tuple)
+        samples = render_audio_tsf(note, sf_path, tuning=tuning, condition=condition)
     else:
         assert isinstance(tuning, dict)
         samples = render_audio(note, _soundfont(sf_path), tuning=tuning, condition=condition)

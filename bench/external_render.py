@@ -9,10 +9,9 @@ writes a TinySOL-layout folder with its metadata CSV, so every benchmark can rea
 reads the project's own renders.
 
 `--player tinysoundfont` plays them with TinySoundFont instead (`tsf.h`, PyPI's `tinysoundfont`
-wheel: `pip install --no-deps tinysoundfont==0.3.7`, since its `pyaudio` dependency is only for
-live playback and needs PortAudio's headers). A second SF2 player from code this project did not
-write, installable from the package registry alone; the models score its renders within
-1-3 points of FluidSynth's (bench/RESULTS.md, "Three players").
+wheel, which `make venv` installs), plainly: no retuning, no conditions. The models scored its
+renders within 1-3 points of FluidSynth's (bench/RESULTS.md, "Three players"); since `make demo`
+trains on TinySoundFont too (`synth.tsf`), FluidSynth is now the outside player to judge by.
 
     .venv/bin/python bench/external_render.py --soundfont /usr/share/sounds/sf2/FluidR3_GM.sf2 --out /tmp/fluidr3
 """

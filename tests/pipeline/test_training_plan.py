@@ -24,6 +24,13 @@ def test_one_fit_per_model_and_source_as_the_recipes_and_the_param_say(project_r
     # The demo's four fonts: the two that share samples (MuseScore_General is built on FluidR3) are held out together.
     fonts = {"sources": ["fluidr3mono", "merlin", "mslite", "timgm6mb"]}
     assert [p["source"] for p in heldout_fits(paths, fonts)] == ["fluidr3mono+mslite", "merlin", "timgm6mb"]
+    # Each font played by both players: a fit holds out the font with both, else it would hear what it is scored on.
+    played = {"sources": [*fonts["sources"], *(f"{name}-tsf" for name in fonts["sources"])]}
+    assert [p["source"] for p in heldout_fits(paths, played)] == [
+        "fluidr3mono+fluidr3mono-tsf+mslite+mslite-tsf",
+        "merlin+merlin-tsf",
+        "timgm6mb+timgm6mb-tsf",
+    ]
 
     quiet = tmp_path / "quiet.yaml"  # a recipe that asks for no held-out fits gets none, unless forced
     quiet.write_text(

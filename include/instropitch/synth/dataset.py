@@ -4,7 +4,8 @@
 length) the way TinySOL v6.0 is laid out; `render_dataset` renders them in parallel
 processes with `instropitch.synth.sf2` and writes `TinySOL_metadata.csv`.
 
-Several SoundFonts make several *sources* (one TinySOL tree each, same manifest), and
+Several SoundFonts make several *sources* (one TinySOL tree each, same manifest), and so do
+several players of one font (the built-in `player`, and TinySoundFont, `tsf`: `NAME-tsf`), and
 render-condition presets (`instropitch.synth.conditions`: rooms, microphones, distance, player)
 vary what a microphone would have heard, so that a model cannot learn one font's sound.
 

@@ -11,6 +11,17 @@ source, and the calibration error after a temperature fitted on the other source
     .venv/bin/python bench/bench_heldout_seeds.py --snapshot SNAPSHOT.npz --seeds 42,1,2 \\
         --set training.balance=sources_classes --work /tmp/heldout-sc --json /tmp/heldout-sc.json
 
+Held-out fonts are played by the training's own players, so this figure cannot see what a
+recipe does to a player it never trained on (PCEN won here and lost on FluidSynth renders,
+bench/RESULTS.md). `--far FAR=FONT` (repeatable) names a source of the snapshot that is an
+outside render of FONT (e.g. FluidSynth's, frozen into a snapshot with `instropitch demo
+--source FAR=DIR --epochs 0`): no
+fit trains on it, the fit blind to FONT answers it, and it is reported apart ("far"), with
+its ECE after a temperature fitted on all the held-out fonts' answers:
+
+    .venv/bin/python bench/bench_heldout_seeds.py --snapshot SNAPSHOT.npz --work /tmp/far \\
+        --far fs_timgm6mb=timgm6mb --far fs_merlin=merlin --far fs_mslite=mslite
+
 `--snapshot` is a training snapshot (`snapshot/snapshot.npz` of a training run's parent);
 `--set KEY=VALUE` (repeatable) changes one setting of the recipe (`--spec`, default
 models/instrument.yaml) by its dotted YAML path, the value read as YAML; the changed recipe
@@ -58,7 +69,9 @@ def load_recipe(path: Path, settings: list[str], seed: int) -> Any:
         raise SystemExit(str(exc)) from None
 
 
-def answers_for(spec: Any, snapshot: Any, source: str, work: Path, recipe: str) -> dict[str, np.ndarray]:
+def answers_for(
+    spec: Any, snapshot: Any, source: str, work: Path, recipe: str, never_train: list[str]
+) -> dict[str, np.ndarray]:
     """The held-out fit's answers on `source`: from `work` if a previous run of the same `recipe`
     on the same snapshot kept them, else fitted now."""
     from instropitch.ml import heldout
@@ -69,7 +82,7 @@ def answers_for(spec: Any, snapshot: Any, source: str, work: Path, recipe: str) 
             if str(kept["recipe"]) != recipe or str(kept["data_digest"]) != snapshot.digest:
                 raise SystemExit(f"{path}: kept from another recipe or snapshot ({kept['recipe']}); use another --work")
             return dict(kept)
-    answers = heldout.fit(spec, snapshot, source, spec.training.epochs)
+    answers = heldout.fit(spec, snapshot, source, spec.training.epochs, never_train)
     path.parent.mkdir(parents=True, exist_ok=True)
     kept = {
         "rows": answers.rows,
@@ -85,16 +98,33 @@ def answers_for(spec: Any, snapshot: Any, source: str, work: Path, recipe: str) 
     return kept
 
 
-def seed_scores(spec: Any, snapshot: Any, work: Path, recipe: str) -> dict[str, Any]:
-    """Per source: held-out accuracy; with their mean, worst, and cross-source calibrated ECE."""
+def with_far(groups: list[str], far: dict[str, str]) -> list[str]:
+    """Each held-out group with the outside renders (`far`: {far source: font}) of its fonts added."""
+    from instropitch.ml.training import GROUP_SEPARATOR, held_out_members
+
+    added = {g: [f for f, font in sorted(far.items()) if font in held_out_members(g)] for g in groups}
+    lost = sorted(set(far) - {f for fs in added.values() for f in fs})
+    if lost:
+        raise SystemExit(f"--far {', '.join(lost)}: its font is held out by no fit ({', '.join(groups)})")
+    return [GROUP_SEPARATOR.join([g, *added[g]]) for g in groups]
+
+
+def seed_scores(spec: Any, snapshot: Any, work: Path, recipe: str, far: dict[str, str]) -> dict[str, Any]:
+    """Per source: held-out accuracy; with their mean, worst, and cross-source calibrated ECE;
+    and the same for the `far` sources, scored by the fit blind to their font."""
     from instropitch.ml import calibration, training
 
     rows = training.model_rows(spec, snapshot)
-    groups = training.heldout_sources(spec, rows.source_names, spec.training.epochs)
+    missing = sorted(set(far) - set(rows.source_names))
+    if missing:
+        raise SystemExit(f"--far {', '.join(missing)}: not a source of the snapshot ({', '.join(rows.source_names)})")
+    names = [n for n in rows.source_names if n not in far]
+    groups = with_far(training.heldout_sources(spec, names, spec.training.epochs), far)
     if not groups:
         raise SystemExit("the recipe holds out nothing on this snapshot (one source, 0 epochs, or LOSO off)")
-    kept = {group: answers_for(spec, snapshot, group, work, recipe) for group in groups}
+    kept = {group: answers_for(spec, snapshot, group, work, recipe, list(far)) for group in groups}
     answers = training.per_source({g: training.Answers(k["rows"], k["proba"]) for g, k in kept.items()}, rows.sources)
+    far_answers = {name: answers.pop(name) for name in far}
     scores = training.source_metrics(  # as the training run logs them: per source, mean and minimum
         {
             name: training.evaluation_metrics(spec, rows.y[a.rows], a.proba.argmax(axis=1))
@@ -104,7 +134,7 @@ def seed_scores(spec: Any, snapshot: Any, work: Path, recipe: str) -> dict[str, 
     )
     everything, sources = training.pooled(answers)
     y = rows.y[everything.rows]
-    return {
+    result = {
         "per_source": {name: scores[f"source.{name}.heldout_accuracy"] for name in answers},
         "mean": scores["heldout_accuracy"],
         "worst": scores["heldout_min_accuracy"],
@@ -112,19 +142,52 @@ def seed_scores(spec: Any, snapshot: Any, work: Path, recipe: str) -> dict[str, 
         "ece_calibrated": calibration.cross_source_ece(everything.proba, y, sources),
         "fit_s": sum(float(k["fit_time_s"]) for k in kept.values()),
     }
+    if far_answers:
+        outside, _ = training.pooled(far_answers)
+        temperature = calibration.fit_temperature(everything.proba, y)
+        far_y = rows.y[outside.rows]
+        result["far"] = {
+            name: float(np.mean(a.proba.argmax(axis=1) == rows.y[a.rows])) for name, a in far_answers.items()
+        }
+        result["far_mean"] = float(np.mean(list(result["far"].values())))
+        result["far_ece_calibrated"] = calibration.expected_calibration_error(
+            calibration.apply_temperature(outside.proba, temperature), far_y
+        )
+    return result
+
+
+def _mean_over_seeds(by_seed: dict[int, dict[str, Any]], key: str) -> dict[str, float]:
+    """{source: mean over the seeds} of the per-source scores under `key`."""
+    names = sorted({name for scores in by_seed.values() for name in scores[key]})
+    return {name: float(np.mean([s[key][name] for s in by_seed.values()])) for name in names}
 
 
 def summary(by_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    """Over the seeds: each source's mean accuracy, their mean, the worst source, and each seed's mean."""
-    names = sorted({name for scores in by_seed.values() for name in scores["per_source"]})
-    per_source = {name: float(np.mean([s["per_source"][name] for s in by_seed.values()])) for name in names}
-    return {
+    """Over the seeds: each source's mean accuracy, their mean, the worst source, and each seed's mean
+    (and the same of the far sources, with --far)."""
+    per_source = _mean_over_seeds(by_seed, "per_source")
+    total = {
         "per_source": per_source,
         "mean": float(np.mean(list(per_source.values()))),
         "worst": min(per_source.values()),
         "seed_means": {seed: s["mean"] for seed, s in by_seed.items()},
         "ece_calibrated": float(np.mean([s["ece_calibrated"] for s in by_seed.values()])),
     }
+    if all("far" in s for s in by_seed.values()):
+        far = _mean_over_seeds(by_seed, "far")
+        total["far"] = far
+        total["far_mean"] = float(np.mean(list(far.values())))
+        total["far_worst"] = min(far.values())
+        total["far_ece_calibrated"] = float(np.mean([s["far_ece_calibrated"] for s in by_seed.values()]))
+    return total
+
+
+def far_line(scores: dict[str, Any]) -> str:
+    """The outside renders' part of a report line ("" without --far)."""
+    if "far" not in scores:
+        return ""
+    cells = ", ".join(f"{name} {100 * acc:.1f}" for name, acc in scores["far"].items())
+    return f"\n  far: {cells}; mean {100 * scores['far_mean']:.1f} %, ECE {scores['far_ece_calibrated']:.3f}"
 
 
 def main() -> int:
@@ -133,23 +196,33 @@ def main() -> int:
     parser.add_argument("--spec", type=Path, default=Path("models/instrument.yaml"))
     parser.add_argument("--seeds", default="42,1,2", help="comma list (default 42,1,2)")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--far",
+        action="append",
+        default=[],
+        metavar="FAR=FONT",
+        help="a source of the snapshot that is an outside render of FONT: never trained on, scored by the fit blind to FONT",
+    )
     parser.add_argument("--work", type=Path, required=True, help="keeps each fit's answers; reused when run again")
     parser.add_argument("--json", type=Path, help="write the scores here too")
     args = parser.parse_args()
 
     from instropitch.ml.snapshot import Snapshot
 
+    far = dict(pair.split("=", 1) for pair in args.far if "=" in pair)
+    if len(far) != len(args.far):
+        parser.error("--far wants FAR=FONT, e.g. fs_merlin=merlin")
     snapshot = Snapshot.load(args.snapshot)
     started = time.perf_counter()
     by_seed = {}
     for seed in (int(s) for s in args.seeds.split(",")):
-        recipe = json.dumps([str(args.spec), *args.settings])
-        by_seed[seed] = seed_scores(load_recipe(args.spec, args.settings, seed), snapshot, args.work, recipe)
+        recipe = json.dumps([str(args.spec), *args.settings, far])
+        by_seed[seed] = seed_scores(load_recipe(args.spec, args.settings, seed), snapshot, args.work, recipe, far)
         scores = by_seed[seed]
         cells = ", ".join(f"{name} {100 * acc:.1f}" for name, acc in scores["per_source"].items())
         print(
             f"seed {seed}: {cells}; mean {100 * scores['mean']:.1f}, worst {100 * scores['worst']:.1f} %,"
-            f" ECE calibrated across sources {scores['ece_calibrated']:.3f}"
+            f" ECE calibrated across sources {scores['ece_calibrated']:.3f}" + far_line(scores)
         )
     total = summary(by_seed)
     cells = ", ".join(f"{name} {100 * acc:.1f}" for name, acc in total["per_source"].items())
@@ -157,9 +230,16 @@ def main() -> int:
     print(
         f"  mean {100 * total['mean']:.1f} %, worst source {100 * total['worst']:.1f} %,"
         f" ECE {total['ece_calibrated']:.3f}; {time.perf_counter() - started:.0f} s, load {os.getloadavg()}"
+        + far_line(total)
     )
     if args.json:
-        report = {"settings": args.settings, "snapshot": str(args.snapshot), "seeds": by_seed, "summary": total}
+        report = {
+            "settings": args.settings,
+            "far": far,
+            "snapshot": str(args.snapshot),
+            "seeds": by_seed,
+            "summary": total,
+        }
         args.json.write_text(json.dumps(report, indent=2, default=str))
     return 0
 

@@ -296,6 +296,33 @@ def test_leave_one_source_out_never_sees_the_held_out_source():
     )
 
 
+def test_a_source_never_trained_on_is_left_out_of_the_fit_and_answered_only_when_held_out():
+    """A benchmark's outside render ("far", here a copy of "plain") is never fitted on: the fit without
+    "mirror" then learns "plain" alone and gets "far" right; the fit without "plain" cannot learn it
+    from "far" (it would, if "far" trained), so it gets both wrong."""
+    from instropitch.ml.snapshot import class_layout
+    from instropitch.ml.training import fit_without_source
+
+    x, labels, sources = two_source_data()
+    far = sources == "plain"
+    x, labels = np.concatenate([x, x[far]]), np.concatenate([labels, labels[far]])
+    sources = np.concatenate([sources, np.full(int(far.sum()), "far")])
+    values, _ = class_layout("instrument")
+    y = np.array([values.index(v) for v in labels])
+    spec, epochs = parse_spec(TINY), TINY["training"]["epochs"]
+
+    def accuracy(held_out: str, name: str) -> float:
+        answers = fit_without_source(
+            spec, x, y, sources, np.arange(len(y)), len(values), held_out, epochs=epochs, never_train=["far"]
+        )
+        mine = sources[answers.rows] == name
+        assert set(sources[answers.rows]) == set(held_out.split("+"))  # answers on the held-out group only
+        return float(np.mean(answers.proba[mine].argmax(axis=1) == y[answers.rows][mine]))
+
+    assert accuracy("mirror+far", "far") > 0.9  # trained on "plain", of which "far" is a copy
+    assert accuracy("plain", "plain") < 0.2  # trained on "mirror" only: "far" (= "plain") was left out
+
+
 def test_with_more_sources_than_heldout_groups_each_fit_holds_out_a_group_and_every_source_is_scored():
     """Four sources, `heldout_groups: 2`: two fits ("a+c", "b+d"), each blind to both of its sources."""
     from instropitch.ml import training

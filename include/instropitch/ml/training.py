@@ -16,6 +16,7 @@ import logging
 import math
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -448,18 +449,21 @@ def fit_without_source(
     *,
     epochs: int,
     extra: tuple[np.ndarray, np.ndarray] | None = None,
+    never_train: Sequence[str] = (),
 ) -> Answers:
     """Fit on the training rows of every source but `held_out` (one, or a group: `held_out_members`);
     its answers on every row of `held_out`, with their foreignness to this fit.
 
     No row of a held-out source (train or test part) is seen in fitting or early stopping,
     so the answers are what the recipe does on recordings unlike its training data.
+    `never_train` names sources left out of the fit even when not held out: a benchmark's
+    outside renders, scored only by the fit blind to the font they play.
     """
     from instropitch.ml.foreignness import embed
 
     t = spec.training
     members = held_out_members(held_out)
-    rows = train_rows[~np.isin(sources[train_rows], members)]
+    rows = train_rows[~np.isin(sources[train_rows], [*members, *never_train])]
     fit_rows, val_rows = fit_validation_rows(y, rows, t.validation_split, t.seed)
     model, _ = fit_model(
         spec,

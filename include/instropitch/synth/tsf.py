@@ -3,8 +3,8 @@
 A model trained on one player's renders learns that player too: the same fonts played by
 FluidSynth lose up to 10 points of instrument accuracy against the project's own player
 (`player`), and adding TinySoundFont renders to training lifted a font nobody trained on,
-played by FluidSynth, from 64 to 83 % (bench/RESULTS.md, "TinySoundFont renders as extra
-training sources"). TinySoundFont interpolates, envelopes and filters its own way, so its
+played by FluidSynth, by 9-10 points in two seeds (bench/RESULTS.md, "TinySoundFont as a
+training player"). TinySoundFont interpolates, envelopes and filters its own way, so its
 notes are a timbre source of their own.
 
 `make venv` installs the wheel with `--no-deps` (`requirements-fonts.txt`): its one

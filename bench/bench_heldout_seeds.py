@@ -15,9 +15,9 @@ Held-out fonts are played by the training's own players, so this figure cannot s
 recipe does to a player it never trained on (PCEN won here and lost on FluidSynth renders,
 bench/RESULTS.md). `--far FAR=FONT` (repeatable) names a source of the snapshot that is an
 outside render of FONT (e.g. FluidSynth's, frozen into a snapshot with `instropitch demo
---source FAR=DIR --epochs 0`): no
-fit trains on it, the fit blind to FONT answers it, and it is reported apart ("far"), with
-its ECE after a temperature fitted on all the held-out fonts' answers:
+--source FAR=DIR --epochs 0`): no fit trains on it, the fit blind to FONT answers it, and it
+is reported apart ("far"), with its ECE after a temperature fitted on all the held-out fonts'
+answers:
 
     .venv/bin/python bench/bench_heldout_seeds.py --snapshot SNAPSHOT.npz --work /tmp/far \\
         --far fs_timgm6mb=timgm6mb --far fs_merlin=merlin --far fs_mslite=mslite
@@ -125,35 +125,41 @@ def seed_scores(spec: Any, snapshot: Any, work: Path, recipe: str, far: dict[str
     kept = {group: answers_for(spec, snapshot, group, work, recipe, list(far)) for group in groups}
     answers = training.per_source({g: training.Answers(k["rows"], k["proba"]) for g, k in kept.items()}, rows.sources)
     far_answers = {name: answers.pop(name) for name in far}
-    scores = training.source_metrics(  # as the training run logs them: per source, mean and minimum
+    scores = accuracies(spec, rows, answers)
+    everything, sources = training.pooled(answers)
+    y = rows.y[everything.rows]
+    result = {
+        **scores,
+        "ece_raw": calibration.expected_calibration_error(everything.proba, y),
+        "ece_calibrated": calibration.cross_source_ece(everything.proba, y, sources),
+        "fit_s": sum(float(k["fit_time_s"]) for k in kept.values()),
+    }
+    if far_answers:
+        far_scores = accuracies(spec, rows, far_answers)
+        outside, _ = training.pooled(far_answers)
+        scaled = calibration.apply_temperature(outside.proba, calibration.fit_temperature(everything.proba, y))
+        result["far"] = far_scores["per_source"]
+        result["far_mean"] = far_scores["mean"]
+        result["far_ece_calibrated"] = calibration.expected_calibration_error(scaled, rows.y[outside.rows])
+    return result
+
+
+def accuracies(spec: Any, rows: Any, answers: dict[str, Any]) -> dict[str, Any]:
+    """Per source, as the training run logs them (`training.source_metrics`); their mean and minimum."""
+    from instropitch.ml import training
+
+    scores = training.source_metrics(
         {
             name: training.evaluation_metrics(spec, rows.y[a.rows], a.proba.argmax(axis=1))
             for name, a in answers.items()
         },
         {},
     )
-    everything, sources = training.pooled(answers)
-    y = rows.y[everything.rows]
-    result = {
+    return {
         "per_source": {name: scores[f"source.{name}.heldout_accuracy"] for name in answers},
         "mean": scores["heldout_accuracy"],
         "worst": scores["heldout_min_accuracy"],
-        "ece_raw": calibration.expected_calibration_error(everything.proba, y),
-        "ece_calibrated": calibration.cross_source_ece(everything.proba, y, sources),
-        "fit_s": sum(float(k["fit_time_s"]) for k in kept.values()),
     }
-    if far_answers:
-        outside, _ = training.pooled(far_answers)
-        temperature = calibration.fit_temperature(everything.proba, y)
-        far_y = rows.y[outside.rows]
-        result["far"] = {
-            name: float(np.mean(a.proba.argmax(axis=1) == rows.y[a.rows])) for name, a in far_answers.items()
-        }
-        result["far_mean"] = float(np.mean(list(result["far"].values())))
-        result["far_ece_calibrated"] = calibration.expected_calibration_error(
-            calibration.apply_temperature(outside.proba, temperature), far_y
-        )
-    return result
 
 
 def _mean_over_seeds(by_seed: dict[int, dict[str, Any]], key: str) -> dict[str, float]:

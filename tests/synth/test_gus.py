@@ -38,6 +38,8 @@ def test_a_file_that_is_no_patch_or_is_cut_short_is_refused_by_name(tmp_path: Pa
     (tmp_path / "a.pat").write_bytes(b"RIFF" + b"\0" * 300)
     with pytest.raises(gus.PatchError, match=r"a\.pat: not a GUS patch"):
         gus.read_patch(tmp_path / "a.pat")
+    with pytest.raises(gus.PatchError, match=r"c\.pat: a patch without samples"):
+        gus.read_patch(write_patch(tmp_path / "c.pat", []))
     points, _ = wave(220.0, 22050, 4)
     whole = write_patch(tmp_path / "b.pat", [sample_bytes(points, 22050, 100.0, 300.0, 220.0)]).read_bytes()
     (tmp_path / "b.pat").write_bytes(whole[:-10])

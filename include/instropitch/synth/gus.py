@@ -79,6 +79,8 @@ def read_patch(path: str | Path) -> list[PatchSample]:
     if len(raw) < HEADER_BYTES:
         raise PatchError(f"{path}: cut short inside its header ({len(raw)} bytes)")
     count = raw[198]  # samples of the first layer
+    if count == 0:
+        raise PatchError(f"{path}: a patch without samples")
     samples, pos = [], HEADER_BYTES
     for index in range(count):
         if pos + SAMPLE_HEADER.size > len(raw):

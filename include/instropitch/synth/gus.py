@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from instropitch.synth.sf2_write import SampleZone, write_soundfont
+from instropitch.synth.sf2_write import SampleZone, lend_presets, write_soundfont
 from instropitch.tinysol import hz_to_midi, midi_to_hz
 
 MAGIC = (b"GF1PATCH110\x00", b"GF1PATCH100\x00")
@@ -238,12 +238,8 @@ def read_config(path: str | Path) -> dict[int, Path]:
 def write_patch_soundfont(
     patches: dict[int, Path], out: str | Path, name: str, lend: dict[int, int] | None = None
 ) -> Path:
-    """Write the GUS `patches` ({GM program: .pat}) as one SF2 at `out`; `lend` {program: lender program} gives
-    a program the set lacks the lender's instrument (GM fonts play the viola on the violin), so that
-    `synth.dataset.borrowed_instruments` sees it as borrowed."""
+    """Write the GUS `patches` ({GM program: .pat}) as one SF2 at `out`; `lend` {program: lender program}
+    fills the programs the set lacks (`sf2_write.lend_presets`)."""
     presets = {program: f"{program:03d} {path.stem.split('_', 1)[-1]}" for program, path in patches.items()}
     instruments = {presets[program]: zones(read_patch(path), presets[program][4:]) for program, path in patches.items()}
-    for program, lender in (lend or {}).items():
-        if program not in presets and lender in patches:
-            presets[program] = presets[lender]
-    return write_soundfont(out, name, instruments, presets)
+    return write_soundfont(out, name, instruments, lend_presets(presets, lend))

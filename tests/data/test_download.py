@@ -662,7 +662,7 @@ def test_tonejs_recordings_are_fetched_and_kept_as_one_sf2_by_their_note_names(
     assert {p.program: p.name for p in sf.presets} == {40: "040 violin", 73: "073 flute"}
     # "G3 v2" not read; "As4" sounds B4 (71) and "C6" is dropped, as TONEJS_MISNAMED says
     assert sorted(v.root_key for key in (50, 90) for v in sf.voices(40, key, 100)) == [55, 71]
-    assert "tonejs" in fonts.npm_fonts(cache)
+    assert fonts.npm_fonts(cache, fonts=fonts.OPT_IN_NPM_FONTS) == {"tonejs": got} and fonts.npm_fonts(cache) == {}
     assert download.download_tonejs(cache, registry=server.base, progress=False) == got
     assert len(server.log) == 2  # one request per package, none the second time
 
@@ -698,3 +698,19 @@ def test_fonts_fetch_keeps_the_fonts_of_one_package_when_the_other_fails(
     assert f"mslite={cache / 'MuseScore_General_Lite.sf3'}" in out.splitlines()
     assert err.startswith("instropitch: ") and "missing.tgz" in err and err.count("\n") == 1
     assert not (cache / "FreePats.sf2").exists()
+
+
+def test_fonts_fetch_gets_the_recordings_only_when_asked(
+    server: ServerState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    serve_tonejs(server, monkeypatch, {"violin": {"G3.mp3": _mp3(55)}})
+    cache = tmp_path / "fonts"
+    argv = ["fonts", "fetch", "--to", str(cache), "--quiet", "--tonejs-registry", server.base]
+    argv += ["--url", server.url("missing-sf3.tgz"), "--freepats-url", server.url("missing-freepats.tgz")]
+
+    assert cli.main(argv) == 1  # the other two packages are missing
+    assert not any(path.startswith("tonejs-") for path, _, _ in server.log)
+    assert cli.main([*argv, "--tonejs"]) == 1
+
+    assert f"tonejs={cache / 'TonejsInstruments.sf2'}" in capsys.readouterr().out.splitlines()
+    assert (cache / "TonejsInstruments.sf2").is_file()

@@ -133,10 +133,12 @@ def test_fetched_npm_fonts_join_the_default_from_the_cache_the_environment_names
     (tmp_path / "mine" / "MuseScore_General_Lite.sf3").write_bytes(b"RIFF")
     assert fonts.npm_fonts() == {"mslite": tmp_path / "mine" / "MuseScore_General_Lite.sf3"}
     assert list(fonts.default_fonts())[-1] == "mslite"  # after the packaged ones
-    fluid, freepats, tonejs = fonts.missing_fonts()
+    fluid, freepats = fonts.missing_fonts()  # the opt-in recordings are not missed
     assert fluid.startswith("FluidR3Mono_GM.sf3 (fluidr3mono) is missing") and "instropitch fonts fetch" in fluid
     assert freepats.startswith("FreePats.sf2 (freepats) is missing")
-    assert tonejs.startswith("TonejsInstruments.sf2 (tonejs) is missing")
+    (tmp_path / "mine" / "TonejsInstruments.sf2").write_bytes(b"RIFF")
+    assert "tonejs" not in fonts.default_fonts()
+    assert fonts.npm_fonts(fonts=fonts.OPT_IN_NPM_FONTS) == {"tonejs": tmp_path / "mine" / "TonejsInstruments.sf2"}
     monkeypatch.delenv(fonts.ENV_FONTS_CACHE)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert fonts.fonts_cache() == tmp_path / "xdg" / "instropitch" / "fonts"

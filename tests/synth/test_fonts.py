@@ -124,6 +124,18 @@ def test_cli_synth_share(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert a.isdisjoint(b) and a | b == planned and abs(len(a) - len(b)) <= 1
 
 
+def test_a_source_dealt_no_note_gets_its_folder_and_an_empty_csv(tmp_path: Path) -> None:
+    from instropitch.synth.sf2 import default_soundfont_path
+
+    planned = dataset.build_manifest(0, instruments=["Fl"], max_pitches=1)
+    fonts_ = {f"s{i}": default_soundfont_path() for i in range(len(planned) + 2)}  # more sources than notes
+    small = {"instruments": ["Fl"], "max_pitches": 1, "workers": 1, "progress": False, "share": True}
+    dataset.render_dataset(tmp_path, soundfont=fonts_, seed=0, **small)
+
+    counts = [len(parse_metadata(tmp_path / name / METADATA_FILENAME).rows) for name in fonts_]
+    assert sum(counts) == len(planned) and counts.count(0) >= 2  # the sources dealt nothing are written too
+
+
 def test_fetched_npm_fonts_join_the_default_from_the_cache_the_environment_names(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -990,6 +990,7 @@ def _render_source(
         monitor_interval = 0  # no monitor thread: a lingering thread would rule out fork next time
 
     started = time.perf_counter()
+    folder.mkdir(parents=True, exist_ok=True)  # a source dealt no note (a small scale) still gets its empty CSV
     for directory in sorted({str(Path(n.path).parent) for n in notes}):
         (folder / directory).mkdir(parents=True, exist_ok=True)
     run = map if pool is None else partial(pool.map, chunksize=16)

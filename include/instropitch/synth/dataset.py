@@ -884,9 +884,14 @@ def plan_render(
     return RenderPlan(sources, notes, borrowed, planned, {name: p for name, (_, p) in played.items()})
 
 
+def _melodic_programs(sf: SoundFont) -> set[int]:
+    """The GM programs `sf` has a bank-0 (melodic) preset for."""
+    return {p.program for p in sf.presets if p.bank == 0}
+
+
 def lacking_instruments(sf: SoundFont) -> set[str]:
     """TinySOL instruments whose GM program has no bank-0 preset in `sf` (a sample set of a few instruments)."""
-    have = {p.program for p in sf.presets if p.bank == 0}
+    have = _melodic_programs(sf)
     return {abbr for abbr, program in GM_PROGRAMS.items() if program not in have}
 
 
@@ -963,7 +968,7 @@ def _check_programs(sources: Mapping[str, Path], notes: list[PlannedNote]) -> No
     programs = {n.program for n in notes}
     have: set[int] = set()
     for path in sources.values():
-        have |= {p.program for p in _soundfont(str(path)).presets if p.bank == 0}
+        have |= _melodic_programs(_soundfont(str(path)))
     missing = sorted(programs - have)
     if missing:
         names = ", ".join(sorted({path.name for path in sources.values()}))

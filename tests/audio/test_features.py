@@ -12,6 +12,7 @@ import pytest
 from instropitch import audio
 from instropitch.audio.features import (
     FEATURES_VERSION,
+    NOTE_PRE_ROLL,
     PRESETS,
     FeatureConfig,
     Features,
@@ -159,6 +160,11 @@ def test_digest_is_stable_and_follows_every_field() -> None:
     assert len(digests) == 1 + len(changed)
     swapped = FeatureConfig(pitch=seed.instrument, instrument=seed.pitch)
     assert swapped.digest() != seed.digest()
+    located = dataclasses.replace(seed, locate_note=True)
+    assert located.digest() not in digests and "locate_note" not in seed.to_dict()  # old digests kept
+    assert FeatureConfig.from_dict(located.to_dict()) == located
+    with pytest.raises(ValueError, match="locate_note must be true or false"):
+        FeatureConfig.from_dict({**seed.to_dict(), "locate_note": "yes"})
 
 
 def test_from_dict_round_trips_and_coerces_numbers() -> None:
@@ -365,6 +371,7 @@ def test_only_the_needed_byte_ranges_are_read() -> None:
     data = wav(note(dur=10.0))
     info = audio.read_info(data)
     for preset in PRESETS.values():
+        preset = dataclasses.replace(preset, locate_note=False)
         ranges = needed_byte_ranges(info, preset)
         assert ranges == sorted(ranges) and all(n > 0 for _, n in ranges)
         for offset, length in ranges:
@@ -379,6 +386,35 @@ def test_only_the_needed_byte_ranges_are_read() -> None:
         header = [r for r in reader.reads if r[0] < info.data_offset]
         assert len(header) == 1 and header[0][1] <= audio.HEADER_READ_SIZE
         assert sum(n for at, n in reader.reads if at >= info.data_offset) <= total
+
+
+def test_silence_before_a_note_leaves_its_spectrograms_as_they_were() -> None:
+    """A recording's lead-in moves both windows with the note (`locate_note`); the whole-file placement does not follow."""
+    y = note(dur=3.0)
+    floor = np.random.default_rng(1).standard_normal(SR * 2).astype(np.float32) * 3e-5  # -90 dBFS of room
+    config = get_preset("default")
+
+    def lead_in(seconds: float) -> bytes:
+        return wav(np.concatenate([floor[: round(seconds * SR)], y]))
+
+    near = compute_features(lead_in(NOTE_PRE_ROLL), config)
+    for seconds in (0.55, 1.25):  # windows on whole samples of the 22,050 Hz features, as the near one
+        far = compute_features(lead_in(seconds), config)
+        assert np.abs(far.instrument - near.instrument).max() < 0.05
+        assert np.abs(far.pitch - near.pitch).max() < 0.05
+    unlocated = dataclasses.replace(config, locate_note=False)
+    assert np.abs(compute_features(lead_in(0.55), unlocated).instrument - near.instrument).max() > 1.0
+    with pytest.raises(audio.SilentAudioError):  # the first second is all room
+        compute_features(lead_in(1.25), unlocated)
+
+
+def test_locating_the_note_reads_every_sample_once_then_the_windows() -> None:
+    data = wav(note(dur=10.0))
+    info = audio.read_info(data)
+    assert needed_byte_ranges(info, get_preset("default")) == [(info.data_offset, info.data_size)]
+    reader = CountingReader(data)
+    compute_features(reader, get_preset("default"), info=info)
+    assert reader.reads[0] == (info.data_offset, info.data_size)
 
 
 def test_features_at_other_sample_rates_and_channel_counts() -> None:

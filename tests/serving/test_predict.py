@@ -237,6 +237,17 @@ def test_the_instrument_model_reads_timbre_relative_to_the_pitch_answer(predicto
     )
 
 
+def test_silence_before_a_note_leaves_the_answer_as_it_was(predictor):
+    """A user's recording starts before the note: the predictor places its windows on the note."""
+    assert predictor.features.locate_note  # the models' preset says so, and the predictor keeps it
+    note = tone("Fl", 64, amp=0.5, seed=7)
+    room = np.random.default_rng(3).standard_normal(round(SR * 0.8)).astype(np.float32) * 3e-5
+    cut = predictor.predict_file(wav_bytes(note), "cut.wav")
+    recorded = predictor.predict_file(wav_bytes(np.concatenate([room, note])), "recorded.wav")
+    assert (recorded.instrument_abbr, recorded.midi) == (cut.instrument_abbr, cut.midi)
+    assert recorded.instrument_confidence_raw == pytest.approx(cut.instrument_confidence_raw, abs=0.02)
+
+
 def test_unusable_files_give_error_results_not_exceptions(predictor, tmp_path):
     write_batch(tmp_path)
     (tmp_path / "notes.txt").write_text("this is not audio")

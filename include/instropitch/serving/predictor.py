@@ -188,8 +188,13 @@ def _combined_features(
                     f"both models read the {slot!r} spectrogram but were trained on different settings of it"
                 )
             slots[slot] = cfg
+    located = {presets[role].locate_note for role in models} or {fallback.locate_note}
+    if len(located) > 1:
+        raise PredictorError("one model was trained on windows placed on the note, the other on the whole file")
     combined = FeatureConfig(
-        pitch=slots.get("pitch", fallback.pitch), instrument=slots.get("instrument", fallback.instrument)
+        pitch=slots.get("pitch", fallback.pitch),
+        instrument=slots.get("instrument", fallback.instrument),
+        locate_note=located.pop(),
     )
     for role, model in models.items():
         try:

@@ -242,6 +242,8 @@ def test_read_segment_equals_slicing_the_whole_file_resampled(rate: int) -> None
         expected = whole[lo : lo + round(dur_s * 22050)]
         assert seg.shape == expected.shape
         np.testing.assert_allclose(seg, expected, atol=2e-6)
+        info = audio.read_info(data)  # the same cut from samples already read (`features` locating the note)
+        np.testing.assert_array_equal(audio.cut_segment(native, info, start_s, dur_s, 22050), seg)
     assert len(audio.read_segment(data, 5.0, 1.0, 22050)) == 0
     assert len(audio.read_segment(data, -0.5, 1.0, 22050)) == 11025  # the part inside the file
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from sqlalchemy import text
@@ -193,10 +195,18 @@ def test_ranged_reads_fetch_only_part_of_each_object(s3, bucket, tmp_path):
     audio.write_wav(tmp_path / "long.wav", tone, 44100)
     s3.put_object(Bucket=bucket, Key="long.wav", Body=(tmp_path / "long.wav").read_bytes())
     size = (tmp_path / "long.wav").stat().st_size
+    windows_only = dataclasses.replace(features.get_preset("default"), locate_note=False)
     reader = objectstore.RangedObjectReader(s3, bucket, "long.wav", size)
-    features.compute_features(reader, features.get_preset("default"), name="long.wav")
+    features.compute_features(reader, windows_only, name="long.wav")
     assert reader.bytes_fetched < size / 2
     assert reader.requests <= 4
+    assert etl.reads_by_ranges("long.wav", etl.WHOLE_OBJECT_MAX + 1, windows_only)
+    # Locating the note needs every sample: one GET of the object, each byte fetched once.
+    located = features.get_preset("default")
+    assert not etl.reads_by_ranges("long.wav", etl.WHOLE_OBJECT_MAX + 1, located)
+    reader = objectstore.RangedObjectReader(s3, bucket, "long.wav", size)
+    features.compute_features(reader, located, name="long.wav")
+    assert reader.bytes_fetched <= size + objectstore.RangedObjectReader(s3, bucket, "long.wav", size).min_fetch
 
 
 def test_sources_with_the_same_paths_load_side_by_side_per_source(airflow_env, engine, s3, bucket, small_dataset):

@@ -21,7 +21,7 @@ from instropitch.audio import features
 from instropitch.data import objectstore, warehouse
 from instropitch.pipeline import etl
 
-CONFIG = features.get_preset("default")
+CONFIG = dataclasses.replace(features.get_preset("default"), locate_note=False)  # windows only: WAVs read by ranges
 PREFIX = "Mixed/"
 
 

@@ -609,12 +609,11 @@ def _window_start(config: SpectrogramConfig, span: tuple[float, float]) -> float
     return start + config.start_fraction * (end - start)
 
 
-def note_span(src: Any, info: audio.WavInfo, config: FeatureConfig) -> tuple[float, float]:
-    """Seconds of the file the windows are placed on: the sounding part (`locate_note`) or all of it."""
-    if not config.locate_note:
+def note_span(frames: np.ndarray | None, info: audio.WavInfo) -> tuple[float, float]:
+    """Seconds of the file the windows are placed on: the sounding part of `frames` (the whole file), or all of it."""
+    if frames is None:
         return 0.0, info.duration
-    y = audio.read_frames(src, 0, info.n_frames, info=info)
-    start, end = trim.note_span(y, info.sample_rate)
+    start, end = trim.note_span(frames, info.sample_rate)
     return max(0.0, start - NOTE_PRE_ROLL), end
 
 
@@ -684,8 +683,13 @@ def compute_features(
         ensure_note_length(info, src.name)
         arrays = {}
         kept = None
-        for what, cfg, start, length in _segments(info, config, note_span(src, info, config)):
-            y = audio.read_segment(src, start, length, cfg.sample_rate, info=info)
+        # Locating the note reads every sample once; the windows are then cut from them.
+        frames = audio.read_frames(src, 0, info.n_frames, info=info) if config.locate_note else None
+        for what, cfg, start, length in _segments(info, config, note_span(frames, info)):
+            if frames is None:
+                y = audio.read_segment(src, start, length, cfg.sample_rate, info=info)
+            else:
+                y = audio.cut_segment(frames, info, start, length, cfg.sample_rate)
             if keep_audio and what == "pitch":
                 kept = y
             audio.ensure_audible(

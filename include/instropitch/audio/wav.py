@@ -698,13 +698,29 @@ def read_segment(
         plan = _plan(info, start_s, duration_s, sample_rate)
         if plan.out_count == 0:
             return np.zeros(0, dtype=np.float32)
-        y = _read_frames(src, plan.frame_start, plan.frame_count, info)
-        if info.sample_rate == sample_rate:
-            return y
-        out = resample(y, info.sample_rate, sample_rate)[plan.skip : plan.skip + plan.out_count]
-        if len(out) < plan.out_count:  # only at the very end of the file
-            out = np.pad(out, (0, plan.out_count - len(out)))
-        return np.ascontiguousarray(out)
+        return _resampled(
+            _read_frames(src, plan.frame_start, plan.frame_count, info), plan, info.sample_rate, sample_rate
+        )
+
+
+def cut_segment(frames: np.ndarray, info: WavInfo, start_s: float, duration_s: float, sample_rate: int) -> np.ndarray:
+    """`read_segment` from the whole file already read (`frames` = `read_frames(source, 0, info.n_frames)`)."""
+    plan = _plan(info, start_s, duration_s, sample_rate)
+    if plan.out_count == 0:
+        return np.zeros(0, dtype=np.float32)
+    return _resampled(
+        frames[plan.frame_start : plan.frame_start + plan.frame_count], plan, info.sample_rate, sample_rate
+    )
+
+
+def _resampled(y: np.ndarray, plan: _Plan, orig_sr: int, sample_rate: int) -> np.ndarray:
+    """The planned output samples of the frames `plan` read."""
+    if orig_sr == sample_rate:
+        return y
+    out = resample(y, orig_sr, sample_rate)[plan.skip : plan.skip + plan.out_count]
+    if len(out) < plan.out_count:  # only at the very end of the file
+        out = np.pad(out, (0, plan.out_count - len(out)))
+    return np.ascontiguousarray(out)
 
 
 def load(

@@ -383,14 +383,20 @@ MP3, ...) are decoded from the start, so they are always fetched with one GET.
 """
 
 
-def _transform_one(client: Any, bucket: str, item: dict[str, Any], config: Any) -> warehouse.LoadedNote:
+def reads_by_ranges(key: str, size: int, config: Any) -> bool:
+    """A large WAV whose features need only their windows; otherwise one GET of the whole object
+    (`config.locate_note` reads every sample to find the note)."""
     from instropitch import audio
+
+    return key.lower().endswith(audio.FORMAT_EXTENSIONS["WAV"]) and size > WHOLE_OBJECT_MAX and not config.locate_note
+
+
+def _transform_one(client: Any, bucket: str, item: dict[str, Any], config: Any) -> warehouse.LoadedNote:
     from instropitch.audio import features
 
     size = int(item["size"])
     # min_fetch = size: the header read fetches the whole object, every later read is served from it.
-    ranged = item["key"].lower().endswith(audio.FORMAT_EXTENSIONS["WAV"]) and size > WHOLE_OBJECT_MAX
-    min_fetch = 65536 if ranged else max(size, 1)
+    min_fetch = 65536 if reads_by_ranges(item["key"], size, config) else max(size, 1)
     reader = objectstore.RangedObjectReader(client, bucket, item["key"], size, etag=item["etag"], min_fetch=min_fetch)
     result = features.compute_features(reader, config, name=item["path"])
     for name, array in (("pitch", result.pitch), ("instrument", result.instrument)):

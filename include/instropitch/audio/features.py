@@ -5,9 +5,11 @@ the tone is steady) and an instrument one (from the start, where the attack tell
 instruments apart). A `SpectrogramConfig` fixes everything that shapes one of them; a
 `FeatureConfig` pairs the two, and its `digest()` is stored next to the arrays.
 
-Only the seconds each spectrogram needs are read from the WAV (`audio.read_segment`), and
-the STFT and filterbanks are our own numpy code with cached filters: this runs for every
-file of the ETL and must stay at a few milliseconds per file on one core.
+With windows placed on the whole file only the seconds each spectrogram needs are read from
+the WAV (`audio.read_segment`); placed on the note (`locate_note`, the default), every sample
+is read once to find it and the windows are cut from them. The STFT and filterbanks are our
+own numpy code with cached filters: this runs for every file of the ETL and must stay at a
+few milliseconds per file on one core.
 
 The "cqt" scale is a constant-Q *filterbank*: triangular filters spaced `bins_per_octave`
 per octave (each spanning its two neighbours' centres) applied to the power of a long STFT

@@ -378,7 +378,8 @@ A GET costs far more than its bytes: ~6 ms of CPU per request (boto3 plus the lo
 server) against ~4 ms per MB on the 2-core bench, and 20–50 ms of latency on AWS against
 ~10 ms per MB. The ranged path needs 3 GETs per note (header, pitch window, instrument
 window), so for TinySOL's notes (0.2–0.9 MB) one whole-object GET is the cheaper read;
-longer recordings keep fetching only the seconds the features use. Other formats (FLAC,
+longer recordings keep fetching only the seconds the features use, unless the features locate
+the note, which reads every sample (`reads_by_ranges`). Other formats (FLAC,
 MP3, ...) are decoded from the start, so they are always fetched with one GET.
 """
 

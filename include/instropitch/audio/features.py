@@ -601,7 +601,8 @@ class Features:
 
 NOTE_PRE_ROLL = 0.05
 """Seconds kept before the first sounding frame (`locate_note`): the frame is 10 ms and the attack
-rises through it; the renders the models train on start ~50 ms before their onset too."""
+rises through it. The training renders' onsets lie at 0.03 s (median) to 0.12 s, so 89-95 % of
+their windows still start at the file's first sample and the rest by at most 70 ms later."""
 
 
 def _window_start(config: SpectrogramConfig, span: tuple[float, float]) -> float:

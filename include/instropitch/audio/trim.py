@@ -3,7 +3,7 @@
 A user's WAV is rarely cut at the note's onset, as every training render is: a recording starts
 when the button is pressed. The instrument window is the note's first second, so 0.2-1.5 s
 of room noise before the note moved it off the attack and cost most instrument answers
-(FluidR3_GM played by FluidSynth 96.2 -> 36.8 %, real recordings 42.4 -> 16.3 %; bench/RESULTS.md,
+(FluidR3Mono played by FluidSynth 96.2 -> 36.8 %, real recordings 42.4 -> 16.3 %; bench/RESULTS.md,
 "Silence before the note"). `note_span` finds the note as librosa.effects.trim does, by the
 level of short frames, but calls an edge silent only when it is far below the note's peak, so a
 note that starts at once (every render, every trimmed sample) keeps its first frame.

@@ -612,7 +612,7 @@ def _window_start(config: SpectrogramConfig, span: tuple[float, float]) -> float
     return start + config.start_fraction * (end - start)
 
 
-def note_span(frames: np.ndarray | None, info: audio.WavInfo) -> tuple[float, float]:
+def _window_span(frames: np.ndarray | None, info: audio.WavInfo) -> tuple[float, float]:
     """Seconds of the file the windows are placed on: the sounding part of `frames` (the whole file), or all of it."""
     if frames is None:
         return 0.0, info.duration
@@ -688,7 +688,7 @@ def compute_features(
         kept = None
         # Locating the note reads every sample once; the windows are then cut from them.
         frames = audio.read_frames(src, 0, info.n_frames, info=info) if config.locate_note else None
-        for what, cfg, start, length in _segments(info, config, note_span(frames, info)):
+        for what, cfg, start, length in _segments(info, config, _window_span(frames, info)):
             if frames is None:
                 y = audio.read_segment(src, start, length, cfg.sample_rate, info=info)
             else:

@@ -117,8 +117,14 @@ class Augmentation:
     `reverb` — with this probability, a decaying tail (0.1–1.5 s of the frame rate) mixed in;
     `noise_floor` — a steady noise floor raised up to this far above the example's minimum;
     `band_limit` — up to this fraction of the top bands (a duller microphone) and half of it
-    at the bottom cut to the floor. They keep the label of a pitch model too (nothing moves
-    in frequency). After any of them the example is z-scored again, as stored ones are.
+    at the bottom cut to the floor;
+    `lowpass` — with this probability, every band above a random cut-off (`ml.cnn.LOWPASS_HZ`, drawn
+    evenly in log frequency) cut to the floor, last, as the recording device does: a phone, a
+    voice codec, a file sampled at 8 or 16 kHz. Unlike `band_limit` it cuts by frequency in Hz,
+    so in a note-centred input each note loses its own share of bands; training passes every
+    example's band frequencies (`audio.inputs.band_frequencies`).
+    They keep the label of a pitch model too (nothing moves in frequency). After any of them
+    the example is z-scored again, as stored ones are.
 
     `loop` — with this probability, the note freezes after its attack into a short loop of its
     own frames, as a sample player loops a few periods of a recording: a steady sustain then
@@ -139,14 +145,15 @@ class Augmentation:
     reverb: float = 0.0
     noise_floor: float = 0.0
     band_limit: float = 0.0
+    lowpass: float = 0.0
     freq_mask: int = 0
     time_mask: int = 0
     loop: float = 0.0
 
     @property
     def acoustic(self) -> bool:
-        """True when one of the recording-condition changes (tilt, reverb, floor, band limit) is on."""
-        return bool(self.eq_tilt or self.eq_curve or self.reverb or self.noise_floor or self.band_limit)
+        """True when one of the recording-condition changes (tilt, reverb, floor, band limits) is on."""
+        return bool(self.eq_tilt or self.eq_curve or self.reverb or self.noise_floor or self.band_limit or self.lowpass)
 
     @property
     def enabled(self) -> bool:
@@ -492,6 +499,7 @@ def _read_training(s: _Section, label: str | None) -> Training:
         reverb=a.take("reverb", _float(0.0, 1.0), 0.0),
         noise_floor=a.take("noise_floor", _float(0.0, 20.0), 0.0),
         band_limit=a.take("band_limit", _float(0.0, 0.9), 0.0),
+        lowpass=a.take("lowpass", _float(0.0, 1.0), 0.0),
         freq_mask=a.take("freq_mask", _int(0, 1000), 0),
         time_mask=a.take("time_mask", _int(0, 1000), 0),
         loop=a.take("loop", _float(0.0, 1.0), 0.0),

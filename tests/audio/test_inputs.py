@@ -77,3 +77,25 @@ def test_the_note_relative_view_needs_matching_frames_and_a_semitone_scale():
         inputs.note_relative(np.zeros((1, *seed.pitch.shape), np.float32), [60], seed.pitch)
     with pytest.raises(ValueError, match="N notes"):
         inputs.note_relative(np.zeros((2, FRAMES, BANDS), np.float32), [60], DEFAULT.pitch)
+
+
+def test_band_frequencies_name_the_frequency_each_input_band_holds():
+    midi = np.array([40, 60, 83])
+    mel = inputs.band_frequencies("instrument", DEFAULT)
+    assert mel.shape == (1, DEFAULT.instrument.n_bands)
+    np.testing.assert_allclose(mel[0], DEFAULT.instrument.band_frequencies(), rtol=1e-6)
+    assert inputs.band_frequencies("pitch", DEFAULT).shape == (1, BANDS)
+    both = inputs.band_frequencies("instrument+harmonics", DEFAULT, midi)
+    assert both.shape == (3, inputs.input_shape("instrument+harmonics", DEFAULT)[1])
+    np.testing.assert_allclose(both[:, : mel.shape[1]], np.repeat(mel, 3, axis=0))
+    relative = both[:, mel.shape[1] :]
+    # The note's own band holds its fundamental, and every band of the re-centred view holds
+    # the constant-Q band that `note_relative` moved there (same frequency).
+    np.testing.assert_allclose(relative[:, inputs.NOTE_BELOW], 440.0 * 2 ** ((midi - 69) / 12), rtol=1e-5)
+    cqt = DEFAULT.pitch.band_frequencies()
+    for row, m in zip(relative, midi, strict=True):
+        source = np.arange(inputs.NOTE_BANDS) + (m - 21) - inputs.NOTE_BELOW
+        inside = (source >= 0) & (source < BANDS)
+        np.testing.assert_allclose(row[inside], cqt[source[inside]], rtol=1e-5)
+    with pytest.raises(ValueError, match="needs each note's MIDI number"):
+        inputs.band_frequencies("instrument+harmonics", DEFAULT)

@@ -130,6 +130,51 @@ def test_band_limit_cuts_the_top_bands_to_the_floor():
     assert max(cut) <= int(0.75 * BANDS) + 1
 
 
+def test_lowpass_cuts_by_frequency_in_hz_not_by_band_position():
+    import tensorflow as tf
+
+    from instropitch.ml.cnn import LOWPASS_HZ, augment_example
+
+    x = _zscore(np.random.default_rng(3).normal(0, 1, (FRAMES, BANDS))).astype(np.float32)
+    # Bands in a shuffled frequency order, as no input has: the cut must follow the Hz, not the index.
+    hz = np.random.default_rng(4).permutation(np.geomspace(100.0, 11000.0, BANDS)).astype(np.float32)
+    cutoffs = []
+    for seed in range(8):
+        tf.random.set_seed(seed)
+        y = augment_example(tf.constant(x), Augmentation(lowpass=1.0), tf.constant(hz)).numpy()
+        flat = np.ptp(y, axis=0) < 1e-5
+        assert np.allclose(y[:, flat], y.min())  # the cut bands sit at the floor
+        assert abs(y.mean()) < 1e-4 and abs(y.std() - 1.0) < 1e-3  # z-scored again
+        kept_hz, cut_hz = hz[~flat], hz[flat]
+        assert cut_hz.size and kept_hz.size and kept_hz.max() < cut_hz.min()
+        assert np.all(np.corrcoef(x[:, ~flat].ravel(), y[:, ~flat].ravel())[0, 1] > 0.99)
+        cutoffs.append(cut_hz.min())
+    assert LOWPASS_HZ[0] <= min(cutoffs) and len(set(cutoffs)) > 2  # random cut-offs in the range
+    tf.random.set_seed(0)
+    never = augment_example(tf.constant(x), Augmentation(lowpass=1e-9), tf.constant(hz)).numpy()
+    assert not np.any(np.ptp(never, axis=0) < 1e-5)  # a probability: off on (nearly) every draw
+
+
+def test_lowpass_training_data_carries_each_rows_band_frequencies():
+    from instropitch.ml.cnn import make_dataset
+
+    spec = parse_spec({**TINY, "training": {**TINY["training"], "augmentation": {"lowpass": 1.0}}})
+    assert spec.training.augmentation.lowpass == 1.0 and spec.training.augmentation.acoustic
+    with pytest.raises(SpecError, match="training.augmentation.lowpass"):
+        parse_spec({**TINY, "training": {**TINY["training"], "augmentation": {"lowpass": 1.5}}})
+    n = 32
+    x = _zscore(np.random.default_rng(5).normal(0, 1, (n, FRAMES, BANDS))).astype(np.float32)
+    y = np.arange(n) % 2
+    # Row label 0: every band under any cut-off; label 1: every band above it.
+    hz = np.where(y[:, None] == 0, 1000.0, 20000.0) * np.ones((1, BANDS), np.float32)
+    with pytest.raises(ValueError, match="band frequencies"):
+        make_dataset(x, y, spec, 2, training=True, seed=1)
+    for xb, yb in make_dataset(x, y, spec, 2, training=True, seed=1, band_hz=hz):
+        for example, label in zip(xb.numpy(), yb.numpy(), strict=True):
+            assert (np.ptp(example) < 1e-5) == (label == 1)  # all cut, or none
+    make_dataset(x, y, spec, 2, training=False)  # what is not augmented needs none
+
+
 def test_noise_floor_buries_the_quiet_parts_and_keeps_the_note():
     x = _note()
     y = _tf_augment(x, Augmentation(noise_floor=20.0), seed=1)

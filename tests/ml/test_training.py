@@ -172,6 +172,36 @@ def test_the_note_relative_input_is_centred_on_each_rows_labelled_note():
         create_snapshot(paths, midi, inst, fold, pitch, spec).inputs_for("instrument+harmonics")
 
 
+def test_a_lowpass_recipe_fits_with_each_rows_own_band_frequencies():
+    """A note-centred input loses its own bands under one cut-off: the rows carry their frequencies to the fit."""
+    from instropitch.audio.features import get_preset
+    from instropitch.audio.inputs import band_frequencies
+    from instropitch.ml import heldout
+    from instropitch.ml.training import model_rows
+
+    config = get_preset("default")
+    paths, midi, inst, fold, _, _ = synthetic_arrays(n=40)
+    rng = np.random.default_rng(5)
+    pitch = rng.normal(size=(40, *config.pitch.shape)).astype(np.float32)
+    spec_x = rng.normal(size=(40, *config.instrument.shape)).astype(np.float32)
+    source = np.array(["a", "b"] * 20)
+    snap = create_snapshot(paths, midi, inst, fold, pitch, spec_x, feature_preset="default", source=source)
+    recipe = {
+        "name": "lp",
+        "label": "instrument",
+        "input": "instrument+harmonics",
+        "features": "default",
+        "architecture": {"conv_blocks": [{"filters": 4, "kernel": 3, "pool": 4}], "dense": [8]},
+        "training": {"epochs": 1, "batch_size": 16, "early_stopping": None, "augmentation": {"lowpass": 0.5}},
+    }
+    spec = parse_spec(recipe)
+    rows = model_rows(spec, snap)
+    np.testing.assert_array_equal(rows.band_hz, band_frequencies(spec.input, config, snap.midi))
+    assert model_rows(parse_spec({**recipe, "training": {"epochs": 1}}), snap).band_hz is None
+    answers = heldout.fit(spec, snap, "a", epochs=1)
+    assert answers.proba.shape == (20, len(INSTRUMENTS)) and np.all(snap.source[answers.rows] == "a")
+
+
 def test_bad_rows_are_refused():
     paths, midi, inst, fold, pitch, spec = synthetic_arrays(n=20)
     with pytest.raises(ValueError, match="unique"):

@@ -106,6 +106,25 @@ def model_input(
     return np.concatenate([np.asarray(instrument, dtype=np.float32), relative], axis=2)
 
 
+def band_frequencies(which: str, config: FeatureConfig, midi: np.ndarray | None = None) -> np.ndarray:
+    """Centre frequency in Hz of every band of input `which`: (1, bands) when the same for every
+    note, else (N, bands), one row per note of `midi` (the re-centred view moves with the note).
+
+    What a training change that acts in Hz (`Augmentation.lowpass`) needs to know of each example.
+    """
+    if which in ("pitch", "instrument"):
+        return getattr(config, which).band_frequencies()[None, :].astype(np.float32)
+    spectrograms_read(which)
+    if midi is None:
+        raise ValueError(f"the {which!r} input needs each note's MIDI number")
+    steps = _semitone_bands(config.pitch)[1]
+    offsets = np.arange(NOTE_BANDS * steps) / steps - NOTE_BELOW
+    semitones = np.asarray(midi, dtype=np.float64).reshape(-1, 1) + offsets[None, :]
+    relative = 440.0 * 2.0 ** ((semitones - 69.0) / 12.0)
+    mel = np.broadcast_to(config.instrument.band_frequencies(), (len(relative), config.instrument.n_bands))
+    return np.concatenate([mel, relative], axis=1).astype(np.float32)
+
+
 def input_shape(which: str, config: FeatureConfig) -> tuple[int, int]:
     """(frames, bands) of one example of input `which` under `config`."""
     if which == "pitch":

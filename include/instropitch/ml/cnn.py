@@ -158,7 +158,20 @@ def _reverb(x: Any) -> Any:
     return _log_add(x, tail + wet)
 
 
-def _acoustic(x: Any, aug: Augmentation) -> Any:
+LOWPASS_HZ = (3400.0, 11025.0)
+"""Cut-offs a `lowpass` draws from: a telephone's band edge to the features' own Nyquist (22.05 kHz audio)."""
+
+
+def _lowpass(x: Any, band_hz: Any) -> Any:
+    """Every band centred above a random cut-off (log-uniform over `LOWPASS_HZ`) set to the floor."""
+    import tensorflow as tf
+
+    low, high = np.log(LOWPASS_HZ)
+    cutoff = tf.exp(tf.random.uniform([], float(low), float(high)))
+    return tf.where(band_hz[None, :] < cutoff, x, tf.reduce_min(x))
+
+
+def _acoustic(x: Any, aug: Augmentation, band_hz: Any = None) -> Any:
     """Microphone colour (tilt, uneven response), room, noise floor and band limits on one z-scored example."""
     import tensorflow as tf
 
@@ -186,6 +199,8 @@ def _acoustic(x: Any, aug: Augmentation) -> Any:
     if aug.noise_floor:
         level = floor + tf.random.uniform([], 0.0, aug.noise_floor)
         x = _log_add(x, level + 0.3 * tf.random.normal(tf.shape(x)))
+    if aug.lowpass:  # last: the device records the room, the noise and all
+        x = tf.cond(tf.random.uniform([]) < aug.lowpass, lambda: _lowpass(x, band_hz), lambda: x)
     mean, var = tf.nn.moments(x, axes=[0, 1])
     return (x - mean) / tf.sqrt(var + 1e-6)
 
@@ -221,19 +236,19 @@ def _loop(x: Any) -> Any:
     return tf.gather(x, source)  # never past the frame it replaces: in range
 
 
-def augment_example(x: Any, aug: Augmentation) -> Any:
+def augment_example(x: Any, aug: Augmentation, band_hz: Any = None) -> Any:
     """One training spectrogram (frames, bands) -> a randomly changed copy.
 
     First a sample player's loop, then what a different recording would change (`_acoustic`:
-    room, microphone, distance), then the generic perturbations (level, noise, small shifts),
-    then SpecAugment masks.
+    room, microphone, distance, device), then the generic perturbations (level, noise, small
+    shifts), then SpecAugment masks. `band_hz` (bands,) is needed by `lowpass` only.
     """
     import tensorflow as tf
 
     if aug.loop:  # first: the room and microphone hear the looped note
         x = tf.cond(tf.random.uniform([]) < aug.loop, lambda: _loop(x), lambda: x)
     if aug.acoustic:
-        x = _acoustic(x, aug)
+        x = _acoustic(x, aug, band_hz)
     if aug.gain_db:
         x = x + tf.random.uniform([], -aug.gain_db, aug.gain_db)
     if aug.noise:
@@ -278,6 +293,20 @@ def balance_strata(balance: str, y: np.ndarray, groups: np.ndarray | None) -> np
     return groups if balance == "sources" else np.char.add(np.char.add(groups, "/"), np.asarray(y).astype(str))
 
 
+def _rows_band_hz(aug: Augmentation, band_hz: np.ndarray | None, n: int) -> np.ndarray | None:
+    """(n, bands) band frequencies when the augmentation cuts by Hz, else None."""
+    if not aug.lowpass:
+        return None
+    if band_hz is None:
+        raise ValueError(
+            "the lowpass augmentation needs each example's band frequencies (audio.inputs.band_frequencies)"
+        )
+    band_hz = np.asarray(band_hz, dtype=np.float32)
+    if band_hz.ndim != 2 or band_hz.shape[0] not in (1, n):
+        raise ValueError(f"band frequencies must be (1 or {n}, bands), got {band_hz.shape}")
+    return np.broadcast_to(band_hz, (n, band_hz.shape[1]))
+
+
 def make_dataset(
     x: np.ndarray,
     y: np.ndarray,
@@ -287,6 +316,7 @@ def make_dataset(
     training: bool,
     seed: int | None = None,
     groups: np.ndarray | None = None,
+    band_hz: np.ndarray | None = None,
 ) -> Any:
     """A batched `tf.data.Dataset`; shuffled and augmented only when `training` is true.
 
@@ -294,20 +324,24 @@ def make_dataset(
     the same number of rows from every source (`len(x)` rows in all, a small source's rows
     repeated, a large one's sampled); `classes` and `sources_classes` do the same over labels
     or over (source, label) pairs (`balance_strata`). With mixup the labels become one-hot (for every split,
-    so the loss matches).
+    so the loss matches). `band_hz` (one row for all, or one per row: `audio.inputs.band_frequencies`)
+    is what a `lowpass` augmentation cuts by.
     """
     import tensorflow as tf
 
     t = spec.training
+    aug = t.augmentation
     x = x.astype("float32", copy=False)
     y = y.astype("int32", copy=False)
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    hz = _rows_band_hz(aug, band_hz, len(x)) if training else None
+    columns = (x, y) if hz is None else (x, y, hz)
+    ds = tf.data.Dataset.from_tensor_slices(columns)
     if training:
         strata = balance_strata(t.balance, y, groups)
         names = np.unique(strata) if strata is not None else np.empty(0)
         if len(names) > 1:
             parts = [
-                tf.data.Dataset.from_tensor_slices((x[strata == g], y[strata == g]))
+                tf.data.Dataset.from_tensor_slices(tuple(c[strata == g] for c in columns))
                 .shuffle(int(np.sum(strata == g)), seed=seed, reshuffle_each_iteration=True)
                 .repeat()
                 for g in names
@@ -315,10 +349,9 @@ def make_dataset(
             ds = tf.data.Dataset.sample_from_datasets(parts, seed=seed).take(len(x))
         else:
             ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-        if t.augmentation.enabled:
-            aug = t.augmentation
+        if aug.enabled:
             # Sequential map: random draws stay reproducible for a seed.
-            ds = ds.map(lambda a, b: (augment_example(a, aug), b))
+            ds = ds.map(lambda a, b, *f: (augment_example(a, aug, *f), b))
     if t.augmentation.mixup:
         ds = ds.map(lambda a, b: (a, tf.one_hot(b, n_classes)))
     ds = ds.batch(t.batch_size)

@@ -91,6 +91,7 @@ def fit(
         epochs=epochs,
         extra=synthetic_tone_rows(spec, snapshot.feature_preset),
         never_train=never_train,
+        band_hz=rows.band_hz,
     )
     elapsed = time.perf_counter() - started
     return HeldoutAnswers(

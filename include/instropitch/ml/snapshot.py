@@ -106,6 +106,16 @@ class Snapshot:
             raise ValueError(f"the {which!r} input needs the snapshot's feature preset; this snapshot names none")
         return inputs.model_input(which, self.pitch, self.instrument_spec, self.midi, get_preset(self.feature_preset))
 
+    def band_frequencies_for(self, spec: ModelSpec | str) -> np.ndarray:
+        """Centre frequency in Hz of each band of what a model reads: (1, bands), or one row per note."""
+        from instropitch.audio import inputs
+        from instropitch.audio.features import get_preset
+
+        which = spec if isinstance(spec, str) else spec.input
+        if not self.feature_preset:
+            raise ValueError("band frequencies need the snapshot's feature preset; this snapshot names none")
+        return inputs.band_frequencies(which, get_preset(self.feature_preset), self.midi)
+
     def labels_for(self, spec: ModelSpec | str) -> tuple[np.ndarray, list[str]]:
         """(class index per row, class names) for `spec.label`.
 

@@ -225,6 +225,11 @@ def _accuracy_by_instrument(snapshot: Snapshot, test_rows: np.ndarray, correct: 
 # ------------------------------------------------------------------------ training
 
 
+def _rows_of(band_hz: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    """The band frequencies of `rows`: one row shared by all stays as it is."""
+    return band_hz if band_hz is None or len(band_hz) == 1 else band_hz[rows]
+
+
 def fit_model(
     spec: ModelSpec,
     x_fit: np.ndarray,
@@ -238,11 +243,13 @@ def fit_model(
     callbacks: list[Any] | None = None,
     extra: tuple[np.ndarray, np.ndarray] | None = None,
     label: str | None = None,
+    band_hz: np.ndarray | None = None,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
     """Build `spec`'s CNN and fit it (seeded; early stopping on the validation rows).
 
     `groups` are the fit rows' sources, for source-balanced batches (`training.balance`).
     `extra` (inputs, labels) are fitted on too, spread over the groups (e.g. `synthetic_tone_rows`).
+    `band_hz`: the fit rows' band frequencies, for an augmentation that cuts by Hz (`ModelRows.band_hz`).
     Each epoch is logged as one line named `label` (default: the spec's name).
     Returns the model (best weights when early stopping is on) and the Keras history.
     """
@@ -254,6 +261,8 @@ def fit_model(
     t = spec.training
     keras.utils.set_random_seed(t.seed)
     if extra is not None and len(extra[1]):
+        if band_hz is not None and len(band_hz) != 1:
+            raise ValueError("extra rows cannot be fitted beside per-row band frequencies (a note-centred input)")
         groups = np.full(len(y_fit), "data") if groups is None else np.asarray(groups).astype(str)
         x_fit = np.concatenate([x_fit, extra[0].astype(x_fit.dtype)])
         y_fit = np.concatenate([y_fit, extra[1]])
@@ -263,7 +272,7 @@ def fit_model(
     model = build_model(
         spec, input_shape, n_classes, input_mean=float(x_fit.mean()), input_std=float(x_fit.std() or 1.0)
     )
-    fit_ds = make_dataset(x_fit, y_fit, spec, n_classes, training=True, seed=t.seed, groups=groups)
+    fit_ds = make_dataset(x_fit, y_fit, spec, n_classes, training=True, seed=t.seed, groups=groups, band_hz=band_hz)
     val_ds = make_dataset(x_val, y_val, spec, n_classes, training=False)
     callbacks = list(callbacks or [])
     if t.reduce_lr_on_plateau is not None:
@@ -450,6 +459,7 @@ def fit_without_source(
     epochs: int,
     extra: tuple[np.ndarray, np.ndarray] | None = None,
     never_train: Sequence[str] = (),
+    band_hz: np.ndarray | None = None,
 ) -> Answers:
     """Fit on the training rows of every source but `held_out` (one, or a group: `held_out_members`);
     its answers on every row of `held_out`, with their foreignness to this fit.
@@ -457,7 +467,8 @@ def fit_without_source(
     No row of a held-out source (train or test part) is seen in fitting or early stopping,
     so the answers are what the recipe does on recordings unlike its training data.
     `never_train` names sources left out of the fit even when not held out: a benchmark's
-    outside renders, scored only by the fit blind to the font they play.
+    outside renders, scored only by the fit blind to the font they play. `band_hz`: as
+    `ModelRows.band_hz` (all rows).
     """
     from instropitch.ml.foreignness import embed
 
@@ -476,6 +487,7 @@ def fit_without_source(
         groups=sources[fit_rows],
         extra=extra,
         label=f"{spec.name} without {held_out}",
+        band_hz=_rows_of(band_hz, fit_rows),
     )
     target = np.flatnonzero(np.isin(sources, members))
     reference = fitted_reference(model, x[fit_rows], y[fit_rows], x[val_rows])
@@ -493,6 +505,7 @@ def heldout_source_probabilities(
     *,
     epochs: int,
     extra: tuple[np.ndarray, np.ndarray] | None = None,
+    band_hz: np.ndarray | None = None,
 ) -> dict[str, Answers]:
     """`fit_without_source` for each source (or group: `heldout_sources`) in turn, in this process
     (the DAG maps them as tasks instead).
@@ -500,7 +513,9 @@ def heldout_source_probabilities(
     Returns {source: its `Answers`}; empty with fewer than 2 sources.
     """
     answers = {
-        held_out: fit_without_source(spec, x, y, sources, train_rows, n_classes, held_out, epochs=epochs, extra=extra)
+        held_out: fit_without_source(
+            spec, x, y, sources, train_rows, n_classes, held_out, epochs=epochs, extra=extra, band_hz=band_hz
+        )
         for held_out in heldout_sources(spec, sources.tolist(), max(epochs, 1), override=True)
     }
     return per_source(answers, sources)
@@ -549,6 +564,8 @@ class ModelRows:
     test: np.ndarray
     fit: np.ndarray
     val: np.ndarray
+    band_hz: np.ndarray | None = None
+    """Each row's band frequencies (`audio.inputs.band_frequencies`), when the augmentation cuts by Hz."""
 
     @property
     def input_shape(self) -> tuple[int, int]:
@@ -579,6 +596,7 @@ def model_rows(spec: ModelSpec, snapshot: Snapshot) -> ModelRows:
         test=np.flatnonzero(snapshot.is_test),
         fit=fit_rows,
         val=val_rows,
+        band_hz=snapshot.band_frequencies_for(spec) if spec.training.augmentation.lowpass else None,
     )
 
 
@@ -742,7 +760,15 @@ def _fit_and_score(
         predicted = {}
         if heldout_sources(spec, rows.source_names, epochs):
             predicted = heldout_source_probabilities(
-                spec, rows.x, rows.y, rows.sources, rows.train, n_classes, epochs=epochs, extra=tones
+                spec,
+                rows.x,
+                rows.y,
+                rows.sources,
+                rows.train,
+                n_classes,
+                epochs=epochs,
+                extra=tones,
+                band_hz=rows.band_hz,
             )
         heldout_time = time.perf_counter() - started
     predicted = per_source(predicted, rows.sources)  # the DAG's answers come by held-out label, maybe a group
@@ -760,6 +786,7 @@ def _fit_and_score(
         groups=rows.sources[rows.fit],
         callbacks=[_mlflow_callback()],
         extra=tones,
+        band_hz=_rows_of(rows.band_hz, rows.fit),
     )
     training_time = time.perf_counter() - started
 

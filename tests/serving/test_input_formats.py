@@ -95,6 +95,20 @@ def test_a_streamed_wav_predicts_with_its_warning(predictor):
     assert {**_answer(got.to_dict()), "warnings": []} == _answer(want.to_dict())
 
 
+def test_narrow_band_audio_predicts_with_a_warning_that_names_its_band(predictor):
+    from instropitch.serving.predictor import narrow_band_warning
+
+    phone = np.round(tone("Vn", 69, amp=0.5, seed=123, sr=8000) * 32767).astype(np.int16)
+    got = predictor.predict_file(wav_bytes(phone / 32768.0, 8000), "phone.wav")
+    assert got.ok and len(got.warnings) == 1
+    assert "sampled at 8000 Hz" in got.warnings[0] and "nothing above 4000 Hz" in got.warnings[0]
+    assert "11025 Hz" in got.warnings[0]  # what the models read
+    features = predictor.features
+    wide = [audio.read_info(wav_bytes(NOTE / 32768.0, rate)) for rate in (features.instrument.sample_rate, 48000)]
+    assert [narrow_band_warning(info, features) for info in wide] == [None, None]
+    assert predictor.predict_file(WAV, "note.wav").warnings == []
+
+
 # -------------------------------------------------------------------------------- API
 
 

@@ -26,8 +26,8 @@ and the registry otherwise. Prediction reads only the seconds of audio the spect
 need (`features.compute_features`); `predict_many` computes a batch of spectrograms and
 calls each model once per batch. Any format `audio` reads is accepted (WAV, FLAC, MP3, ...).
 A file that cannot be used (not audio, truncated, silent, ...) gives a `Prediction` with
-`error` set, never an exception; one read despite its header (a WAV written to a pipe)
-carries the decoder's `warnings`.
+`error` set, never an exception. `warnings` carry what a user should know of a file that was
+answered: read despite its header (a WAV written to a pipe), or narrow-band (`narrow_band_warning`).
 """
 
 from __future__ import annotations
@@ -118,6 +118,22 @@ class _Model:
         """One note's calibrated probabilities (softened the more foreign the note, when the model says)."""
         f = None if foreignness is None else np.array([foreignness])
         return self.calibration.apply(proba[None, :], f)[0]
+
+
+def narrow_band_warning(info: audio.WavInfo, features: FeatureConfig) -> str | None:
+    """What to tell a user whose file lacks bands the models read: a phone's, a codec's, a low rate.
+
+    The instrument model reads up to half the features' rate (11,025 Hz); a file sampled at
+    8 kHz leaves everything above 4 kHz empty, and the instrument answers on such files were
+    right far less often (bench/RESULTS.md, "Narrow-band audio"). Their shown confidence does not know it.
+    """
+    model_rate = features.instrument.sample_rate
+    if info.sample_rate >= model_rate:
+        return None
+    return (
+        f"sampled at {info.sample_rate} Hz: nothing above {info.sample_rate // 2} Hz, where the models read up "
+        f"to {model_rate // 2} Hz; instrument answers on such narrow-band audio are right less often"
+    )
 
 
 def _model_from_layout(role: str, onnx: bytes, layout: Mapping[str, Any], info: ModelInfo, where: str) -> _Model:
@@ -511,10 +527,8 @@ class Predictor:
             if isinstance(outcome, BaseException):
                 results[i] = Prediction.failure(name, outcome)
             else:
-                feats, warning = outcome
+                feats, warnings[i] = outcome
                 good.append(i)
-                if warning:
-                    warnings[i] = [warning]
                 spectrograms["pitch"].append(feats.pitch)
                 spectrograms["instrument"].append(feats.instrument)
                 notes.append(feats)
@@ -550,14 +564,15 @@ class Predictor:
         return [r for r in results if r is not None]
 
     def _batch_features(self, batch: Sequence[tuple[str, audio.Source]], max_duration: float | None) -> Iterator[Any]:
-        """Each file's (`Features`, decoder warning) or the exception it raised, in order; several files at once when threads allow."""
+        """Each file's (`Features`, warnings) or the exception it raised, in order; several files at once when threads allow."""
 
         def one(item: tuple[str, audio.Source]) -> Any:
             name, source = item
             try:
                 with audio.open_source(source, name) as src:
                     info = audio.read_info(src, max_duration=max_duration)
-                    return compute_features(src, self.features, info=info, keep_audio=True), info.warning
+                    said = [info.warning, narrow_band_warning(info, self.features)]
+                    return compute_features(src, self.features, info=info, keep_audio=True), [w for w in said if w]
             except (audio.AudioError, OSError, ValueError, TypeError) as exc:
                 return exc
 

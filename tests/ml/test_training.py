@@ -153,39 +153,39 @@ def test_labels_have_a_fixed_layout():
     assert snap.inputs_for("instrument") is snap.instrument_spec
 
 
-def test_the_note_relative_input_is_centred_on_each_rows_labelled_note():
+def _default_preset_snapshot(seed: int, **kwargs):
+    """40 rows of random spectrograms in the "default" preset's shapes; (snapshot, config, its arrays)."""
     from instropitch.audio.features import get_preset
-    from instropitch.audio.inputs import note_relative
 
     config = get_preset("default")
     paths, midi, inst, fold, _, _ = synthetic_arrays(n=40)
-    rng = np.random.default_rng(4)
+    rng = np.random.default_rng(seed)
     pitch = rng.normal(size=(40, *config.pitch.shape)).astype(np.float32)
     spec = rng.normal(size=(40, *config.instrument.shape)).astype(np.float32)
-    snap = create_snapshot(paths, midi, inst, fold, pitch, spec, feature_preset="default")
+    arrays = (paths, midi, inst, fold, pitch, spec)
+    return create_snapshot(*arrays, feature_preset="default", **kwargs), config, arrays
+
+
+def test_the_note_relative_input_is_centred_on_each_rows_labelled_note():
+    from instropitch.audio.inputs import note_relative
+
+    snap, config, arrays = _default_preset_snapshot(4)
     x = snap.inputs_for("instrument+harmonics")
     bands = config.instrument.n_bands
     assert x.shape == (40, config.instrument.n_frames, bands + 72)
     np.testing.assert_array_equal(x[:, :, :bands], snap.instrument_spec)
     np.testing.assert_array_equal(x[:, :, bands:], note_relative(snap.pitch, snap.midi, config.pitch))
     with pytest.raises(ValueError, match="names none"):
-        create_snapshot(paths, midi, inst, fold, pitch, spec).inputs_for("instrument+harmonics")
+        create_snapshot(*arrays).inputs_for("instrument+harmonics")
 
 
 def test_a_lowpass_recipe_fits_with_each_rows_own_band_frequencies():
     """A note-centred input loses its own bands under one cut-off: the rows carry their frequencies to the fit."""
-    from instropitch.audio.features import get_preset
     from instropitch.audio.inputs import band_frequencies
     from instropitch.ml import heldout
     from instropitch.ml.training import model_rows
 
-    config = get_preset("default")
-    paths, midi, inst, fold, _, _ = synthetic_arrays(n=40)
-    rng = np.random.default_rng(5)
-    pitch = rng.normal(size=(40, *config.pitch.shape)).astype(np.float32)
-    spec_x = rng.normal(size=(40, *config.instrument.shape)).astype(np.float32)
-    source = np.array(["a", "b"] * 20)
-    snap = create_snapshot(paths, midi, inst, fold, pitch, spec_x, feature_preset="default", source=source)
+    snap, config, _ = _default_preset_snapshot(5, source=np.array(["a", "b"] * 20))
     recipe = {
         "name": "lp",
         "label": "instrument",

@@ -122,6 +122,7 @@ def main() -> int:
                 epochs=spec.training.epochs,
                 groups=rows.sources[fit_rows],
                 label=name,
+                band_hz=tr.band_hz_of(rows.band_hz, fit_rows),
             )
             model.save(path)
         model = keras.models.load_model(path)

@@ -141,14 +141,16 @@ def train_cnn(spec, sets_rows: list[tuple[Set, np.ndarray]], epochs: int | None)
     """Fit `spec` on the given rows of the given sets (validation split carved from them)."""
     from instropitch.ml import training
 
-    xs, ys, groups = [], [], []
+    xs, ys, groups, hz = [], [], [], []
     for s, rows in sets_rows:
         data = s.features(spec.features)
         y, values = class_index(spec, data)
         xs.append(data.inputs(spec.input)[rows])
         ys.append(y[rows])
         groups.append(np.full(len(rows), s.name))
-    x, y, g = np.concatenate(xs), np.concatenate(ys), np.concatenate(groups)
+        band_hz = data.band_frequencies(spec.input)
+        hz.append(np.broadcast_to(band_hz, (len(data), band_hz.shape[1]))[rows])
+    x, y, g, band_hz = (np.concatenate(a) for a in (xs, ys, groups, hz))
     fit_pos, val_pos = training.fit_validation_rows(
         y, np.arange(len(y)), spec.training.validation_split, spec.training.seed
     )
@@ -162,6 +164,7 @@ def train_cnn(spec, sets_rows: list[tuple[Set, np.ndarray]], epochs: int | None)
         len(values),
         epochs=spec.training.epochs if epochs is None else epochs,
         groups=g[fit_pos],
+        band_hz=band_hz[fit_pos],
     )
     log(
         f"  {spec.name}: {len(history.get('loss', []))} epochs on {len(fit_pos)} notes in {time.perf_counter() - started:.0f} s"

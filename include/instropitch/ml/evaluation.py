@@ -49,6 +49,12 @@ class LabelledSet:
 
         return model_input(which, self.pitch, self.instrument_spec, self.midi, feats.get_preset(self.preset))
 
+    def band_frequencies(self, which: str) -> np.ndarray:
+        """Each row's band frequencies under input `which` (`audio.inputs.band_frequencies`), for `lowpass` training."""
+        from instropitch.audio.inputs import band_frequencies
+
+        return band_frequencies(which, feats.get_preset(self.preset), self.midi)
+
 
 def _features_of(job: tuple[str, str, str]) -> tuple[str, np.ndarray | None, np.ndarray | None, str]:
     folder, path, preset = job

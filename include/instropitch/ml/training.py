@@ -225,8 +225,8 @@ def _accuracy_by_instrument(snapshot: Snapshot, test_rows: np.ndarray, correct: 
 # ------------------------------------------------------------------------ training
 
 
-def _rows_of(band_hz: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
-    """The band frequencies of `rows`: one row shared by all stays as it is."""
+def band_hz_of(band_hz: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    """The band frequencies (`ModelRows.band_hz`) of `rows`: one row shared by all stays as it is."""
     return band_hz if band_hz is None or len(band_hz) == 1 else band_hz[rows]
 
 
@@ -487,7 +487,7 @@ def fit_without_source(
         groups=sources[fit_rows],
         extra=extra,
         label=f"{spec.name} without {held_out}",
-        band_hz=_rows_of(band_hz, fit_rows),
+        band_hz=band_hz_of(band_hz, fit_rows),
     )
     target = np.flatnonzero(np.isin(sources, members))
     reference = fitted_reference(model, x[fit_rows], y[fit_rows], x[val_rows])
@@ -786,7 +786,7 @@ def _fit_and_score(
         groups=rows.sources[rows.fit],
         callbacks=[_mlflow_callback()],
         extra=tones,
-        band_hz=_rows_of(rows.band_hz, rows.fit),
+        band_hz=band_hz_of(rows.band_hz, rows.fit),
     )
     training_time = time.perf_counter() - started
 

@@ -675,7 +675,8 @@ def compute_features(
     silence_threshold: float = audio.SILENCE_THRESHOLD,
     keep_audio: bool = False,
 ) -> Features:
-    """Both spectrograms of a note, reading the header once and only the seconds each one needs.
+    """Both spectrograms of a note, reading the header once, then every sample (`locate_note`) or
+    only the seconds each window needs.
 
     `keep_audio` keeps the pitch window's samples too (`Features.pitch_audio`, for a period
     estimate in the time domain). Raises `audio.AudioError` subclasses for unusable files, including `SilentAudioError`

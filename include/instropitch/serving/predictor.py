@@ -22,8 +22,8 @@ Versions registered and exports written before portable models hold only Keras m
 they are converted here (TensorFlow needed, a log line says so) and registry ones cached.
 
 `Predictor.load()` picks an export when given one (or `$INSTROPITCH_EXPORT_DIR` is set)
-and the registry otherwise. Prediction reads only the seconds of audio the spectrograms
-need (`features.compute_features`); `predict_many` computes a batch of spectrograms and
+and the registry otherwise. Prediction reads what the spectrograms need
+(`features.compute_features`: the whole file when the preset locates the note); `predict_many` computes a batch of spectrograms and
 calls each model once per batch. Any format `audio` reads is accepted (WAV, FLAC, MP3, ...).
 A file that cannot be used (not audio, truncated, silent, ...) gives a `Prediction` with
 `error` set, never an exception. `warnings` carry what a user should know of a file that was

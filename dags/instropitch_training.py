@@ -7,7 +7,8 @@ and keeps the best one of each as the MLflow registry alias `champion`.
 Runs nightly at 02:00 UTC **or** as soon as `instropitch_etl` publishes a changed
 `instruments_notes_spectrogram` Asset; trigger it by hand with params to train only some
 models, to override the epochs (`airflow dags trigger instropitch_training -c '{"epochs": 3}'`) or to skip the
-leave-one-source-out fits of a quick run (`{"leave_one_source_out": false}`).
+leave-one-source-out fits of a quick run (`{"leave_one_source_out": false}`), or to run only the fits blind
+to some sources (`{"heldout_sources": ["timgm6mb"]}`: what `instropitch demo` does, one fit of four).
 
 1. `snapshot` — the combined table frozen into one seeded, stratified 75/25 split, or with `split: folds` TinySOL's
    own protocol (fold `test_fold` is the test part; re-tuned neighbours never straddle it) — an MLflow artifact
@@ -16,7 +17,8 @@ leave-one-source-out fits of a quick run (`{"leave_one_source_out": false}`).
    `heldout_fits`, one task per model of a recipe that never sees that source (leave-one-source-out),
    so that workers share them. Each stores its answers on that source (probabilities and labels) as
    `heldout/<model>/<source>.npz` in the parent run (a retry overwrites it) and returns its score.
-   None with one source, 0 epochs, or param `leave_one_source_out` false (null: each recipe's setting).
+   None with one source, 0 epochs, or param `leave_one_source_out` false (null: each recipe's setting);
+   param `heldout_sources` keeps only the fits blind to those sources.
 3. `gather_heldout` — checks every planned fit answered; their scores by model and source.
 4. `train` — mapped over the model YAMLs: one child MLflow run each, registered as `instropitch-<name>`.
    It reads its model's held-out answers back: `source.<name>.heldout_accuracy`, their mean
@@ -89,6 +91,12 @@ COMBINED_TABLE = Asset(name="instruments_notes_spectrogram")
             type=["null", "boolean"],
             description="held-out-source fits (2+ sources): null = each recipe's setting, false skips them (quick runs)",
         ),
+        "heldout_sources": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            description="only the held-out fits blind to these sources (empty: every fit; the demo runs one)",
+        ),
     },
 )
 def instropitch_training():
@@ -118,7 +126,12 @@ def instropitch_training():
         from instropitch.pipeline import training as training_pipeline
 
         params = get_current_context()["params"]
-        return training_pipeline.heldout_fits(paths, snapshot_info, params["epochs"], params["leave_one_source_out"])
+        try:
+            return training_pipeline.heldout_fits(
+                paths, snapshot_info, params["epochs"], params["leave_one_source_out"], params["heldout_sources"]
+            )
+        except ValueError as exc:  # a source the data does not have: a retry would fail the same way
+            raise AirflowFailException(str(exc)) from exc
 
     # No per-run cap: workers share these fits; each machine bounds its own share (LocalExecutor
     # `parallelism`, Celery `worker_concurrency`).

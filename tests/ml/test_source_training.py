@@ -414,8 +414,6 @@ def test_sources_held_out_together_share_one_fit_and_every_other_source_gets_its
     with caplog.at_level("INFO", logger=training.log.name):
         assert training.heldout_sources(spec, fonts, 10) == ["fluidr3mono+mslite", "merlin", "timgm6mb"]
     assert "no data from gone (sources: fluidr3mono, merlin, mslite, timgm6mb)" in caplog.text
-    assert training.heldout_protocol(spec, fonts) == "fluidr3mono+mslite,merlin,timgm6mb"  # the version's tag
-    assert training.heldout_protocol(parse_spec(TINY), fonts) == "fluidr3mono,merlin,mslite,timgm6mb"
     assert training.heldout_sources(spec, ["mslite", "merlin"], 10) == ["merlin", "mslite"]  # a group of one
     assert training.heldout_sources(spec, ["mslite", "fluidr3mono"], 10) == []  # nothing would be left to train on
     assert spec.to_params()["training.heldout_together"] == "[[mslite, fluidr3mono, gone]]"

@@ -167,3 +167,24 @@ def test_training_after_etl_logs_registers_and_promotes(
         assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
     assert str(client.get_model_version_by_alias("instropitch", "champion").version) == "1"
     assert experiment.tags.get("mlflow.experimentKind") == "custom_model_development"  # opens on training runs
+
+    # what the demo runs: one held-out fit of the recipe's several (param `heldout_sources`); the version says which
+    # fit its held-out score comes from, so promotion does not set it against the champion's two-fit score
+    shown.clear()
+    quick = {**airflow_env, "INSTROPITCH_MODELS_DIR": str(tmp_path / "quick")}
+    one = local_airflow.dags_test(
+        "instropitch_training",
+        quick,
+        {"epochs": 1, "models": ["instrument"], "heldout_sources": ["copy"]},
+        progress=shown.append,
+    )
+    assert one.ok, one.tail(80)
+    assert [re.sub(r" in \d+ s$", "", line) for line in shown if line.startswith("  task fit_heldout")] == [
+        "  task fit_heldout[0]: success"
+    ]
+    latest = client.get_model_version("instropitch-instrument", "3")
+    assert latest.tags["heldout_sources"] == "copy"
+    assert latest.tags["promotion.basis"] == "test_accuracy"  # not the held-out score of other fits
+    unknown = local_airflow.dags_test("instropitch_training", quick, {"epochs": 1, "heldout_sources": ["Nope"]})
+    assert not unknown.ok
+    assert "no held-out fit leaves out Nope" in unknown.log_path.read_text()

@@ -32,6 +32,16 @@ def test_one_fit_per_model_and_source_as_the_recipes_and_the_param_say(project_r
         "timgm6mb+timgm6mb-tsf",
     ]
 
+    # param `heldout_sources` (the demo's one fit): the fits blind to one of them; a name the data lacks is an error
+    assert [p["source"] for p in heldout_fits(paths, played, only=["timgm6mb"])] == ["timgm6mb+timgm6mb-tsf"]
+    assert [p["source"] for p in heldout_fits(paths, played, only=["merlin-tsf", "mslite"])] == [
+        "fluidr3mono+fluidr3mono-tsf+mslite+mslite-tsf",
+        "merlin+merlin-tsf",
+    ]
+    with pytest.raises(ValueError, match=r"heldout_sources \['timgm6mb', 'gone'\] for instrument: .*leaves out gone"):
+        heldout_fits(paths, played, only=["timgm6mb", "gone"])
+    assert heldout_fits(paths, played, leave_one_source_out=False, only=["gone"]) == []  # no fits: nothing to choose
+
     quiet = tmp_path / "quiet.yaml"  # a recipe that asks for no held-out fits gets none, unless forced
     quiet.write_text(
         (project_root / "models" / "instrument.yaml")

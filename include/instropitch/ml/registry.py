@@ -289,6 +289,11 @@ class ChampionInfo:
     data_digest: str | None
     tags: dict[str, str]
 
+    @property
+    def heldout_fits(self) -> str:
+        """The held-out fits its held-out accuracy comes from ("a+b,c"; "" without them)."""
+        return self.tags.get(TAG_HELDOUT_SOURCES, "")
+
 
 def champion_info(spec_name: str, *, alias: str = CHAMPION) -> ChampionInfo | None:
     """The version holding `alias` for `instropitch-{spec_name}`, or None (no model or no alias yet)."""

@@ -145,19 +145,25 @@ def heldout_fits(
     snapshot_info: dict[str, Any],
     epochs: int | None = None,
     leave_one_source_out: bool | None = None,
+    only: Sequence[str] = (),
 ) -> list[dict[str, str]]:
     """One {model_path, source} per leave-one-source-out fit to run: the DAG maps `fit_heldout` over them.
 
     Empty with one source, 0 epochs, or the recipes' `leave_one_source_out` off;
     `leave_one_source_out` (the DAG param), when not None, overrides every recipe's setting.
+    `only` (the DAG param `heldout_sources`) keeps the fits that leave out one of these sources.
     """
-    from instropitch.ml.training import heldout_sources
+    from instropitch.ml.training import fits_leaving_out, heldout_sources
     from instropitch.modelspec import load_spec
 
     plan = []
     for path in model_paths:
         spec = load_spec(path)
-        sources = heldout_sources(spec, snapshot_info["sources"], _effective_epochs(spec, epochs), leave_one_source_out)
+        planned = heldout_sources(spec, snapshot_info["sources"], _effective_epochs(spec, epochs), leave_one_source_out)
+        try:
+            sources = fits_leaving_out(planned, only)
+        except ValueError as exc:
+            raise ValueError(f"heldout_sources {list(only)} for {spec.name}: {exc}") from exc
         plan.extend({"model_path": path, "source": source} for source in sources)
     return plan
 

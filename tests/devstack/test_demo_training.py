@@ -1,0 +1,24 @@
+"""What `instropitch demo` asks of the training DAG: one held-out fit of the recipe's several, unless told all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from instropitch.cli import _demo_heldout
+from instropitch.devstack import demo
+from instropitch.synth import fonts
+
+
+def test_the_demo_runs_the_one_fit_blind_to_a_font_that_always_renders():
+    options = demo.DemoOptions(home=Path(".instropitch"))
+    assert demo.training_conf(options) == {"heldout_sources": ["timgm6mb"]}
+    # TimGM6mb comes from a PyPI package, so the default render always has it (the npm fonts may be missing)
+    assert {name for name, package, _ in fonts.PACKAGED_FONTS} >= set(demo.DEMO_HELDOUT)
+    every = demo.DemoOptions(home=Path(".instropitch"), epochs=3, heldout_sources=())
+    assert demo.training_conf(every) == {"epochs": 3}  # the recipe's fits, as the nightly run
+
+
+def test_heldout_option_names_sources_or_all():
+    assert _demo_heldout(None, ("timgm6mb",)) == ("timgm6mb",)
+    assert _demo_heldout("all", ("timgm6mb",)) == ()
+    assert _demo_heldout(" merlin, freepats ,", ("timgm6mb",)) == ("merlin", "freepats")

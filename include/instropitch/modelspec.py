@@ -198,7 +198,11 @@ class Training:
     `lr_schedule: cosine` lowers the learning rate epoch by epoch along half a cosine, from
     `learning_rate` to 1/100 of it at `epochs`; `constant` (the default) keeps `learning_rate`.
     Cosine over 40 or 60 epochs read 3-4 points lower held out than the instrument recipe's
-    constant 90 (bench/RESULTS.md, "Fewer epochs, threads, and where the demo's time goes")."""
+    constant 90 (bench/RESULTS.md, "Fewer epochs, threads, and where the demo's time goes").
+    `weight_average` m (0 < m < 1) keeps a moving average of the weights over the training steps
+    (each step: average = m x average + (1 - m) x weights); validation, early stopping and the
+    saved model use the average, a flatter point than the last step's weights (SWAD, Cha et al.
+    2021, for domains never trained on). 0 (the default) keeps the weights as trained."""
 
     epochs: int = 30
     batch_size: int = 64
@@ -214,6 +218,7 @@ class Training:
     heldout_groups: int = 0
     heldout_together: tuple[tuple[str, ...], ...] = ()
     synthetic_tones: int = 0
+    weight_average: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -527,6 +532,7 @@ def _read_training(s: _Section, label: str | None) -> Training:
         heldout_groups=s.take("heldout_groups", _int(0, 1000), defaults.heldout_groups),
         heldout_together=s.take("heldout_together", _source_groups, defaults.heldout_together),
         synthetic_tones=s.take("synthetic_tones", _int(0, 100), defaults.synthetic_tones),
+        weight_average=s.take("weight_average", _float(0.0, 1.0, high_open=True), defaults.weight_average),
     )
     if training.heldout_groups == 1:
         s.error("heldout_groups", "1 would hold out every source at once: use 0 (one fit per source) or 2 or more")

@@ -293,9 +293,18 @@ def fit_model(
             )
         )
     callbacks.append(_epoch_log(label or spec.name, epochs))
+    if t.weight_average:  # validates the averaged weights itself, before any callback reads val_*
+        from instropitch.ml.weight_average import WeightAverage
+
+        callbacks.insert(0, WeightAverage(t.weight_average, val_ds))
     if epochs > 0:
         history = model.fit(
-            fit_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, shuffle=False, verbose=0
+            fit_ds,
+            validation_data=None if t.weight_average else val_ds,
+            epochs=epochs,
+            callbacks=callbacks,
+            shuffle=False,
+            verbose=0,
         ).history
     else:
         history = {}

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 WARMUP_STEPS = 10
-"""The first steps average with a smaller momentum ((1 + n) / (WARMUP_STEPS + n)), so that the
+"""Step n (from 1) averages with momentum min(m, n / (WARMUP_STEPS + n)), so that the
 random initial weights fade out within an epoch instead of lingering for ~1 / (1 - m) steps."""
 
 
@@ -67,7 +67,3 @@ class WeightAverage(keras.callbacks.Callback):
         scores = self.model.evaluate(x, y, verbose=0, return_dict=True)
         if logs is not None:
             logs.update({f"val_{name}": float(value) for name, value in scores.items()})
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        if self._trained is not None:
-            self._trained = None  # the average stays in the model

@@ -222,11 +222,13 @@ def _summary_etl(services: stack.Services) -> str:
     from instropitch.data import warehouse
 
     engine = _engine(services)
-    counts = warehouse.table_counts(engine)
-    with engine.connect() as conn:
-        stages = dict(conn.execute(text("SELECT stage, count(*) FROM etl_rejects GROUP BY stage")).all())
-    engine.dispose()
-    per_source = warehouse.warehouse_sources(engine)
+    try:
+        counts = warehouse.table_counts(engine)
+        with engine.connect() as conn:
+            stages = dict(conn.execute(text("SELECT stage, count(*) FROM etl_rejects GROUP BY stage")).all())
+        per_source = warehouse.warehouse_sources(engine)
+    finally:
+        engine.dispose()
     lines = [f"  {table:<32} {n:>6} rows" for table, n in counts.items()]
     lines += [f"  source {name:<25} {f['combined_rows']:>6} rows combined" for name, f in per_source.items()]
     lines.append(f"  rejects by stage: {stages or 'none'}")

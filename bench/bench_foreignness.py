@@ -4,8 +4,9 @@ The shown instrument confidence is calibrated on held-out fits (trained without 
 which are weaker than the champion (trained on all of them): one temperature fitted on them
 softens the champion too much where it is good. This benchmark trains, on one snapshot, the
 recipe's held-out group fits and the champion, measures each note's foreignness to the model
-that answers it (`ml.foreignness`: Mahalanobis to the nearest class mean in the embedding, and
-for comparison the cosine distance to the 10th nearest training note), and scores calibration
+that answers it (`ml.foreignness`: the cosine distance to the nearest training note in the embedding;
+for comparison the Mahalanobis distance to the nearest class mean, which the product used before, and
+the cosine distance to the 10th nearest training note), and scores calibration
 schemes fitted on the held-out fits' answers on sets rendered by FluidSynth that no model saw:
 
 * one temperature (what shipped before), fitted on the held-out answers, or on those pooled
@@ -34,12 +35,29 @@ from pathlib import Path
 
 import numpy as np
 
+SCORES = ("nearest", "mahalanobis", "knn")
+
 
 def _named(value: str) -> tuple[str, Path]:
     name, sep, path = value.partition("=")
     if not sep:
         raise argparse.ArgumentTypeError(f"{value!r}: expected NAME=DIR")
     return name, Path(path)
+
+
+def mahalanobis_distance(reference: np.ndarray, labels: np.ndarray, shrinkage: float = 0.1):
+    """Squared Mahalanobis distance to the nearest class mean, one shared covariance (Lee et al., 2018)."""
+    means = np.stack([reference[labels == c].mean(axis=0) for c in np.unique(labels)])
+    residual = reference - means[np.searchsorted(np.unique(labels), labels)]
+    cov = residual.T @ residual / len(reference)
+    cov = (1 - shrinkage) * cov + shrinkage * (np.trace(cov) / len(cov) + 1e-9) * np.eye(len(cov))
+    precision = np.linalg.inv(cov)
+
+    def distance(e: np.ndarray) -> np.ndarray:
+        gaps = e[:, None, :] - means[None]
+        return np.einsum("nkd,de,nke->nk", gaps, precision, gaps).min(axis=1)
+
+    return distance
 
 
 def knn_distance(reference: np.ndarray, k: int = 10):
@@ -128,10 +146,10 @@ def main() -> int:
         model = keras.models.load_model(path)
         _, e_fit = embed(model, rows.x[fit_rows])
         _, e_val = embed(model, rows.x[val_rows])
-        knn = knn_distance(e_fit)
-        scorers = {"mahalanobis": fit_reference(e_fit, rows.y[fit_rows], e_val).distance}
-        knn_scale = float(np.median(knn(e_val)))
-        scorers["knn"] = lambda e, knn=knn, s=knn_scale: knn(e) / s
+        scorers = {"nearest": fit_reference(e_fit, e_val).distance}
+        for name, raw in (("mahalanobis", mahalanobis_distance(e_fit, rows.y[fit_rows])), ("knn", knn_distance(e_fit))):
+            scale = float(np.median(raw(e_val)))
+            scorers[name] = lambda e, raw=raw, s=scale: raw(e) / s
 
         def answer(x: np.ndarray, model=model, scorers=scorers) -> tuple[np.ndarray, dict[str, np.ndarray]]:
             p, e = embed(model, x)
@@ -156,15 +174,18 @@ def main() -> int:
     held_val = held + [k for k in answers if k.endswith(": validation")]
     scored = [k for k in answers if k.startswith("champion on ")]
     report: dict[str, dict] = {"schemes": {}, "auroc": {}}
-    for score in ("mahalanobis", "knn"):
+    for score in SCORES:
         for pool_name, keys in (("held-out", held), ("held-out + validation", held_val)):
             p, f, y = pool(keys, score)
             t = fit_temperature(p, y)
             ts, slope = fit_foreign_temperature(p, f, y)
+            floor = float(f.min())
             schemes = {
                 f"one temperature ({pool_name}): T = {t:.2f}": lambda p, f, t=t: apply_temperature(p, t),
                 f"foreign temperature ({pool_name}, {score}): T = {ts:.2f} x f^{slope:.2f}": (
-                    lambda p, f, ts=ts, slope=slope: apply_temperature(p, foreign_temperatures(ts, slope, f))
+                    lambda p, f, ts=ts, slope=slope, floor=floor: apply_temperature(
+                        p, foreign_temperatures(ts, slope, f, floor)
+                    )
                 ),
             }
             for scheme, scale in schemes.items():
@@ -207,10 +228,7 @@ def main() -> int:
         label = np.r_[np.zeros(len(answers[val_key][2])), np.ones(len(answers[held_key][2]))]
         report["auroc"][f"held out vs validation, {held_key.split(':')[0]}"] = {
             "confidence": float(roc_auc_score(label, -np.r_[answers[val_key][0].max(1), answers[held_key][0].max(1)])),
-            **{
-                s: float(roc_auc_score(label, np.r_[answers[val_key][1][s], answers[held_key][1][s]]))
-                for s in ("mahalanobis", "knn")
-            },
+            **{s: float(roc_auc_score(label, np.r_[answers[val_key][1][s], answers[held_key][1][s]])) for s in SCORES},
         }
     for scheme, line in report["schemes"].items():
         print(f"{scheme}  (sure at >= {line['threshold']:.2f})")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from instropitch.ml.calibration import (
+    MIN_FOREIGNNESS,
     Calibration,
     apply_temperature,
     calibrate,
@@ -157,6 +158,16 @@ def test_the_foreign_slope_is_never_negative_and_absent_from_older_layouts():
     assert Calibration.from_dict({"temperature": 2.0}).foreign_slope == 0.0
     with pytest.raises(ValueError, match="3 notes but 2"):
         Calibration(1.0, foreign_slope=0.5).apply(proba[:3], np.ones(2))
+
+
+def test_notes_more_familiar_than_any_the_fit_saw_are_not_sharpened_further():
+    proba, y, f = foreign_mix()
+    cal = calibrate(proba, y, "heldout_sources", foreignness=f)
+    assert cal.foreign_floor == pytest.approx(f.min())
+    below = np.full(3, f.min() / 100)  # on top of a training note: far below every calibration note
+    np.testing.assert_allclose(cal.apply(proba[:3], below), cal.apply(proba[:3], np.full(3, f.min())))
+    assert Calibration.from_dict(cal.to_dict()) == cal
+    assert Calibration.from_dict({"temperature": 2.0, "foreign_slope": 0.5}).foreign_floor == MIN_FOREIGNNESS
 
 
 def test_cross_source_ece_fits_the_foreign_temperature_on_the_other_sources():

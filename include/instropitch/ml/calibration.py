@@ -24,6 +24,7 @@ SURE_Z = 1.645
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 50.0
 MAX_SLOPE = 3.0
 MIN_FOREIGNNESS = 1e-3
+"""The lowest foreignness read when a calibration does not say (versions trained before `foreign_floor`)."""
 MIN_ERRORS_TO_SHARPEN = 10
 """With fewer wrong answers than this, the fit may soften the probabilities but not sharpen them."""
 
@@ -78,9 +79,14 @@ def fit_temperature(proba: np.ndarray, y: np.ndarray) -> float:
     return float(np.exp((lo + hi) / 2))
 
 
-def foreign_temperatures(temperature: float, slope: float, foreignness: np.ndarray) -> np.ndarray:
-    """Per note: `temperature` x foreignness ** `slope` (foreignness 1: a validation-like note, `ml.foreignness`)."""
-    f = np.clip(np.asarray(foreignness, dtype=np.float64), MIN_FOREIGNNESS, None)
+def foreign_temperatures(
+    temperature: float, slope: float, foreignness: np.ndarray, floor: float = MIN_FOREIGNNESS
+) -> np.ndarray:
+    """Per note: `temperature` x foreignness ** `slope` (foreignness 1: a validation-like note, `ml.foreignness`).
+
+    Foreignness below `floor` (the least foreign note the fit saw) reads as `floor`: a note on top of
+    a training note would otherwise be sharpened further than any answer the fit has seen."""
+    f = np.clip(np.asarray(foreignness, dtype=np.float64), max(floor, MIN_FOREIGNNESS), None)
     return np.clip(temperature * f**slope, MIN_TEMPERATURE, MAX_TEMPERATURE)
 
 
@@ -209,7 +215,8 @@ def _fit_and_apply(
     if f is None:
         return apply_temperature(proba[apply], fit_temperature(proba[fit], y[fit]))
     temperature, slope = fit_foreign_temperature(proba[fit], f[fit], y[fit])
-    return apply_temperature(proba[apply], foreign_temperatures(temperature, slope, f[apply]))
+    floor = float(f[fit].min()) if fit.any() else MIN_FOREIGNNESS
+    return apply_temperature(proba[apply], foreign_temperatures(temperature, slope, f[apply], floor))
 
 
 @dataclass(frozen=True)
@@ -220,6 +227,8 @@ class Calibration:
     """Divides the logits: above 1 softens an overconfident model (of a note as familiar as a validation note)."""
     foreign_slope: float = 0.0
     """A note's temperature is `temperature` x its foreignness ** this (`ml.foreignness`); 0: one for all."""
+    foreign_floor: float = MIN_FOREIGNNESS
+    """The least foreignness of the notes it was fitted on: lower reads as this (`foreign_temperatures`)."""
     threshold: float = 0.0
     """Calibrated confidences below it are shown as "not sure" (0: never)."""
     fitted_on: str = "none"
@@ -241,7 +250,7 @@ class Calibration:
         f = np.asarray(foreignness, dtype=np.float64).reshape(-1)
         if len(f) != n:
             raise ValueError(f"{n} notes but {len(f)} foreignness values")
-        return foreign_temperatures(self.temperature, self.foreign_slope, f)
+        return foreign_temperatures(self.temperature, self.foreign_slope, f, self.foreign_floor)
 
     def apply(self, proba: np.ndarray, foreignness: np.ndarray | None = None) -> np.ndarray:
         """Calibrated probabilities; `foreignness` (per row, `ml.foreignness`) when the model answers it."""
@@ -280,11 +289,13 @@ def calibrate(
     y = np.asarray(y)
     if len(y) == 0:
         return Calibration()
+    floor = MIN_FOREIGNNESS
     if foreignness is None:
         temperature, slope = fit_temperature(proba, y), 0.0
     else:
         temperature, slope = fit_foreign_temperature(proba, foreignness, y)
-    scaled = Calibration(temperature, slope).apply(proba, foreignness)
+        floor = max(float(np.min(foreignness)), MIN_FOREIGNNESS)
+    scaled = Calibration(temperature, slope, floor).apply(proba, foreignness)
     confidence = scaled.max(axis=1)
     correct = scaled.argmax(axis=1) == y
     threshold = choose_threshold(confidence, correct, target)
@@ -292,6 +303,7 @@ def calibrate(
     return Calibration(
         temperature=temperature,
         foreign_slope=slope,
+        foreign_floor=floor,
         threshold=threshold,
         fitted_on=fitted_on,
         n=int(len(y)),

@@ -62,8 +62,18 @@ def collect_sets(args: argparse.Namespace, work: Path) -> dict[str, Path]:
     return sets
 
 
+def ranking(confidence: np.ndarray, correct: np.ndarray) -> float | None:
+    """AUROC of the confidence for telling right answers from wrong ones (0.5: it says nothing; None: all alike)."""
+    from sklearn.metrics import roc_auc_score
+
+    if correct.all() or not correct.any():
+        return None
+    return float(roc_auc_score(correct, confidence))
+
+
 def score(predictions: list, rows: list) -> dict[str, dict]:
-    """Per answer kind: accuracy, ECE of the raw and of the shown confidence, the sure share and its accuracy."""
+    """Per answer kind: accuracy, ECE of the raw and of the shown confidence, the mean shown confidence and
+    how well it ranks right above wrong answers, the sure share and its accuracy."""
     from instropitch.ml.calibration import answer_ece
 
     report = {}
@@ -81,6 +91,8 @@ def score(predictions: list, rows: list) -> dict[str, dict]:
             "accuracy": float(correct.mean()),
             "ece_raw": answer_ece(raw, correct),
             "ece_shown": answer_ece(shown, correct),
+            "shown_mean": float(shown.mean()),
+            "shown_auroc": ranking(shown, correct),
             "sure_share": float(sure.mean()),
             "sure_accuracy": float(correct[sure].mean()) if sure.any() else None,
         }
@@ -125,7 +137,8 @@ def main() -> int:
         for role, r in report.items():
             print(
                 f"{name:12s} {role:10s} n {r['n']:4d}  accuracy {r['accuracy']:.1%}  ECE raw {r['ece_raw']:.3f} "
-                f"shown {r['ece_shown']:.3f}  sure {r['sure_share']:.0%} of notes, {r['sure_accuracy'] or 0:.1%} right"
+                f"shown {r['ece_shown']:.3f} (mean {r['shown_mean']:.2f}, AUROC {r['shown_auroc'] or 0:.2f})  "
+                f"sure {r['sure_share']:.0%} of notes, {r['sure_accuracy'] or 0:.1%} right"
                 + (f"  foreignness median {r['foreignness_median']:.2f}" if "foreignness_median" in r else "")
             )
     record = {

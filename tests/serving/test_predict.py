@@ -140,7 +140,7 @@ def test_a_model_that_answers_foreignness_softens_the_notes_unlike_its_training(
     confidence shown falls with the note's distance from the training notes, the answer stays."""
     from instropitch.ml import registry
     from instropitch.ml.calibration import Calibration
-    from instropitch.ml.foreignness import Reference, embed, unit_rows, with_foreignness
+    from instropitch.ml.foreignness import embed, fit_reference, with_foreignness
     from instropitch.ml.portable import to_onnx
     from instropitch.serving.portable import OnnxModel
 
@@ -157,11 +157,11 @@ def test_a_model_that_answers_foreignness_softens_the_notes_unlike_its_training(
         np.array([plain.midi]),
     )["instrument"]
     _, embedding = embed(model, x)
-    beside = np.random.default_rng(0).normal(size=embedding.shape)
-    beside -= (beside @ embedding.T) / (embedding @ embedding.T) * embedding  # at a right angle to the note
-    references = {  # the note among the training notes, or at a right angle to all of them
-        "familiar": Reference(unit_rows(np.vstack([embedding, beside])), scale=0.005),
-        "foreign": Reference(unit_rows(beside), scale=0.005),
+    rng = np.random.default_rng(0)
+    spread = embedding + rng.normal(0, 0.1, (40, embedding.shape[1]))  # training notes around this one
+    references = {  # the note among the training notes, or far from all of them
+        "familiar": fit_reference(spread, np.zeros(40, int), spread),
+        "foreign": fit_reference(spread + 50, np.zeros(40, int), spread + 50),
     }
     softer = Calibration(temperature=1.0, foreign_slope=1.0, threshold=0.5, fitted_on="heldout_sources")
     monkeypatch.setattr(predictor.instrument_model, "calibration", softer)

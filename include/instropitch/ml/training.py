@@ -506,7 +506,7 @@ def fit_without_source(
         band_hz=band_hz_of(band_hz, fit_rows),
     )
     target = np.flatnonzero(np.isin(sources, members))
-    reference = fitted_reference(model, x[fit_rows], x[val_rows])
+    reference = fitted_reference(model, x[fit_rows], y[fit_rows], x[val_rows])
     proba, embeddings = embed(model, x[target])
     return Answers(target, proba, reference.distance(embeddings))
 
@@ -835,7 +835,7 @@ def _fit_and_score(
         calibration = calibrate(cal.proba, cal_y, "heldout_sources", foreignness=cal.foreignness)
         metrics["calibration.heldout_ece"] = cross_source_ece(cal.proba, cal_y, cal_groups, foreignness=cal.foreignness)
         if cal.foreignness is not None:  # the champion answers its own foreignness, the calibration reads it
-            reference = fitted_reference(model, rows.x[rows.fit], rows.x[rows.val])
+            reference = fitted_reference(model, rows.x[rows.fit], rows.y[rows.fit], rows.x[rows.val])
     else:
         cal = Answers(rows.val, predict_proba(model, rows.x[rows.val]))
         calibration = calibrate(cal.proba, rows.y[cal.rows], "validation")

@@ -210,13 +210,10 @@ def cross_source_ece(
 def _fit_and_apply(
     proba: np.ndarray, y: np.ndarray, f: np.ndarray | None, fit: np.ndarray, apply: np.ndarray | None = None
 ) -> np.ndarray:
-    """Calibrate on the `fit` rows, return the `apply` rows (default: the same) scaled."""
+    """Calibrate on the `fit` rows as `calibrate` does, return the `apply` rows (default: the same) scaled."""
     apply = fit if apply is None else apply
-    if f is None:
-        return apply_temperature(proba[apply], fit_temperature(proba[fit], y[fit]))
-    temperature, slope = fit_foreign_temperature(proba[fit], f[fit], y[fit])
-    floor = float(f[fit].min()) if fit.any() else MIN_FOREIGNNESS
-    return apply_temperature(proba[apply], foreign_temperatures(temperature, slope, f[apply], floor))
+    fitted = calibrate(proba[fit], y[fit], "heldout_sources", foreignness=None if f is None else f[fit])
+    return fitted.apply(proba[apply], None if f is None else f[apply])
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ def fluidsynth_binary() -> str:
 
 
 GAP_S = 2.0
-"""Silence between two notes of one FluidSynth run: longer than any release tail (reverb and chorus are off)."""
+"""Silence between two notes of one FluidSynth run: longer than any release tail, and than the default reverb's."""
 
 
 def notes_midi_file(path: Path, notes: list[synth.PlannedNote]) -> list[float]:
@@ -72,9 +72,13 @@ def notes_midi_file(path: Path, notes: list[synth.PlannedNote]) -> list[float]:
     return starts
 
 
-def render_batch(binary: str, soundfont: Path, notes: list[synth.PlannedNote], out: Path, work: Path) -> list[bool]:
-    """Render a batch of planned notes in one FluidSynth run (no reverb, no chorus); cut one mono 16-bit WAV each.
+def render_batch(
+    binary: str, soundfont: Path, notes: list[synth.PlannedNote], out: Path, work: Path, effects: bool = False
+) -> list[bool]:
+    """Render a batch of planned notes in one FluidSynth run; cut one mono 16-bit WAV each.
 
+    Dry by default (no reverb, no chorus); `effects` leaves FluidSynth's reverb and chorus on at
+    their default settings, as a user who plays a note through it without options would hear it.
     False for a note the font has no sample for (FluidSynth plays silence there, where the
     project's player would stretch the nearest sample): it is left out of the set.
     """
@@ -87,9 +91,9 @@ def render_batch(binary: str, soundfont: Path, notes: list[synth.PlannedNote], o
             "-ni",
             "-q",
             "-R",
-            "0",
+            "1" if effects else "0",
             "-C",
-            "0",
+            "1" if effects else "0",
             "-g",
             "0.6",
             "-r",
@@ -163,14 +167,18 @@ def render_folder(
     batch: int = 60,
     keep_borrowed: bool = False,
     player: str = "fluidsynth",
+    effects: bool = False,
 ) -> Path:
     """Render the planned notes of (seed, scale) with `player` (`PLAYERS`) into a TinySOL-layout folder.
 
     Notes of an instrument whose preset plays another one's samples (`synth.borrowed_instruments`)
-    are left out unless `keep_borrowed`: their label is not in their sound.
+    are left out unless `keep_borrowed`: their label is not in their sound. `effects`: FluidSynth's
+    reverb and chorus on (`render_batch`).
     """
     if player not in PLAYERS:
         raise ValueError(f"unknown player {player!r}; known: {', '.join(PLAYERS)}")
+    if effects and player != "fluidsynth":
+        raise ValueError("effects: only FluidSynth's reverb and chorus are played (--player fluidsynth)")
     binary = fluidsynth_binary() if player == "fluidsynth" else ""
     notes = synth.build_manifest(seed, scale=scale)
     sf = SoundFont.load(soundfont)
@@ -188,7 +196,7 @@ def render_folder(
         for i in range(0, len(notes), batch):
             part = notes[i : i + batch]
             if player == "fluidsynth":
-                played = render_batch(binary, soundfont, part, out, Path(tmp))
+                played = render_batch(binary, soundfont, part, out, Path(tmp), effects)
             else:
                 played = render_batch_tinysoundfont(soundfont, part, out)
             kept += [n for n, ok in zip(part, played, strict=True) if ok]
@@ -209,9 +217,16 @@ def main() -> int:
         "--keep-borrowed", action="store_true", help="keep the notes of presets that play another's samples"
     )
     parser.add_argument("--player", choices=PLAYERS, default="fluidsynth")
+    parser.add_argument("--effects", action="store_true", help="FluidSynth's default reverb and chorus on (dry if not)")
     args = parser.parse_args()
     folder = render_folder(
-        args.soundfont, args.out, args.seed, args.scale, keep_borrowed=args.keep_borrowed, player=args.player
+        args.soundfont,
+        args.out,
+        args.seed,
+        args.scale,
+        keep_borrowed=args.keep_borrowed,
+        player=args.player,
+        effects=args.effects,
     )
     print(f"rendered {len(tinysol.parse_metadata(folder / tinysol.METADATA_FILENAME).rows)} notes into {folder}")
     return 0

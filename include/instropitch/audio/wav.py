@@ -14,9 +14,12 @@ with a `WavInfo.warning` and a logged warning saying so.
 Any other input (FLAC, Ogg Vorbis/Opus, MP3, AIFF, CAF, ...) goes to libsndfile through
 `soundfile`: it is decoded once, in blocks, up to the duration limit (a compressed size says
 nothing of the length), into a float32 mono WAV in memory that the readers below then use
-like any other. The limits are the same: sample rate, duration, NaN/inf, silence.
+like any other. The limits are the same: sample rate, duration, NaN/inf, silence. So do the
+WAVs this parser leaves alone: compressed encodings (mu-law, A-law, IMA and Microsoft ADPCM,
+GSM 6.10, MP3 inside a WAV: phones, dictaphones, telephony) and the RF64 and big-endian RIFX
+flavours; only when libsndfile cannot decode them either are they refused, in its words.
 
-Supported: PCM 8-bit (unsigned), 16/24/32-bit (signed), IEEE float 32/64, each also inside
+Read here: PCM 8-bit (unsigned), 16/24/32-bit (signed), IEEE float 32/64, each also inside
 WAVE_FORMAT_EXTENSIBLE; any channel count (downmixed to mono by the mean); sample rates
 1,000..768,000 Hz. Samples come back as float32 in [-1, 1] (PCM divided by 2**(bits-1),
 float clipped). Resampling uses soxr's HQ filter, the one `librosa.load` uses by default,
@@ -85,13 +88,14 @@ FORMAT_EXTENSIONS: dict[str, tuple[str, ...]] = {
     "CAF": (".caf",),
     "AU": (".au", ".snd"),
     "W64": (".w64",),
+    "RF64": (".rf64",),
     "VOC": (".voc",),
     "NIST": (".sph", ".nist"),
 }
 """File-name extensions per libsndfile format, for picking audio out of folders and buckets.
 
 Only formats that announce themselves in their first bytes (libsndfile sniffs, names do not
-matter to it); RF64 is left out because our WAV parser refuses it.
+matter to it). An RF64 file is usually named `.wav` anyway.
 """
 
 _MAX_ALIGN = 4096
@@ -155,6 +159,10 @@ class NotAWavError(NotAudioError):
 
 class UnsupportedFormatError(AudioError):
     """A WAV, but in an encoding, bit depth, channel count or sample rate we do not decode."""
+
+
+class _ForLibsndfile(UnsupportedFormatError):
+    """A WAV this parser does not decode (`reason` says why) but libsndfile may: it is tried next."""
 
 
 class TruncatedError(AudioError):
@@ -335,7 +343,7 @@ def _parse_fmt(body: bytes, size: int, name: str) -> tuple[str, int, int, int, i
         encoding = "float"
     else:
         kind = _FORMAT_NAMES.get(tag, f"format tag 0x{tag:04X}")
-        raise UnsupportedFormatError(name, f"unsupported encoding {kind}: only PCM and IEEE float WAVs are decoded")
+        raise _ForLibsndfile(name, f"unsupported encoding {kind}")
     if channels == 0:
         raise UnsupportedFormatError(name, "the header declares 0 channels")
     if channels > MAX_CHANNELS:
@@ -359,22 +367,32 @@ def _parse_fmt(body: bytes, size: int, name: str) -> tuple[str, int, int, int, i
 
 
 def _read_info(src: _Source, max_duration: float | None) -> WavInfo:
-    name = src.name
     if src.size == 0:
-        raise EmptyAudioError(name, "empty file (0 bytes)")
+        raise EmptyAudioError(src.name, "empty file (0 bytes)")
     head = src.header_bytes(0, 12)
     if src.decoded_from is None and not (head[:4] in _RIFF_MAGICS or (len(head) < 4 and b"RIFF".startswith(head))):
         _decode_other(src, max_duration)
-        head = src.header_bytes(0, 12)
+    try:
+        return _read_riff(src, max_duration)
+    except _ForLibsndfile as exc:
+        if src.decoded_from is not None:  # never: a decoded copy is a float WAV
+            raise UnsupportedFormatError(exc.path, exc.reason) from None
+        _decode_other(src, max_duration, refused=exc.reason)
+        return _read_riff(src, max_duration)
+
+
+def _read_riff(src: _Source, max_duration: float | None) -> WavInfo:
+    name = src.name
+    head = src.header_bytes(0, 12)
     size = src.size
     if len(head) < 12:
         if b"RIFF".startswith(head[:4]) and len(head) > 0:
             raise TruncatedError(name, f"truncated: the file ends inside the RIFF header ({size} bytes)")
         raise NotAWavError(name, f"not a WAV file (no RIFF/WAVE header{_sniff(head)})")
     if head[:4] == b"RIFX":
-        raise UnsupportedFormatError(name, "big-endian RIFX WAV is not supported")
+        raise _ForLibsndfile(name, "big-endian RIFX WAV")
     if head[:4] == b"RF64":
-        raise UnsupportedFormatError(name, "RF64 (64-bit) WAV is not supported")
+        raise _ForLibsndfile(name, "RF64 (64-bit) WAV")
     if head[8:12] != b"WAVE":
         kind = head[8:12].decode("latin-1").strip() or "?"
         raise NotAWavError(name, f"not a WAV file (a RIFF file of type {kind!r}, not WAVE)")
@@ -477,9 +495,10 @@ def _why(exc: Exception) -> str:
     return text.removeprefix("Error : ").strip().rstrip(".")
 
 
-def _decode_other(src: _Source, max_duration: float | None) -> None:
-    """Decode a file that is no RIFF with libsndfile into a float32 mono WAV in memory, and read that from now on.
+def _decode_other(src: _Source, max_duration: float | None, refused: str | None = None) -> None:
+    """Decode a file with libsndfile into a float32 mono WAV in memory, and read that from now on.
 
+    A file that is no RIFF, or a WAV this parser `refused` (the reason, e.g. its encoding).
     Blocks of `DECODE_BLOCK_FRAMES`, refused as soon as they pass the duration limit: a small
     compressed file may hold hours.
     """
@@ -491,6 +510,10 @@ def _decode_other(src: _Source, max_duration: float | None) -> None:
     try:
         handle = sf.SoundFile(src.fh)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        if refused is not None:
+            raise UnsupportedFormatError(
+                name, f"{refused}: neither PCM nor IEEE float, and libsndfile cannot decode it either ({_why(exc)})"
+            ) from None
         hint = _sniff(src.header_bytes(0, 64))
         raise NotAudioError(
             name, f"not an audio file (no RIFF/WAVE header, and libsndfile cannot read it: {_why(exc)}{hint})"
@@ -527,7 +550,8 @@ def _decode_other(src: _Source, max_duration: float | None) -> None:
     samples = np.concatenate(blocks).astype("<f4", copy=False).tobytes()
     fmt = _fmt_chunk(WAVE_FORMAT_IEEE_FLOAT, 1, rate, 32, False)
     body = b"WAVE" + fmt + b"data" + struct.pack("<I", len(samples))
-    src.replace(b"RIFF" + struct.pack("<I", (len(body) + len(samples)) % 2**32) + body + samples, handle.format)
+    riff = b"RIFF" + struct.pack("<I", (len(body) + len(samples)) % 2**32) + body + samples
+    src.replace(riff, handle.format if refused is None else kind)  # "WAV (ULAW)": not read as our own WAV
 
 
 def read_info(source: Source, *, name: str | None = None, max_duration: float | None = DEFAULT_MAX_DURATION) -> WavInfo:

@@ -75,7 +75,12 @@ def impulse_response(room: Room, sample_rate: int = SAMPLE_RATE, seed: int = 0) 
     dims = [room.length_m, room.width_m, room.height_m]
     absorption, _ = pra.inverse_sabine(room.rt60_s, dims)
     shoebox = pra.ShoeBox(
-        dims, fs=sample_rate, materials=pra.Material(absorption), max_order=ISM_ORDER, ray_tracing=True, air_absorption=True
+        dims,
+        fs=sample_rate,
+        materials=pra.Material(absorption),
+        max_order=ISM_ORDER,
+        ray_tracing=True,
+        air_absorption=True,
     )
     shoebox.set_ray_tracing(receiver_radius=0.5, n_rays=5000, energy_thres=1e-5)
     shoebox.add_source(list(room.source))

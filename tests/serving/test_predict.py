@@ -248,6 +248,15 @@ def test_silence_before_a_note_leaves_the_answer_as_it_was(predictor):
     assert recorded.instrument_confidence_raw == pytest.approx(cut.instrument_confidence_raw, abs=0.02)
 
 
+def test_a_phrase_is_answered_for_one_note_with_a_warning_naming_them_all(predictor):
+    phrase = np.concatenate([tone("Vn", 60, seconds=0.7, seed=11), tone("Vn", 64, seconds=0.7, seed=12)])
+    result = predictor.predict_file(wav_bytes(phrase), "phrase.wav")
+    assert result.ok and result.midi in (60, 64)
+    [said] = result.warnings
+    assert said.startswith("holds 2 notes (C4 at 0.00 s, E4 at 0.70 s); the answer is for one note, read from ")
+    assert predictor.predict_file(wav_bytes(tone("Vn", 60, seconds=1.4, seed=11)), "note.wav").warnings == []
+
+
 def test_unusable_files_give_error_results_not_exceptions(predictor, tmp_path):
     write_batch(tmp_path)
     (tmp_path / "notes.txt").write_text("this is not audio")

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from instropitch import audio
-from instropitch.audio import trim
+from instropitch.audio import melody, trim
 
 FEATURES_VERSION = 1
 """Part of every digest: bump it when a code change alters the spectrograms of the same config."""
@@ -597,6 +597,10 @@ class Features:
     sample_rate: int
     pitch_audio: np.ndarray | None = None
     """The pitch window's samples (at the pitch config's rate, the part inside the file), when asked for."""
+    pitch_window: tuple[float, float] = (0.0, 0.0)
+    """Seconds of the file (start, end) the pitch spectrogram was read from."""
+    notes: list[melody.HeldNote] | None = None
+    """The notes the file holds over time (`melody.notes_held`), when asked for: more than one is worth a warning."""
 
 
 NOTE_PRE_ROLL = 0.05
@@ -674,13 +678,15 @@ def compute_features(
     info: audio.WavInfo | None = None,
     silence_threshold: float = audio.SILENCE_THRESHOLD,
     keep_audio: bool = False,
+    find_notes: bool = False,
 ) -> Features:
     """Both spectrograms of a note, reading the header once, then every sample (`locate_note`) or
     only the seconds each window needs.
 
     `keep_audio` keeps the pitch window's samples too (`Features.pitch_audio`, for a period
-    estimate in the time domain). Raises `audio.AudioError` subclasses for unusable files, including `SilentAudioError`
-    when a window to analyse is silent (so no spectrogram is normalised by zero).
+    estimate in the time domain); `find_notes` reads the pitch over the whole file (`Features.notes`).
+    Raises `audio.AudioError` subclasses for unusable files, including `SilentAudioError` when a window
+    to analyse is silent (so no spectrogram is normalised by zero).
     """
     with audio.open_source(source, name) as src:
         info = info or audio.read_info(src)
@@ -688,14 +694,17 @@ def compute_features(
         arrays = {}
         kept = None
         # Locating the note reads every sample once; the windows are then cut from them.
-        frames = audio.read_frames(src, 0, info.n_frames, info=info) if config.locate_note else None
-        for what, cfg, start, length in _segments(info, config, _window_span(frames, info)):
-            if frames is None:
+        frames = audio.read_frames(src, 0, info.n_frames, info=info) if config.locate_note or find_notes else None
+        located = frames if config.locate_note else None
+        window = (0.0, 0.0)
+        for what, cfg, start, length in _segments(info, config, _window_span(located, info)):
+            if located is None:
                 y = audio.read_segment(src, start, length, cfg.sample_rate, info=info)
             else:
-                y = audio.cut_segment(frames, info, start, length, cfg.sample_rate)
-            if keep_audio and what == "pitch":
-                kept = y
+                y = audio.cut_segment(located, info, start, length, cfg.sample_rate)
+            if what == "pitch":
+                kept = y if keep_audio else None
+                window = (max(start, 0.0), min(start + length, info.duration))
             audio.ensure_audible(
                 y, src.name, f"the {what} window ({length:.2f} s from {max(start, 0.0):.2f} s)", silence_threshold
             )
@@ -709,4 +718,6 @@ def compute_features(
         duration=info.duration,
         sample_rate=info.sample_rate,
         pitch_audio=kept,
+        pitch_window=window,
+        notes=melody.notes_held(frames, info.sample_rate) if find_notes and frames is not None else None,
     )

@@ -152,6 +152,52 @@ def estimate(
     return Periodicity(f0_hz=f0, aperiodicity=float(np.median(chosen[:, 1])), frames=len(chosen))
 
 
+TRACK_HOP_S = 0.05
+"""Seconds between the frames of `track`."""
+TRACK_BLOCK = 128
+"""Frames `track` sends through the FFT together (memory stays at a block: a file may be minutes long)."""
+
+
+def track(
+    y: np.ndarray,
+    sample_rate: int,
+    *,
+    hop_s: float = TRACK_HOP_S,
+    quiet_db: float | None = None,
+    fmin: float = FMIN_HZ,
+    fmax: float = FMAX_HZ,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(start s, f0 as fractional MIDI, aperiodicity, level dB) of a frame every `hop_s`, each two lowest periods long.
+
+    `estimate`'s YIN along the whole of `y`, frame by frame, for what changes over time (a second
+    note). Frames more than `quiet_db` under the loudest are not analysed (f0 NaN, aperiodicity 1):
+    a note's tail and the room cost nothing. Empty arrays when `y` holds no whole frame.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    max_lag = int(math.ceil(sample_rate / fmin))
+    min_lag = max(2, int(sample_rate / fmax))
+    length = 2 * max_lag
+    hop = max(1, round(hop_s * sample_rate))
+    starts = np.arange(0, len(y) - length + 1, hop)
+    power = np.concatenate([[0.0], np.cumsum(y**2)])
+    level = 10 * np.log10((power[starts + length] - power[starts]) / length + 1e-20)
+    analysed = (
+        np.flatnonzero(level >= level.max() - quiet_db)
+        if quiet_db is not None and len(starts)
+        else np.arange(len(starts))
+    )
+    midi, aperiodicity = np.full(len(starts), np.nan), np.ones(len(starts))
+    cutoff = min(CUTOFF_HZ, sample_rate / 2) / sample_rate
+    for first in range(0, len(analysed), TRACK_BLOCK):
+        block = analysed[first : first + TRACK_BLOCK]
+        frames = np.stack([y[s : s + length] for s in starts[block]])
+        frames -= frames.mean(axis=1, keepdims=True)
+        for k, row in zip(block, _normalised_difference(frames, max_lag, max_lag, cutoff), strict=True):
+            lag, aperiodicity[k] = _best_lag(row, min_lag)
+            midi[k] = float(hz_to_midi(sample_rate / lag))
+    return starts / sample_rate, midi, aperiodicity, level
+
+
 @dataclass(frozen=True)
 class Repeats:
     """A note's autocorrelation, kept as the strong bins of its power spectrum (read at any lag by `at`)."""

@@ -27,7 +27,8 @@ and the registry otherwise. Prediction reads what the spectrograms need
 calls each model once per batch. Any format `audio` reads is accepted (WAV, FLAC, MP3, ...).
 A file that cannot be used (not audio, truncated, silent, ...) gives a `Prediction` with
 `error` set, never an exception. `warnings` carry what a user should know of a file that was
-answered: read despite its header (a WAV written to a pipe), or narrow-band (`narrow_band_warning`).
+answered: read despite its header (a WAV written to a pipe), narrow-band (`narrow_band_warning`),
+or holding more than one note (`audio.melody`, told once the pitch answer is known).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from instropitch import audio
-from instropitch.audio import inputs, periodicity
+from instropitch.audio import inputs, melody, periodicity
 from instropitch.audio.features import FeatureConfig, Features, SpectrogramConfig, compute_features, get_preset
 from instropitch.ml.calibration import Calibration
 from instropitch.serving import modelcache, pitch_evidence, registry_lookup
@@ -548,6 +549,10 @@ class Predictor:
             evidence = list(pool.map(check, rows) if pool is not None else map(check, rows))
             shown_pitch = np.stack([self._shown_pitch(p_pitch[row], evidence[row]) for row in rows])
             notes_heard = np.asarray(self.pitch_model.class_values)[np.argmax(shown_pitch, axis=1)]
+            for row, i in enumerate(good):
+                held = notes[row].notes or []
+                several = melody.several_notes_warning(held, notes[row].pitch_window, float(notes_heard[row]))
+                warnings[i] += [several] if several else []
             with self._lock:
                 p_inst, f_inst = self.instrument_model.answer(
                     self._model_input(self.instrument_model, stacked, notes_heard)
@@ -572,7 +577,8 @@ class Predictor:
                 with audio.open_source(source, name) as src:
                     info = audio.read_info(src, max_duration=max_duration)
                     said = [info.warning, narrow_band_warning(info, self.features)]
-                    return compute_features(src, self.features, info=info, keep_audio=True), [w for w in said if w]
+                    feats = compute_features(src, self.features, info=info, keep_audio=True, find_notes=True)
+                    return feats, [w for w in said if w]
             except (audio.AudioError, OSError, ValueError, TypeError) as exc:
                 return exc
 

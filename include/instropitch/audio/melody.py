@@ -1,0 +1,134 @@
+"""More than one note in a file: a scale, a phrase or a melody handed in where one note is asked for.
+
+The models name one note per file; `features` places both windows on one stretch of the sounding
+part. Given three notes in a row they answer for whichever the windows fall on, and the pitch
+answer can look sure while the user asked about another note. `notes_held` reads the file's
+pitch over time (`periodicity.track`, YIN every 100 ms) and splits it where it moves to another
+note and stays there; `several_notes_warning` says so in words, with where each note starts.
+
+Conservative on purpose: a single note's vibrato, a slide into it, a noisy frame, or the period
+estimate reading a harmonic or a subharmonic of the note (above ~1.3 kHz it can only see
+subharmonics) must never read as a second note. So a note must hold its pitch (within
+`STEADY_SEMITONES`) for `MIN_NOTE_S` in frames that are periodic and loud, and two notes whose
+frequencies are in a whole ratio (2, 3, ... `HARMONIC_RATIOS`: an octave, a twelfth, ...) count as one:
+a phrase that only leaps by such intervals is not flagged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import soxr
+
+from instropitch.audio import periodicity
+from instropitch.tinysol import midi_to_pitch
+
+ANALYSIS_RATE = 8_000
+"""The rate the pitch is tracked at: periods up to `periodicity.FMAX_HZ` under its 4 kHz low-pass, at a
+fraction of the cost of 44.1 kHz (1.5 ms for a 6-s note; 2026-12-04, load 2.5: bench/RESULTS.md)."""
+HOP_S = 0.1
+"""Seconds between the frames read: a note of `MIN_NOTE_S` spans three of them."""
+MAX_FRAMES = 100
+"""A long file is tracked with a longer hop, so that it costs no more than this many frames."""
+MIN_FRAMES = 3
+"""A note holds its pitch over this many frames at least (besides `MIN_NOTE_S`)."""
+
+MIN_NOTE_S = 0.25
+"""The shortest note counted: a grace note or the scoop of an attack is shorter."""
+STEADY_SEMITONES = 0.6
+"""How far a frame may stray from the note's median and still belong to it (vibrato is ±0.1-0.5)."""
+DISTINCT_SEMITONES = 0.8
+"""Two notes at least this far apart (and not a whole number of octaves) are two notes."""
+PERIODIC = 0.2
+"""Frames whose YIN aperiodicity is above this (noise, a transition, reverberation) belong to no note."""
+LOUD_DB = 20.0
+"""Frames this far below the loudest are the tail or the room, not a note."""
+HARMONIC_RATIOS = (2, 3, 4, 5, 6)
+"""Frequency ratios under which two readings may be one note's harmonic and the note (or it and its subharmonic)."""
+
+
+@dataclass(frozen=True)
+class HeldNote:
+    """One note of a file: where it sounds (s) and its pitch (the median over its frames, fractional MIDI)."""
+
+    start_s: float
+    end_s: float
+    midi: float
+
+    @property
+    def name(self) -> str:
+        return midi_to_pitch(int(round(self.midi)))
+
+
+def _runs(times: np.ndarray, midi: np.ndarray, usable: np.ndarray, hop: float) -> list[HeldNote]:
+    """Stretches of consecutive usable frames within `STEADY_SEMITONES` of their running mean."""
+    runs: list[HeldNote] = []
+    members: list[float] = []
+    total, start = 0.0, 0.0
+
+    def close(end: float) -> None:
+        if len(members) >= MIN_FRAMES and end - start >= MIN_NOTE_S:
+            runs.append(HeldNote(start, end, float(np.median(members))))
+
+    for t, m, ok in zip(times, midi, usable, strict=True):
+        if ok and members and abs(m - total / len(members)) <= STEADY_SEMITONES:
+            members.append(m)
+            total += m
+            continue
+        close(t)
+        members, total, start = ([m], m, t) if ok else ([], 0.0, t)
+    close(times[-1] + hop if len(times) else 0.0)
+    return runs
+
+
+def _merge(runs: list[HeldNote]) -> list[HeldNote]:
+    """Neighbouring runs at the same pitch (split by a noisy frame) as one note."""
+    merged: list[HeldNote] = []
+    for run in runs:
+        if merged and abs(run.midi - merged[-1].midi) <= STEADY_SEMITONES:
+            last = merged[-1]
+            merged[-1] = HeldNote(last.start_s, run.end_s, last.midi)
+        else:
+            merged.append(run)
+    return merged
+
+
+def notes_held(y: np.ndarray, sample_rate: int) -> list[HeldNote]:
+    """The notes of mono audio `y`, in order: each held `MIN_NOTE_S` or longer in periodic, loud frames."""
+    # soxr's low quality: the track reads periods under 1.3 kHz, far inside the band it keeps clean
+    y = soxr.resample(np.asarray(y, dtype=np.float64), sample_rate, ANALYSIS_RATE, quality="LQ")
+    hop = max(HOP_S, len(y) / ANALYSIS_RATE / MAX_FRAMES)
+    times, midi, aperiodicity, _ = periodicity.track(y, ANALYSIS_RATE, hop_s=hop, quiet_db=LOUD_DB)
+    return _merge(_runs(times, midi, aperiodicity < PERIODIC, hop))
+
+
+def _related(apart: float) -> bool:
+    """Are two pitches `apart` semitones one note read twice: the same, or in a whole ratio (`HARMONIC_RATIOS`)?"""
+    return any(abs(apart - 12 * np.log2(ratio)) < DISTINCT_SEMITONES for ratio in (1, *HARMONIC_RATIOS))
+
+
+def distinct(a: HeldNote, b: HeldNote) -> bool:
+    """Two notes, not one note read twice (at a harmonic or a subharmonic of itself)."""
+    return not _related(abs(a.midi - b.midi))
+
+
+def several_notes_warning(
+    notes: list[HeldNote], window: tuple[float, float], answer_midi: float | None = None
+) -> str | None:
+    """What to tell a user whose file holds more than one note, or None when it holds one.
+
+    `window` is the (start, end) in seconds the pitch answer was read from. With the pitch answer
+    (`answer_midi`), a reading under it in a whole ratio is that note's subharmonic (a note above
+    the period estimate's reach, ~E6, is read only so), not a note of its own.
+    """
+    if answer_midi is not None:
+        below = [answer_midi - n.midi for n in notes]
+        notes = [n for n, d in zip(notes, below, strict=True) if d < DISTINCT_SEMITONES or not _related(d)]
+    if not any(distinct(a, b) for i, a in enumerate(notes) for b in notes[i + 1 :]):
+        return None
+    listed = ", ".join(f"{n.name} at {n.start_s:.2f} s" for n in notes)
+    return (
+        f"holds {len(notes)} notes ({listed}); the answer is for one note, read from {max(window[0], 0.0):.2f}-"
+        f"{window[1]:.2f} s: cut the file to the note you mean"
+    )

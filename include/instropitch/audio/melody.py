@@ -3,8 +3,10 @@
 The models name one note per file; `features` places both windows on one stretch of the sounding
 part. Given three notes in a row they answer for whichever the windows fall on, and the pitch
 answer can look sure while the user asked about another note. `notes_held` reads the file's
-pitch over time (`periodicity.track`, YIN every 100 ms) and splits it where it moves to another
-note and stays there; `several_notes_warning` says so in words, with where each note starts.
+pitch over time (`periodicity.track`, YIN every 100 ms at ~8 kHz, after a first look at 12 frames
+finds the pitch moving) and splits it where it moves to another note and stays there;
+`several_notes_warning` says so in words, with where each note starts. About 1 ms for a 6-s note
+(bench/RESULTS.md, "Several notes in one file").
 
 Conservative on purpose: a single note's vibrato, a slide into it, a noisy frame, or the period
 estimate reading a harmonic or a subharmonic of the note (above ~1.3 kHz it can only see
@@ -19,27 +21,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import soxr
 
 from instropitch.audio import periodicity
 from instropitch.tinysol import midi_to_pitch
 
 ANALYSIS_RATE = 8_000
-"""The rate the pitch is tracked at: periods up to `periodicity.FMAX_HZ` under its 4 kHz low-pass, at a
-fraction of the cost of 44.1 kHz (1.5 ms for a 6-s note; 2026-12-04, load 2.5: bench/RESULTS.md)."""
+"""About the rate the pitch is tracked at (`_decimated`): periods up to `periodicity.FMAX_HZ` under its 4 kHz
+low-pass, at a fraction of the cost of 44.1 kHz."""
 HOP_S = 0.1
 """Seconds between the frames read: a note of `MIN_NOTE_S` spans three of them."""
 MAX_FRAMES = 100
 """A long file is tracked with a longer hop, so that it costs no more than this many frames."""
+FMIN_HZ = 27.0
+"""The lowest note looked for: A0 (27.5 Hz), just above; the FFTs stay 1,024 points long at 8.8 kHz."""
+PROBE_FRAMES = 12
+"""Frames of the first look (`_pitch_moves`) that decides whether the whole file is tracked."""
 MIN_FRAMES = 3
 """A note holds its pitch over this many frames at least (besides `MIN_NOTE_S`)."""
 
 MIN_NOTE_S = 0.25
 """The shortest note counted: a grace note or the scoop of an attack is shorter."""
 STEADY_SEMITONES = 0.6
-"""How far a frame may stray from the note's median and still belong to it (vibrato is ±0.1-0.5)."""
+"""How far a frame may stray from the note's mean so far and still belong to it (vibrato is ±0.1-0.5)."""
 DISTINCT_SEMITONES = 0.8
-"""Two notes at least this far apart (and not a whole number of octaves) are two notes."""
+"""Two notes at least this far apart (and not in a whole ratio, `HARMONIC_RATIOS`) are two notes."""
 PERIODIC = 0.2
 """Frames whose YIN aperiodicity is above this (noise, a transition, reverberation) belong to no note."""
 LOUD_DB = 20.0
@@ -94,13 +99,47 @@ def _merge(runs: list[HeldNote]) -> list[HeldNote]:
     return merged
 
 
+def _decimated(y: np.ndarray, sample_rate: int) -> tuple[np.ndarray, float]:
+    """`y` at about `ANALYSIS_RATE` and that rate: the mean of each k samples.
+
+    A crude low-pass beside soxr's, but the track reads periods under 1.3 kHz, and it costs a
+    fifth of resampling the whole file.
+    """
+    k = max(1, int(sample_rate // ANALYSIS_RATE))
+    y = np.asarray(y, dtype=np.float32)
+    n = len(y) // k
+    total = sum(y[i : n * k : k] for i in range(k))  # a strided sum: faster than a reshaped mean
+    return np.asarray(total, dtype=np.float64) / k, sample_rate / k
+
+
 def notes_held(y: np.ndarray, sample_rate: int) -> list[HeldNote]:
-    """The notes of mono audio `y`, in order: each held `MIN_NOTE_S` or longer in periodic, loud frames."""
-    # soxr's low quality: the track reads periods under 1.3 kHz, far inside the band it keeps clean
-    y = soxr.resample(np.asarray(y, dtype=np.float64), sample_rate, ANALYSIS_RATE, quality="LQ")
-    hop = max(HOP_S, len(y) / ANALYSIS_RATE / MAX_FRAMES)
-    times, midi, aperiodicity, _ = periodicity.track(y, ANALYSIS_RATE, hop_s=hop, quiet_db=LOUD_DB)
+    """The notes of mono audio `y`, in order: each held `MIN_NOTE_S` or longer in periodic, loud frames.
+
+    Empty when a first look (`_pitch_moves`) finds one pitch all along, as in nearly every file handed in.
+    """
+    if len(y) < 2 * MIN_NOTE_S * sample_rate or not _pitch_moves(y, sample_rate):
+        return []
+    y, rate = _decimated(y, sample_rate)
+    hop = max(HOP_S, len(y) / rate / MAX_FRAMES)
+    times, midi, aperiodicity, _ = periodicity.track(y, rate, hop_s=hop, quiet_db=LOUD_DB, fmin=FMIN_HZ)
     return _merge(_runs(times, midi, aperiodicity < PERIODIC, hop))
+
+
+def _pitch_moves(y: np.ndarray, sample_rate: int) -> bool:
+    """A first look at `PROBE_FRAMES` frames spread over the file: do two of its readings differ (not in a whole ratio)?
+
+    Only those frames are decimated and read, a fifth of the cost of tracking the whole file.
+    """
+    k = max(1, int(sample_rate // ANALYSIS_RATE))
+    length = 2 * int(np.ceil(sample_rate / k / FMIN_HZ))  # one frame of `periodicity.track`, decimated
+    if len(y) < length * k:
+        return False
+    starts = np.linspace(0, len(y) - length * k, PROBE_FRAMES).astype(int)
+    frames = np.concatenate([_decimated(y[s : s + length * k], sample_rate)[0] for s in starts])
+    rate = sample_rate / k
+    _, midi, aperiodicity, _ = periodicity.track(frames, rate, hop_s=length / rate, quiet_db=LOUD_DB, fmin=FMIN_HZ)
+    heard = midi[aperiodicity < PERIODIC]
+    return any(not _related(abs(m - heard[0])) for m in heard[1:])
 
 
 def _related(apart: float) -> bool:

@@ -122,6 +122,25 @@ def _best_lag(dn: np.ndarray, min_lag: int) -> tuple[float, float]:
     return float(lag), float(dn[lag])
 
 
+def _best_lags(dn: np.ndarray, min_lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """`_best_lag` of every row of `dn` at once: (fractional lags, d' there)."""
+    rows, width = dn.shape
+    seg = dn[:, min_lag:]
+    below = seg < THRESHOLD
+    near = seg <= seg.min(axis=1, keepdims=True) + TOLERANCE
+    lag = min_lag + np.where(below.any(axis=1), below.argmax(axis=1), near.argmax(axis=1))
+    # then downhill to the dip's bottom: the first j >= lag where d' stops falling
+    stops = np.concatenate([dn[:, 1:] >= dn[:, :-1], np.ones((rows, 1), bool)], axis=1)
+    stops &= np.arange(width)[None, :] >= lag[:, None]
+    lag = stops.argmax(axis=1)
+    at = np.arange(rows)
+    inside = (lag > 0) & (lag < width - 1)
+    a, b, c = dn[at, np.maximum(lag - 1, 0)], dn[at, lag], dn[at, np.minimum(lag + 1, width - 1)]
+    curve = a - 2 * b + c
+    shift = np.where(inside & (curve > 0), 0.5 * (a - c) / np.where(curve > 0, curve, 1.0), 0.0)
+    return lag + np.clip(shift, -1, 1), b
+
+
 def estimate(
     y: np.ndarray,
     sample_rate: int,
@@ -160,7 +179,7 @@ TRACK_BLOCK = 128
 
 def track(
     y: np.ndarray,
-    sample_rate: int,
+    sample_rate: float,
     *,
     hop_s: float = TRACK_HOP_S,
     quiet_db: float | None = None,
@@ -192,9 +211,8 @@ def track(
         block = analysed[first : first + TRACK_BLOCK]
         frames = np.stack([y[s : s + length] for s in starts[block]])
         frames -= frames.mean(axis=1, keepdims=True)
-        for k, row in zip(block, _normalised_difference(frames, max_lag, max_lag, cutoff), strict=True):
-            lag, aperiodicity[k] = _best_lag(row, min_lag)
-            midi[k] = float(hz_to_midi(sample_rate / lag))
+        lags, aperiodicity[block] = _best_lags(_normalised_difference(frames, max_lag, max_lag, cutoff), min_lag)
+        midi[block] = hz_to_midi(sample_rate / lags)
     return starts / sample_rate, midi, aperiodicity, level
 
 

@@ -100,3 +100,15 @@ def test_the_spectrum_kept_for_repeats_names_the_strongest_partial_and_the_level
     assert found.level_db(3 * f0) == pytest.approx(-20.0, abs=0.5)
     assert found.level_db(3 * f0 * 1.02) == pytest.approx(-20.0, abs=0.5)  # within the tolerance
     assert found.level_db(2 * f0) == found.floor_db == periodicity.FLOOR_DB  # nothing kept there
+
+
+def test_best_lags_reads_every_row_as_best_lag_reads_one():
+    rng = np.random.default_rng(0)
+    rows = np.concatenate(
+        [np.abs(rng.normal(0.5, 0.4, (200, 60))), np.cumsum(rng.normal(0, 0.1, (200, 60)), axis=1) ** 2]
+    )
+    rows[:, 0] = 1.0
+    lags, dips = periodicity._best_lags(rows, 3)
+    one_by_one = np.array([periodicity._best_lag(row, 3) for row in rows])
+    np.testing.assert_allclose(lags, one_by_one[:, 0])
+    np.testing.assert_allclose(dips, one_by_one[:, 1])

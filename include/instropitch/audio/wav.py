@@ -512,7 +512,7 @@ def _decode_other(src: _Source, max_duration: float | None, refused: str | None 
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         if refused is not None:
             raise UnsupportedFormatError(
-                name, f"{refused}: neither PCM nor IEEE float, and libsndfile cannot decode it either ({_why(exc)})"
+                name, f"{refused}: this reader does not decode it, and libsndfile cannot either ({_why(exc)})"
             ) from None
         hint = _sniff(src.header_bytes(0, 64))
         raise NotAudioError(

@@ -131,7 +131,7 @@ def _pitch_moves(y: np.ndarray, sample_rate: int) -> bool:
     Only those frames are decimated and read, a fifth of the cost of tracking the whole file.
     """
     k = max(1, int(sample_rate // ANALYSIS_RATE))
-    length = 2 * int(np.ceil(sample_rate / k / FMIN_HZ))  # one frame of `periodicity.track`, decimated
+    length = periodicity.track_frame(sample_rate / k, FMIN_HZ)  # decimated samples
     if len(y) < length * k:
         return False
     starts = np.linspace(0, len(y) - length * k, PROBE_FRAMES).astype(int)

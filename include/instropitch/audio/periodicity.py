@@ -102,28 +102,13 @@ def _normalised_difference(frames: np.ndarray, window: int, max_lag: int, cutoff
     return out
 
 
-def _best_lag(dn: np.ndarray, min_lag: int) -> tuple[float, float]:
-    """(fractional lag, d' there): the first dip under `THRESHOLD`, else the first within `TOLERANCE` of the lowest.
+def _best_lags(dn: np.ndarray, min_lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fractional lag, d' there) of each row of `dn`: the first dip under `THRESHOLD`, else the first within
+    `TOLERANCE` of the lowest; then downhill to the dip's bottom, and a parabola through it and its neighbours.
 
     The second rule keeps a short note faded in and out (its d' stays above the threshold
     everywhere) from reading at twice or three times its period, whose dips are a little deeper.
     """
-    below = np.flatnonzero(dn[min_lag:] < THRESHOLD)
-    if not len(below):
-        below = np.flatnonzero(dn[min_lag:] <= dn[min_lag:].min() + TOLERANCE)
-    lag = min_lag + int(below[0])
-    while lag + 1 < len(dn) and dn[lag + 1] < dn[lag]:
-        lag += 1
-    if 0 < lag < len(dn) - 1:  # parabola through the three points around the minimum
-        a, b, c = dn[lag - 1], dn[lag], dn[lag + 1]
-        curve = a - 2 * b + c
-        shift = 0.5 * (a - c) / curve if curve > 0 else 0.0
-        return lag + float(np.clip(shift, -1, 1)), float(b)
-    return float(lag), float(dn[lag])
-
-
-def _best_lags(dn: np.ndarray, min_lag: int) -> tuple[np.ndarray, np.ndarray]:
-    """`_best_lag` of every row of `dn` at once: (fractional lags, d' there)."""
     rows, width = dn.shape
     seg = dn[:, min_lag:]
     below = seg < THRESHOLD
@@ -164,11 +149,16 @@ def estimate(
         return None
     frames = _frames(y - y.mean(), window + max_lag, max_frames)
     dn = _normalised_difference(frames, window, max_lag, min(cutoff_hz, sample_rate / 2) / sample_rate)
-    found = np.array([_best_lag(row, min_lag) for row in dn])
+    found = np.stack(_best_lags(dn, min_lag), axis=1)
     periodic = found[:, 1] < THRESHOLD
     chosen = found[periodic] if periodic.any() else found
     f0 = float(midi_to_hz(np.median(hz_to_midi(sample_rate / chosen[:, 0]))))
     return Periodicity(f0_hz=f0, aperiodicity=float(np.median(chosen[:, 1])), frames=len(chosen))
+
+
+def track_frame(sample_rate: float, fmin: float = FMIN_HZ) -> int:
+    """Samples in one frame of `track`: two periods of `fmin`."""
+    return 2 * int(math.ceil(sample_rate / fmin))
 
 
 TRACK_HOP_S = 0.05
@@ -193,9 +183,9 @@ def track(
     a note's tail and the room cost nothing. Empty arrays when `y` holds no whole frame.
     """
     y = np.asarray(y, dtype=np.float64)
-    max_lag = int(math.ceil(sample_rate / fmin))
+    length = track_frame(sample_rate, fmin)
+    max_lag = length // 2
     min_lag = max(2, int(sample_rate / fmax))
-    length = 2 * max_lag
     hop = max(1, round(hop_s * sample_rate))
     starts = np.arange(0, len(y) - length + 1, hop)
     power = np.concatenate([[0.0], np.cumsum(y**2)])

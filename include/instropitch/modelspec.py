@@ -130,6 +130,11 @@ class Augmentation:
     own frames, as a sample player loops a few periods of a recording: a steady sustain then
     marks no instrument (cheap fonts and FM synthesis play every instrument steadily).
 
+    `same_label_mix` — with this probability, the example is blended (a random weight, at least half its own)
+    with another training example of the same label, from another source where there is one: a timbre
+    between two sample sets of one instrument, a font none of them is (intra-label LISA, Yao et al. 2022).
+    The label stays.
+
     SpecAugment masks (Park et al., 2019): `freq_mask` / `time_mask` set one random run of up
     to this many bands / frames to the example's mean, so no single band or moment can carry
     the decision alone.
@@ -149,6 +154,7 @@ class Augmentation:
     freq_mask: int = 0
     time_mask: int = 0
     loop: float = 0.0
+    same_label_mix: float = 0.0
 
     @property
     def acoustic(self) -> bool:
@@ -167,6 +173,7 @@ class Augmentation:
             or self.freq_mask
             or self.time_mask
             or self.loop
+            or self.same_label_mix
         )
 
 
@@ -508,6 +515,7 @@ def _read_training(s: _Section, label: str | None) -> Training:
         freq_mask=a.take("freq_mask", _int(0, 1000), 0),
         time_mask=a.take("time_mask", _int(0, 1000), 0),
         loop=a.take("loop", _float(0.0, 1.0), 0.0),
+        same_label_mix=a.take("same_label_mix", _float(0.0, 1.0), 0.0),
     )
     if aug.freq_shift and label == "midi":
         a.error(

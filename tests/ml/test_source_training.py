@@ -588,3 +588,40 @@ def test_heldout_fits_run_apart_log_what_fitting_in_process_logs(heldout_story, 
     assert OnnxModel(onnx).answers_foreignness  # the champion answers its own foreignness, as its calibration reads
     assert layout["calibration"]["fitted_on"] == "heldout_sources" == run.data.tags["calibration.fitted_on"]
     assert layout["calibration"] == pytest.approx(heldout_story["layout"]["calibration"])
+
+
+def test_label_pools_list_each_labels_rows():
+    from instropitch.ml.cnn import label_pools
+
+    pool, counts = label_pools(np.array([1, 0, 1, 1]), 3)
+    assert counts.tolist() == [1, 3, 0]
+    assert pool[0, :1].tolist() == [1] and pool[1].tolist() == [0, 2, 3]
+
+
+def test_same_label_mix_blends_with_its_own_label_from_another_source_and_keeps_the_label():
+    from instropitch.ml.cnn import make_dataset
+
+    base = {"name": "m", "label": "instrument", "input": "instrument"}
+    base["architecture"] = {"conv_blocks": [{"filters": 4, "kernel": 3, "pool": 1}]}
+    spec = parse_spec({**base, "training": {"batch_size": 16, "augmentation": {"same_label_mix": 1.0}}})
+    assert spec.training.augmentation.same_label_mix == 1.0 and spec.training.augmentation.enabled
+    with pytest.raises(SpecError, match="same_label_mix"):
+        parse_spec({**base, "training": {"augmentation": {"same_label_mix": 2}}})
+    # Rows: (source, label) in {a, b} x {0, 1}, each a pattern of its own in two halves of the bands.
+    rng = np.random.default_rng(0)
+    patterns = {key: rng.normal(0, 1, (4, 8)) for key in [("a", 0), ("a", 1), ("b", 0), ("b", 1)]}
+    keys = [("a", 0), ("a", 1), ("b", 0), ("b", 1)] * 8
+    x = _zscore(np.stack([patterns[k] for k in keys])).astype(np.float32)
+    y = np.array([k[1] for k in keys])
+    groups = np.array([k[0] for k in keys])
+    both = []
+    for xb, yb in make_dataset(x, y, spec, 2, training=True, seed=3, groups=groups):
+        for example, label in zip(xb.numpy(), yb.numpy(), strict=True):
+            own = [_zscore(patterns[k][None])[0].ravel() for k in patterns if k[1] == label]
+            # A blend of its label's sources only: nothing of the other label's patterns.
+            weights, residual, *_ = np.linalg.lstsq(np.stack(own, axis=1), example.ravel(), rcond=None)
+            assert residual.size == 0 or residual[0] < 1e-6
+            both.append(bool((weights > 0.02).all()))
+    # Partners come from the other source (4 draws of 2 sources: all from its own 1 in 16); a weight
+    # drawn in [0.5, 1] leaves the partner under 0.02 now and then.
+    assert len(both) == len(y) and np.mean(both) > 0.75

@@ -264,6 +264,49 @@ def augment_example(x: Any, aug: Augmentation, band_hz: Any = None) -> Any:
     return x
 
 
+SAME_LABEL_TRIES = 4
+"""Partners drawn for a `same_label_mix`: the first from another source is taken (else the first drawn)."""
+
+
+def label_pools(y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n_classes, most rows of one label) row indices by label, padded with 0; and each label's count."""
+    y = np.asarray(y)
+    counts = np.bincount(y, minlength=n_classes).astype(np.int32)
+    pool = np.zeros((n_classes, max(int(counts.max(initial=0)), 1)), dtype=np.int32)
+    for label in range(n_classes):
+        rows = np.flatnonzero(y == label)
+        pool[label, : len(rows)] = rows
+    return pool, counts
+
+
+def _same_label_mixer(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None, n_classes: int, p: float) -> Any:
+    """A map over (example, label, row, ...) that blends the example, with probability `p`, with another row
+    of its label, from another source when one of the draws is (`Augmentation.same_label_mix`); drops the row."""
+    import tensorflow as tf
+
+    table = tf.constant(x)
+    pool, counts = (tf.constant(a) for a in label_pools(y, n_classes))
+    codes = (
+        np.unique(np.asarray(groups).astype(str), return_inverse=True)[1] if groups is not None else np.zeros(len(y))
+    )
+    source = tf.constant(codes.astype(np.int32))
+
+    def blend(a: Any, label: Any, row: Any) -> Any:
+        picks = tf.gather(pool[label], tf.random.uniform([SAME_LABEL_TRIES], 0, counts[label], dtype=tf.int32))
+        other = tf.cast(tf.not_equal(tf.gather(source, picks), source[row]), tf.int32)
+        partner = table[picks[tf.argmax(other)]]  # argmax: the first from another source, else the first
+        lam = tf.random.uniform([], 0.5, 1.0)
+        mixed = lam * a + (1.0 - lam) * partner
+        mean, var = tf.nn.moments(mixed, axes=[0, 1])
+        return (mixed - mean) / tf.sqrt(var + 1e-6)
+
+    def mix(a: Any, label: Any, row: Any, *rest: Any) -> Any:
+        a = tf.cond(tf.random.uniform([]) < p, lambda: blend(a, label, row), lambda: a)
+        return (a, label, *rest)
+
+    return mix
+
+
 def _mixup(x: Any, y: Any) -> Any:
     """Blend each example of a batch with another one of the same batch (soft labels)."""
     import tensorflow as tf
@@ -334,7 +377,9 @@ def make_dataset(
     x = x.astype("float32", copy=False)
     y = y.astype("int32", copy=False)
     hz = _rows_band_hz(aug, band_hz, len(x)) if training else None
-    columns = (x, y) if hz is None else (x, y, hz)
+    mixing = training and aug.same_label_mix > 0
+    rows = (np.arange(len(x), dtype=np.int32),) if mixing else ()
+    columns = (x, y, *rows) if hz is None else (x, y, *rows, hz)
     ds = tf.data.Dataset.from_tensor_slices(columns)
     if training:
         strata = balance_strata(t.balance, y, groups)
@@ -349,6 +394,8 @@ def make_dataset(
             ds = tf.data.Dataset.sample_from_datasets(parts, seed=seed).take(len(x))
         else:
             ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        if mixing:  # first: the room and microphone hear the blended note
+            ds = ds.map(_same_label_mixer(x, y, groups, n_classes, aug.same_label_mix))
         if aug.enabled:
             # Sequential map: random draws stay reproducible for a seed.
             ds = ds.map(lambda a, b, *f: (augment_example(a, aug, *f), b))

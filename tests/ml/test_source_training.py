@@ -607,7 +607,7 @@ def test_same_label_mix_blends_with_its_own_label_from_another_source_and_keeps_
     assert spec.training.augmentation.same_label_mix == 1.0 and spec.training.augmentation.enabled
     with pytest.raises(SpecError, match="same_label_mix"):
         parse_spec({**base, "training": {"augmentation": {"same_label_mix": 2}}})
-    # Rows: (source, label) in {a, b} x {0, 1}, each a pattern of its own in two halves of the bands.
+    # Rows: (source, label) in {a, b} x {0, 1}, each pair with a random pattern of its own.
     rng = np.random.default_rng(0)
     patterns = {key: rng.normal(0, 1, (4, 8)) for key in [("a", 0), ("a", 1), ("b", 0), ("b", 1)]}
     keys = [("a", 0), ("a", 1), ("b", 0), ("b", 1)] * 8

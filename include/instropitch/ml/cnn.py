@@ -201,6 +201,13 @@ def _acoustic(x: Any, aug: Augmentation, band_hz: Any = None) -> Any:
         x = _log_add(x, level + 0.3 * tf.random.normal(tf.shape(x)))
     if aug.lowpass:  # last: the device records the room, the noise and all
         x = tf.cond(tf.random.uniform([]) < aug.lowpass, lambda: _lowpass(x, band_hz), lambda: x)
+    return _zscored(x)
+
+
+def _zscored(x: Any) -> Any:
+    """One changed example z-scored again, as stored examples are."""
+    import tensorflow as tf
+
     mean, var = tf.nn.moments(x, axes=[0, 1])
     return (x - mean) / tf.sqrt(var + 1e-6)
 
@@ -296,9 +303,7 @@ def _same_label_mixer(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None, n
         other = tf.cast(tf.not_equal(tf.gather(source, picks), source[row]), tf.int32)
         partner = table[picks[tf.argmax(other)]]  # argmax: the first from another source, else the first
         lam = tf.random.uniform([], 0.5, 1.0)
-        mixed = lam * a + (1.0 - lam) * partner
-        mean, var = tf.nn.moments(mixed, axes=[0, 1])
-        return (mixed - mean) / tf.sqrt(var + 1e-6)
+        return _zscored(lam * a + (1.0 - lam) * partner)
 
     def mix(a: Any, label: Any, row: Any, *rest: Any) -> Any:
         a = tf.cond(tf.random.uniform([]) < p, lambda: blend(a, label, row), lambda: a)

@@ -61,8 +61,10 @@ def test_a_short_note_weighs_the_cnn_by_how_much_of_its_window_it_fills():
 
 
 def test_the_predictor_checks_a_short_note_against_its_period(predictor, monkeypatch):
-    """An unsure CNN answer an octave below a 0.2-s note's period is corrected; a long note's sure one stays
-    (the waveform repeats after two periods too, so only the period check can tell, and it is not asked)."""
+    """An unsure CNN answer an octave below a 0.2-s note's period is corrected by the period (the repeat check
+    switched off, as it would catch it first); a long note's sure one is not checked against the period, but
+    gives way all the same: nothing sounds at its fundamental or its third harmonic (`subharmonic_note`)."""
+    from instropitch.audio import periodicity
     from instropitch.ml.calibration import Calibration
 
     model = predictor.pitch_model
@@ -77,13 +79,19 @@ def test_the_predictor_checks_a_short_note_against_its_period(predictor, monkeyp
         return p / p.sum(axis=1, keepdims=True)
 
     monkeypatch.setattr(model, "proba", leaning_wrong)
-    short = predictor.predict_file(wav_bytes(tone("Fl", true, seconds=0.2, seed=5)), name="short.wav", top_k=0)
+    asked: list[int] = []
+    estimate = periodicity.estimate
+    monkeypatch.setattr(periodicity, "estimate", lambda y, sr: asked.append(len(y)) or estimate(y, sr))
+    with monkeypatch.context() as no_repeat:
+        no_repeat.setattr(pitch_evidence, "repeated_note", lambda *args: None)
+        short = predictor.predict_file(wav_bytes(tone("Fl", true, seconds=0.2, seed=5)), name="short.wav", top_k=0)
     assert short.ok and short.midi == true and short.pitch_confidence > short.pitch_confidence_raw
     assert short.pitch_period_hz == pytest.approx(329.6, rel=0.01)  # E4, as the JSON says
+    assert len(asked) == 1
     long_sure = predictor.predict_file(wav_bytes(tone("Fl", true, seconds=1.5, seed=5)), name="long.wav", top_k=0)
-    assert long_sure.pitch_period_hz is None  # not checked
-    assert long_sure.midi == wrong and long_sure.pitch_confidence_raw == pytest.approx(
-        0.6 / (0.9 + 0.01 * (len(classes) - 2)), abs=1e-3
+    assert len(asked) == 1  # the period was not asked
+    assert long_sure.midi == true and long_sure.pitch_confidence_raw == pytest.approx(
+        0.3 / (0.9 + 0.01 * (len(classes) - 2)), abs=1e-3
     )
 
 
@@ -91,6 +99,13 @@ def harmonics(midi: float, parts: range | tuple, seconds: float = 1.0, sr: int =
     f0 = 440.0 * 2 ** ((midi - 69) / 12)
     t = np.arange(int(seconds * sr)) / sr
     return sum(np.sin(2 * np.pi * k * f0 * t + k) for k in parts if k * f0 < sr / 2)
+
+
+def partials(midi: float, parts: dict[int, float]) -> np.ndarray:
+    """One second of a note at 22.05 kHz with the given amplitude for each harmonic number."""
+    f0 = 440.0 * 2 ** ((midi - 69) / 12)
+    t = np.arange(22050) / 22050
+    return sum(a * np.sin(2 * np.pi * k * f0 * t + k) for k, a in parts.items() if k * f0 < 11025)
 
 
 def repeats(y: np.ndarray):
@@ -108,12 +123,24 @@ def test_a_sure_answer_the_waveform_does_not_repeat_at_gives_way_to_the_note_it_
             assert pitch_evidence.repeated_note(heard, MIDIS, cnn_answer) == midi, cnn_answer
 
 
-def test_an_answer_the_waveform_repeats_at_is_left_alone():
-    """Right answers are not touched; nor is an octave below, because a note repeats after two periods too."""
+def test_an_answer_the_waveform_repeats_at_is_left_alone_where_its_note_sounds():
+    """Right answers are not touched, whatever the partials; nor is a note whose 2nd partial is its strongest
+    (a bassoon: it repeats after half its period as well as after its period)."""
     for midi, parts in [(45, (1,)), (64, range(1, 12)), (76, range(1, 20, 2)), (70, range(2, 9))]:
         heard = repeats(harmonics(midi, parts))
         assert pitch_evidence.repeated_note(heard, MIDIS, midi) is None
-        assert pitch_evidence.repeated_note(heard, MIDIS, midi - 12) is None
+    bassoon = repeats(partials(52, {1: 0.3, 2: 1.0, 3: 0.5, 4: 0.6, 5: 0.2}))
+    assert bassoon.at([1.0 / bassoon.strongest_hz])[0] > pitch_evidence.REPEAT_MISSED
+    assert pitch_evidence.repeated_note(bassoon, MIDIS, 52) is None
+
+
+def test_a_pure_tone_answered_an_octave_or_a_twelfth_down_gives_way_to_its_note():
+    """A sine repeats after two or three of its periods, but the answer an octave or a twelfth down is silent at its
+    fundamental and at its harmonics between the sine's (the demo's CNN answered A#1 for a pure F3)."""
+    heard = repeats(harmonics(53, (1,)))
+    for cnn_answer in (53 - 12, 53 - 19, 53 - 24):
+        assert pitch_evidence.repeated_note(heard, MIDIS, cnn_answer) == 53, cnn_answer
+    assert pitch_evidence.repeated_note(heard, MIDIS, 53) is None
 
 
 def test_a_slow_waveform_does_not_repeat_at_a_short_lag_it_never_dipped_before():
@@ -183,24 +210,34 @@ def test_an_answer_under_an_aliased_tone_that_is_silent_at_its_note_gives_way_to
     assert pitch_evidence.repeated_note(heard, MIDIS, midi) is None
 
 
-def test_a_weak_fundamental_under_a_strong_partial_is_left_alone_where_real_notes_have_one():
-    """A bass note's fundamental can sit 45 dB under its second partial: below FMAX_HZ that stays its note.
-    Above it, where real notes never do that, the same spectrum is a subharmonic answer. A missing
-    fundamental is left alone there too: no single partial's period repeats."""
-    parts = {1: 10 ** (-46 / 20), 2: 1.0, 3: 0.05, 4: 0.6, 6: 0.3}
+@pytest.mark.parametrize("midi", [38, 88])
+def test_a_silent_fundamental_under_a_strong_partial_is_a_subharmonic_only_when_the_harmonics_between_are_silent(
+    midi,
+):
+    """A bass note's fundamental can sit 45 dB under its 2nd partial, and a room can notch a clarinet E6's (it read
+    -45 dB in a simulated room): their 3rd harmonic still sounds, which no subharmonic of the 2nd partial has.
+    Without the odd harmonics, in any register, the answer is the partial's subharmonic. A missing fundamental
+    is left alone: no single partial's period repeats."""
+    notched = {1: 10 ** (-45 / 20), 2: 1.0, 3: 0.22, 4: 0.3, 5: 0.1}
+    heard = repeats(partials(midi, notched))
+    assert heard.level_db(440.0 * 2 ** ((midi - 69) / 12)) < pitch_evidence.SUBHARMONIC_DB
+    assert heard.at([1.0 / heard.strongest_hz])[0] > pitch_evidence.REPEAT_MISSED
+    assert pitch_evidence.repeated_note(heard, MIDIS, midi) is None
+    assert pitch_evidence.subharmonic_note(heard, MIDIS, midi) is None
+    even_only = {k: a for k, a in notched.items() if k % 2 == 0 or k == 1}
+    assert pitch_evidence.repeated_note(repeats(partials(midi, even_only)), MIDIS, midi) == midi + 12
+    quiet_odd = {**notched, 3: 10 ** (-30 / 20), 5: 10 ** (-30 / 20)}  # under SOUNDING_HARMONIC_DB: silent
+    assert pitch_evidence.repeated_note(repeats(partials(midi, quiet_odd)), MIDIS, midi) == midi + 12
+    assert pitch_evidence.repeated_note(repeats(harmonics(midi, range(2, 9))), MIDIS, midi) is None
 
-    def weak_fundamental(midi: float) -> np.ndarray:
-        f0 = 440.0 * 2 ** ((midi - 69) / 12)
-        t = np.arange(22050) / 22050
-        return sum(a * np.sin(2 * np.pi * k * f0 * t + k) for k, a in parts.items() if k * f0 < 11025)
 
-    bass = repeats(weak_fundamental(38))
-    assert bass.level_db(440.0 * 2 ** ((38 - 69) / 12)) < pitch_evidence.SUBHARMONIC_DB
-    assert bass.at([1.0 / bass.strongest_hz])[0] > pitch_evidence.REPEAT_MISSED
-    assert pitch_evidence.repeated_note(bass, MIDIS, 38) is None
-    assert pitch_evidence.repeated_note(repeats(weak_fundamental(86)), MIDIS, 86) == 98
-    for midi in (82, 90, 94):
-        assert pitch_evidence.repeated_note(repeats(harmonics(midi, range(2, 9))), MIDIS, midi) is None
+def test_far_above_its_subharmonic_a_partial_counts_only_above_the_period_estimates_reach():
+    """Five or more times under the strongest partial the harmonics between are not read (an aliased wave's
+    fold-backs land near them): there only a partial above FMAX_HZ over a silent fundamental decides."""
+    high = repeats(partials(100, {1: 1.0, 2: 0.3}))  # E7 (2.6 kHz): C5 (m = 5) is its silent subharmonic
+    assert pitch_evidence.subharmonic_note(high, MIDIS, 72) == 100
+    low = repeats(partials(76, {1: 1.0, 2: 0.3}))  # E5 (659 Hz) under FMAX_HZ: C3 stays for the other checks
+    assert pitch_evidence.subharmonic_note(low, MIDIS, 48) is None
 
 
 def test_a_measured_period_that_is_a_silent_subharmonic_gives_way_to_the_strongest_partial():

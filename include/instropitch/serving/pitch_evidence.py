@@ -21,8 +21,9 @@ after its period whatever its timbre, so when the waveform does not repeat at th
 (`audio.periodicity.repeats`) that answer cannot be the pitch, and the highest note whose
 period it does repeat at is taken instead (`repeated_note`); a clean tone that repeats almost
 exactly a semitone away from the answer is that semitone; and an answer (or a measured period)
-with nothing at its own fundamental under a strong partial above 1.3 kHz that is a whole
-multiple of it is a subharmonic of that partial (`subharmonic_note`: aliased tone-generator waves).
+with nothing at its own fundamental under a strong partial that is a whole multiple of it, and
+nothing at its harmonics between, is a subharmonic of that partial (`subharmonic_note`: aliased
+tone-generator waves, a pure tone answered a twelfth down).
 """
 
 from __future__ import annotations
@@ -66,6 +67,23 @@ SUBHARMONIC_DB = -35.0
 or more at their fundamental (558 of 15,620 notes of eight libraries, rooms and noise included);
 aliased squares, sawtooths and pulses answered an octave or more down read -39 dB or less
 (bench/RESULTS.md, "Pitch: aliased tones"). Lower down, real bass notes read as low as -49 dB."""
+SOUNDING_HARMONIC_DB = -24.0
+"""A note's harmonic between the strongest partial's multiples at or above this (under the strongest) sounds:
+the answer is a note, not a subharmonic, however silent its fundamental. A room can notch a fundamental
+(a clarinet E6 in a simulated room read -45 dB at it) but not every harmonic. Real notes whose strongest
+partial is their 2nd to 4th harmonic read -18 dB or more at the loudest of the others above `FMAX_HZ`
+(151 notes: the demo's 2,913 renders and eight outside sets, three in rooms), -17 dB or more below it where
+the fundamental is silent (bass notes, 10); aliased waves answered an octave, a twelfth or two octaves down
+read -29 dB or less (583 answers): bench/RESULTS.md, "Pitch: a room's notch is not a subharmonic"."""
+SILENT_BETWEEN_MULTIPLES = 4
+"""A strongest partial up to this multiple of the answer: the answer is its subharmonic only when the harmonics
+between are silent too (`_sounding_harmonic`), and then in any register (a pure F3 answered A#1, a twelfth
+down, is such a subharmonic at 175 Hz). Further up there are too many places between, and an aliased wave's
+fold-backs land near one of them (2,538 of 6,814 answers five or more times under the partial read -24 dB or
+more there): the answer is a subharmonic only above `FMAX_HZ` and on its silent fundamental alone."""
+HARMONIC_TOLERANCE = 0.005
+"""How near a whole multiple of the strongest partial's submultiple a harmonic is looked for (a fraction):
+an aliased wave's fold-backs land at random places, so a wide band would catch them (3 %: -9 dB)."""
 DIP_LAGS = 64
 """Lags read between 0 and a period to find the waveform's dip (a zero-mean periodic waveform's
 autocorrelation averages 0 over a period, so it sits under 0.5 for at least a third of it)."""
@@ -149,25 +167,41 @@ def subharmonic_note(repeats: Repeats | None, class_midis: np.ndarray, midi: flo
     A tone generator's square or sawtooth wave above ~D6 is not band-limited: its harmonics fold
     back under the Nyquist frequency at places that are no harmonic of it, and the CNN may answer
     an octave or a twelfth down, at a period the waveform repeats at too (three periods of E7 are
-    one of A5). What gives such an answer away is that the note it names is silent: nothing at its
-    fundamental (`SUBHARMONIC_DB`), while its strongest partial, a whole multiple of it above the
-    period estimate's reach (`FMAX_HZ`), is a note the waveform repeats at. A missing-fundamental
-    tone has a silent fundamental too, but does not repeat at any one of its harmonics' periods;
-    a bass note's fundamental can be as weak, but its strongest partial is lower.
+    one of A5); a pure tone may be answered a twelfth down anywhere. What gives such an answer away
+    is that the note it names is silent: nothing at its fundamental (`SUBHARMONIC_DB`), while its
+    strongest partial, a whole multiple of it, is a note the waveform repeats at; and up to the 4th
+    multiple, nothing at its harmonics between the partial's multiples either (`_sounding_harmonic`:
+    a clarinet E6 whose 1.3 kHz a room silenced still sounds its 3rd harmonic, a bass note whose
+    fundamental is 45 dB under its 2nd partial its 3rd). Further up the partial must lie above the period
+    estimate's reach (`FMAX_HZ`), where real notes never have a silent fundamental. A missing-fundamental
+    tone has one, but does not repeat at any one of its harmonics' periods.
     """
     if repeats is None:
         return None
     strongest = repeats.strongest_hz
     f0 = 1.0 / float(_periods([midi])[0])
     multiple = round(strongest / f0)
-    if strongest < FMAX_HZ or multiple < 2 or abs(strongest / (multiple * f0) - 1.0) > PARTIAL_TOLERANCE:
+    if multiple < 2 or abs(strongest / (multiple * f0) - 1.0) > PARTIAL_TOLERANCE:
         return None
     if repeats.level_db(f0) > SUBHARMONIC_DB or float(repeats.at([1.0 / strongest])[0]) < REPEAT_MISSED:
+        return None
+    if multiple <= SILENT_BETWEEN_MULTIPLES:
+        if _sounding_harmonic(repeats, strongest, multiple):
+            return None
+    elif strongest < FMAX_HZ:
         return None
     note = float(hz_to_midi(strongest))
     midis = np.asarray(class_midis, dtype=np.float64)
     nearest = float(midis[np.argmin(np.abs(midis - note))])
     return nearest if abs(nearest - note) <= 0.5 else None
+
+
+def _sounding_harmonic(repeats: Repeats, strongest_hz: float, multiple: int) -> bool:
+    """Whether a harmonic of the strongest partial's `multiple`-th submultiple that is no multiple of the
+    partial (the 3rd under a 2nd, the 2nd, 4th and 5th under a 3rd, ...) sounds (`SOUNDING_HARMONIC_DB`)."""
+    f0 = strongest_hz / multiple
+    between = [k * f0 for k in range(1, 2 * multiple) if k % multiple and k * f0 < repeats.sample_rate / 2]
+    return any(repeats.level_db(hz, HARMONIC_TOLERANCE) >= SOUNDING_HARMONIC_DB for hz in between)
 
 
 def _dips_before(repeats: Repeats, period_s: float) -> bool:

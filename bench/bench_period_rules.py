@@ -98,7 +98,9 @@ def main() -> int:
     if args.aliased:
         record["aliased"] = aliased_answers_corrected()
         for times, r in record["aliased"].items():
-            print(f"aliased, answer {times} times under the strongest partial: {r['given_back']} of {r['answers']} given back")
+            print(
+                f"aliased, answer {times} times under the strongest partial: {r['given_back']} of {r['answers']} given back"
+            )
     record["seconds"] = round(time.perf_counter() - started, 1)
     record["load_average"] = os.getloadavg()
     if args.json:

@@ -66,7 +66,8 @@ SUBHARMONIC_DB = -35.0
 `FMAX_HZ`: the answer is a subharmonic. Real notes whose strongest partial is up there read -26 dB
 or more at their fundamental (558 of 15,620 notes of eight libraries, rooms and noise included);
 aliased squares, sawtooths and pulses answered an octave or more down read -39 dB or less
-(bench/RESULTS.md, "Pitch: aliased tones"). Lower down, real bass notes read as low as -49 dB."""
+(bench/RESULTS.md, "Pitch: aliased tones"). Lower down, real bass notes read as low as -49 dB: there,
+and up to the 4th multiple in any register, the harmonics between must be silent too (`SOUNDING_HARMONIC_DB`)."""
 SOUNDING_HARMONIC_DB = -24.0
 """A note's harmonic between the strongest partial's multiples at or above this (under the strongest) sounds:
 the answer is a note, not a subharmonic, however silent its fundamental. A room can notch a fundamental

@@ -66,7 +66,7 @@ class SpecError(ValueError):
 
 @dataclass(frozen=True)
 class ConvBlock:
-    """Conv2D(filters, kernel, same padding) -> [BatchNorm] -> ReLU -> MaxPool(pool)."""
+    """Conv2D(filters, kernel, same padding) -> [BatchNorm | GroupNorm] -> ReLU -> MaxPool(pool)."""
 
     filters: int
     kernel: tuple[int, int] = (3, 3)
@@ -77,6 +77,10 @@ class ConvBlock:
 class Architecture:
     conv_blocks: tuple[ConvBlock, ...]
     batch_norm: bool = True
+    group_norm: int = 0
+    """Groups of a GroupNormalization after each convolution (0: none). It normalises each example
+    on its own, so training and inference see the same statistics: no moving averages of augmented
+    batches to go stale, the batch-norm collapse's cause. Not with `batch_norm`."""
     pooling: str = "avg"
     dense: tuple[int, ...] = (128,)
     dropout: float = 0.3
@@ -467,10 +471,16 @@ def _read_architecture(s: _Section) -> Architecture:
     arch = Architecture(
         conv_blocks=tuple(blocks),
         batch_norm=s.take("batch_norm", _bool, True),
+        group_norm=s.take("group_norm", _int(0, 4096), 0),
         pooling=s.take("pooling", _choice(POOLINGS), "avg"),
         dense=s.take("dense", dense, (128,)),
         dropout=s.take("dropout", _float(0.0, 1.0, high_open=True), 0.3),
     )
+    if arch.batch_norm and arch.group_norm:
+        s.error("group_norm", "cannot be used with batch_norm: true (one normalisation per block)")
+    for i, block in enumerate(arch.conv_blocks):
+        if arch.group_norm and block.filters % arch.group_norm:
+            s.error(f"conv_blocks.{i}.filters", f"{block.filters} is not a multiple of group_norm ({arch.group_norm})")
     s.finish()
     return arch
 

@@ -239,6 +239,23 @@ def test_build_model_shapes(recipe, shape, n_classes):
     assert model.optimizer is not None and model.loss is not None
 
 
+def test_group_norm_reads_each_example_alone_in_training_as_at_inference():
+    """No batch statistics: a note is answered the same alone or among others, training or not
+    (batch norm's moving averages of augmented batches were the collapse's cause)."""
+    from instropitch.ml.cnn import build_model
+
+    architecture = {**SEED_ARCHITECTURE, "batch_norm": False, "group_norm": 4, "dropout": 0.0}
+    spec = parse_spec({"name": "gn", "label": "instrument", "input": "instrument", "architecture": architecture})
+    model = build_model(spec, (12, 16), 14, input_mean=-50.0, input_std=20.0)
+    assert sum(type(layer).__name__ == "GroupNormalization" for layer in model.layers) == 3
+    batch = np.random.default_rng(0).normal(-50.0, 20.0, (5, 12, 16)).astype(np.float32)
+    alone = np.asarray(model(batch[:1], training=True))
+    among = np.asarray(model(batch, training=True))[:1]
+    served = np.asarray(model(batch, training=False))[:1]
+    np.testing.assert_allclose(alone, among, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(alone, served, rtol=1e-5, atol=1e-6)
+
+
 ONEDNN_ON = "oneDNN custom operations are on"
 """What TensorFlow logs at import when its oneDNN kernels are on."""
 

@@ -144,6 +144,14 @@ def test_unknown_keys_anywhere(tmp_path, changes, expected):
         ({"architecture": {"conv_blocks": [{"filters": 8}], "dropout": 1.5}}, "architecture.dropout: must be in"),
         ({"architecture": {"conv_blocks": [{"filters": 8}], "batch_norm": "yes"}}, "must be true or false"),
         (
+            {"architecture": {"conv_blocks": [{"filters": 8}], "group_norm": 4}},
+            "architecture.group_norm: cannot be used with batch_norm",
+        ),
+        (
+            {"architecture": {"conv_blocks": [{"filters": 8}, {"filters": 6}], "batch_norm": False, "group_norm": 4}},
+            "architecture.conv_blocks.1.filters: 6 is not a multiple of group_norm (4)",
+        ),
+        (
             {"architecture": {"conv_blocks": [{"filters": 8}], "pooling": "mean"}},
             "architecture.pooling: must be one of",
         ),

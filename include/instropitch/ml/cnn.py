@@ -65,9 +65,12 @@ def build_model(
     x = layers.Normalization(axis=None, mean=input_mean, variance=max(input_std, 1e-6) ** 2, name="standardize")(inputs)
     x = layers.Reshape((frames, bands, 1), name="add_channel")(x)
     for i, block in enumerate(arch.conv_blocks, start=1):
-        x = layers.Conv2D(block.filters, block.kernel, padding="same", use_bias=not arch.batch_norm, name=f"conv{i}")(x)
+        normalised = arch.batch_norm or arch.group_norm
+        x = layers.Conv2D(block.filters, block.kernel, padding="same", use_bias=not normalised, name=f"conv{i}")(x)
         if arch.batch_norm:
             x = layers.BatchNormalization(name=f"bn{i}")(x)
+        elif arch.group_norm:
+            x = layers.GroupNormalization(arch.group_norm, name=f"gn{i}")(x)
         x = layers.ReLU(name=f"relu{i}")(x)
         if block.pool != (1, 1):
             # `same` padding: a short input never shrinks to zero frames.

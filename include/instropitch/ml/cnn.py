@@ -64,8 +64,8 @@ def build_model(
     inputs = keras.Input(shape=(frames, bands), name="spectrogram", dtype="float32")
     x = layers.Normalization(axis=None, mean=input_mean, variance=max(input_std, 1e-6) ** 2, name="standardize")(inputs)
     x = layers.Reshape((frames, bands, 1), name="add_channel")(x)
+    normalised = arch.batch_norm or arch.group_norm  # the normalisation's shift replaces the convolution's bias
     for i, block in enumerate(arch.conv_blocks, start=1):
-        normalised = arch.batch_norm or arch.group_norm
         x = layers.Conv2D(block.filters, block.kernel, padding="same", use_bias=not normalised, name=f"conv{i}")(x)
         if arch.batch_norm:
             x = layers.BatchNormalization(name=f"bn{i}")(x)

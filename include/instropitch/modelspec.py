@@ -188,6 +188,7 @@ MIXUP_ALPHA = 0.2
 
 BALANCES: tuple[str, ...] = ("none", "sources", "classes", "sources_classes")
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+PRECISIONS: tuple[str, ...] = ("float32", "mixed_bfloat16", "auto")
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,10 @@ class Training:
     `weight_average` m (0 < m < 1) keeps a moving average of the weights over the training steps
     (each step: average = m x average + (1 - m) x weights); validation, early stopping and the
     saved model use the average, a flatter point than the last step's weights (SWAD, Cha et al.
-    2021, for domains never trained on). 0 (the default) keeps the weights as trained."""
+    2021, for domains never trained on). 0 (the default) keeps the weights as trained.
+    `precision: mixed_bfloat16` computes the fit in bfloat16 with float32 weights (Keras mixed
+    precision); `auto` does so where the CPU computes bfloat16 itself (AVX512-BF16 or AMX), else
+    float32 (the default). The model kept, logged and exported computes in float32 either way."""
 
     epochs: int = 30
     batch_size: int = 64
@@ -231,6 +235,7 @@ class Training:
     heldout_together: tuple[tuple[str, ...], ...] = ()
     synthetic_tones: int = 0
     weight_average: float = 0.0
+    precision: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -552,6 +557,7 @@ def _read_training(s: _Section, label: str | None) -> Training:
         heldout_together=s.take("heldout_together", _source_groups, defaults.heldout_together),
         synthetic_tones=s.take("synthetic_tones", _int(0, 100), defaults.synthetic_tones),
         weight_average=s.take("weight_average", _float(0.0, 1.0, high_open=True), defaults.weight_average),
+        precision=s.take("precision", _choice(PRECISIONS), defaults.precision),
     )
     if training.heldout_groups == 1:
         s.error("heldout_groups", "1 would hold out every source at once: use 0 (one fit per source) or 2 or more")

@@ -704,3 +704,67 @@ def test_synthetic_tones_are_spectrograms_of_every_midi_class():
     np.testing.assert_array_equal(x, again)  # seeded
     with pytest.raises(ValueError, match="feature preset"):
         synthetic_tone_rows(spec, "")
+
+
+@pytest.mark.parametrize(
+    ("precision", "flags", "policy"),
+    [
+        ("auto", {"avx2", "avx512_bf16"}, "mixed_bfloat16"),
+        ("auto", {"avx2", "amx_bf16"}, "mixed_bfloat16"),
+        ("auto", {"avx2", "avx512f"}, "float32"),
+        ("auto", set(), "float32"),
+        ("float32", {"avx512_bf16"}, "float32"),
+        ("mixed_bfloat16", set(), "mixed_bfloat16"),
+    ],
+)
+def test_compute_policy_reads_auto_off_the_cpu(precision, flags, policy):
+    from instropitch.ml.cnn import compute_policy
+
+    assert compute_policy(precision, flags) == policy
+
+
+def test_a_fit_in_bfloat16_keeps_a_float32_model_that_answers_as_it_did():
+    """Mixed precision is for the fit only: what is saved and exported computes in float32."""
+    from instropitch.ml.cnn import as_float32, build_model
+    from instropitch.ml.training import fit_model
+
+    recipe = {
+        "name": "mixed",
+        "label": "instrument",
+        "input": "instrument",
+        "architecture": {"conv_blocks": [{"filters": 4, "pool": 2}], "dense": [8], "pooling": "flatten"},
+        "training": {"batch_size": 16, "early_stopping": None, "precision": "mixed_bfloat16"},
+    }
+    spec = parse_spec(recipe)
+    assert spec.training.precision == "mixed_bfloat16"
+    assert parse_spec({**recipe, "training": {}}).training.precision == "float32"  # the default
+    rng = np.random.default_rng(0)
+    x = rng.normal(-60, 5, (32, *INSTRUMENT_SHAPE)).astype(np.float32)
+    y = rng.integers(0, 3, 32)
+
+    mixed = build_model(spec, INSTRUMENT_SHAPE, 3, input_mean=-60.0, input_std=5.0, dtype_policy="mixed_bfloat16")
+    assert mixed.get_layer("conv1").compute_dtype == "bfloat16"
+    assert mixed.get_layer("probabilities").compute_dtype == "float32"
+    plain = as_float32(mixed, spec)
+    assert {layer.dtype_policy.name for layer in plain.layers} == {"float32"}
+    # the same weights and input scaling: the answers differ only by bfloat16's rounding
+    np.testing.assert_allclose(plain.predict(x, verbose=0), mixed.predict(x, verbose=0), atol=0.02)
+    assert as_float32(plain, spec) is plain
+
+    model, history = fit_model(spec, x[:24], y[:24], x[24:], y[24:], 3, epochs=2)
+    assert len(history["loss"]) == 2 and np.isfinite(history["loss"]).all()
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    assert model.optimizer.built
+
+
+def test_precision_must_be_a_known_policy():
+    from instropitch.modelspec import SpecError
+
+    recipe = {
+        "name": "p",
+        "label": "instrument",
+        "input": "instrument",
+        "architecture": {"conv_blocks": [{"filters": 2}]},
+    }
+    with pytest.raises(SpecError, match="training.precision: must be one of float32, mixed_bfloat16, auto"):
+        parse_spec({**recipe, "training": {"precision": "bf16"}})

@@ -251,9 +251,10 @@ def fit_model(
     `extra` (inputs, labels) are fitted on too, spread over the groups (e.g. `synthetic_tone_rows`).
     `band_hz`: the fit rows' band frequencies, for an augmentation that cuts by Hz (`ModelRows.band_hz`).
     Each epoch is logged as one line named `label` (default: the spec's name).
-    Returns the model (best weights when early stopping is on) and the Keras history.
+    Returns the model (best weights when early stopping is on; computing in float32 whatever
+    `training.precision` fitted it in) and the Keras history.
     """
-    from instropitch.ml.cnn import build_model, configure_tensorflow, make_dataset
+    from instropitch.ml.cnn import as_float32, build_model, compute_policy, configure_tensorflow, make_dataset
 
     configure_tensorflow()
     import keras
@@ -270,7 +271,12 @@ def fit_model(
         groups = np.concatenate([groups, names[np.arange(len(extra[1])) % len(names)]])
     input_shape = (int(x_fit.shape[1]), int(x_fit.shape[2]))
     model = build_model(
-        spec, input_shape, n_classes, input_mean=float(x_fit.mean()), input_std=float(x_fit.std() or 1.0)
+        spec,
+        input_shape,
+        n_classes,
+        input_mean=float(x_fit.mean()),
+        input_std=float(x_fit.std() or 1.0),
+        dtype_policy=compute_policy(t.precision),
     )
     fit_ds = make_dataset(x_fit, y_fit, spec, n_classes, training=True, seed=t.seed, groups=groups, band_hz=band_hz)
     val_ds = make_dataset(x_val, y_val, spec, n_classes, training=False)
@@ -309,7 +315,7 @@ def fit_model(
     else:
         history = {}
         model.optimizer.build(model.trainable_variables)  # saves cleanly even untrained
-    return model, history
+    return as_float32(model, spec), history
 
 
 def synthetic_tone_rows(spec: ModelSpec, feature_preset: str) -> tuple[np.ndarray, np.ndarray] | None:

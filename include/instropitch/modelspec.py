@@ -218,7 +218,11 @@ class Training:
     2021, for domains never trained on). 0 (the default) keeps the weights as trained.
     `precision: mixed_bfloat16` computes the fit in bfloat16 with float32 weights (Keras mixed
     precision); `auto` does so where the CPU computes bfloat16 itself (AVX512-BF16 or AMX), else
-    float32 (the default). The model kept, logged and exported computes in float32 either way."""
+    float32 (the default). The model kept, logged and exported computes in float32 either way.
+    `members` N > 1 fits N networks from seeds `seed`, `seed` + 1000, ... on the same rows and keeps
+    them as one model whose softmax reads their embeddings side by side with their output weights
+    averaged: the mean of their logits, a deep ensemble (Lakshminarayanan et al., 2017) at N times
+    the fit. 1 (the default) fits one."""
 
     epochs: int = 30
     batch_size: int = 64
@@ -236,6 +240,7 @@ class Training:
     synthetic_tones: int = 0
     weight_average: float = 0.0
     precision: str = "float32"
+    members: int = 1
 
 
 @dataclass(frozen=True)
@@ -558,6 +563,7 @@ def _read_training(s: _Section, label: str | None) -> Training:
         synthetic_tones=s.take("synthetic_tones", _int(0, 100), defaults.synthetic_tones),
         weight_average=s.take("weight_average", _float(0.0, 1.0, high_open=True), defaults.weight_average),
         precision=s.take("precision", _choice(PRECISIONS), defaults.precision),
+        members=s.take("members", _int(1, 16), defaults.members),
     )
     if training.heldout_groups == 1:
         s.error("heldout_groups", "1 would hold out every source at once: use 0 (one fit per source) or 2 or more")

@@ -768,3 +768,63 @@ def test_precision_must_be_a_known_policy():
     }
     with pytest.raises(SpecError, match="training.precision: must be one of float32, mixed_bfloat16, auto"):
         parse_spec({**recipe, "training": {"precision": "bf16"}})
+
+
+def test_members_are_fitted_apart_and_joined_into_one_model_of_their_mean_logits(tmp_path):
+    """`training.members`: the joined model answers softmax(mean of the members' logits), keeps an
+    `embedding` for the foreignness, saves, loads and converts as one network does."""
+    import keras
+
+    from instropitch.ml.cnn import build_model, join_members
+    from instropitch.ml.foreignness import embed, fitted_reference, with_foreignness
+    from instropitch.ml.portable import run_onnx_outputs, to_onnx
+    from instropitch.ml.training import fit_model
+    from instropitch.modelspec import SpecError
+
+    recipe = {
+        "name": "pair",
+        "label": "instrument",
+        "input": "instrument",
+        "architecture": {"conv_blocks": [{"filters": 4, "pool": 2}], "dense": [6], "pooling": "flatten"},
+        "training": {"batch_size": 16, "early_stopping": None, "members": 2},
+    }
+    spec = parse_spec(recipe)
+    assert spec.training.members == 2 and parse_spec({**recipe, "training": {}}).training.members == 1
+    with pytest.raises(SpecError, match="training.members"):
+        parse_spec({**recipe, "training": {"members": 0}})
+    rng = np.random.default_rng(0)
+    x = rng.normal(-60, 5, (32, *INSTRUMENT_SHAPE)).astype(np.float32)
+    y = rng.integers(0, 3, 32)
+
+    one = parse_spec({**recipe, "training": {**recipe["training"], "members": 1}})
+    first, _ = fit_model(one, x[:24], y[:24], x[24:], y[24:], 3, epochs=2)
+    joined, history = fit_model(spec, x[:24], y[:24], x[24:], y[24:], 3, epochs=2)
+    assert len(history["loss"]) == 2
+    assert [layer.name for layer in joined.layers][1:] == ["member1", "member2", "embedding", "probabilities"]
+    # member 1 is the one-network fit (same seed); member 2 starts elsewhere
+    np.testing.assert_allclose(joined.get_layer("member1").get_weights()[0], first.get_weights()[0], atol=1e-6)
+    assert not np.allclose(joined.get_layer("member2").get_weights()[0], first.get_weights()[0])
+
+    kernel, bias = joined.get_layer("probabilities").get_weights()
+    assert kernel.shape == (12, 3)
+    proba = joined.predict(x, verbose=0)
+    assert np.allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    # two networks joined: the softmax of their mean logits (the normalised geometric mean of their answers)
+    pair = [build_model(one, INSTRUMENT_SHAPE, 3, input_mean=-60.0, input_std=5.0) for _ in range(2)]
+    logs = np.mean([np.log(m.predict(x, verbose=0)) for m in pair], axis=0)
+    expected = np.exp(logs) / np.exp(logs).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(join_members(pair).predict(x, verbose=0), expected, atol=1e-5)
+    assert join_members([first]) is first
+
+    probabilities, embeddings = embed(joined, x)
+    assert embeddings.shape == (32, 12)
+    np.testing.assert_allclose(probabilities, proba, atol=1e-6)
+    reference = fitted_reference(joined, x[:24], y[:24], x[24:])
+    exported = with_foreignness(joined, reference)
+    onnx_proba, onnx_foreign = run_onnx_outputs(to_onnx(exported), x)
+    np.testing.assert_allclose(onnx_proba, proba, atol=1e-4)
+    np.testing.assert_allclose(onnx_foreign, reference.distance(embeddings), rtol=1e-3, atol=1e-3)
+
+    joined.save(tmp_path / "joined.keras")
+    loaded = keras.saving.load_model(tmp_path / "joined.keras")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), proba, atol=1e-6)

@@ -92,6 +92,36 @@ def as_float32(model: keras.Model, spec: ModelSpec) -> keras.Model:
     return plain
 
 
+def join_members(members: list[keras.Model]) -> keras.Model:
+    """One model answering the mean of `members`' logits (networks of one recipe, fitted apart).
+
+    Each member up to its embedding (the softmax's input) becomes a layer; their embeddings are
+    concatenated and read by one softmax whose weights are the members' stacked, over N. So the
+    joined model keeps the shape every reader expects: an `embedding` before a `probabilities`
+    softmax (`ml.foreignness`), built-in layers only.
+    """
+    import keras
+    from keras import layers
+
+    if len(members) == 1:
+        return members[0]
+    first = members[0]
+    inputs = keras.Input(shape=first.input_shape[1:], name="spectrogram", dtype="float32")
+    embeddings = [
+        keras.Model(m.inputs, m.get_layer("probabilities").input, name=f"member{k}")(inputs)
+        for k, m in enumerate(members, start=1)
+    ]
+    joined = layers.Concatenate(name="embedding")(embeddings)
+    n_classes = int(first.output_shape[-1])
+    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(joined)
+    model = keras.Model(inputs, outputs, name=first.name)
+    kernels, biases = zip(*(m.get_layer("probabilities").get_weights() for m in members), strict=True)
+    model.get_layer("probabilities").set_weights([np.concatenate(kernels) / len(members), np.mean(biases, axis=0)])
+    model.compile(optimizer=first.optimizer.__class__.from_config(first.optimizer.get_config()), loss=first.loss)
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
 def build_model(
     spec: ModelSpec,
     input_shape: tuple[int, int],

@@ -17,7 +17,7 @@ import math
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -230,6 +230,10 @@ def band_hz_of(band_hz: np.ndarray | None, rows: np.ndarray) -> np.ndarray | Non
     return band_hz if band_hz is None or len(band_hz) == 1 else band_hz[rows]
 
 
+MEMBER_SEED_STRIDE = 1000
+"""Member k of an ensemble (`training.members`) fits from seed `seed` + k x this: apart from the next seeds' members."""
+
+
 def fit_model(
     spec: ModelSpec,
     x_fit: np.ndarray,
@@ -252,15 +256,12 @@ def fit_model(
     `band_hz`: the fit rows' band frequencies, for an augmentation that cuts by Hz (`ModelRows.band_hz`).
     Each epoch is logged as one line named `label` (default: the spec's name).
     Returns the model (best weights when early stopping is on; computing in float32 whatever
-    `training.precision` fitted it in) and the Keras history.
+    `training.precision` fitted it in) and the Keras history. With `training.members` N > 1, N
+    networks are fitted one after another and joined (`cnn.join_members`); `callbacks` and the
+    history returned are the first one's.
     """
-    from instropitch.ml.cnn import as_float32, build_model, compute_policy, configure_tensorflow, make_dataset
+    from instropitch.ml.cnn import join_members
 
-    configure_tensorflow()
-    import keras
-
-    t = spec.training
-    keras.utils.set_random_seed(t.seed)
     if extra is not None and len(extra[1]):
         if band_hz is not None and len(band_hz) != 1:
             raise ValueError("extra rows cannot be fitted beside per-row band frequencies (a note-centred input)")
@@ -269,6 +270,43 @@ def fit_model(
         y_fit = np.concatenate([y_fit, extra[1]])
         names = np.unique(groups)  # spread over the sources: balanced batches must not give them a share of their own
         groups = np.concatenate([groups, names[np.arange(len(extra[1])) % len(names)]])
+    t, name = spec.training, label or spec.name
+    fits = [
+        _fit_network(
+            replace(spec, training=replace(t, seed=(t.seed + k * MEMBER_SEED_STRIDE) % 2**31)),
+            (x_fit, y_fit, x_val, y_val),
+            n_classes,
+            epochs=epochs,
+            groups=groups,
+            callbacks=callbacks if k == 0 else None,
+            label=name if t.members == 1 else f"{name} member {k + 1}/{t.members}",
+            band_hz=band_hz,
+        )
+        for k in range(t.members)
+    ]
+    return join_members([model for model, _ in fits]), fits[0][1]
+
+
+def _fit_network(
+    spec: ModelSpec,
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    n_classes: int,
+    *,
+    epochs: int,
+    groups: np.ndarray | None,
+    callbacks: list[Any] | None,
+    label: str,
+    band_hz: np.ndarray | None,
+) -> tuple[keras.Model, dict[str, list[float]]]:
+    """One network of `fit_model`, from `spec.training.seed`, as a float32 model."""
+    from instropitch.ml.cnn import as_float32, build_model, compute_policy, configure_tensorflow, make_dataset
+
+    configure_tensorflow()
+    import keras
+
+    x_fit, y_fit, x_val, y_val = data
+    t = spec.training
+    keras.utils.set_random_seed(t.seed)
     input_shape = (int(x_fit.shape[1]), int(x_fit.shape[2]))
     model = build_model(
         spec,
@@ -298,7 +336,7 @@ def fit_model(
                 monitor=t.early_stopping.monitor, patience=t.early_stopping.patience, restore_best_weights=True
             )
         )
-    callbacks.append(_epoch_log(label or spec.name, epochs))
+    callbacks.append(_epoch_log(label, epochs))
     if t.weight_average:  # validates the averaged weights itself, before any callback reads val_*
         from instropitch.ml.weight_average import WeightAverage
 

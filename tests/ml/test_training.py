@@ -813,8 +813,8 @@ def test_members_are_fitted_apart_and_joined_into_one_model_of_their_mean_logits
     pair = [build_model(one, INSTRUMENT_SHAPE, 3, input_mean=-60.0, input_std=5.0) for _ in range(2)]
     logs = np.mean([np.log(m.predict(x, verbose=0)) for m in pair], axis=0)
     expected = np.exp(logs) / np.exp(logs).sum(axis=1, keepdims=True)
-    np.testing.assert_allclose(join_members(pair).predict(x, verbose=0), expected, atol=1e-5)
-    assert join_members([first]) is first
+    np.testing.assert_allclose(join_members(pair, one).predict(x, verbose=0), expected, atol=1e-5)
+    assert join_members([first], one) is first
 
     probabilities, embeddings = embed(joined, x)
     assert embeddings.shape == (32, 12)

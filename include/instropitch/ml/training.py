@@ -284,7 +284,7 @@ def fit_model(
         )
         for k in range(t.members)
     ]
-    return join_members([model for model, _ in fits]), fits[0][1]
+    return join_members([model for model, _ in fits], spec), fits[0][1]
 
 
 def _fit_network(

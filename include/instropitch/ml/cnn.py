@@ -77,7 +77,7 @@ def as_float32(model: keras.Model, spec: ModelSpec) -> keras.Model:
     Mixed precision keeps float32 weights, so they copy as they are; what is saved, exported
     and served then runs anywhere, bfloat16 units or not.
     """
-    if model.dtype_policy.name == "float32" and all(layer.dtype_policy.name == "float32" for layer in model.layers):
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
         return model
     normalize = model.get_layer("standardize")
     mean, variance = (float(np.asarray(v).reshape(-1)[0]) for v in (normalize.mean, normalize.variance))

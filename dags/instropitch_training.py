@@ -8,7 +8,8 @@ Runs nightly at 02:00 UTC **or** as soon as `instropitch_etl` publishes a change
 `instruments_notes_spectrogram` Asset; trigger it by hand with params to train only some
 models, to override the epochs (`airflow dags trigger instropitch_training -c '{"epochs": 3}'`) or to skip the
 leave-one-source-out fits of a quick run (`{"leave_one_source_out": false}`), or to run only the fits blind
-to some sources (`{"heldout_sources": ["timgm6mb"]}`: what `instropitch demo` does, one fit of four).
+to some sources (`{"heldout_sources": ["timgm6mb"]}`: what `instropitch demo` does, one fit of four), or to fit
+one network where a recipe averages several (`{"members": 1}`: the demo does this too, to stay within 10 minutes).
 
 1. `snapshot` — the combined table frozen into one seeded, stratified 75/25 split, or with `split: folds` TinySOL's
    own protocol (fold `test_fold` is the test part; re-tuned neighbours never straddle it) — an MLflow artifact
@@ -79,6 +80,13 @@ COMBINED_TABLE = Asset(name="instruments_notes_spectrogram")
         "epochs": Param(
             None, type=["null", "integer"], minimum=0, maximum=1000, description="override every model's epochs"
         ),
+        "members": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=16,
+            description="override every model's training.members, networks averaged (null: each recipe's; the demo: 1)",
+        ),
         "seed": Param(42, type="integer", description="seed of the train/test split"),
         "split": Param(
             "stratified",
@@ -139,10 +147,9 @@ def instropitch_training():
     def fit_heldout(model_path: str, source: str, snapshot_info: dict) -> dict:
         from instropitch.pipeline import training as training_pipeline
 
+        params = get_current_context()["params"]
         try:
-            return training_pipeline.fit_heldout(
-                model_path, source, snapshot_info, get_current_context()["params"]["epochs"]
-            )
+            return training_pipeline.fit_heldout(model_path, source, snapshot_info, params["epochs"], params["members"])
         except ValueError as exc:  # the recipe does not fit the data: a retry would fail the same way
             raise AirflowFailException(f"{model_path} without {source}: {exc}") from exc
 
@@ -157,9 +164,11 @@ def instropitch_training():
     def train(model_path: str, snapshot_info: dict, heldout_scores: dict) -> dict:
         from instropitch.pipeline import training as training_pipeline
 
-        epochs = get_current_context()["params"]["epochs"]
+        params = get_current_context()["params"]
         try:
-            return training_pipeline.train(model_path, snapshot_info, epochs, heldout_scores)
+            return training_pipeline.train(
+                model_path, snapshot_info, params["epochs"], heldout_scores, params["members"]
+            )
         except ValueError as exc:  # the recipe does not fit the data: a retry would fail the same way
             raise AirflowFailException(f"{model_path}: {exc}") from exc
 

@@ -434,6 +434,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         heldout_sources=_demo_heldout(args.heldout, demo.DEMO_HELDOUT),
     )
     try:
+        options.members = _demo_members(args.members, demo.DEMO_MEMBERS)
         options.extra_sources = demo.parse_source_folders(args.source or [])
     except ValueError as exc:
         print(f"instropitch: {exc}", file=sys.stderr)
@@ -447,6 +448,17 @@ def _demo_heldout(value: str | None, default: tuple[str, ...]) -> tuple[str, ...
     if value is None:
         return default
     return () if value.strip() == "all" else tuple(name.strip() for name in value.split(",") if name.strip())
+
+
+def _demo_members(value: str | None, default: int | None) -> int | None:
+    """`demo --members`: networks per fit; None for `recipe` (each recipe's, as the nightly run)."""
+    if value is None:
+        return default
+    if value.strip() == "recipe":
+        return None
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ValueError(f"--members {value!r}: expected a number of networks (1 or more) or `recipe`")
+    return int(value)
 
 
 def _home() -> Path:
@@ -622,6 +634,12 @@ def _add_demo(sub: Any) -> None:
         metavar="SOURCES|all",
         help="run only the held-out fits blind to these sources, comma-separated (default: the one fit blind to "
         "timgm6mb, of the recipe's four); `all`: every fit, as the nightly run",
+    )
+    p.add_argument(
+        "--members",
+        metavar="N|recipe",
+        help="networks averaged per model fit (default: 1, where the instrument recipe averages 2, to stay within "
+        "10 minutes); `recipe`: each recipe's, as the nightly run",
     )
     p.add_argument(
         "--source",

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.e2e
 PREFIX = "TinySOL/"
 SOURCES = ["TinySOL/", "copy=Copy/"]  # the same notes twice: two sources, so the held-out fits run
 EPOCH_LINE = re.compile(
-    r"  (pitch|instrument)( without (TinySOL|copy))? epoch [12]/2: loss \S+ accuracy \S+ val_loss \S+ val_accuracy \S+"
+    r"  (pitch|instrument)( without (TinySOL|copy))?( member [12]/2)? epoch [12]/2: "
+    r"loss \S+ accuracy \S+ val_loss \S+ val_accuracy \S+"
 )
 
 
@@ -79,7 +80,10 @@ def test_training_after_etl_logs_registers_and_promotes(
         "  task train[1]: success",
     ], shown
     epochs = [line for line in shown if not line.startswith("  task ")]
-    assert len(epochs) == 8 and all(EPOCH_LINE.fullmatch(line) for line in epochs), shown  # 4 fits x 2 epochs
+    assert all(EPOCH_LINE.fullmatch(line) for line in epochs), shown
+    # the instrument recipe averages two networks (training.members), fitted one after the other: 3 fits x 2 x 2
+    # epochs, and the pitch fit's 2
+    assert sum(" member " in line for line in epochs) == 12 and len(epochs) == 14, shown
 
     client = mlflow_client(airflow_env)
     experiment = client.get_experiment_by_name("instropitch")
@@ -168,22 +172,30 @@ def test_training_after_etl_logs_registers_and_promotes(
     assert str(client.get_model_version_by_alias("instropitch", "champion").version) == "1"
     assert experiment.tags.get("mlflow.experimentKind") == "custom_model_development"  # opens on training runs
 
-    # what the demo runs: one held-out fit of the recipe's several (param `heldout_sources`); the version says which
-    # fit its held-out score comes from, so promotion does not set it against the champion's two-fit score
+    # what the demo runs: one held-out fit of the recipe's several (param `heldout_sources`), one network where the
+    # recipe averages two (param `members`); the version says which fit its held-out score comes from, so promotion
+    # does not set it against the champion's two-fit score
     shown.clear()
     quick = {**airflow_env, "INSTROPITCH_MODELS_DIR": str(tmp_path / "quick")}
     one = local_airflow.dags_test(
         "instropitch_training",
         quick,
-        {"epochs": 1, "models": ["instrument"], "heldout_sources": ["copy"]},
+        {"epochs": 1, "models": ["instrument"], "heldout_sources": ["copy"], "members": 1},
         progress=shown.append,
     )
     assert one.ok, one.tail(80)
     assert [re.sub(r" in \d+ s$", "", line) for line in shown if line.startswith("  task fit_heldout")] == [
         "  task fit_heldout[0]: success"
     ]
+    assert [line.split(" epoch ")[0] for line in shown if " epoch " in line] == [
+        "  instrument without copy",
+        "  instrument",
+    ]
     latest = client.get_model_version("instropitch-instrument", "3")
     assert latest.tags["heldout_sources"] == "copy"
+    overridden = client.get_run(latest.run_id)
+    assert overridden.data.params["training.members"] == "1"  # MLflow keeps the settings that ran
+    assert [a.path for a in client.list_artifacts(latest.run_id, "spec")] == ["spec/instrument.yaml"]
     assert latest.tags["promotion.basis"] == "test_accuracy"  # not the held-out score of other fits
     unknown = local_airflow.dags_test("instropitch_training", quick, {"epochs": 1, "heldout_sources": ["Nope"]})
     assert not unknown.ok

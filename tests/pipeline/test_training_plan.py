@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from instropitch.pipeline.training import gather_heldout, heldout_fits, model_paths
+from instropitch.pipeline.training import gather_heldout, heldout_fits, load_recipe, model_paths
 
 
 def test_one_fit_per_model_and_source_as_the_recipes_and_the_param_say(project_root, tmp_path):
@@ -72,3 +74,15 @@ def test_gather_checks_every_planned_fit_answered():
     assert gather_heldout([], Unreadable()) == {}
     with pytest.raises(ValueError, match=r"without an answer: \[\('m/pitch.yaml', 'b'\)\]"):
         gather_heldout(planned, [{**summary("a", 0.75), "fit_time_s": 1.0}])
+
+
+def test_the_members_param_overrides_the_recipe_and_mlflow_keeps_what_ran(project_root):
+    path = str(project_root / "models" / "instrument.yaml")
+    shipped = load_recipe(path)
+    assert shipped.training.members == 2 and shipped.source == project_root / "models" / "instrument.yaml"
+    assert load_recipe(path, None) == shipped and load_recipe(path, 2).source == shipped.source  # nothing overridden
+    one = load_recipe(path, 1)
+    assert one.training.members == 1 and one.source is None  # its YAML says 2: MLflow logs the settings instead
+    assert one.training == replace(shipped.training, members=1) and one.architecture == shipped.architecture
+    with pytest.raises(ValueError, match="members must be 1 or more, not 0"):
+        load_recipe(path, 0)

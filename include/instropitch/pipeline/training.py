@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -140,6 +141,21 @@ def _effective_epochs(spec: ModelSpec, epochs: int | None) -> int:
     return spec.training.epochs if epochs is None else int(epochs)
 
 
+def load_recipe(model_path: str, members: int | None = None) -> ModelSpec:
+    """The recipe at `model_path`, its `training.members` replaced by `members` (the DAG param) unless None.
+
+    An overridden recipe has no `source`: MLflow then keeps the settings that ran, not the YAML file.
+    """
+    from instropitch.modelspec import load_spec
+
+    spec = load_spec(model_path)
+    if members is None or members == spec.training.members:
+        return spec
+    if members < 1:
+        raise ValueError(f"members must be 1 or more, not {members}")
+    return replace(spec, training=replace(spec.training, members=int(members)), source=None)
+
+
 def heldout_fits(
     model_paths: list[str],
     snapshot_info: dict[str, Any],
@@ -168,13 +184,18 @@ def heldout_fits(
     return plan
 
 
-def fit_heldout(model_path: str, source: str, snapshot_info: dict[str, Any], epochs: int | None = None) -> dict:
+def fit_heldout(
+    model_path: str,
+    source: str,
+    snapshot_info: dict[str, Any],
+    epochs: int | None = None,
+    members: int | None = None,
+) -> dict:
     """Fit one model without `source`; store its answers on that source in the parent run; their summary."""
     from instropitch.ml import heldout
     from instropitch.ml.snapshot import download_snapshot
-    from instropitch.modelspec import load_spec
 
-    spec = load_spec(model_path)
+    spec = load_recipe(model_path, members)
     snapshot = download_snapshot(snapshot_info["snapshot_uri"])
     answers = heldout.fit(spec, snapshot, source, _effective_epochs(spec, epochs))
     heldout.log_answers(answers, snapshot_info["parent_run_id"])
@@ -217,20 +238,21 @@ def train(
     snapshot_info: dict[str, Any],
     epochs: int | None = None,
     heldout_scores: dict[str, dict[str, float]] | None = None,
+    members: int | None = None,
 ) -> dict[str, Any]:
     """Train one model YAML on the shared snapshot as a child run; register its version.
 
     `heldout_scores` (from `gather_heldout`) says which sources this model was held out on
     by the `fit_heldout` tasks: their answers are read from the parent run, scored per source
     and pooled for the calibration, as if fitted here. None: run those fits here, one after
-    another, as the recipe asks (what the benchmarks do).
+    another, as the recipe asks (what the benchmarks do). `members` overrides the recipe's
+    `training.members` (give the held-out fits the same, or the calibration reads other networks).
     """
     from instropitch.ml import heldout
     from instropitch.ml.snapshot import download_snapshot
     from instropitch.ml.training import train_and_log
-    from instropitch.modelspec import load_spec
 
-    spec = load_spec(model_path)
+    spec = load_recipe(model_path, members)
     snapshot = download_snapshot(snapshot_info["snapshot_uri"])
     answers = None
     if heldout_scores is not None:

@@ -85,6 +85,10 @@ class Architecture:
     pooling: str = "avg"
     dense: tuple[int, ...] = (128,)
     dropout: float = 0.3
+    band_shift_average: int = 0
+    """K > 0: the model answers the mean logits of its input moved by -K..K bands (the edge filled with the
+    note's floor, as `augmentation.freq_shift` moves it in training): several looks at one note, built into
+    the graph (`cnn.average_band_shifts`). Not for a pitch model: a band is a pitch there."""
 
 
 @dataclass(frozen=True)
@@ -486,6 +490,7 @@ def _read_architecture(s: _Section) -> Architecture:
         pooling=s.take("pooling", _choice(POOLINGS), "avg"),
         dense=s.take("dense", dense, (128,)),
         dropout=s.take("dropout", _float(0.0, 1.0, high_open=True), 0.3),
+        band_shift_average=s.take("band_shift_average", _int(0, 8), 0),
     )
     if arch.batch_norm and arch.group_norm:
         s.error("group_norm", "cannot be used with batch_norm: true (one normalisation per block)")

@@ -828,3 +828,66 @@ def test_members_are_fitted_apart_and_joined_into_one_model_of_their_mean_logits
     joined.save(tmp_path / "joined.keras")
     loaded = keras.saving.load_model(tmp_path / "joined.keras")
     np.testing.assert_allclose(loaded.predict(x, verbose=0), proba, atol=1e-6)
+
+
+def test_band_shift_average_answers_the_mean_logits_of_shifted_looks(tmp_path):
+    """`architecture.band_shift_average`: the model reads its input moved by -K..K bands (edges at the
+    note's floor, as the augmentation moves it) and answers softmax(mean logits); one graph of built-in
+    layers that keeps an `embedding`, saves, loads and converts as one network does."""
+    import keras
+
+    from instropitch.ml.cnn import average_band_shifts, build_model, shift_bands
+    from instropitch.ml.foreignness import embed, fitted_reference, with_foreignness
+    from instropitch.ml.portable import run_onnx_outputs, to_onnx
+    from instropitch.ml.training import fit_model
+    from instropitch.modelspec import SpecError
+
+    recipe = {
+        "name": "looks",
+        "label": "instrument",
+        "input": "instrument",
+        "architecture": {"conv_blocks": [{"filters": 4, "pool": 2}], "dense": [6], "band_shift_average": 2},
+        "training": {"batch_size": 16, "early_stopping": None},
+    }
+    spec = parse_spec(recipe)
+    assert spec.architecture.band_shift_average == 2
+    with pytest.raises(SpecError, match="architecture.band_shift_average"):
+        parse_spec({**recipe, "architecture": {**recipe["architecture"], "band_shift_average": -1}})
+    rng = np.random.default_rng(1)
+    x = rng.normal(-60, 5, (32, *INSTRUMENT_SHAPE)).astype(np.float32)
+
+    def moved(x: np.ndarray, k: int) -> np.ndarray:  # what `cnn._shift` does at step k
+        out = np.roll(x, k, axis=2)
+        floor = x.min(axis=(1, 2), keepdims=True)
+        if k > 0:
+            out[:, :, :k] = floor
+        elif k < 0:
+            out[:, :, k:] = floor
+        return out
+
+    inputs = keras.Input(INSTRUMENT_SHAPE)
+    looks = keras.Model(inputs, [shift_bands(inputs, k) for k in (-2, 1)])
+    for got, k in zip(looks.predict(x, verbose=0), (-2, 1), strict=True):
+        np.testing.assert_allclose(got, moved(x, k), atol=1e-4)
+
+    plain = parse_spec({**recipe, "architecture": {**recipe["architecture"], "band_shift_average": 0}})
+    network = build_model(plain, INSTRUMENT_SHAPE, 3, input_mean=-60.0, input_std=5.0)
+    assert average_band_shifts(network, plain) is network
+    averaged = average_band_shifts(network, spec)
+    logs = np.mean([np.log(network.predict(moved(x, k), verbose=0)) for k in range(-2, 3)], axis=0)
+    expected = np.exp(logs) / np.exp(logs).sum(axis=1, keepdims=True)
+    proba = averaged.predict(x, verbose=0)
+    np.testing.assert_allclose(proba, expected, atol=1e-5)
+    assert not np.allclose(proba, network.predict(x, verbose=0), atol=1e-3)  # the looks differ
+
+    fitted, history = fit_model(spec, x[:24], rng.integers(0, 3, 24), x[24:], rng.integers(0, 3, 8), 3, epochs=1)
+    assert len(history["loss"]) == 1 and fitted.get_layer("embedding").name == "embedding"
+    probabilities, embeddings = embed(fitted, x)
+    assert embeddings.shape == (32, 6)
+    reference = fitted_reference(fitted, x[:24], np.zeros(24, int), x[24:])
+    onnx_proba, onnx_foreign = run_onnx_outputs(to_onnx(with_foreignness(fitted, reference)), x)
+    np.testing.assert_allclose(onnx_proba, probabilities, atol=1e-4)
+    np.testing.assert_allclose(onnx_foreign, reference.distance(embeddings), rtol=1e-3, atol=1e-3)
+    fitted.save(tmp_path / "looks.keras")
+    loaded = keras.saving.load_model(tmp_path / "looks.keras")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), probabilities, atol=1e-6)

@@ -123,6 +123,53 @@ def join_members(members: list[keras.Model], spec: ModelSpec) -> keras.Model:
     return model
 
 
+def average_band_shifts(model: keras.Model, spec: ModelSpec) -> keras.Model:
+    """`model` answering the mean logits of its input moved by -K..K bands (`architecture.band_shift_average`).
+
+    The model up to its embedding becomes one layer, read once per shifted copy of the input; the copies'
+    embeddings are averaged (`embedding`) and read by the model's own softmax, so the mean embedding gives
+    the mean logits, and every reader finds the usual `embedding` before a `probabilities` softmax
+    (`ml.foreignness`). Built-in layers only. K = 0: `model` itself.
+    """
+    import keras
+    from keras import layers
+
+    k = spec.architecture.band_shift_average
+    if not k:
+        return model
+    inputs = keras.Input(shape=model.input_shape[1:], name="spectrogram", dtype="float32")
+    tower = keras.Model(model.inputs, model.get_layer("probabilities").input, name="tower")
+    views = [tower(inputs if shift == 0 else shift_bands(inputs, shift)) for shift in range(-k, k + 1)]
+    mean = layers.Average(name="embedding")(views)
+    softmax = model.get_layer("probabilities")
+    outputs = layers.Dense(softmax.units, activation="softmax", name="probabilities")(mean)
+    averaged = keras.Model(inputs, outputs, name=model.name)
+    averaged.get_layer("probabilities").set_weights(softmax.get_weights())
+    compile_model(averaged, spec)
+    averaged.optimizer.build(averaged.trainable_variables)  # saves cleanly, as a fitted model does
+    return averaged
+
+
+def shift_bands(x: Any, shift: int) -> Any:
+    """The spectrograms `x` (N, frames, bands) moved `shift` bands up (down if negative), the vacated bands
+    filled with each one's minimum: `_shift` at a given step, in built-in layers (a saved model needs no code)."""
+    from keras import layers
+
+    frames, bands = (int(n) for n in x.shape[1:])
+    name = f"shift{shift:+d}".replace("+", "up").replace("-", "down")
+    negated = layers.Rescaling(-1.0, name=f"{name}_negate")(x)
+    peak = layers.GlobalMaxPooling1D(name=f"{name}_peak")(
+        layers.Reshape((frames * bands, 1), name=f"{name}_flat")(negated)
+    )
+    floor = layers.Reshape((1, 1), name=f"{name}_floor")(layers.Rescaling(-1.0, name=f"{name}_min")(peak))
+    above = layers.Subtract(name=f"{name}_above_floor")([x, floor])  # the padding's zeros become the floor
+    by_band = layers.Permute((2, 1), name=f"{name}_by_band")(above)
+    by_band = layers.ZeroPadding1D((shift, 0) if shift > 0 else (0, -shift), name=f"{name}_pad")(by_band)
+    by_band = layers.Cropping1D((0, shift) if shift > 0 else (-shift, 0), name=f"{name}_crop")(by_band)
+    moved = layers.Permute((2, 1), name=f"{name}_by_frame")(by_band)
+    return layers.Add(name=f"{name}_back")([moved, floor])
+
+
 def build_model(
     spec: ModelSpec,
     input_shape: tuple[int, int],

@@ -258,9 +258,10 @@ def fit_model(
     Returns the model (best weights when early stopping is on; computing in float32 whatever
     `training.precision` fitted it in) and the Keras history. With `training.members` N > 1, N
     networks are fitted one after another and joined (`cnn.join_members`); `callbacks` and the
-    history returned are the first one's.
+    history returned are the first one's. With `architecture.band_shift_average` the returned model
+    averages shifted looks at its input (`cnn.average_band_shifts`).
     """
-    from instropitch.ml.cnn import join_members
+    from instropitch.ml.cnn import average_band_shifts, join_members
 
     if extra is not None and len(extra[1]):
         if band_hz is not None and len(band_hz) != 1:
@@ -284,7 +285,7 @@ def fit_model(
         )
         for k in range(t.members)
     ]
-    return join_members([model for model, _ in fits], spec), fits[0][1]
+    return average_band_shifts(join_members([model for model, _ in fits], spec), spec), fits[0][1]
 
 
 def _fit_network(

@@ -11,10 +11,10 @@ FreePats patches from npm), each played by the project's SF2 player and by TinyS
 each font and player rendering its share of the 2,913 notes under a mix of dry and recording
 conditions: several timbres for the cost of one set, so that the instrument model cannot
 learn one sample library, and the training DAG can hold sources out to measure (and
-calibrate on) sound it never heard (the demo runs one of those fits, `DEMO_HELDOUT`, each of one network,
-`DEMO_MEMBERS`, to stay within 10 minutes on 2 cores; the nightly run runs them all, as the recipes say). Each source is uploaded under `NAME/`;
-`extra_sources` (`--source NAME=DIR`) adds TinySOL-layout folders, and the ETL run loads them
-all (DAG param `sources`).
+calibrate on) sound it never heard (the demo runs one of those fits, `DEMO_HELDOUT`, each of one
+network, `DEMO_MEMBERS`, to stay within 10 minutes on 2 cores; the nightly run runs them all, as the
+recipes say). Each source is uploaded under `NAME/`; `extra_sources` (`--source NAME=DIR`) adds
+TinySOL-layout folders, and the ETL run loads them all (DAG param `sources`).
 """
 
 from __future__ import annotations

@@ -106,18 +106,28 @@ def join_members(members: list[keras.Model], spec: ModelSpec) -> keras.Model:
 
     if len(members) == 1:
         return members[0]
-    first = members[0]
-    inputs = keras.Input(shape=first.input_shape[1:], name="spectrogram", dtype="float32")
-    embeddings = [
-        keras.Model(m.inputs, m.get_layer("probabilities").input, name=f"member{k}")(inputs)
-        for k, m in enumerate(members, start=1)
-    ]
-    joined = layers.Concatenate(name="embedding")(embeddings)
-    n_classes = int(first.output_shape[-1])
-    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(joined)
-    model = keras.Model(inputs, outputs, name=first.name)
+    inputs = keras.Input(shape=members[0].input_shape[1:], name="spectrogram", dtype="float32")
+    embeddings = [_embedding_layer(m, f"member{k}")(inputs) for k, m in enumerate(members, start=1)]
     kernels, biases = zip(*(m.get_layer("probabilities").get_weights() for m in members), strict=True)
-    model.get_layer("probabilities").set_weights([np.concatenate(kernels) / len(members), np.mean(biases, axis=0)])
+    weights = [np.concatenate(kernels) / len(members), np.mean(biases, axis=0)]
+    return _read_by_softmax(inputs, layers.Concatenate(name="embedding")(embeddings), weights, members[0].name, spec)
+
+
+def _embedding_layer(model: keras.Model, name: str) -> keras.Model:
+    """`model` up to its embedding (the input of its `probabilities` softmax), as one layer."""
+    import keras
+
+    return keras.Model(model.inputs, model.get_layer("probabilities").input, name=name)
+
+
+def _read_by_softmax(inputs: Any, embedding: Any, weights: list[np.ndarray], name: str, spec: ModelSpec) -> keras.Model:
+    """The model `inputs` -> `embedding` -> a `probabilities` softmax holding `weights`, compiled as a fit leaves it."""
+    import keras
+    from keras import layers
+
+    outputs = layers.Dense(int(weights[1].shape[0]), activation="softmax", name="probabilities")(embedding)
+    model = keras.Model(inputs, outputs, name=name)
+    model.get_layer("probabilities").set_weights(weights)
     compile_model(model, spec)
     model.optimizer.build(model.trainable_variables)  # saves cleanly, as a fitted model does
     return model
@@ -138,16 +148,10 @@ def average_band_shifts(model: keras.Model, spec: ModelSpec) -> keras.Model:
     if not k:
         return model
     inputs = keras.Input(shape=model.input_shape[1:], name="spectrogram", dtype="float32")
-    tower = keras.Model(model.inputs, model.get_layer("probabilities").input, name="tower")
+    tower = _embedding_layer(model, "tower")
     views = [tower(inputs if shift == 0 else shift_bands(inputs, shift)) for shift in range(-k, k + 1)]
     mean = layers.Average(name="embedding")(views)
-    softmax = model.get_layer("probabilities")
-    outputs = layers.Dense(softmax.units, activation="softmax", name="probabilities")(mean)
-    averaged = keras.Model(inputs, outputs, name=model.name)
-    averaged.get_layer("probabilities").set_weights(softmax.get_weights())
-    compile_model(averaged, spec)
-    averaged.optimizer.build(averaged.trainable_variables)  # saves cleanly, as a fitted model does
-    return averaged
+    return _read_by_softmax(inputs, mean, model.get_layer("probabilities").get_weights(), model.name, spec)
 
 
 def shift_bands(x: Any, shift: int) -> Any:

@@ -81,6 +81,7 @@ def main() -> int:
             extra=synthetic_tone_rows(spec, snapshot.feature_preset),
             never_train=sorted({s for s in sources if s.startswith("fs_")}),
             band_hz=rows.band_hz,
+            instruments=rows.instruments,
         )
         pick = target[answers.rows]
         b = counts(answers.proba[pick].argmax(1), rows.y[answers.rows][pick], names)

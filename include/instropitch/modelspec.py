@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from instropitch.tinysol import SOURCE_NAME
+from instropitch.tinysol import INSTRUMENT_BY_ABBR, SOURCE_NAME
 
 LABELS: tuple[str, ...] = ("midi", "instrument")
 """What a model predicts: the MIDI number of the note, or the instrument playing it."""
@@ -89,6 +89,15 @@ class Architecture:
     """K > 0: the model answers the mean logits of its input moved by -K..K bands (the edge filled with the
     note's floor, as `augmentation.freq_shift` moves it in training): several looks at one note, built into
     the graph (`cnn.average_band_shifts`). Not for a pitch model: a band is a pitch there."""
+
+
+@dataclass(frozen=True)
+class SharedSamples:
+    """Sources that play `instruments` from the same samples (two fonts built from one free sample set):
+    a fit blind to one of them does not train on the others' notes of those instruments."""
+
+    sources: tuple[str, ...]
+    instruments: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -208,6 +217,10 @@ class Training:
     `heldout_together` lists sources that one fit holds out as one (fonts that share samples:
     one is not unheard while its relative trains); every other source gets a fit of its own.
     Use one of the two: they are two ways of choosing the fits.
+    `heldout_shared` lists sources that play some instruments from the same samples
+    (`SharedSamples`): fonts otherwise their own, whose makers took a few instruments from one
+    free set. A fit blind to one of them leaves the others' notes of those instruments out of
+    its training rows, so that no held-out note is played by samples the fit heard.
     `synthetic_tones` (pitch models only) adds N generated periodic tones per MIDI note of the
     output layout to the fitting rows (`synth.tones`: sines, square, triangle and sawtooth waves,
     missing-fundamental and short tones): a person checks the tool with a tone generator, and
@@ -241,6 +254,7 @@ class Training:
     leave_one_source_out: bool = True
     heldout_groups: int = 0
     heldout_together: tuple[tuple[str, ...], ...] = ()
+    heldout_shared: tuple[SharedSamples, ...] = ()
     synthetic_tones: int = 0
     weight_average: float = 0.0
     precision: str = "float32"
@@ -458,6 +472,26 @@ def _source_groups(value: Any) -> tuple[tuple[str, ...], ...]:
     return tuple(groups)
 
 
+def _shared_samples(value: Any) -> tuple[SharedSamples, ...]:
+    """`[{sources: [a, b], instruments: [Acc, Ob]}, ...]` -> `SharedSamples`, each naming two or more
+    sources and one or more TinySOL instruments."""
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list of {{sources: [...], instruments: [...]}}, got {_kind(value)} {value!r}")
+    entries = []
+    for entry in value:
+        if not isinstance(entry, dict) or set(entry) != {"sources", "instruments"}:
+            raise ValueError(f"each entry must have exactly the keys sources and instruments, got {entry!r}")
+        (sources,) = _source_groups([entry["sources"]])
+        instruments = entry["instruments"]
+        if not isinstance(instruments, list) or not instruments:
+            raise ValueError(f"instruments must be a non-empty list, got {instruments!r}")
+        unknown = [i for i in instruments if i not in INSTRUMENT_BY_ABBR]
+        if unknown:
+            raise ValueError(f"{unknown} are not TinySOL instruments ({', '.join(INSTRUMENT_BY_ABBR)})")
+        entries.append(SharedSamples(sources, tuple(instruments)))
+    return tuple(entries)
+
+
 def _read_block(data: Any, path: str, errors: list[str], where: str) -> ConvBlock:
     s = _Section(data, path, errors, where)
     block = ConvBlock(
@@ -565,6 +599,7 @@ def _read_training(s: _Section, label: str | None) -> Training:
         leave_one_source_out=s.take("leave_one_source_out", _bool, defaults.leave_one_source_out),
         heldout_groups=s.take("heldout_groups", _int(0, 1000), defaults.heldout_groups),
         heldout_together=s.take("heldout_together", _source_groups, defaults.heldout_together),
+        heldout_shared=s.take("heldout_shared", _shared_samples, defaults.heldout_shared),
         synthetic_tones=s.take("synthetic_tones", _int(0, 100), defaults.synthetic_tones),
         weight_average=s.take("weight_average", _float(0.0, 1.0, high_open=True), defaults.weight_average),
         precision=s.take("precision", _choice(PRECISIONS), defaults.precision),

@@ -368,6 +368,50 @@ def test_a_source_never_trained_on_is_left_out_of_the_fit_and_answered_only_when
     assert accuracy("plain", "plain") < 0.2  # trained on "mirror" only: "far" (= "plain") was left out
 
 
+def test_notes_a_source_plays_from_samples_the_held_out_source_shares_are_not_trained_on():
+    """The "twin" source plays every note of "plain" from the same samples; `heldout_shared` says so for the first two
+    instruments. The fit blind to "plain" and "mirror" trains on "twin" alone: it hears the last two
+    instruments (and names plain's right) but not the shared two, which it never learns."""
+    from instropitch.ml import training
+    from instropitch.ml.snapshot import class_layout
+
+    x, labels, sources = two_source_data()
+    plain = sources == "plain"
+    x, labels = np.concatenate([x, x[plain]]), np.concatenate([labels, labels[plain]])
+    sources = np.concatenate([sources, np.full(int(plain.sum()), "twin")])
+    values, _ = class_layout("instrument")
+    y = np.array([values.index(v) for v in labels])
+    shared = {"sources": ["plain", "twin"], "instruments": list(INSTRUMENTS[:2])}
+    spec = parse_spec({**TINY, "training": {**TINY["training"], "heldout_shared": [shared]}})
+    assert (
+        training.shared_sample_rows(spec, "plain+mirror", sources, labels).tolist()
+        == ((sources == "twin") & np.isin(labels, INSTRUMENTS[:2])).tolist()
+    )
+    assert not training.shared_sample_rows(spec, "mirror", sources, labels).any()  # mirror shares nothing
+    with pytest.raises(ValueError, match="'plain' under training.heldout_shared needs each row's instrument"):
+        training.shared_sample_rows(spec, "plain", sources, None)
+
+    answers = training.fit_without_source(
+        spec, x, y, sources, np.arange(len(y)), len(values), "plain+mirror", epochs=10, instruments=labels
+    )
+    mine = sources[answers.rows] == "plain"
+    right = answers.proba[mine].argmax(axis=1) == y[answers.rows][mine]
+    heard = ~np.isin(labels[answers.rows][mine], INSTRUMENTS[:2])
+    assert right[heard].mean() > 0.9 and right[~heard].mean() < 0.1
+
+
+def test_heldout_shared_is_validated():
+    for bad, reason in (
+        ([{"sources": ["a"], "instruments": ["Vn"]}], "two or more"),
+        ([{"sources": ["a", "b"], "instruments": []}], "non-empty"),
+        ([{"sources": ["a", "b"], "instruments": ["Violin"]}], "not TinySOL instruments"),
+        ([{"sources": ["a", "b"]}], "exactly the keys"),
+        ({"sources": ["a", "b"], "instruments": ["Vn"]}, "must be a list"),
+    ):
+        with pytest.raises(SpecError, match=reason):
+            parse_spec({**TINY, "training": {**TINY["training"], "heldout_shared": bad}})
+
+
 def test_with_more_sources_than_heldout_groups_each_fit_holds_out_a_group_and_every_source_is_scored():
     """Four sources, `heldout_groups: 2`: two fits ("a+c", "b+d"), each blind to both of its sources."""
     from instropitch.ml import training

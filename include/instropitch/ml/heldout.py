@@ -92,6 +92,7 @@ def fit(
         extra=synthetic_tone_rows(spec, snapshot.feature_preset),
         never_train=never_train,
         band_hz=rows.band_hz,
+        instruments=rows.instruments,
     )
     elapsed = time.perf_counter() - started
     return HeldoutAnswers(

@@ -521,21 +521,24 @@ def fit_without_source(
     extra: tuple[np.ndarray, np.ndarray] | None = None,
     never_train: Sequence[str] = (),
     band_hz: np.ndarray | None = None,
+    instruments: np.ndarray | None = None,
 ) -> Answers:
     """Fit on the training rows of every source but `held_out` (one, or a group: `held_out_members`);
     its answers on every row of `held_out`, with their foreignness to this fit.
 
     No row of a held-out source (train or test part) is seen in fitting or early stopping,
-    so the answers are what the recipe does on recordings unlike its training data.
-    `never_train` names sources left out of the fit even when not held out: a benchmark's
-    outside renders, scored only by the fit blind to the font they play. `band_hz`: as
-    `ModelRows.band_hz` (all rows).
+    nor a row another source plays from samples it shares with the held-out one
+    (`shared_sample_rows`), so the answers are what the recipe does on recordings unlike its
+    training data. `never_train` names sources left out of the fit even when not held out: a
+    benchmark's outside renders, scored only by the fit blind to the font they play. `band_hz`:
+    as `ModelRows.band_hz` (all rows); `instruments`: as `ModelRows.instruments`.
     """
     from instropitch.ml.foreignness import embed
 
     t = spec.training
     members = held_out_members(held_out)
-    rows = train_rows[~np.isin(sources[train_rows], [*members, *never_train])]
+    heard = ~np.isin(sources, [*members, *never_train]) & ~shared_sample_rows(spec, held_out, sources, instruments)
+    rows = train_rows[heard[train_rows]]
     fit_rows, val_rows = fit_validation_rows(y, rows, t.validation_split, t.seed)
     model, _ = fit_model(
         spec,
@@ -556,6 +559,26 @@ def fit_without_source(
     return Answers(target, proba, reference.distance(embeddings))
 
 
+def shared_sample_rows(
+    spec: ModelSpec, held_out: str, sources: np.ndarray, instruments: np.ndarray | None
+) -> np.ndarray:
+    """Per row: played by another source from samples it shares with `held_out` (`training.heldout_shared`).
+
+    A fit blind to `held_out` must not train on these rows: their samples are the held-out notes' own.
+    """
+    members = set(held_out_members(held_out))
+    shared = [entry for entry in spec.training.heldout_shared if members & set(entry.sources)]
+    out = np.zeros(len(sources), dtype=bool)
+    if not shared:
+        return out
+    if instruments is None:
+        raise ValueError(f"holding out {held_out!r} under training.heldout_shared needs each row's instrument")
+    for entry in shared:
+        others = [name for name in entry.sources if name not in members]
+        out |= np.isin(sources, others) & np.isin(instruments, entry.instruments)
+    return out
+
+
 def heldout_source_probabilities(
     spec: ModelSpec,
     x: np.ndarray,
@@ -567,6 +590,7 @@ def heldout_source_probabilities(
     epochs: int,
     extra: tuple[np.ndarray, np.ndarray] | None = None,
     band_hz: np.ndarray | None = None,
+    instruments: np.ndarray | None = None,
 ) -> dict[str, Answers]:
     """`fit_without_source` for each source (or group: `heldout_sources`) in turn, in this process
     (the DAG maps them as tasks instead).
@@ -575,7 +599,17 @@ def heldout_source_probabilities(
     """
     answers = {
         held_out: fit_without_source(
-            spec, x, y, sources, train_rows, n_classes, held_out, epochs=epochs, extra=extra, band_hz=band_hz
+            spec,
+            x,
+            y,
+            sources,
+            train_rows,
+            n_classes,
+            held_out,
+            epochs=epochs,
+            extra=extra,
+            band_hz=band_hz,
+            instruments=instruments,
         )
         for held_out in heldout_sources(spec, sources.tolist(), max(epochs, 1), override=True)
     }
@@ -627,6 +661,8 @@ class ModelRows:
     val: np.ndarray
     band_hz: np.ndarray | None = None
     """Each row's band frequencies (`audio.inputs.band_frequencies`), when the augmentation cuts by Hz."""
+    instruments: np.ndarray | None = None
+    """Each row's TinySOL instrument, whatever the label: `training.heldout_shared` names instruments."""
 
     @property
     def input_shape(self) -> tuple[int, int]:
@@ -658,6 +694,7 @@ def model_rows(spec: ModelSpec, snapshot: Snapshot) -> ModelRows:
         fit=fit_rows,
         val=val_rows,
         band_hz=snapshot.band_frequencies_for(spec) if spec.training.augmentation.lowpass else None,
+        instruments=np.asarray(snapshot.instrument).astype(str),
     )
 
 
@@ -836,6 +873,7 @@ def _fit_and_score(
                 epochs=epochs,
                 extra=tones,
                 band_hz=rows.band_hz,
+                instruments=rows.instruments,
             )
         heldout_time = time.perf_counter() - started
     else:

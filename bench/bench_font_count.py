@@ -15,7 +15,10 @@ every font: `instropitch synth` without `--share`), per seed
 So a fit with one font and a fit with three see the same notes the same number of times; only their
 timbre sources differ. Instruments that some font lacks (`synth.dataset.borrowed_instruments`) are left out
 of every fit and every score, so the figures are over the instruments all fonts play (12 of 14 with the
-demo's five fonts), not comparable digit for digit with `bench_heldout_seeds.py`.
+demo's five fonts), not comparable digit for digit with `bench_heldout_seeds.py`. The recipe's
+`training.heldout_shared` is not applied (it would change the number of notes a fit trains on): a combination
+with a font that shares samples with the one held out reads high (Merlin and TimGM6mb; bench/RESULTS.md,
+"Samples two fonts share"), so compare the combinations that share none.
 
     .venv/bin/instropitch synth --out /tmp/full --conditions dry,mixed --seed 0 \\
         --soundfont fluidr3mono=FluidR3Mono_GM.sf3 --soundfont mslite=MuseScore_General_Lite.sf3 ...

@@ -341,6 +341,18 @@ def test_leave_one_source_out_never_sees_the_held_out_source():
     )
 
 
+def plain_copied_as(name: str):
+    """`two_source_data` with every "plain" row again as source `name`; and the class index of each row."""
+    from instropitch.ml.snapshot import class_layout
+
+    x, labels, sources = two_source_data()
+    plain = sources == "plain"
+    x, labels = np.concatenate([x, x[plain]]), np.concatenate([labels, labels[plain]])
+    sources = np.concatenate([sources, np.full(int(plain.sum()), name)])
+    values, _ = class_layout("instrument")
+    return x, labels, sources, np.array([values.index(v) for v in labels])
+
+
 def test_a_source_never_trained_on_is_left_out_of_the_fit_and_answered_only_when_held_out():
     """A benchmark's outside render ("far", here a copy of "plain") is never fitted on: the fit without
     "mirror" then learns "plain" alone and gets "far" right; the fit without "plain" cannot learn it
@@ -348,12 +360,8 @@ def test_a_source_never_trained_on_is_left_out_of_the_fit_and_answered_only_when
     from instropitch.ml.snapshot import class_layout
     from instropitch.ml.training import fit_without_source
 
-    x, labels, sources = two_source_data()
-    far = sources == "plain"
-    x, labels = np.concatenate([x, x[far]]), np.concatenate([labels, labels[far]])
-    sources = np.concatenate([sources, np.full(int(far.sum()), "far")])
+    x, labels, sources, y = plain_copied_as("far")
     values, _ = class_layout("instrument")
-    y = np.array([values.index(v) for v in labels])
     spec, epochs = parse_spec(TINY), TINY["training"]["epochs"]
 
     def accuracy(held_out: str, name: str) -> float:
@@ -375,12 +383,8 @@ def test_notes_a_source_plays_from_samples_the_held_out_source_shares_are_not_tr
     from instropitch.ml import training
     from instropitch.ml.snapshot import class_layout
 
-    x, labels, sources = two_source_data()
-    plain = sources == "plain"
-    x, labels = np.concatenate([x, x[plain]]), np.concatenate([labels, labels[plain]])
-    sources = np.concatenate([sources, np.full(int(plain.sum()), "twin")])
+    x, labels, sources, y = plain_copied_as("twin")
     values, _ = class_layout("instrument")
-    y = np.array([values.index(v) for v in labels])
     shared = {"sources": ["plain", "twin"], "instruments": list(INSTRUMENTS[:2])}
     spec = parse_spec({**TINY, "training": {**TINY["training"], "heldout_shared": [shared]}})
     assert (

@@ -6,9 +6,10 @@ on one training snapshot, the fits the training DAG runs (`ml.heldout.fit`: each
 source or a group of them, as `training.heldout_sources` chooses) once per seed, and reports
 per source and seed the accuracy on the notes the fit never saw, the mean and the worst
 source, and the calibration error after the calibration the product fits (`calibration.calibrate`:
-a temperature that grows with each note's foreignness) fitted on the other sources' answers
-(`calibration.cross_source_ece`, the same honest figure the training run logs), beside the error
-after one temperature (what this benchmark reported before session 29: its "ECE" figures of
+a temperature that grows with each note's foreignness) fitted on the other fits' answers
+(`calibration.cross_source_ece` over `training.fit_labels`, the same honest figure the training run
+logs; until session 38 over sources, so a font's other player was in its calibration), beside the
+error after one temperature (what this benchmark reported before session 29: its "ECE" figures of
 sessions 13-28 are that one).
 
     .venv/bin/python bench/bench_heldout_seeds.py --snapshot SNAPSHOT.npz --seeds 42,1,2 \\
@@ -133,14 +134,13 @@ def seed_scores(spec: Any, snapshot: Any, work: Path, recipe: str, far: dict[str
     far_answers = {name: answers.pop(name) for name in far}
     scores = accuracies(spec, rows, answers)
     everything, sources = training.pooled(answers)
+    fits = training.fit_labels(sources, groups)  # each fit's answers calibrated by the other fits'
     y = rows.y[everything.rows]
     result = {
         **scores,
         "ece_raw": calibration.expected_calibration_error(everything.proba, y),
-        "ece_calibrated": calibration.cross_source_ece(
-            everything.proba, y, sources, foreignness=everything.foreignness
-        ),
-        "ece_one_temperature": calibration.cross_source_ece(everything.proba, y, sources),
+        "ece_calibrated": calibration.cross_source_ece(everything.proba, y, fits, foreignness=everything.foreignness),
+        "ece_one_temperature": calibration.cross_source_ece(everything.proba, y, fits),
         "fit_s": sum(float(k["fit_time_s"]) for k in kept.values()),
     }
     if far_answers:
@@ -246,7 +246,7 @@ def main() -> int:
         cells = ", ".join(f"{name} {100 * acc:.1f}" for name, acc in scores["per_source"].items())
         print(
             f"seed {seed}: {cells}; mean {100 * scores['mean']:.1f}, worst {100 * scores['worst']:.1f} %,"
-            f" ECE calibrated across sources {scores['ece_calibrated']:.3f}"
+            f" ECE calibrated across fits {scores['ece_calibrated']:.3f}"
             f" (one temperature {scores['ece_one_temperature']:.3f})" + far_line(scores)
         )
     total = summary(by_seed)

@@ -127,6 +127,19 @@ def test_cross_source_ece_scores_each_source_with_a_temperature_fitted_on_the_ot
     assert mixed > 0.05  # what one source teaches does not fit the other: the honest figure says so
 
 
+def test_both_players_of_a_font_leave_its_calibration_together():
+    from instropitch.ml.training import fit_labels
+
+    parts = [overconfident(seed=s, true_temperature=t) for s, t in ((10, 3.0), (11, 3.0), (30, 1.0), (31, 1.0))]
+    proba, y = np.concatenate([p for p, _ in parts]), np.concatenate([labels for _, labels in parts])
+    sources = np.repeat(["a", "a-tsf", "b", "c"], [len(labels) for _, labels in parts])
+    fits = fit_labels(sources, ["a+a-tsf", "b", "c"])
+    assert sorted(set(fits.tolist())) == ["a+a-tsf", "b", "c"]
+    assert fit_labels(np.array(["d"]), ["a+a-tsf"]).tolist() == ["d"]  # a source no fit names stands for itself
+    # per source, font a's answers were calibrated on its other player's (as over-sure): the figure flattered it
+    assert cross_source_ece(proba, y, fits) > cross_source_ece(proba, y, sources) + 0.02
+
+
 def foreign_mix(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Familiar notes (foreignness ~1) calibrated as they are, foreign ones (~4) four times too sharp."""
     familiar, y_familiar = overconfident(n=3000, true_temperature=1.0, seed=seed)

@@ -16,7 +16,7 @@ import logging
 import math
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -474,6 +474,16 @@ def held_out_members(held_out: str) -> list[str]:
     return held_out.split(GROUP_SEPARATOR)
 
 
+def fit_labels(sources: np.ndarray, fits: Iterable[str]) -> np.ndarray:
+    """Each of `sources` as the held-out label of the fit that answered it ("a+b" for a group).
+
+    The calibration's honest error (`cross_source_ece`) holds out a fit's answers together: scoring
+    one player of a font with a calibration fitted on its other player's answers would flatter it.
+    """
+    label = {name: fit for fit in fits for name in held_out_members(fit)}
+    return np.array([label.get(name, name) for name in np.asarray(sources).astype(str)])
+
+
 class Answers(NamedTuple):
     """What a model answered on some rows of the snapshot: the rows, their class probabilities
     and, for models fitted with a foreignness reference (`ml.foreignness`), each row's foreignness."""
@@ -916,7 +926,9 @@ def _fit_and_score(
         cal, cal_groups = pooled(predicted)
         cal_y = rows.y[cal.rows]
         calibration = calibrate(cal.proba, cal_y, "heldout_sources", foreignness=cal.foreignness)
-        metrics["calibration.heldout_ece"] = cross_source_ece(cal.proba, cal_y, cal_groups, foreignness=cal.foreignness)
+        metrics["calibration.heldout_ece"] = cross_source_ece(
+            cal.proba, cal_y, fit_labels(cal_groups, fits), foreignness=cal.foreignness
+        )
         if cal.foreignness is not None:  # the champion answers its own foreignness, the calibration reads it
             reference = fitted_reference(model, rows.x[rows.fit], rows.y[rows.fit], rows.x[rows.val])
     else:

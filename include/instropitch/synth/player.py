@@ -3,7 +3,8 @@
 Every zone matching the key and velocity plays its sample, resampled to the target pitch
 (4-point cubic Hermite interpolation) from root key, scale tuning, coarse/fine tune, the
 sample's pitch correction and sample-rate ratio; sampleModes 1 and 3 loop; the DAHDSR
-volume envelope, initialAttenuation, the static low-pass filter and the vibrato LFO apply;
+volume envelope, initialAttenuation, the low-pass filter (moved by the modulation envelope where the
+font says so) and the vibrato LFO apply;
 zones are mixed to mono and a release tail follows note-off. `sf2` resolves which voices
 play; this module only plays them.
 """
@@ -16,7 +17,11 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.signal import lfilter
 
-from instropitch.synth.sf2 import SILENCE_DB, SoundFont, Voice, abs_cents_to_hz
+from instropitch.synth.sf2 import SILENCE_DB, ModEnvelope, SoundFont, Voice, abs_cents_to_hz
+
+OPEN_FILTER = 0.35
+"""A cutoff above this share of the sample rate leaves the voice unfiltered: a 2-pole low-pass changes next to nothing."""
+MIN_FILTER_CENTS, MAX_FILTER_CENTS = 1500.0, 13500.0  # the SF2 range of initialFilterFc
 
 
 def render_note(
@@ -150,9 +155,7 @@ def _render_voice(
             tail = tail[: _before(tail, length - 1)]
             y = np.concatenate([y, _hermite(_coefficients(data), tail)])
 
-    fc_hz = abs_cents_to_hz(v.filter_fc_cents)
-    if fc_hz < 0.35 * sr:  # above that a 2-pole low-pass changes next to nothing
-        y = _lowpass(y, fc_hz, v.filter_q_cb, sr)
+    y = _filtered(y, v, n_on, sr)
 
     m = len(y)
     y *= env[:m]
@@ -213,18 +216,9 @@ def _volume_envelope(v: Voice, n_on: int, n_total: int, sr: int) -> np.ndarray:
     def span(seconds: float) -> int:
         return max(0, int(round(seconds * sr)))
 
-    d, a, h = span(v.delay_s), span(v.attack_s), span(v.hold_s)
     decay_n = max(1, span(v.decay_s))
     sustain_db = -v.sustain_cb / 10.0
-    pos = min(d, n_on)
-    if a > 0 and pos < n_on:
-        m = min(a, n_on - pos)
-        env[pos : pos + m] = np.arange(m, dtype=np.float32) / a
-        pos += m
-    if pos < n_on:
-        m = min(h, n_on - pos)
-        env[pos : pos + m] = 1.0
-        pos += m
+    pos = _delay_attack_hold(env, n_on, span(v.delay_s), span(v.attack_s), span(v.hold_s))
     if pos < n_on:
         # Decay runs linearly in dB at 100 dB per decay time until the sustain level.
         to_sustain = int(round(decay_n * min(max(-sustain_db, 0.0), -SILENCE_DB) / -SILENCE_DB))
@@ -248,8 +242,69 @@ def _volume_envelope(v: Voice, n_on: int, n_total: int, sr: int) -> np.ndarray:
     return env
 
 
-def _lowpass(y: np.ndarray, fc_hz: float, q_cb: float, sr: int) -> np.ndarray:
-    """A resonant 2-pole low-pass (RBJ biquad); Q in centibels above the DC gain as SF2 has it."""
+def _delay_attack_hold(env: np.ndarray, n_on: int, delay: int, attack: int, hold: int) -> int:
+    """Write an envelope's delay (zeros), linear attack and hold (ones) into `env`, note-off at
+    `n_on`; the sample where its decay starts."""
+    pos = min(delay, n_on)
+    if attack > 0 and pos < n_on:
+        m = min(attack, n_on - pos)
+        env[pos : pos + m] = np.arange(m, dtype=env.dtype) / attack
+        pos += m
+    if pos < n_on:
+        m = min(hold, n_on - pos)
+        env[pos : pos + m] = 1.0
+        pos += m
+    return pos
+
+
+def _mod_envelope(e: ModEnvelope, n_on: int, n_total: int, sr: int) -> np.ndarray:
+    """The modulation envelope, 0..1 and linear in every stage (SF2 2.04 section 8.1.3), note-off at `n_on`."""
+    env = np.zeros(n_total, dtype=np.float64)
+    pos = _delay_attack_hold(env, n_on, round(e.delay_s * sr), round(e.attack_s * sr), round(e.hold_s * sr))
+    if pos < n_on:
+        decay_n = max(1, round(e.decay_s * sr))
+        m = min(round(decay_n * (1.0 - e.sustain)), n_on - pos)
+        env[pos : pos + m] = 1.0 - np.arange(m) / decay_n
+        env[pos + m : n_on] = e.sustain
+    if n_total > n_on:
+        level = float(env[n_on - 1]) if n_on > 0 else 0.0
+        release_n = max(1, round(e.release_s * sr))
+        env[n_on:] = np.maximum(level - np.arange(1, n_total - n_on + 1) / release_n, 0.0)
+    return env
+
+
+FILTER_BLOCK = 64
+"""Samples between updates of a moving filter cutoff (FluidSynth's control rate)."""
+FILTER_STEP_CENTS = 20.0
+"""A moving cutoff's resolution: runs of one value filter in one call, far fewer than one per block."""
+
+
+def _filtered(y: np.ndarray, v: Voice, n_on: int, sr: int) -> np.ndarray:
+    """The voice through its low-pass: at one cutoff, or at the cutoff its modulation envelope moves."""
+    if not v.mod_env_to_filter_cents:
+        fc_hz = abs_cents_to_hz(v.filter_fc_cents)
+        return _lowpass(y, fc_hz, v.filter_q_cb, sr) if fc_hz < OPEN_FILTER * sr else y
+    starts = np.arange(0, len(y), FILTER_BLOCK)
+    env = _mod_envelope(v.mod_env, n_on, len(y), sr)[starts]
+    cents = np.clip(v.filter_fc_cents + v.mod_env_to_filter_cents * env, MIN_FILTER_CENTS, MAX_FILTER_CENTS)
+    cents = np.round(cents / FILTER_STEP_CENTS) * FILTER_STEP_CENTS
+    # One run per stretch of equal cutoff (the sustain is one), the filter's state carried across.
+    first = np.flatnonzero(np.r_[True, np.diff(cents) != 0])
+    hz = [abs_cents_to_hz(c) for c in cents[first]]
+    if min(hz) >= OPEN_FILTER * sr:
+        return y
+    bounds = [*starts[first], len(y)]
+    out = np.empty_like(y)
+    state = np.zeros(2)
+    for k, fc_hz in enumerate(hz):
+        b, a = _lowpass_coefficients(min(fc_hz, 0.45 * sr), v.filter_q_cb, sr)
+        lo, hi = bounds[k], bounds[k + 1]
+        out[lo:hi], state = lfilter(b, a, y[lo:hi], zi=state)
+    return out
+
+
+def _lowpass_coefficients(fc_hz: float, q_cb: float, sr: int) -> tuple[np.ndarray, np.ndarray]:
+    """(b, a) of a resonant 2-pole low-pass (RBJ biquad), a[0] = 1; Q in centibels above the DC gain as SF2 has it."""
     q = max(10.0 ** (q_cb / 200.0), 0.7071)
     w0 = 2 * math.pi * fc_hz / sr
     alpha = math.sin(w0) / (2 * q)
@@ -257,5 +312,10 @@ def _lowpass(y: np.ndarray, fc_hz: float, q_cb: float, sr: int) -> np.ndarray:
     b = np.array([(1 - cosw) / 2, 1 - cosw, (1 - cosw) / 2])
     a = np.array([1 + alpha, -2 * cosw, 1 - alpha])
     # Keep the passband level roughly constant when the filter resonates.
-    b = b / a[0] / math.sqrt(q / 0.7071)
-    return lfilter(b, a / a[0], y).astype(np.float32)
+    return b / a[0] / math.sqrt(q / 0.7071), a / a[0]
+
+
+def _lowpass(y: np.ndarray, fc_hz: float, q_cb: float, sr: int) -> np.ndarray:
+    """`y` through the low-pass of `_lowpass_coefficients`."""
+    b, a = _lowpass_coefficients(fc_hz, q_cb, sr)
+    return lfilter(b, a, y).astype(np.float32)

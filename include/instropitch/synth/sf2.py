@@ -14,12 +14,14 @@ key/velocity ranges intersecting) into the `Voice`s that `synth.player` renders:
 * the DAHDSR volume envelope (timecents / centibels, keynum-to-hold/decay
   scaling), initialAttenuation (scaled by 0.4 like FluidSynth, see
   `SoundFont.attenuation_scale`) and the default velocity-to-attenuation curve;
-* the static low-pass filter (initialFilterFc/Q, with the default velocity-to-cutoff
-  modulator in its SF2.01 form) and the vibrato LFO to pitch;
+* the low-pass filter (initialFilterFc/Q, with the default velocity-to-cutoff modulator
+  in its SF2.01 form), opened and closed by the modulation envelope (modEnvToFilterFc:
+  TimGM6mb's and Merlin's strings and low winds sit at ~500 Hz without it), and the
+  vibrato LFO to pitch;
 * zones are mixed to mono (pan is ignored) and a release tail follows note-off.
 
 Not modelled: modulators stored in the file (pmod/imod records are skipped; only the
-spec's default velocity modulators apply), the modulation envelope and modulation LFO,
+spec's default velocity modulators apply), the modulation envelope to pitch, the modulation LFO,
 exclusive classes, reverb/chorus, pan. Sample data is memory-mapped, and each render
 touches only the slices of the zones it plays (an SF3 sample is decoded whole, once).
 """
@@ -225,6 +227,20 @@ class Preset:
 
 
 @dataclass(frozen=True)
+class ModEnvelope:
+    """The modulation envelope (DAHDSR, linear from 0 to 1): it opens and closes a voice's filter."""
+
+    delay_s: float = 0.0
+    attack_s: float = 0.0
+    hold_s: float = 0.0
+    decay_s: float = 0.0
+    """Time a fall from 1 to 0 would take: the fall to `sustain` takes its share of it."""
+    sustain: float = 1.0
+    release_s: float = 0.0
+    """Time a fall from 1 to 0 would take after note-off."""
+
+
+@dataclass(frozen=True)
 class Voice:
     """Everything needed to play one sample for one note (preset + instrument resolved)."""
 
@@ -252,6 +268,9 @@ class Voice:
     vib_delay_s: float
     vib_freq_hz: float
     vib_to_pitch_cents: float
+    mod_env_to_filter_cents: float = 0.0
+    """Cents the filter cutoff rises at the modulation envelope's peak (modEnvToFilterFc)."""
+    mod_env: ModEnvelope = ModEnvelope()
 
     @property
     def loops(self) -> bool:
@@ -557,6 +576,8 @@ class SoundFont:
         key_offset = 60 - key_eff
         hold_tc = gen(GEN["holdVolEnv"]) + gen(GEN["keynumToVolEnvHold"]) * key_offset
         decay_tc = gen(GEN["decayVolEnv"]) + gen(GEN["keynumToVolEnvDecay"]) * key_offset
+        mod_hold_tc = gen(GEN["holdModEnv"]) + gen(GEN["keynumToModEnvHold"]) * key_offset
+        mod_decay_tc = gen(GEN["decayModEnv"]) + gen(GEN["keynumToModEnvDecay"]) * key_offset
 
         return Voice(
             sample=sample,
@@ -583,6 +604,15 @@ class SoundFont:
             vib_delay_s=timecents_to_seconds(min(gen(GEN["delayVibLFO"]), 5000)),
             vib_freq_hz=abs_cents_to_hz(min(max(gen(GEN["freqVibLFO"]), -16000), 4500)),
             vib_to_pitch_cents=min(max(gen(GEN["vibLfoToPitch"]), -12000), 12000),
+            mod_env_to_filter_cents=min(max(gen(GEN["modEnvToFilterFc"]), -12000), 12000),
+            mod_env=ModEnvelope(
+                delay_s=timecents_to_seconds(min(gen(GEN["delayModEnv"]), 5000)),
+                attack_s=timecents_to_seconds(min(gen(GEN["attackModEnv"]), 8000)),
+                hold_s=timecents_to_seconds(min(mod_hold_tc, 5000)),
+                decay_s=timecents_to_seconds(min(mod_decay_tc, 8000)),
+                sustain=1.0 - min(max(gen(GEN["sustainModEnv"]), 0.0), 1000.0) / 1000.0,
+                release_s=timecents_to_seconds(min(gen(GEN["releaseModEnv"]), 8000)),
+            ),
         )
 
     # ------------------------------------------------------------ rendering

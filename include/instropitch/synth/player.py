@@ -17,11 +17,18 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.signal import lfilter
 
-from instropitch.synth.sf2 import SILENCE_DB, ModEnvelope, SoundFont, Voice, abs_cents_to_hz
+from instropitch.synth.sf2 import (
+    MAX_FILTER_CENTS,
+    MIN_FILTER_CENTS,
+    SILENCE_DB,
+    ModEnvelope,
+    SoundFont,
+    Voice,
+    abs_cents_to_hz,
+)
 
 OPEN_FILTER = 0.35
 """A cutoff above this share of the sample rate leaves the voice unfiltered: a 2-pole low-pass changes next to nothing."""
-MIN_FILTER_CENTS, MAX_FILTER_CENTS = 1500.0, 13500.0  # the SF2 range of initialFilterFc
 
 
 def render_note(

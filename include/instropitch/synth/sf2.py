@@ -145,6 +145,7 @@ SILENCE_DB = -100.0  # the envelope's floor: "100 dB of attenuation" in the spec
 MAX_ATTENUATION_CB = 1440.0
 VELOCITY_ATTENUATION_CB = 960.0  # default modulator: note-on velocity -> initialAttenuation
 VELOCITY_FILTER_CENTS = -2400.0  # default modulator: note-on velocity -> initialFilterFc
+MIN_FILTER_CENTS, MAX_FILTER_CENTS = 1500.0, 13500.0  # the SF2 range of initialFilterFc
 
 
 class SoundFontError(ValueError):
@@ -599,7 +600,7 @@ class SoundFont:
             decay_s=timecents_to_seconds(min(decay_tc, 8000)),
             sustain_cb=min(max(gen(GEN["sustainVolEnv"]), 0.0), 1440.0),
             release_s=timecents_to_seconds(min(gen(GEN["releaseVolEnv"]), 8000)),
-            filter_fc_cents=min(max(fc, 1500.0), 13500.0),
+            filter_fc_cents=min(max(fc, MIN_FILTER_CENTS), MAX_FILTER_CENTS),
             filter_q_cb=min(max(gen(GEN["initialFilterQ"]), 0.0), 960.0),
             vib_delay_s=timecents_to_seconds(min(gen(GEN["delayVibLFO"]), 5000)),
             vib_freq_hz=abs_cents_to_hz(min(max(gen(GEN["freqVibLFO"]), -16000), 4500)),

@@ -4,7 +4,7 @@ Every zone matching the key and velocity plays its sample, resampled to the targ
 (4-point cubic Hermite interpolation) from root key, scale tuning, coarse/fine tune, the
 sample's pitch correction and sample-rate ratio; sampleModes 1 and 3 loop; the DAHDSR
 volume envelope, initialAttenuation, the low-pass filter (moved by the modulation envelope where the
-font says so) and the vibrato LFO apply;
+font says so), the vibrato LFO and the modulation LFO (to pitch, cutoff and volume) apply;
 zones are mixed to mono and a release tail follows note-off. `sf2` resolves which voices
 play; this module only plays them.
 """
@@ -21,6 +21,7 @@ from instropitch.synth.sf2 import (
     MAX_FILTER_CENTS,
     MIN_FILTER_CENTS,
     SILENCE_DB,
+    Lfo,
     ModEnvelope,
     SoundFont,
     Voice,
@@ -131,7 +132,10 @@ def _render_voice(
     cents: np.ndarray | float = 0.0
     if v.vib_to_pitch_cents and v.vib_freq_hz > 0:
         t = np.arange(n, dtype=np.float64) / sr
-        cents = v.vib_to_pitch_cents * np.sin(2 * np.pi * v.vib_freq_hz * t) * (t >= v.vib_delay_s)
+        cents = v.vib_to_pitch_cents * _lfo(Lfo(v.vib_delay_s, v.vib_freq_hz), t)
+    if v.mod_lfo_to_pitch_cents:
+        t = np.arange(n, dtype=np.float64) / sr if t is None else t
+        cents = cents + v.mod_lfo_to_pitch_cents * _lfo(v.mod_lfo, t)
     if vibrato_hz > 0 and vibrato_cents:
         t = np.arange(n, dtype=np.float64) / sr if t is None else t
         ramp = np.minimum(t / 0.3, 1.0)  # fades in over the first 300 ms
@@ -166,6 +170,8 @@ def _render_voice(
 
     m = len(y)
     y *= env[:m]
+    if v.mod_lfo_to_volume_cb:
+        y *= (10.0 ** (v.mod_lfo_to_volume_cb * _lfo(v.mod_lfo, np.arange(m) / sr) / 200.0)).astype(np.float32)
     y *= np.float32(10.0 ** (-v.attenuation_cb / 200.0))
     out[:m] = y
     return out
@@ -264,6 +270,12 @@ def _delay_attack_hold(env: np.ndarray, n_on: int, delay: int, attack: int, hold
     return pos
 
 
+def _lfo(lfo: Lfo, t: np.ndarray) -> np.ndarray:
+    """An LFO's value (-1..1) at times `t` (s): 0 until its delay has passed, then a triangle rising first (FluidSynth's)."""
+    phase = np.maximum(t - lfo.delay_s, 0.0) * lfo.freq_hz + 0.25
+    return 1.0 - 4.0 * np.abs(phase - np.floor(phase) - 0.5)
+
+
 def _mod_envelope(e: ModEnvelope, n_on: int, n_total: int, sr: int) -> np.ndarray:
     """The modulation envelope, 0..1 and linear in every stage (SF2 2.04 section 8.1.3), note-off at `n_on`."""
     env = np.zeros(n_total, dtype=np.float64)
@@ -287,13 +299,17 @@ FILTER_STEP_CENTS = 20.0
 
 
 def _filtered(y: np.ndarray, v: Voice, n_on: int, sr: int) -> np.ndarray:
-    """The voice through its low-pass: at one cutoff, or at the cutoff its modulation envelope moves."""
-    if not v.mod_env_to_filter_cents:
+    """The voice through its low-pass: at one cutoff, or at the cutoff its modulation envelope and LFO move."""
+    if not (v.mod_env_to_filter_cents or v.mod_lfo_to_filter_cents):
         fc_hz = abs_cents_to_hz(v.filter_fc_cents)
         return _lowpass(y, fc_hz, v.filter_q_cb, sr) if fc_hz < OPEN_FILTER * sr else y
     starts = np.arange(0, len(y), FILTER_BLOCK)
-    env = _mod_envelope(v.mod_env, n_on, len(y), sr)[starts]
-    cents = np.clip(v.filter_fc_cents + v.mod_env_to_filter_cents * env, MIN_FILTER_CENTS, MAX_FILTER_CENTS)
+    cents = np.full(len(starts), v.filter_fc_cents)
+    if v.mod_env_to_filter_cents:
+        cents += v.mod_env_to_filter_cents * _mod_envelope(v.mod_env, n_on, len(y), sr)[starts]
+    if v.mod_lfo_to_filter_cents:
+        cents += v.mod_lfo_to_filter_cents * _lfo(v.mod_lfo, starts / sr)
+    cents = np.clip(cents, MIN_FILTER_CENTS, MAX_FILTER_CENTS)
     cents = np.round(cents / FILTER_STEP_CENTS) * FILTER_STEP_CENTS
     # One run per stretch of equal cutoff (the sustain is one), the filter's state carried across.
     first = np.flatnonzero(np.r_[True, np.diff(cents) != 0])

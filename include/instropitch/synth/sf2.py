@@ -16,12 +16,13 @@ key/velocity ranges intersecting) into the `Voice`s that `synth.player` renders:
   `SoundFont.attenuation_scale`) and the default velocity-to-attenuation curve;
 * the low-pass filter (initialFilterFc/Q, with the default velocity-to-cutoff modulator
   in its SF2.01 form), opened and closed by the modulation envelope (modEnvToFilterFc:
-  TimGM6mb's and Merlin's strings and low winds sit at ~500 Hz without it), and the
-  vibrato LFO to pitch;
+  TimGM6mb's and Merlin's strings and low winds sit at ~500 Hz without it), the
+  vibrato LFO to pitch, and the modulation LFO to pitch, cutoff and volume (TimGM6mb's and
+  Merlin's strings, brass and reeds waver by 5-19 cents with it);
 * zones are mixed to mono (pan is ignored) and a release tail follows note-off.
 
 Not modelled: modulators stored in the file (pmod/imod records are skipped; only the
-spec's default velocity modulators apply), the modulation envelope to pitch, the modulation LFO,
+spec's default velocity modulators apply), the modulation envelope to pitch,
 exclusive classes, reverb/chorus, pan. Sample data is memory-mapped, and each render
 touches only the slices of the zones it plays (an SF3 sample is decoded whole, once).
 """
@@ -242,6 +243,14 @@ class ModEnvelope:
 
 
 @dataclass(frozen=True)
+class Lfo:
+    """A low-frequency oscillator: a triangle from 0, rising first, once its delay has passed (SF2 2.04 section 8.1.2)."""
+
+    delay_s: float = 0.0
+    freq_hz: float = 8.176
+
+
+@dataclass(frozen=True)
 class Voice:
     """Everything needed to play one sample for one note (preset + instrument resolved)."""
 
@@ -272,6 +281,11 @@ class Voice:
     mod_env_to_filter_cents: float = 0.0
     """Cents the filter cutoff rises at the modulation envelope's peak (modEnvToFilterFc)."""
     mod_env: ModEnvelope = ModEnvelope()
+    mod_lfo: Lfo = Lfo()
+    mod_lfo_to_pitch_cents: float = 0.0
+    mod_lfo_to_filter_cents: float = 0.0
+    mod_lfo_to_volume_cb: float = 0.0
+    """Centibels the level rises at the modulation LFO's peak and falls at its trough (modLfoToVolume)."""
 
     @property
     def loops(self) -> bool:
@@ -614,6 +628,13 @@ class SoundFont:
                 sustain=1.0 - min(max(gen(GEN["sustainModEnv"]), 0.0), 1000.0) / 1000.0,
                 release_s=timecents_to_seconds(min(gen(GEN["releaseModEnv"]), 8000)),
             ),
+            mod_lfo=Lfo(
+                delay_s=timecents_to_seconds(min(gen(GEN["delayModLFO"]), 5000)),
+                freq_hz=abs_cents_to_hz(min(max(gen(GEN["freqModLFO"]), -16000), 4500)),
+            ),
+            mod_lfo_to_pitch_cents=min(max(gen(GEN["modLfoToPitch"]), -12000), 12000),
+            mod_lfo_to_filter_cents=min(max(gen(GEN["modLfoToFilterFc"]), -12000), 12000),
+            mod_lfo_to_volume_cb=min(max(gen(GEN["modLfoToVolume"]), -960), 960),
         )
 
     # ------------------------------------------------------------ rendering

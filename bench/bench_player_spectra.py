@@ -2,17 +2,17 @@
 
 The training data is rendered by the project's own player (`synth.player`); a font it plays
 wrong teaches the model a timbre no user will bring. Each note (per font and instrument, three
-pitches over the TinySOL range, mf and ff, held 1 s) is played by the project's player, by
+pitches over the TinySOL range, pp, p, mf and ff, held 1 s) is played by the project's player, by
 TinySoundFont (`synth.tsf`, installed with the project) and, when `pyfluidsynth` and Debian's
 `libfluidsynth3` are installed (bench tools, by hand), by FluidSynth without reverb or chorus.
 Each render is reduced to its harmonic profile: the level of harmonics 1-12 over 0.2-0.9 s in
 dB under the strongest, floored at -60. Reported per font and instrument: the mean absolute
 difference in dB between the project's player and each outside player, and the same for the
-project's player as it was before (`PAST_PLAYERS`): without the modulation LFO (`no_mod_lfo`: session
-38's, whose TimGM6mb and Merlin strings, brass and reeds did not waver), and with neither it nor the
-modulation envelope (`static`: before session 38, its filter held where initialFilterFc puts it, which
-left TimGM6mb's and Merlin's string and wind filters closed). Keys no zone covers are not compared:
-the outside players are silent there.
+project's player as it was before (`PAST_PLAYERS`): session 38's (`session38`: without the modulation
+LFO, whose TimGM6mb and Merlin strings, brass and reeds did not waver, and with the SF2.01 default
+velocity-to-cutoff modulator, which FluidSynth and TinySoundFont do not apply), and before that (`static`:
+its filter also held where initialFilterFc puts it, which left TimGM6mb's and Merlin's string and wind
+filters closed). Keys no zone covers are not compared (the outside players are silent there).
 
     .venv/bin/python bench/bench_player_spectra.py --json /tmp/spectra.json
     .venv/bin/python bench/bench_player_spectra.py --font timgm6mb --instrument Vc --instrument Vn
@@ -34,7 +34,7 @@ import numpy as np
 SR = 44100
 HARMONICS = 12
 FLOOR_DB = -60.0
-VELOCITIES = {"mf": 82, "ff": 114}  # synth.dataset.VELOCITY
+VELOCITIES = {"pp": 36, "p": 56, "mf": 82, "ff": 114}  # synth.dataset.VELOCITY
 SILENT = 1e-4
 """Peak under which an outside player's render counts as silence (external_render's threshold)."""
 
@@ -57,16 +57,22 @@ def harmonic_profile(y: np.ndarray, midi: int, sr: int = SR) -> np.ndarray:
     return np.maximum(20 * np.log10(np.maximum(levels / levels.max(), 1e-12)), FLOOR_DB)
 
 
-PAST_PLAYERS: dict[str, dict[str, float]] = {
-    "no_mod_lfo": {"mod_lfo_to_pitch_cents": 0.0, "mod_lfo_to_filter_cents": 0.0, "mod_lfo_to_volume_cb": 0.0},
-    "static": {
-        "mod_env_to_filter_cents": 0.0,
-        "mod_lfo_to_pitch_cents": 0.0,
-        "mod_lfo_to_filter_cents": 0.0,
-        "mod_lfo_to_volume_cb": 0.0,
-    },
+def _session38(v):
+    """Session 38's player: the modulation LFO left out, the SF2.01 velocity-to-cutoff modulator applied."""
+    from instropitch.synth.sf2 import MIN_FILTER_CENTS
+
+    fc = max(v.filter_fc_cents - 2400.0 * (1.0 - v.velocity / 128.0), MIN_FILTER_CENTS)
+    return dataclasses.replace(
+        v, filter_fc_cents=fc, mod_lfo_to_pitch_cents=0.0, mod_lfo_to_filter_cents=0.0, mod_lfo_to_volume_cb=0.0
+    )
+
+
+PAST_PLAYERS = {
+    "session38": _session38,
+    "static": lambda v: dataclasses.replace(_session38(v), mod_env_to_filter_cents=0.0),
 }
-"""The project's player of earlier sessions: the voice generators it did not play yet, zeroed."""
+"""The project's player of earlier sessions, as voice changes: session 38's (`_session38`), and before it
+(`static`: the filter held where initialFilterFc and velocity put it)."""
 
 
 def own(sf, program: int, midi: int, velocity: int, past: str = "") -> np.ndarray:
@@ -75,7 +81,7 @@ def own(sf, program: int, midi: int, velocity: int, past: str = "") -> np.ndarra
 
     voices, shift = sf.find_voices(program, midi, velocity, 0, True)
     if past:
-        voices = [dataclasses.replace(v, **PAST_PLAYERS[past]) for v in voices]
+        voices = [PAST_PLAYERS[past](v) for v in voices]
     return player.render_voices(sf, voices, 1.0, SR, 0.5, detune_cents=shift)
 
 

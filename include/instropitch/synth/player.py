@@ -128,19 +128,17 @@ def _render_voice(
         return out
 
     # Playback position in sample points from v.start (vibrato makes it non-linear).
-    t = None
+    t = np.arange(n, dtype=np.float64) / sr
+    mod_lfo = _lfo(v.mod_lfo, t) if v.mod_lfo_to_pitch_cents or v.mod_lfo_to_volume_cb else None
     cents: np.ndarray | float = 0.0
     if v.vib_to_pitch_cents and v.vib_freq_hz > 0:
-        t = np.arange(n, dtype=np.float64) / sr
         cents = v.vib_to_pitch_cents * _lfo(Lfo(v.vib_delay_s, v.vib_freq_hz), t)
     if v.mod_lfo_to_pitch_cents:
-        t = np.arange(n, dtype=np.float64) / sr if t is None else t
-        cents = cents + v.mod_lfo_to_pitch_cents * _lfo(v.mod_lfo, t)
+        cents = cents + v.mod_lfo_to_pitch_cents * mod_lfo
     if vibrato_hz > 0 and vibrato_cents:
-        t = np.arange(n, dtype=np.float64) / sr if t is None else t
         ramp = np.minimum(t / 0.3, 1.0)  # fades in over the first 300 ms
         cents = cents + vibrato_cents * ramp * np.sin(2 * np.pi * vibrato_hz * t)
-    if t is not None:
+    if np.ndim(cents):
         pos = np.empty(n, dtype=np.float64)
         pos[0] = 0.0
         np.cumsum(step * np.exp2(np.asarray(cents)[:-1] / 1200.0), out=pos[1:])
@@ -171,7 +169,7 @@ def _render_voice(
     m = len(y)
     y *= env[:m]
     if v.mod_lfo_to_volume_cb:
-        y *= (10.0 ** (v.mod_lfo_to_volume_cb * _lfo(v.mod_lfo, np.arange(m) / sr) / 200.0)).astype(np.float32)
+        y *= (10.0 ** (v.mod_lfo_to_volume_cb * mod_lfo[:m] / 200.0)).astype(np.float32)
     y *= np.float32(10.0 ** (-v.attenuation_cb / 200.0))
     out[:m] = y
     return out

@@ -14,15 +14,16 @@ key/velocity ranges intersecting) into the `Voice`s that `synth.player` renders:
 * the DAHDSR volume envelope (timecents / centibels, keynum-to-hold/decay
   scaling), initialAttenuation (scaled by 0.4 like FluidSynth, see
   `SoundFont.attenuation_scale`) and the default velocity-to-attenuation curve;
-* the low-pass filter (initialFilterFc/Q, with the default velocity-to-cutoff modulator
-  in its SF2.01 form), opened and closed by the modulation envelope (modEnvToFilterFc:
-  TimGM6mb's and Merlin's strings and low winds sit at ~500 Hz without it), the
-  vibrato LFO to pitch, and the modulation LFO to pitch, cutoff and volume (TimGM6mb's and
-  Merlin's strings, brass and reeds waver by 5-19 cents with it);
+* the low-pass filter (initialFilterFc/Q; without the spec's default velocity-to-cutoff
+  modulator, which FluidSynth and TinySoundFont do not apply either: with it, soft notes of
+  filtered voices came out 3-10 dB darker than those players make them), opened and closed by
+  the modulation envelope (modEnvToFilterFc: TimGM6mb's and Merlin's strings and low winds sit
+  at ~500 Hz without it), the vibrato LFO to pitch, and the modulation LFO to pitch, cutoff and
+  volume (TimGM6mb's and Merlin's strings, brass and reeds waver by 5-19 cents with it);
 * zones are mixed to mono (pan is ignored) and a release tail follows note-off.
 
 Not modelled: modulators stored in the file (pmod/imod records are skipped; only the
-spec's default velocity modulators apply), the modulation envelope to pitch,
+default velocity-to-attenuation modulator applies), the modulation envelope to pitch,
 exclusive classes, reverb/chorus, pan. Sample data is memory-mapped, and each render
 touches only the slices of the zones it plays (an SF3 sample is decoded whole, once).
 """
@@ -145,7 +146,6 @@ GEN_DEFAULTS: dict[int, int] = {
 SILENCE_DB = -100.0  # the envelope's floor: "100 dB of attenuation" in the spec
 MAX_ATTENUATION_CB = 1440.0
 VELOCITY_ATTENUATION_CB = 960.0  # default modulator: note-on velocity -> initialAttenuation
-VELOCITY_FILTER_CENTS = -2400.0  # default modulator: note-on velocity -> initialFilterFc
 MIN_FILTER_CENTS, MAX_FILTER_CENTS = 1500.0, 13500.0  # the SF2 range of initialFilterFc
 
 
@@ -586,7 +586,8 @@ class SoundFont:
         vel_cb = min(VELOCITY_ATTENUATION_CB, -200.0 * math.log10(vel_norm**2)) if vel_norm < 1 else 0.0
         stored = max(gen(GEN["initialAttenuation"]), 0.0) * self.attenuation_scale
         attenuation = min(stored + vel_cb, MAX_ATTENUATION_CB)
-        fc = gen(GEN["initialFilterFc"]) + VELOCITY_FILTER_CENTS * (1.0 - vel_eff / 128.0)
+        # No velocity -> cutoff: FluidSynth's default modulator for it returns 0 (since 1.x), TinySoundFont has none.
+        fc = gen(GEN["initialFilterFc"])
 
         key_offset = 60 - key_eff
         hold_tc = gen(GEN["holdVolEnv"]) + gen(GEN["keynumToVolEnvHold"]) * key_offset

@@ -9,8 +9,9 @@ Each render is reduced to its harmonic profile: the level of harmonics 1-12 over
 dB under the strongest, floored at -60. Reported per font and instrument: the mean absolute
 difference in dB between the project's player and each outside player, and the same for the
 project's player as it was before (`PAST_PLAYERS`): session 38's (`session38`: without the modulation
-LFO, whose TimGM6mb and Merlin strings, brass and reeds did not waver, and with the SF2.01 default
-velocity-to-cutoff modulator, which FluidSynth and TinySoundFont do not apply), and before that (`static`:
+LFO, whose TimGM6mb and Merlin strings, brass and reeds did not waver, with the SF2.01 default
+velocity-to-cutoff modulator, which FluidSynth and TinySoundFont do not apply, and without the font's
+stored modulators, which FluidSynth applies and TinySoundFont does not), and before that (`static`:
 its filter also held where initialFilterFc puts it, which left TimGM6mb's and Merlin's string and wind
 filters closed). Keys no zone covers are not compared (the outside players are silent there).
 
@@ -76,12 +77,21 @@ PAST_PLAYERS = {
 
 
 def own(sf, program: int, midi: int, velocity: int, past: str = "") -> np.ndarray:
-    """The project's player; `past` (a key of `PAST_PLAYERS`): as it played before."""
-    from instropitch.synth import player
+    """The project's player; `past` (a key of `PAST_PLAYERS`): as it played before, its voices found without
+    the font's stored modulators (read since session 39)."""
+    from unittest import mock
 
-    voices, shift = sf.find_voices(program, midi, velocity, 0, True)
+    from instropitch.synth import player, sf2
+
     if past:
+        with (
+            mock.patch.object(sf2, "generator_offsets", lambda *_: {}),
+            mock.patch.object(sf2, "velocity_attenuation_amount", lambda *_: sf2.VELOCITY_ATTENUATION_CB),
+        ):
+            voices, shift = sf.find_voices(program, midi, velocity, 0, True)
         voices = [PAST_PLAYERS[past](v) for v in voices]
+    else:
+        voices, shift = sf.find_voices(program, midi, velocity, 0, True)
     return player.render_voices(sf, voices, 1.0, SR, 0.5, detune_cents=shift)
 
 

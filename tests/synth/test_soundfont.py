@@ -168,9 +168,16 @@ def _ogg(data: np.ndarray, rate: int) -> bytes:
 def _gens(zone: list[tuple[str, object]]) -> list[tuple[int, int]]:
     out = []
     for name, amount in zone:
+        if name == "modulator":
+            continue
         value = amount[0] | (amount[1] << 8) if isinstance(amount, tuple) else int(amount) & 0xFFFF
         out.append((GEN[name], value))
     return out
+
+
+def _mods(zone: list[tuple[str, object]]) -> list[tuple[int, int, int, int, int]]:
+    """The zone's ("modulator", (source, destination, amount, amount source, transform)) entries."""
+    return [amount for name, amount in zone if name == "modulator"]  # type: ignore[misc]
 
 
 def build_sf2(
@@ -218,24 +225,27 @@ def build_sf2(
     shdr += struct.pack("<20sIIIIIBbHH", b"EOS", 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
     def hydra(records: list[tuple[str, list[list[tuple[str, object]]]]], head_fmt: str, extra: list[tuple]):
-        heads, bags, gens = b"", b"", b""
-        n_bag = n_gen = 0
+        heads, bags, gens, mods = b"", b"", b"", b""
+        n_bag = n_gen = n_mod = 0
         for (name, zones), more in zip(records, extra, strict=True):
             heads += struct.pack(head_fmt, name.encode(), *more, n_bag)
             for zone in zones:
-                bags += struct.pack("<HH", n_gen, 0)
+                bags += struct.pack("<HH", n_gen, n_mod)
                 n_bag += 1
                 for oper, amount in _gens(zone):
                     gens += struct.pack("<HH", oper, amount)
                     n_gen += 1
-        bags += struct.pack("<HH", n_gen, 0)
+                for record in _mods(zone):
+                    mods += struct.pack("<HHhHH", *record)
+                    n_mod += 1
+        bags += struct.pack("<HH", n_gen, n_mod)
         gens += struct.pack("<HH", 0, 0)
-        return heads, n_bag, bags, gens
+        return heads, n_bag, bags, gens, mods + b"\0" * 10
 
-    inst_heads, n_ibag, ibag, igen = hydra(instruments, "<20sH", [()] * len(instruments))
+    inst_heads, n_ibag, ibag, igen, imod = hydra(instruments, "<20sH", [()] * len(instruments))
     inst_heads += struct.pack("<20sH", b"EOI", n_ibag)
     phdr_fmt = "<20sHHH"
-    p_heads, n_pbag, pbag, pgen = hydra(
+    p_heads, n_pbag, pbag, pgen, pmod = hydra(
         [(name, zones) for name, _, _, zones in presets], phdr_fmt, [(prog, bank) for _, prog, bank, _ in presets]
     )
     # phdr records carry three more dwords after the bag index.
@@ -243,7 +253,6 @@ def build_sf2(
     for i in range(len(presets)):
         p_records += p_heads[i * 26 : (i + 1) * 26] + b"\0" * 12
     p_records += struct.pack("<20sHHHIII", b"EOP", 0, 0, n_pbag, 0, 0, 0)
-    mod_terminal = b"\0" * 10
     body = (
         b"sfbk"
         + _list(b"INFO", _chunk(b"ifil", struct.pack("<HH", 2, 1)), _chunk(b"INAM", b"Test font\0"))
@@ -257,11 +266,11 @@ def build_sf2(
             b"pdta",
             _chunk(b"phdr", p_records),
             _chunk(b"pbag", pbag),
-            _chunk(b"pmod", mod_terminal),
+            _chunk(b"pmod", pmod),
             _chunk(b"pgen", pgen),
             _chunk(b"inst", inst_heads),
             _chunk(b"ibag", ibag),
-            _chunk(b"imod", mod_terminal),
+            _chunk(b"imod", imod),
             _chunk(b"igen", igen),
             _chunk(b"shdr", shdr),
         )
@@ -430,6 +439,47 @@ def test_velocity_does_not_move_the_cutoff(tmp_path: Path) -> None:
     assert {v.filter_fc_cents for vel in (20, 64, 127) for v in font.voices(0, 69, vel)} == {8000.0}
     soft, loud = player.render_note(font, 0, 69, 20, 1.0), player.render_note(font, 0, 69, 127, 1.0)
     assert high_share_db(soft, 0.5) == pytest.approx(high_share_db(loud, 0.5), abs=0.1)
+
+
+def test_stored_modulators_apply_at_note_on(tmp_path: Path) -> None:
+    # Instrument 0: velocity lowers the cutoff by up to 2400 cents (as Merlin's viola has it), and replaces the
+    # default velocity curve by a flat one (amount 0, as 94 MuseScore_General_Lite zones do); its preset adds
+    # 300 cents of cutoff through a modulator with no source (a constant), and the global zone's key-to-cutoff
+    # modulator is replaced by the zone's identical one with another amount.
+    vel_down_linear = 2 | 0x100  # note-on velocity, negative, unipolar, linear
+    key_bipolar = 3 | 0x200  # note-on key, positive, bipolar, linear
+    vel_to_att = 2 | 0x100 | 1 << 10  # the default velocity-to-attenuation source (concave)
+    fc, att = GEN["initialFilterFc"], GEN["initialAttenuation"]
+    sample = {"name": "sine", "data": sine_cycles(100, 40), "rate": 44100, "root": 69, "loop": (1000, 4000)}
+    zone = [
+        ("modulator", (vel_down_linear, fc, -2400, 0, 0)),
+        ("modulator", (vel_to_att, att, 0, 0, 0)),
+        ("modulator", (key_bipolar, fc, 100, 0, 0)),
+        ("initialFilterFc", 9000),
+        ("sampleModes", 1),
+        ("sampleID", 0),
+    ]
+    global_zone = [("modulator", (key_bipolar, fc, 5000, 0, 0))]
+    path = build_sf2(
+        tmp_path / "mods.sf2",
+        [sample],
+        [("Modulated", [global_zone, zone]), ("Plain", [[("initialFilterFc", 9000), ("sampleID", 0)]])],
+        [
+            ("Modulated", 0, 0, [[("modulator", (0, fc, 300, 0, 0)), ("instrument", 0)]]),
+            ("Plain", 1, 0, [[("instrument", 1)]]),
+        ],
+    )
+    font = SoundFont.load(path)
+    (soft,), (loud,) = font.voices(0, 64, 32), font.voices(0, 64, 127)
+    key_share = 100 * (2 * 64 / 128 - 1)  # the key's bipolar value (0 at key 64) times its amount
+    assert soft.filter_fc_cents == pytest.approx(9000 - 2400 * (127 - 32) / 128 + key_share + 300)
+    assert loud.filter_fc_cents == pytest.approx(9000 + key_share + 300)  # at 127: (127 - 127) / 128
+    (high,) = font.voices(0, 96, 127)
+    assert high.filter_fc_cents - loud.filter_fc_cents == pytest.approx(100 * 32 / 64)  # the zone's 100, not 5000
+    assert soft.attenuation_cb == loud.attenuation_cb == 0.0  # no velocity curve: amount 0
+    (plain_soft,), (plain_loud,) = font.voices(1, 64, 32), font.voices(1, 64, 127)
+    assert plain_soft.filter_fc_cents == plain_loud.filter_fc_cents == 9000  # no velocity-to-cutoff by default
+    assert plain_soft.attenuation_cb > plain_loud.attenuation_cb + 200  # the default curve: ~240 cB at 32
 
 
 def test_the_modulation_lfo_moves_pitch_and_level(tmp_path: Path) -> None:

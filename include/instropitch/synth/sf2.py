@@ -20,12 +20,13 @@ key/velocity ranges intersecting) into the `Voice`s that `synth.player` renders:
   the modulation envelope (modEnvToFilterFc: TimGM6mb's and Merlin's strings and low winds sit
   at ~500 Hz without it), the vibrato LFO to pitch, and the modulation LFO to pitch, cutoff and
   volume (TimGM6mb's and Merlin's strings, brass and reeds waver by 5-19 cents with it);
+* modulators stored in the file (pmod/imod), each a constant at note-on as FluidSynth
+  evaluates them with its controllers at rest (`synth.modulators`);
 * zones are mixed to mono (pan is ignored) and a release tail follows note-off.
 
-Not modelled: modulators stored in the file (pmod/imod records are skipped; only the
-default velocity-to-attenuation modulator applies), the modulation envelope to pitch,
-exclusive classes, reverb/chorus, pan. Sample data is memory-mapped, and each render
-touches only the slices of the zones it plays (an SF3 sample is decoded whole, once).
+Not modelled: the modulation envelope to pitch, exclusive classes, reverb/chorus, pan.
+Sample data is memory-mapped, and each render touches only the slices of the zones it
+plays (an SF3 sample is decoded whole, once).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+
+from instropitch.synth.modulators import Modulator, generator_offsets, merged, velocity_attenuation_amount
 
 # ------------------------------------------------------------------ generators
 
@@ -193,7 +196,8 @@ class Zone:
     """
 
     generators: dict[int, object]
-    modulators: int = 0
+    modulators: tuple[Modulator, ...] = ()
+    """The zone's modulators with its global zone's folded in (`modulators.merged`)."""
 
     def get(self, gen: int, default: object = None) -> object:
         return self.generators.get(gen, default)
@@ -465,6 +469,8 @@ class SoundFont:
         inst = records("inst", "<20sH")
         ibag = records("ibag", "<HH")
         igen = records("igen", "<HH")
+        pmod = [Modulator(*r) for r in records("pmod", "<HHhHH")]
+        imod = [Modulator(*r) for r in records("imod", "<HHhHH")]
         shdr = records("shdr", "<20sIIIIIBbHH")
 
         samples = [SampleHeader(_cstr(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9]) for r in shdr[:-1]]
@@ -474,7 +480,7 @@ class SoundFont:
             smpl = (smpl[0], samples[-1].end if samples else 0)
             sm24_offset = None
         instruments = [
-            SFInstrument(_cstr(inst[i][0]), _zones(inst[i][1], inst[i + 1][1], ibag, igen, GEN["sampleID"]))
+            SFInstrument(_cstr(inst[i][0]), _zones(inst[i][1], inst[i + 1][1], ibag, igen, imod, GEN["sampleID"]))
             for i in range(len(inst) - 1)
         ]
         presets = [
@@ -482,7 +488,7 @@ class SoundFont:
                 _cstr(phdr[i][0]),
                 program=phdr[i][1],
                 bank=phdr[i][2],
-                zones=_zones(phdr[i][3], phdr[i + 1][3], pbag, pgen, GEN["instrument"]),
+                zones=_zones(phdr[i][3], phdr[i + 1][3], pbag, pgen, pmod, GEN["instrument"]),
             )
             for i in range(len(phdr) - 1)
         ]
@@ -546,17 +552,17 @@ class SoundFont:
 
     def _voice(self, pzone: Zone, izone: Zone, inst_name: str, sample_id: int, key: int, velocity: int) -> Voice:
         sample = self.samples[sample_id]
+        key_eff = int(izone.get(GEN["keynum"], -1))  # type: ignore[arg-type]
+        key_eff = key if key_eff < 0 else key_eff
+        vel_eff = int(izone.get(GEN["velocity"], -1))  # type: ignore[arg-type]
+        vel_eff = velocity if vel_eff < 0 else vel_eff
+        modulated = generator_offsets(izone.modulators, pzone.modulators, key_eff, vel_eff)
 
         def gen(number: int) -> float:
             value = izone.get(number, GEN_DEFAULTS.get(number, 0))
             if number not in INSTRUMENT_ONLY_GENS:
                 value = value + pzone.get(number, 0)  # type: ignore[operator]
-            return float(value)  # type: ignore[arg-type]
-
-        key_eff = int(izone.get(GEN["keynum"], -1))  # type: ignore[arg-type]
-        key_eff = key if key_eff < 0 else key_eff
-        vel_eff = int(izone.get(GEN["velocity"], -1))  # type: ignore[arg-type]
-        vel_eff = velocity if vel_eff < 0 else vel_eff
+            return float(value) + modulated.get(number, 0.0)  # type: ignore[arg-type]
 
         root = int(izone.get(GEN["overridingRootKey"], -1))  # type: ignore[arg-type]
         if root < 0:
@@ -581,11 +587,17 @@ class SoundFont:
         loop_start = min(max(loop_start, start), end)
         loop_end = min(max(loop_end, loop_start), end)
 
-        # Default modulators (SF2 2.04 section 8.4.1 / 8.4.2).
+        # The default velocity-to-attenuation modulator (SF2 2.04 section 8.4.1), its concave curve in closed form.
         vel_norm = min(max(vel_eff, 1), 127) / 127.0
         vel_cb = min(VELOCITY_ATTENUATION_CB, -200.0 * math.log10(vel_norm**2)) if vel_norm < 1 else 0.0
-        stored = max(gen(GEN["initialAttenuation"]), 0.0) * self.attenuation_scale
-        attenuation = min(stored + vel_cb, MAX_ATTENUATION_CB)
+        vel_amount = velocity_attenuation_amount(izone.modulators, pzone.modulators)
+        if vel_amount != VELOCITY_ATTENUATION_CB:  # a font's own velocity curve (MuseScore_General_Lite: 800, 0)
+            vel_cb *= vel_amount / VELOCITY_ATTENUATION_CB
+        # The stored generator is scaled (FluidSynth's EMU reading), the modulators' share is not.
+        stored = max(izone.get(GEN["initialAttenuation"], 0) + pzone.get(GEN["initialAttenuation"], 0), 0.0)
+        attenuation = min(
+            stored * self.attenuation_scale + modulated.get(GEN["initialAttenuation"], 0.0) + vel_cb, MAX_ATTENUATION_CB
+        )
         # No velocity -> cutoff: FluidSynth's default modulator for it returns 0 (since 1.x), TinySoundFont has none.
         fc = gen(GEN["initialFilterFc"])
 
@@ -700,9 +712,11 @@ class SoundFont:
 # ------------------------------------------------------------------ helpers
 
 
-def _zones(bag_start: int, bag_end: int, bags: list[tuple], gens: list[tuple], terminal_gen: int) -> tuple[Zone, ...]:
-    """Zones of one preset/instrument with the global zone merged in (SF2 2.04 sections 7.3, 7.7)."""
-    raw: list[tuple[dict[int, object], int]] = []
+def _zones(
+    bag_start: int, bag_end: int, bags: list[tuple], gens: list[tuple], mods: list[Modulator], terminal_gen: int
+) -> tuple[Zone, ...]:
+    """Zones of one preset/instrument with the global zone merged in (SF2 2.04 sections 7.3, 7.7, 9.5.1)."""
+    raw: list[tuple[dict[int, object], tuple[Modulator, ...]]] = []
     for b in range(bag_start, min(bag_end, len(bags) - 1)):
         g0, m0 = bags[b]
         g1, m1 = bags[b + 1]
@@ -716,19 +730,20 @@ def _zones(bag_start: int, bag_end: int, bags: list[tuple], gens: list[tuple], t
                 amounts[oper] = amount - 0x10000 if amount >= 0x8000 else amount
             if oper == terminal_gen:
                 break  # generators after the terminal one are ignored
-        raw.append((amounts, m1 - m0))
+        raw.append((amounts, tuple(mods[m0:m1])))
     if not raw:
         return ()
     global_gens: dict[int, object] = {}
-    first, _ = raw[0]
+    global_mods: tuple[Modulator, ...] = ()
+    first, first_mods = raw[0]
     if terminal_gen not in first:
-        global_gens = first
+        global_gens, global_mods = first, first_mods
         raw = raw[1:]
     zones = []
-    for amounts, n_mods in raw:
+    for amounts, zone_mods in raw:
         if terminal_gen not in amounts:
             continue  # a non-first zone without its terminal generator is ignored
-        zones.append(Zone({**global_gens, **amounts}, n_mods))
+        zones.append(Zone({**global_gens, **amounts}, merged(global_mods, zone_mods)))
     return tuple(zones)
 
 

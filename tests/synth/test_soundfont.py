@@ -284,6 +284,12 @@ def sine_cycles(period: int, cycles: int, amplitude: int = 20000) -> np.ndarray:
     return np.round(amplitude * np.sin(2 * np.pi * n / period)).astype(np.int16)
 
 
+def saw_cycles(period: int, cycles: int, amplitude: int = 16000) -> np.ndarray:
+    """A sawtooth: every harmonic present, so a filter's cutoff shows in its spectrum."""
+    n = np.arange(period * cycles)
+    return np.round(amplitude * (2 * (n % period) / period - 1)).astype(np.int16)
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> SoundFont:
     # 100 points per cycle at 44,000 Hz = exactly 440 Hz, recorded as A4 (69).
@@ -405,7 +411,7 @@ def high_share_db(y: np.ndarray, start_s: float, cutoff_hz: float = 1500.0) -> f
 def test_the_modulation_envelope_opens_and_closes_the_filter(tmp_path: Path) -> None:
     # A looped 441 Hz sawtooth behind a 261 Hz low-pass (6000 cents) that the modulation envelope
     # opens by 6000 cents at the start and closes over its 1 s decay (sustain 1000: to nothing).
-    saw = np.round(16000 * (2 * (np.arange(100 * 40) % 100) / 100 - 1)).astype(np.int16)
+    saw = saw_cycles(100, 40)
     sample = {"name": "saw", "data": saw, "rate": 44100, "root": 69, "loop": (1000, 4000)}
     dark = [("initialFilterFc", 6000), ("sampleModes", 1), ("sampleID", 0)]
     opened = [("modEnvToFilterFc", 6000), ("decayModEnv", 0), ("sustainModEnv", 1000), *dark]
@@ -430,7 +436,7 @@ def test_velocity_does_not_move_the_cutoff(tmp_path: Path) -> None:
     # The spec's default velocity-to-cutoff modulator (-2400 cents at velocity 0) is one FluidSynth disables and
     # TinySoundFont lacks; with it, pp notes of filtered voices (TimGM6mb's, Merlin's, FluidR3Mono's brass and
     # strings) came out 3-10 dB darker than those players make them.
-    saw = np.round(16000 * (2 * (np.arange(100 * 40) % 100) / 100 - 1)).astype(np.int16)
+    saw = saw_cycles(100, 40)
     sample = {"name": "saw", "data": saw, "rate": 44100, "root": 69, "loop": (1000, 4000)}
     zone = [("initialFilterFc", 8000), ("sampleModes", 1), ("sampleID", 0)]
     font = SoundFont.load(
@@ -488,7 +494,7 @@ def test_the_modulation_lfo_moves_pitch_and_level(tmp_path: Path) -> None:
     # strings, brass and reeds waver so (5-19 cents); without it they were 3-4 dB brighter than FluidSynth plays them.
     # A third preset moves the cutoff of a filtered sawtooth by 3000 cents.
     sine = {"name": "sine", "data": sine_cycles(100, 40), "rate": 44100, "root": 69, "loop": (1000, 4000)}
-    saw = np.round(16000 * (2 * (np.arange(100 * 40) % 100) / 100 - 1)).astype(np.int16)
+    saw = saw_cycles(100, 40)
     sawtooth = {"name": "saw", "data": saw, "rate": 44100, "root": 69, "loop": (1000, 4000)}
     lfo = [("freqModLFO", round(1200 * math.log2(2.0 / 8.176))), ("sampleModes", 1)]
     path = build_sf2(

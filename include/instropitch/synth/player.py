@@ -128,14 +128,17 @@ def _render_voice(
         return out
 
     # Playback position in sample points from v.start (vibrato makes it non-linear).
-    t = np.arange(n, dtype=np.float64) / sr
-    mod_lfo = _lfo(v.mod_lfo, t) if v.mod_lfo_to_pitch_cents or v.mod_lfo_to_volume_cb else None
+    vibrato = v.vib_to_pitch_cents and v.vib_freq_hz > 0
+    uses_mod_lfo = v.mod_lfo_to_pitch_cents or v.mod_lfo_to_volume_cb
+    added = vibrato_hz > 0 and vibrato_cents
+    t = np.arange(n, dtype=np.float64) / sr if vibrato or uses_mod_lfo or added else None
+    mod_lfo = _lfo(v.mod_lfo, t) if uses_mod_lfo else None
     cents: np.ndarray | float = 0.0
-    if v.vib_to_pitch_cents and v.vib_freq_hz > 0:
+    if vibrato:
         cents = v.vib_to_pitch_cents * _lfo(Lfo(v.vib_delay_s, v.vib_freq_hz), t)
     if v.mod_lfo_to_pitch_cents:
         cents = cents + v.mod_lfo_to_pitch_cents * mod_lfo
-    if vibrato_hz > 0 and vibrato_cents:
+    if added:
         ramp = np.minimum(t / 0.3, 1.0)  # fades in over the first 300 ms
         cents = cents + vibrato_cents * ramp * np.sin(2 * np.pi * vibrato_hz * t)
     if np.ndim(cents):

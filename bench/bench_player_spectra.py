@@ -84,10 +84,8 @@ def own(sf, program: int, midi: int, velocity: int, past: str = "") -> np.ndarra
     from instropitch.synth import player, sf2
 
     if past:
-        with (
-            mock.patch.object(sf2, "generator_offsets", lambda *_: {}),
-            mock.patch.object(sf2, "velocity_attenuation_amount", lambda *_: sf2.VELOCITY_ATTENUATION_CB),
-        ):
+        defaults_only = sf2.generator_offsets
+        with mock.patch.object(sf2, "generator_offsets", lambda _i, _p, key, vel: defaults_only((), (), key, vel)):
             voices, shift = sf.find_voices(program, midi, velocity, 0, True)
         voices = [PAST_PLAYERS[past](v) for v in voices]
     else:

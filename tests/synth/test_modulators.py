@@ -39,12 +39,16 @@ def test_which_modulators_apply() -> None:
     local = m.Modulator(m.VELOCITY, fc, -50, 0)
     other = m.Modulator(m.KEY, fc, 10, 0)
     assert m.merged([shared, other], [local]) == (other, local)  # the identical global one is replaced
-    assert m.generator_offsets([local], [shared], 60, 64) == {fc: pytest.approx(-25 + 50)}  # presets add
+    offsets = m.generator_offsets([local], [shared], 60, 64)
+    assert offsets[fc] == pytest.approx(-25 + 50)  # presets add
+    # The default velocity curve: 400 log10(127 / velocity) cB; a font's own replaces it, a preset's adds to it.
+    default_cb = 400 * math.log10(127 / 64)
+    assert m.generator_offsets([], [], 60, 127) == {att: 0.0}
+    assert m.generator_offsets([], [], 60, 64) == {att: pytest.approx(default_cb)}
     own_curve = m.Modulator(m.VELOCITY_TO_ATTENUATION.source, att, 800, 0)
-    assert m.velocity_attenuation_amount([], []) == 960
-    assert m.velocity_attenuation_amount([own_curve], []) == 800
-    assert m.velocity_attenuation_amount([own_curve], [m.Modulator(own_curve.source, att, 100, 0)]) == 900
-    assert m.generator_offsets([own_curve], [], 60, 64) == {}  # applied by the player's velocity curve
+    assert m.generator_offsets([own_curve], [], 60, 64) == {att: pytest.approx(default_cb * 800 / 960)}
+    boost = m.Modulator(own_curve.source, att, 100, 0)
+    assert m.generator_offsets([own_curve], [boost], 60, 64) == {att: pytest.approx(default_cb * 900 / 960)}
     # FluidSynth disables the velocity-to-cutoff default, whoever stores it; an amount-0 look-alike adds nothing.
     assert m.output(m.FLUIDSYNTH_VELOCITY_TO_CUTOFF, 60, 100) == 0.0
     look_alike = m.Modulator(m.VELOCITY | NEGATIVE, fc, 0, m.VELOCITY | NEGATIVE | m.SWITCH << 10)

@@ -12,8 +12,8 @@ Which apply, as FluidSynth reads section 9.5.1: a zone's modulator replaces an i
 global zone (`merged`); an instrument's replaces the identical default modulator; a preset's add to
 the instrument's. Identical means the same sources (with their curves) and destination; the amount
 and transform may differ. Of the default modulators only velocity-to-attenuation shapes a note here
-(`SoundFont` applies it, by `velocity_attenuation_amount`): the velocity-to-cutoff one is disabled in
-FluidSynth (it returns 0) and absent from TinySoundFont, and the controller ones are constants at rest.
+(`DEFAULT_MODULATORS`): the velocity-to-cutoff one is disabled in FluidSynth (it returns 0) and absent
+from TinySoundFont, and the controller ones are constants at rest (a level the renders normalise away).
 """
 
 from __future__ import annotations
@@ -62,7 +62,9 @@ class Modulator:
 
 
 VELOCITY_TO_ATTENUATION = Modulator(VELOCITY | 0x100 | CONCAVE << 10, ATTENUATION_GEN, 960, NO_CONTROLLER)
-"""SF2 8.4.1, the default modulator the player applies (as `SoundFont` always has): its concave curve in closed form."""
+"""SF2 8.4.1: 0 cB at velocity 127, 400 log10(127 / velocity) cB below (the concave curve), 841 at velocity 1."""
+DEFAULT_MODULATORS: tuple[Modulator, ...] = (VELOCITY_TO_ATTENUATION,)
+"""The default modulators that shape an offline note (see the module docstring for the others)."""
 FLUIDSYNTH_VELOCITY_TO_CUTOFF = Modulator(VELOCITY | 0x100, FILTER_FC_GEN, -2400, VELOCITY | SWITCH << 10)
 """SF2 8.4.2 as FluidSynth has it (a positive switch as amount source); it evaluates to 0 there, whoever defines it."""
 
@@ -118,21 +120,14 @@ def output(modulator: Modulator, key: int, velocity: int) -> float:
     return abs(value) if modulator.transform == ABSOLUTE_VALUE else value
 
 
-def velocity_attenuation_amount(instrument: Sequence[Modulator], preset: Sequence[Modulator]) -> float:
-    """The amount of the velocity-to-attenuation curve: 960, or an identical instrument modulator's, plus any
-    identical preset modulators'."""
-    default = VELOCITY_TO_ATTENUATION.identity
-    amount = next((m.amount for m in reversed(instrument) if m.identity == default), VELOCITY_TO_ATTENUATION.amount)
-    return float(amount + sum(m.amount for m in preset if m.identity == default))
-
-
 def generator_offsets(
     instrument: Sequence[Modulator], preset: Sequence[Modulator], key: int, velocity: int
 ) -> dict[int, float]:
-    """{generator: what the zone's modulators add to it at note-on}, velocity-to-attenuation aside."""
+    """{generator: what the modulators add to it at note-on}: the defaults that no identical instrument modulator
+    replaces, the instrument's, and the preset's on top."""
+    own = {m.identity for m in instrument}
+    defaults = tuple(m for m in DEFAULT_MODULATORS if m.identity not in own)
     sums: dict[int, float] = {}
-    for modulator in (*instrument, *preset):
-        if modulator.identity == VELOCITY_TO_ATTENUATION.identity:
-            continue
+    for modulator in (*defaults, *instrument, *preset):
         sums[modulator.destination] = sums.get(modulator.destination, 0.0) + output(modulator, key, velocity)
     return sums

@@ -13,7 +13,7 @@ key/velocity ranges intersecting) into the `Voice`s that `synth.player` renders:
   through the held note;
 * the DAHDSR volume envelope (timecents / centibels, keynum-to-hold/decay
   scaling), initialAttenuation (scaled by 0.4 like FluidSynth, see
-  `SoundFont.attenuation_scale`) and the default velocity-to-attenuation curve;
+  `SoundFont.attenuation_scale`) and the default velocity-to-attenuation modulator;
 * the low-pass filter (initialFilterFc/Q; without the spec's default velocity-to-cutoff
   modulator, which FluidSynth and TinySoundFont do not apply either: with it, soft notes of
   filtered voices came out 3-10 dB darker than those players make them), opened and closed by
@@ -34,7 +34,6 @@ from __future__ import annotations
 import bisect
 import functools
 import io
-import math
 import mmap
 import struct
 from dataclasses import dataclass, field, replace
@@ -42,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from instropitch.synth.modulators import Modulator, generator_offsets, merged, velocity_attenuation_amount
+from instropitch.synth.modulators import Modulator, generator_offsets, merged
 
 # ------------------------------------------------------------------ generators
 
@@ -148,7 +147,6 @@ GEN_DEFAULTS: dict[int, int] = {
 
 SILENCE_DB = -100.0  # the envelope's floor: "100 dB of attenuation" in the spec
 MAX_ATTENUATION_CB = 1440.0
-VELOCITY_ATTENUATION_CB = 960.0  # default modulator: note-on velocity -> initialAttenuation
 MIN_FILTER_CENTS, MAX_FILTER_CENTS = 1500.0, 13500.0  # the SF2 range of initialFilterFc
 
 
@@ -587,16 +585,11 @@ class SoundFont:
         loop_start = min(max(loop_start, start), end)
         loop_end = min(max(loop_end, loop_start), end)
 
-        # The default velocity-to-attenuation modulator (SF2 2.04 section 8.4.1), its concave curve in closed form.
-        vel_norm = min(max(vel_eff, 1), 127) / 127.0
-        vel_cb = min(VELOCITY_ATTENUATION_CB, -200.0 * math.log10(vel_norm**2)) if vel_norm < 1 else 0.0
-        vel_amount = velocity_attenuation_amount(izone.modulators, pzone.modulators)
-        if vel_amount != VELOCITY_ATTENUATION_CB:  # a font's own velocity curve (MuseScore_General_Lite: 800, 0)
-            vel_cb *= vel_amount / VELOCITY_ATTENUATION_CB
-        # The stored generator is scaled (FluidSynth's EMU reading), the modulators' share is not.
+        # The stored generator is scaled (FluidSynth's EMU reading), the modulators' share (velocity's among them,
+        # or a font's own velocity curve: MuseScore_General_Lite's 800 cB) is not.
         stored = max(izone.get(GEN["initialAttenuation"], 0) + pzone.get(GEN["initialAttenuation"], 0), 0.0)
         attenuation = min(
-            stored * self.attenuation_scale + modulated.get(GEN["initialAttenuation"], 0.0) + vel_cb, MAX_ATTENUATION_CB
+            stored * self.attenuation_scale + modulated.get(GEN["initialAttenuation"], 0.0), MAX_ATTENUATION_CB
         )
         # No velocity -> cutoff: FluidSynth's default modulator for it returns 0 (since 1.x), TinySoundFont has none.
         fc = gen(GEN["initialFilterFc"])

@@ -6,9 +6,9 @@
 
 Prints files, wall seconds, files/s and MB written (and one line per source with several
 fonts), then the player's own time for one note of each font (a violin G4 held 4 s at velocity
-100, the median of ten renders, no file written: the hot path every rendered note takes; ~32 ms
-on the project's 2-core machine, 2026-12). The output folder is left in place (delete it
-yourself; the full set is about 1.4 GB per source).
+100, the median of ten renders, no file written: the hot path every rendered note takes; 17-18 ms
+on the idle 2-core machine of 2026-12, ~32 ms beside other work). The output folder is left in
+place (delete it yourself; the full set is about 1.4 GB per source).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from instropitch import synth
 from instropitch.synth import player
-from instropitch.synth.sf2 import SoundFont, default_soundfont_path
+from instropitch.synth.sf2 import SoundFont
 
 
 def render_note_ms(path: Path, repeats: int = 10) -> float:
@@ -69,11 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"files/s   {summary.files / summary.seconds:.1f}")
     print(f"MB        {summary.bytes / 1e6:.1f}")
     print(f"audio     {summary.audio_seconds / 3600:.2f} h")
-    for spec in args.soundfont or [str(default_soundfont_path())]:
-        path = Path(spec.split("=", 1)[-1])
-        print(
-            f"player    {path.name}: {render_note_ms(path):.1f} ms a note (violin G4, 4 s), load {os.getloadavg()[0]:.1f}"
-        )
+    for name, path in synth.resolve_sources(args.soundfont or None).items():
+        print(f"player    {name}: {render_note_ms(path):.1f} ms a note (violin G4, 4 s), load {os.getloadavg()[0]:.1f}")
     return 0
 
 

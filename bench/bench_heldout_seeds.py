@@ -10,7 +10,9 @@ a temperature that grows with each note's foreignness) fitted on the other fits'
 (`calibration.cross_source_ece` over `training.fit_labels`, the same honest figure the training run
 logs; until session 38 over sources, so a font's other player was in its calibration), beside the
 error after one temperature (what this benchmark reported before session 29: its "ECE" figures of
-sessions 13-28 are that one).
+sessions 13-28 are that one). It also reports how often the candidates of a "not sure" answer
+held the right class, and how many there were (`calibration.cross_source_candidates`: each fit's
+candidate floor fitted on the other fits' answers; the product promises 90 %).
 
     .venv/bin/python bench/bench_heldout_seeds.py --snapshot SNAPSHOT.npz --seeds 42,1,2 \\
         --set training.balance=sources_classes --work /tmp/heldout-sc --json /tmp/heldout-sc.json
@@ -141,6 +143,14 @@ def seed_scores(spec: Any, snapshot: Any, work: Path, recipe: str, far: dict[str
         "ece_raw": calibration.expected_calibration_error(everything.proba, y),
         "ece_calibrated": calibration.cross_source_ece(everything.proba, y, fits, foreignness=everything.foreignness),
         "ece_one_temperature": calibration.cross_source_ece(everything.proba, y, fits),
+        **dict(
+            zip(
+                ("candidates_hold", "candidates"),
+                calibration.cross_source_candidates(everything.proba, y, fits, foreignness=everything.foreignness),
+                strict=True,
+            )
+        ),
+        "top3_hold": float(np.mean(top_ranks(everything.proba, y) < 3)),  # what "not sure" listed before
         "fit_s": sum(float(k["fit_time_s"]) for k in kept.values()),
     }
     if far_answers:
@@ -154,7 +164,21 @@ def seed_scores(spec: Any, snapshot: Any, work: Path, recipe: str, far: dict[str
             fitted.apply(outside.proba, outside.foreignness), rows.y[outside.rows]
         )
         result["far_ece_one_temperature"] = calibration.expected_calibration_error(one, rows.y[outside.rows])
+        result["far_candidates"] = {name: candidates_on(fitted, a, rows.y[a.rows]) for name, a in far_answers.items()}
     return result
+
+
+def top_ranks(proba: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Where the right class stands among each answer's classes (0: the answer itself)."""
+    return np.argmax(np.argsort(-proba, axis=1, kind="stable") == np.asarray(y)[:, None], axis=1)
+
+
+def candidates_on(fitted: Any, answers: Any, y: np.ndarray) -> dict[str, float]:
+    """How often the candidates `fitted` shows hold the right class, and how many there are, on `answers`."""
+    from instropitch.ml import calibration
+
+    shown = calibration.candidate_mask(fitted.apply(answers.proba, answers.foreignness), fitted.candidate_floor)
+    return {"hold": float(shown[np.arange(len(y)), y].mean()), "size": float(shown.sum(axis=1).mean())}
 
 
 def accuracies(spec: Any, rows: Any, answers: dict[str, Any]) -> dict[str, Any]:
@@ -192,6 +216,9 @@ def summary(by_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
         "seed_means": {seed: s["mean"] for seed, s in by_seed.items()},
         "ece_calibrated": float(np.mean([s["ece_calibrated"] for s in by_seed.values()])),
         "ece_one_temperature": float(np.mean([s["ece_one_temperature"] for s in by_seed.values()])),
+        "candidates_hold": float(np.mean([s["candidates_hold"] for s in by_seed.values()])),
+        "candidates": float(np.mean([s["candidates"] for s in by_seed.values()])),
+        "top3_hold": float(np.mean([s["top3_hold"] for s in by_seed.values()])),
     }
     if all("far" in s for s in by_seed.values()):
         far = _mean_over_seeds(by_seed, "far")
@@ -200,6 +227,12 @@ def summary(by_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
         total["far_worst"] = min(far.values())
         for key in ("far_ece_calibrated", "far_ece_one_temperature"):
             total[key] = float(np.mean([s[key] for s in by_seed.values()]))
+        total["far_candidates"] = {
+            name: {
+                k: float(np.mean([s["far_candidates"][name][k] for s in by_seed.values()])) for k in ("hold", "size")
+            }
+            for name in far
+        }
     return total
 
 
@@ -208,9 +241,21 @@ def far_line(scores: dict[str, Any]) -> str:
     if "far" not in scores:
         return ""
     cells = ", ".join(f"{name} {100 * acc:.1f}" for name, acc in scores["far"].items())
+    held = ", ".join(
+        f"{name} {100 * c['hold']:.0f} % / {c['size']:.1f}" for name, c in scores["far_candidates"].items()
+    )
     return (
         f"\n  far: {cells}; mean {100 * scores['far_mean']:.1f} %, ECE {scores['far_ece_calibrated']:.3f}"
         f" (one temperature {scores['far_ece_one_temperature']:.3f})"
+        f"\n  far, candidates holding the right class / how many: {held}"
+    )
+
+
+def candidates_line(scores: dict[str, Any]) -> str:
+    """How often a "not sure" answer's candidates held the right class, and how many there were."""
+    return (
+        f"; candidates hold it {100 * scores['candidates_hold']:.1f} % ({scores['candidates']:.2f} a note;"
+        f" the top three {100 * scores['top3_hold']:.1f} %)"
     )
 
 
@@ -247,7 +292,7 @@ def main() -> int:
         print(
             f"seed {seed}: {cells}; mean {100 * scores['mean']:.1f}, worst {100 * scores['worst']:.1f} %,"
             f" ECE calibrated across fits {scores['ece_calibrated']:.3f}"
-            f" (one temperature {scores['ece_one_temperature']:.3f})" + far_line(scores)
+            f" (one temperature {scores['ece_one_temperature']:.3f})" + candidates_line(scores) + far_line(scores)
         )
     total = summary(by_seed)
     cells = ", ".join(f"{name} {100 * acc:.1f}" for name, acc in total["per_source"].items())
@@ -255,7 +300,7 @@ def main() -> int:
     print(
         f"  mean {100 * total['mean']:.1f} %, worst source {100 * total['worst']:.1f} %,"
         f" ECE {total['ece_calibrated']:.3f} (one temperature {total['ece_one_temperature']:.3f});"
-        f" {time.perf_counter() - started:.0f} s, load {os.getloadavg()}" + far_line(total)
+        f" {time.perf_counter() - started:.0f} s, load {os.getloadavg()}" + candidates_line(total) + far_line(total)
     )
     if args.json:
         report = {

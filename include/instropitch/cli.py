@@ -236,9 +236,13 @@ def _load_predictor(args: argparse.Namespace):
 
 
 def _not_sure(row: dict, role: str, key: str) -> str:
-    """`not sure: Clarinet 41% / Oboe 30%` from a prediction's candidates."""
+    """`not sure, 90% one of: Clarinet 41% / Oboe 30%` from a prediction's candidates (and how often such
+    candidates hold the right answer, when the model says)."""
     options = " / ".join(f"{c[key]} {c['confidence']:.0%}" for c in row.get("candidates", {}).get(role, []))
-    return f"not sure: {options}" if options else "not sure"
+    level = row.get("candidates_level", {}).get(role)
+    if not options:
+        return "not sure"
+    return f"not sure, {level:.0%} one of: {options}" if level else f"not sure: {options}"
 
 
 def _prediction_table(rows: list[dict]) -> str:

@@ -8,7 +8,6 @@ compressed encodings (mu-law, A-law, ADPCM, GSM 6.10), RF64 and big-endian RIFX.
 from __future__ import annotations
 
 import io
-import time
 import tracemalloc
 
 import numpy as np
@@ -111,15 +110,14 @@ def test_the_same_limits_as_a_wav():
     long_flac = encode(np.zeros(8000 * 700, np.int16), "FLAC", "PCM_16", 8000)
     assert len(long_flac) < 200_000  # 700 s of silence: a small file of a long duration
     tracemalloc.start()
-    started = time.perf_counter()
     try:
         with pytest.raises(audio.TooLongError, match=r"too long: more than 30 s of FLAC \(PCM_16\) audio"):
             audio.read_info(long_flac, max_duration=30.0)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    # 30 s of float32 is 1 MB, the whole 700 s would be 22 MB
-    assert time.perf_counter() - started < 1.0 and peak < 3_000_000, peak
+    # 30 s of float32 is 1 MB, the whole 700 s would be 22 MB: the rest was never decoded
+    assert peak < 3_000_000, peak
     with pytest.raises(audio.TooLongError):
         audio.read_info(long_flac)  # the default limit, 600 s
     assert audio.read_info(long_flac, max_duration=None).duration == 700.0  # lifted: up to MAX_DECODED_SECONDS

@@ -6,11 +6,15 @@ import numpy as np
 import pytest
 
 from instropitch.ml.calibration import (
+    CANDIDATE_LEVEL,
     MIN_FOREIGNNESS,
     Calibration,
     apply_temperature,
     calibrate,
+    candidate_floor,
+    candidate_mask,
     choose_threshold,
+    cross_source_candidates,
     cross_source_ece,
     expected_calibration_error,
     fit_temperature,
@@ -187,3 +191,48 @@ def test_cross_source_ece_fits_the_foreign_temperature_on_the_other_sources():
     proba, y, f = foreign_mix(seed=3)
     groups = np.where(np.arange(len(y)) % 2 == 0, "a", "b")
     assert cross_source_ece(proba, y, groups, foreignness=f) < cross_source_ece(proba, y, groups) - 0.01
+
+
+def test_the_candidate_floor_is_the_conformal_quantile_of_the_right_classes_probability():
+    right = np.linspace(0.01, 0.99, 99)  # 99 notes: the right class at 0.01, 0.02, ... 0.99
+    # ceil(100 * 0.9) = 90th largest of 1 - p: the 10th smallest p holds 90 of 99 notes (and the next one)
+    assert candidate_floor(right, 0.9) == pytest.approx(0.10)
+    assert np.mean(right >= candidate_floor(right, 0.9)) >= 0.9
+    assert candidate_floor(right, 0.5) == pytest.approx(0.50)
+    assert candidate_floor(right[:8], 0.9) == 0.0  # 8 notes cannot promise 9 in 10: none fitted
+
+
+def test_candidates_are_the_classes_at_the_floor_and_always_the_answer():
+    proba = np.array([[0.5, 0.3, 0.15, 0.05], [0.1, 0.8, 0.06, 0.04], [0.26, 0.25, 0.25, 0.24]])
+    assert candidate_mask(proba, 0.2).tolist() == [
+        [True, True, False, False],
+        [False, True, False, False],
+        [True, True, True, True],
+    ]
+    assert candidate_mask(proba, 0.9).sum(axis=1).tolist() == [1, 1, 1]  # above every class: the answer alone
+    assert candidate_mask(proba, 0.9, least=2)[1].tolist() == [True, True, False, False]
+
+
+def test_calibrate_fits_candidates_that_hold_the_right_class_as_often_as_promised():
+    proba, y = overconfident(true_temperature=3.0)
+    cal = calibrate(proba, y, "heldout_sources")
+    shown = candidate_mask(cal.apply(proba), cal.candidate_floor)
+    assert cal.candidate_level == CANDIDATE_LEVEL
+    assert shown[np.arange(len(y)), y].mean() == pytest.approx(CANDIDATE_LEVEL, abs=0.005)
+    assert cal.candidate_size == pytest.approx(shown.sum(axis=1).mean())
+    assert 1.0 < cal.candidate_size < proba.shape[1]  # fewer than every class, more than the answer
+    assert Calibration.from_dict(cal.to_dict()) == cal
+    legacy = Calibration.from_dict({"temperature": 2.0, "threshold": 0.5})
+    assert legacy.candidate_floor == 0.0 and legacy.candidate_level == 0.0  # older versions: the top three
+
+
+def test_cross_source_candidates_say_how_often_they_held_on_a_source_the_floor_never_saw():
+    proba_a, y_a = overconfident(seed=10, true_temperature=3.0)
+    proba_b, y_b = overconfident(seed=20, true_temperature=3.0)
+    proba, y = np.concatenate([proba_a, proba_b]), np.concatenate([y_a, y_b])
+    hold, size = cross_source_candidates(proba, y, np.repeat(["a", "b"], [len(y_a), len(y_b)]))
+    assert hold == pytest.approx(CANDIDATE_LEVEL, abs=0.02) and 1.0 < size < 6  # same kind of source: it transfers
+    proba_c, y_c = overconfident(seed=30, true_temperature=1.0)  # a source that is not overconfident
+    proba, y = np.concatenate([proba_a, proba_c]), np.concatenate([y_a, y_c])
+    hold, _ = cross_source_candidates(proba, y, np.repeat(["a", "c"], [len(y_a), len(y_c)]))
+    assert hold < CANDIDATE_LEVEL - 0.05  # what one source teaches misleads on the other: the figure says so

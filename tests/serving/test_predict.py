@@ -76,6 +76,7 @@ def test_predict_file_gives_the_documented_json(predictor, trained_store):
         "instrument_foreignness",
         "pitch_period_hz",
         "candidates",
+        "candidates_level",
         "top_k",
         "warnings",
     ]
@@ -131,6 +132,26 @@ def test_a_confidence_under_the_threshold_is_not_sure_with_candidates(predictor,
     assert candidates[0]["confidence"] == r.instrument_confidence and "pitch" not in r.candidates
     table = cli._prediction_table([r.to_dict()])
     assert "not sure: Violin" in table and " / " in table  # the CLI table names the candidates
+    assert r.candidates_level == {}  # a calibration without a candidate floor: no promise made
+
+
+def test_not_sure_lists_the_candidates_its_calibration_cannot_rule_out(predictor, monkeypatch):
+    from instropitch import cli
+    from instropitch.ml.calibration import Calibration
+
+    note = wav_bytes(tone("Vn", 69, amp=0.5, seed=77))
+    soft = {"temperature": 30.0, "threshold": 0.99, "fitted_on": "heldout_sources", "candidate_level": 0.9}
+    monkeypatch.setattr(predictor.instrument_model, "calibration", Calibration(**soft, candidate_floor=0.01))
+    wide = predictor.predict_file(note, name="n.wav", top_k=0)
+    shown = [c["confidence"] for c in wide.candidates["instrument"]]
+    assert len(shown) > 3 and min(shown) >= 0.01 and shown == sorted(shown, reverse=True)
+    assert all(e["confidence"] < 0.01 for e in predictor.predict_file(note, top_k=14).top_k["instrument"][len(shown) :])
+    assert wide.to_dict()["candidates_level"] == {"instrument": 0.9} and "pitch" not in wide.candidates_level
+    assert "not sure, 90% one of: Violin" in cli._prediction_table([wide.to_dict()])
+    monkeypatch.setattr(predictor.instrument_model, "calibration", Calibration(**soft, candidate_floor=0.99))
+    narrow = predictor.predict_file(note, name="n.wav", top_k=0)  # only the answer reaches it: two still listed
+    assert [c["instrument"] for c in narrow.candidates["instrument"]][0] == narrow.instrument
+    assert len(narrow.candidates["instrument"]) == 2
 
 
 def test_a_model_that_answers_foreignness_softens_the_notes_unlike_its_training(

@@ -425,6 +425,10 @@ def test_page_in_headless_chromium(predictor, tmp_path, monkeypatch):
                 evaluate(f"show({json.dumps(unsure)})")
                 shown = evaluate("document.getElementById('instrument').textContent")
                 assert shown == "Not sure: Violin 41.0% or Viola 30.0%", shown
+                unsure["candidates_level"] = {"instrument": 0.9}  # its calibration says how often they hold
+                evaluate(f"show({json.dumps(unsure)})")
+                shown = evaluate("document.getElementById('instrument').textContent")
+                assert shown == "Not sure, 90.0% one of: Violin 41.0% or Viola 30.0%", shown
                 assert evaluate("document.getElementById('instrument').classList.contains('unsure')")
                 assert evaluate("document.getElementById('pitch').textContent") == "A4"  # the pitch model was sure
         finally:

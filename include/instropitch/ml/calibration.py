@@ -6,7 +6,10 @@ predictions for notes the model never saw (held-out sources when the training da
 several, else the validation rows), rescales the probabilities (`p ** (1/T)`, renormalised:
 the same as dividing the logits by `T`), so that among answers shown at 70 % about 70 % are
 right. The threshold below which an answer is shown as "not sure" is chosen on the same
-predictions. Pure numpy: the predictor applies it without TensorFlow.
+predictions, and so is the least probability an answer needs to be shown as a candidate: the
+candidates of a "not sure" answer hold the right one `CANDIDATE_LEVEL` of the time (a split
+conformal set, Sadinle, Lei & Wasserman 2019), however many that takes. Pure numpy: the
+predictor applies it without TensorFlow.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ MIN_FOREIGNNESS = 1e-3
 """The lowest foreignness read when a calibration does not say (versions trained before `foreign_floor`)."""
 MIN_ERRORS_TO_SHARPEN = 10
 """With fewer wrong answers than this, the fit may soften the probabilities but not sharpen them."""
+CANDIDATE_LEVEL = 0.9
+"""The candidates shown with a "not sure" answer should hold the right one this often (on the calibration notes)."""
 
 
 def apply_temperature(proba: np.ndarray, temperature: float | np.ndarray) -> np.ndarray:
@@ -184,6 +189,23 @@ def wilson_lower_bound(right: np.ndarray, n: np.ndarray, z: float = SURE_Z) -> n
     return (share + z * z / (2 * n) - spread) / (1 + z * z / n)
 
 
+def candidate_floor(true_proba: np.ndarray, level: float = CANDIDATE_LEVEL) -> float:
+    """The least probability a class needs to be a candidate, so that the candidates hold the right class
+    `level` of the time: the split-conformal quantile of the right classes' probabilities
+    (the ⌈(n+1)·level⌉-th largest 1 − p). 0.0 (none fitted) when the notes are too few for `level`."""
+    p = np.sort(np.asarray(true_proba, dtype=np.float64))
+    rank = len(p) + 1 - int(np.ceil((len(p) + 1) * level))  # 1-based, from the smallest
+    return float(p[rank - 1]) if rank >= 1 else 0.0
+
+
+def candidate_mask(proba: np.ndarray, floor: float, least: int = 1) -> np.ndarray:
+    """Per row, which classes are candidates: those at or above `floor`, and always the `least` most likely."""
+    p = np.asarray(proba, dtype=np.float64)
+    top = np.zeros(p.shape, dtype=bool)
+    np.put_along_axis(top, np.argsort(-p, axis=-1, kind="stable")[..., :least], True, axis=-1)
+    return (p >= floor) | top
+
+
 def cross_source_ece(
     proba: np.ndarray,
     y: np.ndarray,
@@ -195,25 +217,37 @@ def cross_source_ece(
 
     Fitting and scoring on the same answers would flatter it; with one group it falls back to that.
     """
-    groups = np.asarray(groups)
-    names = sorted(set(groups.tolist()))
-    f = None if foreignness is None else np.asarray(foreignness, dtype=np.float64)
-    if len(names) < 2:
-        return expected_calibration_error(_fit_and_apply(proba, y, f, np.ones(len(y), bool)), y, bins)
-    scaled = np.empty_like(np.asarray(proba, dtype=np.float64))
-    for name in names:
-        mine = groups == name
-        scaled[mine] = _fit_and_apply(proba, y, f, ~mine, mine)
+    scaled, _ = cross_fitted(proba, y, groups, foreignness)
     return expected_calibration_error(scaled, y, bins)
 
 
-def _fit_and_apply(
-    proba: np.ndarray, y: np.ndarray, f: np.ndarray | None, fit: np.ndarray, apply: np.ndarray | None = None
-) -> np.ndarray:
-    """Calibrate on the `fit` rows as `calibrate` does, return the `apply` rows (default: the same) scaled."""
-    apply = fit if apply is None else apply
-    fitted = calibrate(proba[fit], y[fit], "heldout_sources", foreignness=None if f is None else f[fit])
-    return fitted.apply(proba[apply], None if f is None else f[apply])
+def cross_source_candidates(
+    proba: np.ndarray, y: np.ndarray, groups: np.ndarray, foreignness: np.ndarray | None = None
+) -> tuple[float, float]:
+    """(how often the candidates held the right class, how many there were on average), each group's
+    candidates chosen by the calibration fitted on the others: the honest figure of `CANDIDATE_LEVEL`."""
+    scaled, floors = cross_fitted(proba, y, groups, foreignness)
+    shown = candidate_mask(scaled, floors[:, None])
+    return float(shown[np.arange(len(y)), np.asarray(y)].mean()), float(shown.sum(axis=1).mean())
+
+
+def cross_fitted(
+    proba: np.ndarray, y: np.ndarray, groups: np.ndarray, foreignness: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each group's answers calibrated by what was fitted on the other groups' (with one group, on its own):
+    the scaled probabilities and each row's candidate floor."""
+    groups = np.asarray(groups)
+    names = sorted(set(groups.tolist()))
+    f = None if foreignness is None else np.asarray(foreignness, dtype=np.float64)
+    scaled = np.empty_like(np.asarray(proba, dtype=np.float64))
+    floors = np.zeros(len(scaled))
+    for name in names:
+        mine = groups == name
+        fit = ~mine if len(names) > 1 else mine
+        fitted = calibrate(proba[fit], y[fit], "heldout_sources", foreignness=None if f is None else f[fit])
+        scaled[mine] = fitted.apply(proba[mine], None if f is None else f[mine])
+        floors[mine] = fitted.candidate_floor
+    return scaled, floors
 
 
 @dataclass(frozen=True)
@@ -239,6 +273,13 @@ class Calibration:
     """Share of the calibration notes answered as sure at `threshold`."""
     answered_accuracy: float = 0.0
     """Accuracy of those answers."""
+    candidate_floor: float = 0.0
+    """Calibrated probabilities at or above it are shown as candidates of a "not sure" answer (0: none fitted,
+    versions trained before it: the top three are shown)."""
+    candidate_level: float = 0.0
+    """How often those candidates hold the right answer, by construction, on the calibration notes."""
+    candidate_size: float = 0.0
+    """How many candidates there were on average on those notes (at least one: the answer)."""
 
     def temperatures(self, n: int, foreignness: np.ndarray | None = None) -> float | np.ndarray:
         """The temperature of each of `n` notes: one for all, unless the slope and their foreignness say more."""
@@ -278,7 +319,8 @@ def calibrate(
     target: float = TARGET_ACCURACY,
     foreignness: np.ndarray | None = None,
 ) -> Calibration:
-    """Fit the temperature and the "not sure" threshold on predictions for notes the model never saw.
+    """Fit the temperature, the "not sure" threshold and the candidates' floor on predictions for notes
+    the model never saw.
 
     With `foreignness` (of each note, to the model that answered it) the temperature grows
     with it (`fit_foreign_temperature`); the answers should then hold familiar notes too.
@@ -297,6 +339,7 @@ def calibrate(
     correct = scaled.argmax(axis=1) == y
     threshold = choose_threshold(confidence, correct, target)
     answered = confidence >= threshold
+    least = candidate_floor(scaled[np.arange(len(y)), y])
     return Calibration(
         temperature=temperature,
         foreign_slope=slope,
@@ -308,6 +351,9 @@ def calibrate(
         ece=expected_calibration_error(scaled, y),
         coverage=float(answered.mean()),
         answered_accuracy=float(correct[answered].mean()) if answered.any() else 0.0,
+        candidate_floor=least,
+        candidate_level=CANDIDATE_LEVEL if least > 0 else 0.0,
+        candidate_size=float(candidate_mask(scaled, least).sum(axis=1).mean()) if least > 0 else 0.0,
     )
 
 
@@ -338,7 +384,12 @@ def reliability_figure(
         0.98,
         0.02,
         f"{calibration.n} notes ({calibration.fitted_on}); sure: {calibration.coverage:.0%} "
-        f"answered, {calibration.answered_accuracy:.1%} right",
+        f"answered, {calibration.answered_accuracy:.1%} right"
+        + (
+            f"\nnot sure: {calibration.candidate_size:.1f} candidates a note hold it {calibration.candidate_level:.0%}"
+            if calibration.candidate_level
+            else ""
+        ),
         ha="right",
         va="bottom",
         fontsize=8,

@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from instropitch.ml.calibration import Calibration, calibrate, cross_source_ece, reliability_figure
+from instropitch.ml.calibration import (
+    Calibration,
+    calibrate,
+    cross_source_candidates,
+    cross_source_ece,
+    reliability_figure,
+)
 from instropitch.ml.foreignness import Reference, fitted_reference
 from instropitch.ml.snapshot import Snapshot, class_layout, mlflow_dataset
 from instropitch.ml.tracking import (
@@ -926,9 +932,10 @@ def _fit_and_score(
         cal, cal_groups = pooled(predicted)
         cal_y = rows.y[cal.rows]
         calibration = calibrate(cal.proba, cal_y, "heldout_sources", foreignness=cal.foreignness)
-        metrics["calibration.heldout_ece"] = cross_source_ece(
-            cal.proba, cal_y, fit_labels(cal_groups, fits), foreignness=cal.foreignness
-        )
+        by_fit = fit_labels(cal_groups, fits)
+        metrics["calibration.heldout_ece"] = cross_source_ece(cal.proba, cal_y, by_fit, foreignness=cal.foreignness)
+        hold, size = cross_source_candidates(cal.proba, cal_y, by_fit, foreignness=cal.foreignness)
+        metrics["calibration.heldout_candidates_hold"], metrics["calibration.heldout_candidates"] = hold, size
         if cal.foreignness is not None:  # the champion answers its own foreignness, the calibration reads it
             reference = fitted_reference(model, rows.x[rows.fit], rows.y[rows.fit], rows.x[rows.val])
     else:

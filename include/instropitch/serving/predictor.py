@@ -48,7 +48,7 @@ import numpy as np
 from instropitch import audio
 from instropitch.audio import inputs, melody, periodicity
 from instropitch.audio.features import FeatureConfig, Features, SpectrogramConfig, compute_features, get_preset
-from instropitch.ml.calibration import Calibration
+from instropitch.ml.calibration import Calibration, candidate_mask
 from instropitch.serving import modelcache, pitch_evidence, registry_lookup
 from instropitch.serving.export import FEATURES_FILENAME, model_file, read_export, write_export
 from instropitch.serving.portable import OnnxModel, PortableModelError
@@ -71,7 +71,10 @@ LOG = logging.getLogger("instropitch.serving")
 
 DEFAULT_TOP_K = 3
 NOT_SURE_CANDIDATES = 3
-"""How many answers a "not sure" verdict lists."""
+"""How many answers a "not sure" verdict lists when its model's calibration fitted no candidate floor
+(versions trained before it); otherwise as many as reach the floor (`ml.calibration.candidate_floor`)."""
+LEAST_CANDIDATES = 2
+"""A "not sure" verdict lists at least this many: one candidate alone would read as a sure answer."""
 DEFAULT_BATCH_SIZE = 64
 _MODEL_CHUNK = 256
 
@@ -645,6 +648,14 @@ class Predictor:
             return shown
         return pitch_evidence.combine(shown, period.likelihood, period.cnn_weight)
 
+    def _candidates(self, role: str, shown: np.ndarray, order: np.ndarray) -> np.ndarray:
+        """The classes a "not sure" answer lists, most likely first: those whose shown probability reaches
+        the calibration's candidate floor (at least `LEAST_CANDIDATES`), else the top `NOT_SURE_CANDIDATES`."""
+        floor = self.models[role].calibration.candidate_floor
+        if floor <= 0:
+            return order[:NOT_SURE_CANDIDATES]
+        return order[candidate_mask(shown, floor, least=LEAST_CANDIDATES)[order]]
+
     def _prediction(
         self,
         file: str,
@@ -700,7 +711,14 @@ class Predictor:
             instrument_foreignness=None if instrument_foreignness is None else round(instrument_foreignness, 3),
             pitch_period_hz=None if period is None else round(period.f0_hz, 2),
             candidates={
-                role: [entry(role, int(j)) for j in order[role][:NOT_SURE_CANDIDATES]] for role in raw if not sure[role]
+                role: [entry(role, int(j)) for j in self._candidates(role, shown[role], order[role])]
+                for role in raw
+                if not sure[role]
+            },
+            candidates_level={
+                role: self.models[role].calibration.candidate_level
+                for role in raw
+                if not sure[role] and self.models[role].calibration.candidate_floor > 0
             },
             top_k={role: [entry(role, int(j)) for j in order[role][:top_k]] for role in ("instrument", "pitch")},
         )

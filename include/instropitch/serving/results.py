@@ -3,7 +3,8 @@
 `Prediction` is the answer for one file (or the reason it could not be analysed), in the
 shape the CLI's `--json`, the HTTP API and the pyfunc model give; `ModelInfo` says which
 registered version or export a model is. Confidences are calibrated (`ml.calibration`):
-an answer below its model's threshold is "not sure" and comes with its candidates.
+an answer below its model's threshold is "not sure" and comes with its candidates, the answers
+that its calibration cannot rule out.
 """
 
 from __future__ import annotations
@@ -46,7 +47,12 @@ class Prediction:
     """The f0 the waveform's period gives (YIN), when the pitch answer was checked against it
     (a short note, an unsure answer, the lowest register); None otherwise."""
     candidates: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    """When a model is not sure: its top answers (calibrated), whatever `top_k` asked for."""
+    """When a model is not sure: the answers it cannot rule out (calibrated), whatever `top_k` asked for:
+    those whose confidence reaches its calibration's candidate floor, or the top three for models calibrated
+    before it."""
+    candidates_level: dict[str, float] = field(default_factory=dict)
+    """Per model listing candidates by a floor: how often its candidates held the right answer on notes of
+    sources it never trained on (0.9), the notes its calibration was fitted on."""
     top_k: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     error: str | None = None
     error_type: str | None = field(default=None, repr=False)
@@ -81,6 +87,7 @@ class Prediction:
             "instrument_foreignness": self.instrument_foreignness,
             "pitch_period_hz": self.pitch_period_hz,
             "candidates": self.candidates,
+            "candidates_level": self.candidates_level,
             "top_k": self.top_k,
             "warnings": list(self.warnings),
         }

@@ -239,7 +239,9 @@ class Training:
     `members` N > 1 fits N networks from seeds `seed`, `seed` + 1000, ... on the same rows and keeps
     them as one model whose softmax reads their embeddings side by side with their output weights
     averaged: the mean of their logits, a deep ensemble (Lakshminarayanan et al., 2017) at N times
-    the fit. 1 (the default) fits one."""
+    the fit. 1 (the default) fits one.
+    `weight_decay` w > 0 trains with AdamW (Loshchilov & Hutter, 2019): each step shrinks the
+    weights by learning_rate x w, apart from the gradient's step; 0 (the default) trains with Adam."""
 
     epochs: int = 30
     batch_size: int = 64
@@ -259,6 +261,7 @@ class Training:
     weight_average: float = 0.0
     precision: str = "float32"
     members: int = 1
+    weight_decay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -589,6 +592,7 @@ def _read_training(s: _Section, label: str | None) -> Training:
         epochs=s.take("epochs", _int(1, 10000), defaults.epochs),
         batch_size=s.take("batch_size", _int(1, 65536), defaults.batch_size),
         learning_rate=s.take("learning_rate", _float(0.0, 1.0, low_open=True), defaults.learning_rate),
+        weight_decay=s.take("weight_decay", _float(0.0, 1.0), defaults.weight_decay),
         validation_split=s.take("validation_split", _float(0.0, 0.5, low_open=True), defaults.validation_split),
         seed=s.take("seed", _int(0, 2**31 - 1), defaults.seed),
         early_stopping=early,

@@ -256,6 +256,35 @@ def test_group_norm_reads_each_example_alone_in_training_as_at_inference():
     np.testing.assert_allclose(alone, served, rtol=1e-5, atol=1e-6)
 
 
+def test_weight_decay_shrinks_the_weights_apart_from_the_gradient():
+    """`training.weight_decay` trains with AdamW: a step with a zero gradient still pulls every kernel
+    towards zero by learning_rate x weight_decay; without it (Adam) such a step moves nothing."""
+    import keras
+
+    from instropitch.ml.cnn import build_model, compile_model
+
+    moved = {}
+    for decay in (0.0, 0.5):
+        training = {"learning_rate": 0.01, "weight_decay": decay, "early_stopping": None}
+        spec = parse_spec(
+            {
+                "name": "wd",
+                "label": "instrument",
+                "input": "instrument",
+                "architecture": SEED_ARCHITECTURE,
+                "training": training,
+            }
+        )
+        model = build_model(spec, (12, 16), 14, input_mean=-50.0, input_std=20.0)
+        compile_model(model, spec)
+        kernel = model.trainable_variables[0]
+        before = np.asarray(kernel).copy()
+        model.optimizer.apply_gradients([(keras.ops.zeros_like(kernel), kernel)])
+        moved[decay] = (type(model.optimizer).__name__, np.asarray(kernel) / before)
+    assert moved[0.0][0] == "Adam" and np.allclose(moved[0.0][1], 1.0)
+    assert moved[0.5][0] == "AdamW" and np.allclose(moved[0.5][1], 1 - 0.01 * 0.5)
+
+
 ONEDNN_ON = "oneDNN custom operations are on"
 """What TensorFlow logs at import when its oneDNN kernels are on."""
 

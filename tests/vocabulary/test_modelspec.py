@@ -140,6 +140,7 @@ def test_unknown_keys_anywhere(tmp_path, changes, expected):
         ({"training": {"batch_size": 2.5}}, "training.batch_size: must be a whole number"),
         ({"training": {"learning_rate": "fast"}}, "training.learning_rate: must be a number"),
         ({"training": {"learning_rate": 0}}, "training.learning_rate: must be in (0, 1]"),
+        ({"training": {"weight_decay": -0.1}}, "training.weight_decay: must be in [0, 1]"),
         ({"training": {"early_stopping": {"monitor": "val_acc"}}}, "did you mean 'val_accuracy'?"),
         ({"architecture": {"conv_blocks": [{"filters": 8}], "dropout": 1.5}}, "architecture.dropout: must be in"),
         ({"architecture": {"conv_blocks": [{"filters": 8}], "batch_norm": "yes"}}, "must be true or false"),

@@ -237,7 +237,8 @@ def build_model(
 
 
 def compile_model(model: keras.Model, spec: ModelSpec) -> None:
-    """Adam + cross-entropy + accuracy. With mixup the labels are soft, hence one-hot losses."""
+    """Adam (AdamW with the recipe's `weight_decay`) + cross-entropy + accuracy. With mixup the labels
+    are soft, hence one-hot losses."""
     import keras
 
     if spec.training.augmentation.mixup:
@@ -246,7 +247,13 @@ def compile_model(model: keras.Model, spec: ModelSpec) -> None:
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
         metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    model.compile(optimizer=keras.optimizers.Adam(spec.training.learning_rate), loss=loss, metrics=[metric])
+    t = spec.training
+    optimizer = (
+        keras.optimizers.AdamW(t.learning_rate, weight_decay=t.weight_decay)
+        if t.weight_decay > 0
+        else keras.optimizers.Adam(t.learning_rate)
+    )
+    model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
 
 
 # --------------------------------------------------------------------- augmentation

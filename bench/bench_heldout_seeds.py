@@ -138,18 +138,14 @@ def seed_scores(spec: Any, snapshot: Any, work: Path, recipe: str, far: dict[str
     everything, sources = training.pooled(answers)
     fits = training.fit_labels(sources, groups)  # each fit's answers calibrated by the other fits'
     y = rows.y[everything.rows]
+    hold, size = calibration.cross_source_candidates(everything.proba, y, fits, foreignness=everything.foreignness)
     result = {
         **scores,
         "ece_raw": calibration.expected_calibration_error(everything.proba, y),
         "ece_calibrated": calibration.cross_source_ece(everything.proba, y, fits, foreignness=everything.foreignness),
         "ece_one_temperature": calibration.cross_source_ece(everything.proba, y, fits),
-        **dict(
-            zip(
-                ("candidates_hold", "candidates"),
-                calibration.cross_source_candidates(everything.proba, y, fits, foreignness=everything.foreignness),
-                strict=True,
-            )
-        ),
+        "candidates_hold": hold,
+        "candidates": size,
         "top3_hold": float(np.mean(top_ranks(everything.proba, y) < 3)),  # what "not sure" listed before
         "fit_s": sum(float(k["fit_time_s"]) for k in kept.values()),
     }
@@ -177,8 +173,8 @@ def candidates_on(fitted: Any, answers: Any, y: np.ndarray) -> dict[str, float]:
     """How often the candidates `fitted` shows hold the right class, and how many there are, on `answers`."""
     from instropitch.ml import calibration
 
-    shown = calibration.candidate_mask(fitted.apply(answers.proba, answers.foreignness), fitted.candidate_floor)
-    return {"hold": float(shown[np.arange(len(y)), y].mean()), "size": float(shown.sum(axis=1).mean())}
+    scaled = fitted.apply(answers.proba, answers.foreignness)
+    return dict(zip(("hold", "size"), calibration.candidates_held(scaled, y, fitted.candidate_floor), strict=True))
 
 
 def accuracies(spec: Any, rows: Any, answers: dict[str, Any]) -> dict[str, Any]:

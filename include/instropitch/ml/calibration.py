@@ -206,6 +206,12 @@ def candidate_mask(proba: np.ndarray, floor: float, least: int = 1) -> np.ndarra
     return (p >= floor) | top
 
 
+def candidates_held(proba: np.ndarray, y: np.ndarray, floor: float | np.ndarray) -> tuple[float, float]:
+    """(how often the candidates at `floor` held the right class, how many there were on average)."""
+    shown = candidate_mask(proba, floor)
+    return float(shown[np.arange(len(shown)), np.asarray(y)].mean()), float(shown.sum(axis=1).mean())
+
+
 def cross_source_ece(
     proba: np.ndarray,
     y: np.ndarray,
@@ -227,8 +233,7 @@ def cross_source_candidates(
     """(how often the candidates held the right class, how many there were on average), each group's
     candidates chosen by the calibration fitted on the others: the honest figure of `CANDIDATE_LEVEL`."""
     scaled, floors = cross_fitted(proba, y, groups, foreignness)
-    shown = candidate_mask(scaled, floors[:, None])
-    return float(shown[np.arange(len(y)), np.asarray(y)].mean()), float(shown.sum(axis=1).mean())
+    return candidates_held(scaled, y, floors[:, None])
 
 
 def cross_fitted(
@@ -340,6 +345,7 @@ def calibrate(
     threshold = choose_threshold(confidence, correct, target)
     answered = confidence >= threshold
     least = candidate_floor(scaled[np.arange(len(y)), y])
+    _, size = candidates_held(scaled, y, least)
     return Calibration(
         temperature=temperature,
         foreign_slope=slope,
@@ -353,7 +359,7 @@ def calibrate(
         answered_accuracy=float(correct[answered].mean()) if answered.any() else 0.0,
         candidate_floor=least,
         candidate_level=CANDIDATE_LEVEL if least > 0 else 0.0,
-        candidate_size=float(candidate_mask(scaled, least).sum(axis=1).mean()) if least > 0 else 0.0,
+        candidate_size=size if least > 0 else 0.0,
     )
 
 

@@ -164,11 +164,15 @@ def _ece(table: list[tuple[float, float, int]]) -> float:
 def choose_threshold(
     confidence: np.ndarray, correct: np.ndarray, target: float = TARGET_ACCURACY, z: float = SURE_Z
 ) -> float:
-    """The lowest confidence at which the answers at or above it are right `target` of the time.
+    """The lowest confidence at which the answers at or above it are right `target` of the time, and
+    never below `target` itself.
 
     "Right often enough" is judged by the Wilson lower bound at `z` (0: the plain share), so that
     a handful of lucky answers cannot make a threshold: at 95 % it takes 52 right answers in a row.
-    Answers below it are shown as "not sure". 1.0 (nothing is sure) when no threshold reaches it.
+    The floor keeps each sure answer's own confidence honest: on notes almost all right the set rule
+    alone would go down to their least confidence (0.12 for the demo's pitch model), so "F#2 55 %,
+    sure" against F#1 at 45 %. Answers below it are shown as "not sure". 1.0 (nothing is sure) when no
+    threshold reaches it.
     """
     conf = np.asarray(confidence, dtype=np.float64)
     ok = np.asarray(correct, dtype=bool)
@@ -178,7 +182,13 @@ def choose_threshold(
     reaching = np.flatnonzero(wilson_lower_bound(np.cumsum(ok[order]), np.arange(1, len(conf) + 1), z) >= target)
     if len(reaching) == 0:
         return 1.0
-    return float(conf[order][reaching[-1]])
+    return sure_floor(float(conf[order][reaching[-1]]), target)
+
+
+def sure_floor(threshold: float, target: float = TARGET_ACCURACY) -> float:
+    """A "not sure" threshold raised to `target`: no answer is shown as sure with less confidence than
+    sure answers must have (0 stays 0: an uncalibrated version is never "not sure")."""
+    return max(threshold, target) if threshold > 0 else threshold
 
 
 def wilson_lower_bound(right: np.ndarray, n: np.ndarray, z: float = SURE_Z) -> np.ndarray:
@@ -310,10 +320,13 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Calibration:
-        """From a label layout's `calibration` (absent in versions trained before it: identity, never "not sure")."""
+        """From a label layout's `calibration` (absent in versions trained before it: identity, never "not sure";
+        a threshold fitted before `sure_floor` is raised to it)."""
         if not data:
             return cls()
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        if "threshold" in known:
+            known["threshold"] = sure_floor(float(known["threshold"]))
         return cls(**known)
 
 

@@ -50,7 +50,7 @@ def test_combining_keeps_an_agreeing_answer_and_corrects_a_disagreeing_one_only_
 def test_a_short_note_weighs_the_cnn_by_how_much_of_its_window_it_fills():
     smeared = np.full(len(MIDIS), 1e-6)
     smeared[MIDIS == 29] = 0.98  # 80 ms of MIDI 30: the spectrum cannot tell the semitone
-    smeared[MIDIS == 30] = 0.001
+    smeared[MIDIS == 30] = 1e-5
     smeared /= smeared.sum()
     measured = pitch_evidence.likelihood(period(30.15, aperiodicity=0.15), MIDIS, 29)
     assert pitch_evidence.window_fill(0.08, 1.0) == pytest.approx(0.08)
@@ -58,6 +58,15 @@ def test_a_short_note_weighs_the_cnn_by_how_much_of_its_window_it_fills():
     short = pitch_evidence.combine(smeared, measured, pitch_evidence.window_fill(0.08, 1.0))
     assert MIDIS[np.argmax(short)] == 30
     assert MIDIS[np.argmax(pitch_evidence.combine(smeared, measured, 1.0))] == 29  # a whole window: the CNN holds
+
+
+def test_a_clean_short_note_the_period_names_is_shown_sure():
+    """80 ms: the CNN's probabilities count for little (raised to 0.08); the period's likelihood says how sure."""
+    unsure = np.full(len(MIDIS), 1.0 / len(MIDIS))
+    unsure[MIDIS == 60] *= 3
+    unsure /= unsure.sum()
+    shown = pitch_evidence.combine(unsure, pitch_evidence.likelihood(period(60.1), MIDIS, 60), 0.08)
+    assert MIDIS[np.argmax(shown)] == 60 and shown.max() >= 0.95  # the sure floor: not "not sure" when clean
 
 
 def test_the_predictor_checks_a_short_note_against_its_period(predictor, monkeypatch):

@@ -14,12 +14,12 @@ from instropitch.ml.calibration import (
     candidate_floor,
     candidate_mask,
     choose_threshold,
-    sure_floor,
     cross_source_candidates,
     cross_source_ece,
     expected_calibration_error,
     fit_temperature,
     reliability,
+    sure_floor,
     wilson_lower_bound,
 )
 

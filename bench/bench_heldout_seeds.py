@@ -152,7 +152,9 @@ def seed_scores(spec: Any, snapshot: Any, work: Path, recipe: str, far: dict[str
     if far_answers:
         far_scores = accuracies(spec, rows, far_answers)
         outside, _ = training.pooled(far_answers)
-        fitted = calibration.calibrate(everything.proba, y, "heldout_sources", foreignness=everything.foreignness)
+        fitted = calibration.calibrate(
+            everything.proba, y, calibration.HELDOUT_SOURCES, foreignness=everything.foreignness
+        )
         one = calibration.apply_temperature(outside.proba, calibration.fit_temperature(everything.proba, y))
         result["far"] = far_scores["per_source"]
         result["far_mean"] = far_scores["mean"]

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from instropitch.ml.calibration import (
+    HELDOUT_SOURCES,
     Calibration,
     calibrate,
     cross_source_candidates,
@@ -931,7 +932,7 @@ def _fit_and_score(
     if predicted:
         cal, cal_groups = pooled(predicted)
         cal_y = rows.y[cal.rows]
-        calibration = calibrate(cal.proba, cal_y, "heldout_sources", foreignness=cal.foreignness)
+        calibration = calibrate(cal.proba, cal_y, HELDOUT_SOURCES, foreignness=cal.foreignness)
         by_fit = fit_labels(cal_groups, fits)
         metrics["calibration.heldout_ece"] = cross_source_ece(cal.proba, cal_y, by_fit, foreignness=cal.foreignness)
         hold, size = cross_source_candidates(cal.proba, cal_y, by_fit, foreignness=cal.foreignness)
@@ -941,7 +942,8 @@ def _fit_and_score(
     else:
         cal = Answers(rows.val, predict_proba(model, rows.x[rows.val]))
         calibration = calibrate(cal.proba, rows.y[cal.rows], "validation")
-    metrics.update({f"calibration.{k}": float(v) for k, v in calibration.to_dict().items() if k != "fitted_on"})
+    skip = ("fitted_on", "answer_scales")  # a name, and one number per class (in the label layout)
+    metrics.update({f"calibration.{k}": float(v) for k, v in calibration.to_dict().items() if k not in skip})
     return _Fitted(model, metrics, y_pred, calibration, cal, rows.y[cal.rows], reference, ",".join(fits))
 
 

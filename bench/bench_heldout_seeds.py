@@ -8,7 +8,8 @@ per source and seed the accuracy on the notes the fit never saw, the mean and th
 source, and the calibration error after the calibration the product fits (`calibration.calibrate`:
 a temperature that grows with each note's foreignness) fitted on the other fits' answers
 (`calibration.cross_source_ece` over `training.fit_labels`, the same honest figure the training run
-logs; until session 38 over sources, so a font's other player was in its calibration), beside the
+logs; until session 38 over sources, so a font's other player was in its calibration; from session 44
+with a factor per answer class, `calibration.fit_answer_scales`), also per fit, beside the
 error after one temperature (what this benchmark reported before session 29: its "ECE" figures of
 sessions 13-28 are that one). It also reports how often the candidates of a "not sure" answer
 held the right class, and how many there were (`calibration.cross_source_candidates`: each fit's
@@ -139,11 +140,19 @@ def seed_scores(spec: Any, snapshot: Any, work: Path, recipe: str, far: dict[str
     fits = training.fit_labels(sources, groups)  # each fit's answers calibrated by the other fits'
     y = rows.y[everything.rows]
     hold, size = calibration.cross_source_candidates(everything.proba, y, fits, foreignness=everything.foreignness)
+    scaled, _, thresholds = calibration.cross_fitted(everything.proba, y, fits, everything.foreignness)
+    sure = scaled.max(axis=1) >= thresholds
     result = {
         **scores,
         "ece_raw": calibration.expected_calibration_error(everything.proba, y),
         "ece_calibrated": calibration.cross_source_ece(everything.proba, y, fits, foreignness=everything.foreignness),
         "ece_one_temperature": calibration.cross_source_ece(everything.proba, y, fits),
+        "ece_by_fit": {  # where the calibration transfers worst (FreePats' fit, sessions 43-44)
+            fit: calibration.expected_calibration_error(scaled[fits == fit], y[fits == fit])
+            for fit in sorted(set(fits))
+        },
+        "sure": float(sure.mean()),  # answered as sure, each fit by the threshold fitted on the others
+        "sure_right": float(np.mean(scaled.argmax(axis=1)[sure] == y[sure])) if sure.any() else 0.0,
         "candidates_hold": hold,
         "candidates": size,
         "top3_hold": float(np.mean(top_ranks(everything.proba, y) < 3)),  # what "not sure" listed before
@@ -215,6 +224,8 @@ def summary(by_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
         "ece_calibrated": float(np.mean([s["ece_calibrated"] for s in by_seed.values()])),
         "ece_one_temperature": float(np.mean([s["ece_one_temperature"] for s in by_seed.values()])),
         "candidates_hold": float(np.mean([s["candidates_hold"] for s in by_seed.values()])),
+        "sure": float(np.mean([s.get("sure", 0.0) for s in by_seed.values()])),
+        "sure_right": float(np.mean([s.get("sure_right", 0.0) for s in by_seed.values()])),
         "candidates": float(np.mean([s["candidates"] for s in by_seed.values()])),
         "top3_hold": float(np.mean([s["top3_hold"] for s in by_seed.values()])),
     }
@@ -291,6 +302,10 @@ def main() -> int:
             f"seed {seed}: {cells}; mean {100 * scores['mean']:.1f}, worst {100 * scores['worst']:.1f} %,"
             f" ECE calibrated across fits {scores['ece_calibrated']:.3f}"
             f" (one temperature {scores['ece_one_temperature']:.3f})" + candidates_line(scores) + far_line(scores)
+        )
+        print(
+            "  ECE by fit: " + ", ".join(f"{fit} {ece:.3f}" for fit, ece in scores["ece_by_fit"].items()),
+            f"; sure {100 * scores['sure']:.1f} % of notes, {100 * scores['sure_right']:.1f} % of them right",
         )
     total = summary(by_seed)
     cells = ", ".join(f"{name} {100 * acc:.1f}" for name, acc in total["per_source"].items())

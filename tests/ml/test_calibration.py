@@ -18,6 +18,7 @@ from instropitch.ml.calibration import (
     choose_threshold,
     cross_source_candidates,
     cross_source_ece,
+    cross_source_sure,
     expected_calibration_error,
     fit_answer_scales,
     fit_temperature,
@@ -304,3 +305,14 @@ def test_answer_scales_round_trip_through_the_layout_and_are_absent_from_older_o
     assert Calibration.from_dict({"temperature": 2.0}).answer_scales == ()
     with pytest.raises(ValueError, match="6 classes but 2 answer scales"):
         Calibration(1.0, answer_scales=(1.0, 2.0)).apply(np.full((1, 6), 1 / 6))
+
+
+def test_cross_source_sure_judges_each_groups_sure_answers_by_a_threshold_fitted_on_the_others():
+    proba_a, y_a = overconfident(seed=10, spread=10.0)
+    proba_b, y_b = overconfident(seed=20, spread=10.0)
+    proba, groups = np.concatenate([proba_a, proba_b]), np.repeat(["a", "b"], [len(y_a), len(y_b)])
+    share, right = cross_source_sure(proba, np.concatenate([y_a, y_b]), groups)
+    assert share > 0.1 and right >= 0.93  # the same model on both: what is sure on one is sure on the other
+    guessed = np.random.default_rng(3).integers(0, 6, len(y_b))  # a source where every answer is a guess
+    share, right = cross_source_sure(proba, np.concatenate([y_a, guessed]), groups)
+    assert share > 0.05 and right < 0.7  # b's sure answers, judged by a's threshold, are mostly wrong: it says so

@@ -273,7 +273,7 @@ def cross_source_ece(
 
     Fitting and scoring on the same answers would flatter it; with one group it falls back to that.
     """
-    scaled, _ = cross_fitted(proba, y, groups, foreignness)
+    scaled, _, _ = cross_fitted(proba, y, groups, foreignness)
     return expected_calibration_error(scaled, y, bins)
 
 
@@ -282,27 +282,38 @@ def cross_source_candidates(
 ) -> tuple[float, float]:
     """(how often the candidates held the right class, how many there were on average), each group's
     candidates chosen by the calibration fitted on the others: the honest figure of `CANDIDATE_LEVEL`."""
-    scaled, floors = cross_fitted(proba, y, groups, foreignness)
+    scaled, floors, _ = cross_fitted(proba, y, groups, foreignness)
     return candidates_held(scaled, y, floors[:, None])
+
+
+def cross_source_sure(
+    proba: np.ndarray, y: np.ndarray, groups: np.ndarray, foreignness: np.ndarray | None = None
+) -> tuple[float, float]:
+    """(share of notes answered as sure, how often those were right), each group's threshold fitted on the
+    other groups' answers: the honest figure of `TARGET_ACCURACY` (0.0 right when none is sure)."""
+    scaled, _, thresholds = cross_fitted(proba, y, groups, foreignness)
+    sure = scaled.max(axis=1) >= thresholds
+    right = scaled.argmax(axis=1) == np.asarray(y)
+    return float(sure.mean()), float(right[sure].mean()) if sure.any() else 0.0
 
 
 def cross_fitted(
     proba: np.ndarray, y: np.ndarray, groups: np.ndarray, foreignness: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each group's answers calibrated by what was fitted on the other groups' (with one group, on its own):
-    the scaled probabilities and each row's candidate floor."""
+    the scaled probabilities, and each row's candidate floor and "not sure" threshold."""
     groups = np.asarray(groups)
     names = sorted(set(groups.tolist()))
     f = None if foreignness is None else np.asarray(foreignness, dtype=np.float64)
     scaled = np.empty_like(np.asarray(proba, dtype=np.float64))
-    floors = np.zeros(len(scaled))
+    floors, thresholds = np.zeros(len(scaled)), np.zeros(len(scaled))
     for name in names:
         mine = groups == name
         fit = ~mine if len(names) > 1 else mine
         fitted = calibrate(proba[fit], y[fit], HELDOUT_SOURCES, foreignness=None if f is None else f[fit])
         scaled[mine] = fitted.apply(proba[mine], None if f is None else f[mine])
-        floors[mine] = fitted.candidate_floor
-    return scaled, floors
+        floors[mine], thresholds[mine] = fitted.candidate_floor, fitted.threshold
+    return scaled, floors, thresholds
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from instropitch.ml.calibration import (
     calibrate,
     cross_source_candidates,
     cross_source_ece,
+    cross_source_sure,
     reliability_figure,
 )
 from instropitch.ml.foreignness import Reference, fitted_reference
@@ -937,6 +938,8 @@ def _fit_and_score(
         metrics["calibration.heldout_ece"] = cross_source_ece(cal.proba, cal_y, by_fit, foreignness=cal.foreignness)
         hold, size = cross_source_candidates(cal.proba, cal_y, by_fit, foreignness=cal.foreignness)
         metrics["calibration.heldout_candidates_hold"], metrics["calibration.heldout_candidates"] = hold, size
+        sure, right = cross_source_sure(cal.proba, cal_y, by_fit, foreignness=cal.foreignness)
+        metrics["calibration.heldout_sure"], metrics["calibration.heldout_sure_accuracy"] = sure, right
         if cal.foreignness is not None:  # the champion answers its own foreignness, the calibration reads it
             reference = fitted_reference(model, rows.x[rows.fit], rows.y[rows.fit], rows.x[rows.val])
     else:

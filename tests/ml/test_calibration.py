@@ -7,8 +7,6 @@ import pytest
 
 from instropitch.ml.calibration import (
     CANDIDATE_LEVEL,
-    HELDOUT_SOURCES,
-    MIN_ERRORS_TO_SHARPEN,
     MIN_FOREIGNNESS,
     Calibration,
     apply_temperature,
@@ -20,7 +18,6 @@ from instropitch.ml.calibration import (
     cross_source_ece,
     cross_source_sure,
     expected_calibration_error,
-    fit_answer_scales,
     fit_temperature,
     reliability,
     sure_floor,
@@ -185,8 +182,7 @@ def test_a_foreign_temperature_softens_foreign_notes_and_leaves_familiar_ones():
     one = Calibration(fit_temperature(proba, y))  # one temperature for both: wrong on each kind
     assert expected_calibration_error(one.apply(proba)[familiar], y[familiar]) > 0.06
     assert cal.apply(proba).shape == proba.shape  # a model without foreignness: the temperature alone
-    alone = Calibration(cal.temperature, answer_scales=cal.answer_scales)  # foreignness 1 adds nothing
-    np.testing.assert_allclose(cal.apply(proba[:3], np.ones(3)), alone.apply(proba[:3]))
+    np.testing.assert_allclose(cal.apply(proba[:3], np.ones(3)), apply_temperature(proba[:3], cal.temperature))
 
 
 def test_the_foreign_slope_is_never_negative_and_absent_from_older_layouts():
@@ -258,53 +254,6 @@ def test_cross_source_candidates_say_how_often_they_held_on_a_source_the_floor_n
     proba, y = np.concatenate([proba_a, proba_c]), np.concatenate([y_a, y_c])
     hold, _ = cross_source_candidates(proba, y, np.repeat(["a", "c"], [len(y_a), len(y_c)]))
     assert hold < CANDIDATE_LEVEL - 0.05  # what one source teaches misleads on the other: the figure says so
-
-
-def one_answer_over_sure(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Answers that are right as often as they say, except those of class 0: 3x too sure (a class a new source breaks)."""
-    proba, _ = overconfident(n=6000, seed=seed)
-    y = drawn_from(proba, seed + 1)
-    zeros = proba.argmax(axis=1) == 0
-    y[zeros] = drawn_from(apply_temperature(proba[zeros], 3.0), seed + 2)
-    return proba, y
-
-
-def test_answer_scales_cool_the_class_whose_answers_are_too_sure_and_leave_the_others():
-    proba, y = one_answer_over_sure()
-    scales = fit_answer_scales(proba, 1.0, y)
-    assert scales[0] > 2.0
-    np.testing.assert_allclose(scales[1:], 1.0, atol=0.15)
-    cal = calibrate(proba, y, HELDOUT_SOURCES)
-    effective = cal.temperature * np.array(cal.answer_scales)  # each answer class's own temperature
-    assert effective[0] > 2.0 and np.all(np.abs(effective[1:] - 1.0) < 0.25) and len(effective) == proba.shape[1]
-    scaled = cal.apply(proba)
-    assert (scaled.argmax(axis=1) == proba.argmax(axis=1)).all()  # the answers stay; how sure they are moves
-    zeros = proba.argmax(axis=1) == 0
-    one = Calibration(fit_temperature(proba, y)).apply(proba)  # one temperature cannot be right for both kinds
-    assert expected_calibration_error(scaled[zeros], y[zeros]) < expected_calibration_error(one[zeros], y[zeros]) - 0.05
-    assert expected_calibration_error(scaled, y) < expected_calibration_error(one, y)
-    assert "by answer" in cal.describe()
-
-
-def test_an_answer_class_with_few_errors_is_not_sharpened_and_validation_fits_no_scales():
-    proba, y = overconfident(n=3000, true_temperature=0.3)  # under-sure everywhere
-    answer = proba.argmax(axis=1)
-    y_right = np.where(np.isin(answer, [1, 2]), answer, y)  # classes 1 and 2: every answer right
-    scales = fit_answer_scales(proba, 1.0, y_right)
-    assert (answer[answer == 1] != y_right[answer == 1]).sum() < MIN_ERRORS_TO_SHARPEN
-    assert scales[1] >= 1.0 and scales[2] >= 1.0  # too few errors to say how sure to be
-    assert scales[0] < 0.9  # plenty of errors, under-sure: sharpened
-    assert calibrate(proba, y_right, "validation").answer_scales == ()  # validation notes heard the same sources
-
-
-def test_answer_scales_round_trip_through_the_layout_and_are_absent_from_older_ones():
-    import json
-
-    cal = calibrate(*one_answer_over_sure(seed=4), HELDOUT_SOURCES)
-    assert Calibration.from_dict(json.loads(json.dumps(cal.to_dict()))) == cal  # a JSON list reads back as a tuple
-    assert Calibration.from_dict({"temperature": 2.0}).answer_scales == ()
-    with pytest.raises(ValueError, match="6 classes but 2 answer scales"):
-        Calibration(1.0, answer_scales=(1.0, 2.0)).apply(np.full((1, 6), 1 / 6))
 
 
 def test_cross_source_sure_judges_each_groups_sure_answers_by_a_threshold_fitted_on_the_others():

@@ -34,11 +34,6 @@ CANDIDATE_LEVEL = 0.9
 """The candidates shown with a "not sure" answer should hold the right one this often (on the calibration notes)."""
 HELDOUT_SOURCES = "heldout_sources"
 """`Calibration.fitted_on` for answers of fits that never heard the notes' source."""
-ANSWER_PRIOR = 100.0
-"""How strongly an answer class's scale (`fit_answer_scales`) is held at 1: the weight of `(log scale) ** 2` beside
-the summed negative log-likelihood of that class's answers, so a class answered a few hundred times moves a little
-and one answered a few times barely (chosen between 30 and 300 on held-out fonts, bench/RESULTS.md session 44)."""
-MAX_ANSWER_SCALE = 4.0
 
 
 def apply_temperature(proba: np.ndarray, temperature: float | np.ndarray) -> np.ndarray:
@@ -125,39 +120,6 @@ def fit_foreign_temperature(proba: np.ndarray, foreignness: np.ndarray, y: np.nd
     bounds = [(np.log(lowest), np.log(MAX_TEMPERATURE)), (0.0, MAX_SLOPE)]
     best = minimize(loss, start, method="L-BFGS-B", bounds=bounds)
     return float(np.exp(best.x[0])), float(best.x[1])
-
-
-def fit_answer_scales(
-    proba: np.ndarray, temperatures: float | np.ndarray, y: np.ndarray, prior: float = ANSWER_PRIOR
-) -> np.ndarray:
-    """Per class, a factor on the temperature of the notes answered as that class (1: none).
-
-    One temperature cools every answer alike, but on sources the model never heard some answers
-    are wrong far more often than others at the same confidence: held-out violins and cellos
-    are answered "Viola" at 85 %, while tuba answers are right more often than they say. Each
-    factor minimises its answers' negative log-likelihood plus `prior` x (log factor) ** 2, within
-    [1 / `MAX_ANSWER_SCALE`, `MAX_ANSWER_SCALE`]; a class with fewer than `MIN_ERRORS_TO_SHARPEN`
-    wrong answers may be cooled, not sharpened, as `fit_temperature` does.
-    """
-    from scipy.optimize import minimize_scalar
-
-    p = np.asarray(proba, dtype=np.float64)
-    y = np.asarray(y)
-    t = np.broadcast_to(np.asarray(temperatures, dtype=np.float64), (len(p),))
-    answer = p.argmax(axis=1) if len(p) else np.zeros(0, dtype=int)
-    scales = np.ones(p.shape[1])
-    for k in np.unique(answer):
-        mine = answer == k
-        errors = int((y[mine] != k).sum())
-        lowest = -np.log(MAX_ANSWER_SCALE) if errors >= MIN_ERRORS_TO_SHARPEN else 0.0
-
-        def loss(log_scale: float, mine: np.ndarray = mine) -> float:
-            scaled = apply_temperature(p[mine], t[mine] * np.exp(log_scale))
-            return negative_log_likelihood(scaled, y[mine]) * int(mine.sum()) + prior * log_scale**2
-
-        best = minimize_scalar(loss, bounds=(lowest, np.log(MAX_ANSWER_SCALE)), method="bounded")
-        scales[k] = float(np.exp(best.x)) if best.fun < loss(0.0) else 1.0
-    return scales
 
 
 def reliability(proba: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> list[tuple[float, float, int]]:
@@ -326,8 +288,6 @@ class Calibration:
     """A note's temperature is `temperature` x its foreignness ** this (`ml.foreignness`); 0: one for all."""
     foreign_floor: float = MIN_FOREIGNNESS
     """The least foreignness of the notes it was fitted on: lower reads as this (`foreign_temperatures`)."""
-    answer_scales: tuple[float, ...] = ()
-    """Per class, a factor on the temperature of the notes answered as it (`fit_answer_scales`; empty: 1 for all)."""
     threshold: float = 0.0
     """Calibrated confidences below it are shown as "not sure" (0: never)."""
     fitted_on: str = "none"
@@ -349,34 +309,24 @@ class Calibration:
     candidate_size: float = 0.0
     """How many candidates there were on average on those notes (at least one: the answer)."""
 
-    def temperatures(self, proba: np.ndarray, foreignness: np.ndarray | None = None) -> float | np.ndarray:
-        """The temperature of each row of `proba`: one for all, unless the slope and the notes' foreignness,
-        or the answer scales and the answers, say more."""
-        t: float | np.ndarray = self.temperature
-        if foreignness is not None and self.foreign_slope != 0.0:
-            f = np.asarray(foreignness, dtype=np.float64).reshape(-1)
-            if len(f) != len(proba):
-                raise ValueError(f"{len(proba)} notes but {len(f)} foreignness values")
-            t = foreign_temperatures(self.temperature, self.foreign_slope, f, self.foreign_floor)
-        if self.answer_scales:
-            scales = np.asarray(self.answer_scales, dtype=np.float64)
-            if len(scales) != np.shape(proba)[-1]:
-                raise ValueError(f"{np.shape(proba)[-1]} classes but {len(scales)} answer scales")
-            t = t * scales[np.asarray(proba).argmax(axis=-1)]
-        return t
+    def temperatures(self, n: int, foreignness: np.ndarray | None = None) -> float | np.ndarray:
+        """The temperature of each of `n` notes: one for all, unless the slope and their foreignness say more."""
+        if foreignness is None or self.foreign_slope == 0.0:
+            return self.temperature
+        f = np.asarray(foreignness, dtype=np.float64).reshape(-1)
+        if len(f) != n:
+            raise ValueError(f"{n} notes but {len(f)} foreignness values")
+        return foreign_temperatures(self.temperature, self.foreign_slope, f, self.foreign_floor)
 
     def apply(self, proba: np.ndarray, foreignness: np.ndarray | None = None) -> np.ndarray:
         """Calibrated probabilities; `foreignness` (per row, `ml.foreignness`) when the model answers it."""
-        return apply_temperature(proba, self.temperatures(proba, foreignness))
+        return apply_temperature(proba, self.temperatures(len(proba), foreignness))
 
     def describe(self) -> str:
         """The scaling in a few characters, for figures and logs."""
-        text = f"T = {self.temperature:.2f}"
-        if self.foreign_slope != 0.0:
-            text += f" x foreignness^{self.foreign_slope:.2f}"
-        if self.answer_scales:
-            text += f" x {min(self.answer_scales):.2f}-{max(self.answer_scales):.2f} by answer"
-        return text
+        if self.foreign_slope == 0.0:
+            return f"T = {self.temperature:.2f}"
+        return f"T = {self.temperature:.2f} x foreignness^{self.foreign_slope:.2f}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -388,8 +338,6 @@ class Calibration:
         if not data:
             return cls()
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        if "answer_scales" in known:
-            known["answer_scales"] = tuple(float(v) for v in known["answer_scales"] or ())
         if "threshold" in known:
             known["threshold"] = sure_floor(float(known["threshold"]))
         return cls(**known)
@@ -406,9 +354,7 @@ def calibrate(
     the model never saw.
 
     With `foreignness` (of each note, to the model that answered it) the temperature grows
-    with it (`fit_foreign_temperature`); the answers should then hold familiar notes too. Fitted on
-    held-out sources (`fitted_on` "heldout_sources") it is also scaled per answer (`fit_answer_scales`):
-    which answers a source never heard breaks is what those notes show, and validation notes do not.
+    with it (`fit_foreign_temperature`); the answers should then hold familiar notes too.
     """
     y = np.asarray(y)
     if len(y) == 0:
@@ -419,11 +365,7 @@ def calibrate(
     else:
         temperature, slope = fit_foreign_temperature(proba, foreignness, y)
         floor = max(float(np.min(foreignness)), MIN_FOREIGNNESS)
-    scales: tuple[float, ...] = ()
-    if fitted_on == HELDOUT_SOURCES:
-        temperatures = Calibration(temperature, slope, floor).temperatures(proba, foreignness)
-        scales = tuple(float(v) for v in fit_answer_scales(proba, temperatures, y))
-    scaled = Calibration(temperature, slope, floor, scales).apply(proba, foreignness)
+    scaled = Calibration(temperature, slope, floor).apply(proba, foreignness)
     confidence = scaled.max(axis=1)
     correct = scaled.argmax(axis=1) == y
     threshold = choose_threshold(confidence, correct, target)
@@ -434,7 +376,6 @@ def calibrate(
         temperature=temperature,
         foreign_slope=slope,
         foreign_floor=floor,
-        answer_scales=scales,
         threshold=threshold,
         fitted_on=fitted_on,
         n=int(len(y)),

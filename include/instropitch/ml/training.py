@@ -945,8 +945,7 @@ def _fit_and_score(
     else:
         cal = Answers(rows.val, predict_proba(model, rows.x[rows.val]))
         calibration = calibrate(cal.proba, rows.y[cal.rows], "validation")
-    skip = ("fitted_on", "answer_scales")  # a name, and one number per class (in the label layout)
-    metrics.update({f"calibration.{k}": float(v) for k, v in calibration.to_dict().items() if k not in skip})
+    metrics.update({f"calibration.{k}": float(v) for k, v in calibration.to_dict().items() if k != "fitted_on"})
     return _Fitted(model, metrics, y_pred, calibration, cal, rows.y[cal.rows], reference, ",".join(fits))
 
 

@@ -142,7 +142,7 @@ def seed_scores(spec: Any, snapshot: Any, work: Path, recipe: str, far: dict[str
     fits = training.fit_labels(sources, groups)  # each fit's answers calibrated by the other fits'
     y = rows.y[everything.rows]
     hold, size = calibration.cross_source_candidates(everything.proba, y, fits, foreignness=everything.foreignness)
-    scaled, _, thresholds = calibration.cross_fitted(everything.proba, y, fits, everything.foreignness)
+    scaled, _, thresholds, _ = calibration.cross_fitted(everything.proba, y, fits, everything.foreignness)
     sure = scaled.max(axis=1) >= thresholds
     result = {
         **scores,

@@ -245,6 +245,15 @@ def _not_sure(row: dict, role: str, key: str) -> str:
     return f"not sure, {level:.0%} one of: {options}" if level else f"not sure: {options}"
 
 
+def _family(row: dict) -> str:
+    """`Strings, sure; ` when the instrument is not sure but its family is (else nothing)."""
+    return (
+        f"{row['instrument_family']} {row['instrument_family_confidence']:.0%}, sure; "
+        if row.get("instrument_family_sure")
+        else ""
+    )
+
+
 def _prediction_table(rows: list[dict]) -> str:
     headers = ("file", "instrument", "conf", "pitch", "note", "octave", "midi", "conf")
     body = [
@@ -252,7 +261,7 @@ def _prediction_table(rows: list[dict]) -> str:
             r["file"],
             f"{r['instrument']} ({r['instrument_abbr']})"
             if r.get("instrument_sure", True) is not False
-            else _not_sure(r, "instrument", "instrument"),
+            else _family(r) + _not_sure(r, "instrument", "instrument"),
             f"{r['instrument_confidence']:.2f}",
             r["pitch"] if r.get("pitch_sure", True) is not False else _not_sure(r, "pitch", "pitch"),
             r["note"],

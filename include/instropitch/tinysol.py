@@ -84,6 +84,15 @@ INSTRUMENTS: tuple[Instrument, ...] = (
 """The 14 instruments with their TinySOL folder, file count and MIDI range."""
 
 INSTRUMENT_BY_ABBR: dict[str, Instrument] = {i.abbr: i for i in INSTRUMENTS}
+FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(i.family for i in INSTRUMENTS))
+"""TinySOL's instrument families (its top folders), in the order its instruments list them."""
+
+
+def family_indices(abbrs: list[str] | tuple[str, ...]) -> list[int]:
+    """Each instrument's family, as an index into `FAMILIES` (e.g. a model's classes, by abbreviation)."""
+    return [FAMILIES.index(INSTRUMENT_BY_ABBR[abbr].family) for abbr in abbrs]
+
+
 INSTRUMENT_BY_NAME: dict[str, Instrument] = {i.name: i for i in INSTRUMENTS}
 INSTRUMENT_ABBRS: tuple[str, ...] = tuple(i.abbr for i in INSTRUMENTS)
 

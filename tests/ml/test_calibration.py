@@ -7,7 +7,9 @@ import pytest
 
 from instropitch.ml.calibration import (
     CANDIDATE_LEVEL,
+    HELDOUT_SOURCES,
     MIN_FOREIGNNESS,
+    TARGET_ACCURACY,
     Calibration,
     apply_temperature,
     calibrate,
@@ -16,8 +18,10 @@ from instropitch.ml.calibration import (
     choose_threshold,
     cross_source_candidates,
     cross_source_ece,
+    cross_source_family_sure,
     cross_source_sure,
     expected_calibration_error,
+    family_proba,
     fit_temperature,
     reliability,
     sure_floor,
@@ -265,3 +269,25 @@ def test_cross_source_sure_judges_each_groups_sure_answers_by_a_threshold_fitted
     guessed = np.random.default_rng(3).integers(0, 6, len(y_b))  # a source where every answer is a guess
     share, right = cross_source_sure(proba, np.concatenate([y_a, guessed]), groups)
     assert share > 0.05 and right < 0.7  # b's sure answers, judged by a's threshold, are mostly wrong: it says so
+
+
+def test_a_family_answer_gets_a_threshold_of_its_own_and_is_sure_where_the_class_is_not():
+    # six classes in three families of two (0-1, 2-3, 4-5); within a family the answer is a coin toss
+    rng = np.random.default_rng(7)
+    families = [0, 0, 1, 1, 2, 2]
+    y = rng.integers(0, 6, 4000)
+    logits = rng.normal(0, 1, (4000, 6))
+    logits[np.arange(4000), y] += 6.0
+    logits[np.arange(4000), y ^ 1] += 6.0  # the other class of its family: as likely
+    proba = softmax(logits)
+    by_family = family_proba(proba, families)
+    np.testing.assert_allclose(by_family.sum(axis=1), 1.0)
+    assert by_family.shape == (4000, 3)
+    cal = calibrate(proba, y, HELDOUT_SOURCES, families=families)
+    assert cal.threshold == 1.0  # no class answer is right 95 % of the time
+    assert TARGET_ACCURACY <= cal.family_threshold < 1.0  # but the family answer is
+    assert calibrate(proba, y, HELDOUT_SOURCES).family_threshold == 0.0  # without families: no family answer
+    assert Calibration.from_dict({"temperature": 2.0}).family_threshold == 0.0  # older layouts: never sure
+    groups = np.where(np.arange(4000) % 2 == 0, "a", "b")
+    share, right = cross_source_family_sure(proba, y, groups, families)
+    assert share > 0.5 and right >= 0.95

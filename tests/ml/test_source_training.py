@@ -542,6 +542,12 @@ def test_confidences_are_calibrated_on_the_held_out_sources(heldout_story):
     assert 0.0 <= metrics["calibration.heldout_ece"] <= 1.0  # temperature fitted on the other source
     share, right = metrics["calibration.heldout_sure"], metrics["calibration.heldout_sure_accuracy"]
     assert 0.0 <= share <= 1.0 and 0.0 <= right <= 1.0 and (share > 0 or right == 0.0)  # sure: by the other's threshold
+    family_share, family_right = (
+        metrics["calibration.heldout_family_sure"],
+        metrics["calibration.heldout_family_sure_accuracy"],
+    )
+    assert 0.0 <= family_share <= 1.0 and 0.0 <= family_right <= 1.0  # the family answer's, the same way
+    assert calibration["family_threshold"] >= 0.95  # an instrument model gets a family threshold (>= the target)
     assert "reliability_diagram.png" in heldout_story["artifacts"]
 
 

@@ -71,6 +71,9 @@ def test_predict_file_gives_the_documented_json(predictor, trained_store):
         "pitch_confidence",
         "instrument_sure",
         "pitch_sure",
+        "instrument_family",
+        "instrument_family_confidence",
+        "instrument_family_sure",
         "instrument_confidence_raw",
         "pitch_confidence_raw",
         "instrument_foreignness",
@@ -152,6 +155,31 @@ def test_not_sure_lists_the_candidates_its_calibration_cannot_rule_out(predictor
     narrow = predictor.predict_file(note, name="n.wav", top_k=0)  # only the answer reaches it: two still listed
     assert [c["instrument"] for c in narrow.candidates["instrument"]][0] == narrow.instrument
     assert len(narrow.candidates["instrument"]) == 2
+
+
+def test_a_family_is_sure_when_its_instruments_together_reach_the_family_threshold(predictor, monkeypatch):
+    from instropitch import cli
+    from instropitch.ml.calibration import Calibration
+    from instropitch.tinysol import INSTRUMENT_BY_ABBR
+
+    note = wav_bytes(tone("Vn", 69, amp=0.5, seed=77))
+    soft = {"temperature": 30.0, "threshold": 0.99, "fitted_on": "heldout_sources"}
+    monkeypatch.setattr(predictor.instrument_model, "calibration", Calibration(**soft))  # before family thresholds
+    r = predictor.predict_file(note, name="n.wav", top_k=14)
+    by_family: dict[str, float] = {}
+    for e in r.top_k["instrument"]:  # every class: the family's confidence is theirs summed
+        family = INSTRUMENT_BY_ABBR[e["instrument_abbr"]].family
+        by_family[family] = by_family.get(family, 0.0) + e["confidence"]
+    best = max(by_family, key=by_family.get)
+    assert r.instrument_family == best and r.instrument_family_confidence == pytest.approx(by_family[best], abs=2e-3)
+    assert r.instrument_sure is False and r.instrument_family_sure is False  # no family threshold: never sure
+    assert "sure;" not in cli._prediction_table([r.to_dict()])
+    reachable = Calibration(**soft, family_threshold=r.instrument_family_confidence - 0.01)
+    monkeypatch.setattr(predictor.instrument_model, "calibration", reachable)
+    r = predictor.predict_file(note, name="n.wav", top_k=0)
+    assert r.instrument_sure is False and r.instrument_family_sure is True
+    assert f"{r.instrument_family} " in cli._prediction_table([r.to_dict()])  # "Strings 31%, sure; not sure: ..."
+    assert ", sure; not sure" in cli._prediction_table([r.to_dict()])
 
 
 def test_a_model_that_answers_foreignness_softens_the_notes_unlike_its_training(

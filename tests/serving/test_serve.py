@@ -415,7 +415,7 @@ def test_page_in_headless_chromium(predictor, tmp_path, monkeypatch):
                 assert evaluate("document.getElementById('models').textContent").startswith("Models (registry)")
                 # an answer under the model's threshold reads "not sure", with the candidates
                 unsure = predictor.predict_file(note, name="violin-A4.wav", top_k=3).to_dict()
-                unsure["instrument_sure"] = False
+                unsure["instrument_sure"] = unsure["instrument_family_sure"] = False
                 unsure["candidates"] = {
                     "instrument": [
                         {"instrument": "Violin", "instrument_abbr": "Vn", "confidence": 0.41},
@@ -429,6 +429,13 @@ def test_page_in_headless_chromium(predictor, tmp_path, monkeypatch):
                 evaluate(f"show({json.dumps(unsure)})")
                 shown = evaluate("document.getElementById('instrument').textContent")
                 assert shown == "Not sure, 90.0% one of: Violin 41.0% or Viola 30.0%", shown
+                # its family may be sure when the instrument is not
+                unsure.update(
+                    instrument_family="Strings", instrument_family_confidence=0.97, instrument_family_sure=True
+                )
+                evaluate(f"show({json.dumps(unsure)})")
+                shown = evaluate("document.getElementById('instrument').textContent")
+                assert shown == "Strings 97.0%, sure. Not sure, 90.0% one of: Violin 41.0% or Viola 30.0%", shown
                 assert evaluate("document.getElementById('instrument').classList.contains('unsure')")
                 assert evaluate("document.getElementById('pitch').textContent") == "A4"  # the pitch model was sure
         finally:

@@ -158,3 +158,17 @@ def test_resampled_neighbours_name_their_origin_take():
     assert resampled_from(f"{folder}/Vc-ord-C2-pp-4c-N.wav", 36) is None
     assert resampled_from("not/a/tinysol-name.wav", 36) is None
     assert take_key(f"{folder}/Vc-ord-C2-pp-4c-T13d.wav", 36) == take_key(f"{folder}/Vc-ord-C2-pp-4c-N.wav", 36)
+
+
+def test_families_are_tinysols_top_folders_and_index_any_list_of_instruments():
+    from instropitch.tinysol import FAMILIES, INSTRUMENTS, family_indices
+
+    assert FAMILIES == ("Brass", "Keyboards", "Strings", "Winds")
+    assert {i.family for i in INSTRUMENTS} == set(FAMILIES)
+    assert [FAMILIES[k] for k in family_indices(["Vn", "Va", "Hn", "Acc", "Fl"])] == [
+        "Strings",
+        "Strings",
+        "Brass",
+        "Keyboards",
+        "Winds",
+    ]

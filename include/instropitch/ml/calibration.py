@@ -235,7 +235,7 @@ def cross_source_ece(
 
     Fitting and scoring on the same answers would flatter it; with one group it falls back to that.
     """
-    scaled, _, _ = cross_fitted(proba, y, groups, foreignness)
+    scaled, _, _, _ = cross_fitted(proba, y, groups, foreignness)
     return expected_calibration_error(scaled, y, bins)
 
 
@@ -244,8 +244,25 @@ def cross_source_candidates(
 ) -> tuple[float, float]:
     """(how often the candidates held the right class, how many there were on average), each group's
     candidates chosen by the calibration fitted on the others: the honest figure of `CANDIDATE_LEVEL`."""
-    scaled, floors, _ = cross_fitted(proba, y, groups, foreignness)
+    scaled, floors, _, _ = cross_fitted(proba, y, groups, foreignness)
     return candidates_held(scaled, y, floors[:, None])
+
+
+def family_proba(proba: np.ndarray, families: list[int]) -> np.ndarray:
+    """Each row's probabilities summed by family (`families[k]`: class k's family index)."""
+    index = np.asarray(families)
+    return np.asarray(proba, dtype=np.float64) @ np.eye(int(index.max()) + 1)[index]
+
+
+def cross_source_family_sure(
+    proba: np.ndarray, y: np.ndarray, groups: np.ndarray, families: list[int], foreignness: np.ndarray | None = None
+) -> tuple[float, float]:
+    """`cross_source_sure` of the family answer: (share of notes whose family is shown as sure, how often rightly)."""
+    scaled, _, _, thresholds = cross_fitted(proba, y, groups, foreignness, families)
+    by_family = family_proba(scaled, families)
+    sure = by_family.max(axis=1) >= thresholds
+    right = by_family.argmax(axis=1) == np.asarray(families)[np.asarray(y)]
+    return float(sure.mean()), float(right[sure].mean()) if sure.any() else 0.0
 
 
 def cross_source_sure(
@@ -253,29 +270,36 @@ def cross_source_sure(
 ) -> tuple[float, float]:
     """(share of notes answered as sure, how often those were right), each group's threshold fitted on the
     other groups' answers: the honest figure of `TARGET_ACCURACY` (0.0 right when none is sure)."""
-    scaled, _, thresholds = cross_fitted(proba, y, groups, foreignness)
+    scaled, _, thresholds, _ = cross_fitted(proba, y, groups, foreignness)
     sure = scaled.max(axis=1) >= thresholds
     right = scaled.argmax(axis=1) == np.asarray(y)
     return float(sure.mean()), float(right[sure].mean()) if sure.any() else 0.0
 
 
 def cross_fitted(
-    proba: np.ndarray, y: np.ndarray, groups: np.ndarray, foreignness: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    proba: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    foreignness: np.ndarray | None = None,
+    families: list[int] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Each group's answers calibrated by what was fitted on the other groups' (with one group, on its own):
-    the scaled probabilities, and each row's candidate floor and "not sure" threshold."""
+    the scaled probabilities, and each row's candidate floor, "not sure" threshold and family threshold."""
     groups = np.asarray(groups)
     names = sorted(set(groups.tolist()))
     f = None if foreignness is None else np.asarray(foreignness, dtype=np.float64)
     scaled = np.empty_like(np.asarray(proba, dtype=np.float64))
-    floors, thresholds = np.zeros(len(scaled)), np.zeros(len(scaled))
+    floors, thresholds, family_thresholds = np.zeros(len(scaled)), np.zeros(len(scaled)), np.zeros(len(scaled))
     for name in names:
         mine = groups == name
         fit = ~mine if len(names) > 1 else mine
-        fitted = calibrate(proba[fit], y[fit], HELDOUT_SOURCES, foreignness=None if f is None else f[fit])
+        fitted = calibrate(
+            proba[fit], y[fit], HELDOUT_SOURCES, foreignness=None if f is None else f[fit], families=families
+        )
         scaled[mine] = fitted.apply(proba[mine], None if f is None else f[mine])
         floors[mine], thresholds[mine] = fitted.candidate_floor, fitted.threshold
-    return scaled, floors, thresholds
+        family_thresholds[mine] = fitted.family_threshold
+    return scaled, floors, thresholds, family_thresholds
 
 
 @dataclass(frozen=True)
@@ -308,6 +332,9 @@ class Calibration:
     """How often those candidates hold the right answer, by construction, on the calibration notes."""
     candidate_size: float = 0.0
     """How many candidates there were on average on those notes (at least one: the answer)."""
+    family_threshold: float = 0.0
+    """The family answer (the calibrated probabilities summed by family, `family_proba`) is shown as sure at or
+    above it (0: never; versions fitted before it, or a label without families)."""
 
     def temperatures(self, n: int, foreignness: np.ndarray | None = None) -> float | np.ndarray:
         """The temperature of each of `n` notes: one for all, unless the slope and their foreignness say more."""
@@ -349,12 +376,15 @@ def calibrate(
     fitted_on: str,
     target: float = TARGET_ACCURACY,
     foreignness: np.ndarray | None = None,
+    families: list[int] | None = None,
 ) -> Calibration:
     """Fit the temperature, the "not sure" threshold and the candidates' floor on predictions for notes
     the model never saw.
 
     With `foreignness` (of each note, to the model that answered it) the temperature grows
-    with it (`fit_foreign_temperature`); the answers should then hold familiar notes too.
+    with it (`fit_foreign_temperature`); the answers should then hold familiar notes too. With
+    `families` (each class's family) the family answer gets a "not sure" threshold of its own, chosen
+    the same way: on unheard sources a bowed string is often taken for another, rarely for a trumpet.
     """
     y = np.asarray(y)
     if len(y) == 0:
@@ -370,6 +400,11 @@ def calibrate(
     correct = scaled.argmax(axis=1) == y
     threshold = choose_threshold(confidence, correct, target)
     answered = confidence >= threshold
+    family_threshold = 0.0
+    if families is not None:
+        by_family = family_proba(scaled, families)
+        right_family = by_family.argmax(axis=1) == np.asarray(families)[y]
+        family_threshold = choose_threshold(by_family.max(axis=1), right_family, target)
     least = candidate_floor(scaled[np.arange(len(y)), y])
     _, size = candidates_held(scaled, y, least)
     return Calibration(
@@ -386,6 +421,7 @@ def calibrate(
         candidate_floor=least,
         candidate_level=CANDIDATE_LEVEL if least > 0 else 0.0,
         candidate_size=size if least > 0 else 0.0,
+        family_threshold=family_threshold,
     )
 
 

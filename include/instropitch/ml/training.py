@@ -30,6 +30,7 @@ from instropitch.ml.calibration import (
     calibrate,
     cross_source_candidates,
     cross_source_ece,
+    cross_source_family_sure,
     cross_source_sure,
     reliability_figure,
 )
@@ -60,6 +61,7 @@ from instropitch.ml.tracking import (
     pip_requirements,
 )
 from instropitch.modelspec import ModelSpec
+from instropitch.tinysol import family_indices
 
 if TYPE_CHECKING:
     import keras
@@ -930,21 +932,28 @@ def _fit_and_score(
     metrics.update(_history_metrics(spec, history))
 
     reference = None
+    families = family_indices(rows.class_names) if spec.label == "instrument" else None  # a family answer too
     if predicted:
         cal, cal_groups = pooled(predicted)
         cal_y = rows.y[cal.rows]
-        calibration = calibrate(cal.proba, cal_y, HELDOUT_SOURCES, foreignness=cal.foreignness)
+        calibration = calibrate(cal.proba, cal_y, HELDOUT_SOURCES, foreignness=cal.foreignness, families=families)
         by_fit = fit_labels(cal_groups, fits)
         metrics["calibration.heldout_ece"] = cross_source_ece(cal.proba, cal_y, by_fit, foreignness=cal.foreignness)
         hold, size = cross_source_candidates(cal.proba, cal_y, by_fit, foreignness=cal.foreignness)
         metrics["calibration.heldout_candidates_hold"], metrics["calibration.heldout_candidates"] = hold, size
         sure, right = cross_source_sure(cal.proba, cal_y, by_fit, foreignness=cal.foreignness)
         metrics["calibration.heldout_sure"], metrics["calibration.heldout_sure_accuracy"] = sure, right
+        if families is not None:
+            sure, right = cross_source_family_sure(cal.proba, cal_y, by_fit, families, foreignness=cal.foreignness)
+            metrics["calibration.heldout_family_sure"], metrics["calibration.heldout_family_sure_accuracy"] = (
+                sure,
+                right,
+            )
         if cal.foreignness is not None:  # the champion answers its own foreignness, the calibration reads it
             reference = fitted_reference(model, rows.x[rows.fit], rows.y[rows.fit], rows.x[rows.val])
     else:
         cal = Answers(rows.val, predict_proba(model, rows.x[rows.val]))
-        calibration = calibrate(cal.proba, rows.y[cal.rows], "validation")
+        calibration = calibrate(cal.proba, rows.y[cal.rows], "validation", families=families)
     metrics.update({f"calibration.{k}": float(v) for k, v in calibration.to_dict().items() if k != "fitted_on"})
     return _Fitted(model, metrics, y_pred, calibration, cal, rows.y[cal.rows], reference, ",".join(fits))
 

@@ -48,13 +48,13 @@ import numpy as np
 from instropitch import audio
 from instropitch.audio import inputs, melody, periodicity
 from instropitch.audio.features import FeatureConfig, Features, SpectrogramConfig, compute_features, get_preset
-from instropitch.ml.calibration import Calibration, candidate_mask
+from instropitch.ml.calibration import Calibration, candidate_mask, family_proba
 from instropitch.serving import modelcache, pitch_evidence, registry_lookup
 from instropitch.serving.export import FEATURES_FILENAME, model_file, read_export, write_export
 from instropitch.serving.portable import OnnxModel, PortableModelError
 from instropitch.serving.registry_lookup import VersionRecord
 from instropitch.serving.results import ModelInfo, Prediction, PredictorError, confidence
-from instropitch.tinysol import INSTRUMENT_BY_ABBR, midi_to_note_octave, midi_to_pitch
+from instropitch.tinysol import FAMILIES, INSTRUMENT_BY_ABBR, family_indices, midi_to_note_octave, midi_to_pitch
 
 ROLES: tuple[str, ...] = ("pitch", "instrument")
 """The two models, by spec name (registered as `instropitch-pitch`, `instropitch-instrument`)."""
@@ -648,6 +648,15 @@ class Predictor:
             return shown
         return pitch_evidence.combine(shown, period.likelihood, period.cnn_weight)
 
+    def _family(self, shown: np.ndarray) -> tuple[str, float, bool]:
+        """The instrument family most likely (the shown confidences summed by family), its confidence, and whether
+        it reaches the calibration's family threshold (none does for versions calibrated before it)."""
+        values = [str(v) for v in self.instrument_model.class_values]  # known abbreviations, checked at load
+        by_family = family_proba(shown[None, :], family_indices(values))[0]
+        best = int(np.argmax(by_family))
+        threshold = self.instrument_model.calibration.family_threshold
+        return FAMILIES[best], confidence(by_family[best]), bool(threshold > 0 and by_family[best] >= threshold)
+
     def _candidates(self, role: str, shown: np.ndarray, order: np.ndarray) -> np.ndarray:
         """The classes a "not sure" answer lists, most likely first: those whose shown probability reaches
         the calibration's candidate floor (at least `LEAST_CANDIDATES`), else the top `NOT_SURE_CANDIDATES`."""
@@ -694,6 +703,7 @@ class Predictor:
         best = {role: int(order[role][0]) for role in raw}
         sure = {role: bool(shown[role][best[role]] >= self.models[role].calibration.threshold) for role in raw}
         best_inst, best_pitch = entry("instrument", best["instrument"]), entry("pitch", best["pitch"])
+        family, family_confidence, family_sure = self._family(shown["instrument"])
         return Prediction(
             file=file,
             instrument=best_inst["instrument"],
@@ -706,6 +716,9 @@ class Predictor:
             pitch_confidence=best_pitch["confidence"],
             instrument_sure=sure["instrument"],
             pitch_sure=sure["pitch"],
+            instrument_family=family,
+            instrument_family_confidence=family_confidence,
+            instrument_family_sure=family_sure,
             instrument_confidence_raw=confidence(p_inst[best["instrument"]]),
             pitch_confidence_raw=confidence(p_pitch[best["pitch"]]),
             instrument_foreignness=None if instrument_foreignness is None else round(instrument_foreignness, 3),

@@ -37,6 +37,14 @@ class Prediction:
     instrument_sure: bool | None = None
     """False when the calibrated confidence is below the model's "not sure" threshold."""
     pitch_sure: bool | None = None
+    instrument_family: str | None = None
+    """TinySOL's family of the instruments most likely together (Strings, Brass, Winds, Keyboards): their
+    calibrated confidences summed. A bowed string is often taken for another on recordings the model never
+    heard, rarely for a trumpet."""
+    instrument_family_confidence: float | None = None
+    instrument_family_sure: bool | None = None
+    """True when the family's confidence reaches its own threshold (`Calibration.family_threshold`): a family
+    answer a person can trust while the instrument is "not sure". False for models calibrated before it."""
     instrument_confidence_raw: float | None = None
     """The softmax as the model gave it, before calibration (for comparison only)."""
     pitch_confidence_raw: float | None = None
@@ -82,6 +90,9 @@ class Prediction:
             "pitch_confidence": self.pitch_confidence,
             "instrument_sure": self.instrument_sure,
             "pitch_sure": self.pitch_sure,
+            "instrument_family": self.instrument_family,
+            "instrument_family_confidence": self.instrument_family_confidence,
+            "instrument_family_sure": self.instrument_family_sure,
             "instrument_confidence_raw": self.instrument_confidence_raw,
             "pitch_confidence_raw": self.pitch_confidence_raw,
             "instrument_foreignness": self.instrument_foreignness,

@@ -106,6 +106,7 @@ def test_registered_with_alias_signature_and_component_tags(registered, served):
     answer = Prediction(file="x.wav", instrument="Violin").to_dict()
     assert set(OUTPUT_COLUMNS[:-1]) <= set(answer)  # every column is a field of the documented JSON answer
     assert {"instrument", "pitch", "octave", "instrument_confidence", "instrument_sure"} <= set(OUTPUT_COLUMNS)
+    assert {"instrument_family", "instrument_family_sure"} <= set(OUTPUT_COLUMNS)
 
 
 def test_pyfunc_in_process_mixed_rows(registered, tmp_path, served):

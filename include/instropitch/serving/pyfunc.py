@@ -11,7 +11,8 @@ Input: a DataFrame with a column `wav_base64` (the WAV file's bytes, base64) or 
 (a WAV file the scoring process can read), one note per row. Output: one row per input
 row with `instrument`, `instrument_abbr`, `pitch`, `note`, `octave`, `midi`,
 `instrument_confidence`, `pitch_confidence` (calibrated), `instrument_sure`, `pitch_sure`
-(False: below the model's "not sure" threshold) and `error` (None, or why that row could
+(False: below the model's "not sure" threshold), `instrument_family` and `instrument_family_sure`
+(the family answer, sure by its own threshold) and `error` (None, or why that row could
 not be analysed; its other columns are then None).
 
 `register_pyfunc()` logs it (from the current champions, or from a given export) as
@@ -51,6 +52,8 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
     "pitch_confidence",
     "instrument_sure",
     "pitch_sure",
+    "instrument_family",
+    "instrument_family_sure",
     "error",
 )
 MAX_WAV_BYTES = 50 * 1024 * 1024
@@ -72,6 +75,7 @@ def model_signature() -> Any:
         "pitch_confidence": "double",
         "instrument_sure": "boolean",
         "pitch_sure": "boolean",
+        "instrument_family_sure": "boolean",
     }
     outputs = Schema([ColSpec(types.get(name, "string"), name, required=name != "error") for name in OUTPUT_COLUMNS])
     return ModelSignature(inputs=inputs, outputs=outputs)

@@ -246,7 +246,7 @@ def _not_sure(row: dict, role: str, key: str) -> str:
 
 
 def _family(row: dict) -> str:
-    """`Strings, sure; ` when the instrument is not sure but its family is (else nothing)."""
+    """`Strings 97%, sure; ` when the instrument is not sure but its family is (else nothing)."""
     return (
         f"{row['instrument_family']} {row['instrument_family_confidence']:.0%}, sure; "
         if row.get("instrument_family_sure")

@@ -945,10 +945,8 @@ def _fit_and_score(
         metrics["calibration.heldout_sure"], metrics["calibration.heldout_sure_accuracy"] = sure, right
         if families is not None:
             sure, right = cross_source_family_sure(cal.proba, cal_y, by_fit, families, foreignness=cal.foreignness)
-            metrics["calibration.heldout_family_sure"], metrics["calibration.heldout_family_sure_accuracy"] = (
-                sure,
-                right,
-            )
+            metrics["calibration.heldout_family_sure"] = sure
+            metrics["calibration.heldout_family_sure_accuracy"] = right
         if cal.foreignness is not None:  # the champion answers its own foreignness, the calibration reads it
             reference = fitted_reference(model, rows.x[rows.fit], rows.y[rows.fit], rows.x[rows.val])
     else:

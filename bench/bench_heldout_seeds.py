@@ -8,8 +8,7 @@ per source and seed the accuracy on the notes the fit never saw, the mean and th
 source, and the calibration error after the calibration the product fits (`calibration.calibrate`:
 a temperature that grows with each note's foreignness) fitted on the other fits' answers
 (`calibration.cross_source_ece` over `training.fit_labels`, the same honest figure the training run
-logs; until session 38 over sources, so a font's other player was in its calibration; from session 44
-with a factor per answer class, `calibration.fit_answer_scales`), also per fit, beside the
+logs; until session 38 over sources, so a font's other player was in its calibration), also per fit, beside the
 error after one temperature (what this benchmark reported before session 29: its "ECE" figures of
 sessions 13-28 are that one). It also reports how often the candidates of a "not sure" answer
 held the right class, and how many there were (`calibration.cross_source_candidates`: each fit's
@@ -142,8 +141,8 @@ def seed_scores(spec: Any, snapshot: Any, work: Path, recipe: str, far: dict[str
     fits = training.fit_labels(sources, groups)  # each fit's answers calibrated by the other fits'
     y = rows.y[everything.rows]
     hold, size = calibration.cross_source_candidates(everything.proba, y, fits, foreignness=everything.foreignness)
-    scaled, _, thresholds, _ = calibration.cross_fitted(everything.proba, y, fits, everything.foreignness)
-    sure = scaled.max(axis=1) >= thresholds
+    scaled, _, _, _ = calibration.cross_fitted(everything.proba, y, fits, everything.foreignness)
+    sure, sure_right = calibration.cross_source_sure(everything.proba, y, fits, foreignness=everything.foreignness)
     result = {
         **scores,
         "ece_raw": calibration.expected_calibration_error(everything.proba, y),
@@ -153,8 +152,8 @@ def seed_scores(spec: Any, snapshot: Any, work: Path, recipe: str, far: dict[str
             fit: calibration.expected_calibration_error(scaled[fits == fit], y[fits == fit])
             for fit in sorted(set(fits))
         },
-        "sure": float(sure.mean()),  # answered as sure, each fit by the threshold fitted on the others
-        "sure_right": float(np.mean(scaled.argmax(axis=1)[sure] == y[sure])) if sure.any() else 0.0,
+        "sure": sure,  # answered as sure, each fit by the threshold fitted on the others
+        "sure_right": sure_right,
         "candidates_hold": hold,
         "candidates": size,
         "top3_hold": float(np.mean(top_ranks(everything.proba, y) < 3)),  # what "not sure" listed before
@@ -182,11 +181,11 @@ def family_accuracy(spec: Any, class_names: list[str], predicted: np.ndarray, y:
     """How often the answer is at least of the right TinySOL family (bowed strings, brass, winds, keyboards):
     nearly half of the held-out errors are one bowed string taken for another (RESULTS.md, session 44).
     None for a label that is not the instrument."""
-    from instropitch import tinysol
+    from instropitch.tinysol import family_indices
 
     if spec.label != "instrument":
         return None
-    family = np.array([tinysol.INSTRUMENT_BY_ABBR[name].family for name in class_names])
+    family = np.array(family_indices(class_names))
     return float(np.mean(family[np.asarray(predicted)] == family[np.asarray(y)]))
 
 

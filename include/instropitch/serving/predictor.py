@@ -291,6 +291,8 @@ class Predictor:
     def __init__(self, pitch: _Model, instrument: _Model, features: FeatureConfig, *, source: str, location: str):
         self.pitch_model = pitch
         self.instrument_model = instrument
+        self.instrument_families = family_indices([str(v) for v in instrument.class_values])
+        """Each instrument class's family (`tinysol.FAMILIES` index): known abbreviations, checked at load."""
         self.features = features
         self.source = source
         self.location = location
@@ -651,8 +653,7 @@ class Predictor:
     def _family(self, shown: np.ndarray) -> tuple[str, float, bool]:
         """The instrument family most likely (the shown confidences summed by family), its confidence, and whether
         it reaches the calibration's family threshold (none does for versions calibrated before it)."""
-        values = [str(v) for v in self.instrument_model.class_values]  # known abbreviations, checked at load
-        by_family = family_proba(shown[None, :], family_indices(values))[0]
+        by_family = family_proba(shown[None, :], self.instrument_families)[0]
         best = int(np.argmax(by_family))
         threshold = self.instrument_model.calibration.family_threshold
         return FAMILIES[best], confidence(by_family[best]), bool(threshold > 0 and by_family[best] >= threshold)

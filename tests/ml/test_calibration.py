@@ -23,6 +23,8 @@ from instropitch.ml.calibration import (
     expected_calibration_error,
     family_proba,
     fit_temperature,
+    fit_top_answer,
+    map_top_answer,
     reliability,
     sure_floor,
     wilson_lower_bound,
@@ -186,7 +188,8 @@ def test_a_foreign_temperature_softens_foreign_notes_and_leaves_familiar_ones():
     one = Calibration(fit_temperature(proba, y))  # one temperature for both: wrong on each kind
     assert expected_calibration_error(one.apply(proba)[familiar], y[familiar]) > 0.06
     assert cal.apply(proba).shape == proba.shape  # a model without foreignness: the temperature alone
-    np.testing.assert_allclose(cal.apply(proba[:3], np.ones(3)), apply_temperature(proba[:3], cal.temperature))
+    at_one = map_top_answer(apply_temperature(proba[:3], cal.temperature), cal.top_slope, cal.top_bias)
+    np.testing.assert_allclose(cal.apply(proba[:3], np.ones(3)), at_one)
 
 
 def test_the_foreign_slope_is_never_negative_and_absent_from_older_layouts():
@@ -291,3 +294,73 @@ def test_a_family_answer_gets_a_threshold_of_its_own_and_is_sure_where_the_class
     groups = np.where(np.arange(4000) % 2 == 0, "a", "b")
     share, right = cross_source_family_sure(proba, y, groups, families)
     assert share > 0.5 and right >= 0.95
+
+
+def too_spread(n: int = 6000, seed: int = 11) -> tuple[np.ndarray, np.ndarray]:
+    """A model right as often as it says on most notes, and a font it misreads (a third of the notes, labels unrelated
+    to its answers): one temperature for both leaves its sure answers too sure and its unsure ones too unsure."""
+    rng = np.random.default_rng(seed)
+    proba = softmax(rng.normal(0, 1, (n, 6)) * rng.uniform(0.5, 6.0, (n, 1)))
+    y = drawn_from(proba, seed + 1)
+    return proba, np.where(rng.random(n) < 0.3, rng.integers(0, 6, n), y)
+
+
+def test_the_top_answer_map_keeps_the_answer_and_shares_the_rest_as_before():
+    proba = softmax(np.random.default_rng(3).normal(0, 2, (200, 5)))
+    np.testing.assert_allclose(map_top_answer(proba, 1.0, 0.0), proba)
+    mapped = map_top_answer(proba, 0.5, -0.2)
+    np.testing.assert_allclose(mapped.sum(axis=1), 1.0)
+    assert (mapped.argmax(axis=1) == proba.argmax(axis=1)).all()
+    first = proba.max(axis=1)
+    expected = 1 / (1 + np.exp(-(0.5 * np.log(first / (1 - first)) - 0.2)))
+    free = expected > np.sort(proba, axis=1)[:, -2] / (1 - first + np.sort(proba, axis=1)[:, -2])
+    np.testing.assert_allclose(mapped.max(axis=1)[free], expected[free])
+    others = ~np.eye(5, dtype=bool)[proba.argmax(axis=1)]
+    ratio = mapped[others].reshape(200, 4) / proba[others].reshape(200, 4)
+    np.testing.assert_allclose(ratio, ratio[:, :1] * np.ones((1, 4)))  # the rest keeps its shares
+    # a map that would put the answer under the runner-up stops where the two tie
+    tied = map_top_answer(np.array([[0.5, 0.4, 0.1]]), 1.0, -5.0)[0]
+    assert tied[0] == pytest.approx(tied[1]) and tied.sum() == pytest.approx(1.0)
+    assert map_top_answer(np.array([[1.0, 0.0, 0.0]]), 0.5, 0.0)[0] == pytest.approx(
+        [0.9999, 0.00005, 0.00005], abs=1e-4
+    )
+
+
+def test_the_top_answer_map_gives_to_the_answers_family_first():
+    proba = np.array([[0.6, 0.1, 0.2, 0.1], [0.3, 0.05, 0.35, 0.3]])
+    families = [0, 0, 1, 1]
+    lowered = map_top_answer(proba[:1], 0.5, -0.5, families)[0]
+    assert lowered[0] < 0.6 and lowered[2:] == pytest.approx([0.2, 0.1])  # the other family keeps what it had
+    assert lowered[:2].sum() == pytest.approx(0.7)  # the family answer too
+    raised = map_top_answer(proba[1:], 0.5, 1.5, families)[0]
+    assert raised[2] > 0.35 and raised[3] < 0.3 and raised[:2].sum() < 0.35  # the kin gave all it had, then the rest
+    np.testing.assert_allclose(raised.sum(), 1.0)
+    # lowered below a sibling, the answer stops where the sibling ties it (and stays the answer)
+    tied = map_top_answer(np.array([[0.5, 0.4, 0.1]]), 1.0, -5.0, [0, 0, 1])[0]
+    assert tied == pytest.approx([0.45, 0.45, 0.1]) and tied.argmax() == 0
+
+
+def test_the_top_answer_fit_finds_the_slope_the_answers_follow_and_needs_errors():
+    rng = np.random.default_rng(4)
+    confidence = rng.uniform(0.1, 0.999, 5000)
+    right = rng.random(5000) < 1 / (1 + np.exp(-0.5 * np.log(confidence / (1 - confidence))))
+    slope, bias = fit_top_answer(confidence, right)
+    assert slope == pytest.approx(0.5, abs=0.1) and bias == pytest.approx(0.0, abs=0.15)
+    assert fit_top_answer(confidence, np.ones(len(right), bool)) == (1.0, 0.0)  # nothing wrong: nothing to learn
+    assert fit_top_answer(confidence[:15], right[:15]) == (1.0, 0.0)
+
+
+def test_calibrate_mends_what_the_temperature_leaves_and_older_layouts_read_without_it():
+    proba, y = too_spread()
+    cal = calibrate(proba, y, HELDOUT_SOURCES)
+    assert cal.top_slope < 0.8
+    tempered_only = Calibration(cal.temperature)
+    assert cal.ece < 0.06 < 0.1 < expected_calibration_error(tempered_only.apply(proba), y)
+    assert "top answer" in cal.describe()
+    assert Calibration.from_dict(cal.to_dict()) == cal
+    older = Calibration.from_dict({"temperature": 2.0, "foreign_slope": 0.3})
+    assert (older.top_slope, older.top_bias) == (1.0, 0.0)
+    np.testing.assert_allclose(older.apply(proba), apply_temperature(proba, 2.0))
+    groups = np.arange(len(y)) % 3
+    assert cross_source_ece(proba, y, groups) < 0.06  # it transfers to answers it was not fitted on
+    assert calibrate(proba, y, HELDOUT_SOURCES, families=[0, 0, 1, 1, 2, 2]).families == (0, 0, 1, 1, 2, 2)

@@ -8,8 +8,11 @@ the same as dividing the logits by `T`), so that among answers shown at 70 % abo
 right. The threshold below which an answer is shown as "not sure" is chosen on the same
 predictions, and so is the least probability an answer needs to be shown as a candidate: the
 candidates of a "not sure" answer hold the right one `CANDIDATE_LEVEL` of the time (a split
-conformal set, Sadinle, Lei & Wasserman 2019), however many that takes. Pure numpy: the
-predictor applies it without TensorFlow.
+conformal set, Sadinle, Lei & Wasserman 2019), however many that takes. After the temperature,
+the answer's own probability goes through a slope and a bias on its logit fitted on the same
+predictions (`map_top_answer`): the temperature serves every class at once and leaves the answers
+of unheard fonts shown too sure when high, too unsure when low. Pure numpy: the predictor applies
+it without TensorFlow.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ MIN_FOREIGNNESS = 1e-3
 """The lowest foreignness read when a calibration does not say (versions trained before `foreign_floor`)."""
 MIN_ERRORS_TO_SHARPEN = 10
 """With fewer wrong answers than this, the fit may soften the probabilities but not sharpen them."""
+TOP_SLOPE_RANGE = (0.1, 3.0)
+"""The slope `fit_top_answer` may take on the top answer's logit."""
 CANDIDATE_LEVEL = 0.9
 """The candidates shown with a "not sure" answer should hold the right one this often (on the calibration notes)."""
 HELDOUT_SOURCES = "heldout_sources"
@@ -120,6 +125,76 @@ def fit_foreign_temperature(proba: np.ndarray, foreignness: np.ndarray, y: np.nd
     bounds = [(np.log(lowest), np.log(MAX_TEMPERATURE)), (0.0, MAX_SLOPE)]
     best = minimize(loss, start, method="L-BFGS-B", bounds=bounds)
     return float(np.exp(best.x[0])), float(best.x[1])
+
+
+def map_top_answer(
+    proba: np.ndarray, slope: float = 1.0, bias: float = 0.0, families: list[int] | tuple[int, ...] = ()
+) -> np.ndarray:
+    """Each row's top probability `p` replaced by sigmoid(`slope` x logit p + `bias`); (1, 0) changes nothing.
+
+    What the answer gains or loses is taken from or given to the other classes of its family first
+    (`families`: each class's; none given, every class is a family of its own), then to the rest, each
+    in proportion to what it had: on unheard fonts most wrong answers are a sibling (a violin taken for
+    a viola), and the family answer (`family_proba`) keeps the sum it had whenever its family can give or
+    take the change (an accordion, alone in its family, gives to every other). The answer stays on top:
+    lowered, it stops where the class it gives to would tie it.
+    """
+    p = np.asarray(proba, dtype=np.float64)
+    if (slope == 1.0 and bias == 0.0) or len(p) == 0 or p.shape[1] < 2:
+        return p
+    rows = np.arange(len(p))
+    top = p.argmax(axis=1)
+    first = p[rows, top]
+    logit = np.log(np.clip(first, 1e-12, None)) - np.log(np.clip(1.0 - first, 1e-12, None))
+    mapped = 1.0 / (1.0 + np.exp(-(slope * logit + bias)))
+    family = np.asarray(families) if len(families) else np.arange(p.shape[1])
+    kin = family[None, :] == family[top][:, None]
+    kin[rows, top] = False
+    others = p.copy()
+    others[rows, top] = 0.0
+    kin_mass = (others * kin).sum(axis=1)
+    rest_mass = others.sum(axis=1) - kin_mass
+    # Lowered, the answer gives to its kin (else to the rest): it may go down to where the largest of them ties.
+    to_kin = kin_mass > 0
+    receiving = np.where(to_kin, kin_mass, rest_mass)
+    largest_kin, largest_rest = (np.where(mask, others, 0.0).max(axis=1) for mask in (kin, ~kin))
+    largest = np.where(to_kin, largest_kin, largest_rest)
+    tie = largest * (receiving + first) / np.clip(receiving + largest, 1e-300, None)
+    value = np.maximum(mapped, np.maximum(tie, np.where(to_kin, largest_rest, 0.0)))
+    value = np.where(mapped > first, mapped, np.minimum(value, first))
+    change = value - first
+    from_kin = np.where(change > 0, np.minimum(change, kin_mass), np.where(to_kin, change, 0.0))
+    scale_kin = 1.0 - from_kin / np.clip(kin_mass, 1e-300, None)
+    scale_rest = 1.0 - (change - from_kin) / np.clip(rest_mass, 1e-300, None)
+    others *= np.where(kin, scale_kin[:, None], scale_rest[:, None])
+    empty = others.sum(axis=1) <= 0  # a one-hot row lowered: what it gives is spread evenly
+    others[empty] = (1.0 - value[empty, None]) / (p.shape[1] - 1)
+    others[rows, top] = np.maximum(value, np.nextafter(others.max(axis=1), 2.0))  # a tie must not flip it
+    return others
+
+
+def fit_top_answer(confidence: np.ndarray, correct: np.ndarray) -> tuple[float, float]:
+    """(slope, bias) of `map_top_answer` minimising the log-loss of "the answer is right" (Platt scaling of the
+    top answer: Gupta & Ramdas 2022, "Top-label calibration").
+
+    The temperature fits the whole distribution; on unheard fonts it leaves the answers' own confidence too
+    spread, its high values too high and its low ones too low, which one slope and bias on their logit mend.
+    With fewer than `MIN_ERRORS_TO_SHARPEN` wrong (or right) answers the data cannot say: (1, 0).
+    """
+    from scipy.optimize import minimize
+
+    conf = np.clip(np.asarray(confidence, dtype=np.float64), 1e-6, 1.0 - 1e-6)
+    ok = np.asarray(correct, dtype=np.float64)
+    if min(len(ok) - ok.sum(), ok.sum()) < MIN_ERRORS_TO_SHARPEN:
+        return 1.0, 0.0
+    z = np.log(conf / (1.0 - conf))
+
+    def loss(params: np.ndarray) -> float:
+        q = np.clip(1.0 / (1.0 + np.exp(-(params[0] * z + params[1]))), 1e-12, 1.0 - 1e-12)
+        return float(-np.mean(ok * np.log(q) + (1.0 - ok) * np.log(1.0 - q)))
+
+    best = minimize(loss, np.array([1.0, 0.0]), method="L-BFGS-B", bounds=[TOP_SLOPE_RANGE, (-5.0, 5.0)])
+    return float(best.x[0]), float(best.x[1])
 
 
 def reliability(proba: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> list[tuple[float, float, int]]:
@@ -332,6 +407,12 @@ class Calibration:
     """How often those candidates hold the right answer, by construction, on the calibration notes."""
     candidate_size: float = 0.0
     """How many candidates there were on average on those notes (at least one: the answer)."""
+    top_slope: float = 1.0
+    top_bias: float = 0.0
+    """After the temperature, the top answer's logit x `top_slope` + `top_bias` (`map_top_answer`); (1, 0) for
+    versions calibrated before it."""
+    families: tuple[int, ...] = ()
+    """Each class's family, when fitted with them: the top answer's change goes to its family first."""
     family_threshold: float = 0.0
     """The family answer (the calibrated probabilities summed by family, `family_proba`) is shown as sure at or
     above it (0: never; versions fitted before it, or a label without families)."""
@@ -347,13 +428,17 @@ class Calibration:
 
     def apply(self, proba: np.ndarray, foreignness: np.ndarray | None = None) -> np.ndarray:
         """Calibrated probabilities; `foreignness` (per row, `ml.foreignness`) when the model answers it."""
-        return apply_temperature(proba, self.temperatures(len(proba), foreignness))
+        scaled = apply_temperature(proba, self.temperatures(len(proba), foreignness))
+        return map_top_answer(scaled, self.top_slope, self.top_bias, self.families)
 
     def describe(self) -> str:
         """The scaling in a few characters, for figures and logs."""
-        if self.foreign_slope == 0.0:
-            return f"T = {self.temperature:.2f}"
-        return f"T = {self.temperature:.2f} x foreignness^{self.foreign_slope:.2f}"
+        text = f"T = {self.temperature:.2f}"
+        if self.foreign_slope != 0.0:
+            text += f" x foreignness^{self.foreign_slope:.2f}"
+        if (self.top_slope, self.top_bias) != (1.0, 0.0):
+            text += f", top answer {self.top_slope:.2f} x logit {self.top_bias:+.2f}"
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -367,6 +452,8 @@ class Calibration:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         if "threshold" in known:
             known["threshold"] = sure_floor(float(known["threshold"]))
+        if "families" in known:
+            known["families"] = tuple(int(f) for f in known["families"])
         return cls(**known)
 
 
@@ -395,7 +482,9 @@ def calibrate(
     else:
         temperature, slope = fit_foreign_temperature(proba, foreignness, y)
         floor = max(float(np.min(foreignness)), MIN_FOREIGNNESS)
-    scaled = Calibration(temperature, slope, floor).apply(proba, foreignness)
+    tempered = Calibration(temperature, slope, floor).apply(proba, foreignness)
+    top_slope, top_bias = fit_top_answer(tempered.max(axis=1), tempered.argmax(axis=1) == y)
+    scaled = map_top_answer(tempered, top_slope, top_bias, families or ())
     confidence = scaled.max(axis=1)
     correct = scaled.argmax(axis=1) == y
     threshold = choose_threshold(confidence, correct, target)
@@ -411,6 +500,9 @@ def calibrate(
         temperature=temperature,
         foreign_slope=slope,
         foreign_floor=floor,
+        top_slope=top_slope,
+        top_bias=top_bias,
+        families=tuple(families or ()),
         threshold=threshold,
         fitted_on=fitted_on,
         n=int(len(y)),

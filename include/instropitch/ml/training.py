@@ -952,7 +952,8 @@ def _fit_and_score(
     else:
         cal = Answers(rows.val, predict_proba(model, rows.x[rows.val]))
         calibration = calibrate(cal.proba, rows.y[cal.rows], "validation", families=families)
-    metrics.update({f"calibration.{k}": float(v) for k, v in calibration.to_dict().items() if k != "fitted_on"})
+    numbers = {k: v for k, v in calibration.to_dict().items() if isinstance(v, int | float)}  # not fitted_on, families
+    metrics.update({f"calibration.{k}": float(v) for k, v in numbers.items()})
     return _Fitted(model, metrics, y_pred, calibration, cal, rows.y[cal.rows], reference, ",".join(fits))
 
 

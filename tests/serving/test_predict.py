@@ -182,6 +182,30 @@ def test_a_family_is_sure_when_its_instruments_together_reach_the_family_thresho
     assert ", sure; not sure" in cli._prediction_table([r.to_dict()])
 
 
+def test_the_answers_own_map_reaches_the_shown_confidence_and_models_says_how_it_is_made(predictor, monkeypatch):
+    from instropitch.ml.calibration import Calibration, map_top_answer
+    from instropitch.serving.predictor import calibration_summary
+    from instropitch.tinysol import family_indices
+
+    note = wav_bytes(tone("Fl", 72, amp=0.5, seed=5))
+    model = predictor.instrument_model
+    families = tuple(family_indices(model.class_names))
+    tempered = Calibration(temperature=3.0, threshold=1.0, family_threshold=0.95, fitted_on="heldout_sources")
+    monkeypatch.setattr(model, "calibration", tempered)
+    before = predictor.predict_file(note, name="n.wav", top_k=14)
+    mapped = Calibration(**{**tempered.to_dict(), "top_slope": 0.5, "top_bias": -0.3, "families": families})
+    monkeypatch.setattr(model, "calibration", mapped)
+    after = predictor.predict_file(note, name="n.wav", top_k=14)
+    shown = {e["instrument_abbr"]: e["confidence"] for e in before.top_k["instrument"]}
+    expected = map_top_answer(np.array([[shown[a] for a in model.class_names]]), 0.5, -0.3, families)[0]
+    assert after.instrument == before.instrument  # the map never changes the answer
+    assert after.instrument_confidence == pytest.approx(expected.max(), abs=2e-3) != before.instrument_confidence
+    assert after.instrument_confidence_raw == before.instrument_confidence_raw  # --json keeps the softmax's own
+    summary = calibration_summary(mapped)
+    assert summary["scaling"] == "T = 3.00, top answer 0.50 x logit -0.30" and summary["sure_at"] is None
+    assert summary["family_sure_at"] == 0.95 and summary["fitted_on"] == "heldout_sources"
+
+
 def test_a_model_that_answers_foreignness_softens_the_notes_unlike_its_training(
     predictor, trained_store, tracking, monkeypatch
 ):

@@ -25,6 +25,7 @@ from support.tones import SR, tone, wav_bytes
 
 from instropitch.devstack.http_server import running_app
 from instropitch.devstack.stack import free_port
+from instropitch.serving.predictor import calibration_summary
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -113,6 +114,11 @@ def test_good_upload_predicts_and_shows_spectrograms(predictor):
     assert models["models"]["pitch"]["version"] == "1" and models["models"]["pitch"]["alias"] == "champion"
     assert models["models"]["instrument"]["test_accuracy"] >= 0.9
     assert models["limits"]["max_upload_bytes"] == 20 * 1024 * 1024
+    shown = models["calibration"]["instrument"]  # how the shown confidence is made, and when it is "sure"
+    assert shown == calibration_summary(predictor.models["instrument"].calibration) and shown["scaling"].startswith(
+        "T = "
+    )
+    assert set(models["calibration"]) == {"pitch", "instrument"}
 
 
 def test_bad_uploads_get_json_errors_never_500(predictor):

@@ -124,6 +124,20 @@ class _Model:
         return self.calibration.apply(proba[None, :], f)[0]
 
 
+def calibration_summary(calibration: Calibration) -> dict[str, Any]:
+    """What `/models` says of a model's shown confidence: on what it was fitted, how it scales the softmax, the
+    confidence at which an answer (and the instrument's family) is shown as sure (None: never), and its error."""
+    return {
+        "fitted_on": calibration.fitted_on,
+        "scaling": calibration.describe(),
+        "sure_at": calibration.threshold if 0 < calibration.threshold < 1 else None,
+        "family_sure_at": calibration.family_threshold if 0 < calibration.family_threshold < 1 else None,
+        "candidates_level": calibration.candidate_level or None,
+        "ece": calibration.ece,
+        "notes": calibration.n,
+    }
+
+
 def narrow_band_warning(info: audio.WavInfo, features: FeatureConfig) -> str | None:
     """What to tell a user whose file lacks bands the models read: a phone's, a codec's, a low rate.
 
@@ -453,13 +467,15 @@ class Predictor:
         return {"pitch": self.pitch_model, "instrument": self.instrument_model}
 
     def describe(self) -> dict[str, Any]:
-        """Where the models come from, their versions and test accuracies, the feature digest."""
+        """Where the models come from, their versions and test accuracies, the feature digest, and how each
+        model's shown confidence is made and when it says "sure"."""
         return {
             "source": self.source,
             "location": redact_uri(self.location),
             "models": {role: model.info.to_dict() for role, model in self.models.items()},
             "feature_digest": self.features.digest(),
             "input_shapes": {role: list(model.input_shape) for role, model in self.models.items()},
+            "calibration": {role: calibration_summary(model.calibration) for role, model in self.models.items()},
         }
 
     # --------------------------------------------------------------- predicting

@@ -2,7 +2,7 @@
 
 Predicts labelled sets the models never trained on with the champion models
 (`Predictor.load`: an export or the registry) and reports per set and pooled, for the
-instrument and the pitch answers: accuracy, the expected calibration error (15 bins) of the
+instrument, its family and the pitch answers: accuracy, the expected calibration error (15 bins) of the
 raw softmax and of the calibrated confidence shown to people, how many answers are "sure"
 and how many of those are right. A set is
 
@@ -72,24 +72,31 @@ def ranking(confidence: np.ndarray, correct: np.ndarray) -> float | None:
 
 
 def score(predictions: list, rows: list) -> dict[str, dict]:
-    """Per answer kind: accuracy, ECE of the raw and of the shown confidence, the mean shown confidence and
-    how well it ranks right above wrong answers, the sure share and its accuracy."""
+    """Per answer kind (instrument, its family, pitch): accuracy, ECE of the raw (the family has none) and of the
+    shown confidence, the mean shown confidence and how well it ranks right above wrong answers, the sure share
+    and its accuracy."""
     from instropitch.ml.calibration import answer_ece
+    from instropitch.tinysol import INSTRUMENT_BY_ABBR
 
     report = {}
-    for role, truth, answer in (
-        ("instrument", [r.instrument_abbr for r in rows], lambda p: p.instrument_abbr),
-        ("pitch", [r.pitch_id for r in rows], lambda p: p.midi),
+    for role, truth, answer, raw_field in (
+        ("instrument", [r.instrument_abbr for r in rows], lambda p: p.instrument_abbr, "instrument_confidence_raw"),
+        (
+            "instrument_family",
+            [INSTRUMENT_BY_ABBR[r.instrument_abbr].family for r in rows],
+            lambda p: p.instrument_family,
+            None,
+        ),
+        ("pitch", [r.pitch_id for r in rows], lambda p: p.midi, "pitch_confidence_raw"),
     ):
         ok = [(t, p) for t, p in zip(truth, predictions, strict=True) if p.ok]
         correct = np.array([answer(p) == t for t, p in ok])
         shown = np.array([getattr(p, f"{role}_confidence") for _, p in ok])
-        raw = np.array([getattr(p, f"{role}_confidence_raw") for _, p in ok])
         sure = np.array([bool(getattr(p, f"{role}_sure")) for _, p in ok])
         report[role] = {
             "n": len(ok),
             "accuracy": float(correct.mean()),
-            "ece_raw": answer_ece(raw, correct),
+            "ece_raw": answer_ece(np.array([getattr(p, raw_field) for _, p in ok]), correct) if raw_field else None,
             "ece_shown": answer_ece(shown, correct),
             "shown_mean": float(shown.mean()),
             "shown_auroc": ranking(shown, correct),
@@ -135,8 +142,11 @@ def main() -> int:
         reports["pooled"] = score(pooled, pooled_rows)
     for name, report in reports.items():
         for role, r in report.items():
+            raw = (
+                "  -  " if r["ece_raw"] is None else f"{r['ece_raw']:.3f}"
+            )  # a family answer has no softmax of its own
             print(
-                f"{name:12s} {role:10s} n {r['n']:4d}  accuracy {r['accuracy']:.1%}  ECE raw {r['ece_raw']:.3f} "
+                f"{name:12s} {role:10s} n {r['n']:4d}  accuracy {r['accuracy']:.1%}  ECE raw {raw} "
                 f"shown {r['ece_shown']:.3f} (mean {r['shown_mean']:.2f}, AUROC {r['shown_auroc'] or 0:.2f})  "
                 f"sure {r['sure_share']:.0%} of notes, {r['sure_accuracy'] or 0:.1%} right"
                 + (f"  foreignness median {r['foreignness_median']:.2f}" if "foreignness_median" in r else "")

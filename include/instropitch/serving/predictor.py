@@ -126,15 +126,16 @@ class _Model:
 
 def calibration_summary(calibration: Calibration) -> dict[str, Any]:
     """What `/models` says of a model's shown confidence: on what it was fitted, how it scales the softmax, the
-    confidence at which an answer (and the instrument's family) is shown as sure (None: never), and its error."""
+    confidence at which an answer (and the instrument's family) is shown as sure (None: never), and its error on
+    the notes it was fitted on (flattering: MLflow's `calibration.heldout_ece` is the honest one)."""
     return {
         "fitted_on": calibration.fitted_on,
         "scaling": calibration.describe(),
         "sure_at": calibration.threshold if 0 < calibration.threshold < 1 else None,
         "family_sure_at": calibration.family_threshold if 0 < calibration.family_threshold < 1 else None,
         "candidates_level": calibration.candidate_level or None,
-        "ece": calibration.ece,
-        "notes": calibration.n,
+        "fitted_notes": calibration.n,
+        "fitted_notes_ece": calibration.ece,
     }
 
 

@@ -14,7 +14,11 @@ benchmark reported before session 29: its "ECE" figures of sessions 13-28 are th
 held the right class, and how many there were (`calibration.cross_source_candidates`: each fit's
 candidate floor fitted on the other fits' answers; the product promises 90 %), how many notes would
 be shown as sure and how often rightly (`calibration.cross_source_sure`), and how often the answer is of
-the right family (nearly half of the held-out errors are one bowed string taken for another).
+the right family (nearly half of the held-out errors are one bowed string taken for another). Fits kept since
+session 46 also keep their answers on the test rows of the fonts they trained on: the calibration's
+temperature is then fitted on those too, as the product's is (`calibration.Familiar`), and the report adds
+their ECE with and without them (`familiar_ece`, `familiar_ece_heldout_only`) and the held-out ECE without
+them (`ece_heldout_only`).
 
     .venv/bin/python bench/bench_heldout_seeds.py --snapshot SNAPSHOT.npz --seeds 42,1,2 \\
         --set training.balance=sources_classes --work /tmp/heldout-sc --json /tmp/heldout-sc.json
@@ -101,6 +105,7 @@ def answers_for(
         "recipe": np.str_(recipe),
         "data_digest": np.str_(snapshot.digest),
         **({} if answers.foreignness is None else {"foreignness": answers.foreignness}),
+        **heldout.familiar_arrays(answers.familiar),
     }
     np.savez(path, **kept)
     print(f"seed {spec.training.seed} without {source}: {answers.fit_time_s:.0f} s, load {os.getloadavg()[0]:.1f}")
@@ -132,22 +137,25 @@ def seed_scores(spec: Any, snapshot: Any, work: Path, recipe: str, far: dict[str
     if not groups:
         raise SystemExit("the recipe holds out nothing on this snapshot (one source, 0 epochs, or LOSO off)")
     kept = {group: answers_for(spec, snapshot, group, work, recipe, list(far)) for group in groups}
-    answers = training.per_source(
-        {g: training.Answers(k["rows"], k["proba"], k.get("foreignness")) for g, k in kept.items()}, rows.sources
-    )
+    by_fit = {g: kept_answers(k) for g, k in kept.items()}
+    answers = training.per_source(by_fit, rows.sources)
     far_answers = {name: answers.pop(name) for name in far}
     scores = accuracies(spec, rows, answers)
     everything, sources = training.pooled(answers)
     fits = training.fit_labels(sources, groups)  # each fit's answers calibrated by the other fits'
     y = rows.y[everything.rows]
-    hold, size = calibration.cross_source_candidates(everything.proba, y, fits, foreignness=everything.foreignness)
-    scaled, _, _, _ = calibration.cross_fitted(everything.proba, y, fits, everything.foreignness)
-    sure, sure_right = calibration.cross_source_sure(everything.proba, y, fits, foreignness=everything.foreignness)
+    # the product's calibration: the temperature also on the fits' familiar answers, when they were kept
+    fitted_on = {"foreignness": everything.foreignness, "familiar": training.familiar_answers(by_fit, rows.y)}
+    hold, size = calibration.cross_source_candidates(everything.proba, y, fits, **fitted_on)
+    scaled, _, _, _ = calibration.cross_fitted(everything.proba, y, fits, **fitted_on)
+    sure, sure_right = calibration.cross_source_sure(everything.proba, y, fits, **fitted_on)
     result = {
         **scores,
         "ece_raw": calibration.expected_calibration_error(everything.proba, y),
-        "ece_calibrated": calibration.cross_source_ece(everything.proba, y, fits, foreignness=everything.foreignness),
+        "ece_calibrated": calibration.cross_source_ece(everything.proba, y, fits, **fitted_on),
+        "ece_heldout_only": calibration.cross_source_ece(everything.proba, y, fits, foreignness=everything.foreignness),
         "ece_without_foreignness": calibration.cross_source_ece(everything.proba, y, fits),
+        **familiar_ece(everything.proba, y, fits, **fitted_on),
         "ece_by_fit": {  # where the calibration transfers worst (FreePats' fit, sessions 43-44)
             fit: calibration.expected_calibration_error(scaled[fits == fit], y[fits == fit])
             for fit in sorted(set(fits))
@@ -163,9 +171,7 @@ def seed_scores(spec: Any, snapshot: Any, work: Path, recipe: str, far: dict[str
     if far_answers:
         far_scores = accuracies(spec, rows, far_answers)
         outside, _ = training.pooled(far_answers)
-        fitted = calibration.calibrate(
-            everything.proba, y, calibration.HELDOUT_SOURCES, foreignness=everything.foreignness
-        )
+        fitted = calibration.calibrate(everything.proba, y, calibration.HELDOUT_SOURCES, **fitted_on)
         one = calibration.apply_temperature(outside.proba, calibration.fit_temperature(everything.proba, y))
         result["far"] = far_scores["per_source"]
         result["far_mean"] = far_scores["mean"]
@@ -175,6 +181,38 @@ def seed_scores(spec: Any, snapshot: Any, work: Path, recipe: str, far: dict[str
         result["far_ece_one_temperature"] = calibration.expected_calibration_error(one, rows.y[outside.rows])
         result["far_candidates"] = {name: candidates_on(fitted, a, rows.y[a.rows]) for name, a in far_answers.items()}
     return result
+
+
+def kept_answers(kept: dict[str, np.ndarray]) -> Any:
+    """A kept fit's answers as `training.Answers`, with its familiar answers when kept (since session 46)."""
+    from instropitch.ml.training import Answers
+
+    familiar = None
+    if "familiar_rows" in kept:
+        familiar = Answers(kept["familiar_rows"], kept["familiar_proba"], kept["familiar_foreignness"])
+    return Answers(kept["rows"], kept["proba"], kept.get("foreignness"), familiar)
+
+
+def familiar_ece(proba: np.ndarray, y: np.ndarray, fits: np.ndarray, foreignness: Any, familiar: Any) -> dict:
+    """ECE of each fit's answers on the fonts it trained on (test rows), shown by the calibration fitted on the
+    other fits': fitted with those answers (the product) and without (sessions 29-45). Empty when not kept."""
+    from instropitch.ml import calibration
+
+    if familiar is None or foreignness is None:
+        return {}
+    without = [
+        (fitted, familiar.answered_by(name))
+        for name, _, fitted in calibration.cross_calibrations(proba, y, fits, foreignness)
+    ]
+    shown = [fitted.apply(mine.proba, mine.foreignness) for fitted, mine in without]
+    return {
+        "familiar_accuracy": float(np.mean(familiar.proba.argmax(axis=1) == familiar.y)),
+        "familiar_ece": calibration.cross_familiar_ece(proba, y, fits, familiar, foreignness),
+        "familiar_ece_heldout_only": calibration.answer_ece(
+            np.concatenate([s.max(axis=1) for s in shown]),
+            np.concatenate([s.argmax(axis=1) == mine.y for s, (_, mine) in zip(shown, without, strict=True)]),
+        ),
+    }
 
 
 def family_accuracy(spec: Any, class_names: list[str], predicted: np.ndarray, y: np.ndarray) -> float | None:
@@ -226,6 +264,16 @@ def _mean_over_seeds(by_seed: dict[int, dict[str, Any]], key: str) -> dict[str, 
     return {name: float(np.mean([s[key][name] for s in by_seed.values()])) for name in names}
 
 
+def familiar_line(scores: dict[str, Any]) -> str:
+    """The familiar answers' ECE, with the temperature fitted on them and without (when the fits kept them)."""
+    if "familiar_ece" not in scores:
+        return ""
+    return (
+        f"; familiar notes ECE {scores['familiar_ece']:.3f} (held-out answers only:"
+        f" {scores['familiar_ece_heldout_only']:.3f}, held-out ECE then {scores['ece_heldout_only']:.3f})"
+    )
+
+
 def summary(by_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
     """Over the seeds: each source's mean accuracy, their mean, the worst source, and each seed's mean
     (and the same of the far sources, with --far)."""
@@ -237,6 +285,11 @@ def summary(by_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
         "seed_means": {seed: s["mean"] for seed, s in by_seed.items()},
         "ece_calibrated": float(np.mean([s["ece_calibrated"] for s in by_seed.values()])),
         "ece_without_foreignness": float(np.mean([s["ece_without_foreignness"] for s in by_seed.values()])),
+        **{
+            key: float(np.mean([s[key] for s in by_seed.values()]))
+            for key in ("ece_heldout_only", "familiar_ece", "familiar_ece_heldout_only")
+            if all(key in s for s in by_seed.values())
+        },
         "candidates_hold": float(np.mean([s["candidates_hold"] for s in by_seed.values()])),
         "sure": float(np.mean([s.get("sure", 0.0) for s in by_seed.values()])),
         "family_accuracy": (
@@ -332,7 +385,8 @@ def main() -> int:
                 f"; the right family {100 * scores['family_accuracy']:.1f} %"
                 if scores["family_accuracy"] is not None
                 else ""
-            ),
+            )
+            + familiar_line(scores),
         )
     total = summary(by_seed)
     cells = ", ".join(f"{name} {100 * acc:.1f}" for name, acc in total["per_source"].items())
@@ -340,7 +394,10 @@ def main() -> int:
     print(
         f"  mean {100 * total['mean']:.1f} %, worst source {100 * total['worst']:.1f} %,"
         f" ECE {total['ece_calibrated']:.3f} (without foreignness {total['ece_without_foreignness']:.3f});"
-        f" {time.perf_counter() - started:.0f} s, load {os.getloadavg()}" + candidates_line(total) + far_line(total)
+        f" {time.perf_counter() - started:.0f} s, load {os.getloadavg()}"
+        + candidates_line(total)
+        + far_line(total)
+        + familiar_line(total)
     )
     if args.json:
         report = {

@@ -11,11 +11,14 @@ from instropitch.ml.calibration import (
     MIN_FOREIGNNESS,
     TARGET_ACCURACY,
     Calibration,
+    Familiar,
     apply_temperature,
     calibrate,
     candidate_floor,
     candidate_mask,
     choose_threshold,
+    cross_familiar_ece,
+    cross_fitted,
     cross_source_candidates,
     cross_source_ece,
     cross_source_family_sure,
@@ -216,6 +219,42 @@ def test_cross_source_ece_fits_the_foreign_temperature_on_the_other_sources():
     proba, y, f = foreign_mix(seed=3)
     groups = np.where(np.arange(len(y)) % 2 == 0, "a", "b")
     assert cross_source_ece(proba, y, groups, foreignness=f) < cross_source_ece(proba, y, groups) - 0.01
+
+
+def test_familiar_answers_teach_the_temperature_what_a_known_font_needs():
+    """Held-out answers are all foreign (4x too sharp): fitted on them alone, the temperature has no notes near
+    foreignness 1 and softens a familiar note (right as it is) as much; the familiar answers mend that."""
+    proba, y, f = foreign_mix(seed=4)
+    known, unheard = f < 2, f > 2
+    alone = calibrate(proba[unheard], y[unheard], HELDOUT_SOURCES, foreignness=f[unheard])
+    familiar = Familiar(proba[known], y[known], f[known])
+    both = calibrate(proba[unheard], y[unheard], HELDOUT_SOURCES, foreignness=f[unheard], familiar=familiar)
+    assert (alone.familiar_n, both.familiar_n, both.n) == (0, int(known.sum()), int(unheard.sum()))
+    assert both.foreign_floor == pytest.approx(f[known].min())  # the least foreign note it was fitted on
+
+    def shown_ece(cal: Calibration, mask: np.ndarray) -> float:
+        return expected_calibration_error(cal.apply(proba[mask], f[mask]), y[mask])
+
+    assert shown_ece(both, known) < 0.04 < 0.1 < shown_ece(alone, known)
+    assert shown_ece(both, unheard) < 0.05
+    assert Calibration.from_dict(both.to_dict()) == both and Calibration.from_dict({"temperature": 2}).familiar_n == 0
+    # without foreignness there is nothing for familiar answers to teach: one temperature, on held-out answers
+    assert calibrate(proba[unheard], y[unheard], HELDOUT_SOURCES, familiar=familiar).familiar_n == 0
+
+
+def test_each_fit_is_scored_by_a_calibration_fitted_on_the_other_fits_familiar_answers_only():
+    proba, y, f = foreign_mix(seed=6)
+    fits = np.where(np.arange(len(y)) % 2 == 0, "a", "b")
+    unheard, known = f > 2, f < 2
+    familiar = Familiar(proba[known], y[known], f[known], fits[known])
+    spoilt = familiar._replace(y=np.where(familiar.groups == "a", (familiar.y + 1) % 6, familiar.y))  # a's wrong
+    args = (proba[unheard], y[unheard], fits[unheard])
+    good, bad = (cross_fitted(*args, f[unheard], familiar=k)[0] for k in (familiar, spoilt))
+    in_a = fits[unheard] == "a"
+    np.testing.assert_allclose(good[in_a], bad[in_a])  # fit a's answers: calibrated on b's familiar answers
+    assert not np.allclose(good[~in_a], bad[~in_a])  # fit b's: on a's
+    assert cross_familiar_ece(*args, familiar, foreignness=f[unheard]) < 0.05
+    assert cross_source_ece(*args, foreignness=f[unheard], familiar=familiar) < 0.05
 
 
 def test_the_candidate_floor_is_the_conformal_quantile_of_the_right_classes_probability():

@@ -439,12 +439,13 @@ def test_with_more_sources_than_heldout_groups_each_fit_holds_out_a_group_and_ev
 
     training.fit_without_source = counted
     try:
-        answers = training.heldout_source_probabilities(spec, x, y, sources, np.arange(len(y)), len(values), epochs=2)
+        by_fit = training.heldout_source_probabilities(spec, x, y, sources, np.arange(len(y)), len(values), epochs=2)
     finally:
         training.fit_without_source = real_fit
-    assert fits == ["mirror0+plain0", "mirror1+plain1"]
+    assert fits == ["mirror0+plain0", "mirror1+plain1"] == sorted(by_fit)
+    answers = training.per_source(by_fit, sources)
     assert sorted(answers) == ["mirror0", "mirror1", "plain0", "plain1"]
-    for name, (rows, proba, foreign) in answers.items():  # each source's own rows, answered by the fit blind to it
+    for name, (rows, proba, foreign, _) in answers.items():  # each source's own rows, answered by the fit blind to it
         assert np.array_equal(rows, np.flatnonzero(sources == name)) and proba.shape == (24, len(values))
         assert foreign.shape == (24,) and np.all(foreign >= 0)  # to the fit that answered
     with pytest.raises(SpecError, match="heldout_groups"):
@@ -593,7 +594,7 @@ def test_heldout_fits_run_apart_log_what_fitting_in_process_logs(heldout_story, 
 
     from instropitch.ml import heldout, registry
     from instropitch.ml.tracking import PORTABLE_PATH
-    from instropitch.ml.training import train_and_log
+    from instropitch.ml.training import Answers, model_rows, train_and_log
     from instropitch.serving.portable import OnnxModel
 
     snap, spec = heldout_story["snap"], parse_spec(TINY)
@@ -632,7 +633,23 @@ def test_heldout_fits_run_apart_log_what_fitting_in_process_logs(heldout_story, 
             heldout.load_answers(parent, spec, ["other"], snap)
         with pytest.raises(ValueError, match="answers snapshot"):  # never another snapshot's answers
             heldout.load_answers(parent, spec, ["plain"], dataclasses.replace(snap, digest="another"))
+        plain = gathered["plain"]
+        own = Answers(plain.rows, plain.proba, plain.foreignness)  # its held-out rows passed off as familiar
+        heldout.log_answers(dataclasses.replace(plain, familiar=own), parent)
+        with pytest.raises(ValueError, match="plain.npz: its familiar answers are not on rows of the sources"):
+            heldout.load_answers(parent, spec, ["plain"], snap)
+        heldout.log_answers(dataclasses.replace(plain, familiar=None), parent)  # as a file from before them
+        assert heldout.load_answers(parent, spec, ["plain"], snap)["plain"].familiar is None
     assert [c.info.run_id for c in children] == [result.run_id]  # the fits add no run of their own
+    # each fit also answered the test rows of the source it trained on; the temperature was fitted on them too
+    rows = model_rows(spec, snap)
+    for source, other in (("mirror", "plain"), ("plain", "mirror")):
+        familiar = gathered[source].familiar
+        assert np.array_equal(familiar.rows, np.sort(rows.test[rows.sources[rows.test] == other]))
+        assert familiar.proba.shape == (len(familiar.rows), gathered[source].proba.shape[1])
+        assert familiar.foreignness.shape == familiar.rows.shape
+    assert run.data.metrics["calibration.familiar_n"] == sum(len(a.familiar.rows) for a in gathered.values())
+    assert 0.0 <= run.data.metrics["calibration.familiar_ece"] <= 1.0
     in_process = heldout_story["metrics"]
     for summary in summaries:
         key = f"source.{summary['source']}.heldout_accuracy"

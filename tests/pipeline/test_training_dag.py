@@ -116,6 +116,7 @@ def test_training_after_etl_logs_registers_and_promotes(
         assert metrics["heldout_accuracy"] == pytest.approx(sum(held_out) / 2)
         assert metrics["heldout_training_time_s"] > 0
         assert run.data.tags["calibration.fitted_on"] == "heldout_sources"
+        assert metrics["calibration.familiar_n"] > 0  # the fits' answers on the test rows of what they trained on
         version = client.get_model_version(run.data.tags["registered_model"], run.data.tags["registered_version"])
         assert version.tags["heldout_sources"] == "TinySOL,copy"
         assert float(version.tags["heldout_accuracy"]) == pytest.approx(metrics["heldout_accuracy"], abs=1e-6)

@@ -204,6 +204,7 @@ def test_the_answers_own_map_reaches_the_shown_confidence_and_models_says_how_it
     summary = calibration_summary(mapped)
     assert summary["scaling"] == "T = 3.00, top answer 0.50 x logit -0.30" and summary["sure_at"] is None
     assert summary["family_sure_at"] == 0.95 and summary["fitted_on"] == "heldout_sources"
+    assert summary["familiar_notes"] == 0 and calibration_summary(Calibration(familiar_n=7))["familiar_notes"] == 7
 
 
 def test_a_model_that_answers_foreignness_softens_the_notes_unlike_its_training(

@@ -17,8 +17,9 @@ it without TensorFlow.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -39,6 +40,30 @@ CANDIDATE_LEVEL = 0.9
 """The candidates shown with a "not sure" answer should hold the right one this often (on the calibration notes)."""
 HELDOUT_SOURCES = "heldout_sources"
 """`Calibration.fitted_on` for answers of fits that never heard the notes' source."""
+
+
+class Familiar(NamedTuple):
+    """What the held-out fits answered on notes of the sources they did train on (test rows: never fitted on),
+    with each note's foreignness and the fit (`groups`: its held-out label) that answered it.
+
+    The temperature is fitted on these beside the held-out answers: fitted on unheard notes alone it also
+    softens the notes of a font the model knows (shown at ~0.77 while 95 % right, bench/RESULTS.md), and the
+    foreignness it grows with cannot tell the two apart unless it sees both. The answer's own map and the
+    "sure" thresholds stay on held-out answers: they are what a user's recording is like.
+    """
+
+    proba: np.ndarray
+    y: np.ndarray
+    foreignness: np.ndarray
+    groups: np.ndarray | None = None
+
+    def of(self, mask: np.ndarray) -> Familiar:
+        return Familiar(*(None if a is None else np.asarray(a)[mask] for a in self))
+
+    def answered_by(self, group: str, others: bool = False) -> Familiar:
+        """The answers of the fit `group` (or, with `others`, of every other fit)."""
+        groups = np.asarray(self.groups if self.groups is not None else [None] * len(self.y))
+        return self.of((groups != group) if others else (groups == group))
 
 
 def apply_temperature(proba: np.ndarray, temperature: float | np.ndarray) -> np.ndarray:
@@ -305,21 +330,45 @@ def cross_source_ece(
     groups: np.ndarray,
     bins: int = ECE_BINS,
     foreignness: np.ndarray | None = None,
+    familiar: Familiar | None = None,
 ) -> float:
     """ECE on each group with the calibration fitted on the others, pooled: the calibration's own honest error.
 
     Fitting and scoring on the same answers would flatter it; with one group it falls back to that.
     """
-    scaled, _, _, _ = cross_fitted(proba, y, groups, foreignness)
+    scaled, _, _, _ = cross_fitted(proba, y, groups, foreignness, familiar=familiar)
     return expected_calibration_error(scaled, y, bins)
 
 
+def cross_familiar_ece(
+    proba: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    familiar: Familiar,
+    foreignness: np.ndarray | None = None,
+    bins: int = ECE_BINS,
+) -> float:
+    """`cross_source_ece` on the familiar answers: each fit's, shown by the calibration fitted on the other fits'
+    answers. How a note of a font the model trained on is shown (too unsure, when fitted on unheard notes only)."""
+    confidence, correct = [], []
+    for name, _, fitted in cross_calibrations(proba, y, groups, foreignness, familiar=familiar):
+        mine = familiar.answered_by(name)
+        shown = fitted.apply(mine.proba, mine.foreignness)
+        confidence.append(shown.max(axis=1))
+        correct.append(shown.argmax(axis=1) == mine.y)
+    return answer_ece(np.concatenate(confidence), np.concatenate(correct), bins)
+
+
 def cross_source_candidates(
-    proba: np.ndarray, y: np.ndarray, groups: np.ndarray, foreignness: np.ndarray | None = None
+    proba: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    foreignness: np.ndarray | None = None,
+    familiar: Familiar | None = None,
 ) -> tuple[float, float]:
     """(how often the candidates held the right class, how many there were on average), each group's
     candidates chosen by the calibration fitted on the others: the honest figure of `CANDIDATE_LEVEL`."""
-    scaled, floors, _, _ = cross_fitted(proba, y, groups, foreignness)
+    scaled, floors, _, _ = cross_fitted(proba, y, groups, foreignness, familiar=familiar)
     return candidates_held(scaled, y, floors[:, None])
 
 
@@ -330,10 +379,15 @@ def family_proba(proba: np.ndarray, families: list[int]) -> np.ndarray:
 
 
 def cross_source_family_sure(
-    proba: np.ndarray, y: np.ndarray, groups: np.ndarray, families: list[int], foreignness: np.ndarray | None = None
+    proba: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    families: list[int],
+    foreignness: np.ndarray | None = None,
+    familiar: Familiar | None = None,
 ) -> tuple[float, float]:
     """`cross_source_sure` of the family answer: (share of notes whose family is shown as sure, how often rightly)."""
-    scaled, _, _, thresholds = cross_fitted(proba, y, groups, foreignness, families)
+    scaled, _, _, thresholds = cross_fitted(proba, y, groups, foreignness, families, familiar)
     by_family = family_proba(scaled, families)
     sure = by_family.max(axis=1) >= thresholds
     right = by_family.argmax(axis=1) == np.asarray(families)[np.asarray(y)]
@@ -341,14 +395,46 @@ def cross_source_family_sure(
 
 
 def cross_source_sure(
-    proba: np.ndarray, y: np.ndarray, groups: np.ndarray, foreignness: np.ndarray | None = None
+    proba: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    foreignness: np.ndarray | None = None,
+    familiar: Familiar | None = None,
 ) -> tuple[float, float]:
     """(share of notes answered as sure, how often those were right), each group's threshold fitted on the
     other groups' answers: the honest figure of `TARGET_ACCURACY` (0.0 right when none is sure)."""
-    scaled, _, thresholds, _ = cross_fitted(proba, y, groups, foreignness)
+    scaled, _, thresholds, _ = cross_fitted(proba, y, groups, foreignness, familiar=familiar)
     sure = scaled.max(axis=1) >= thresholds
     right = scaled.argmax(axis=1) == np.asarray(y)
     return float(sure.mean()), float(right[sure].mean()) if sure.any() else 0.0
+
+
+def cross_calibrations(
+    proba: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    foreignness: np.ndarray | None = None,
+    families: list[int] | None = None,
+    familiar: Familiar | None = None,
+) -> Iterator[tuple[str, np.ndarray, Calibration]]:
+    """(group, its rows, the calibration fitted on the other groups' answers) for each group (with one group,
+    on its own answers). `familiar` answers come along by the fit that gave them: the other fits' only."""
+    groups = np.asarray(groups)
+    names = sorted(set(groups.tolist()))
+    f = None if foreignness is None else np.asarray(foreignness, dtype=np.float64)
+    for name in names:
+        mine = groups == name
+        fit = ~mine if len(names) > 1 else mine
+        known = None if familiar is None else familiar.answered_by(name, others=len(names) > 1)
+        fitted = calibrate(
+            proba[fit],
+            y[fit],
+            HELDOUT_SOURCES,
+            foreignness=None if f is None else f[fit],
+            families=families,
+            familiar=known,
+        )
+        yield name, mine, fitted
 
 
 def cross_fitted(
@@ -357,20 +443,14 @@ def cross_fitted(
     groups: np.ndarray,
     foreignness: np.ndarray | None = None,
     families: list[int] | None = None,
+    familiar: Familiar | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Each group's answers calibrated by what was fitted on the other groups' (with one group, on its own):
+    """Each group's answers calibrated by what was fitted on the other groups' (`cross_calibrations`):
     the scaled probabilities, and each row's candidate floor, "not sure" threshold and family threshold."""
-    groups = np.asarray(groups)
-    names = sorted(set(groups.tolist()))
     f = None if foreignness is None else np.asarray(foreignness, dtype=np.float64)
     scaled = np.empty_like(np.asarray(proba, dtype=np.float64))
     floors, thresholds, family_thresholds = np.zeros(len(scaled)), np.zeros(len(scaled)), np.zeros(len(scaled))
-    for name in names:
-        mine = groups == name
-        fit = ~mine if len(names) > 1 else mine
-        fitted = calibrate(
-            proba[fit], y[fit], HELDOUT_SOURCES, foreignness=None if f is None else f[fit], families=families
-        )
+    for _, mine, fitted in cross_calibrations(proba, y, groups, foreignness, families, familiar):
         scaled[mine] = fitted.apply(proba[mine], None if f is None else f[mine])
         floors[mine], thresholds[mine] = fitted.candidate_floor, fitted.threshold
         family_thresholds[mine] = fitted.family_threshold
@@ -416,6 +496,9 @@ class Calibration:
     family_threshold: float = 0.0
     """The family answer (the calibrated probabilities summed by family, `family_proba`) is shown as sure at or
     above it (0: never; versions fitted before it, or a label without families)."""
+    familiar_n: int = 0
+    """Answers on notes of fonts the fits trained on that the temperature was fitted on beside the `n` (`Familiar`;
+    0: held-out answers only, as every version calibrated before it)."""
 
     def temperatures(self, n: int, foreignness: np.ndarray | None = None) -> float | np.ndarray:
         """The temperature of each of `n` notes: one for all, unless the slope and their foreignness say more."""
@@ -464,24 +547,34 @@ def calibrate(
     target: float = TARGET_ACCURACY,
     foreignness: np.ndarray | None = None,
     families: list[int] | None = None,
+    familiar: Familiar | None = None,
 ) -> Calibration:
     """Fit the temperature, the "not sure" threshold and the candidates' floor on predictions for notes
     the model never saw.
 
     With `foreignness` (of each note, to the model that answered it) the temperature grows
-    with it (`fit_foreign_temperature`); the answers should then hold familiar notes too. With
-    `families` (each class's family) the family answer gets a "not sure" threshold of its own, chosen
-    the same way: on unheard sources a bowed string is often taken for another, rarely for a trumpet.
+    with it (`fit_foreign_temperature`), fitted on the `familiar` answers too when given (notes of
+    sources the fits trained on: `Familiar`); everything after the temperature is fitted on the
+    unheard notes alone. With `families` (each class's family) the family answer gets a "not sure"
+    threshold of its own, chosen the same way: on unheard sources a bowed string is often taken for
+    another, rarely for a trumpet.
     """
     y = np.asarray(y)
     if len(y) == 0:
         return Calibration()
-    floor = MIN_FOREIGNNESS
+    floor, familiar_n = MIN_FOREIGNNESS, 0
     if foreignness is None:
         temperature, slope = fit_temperature(proba, y), 0.0
     else:
-        temperature, slope = fit_foreign_temperature(proba, foreignness, y)
-        floor = max(float(np.min(foreignness)), MIN_FOREIGNNESS)
+        if familiar is not None and len(familiar.y):
+            familiar_n = len(familiar.y)
+            proba_t = np.concatenate([np.asarray(proba, dtype=np.float64), familiar.proba])
+            foreignness_t = np.concatenate([np.asarray(foreignness, dtype=np.float64), familiar.foreignness])
+            temperature, slope = fit_foreign_temperature(proba_t, foreignness_t, np.concatenate([y, familiar.y]))
+        else:
+            foreignness_t = np.asarray(foreignness, dtype=np.float64)
+            temperature, slope = fit_foreign_temperature(proba, foreignness, y)
+        floor = max(float(np.min(foreignness_t)), MIN_FOREIGNNESS)
     tempered = Calibration(temperature, slope, floor).apply(proba, foreignness)
     top_slope, top_bias = fit_top_answer(tempered.max(axis=1), tempered.argmax(axis=1) == y)
     scaled = map_top_answer(tempered, top_slope, top_bias, families or ())
@@ -514,6 +607,7 @@ def calibrate(
         candidate_level=CANDIDATE_LEVEL if least > 0 else 0.0,
         candidate_size=size if least > 0 else 0.0,
         family_threshold=family_threshold,
+        familiar_n=familiar_n,
     )
 
 

@@ -4,7 +4,9 @@ The training DAG maps them as tasks, so that workers share them, instead of each
 task running S fits one after another. A fit's answers (class probabilities, true labels and
 foreignness of every row of the source it never saw) go to `heldout/<model>/<source>.npz`, an artifact
 of the pipeline's parent run, next to the snapshot; the model's `train` task reads them back
-to score each source and to fit the calibration on the pooled answers.
+to score each source and to fit the calibration on the pooled answers. Beside them go the fit's
+answers on the test rows of the sources it trained on (`familiar_*`): the calibration's temperature
+is fitted on those too (`calibration.Familiar`).
 
 An artifact rather than XCom: the answers grow as rows x classes (a 2,913-note source x 89
 pitch classes is 2 MB of float64, several times that as JSON), and XCom travels through
@@ -46,10 +48,11 @@ class HeldoutAnswers:
     data_digest: str  # the snapshot's: answers from another snapshot must never mix in
     fit_time_s: float
     foreignness: np.ndarray | None = None  # per row, to the fit (`ml.foreignness`); None in older files
+    familiar: Answers | None = None  # on the test rows of the sources it trained on; None in older files
 
     def answers(self) -> Answers:
         """As `ml.training` takes them."""
-        return Answers(self.rows, self.proba, self.foreignness)
+        return Answers(self.rows, self.proba, self.foreignness, self.familiar)
 
     def summary(self) -> dict[str, Any]:
         """Small and JSON-able (XCom): the score, not the answers."""
@@ -104,6 +107,7 @@ def fit(
         snapshot.digest,
         elapsed,
         answers.foreignness,
+        answers.familiar,
     )
 
 
@@ -124,9 +128,36 @@ def log_answers(answers: HeldoutAnswers, run_id: str) -> str:
                 data_digest=np.str_(answers.data_digest),
                 fit_time_s=np.float64(answers.fit_time_s),
                 **({} if answers.foreignness is None else {"foreignness": answers.foreignness}),
+                **familiar_arrays(answers.familiar),
             )
         mlflow.MlflowClient().log_artifact(run_id, str(local), artifact_path=folder)
     return path
+
+
+def familiar_arrays(familiar: Answers | None) -> dict[str, np.ndarray]:
+    """A fit's familiar answers as the arrays its stored file holds (none without them or their foreignness)."""
+    if familiar is None or familiar.foreignness is None:
+        return {}
+    return {
+        "familiar_rows": familiar.rows,
+        "familiar_proba": familiar.proba,
+        "familiar_foreignness": familiar.foreignness,
+    }
+
+
+def _read_familiar(data: Any, path: str, held_out: np.ndarray, n_rows: int, n_classes: int) -> Answers | None:
+    """The familiar answers of a stored file (None in files written before them), checked: rows of this snapshot
+    outside the held-out ones, one probability row and one foreignness per row."""
+    if "familiar_rows" not in data.files:
+        return None
+    familiar = Answers(data["familiar_rows"], data["familiar_proba"], data["familiar_foreignness"])
+    rows = familiar.rows
+    outside = len(rows) > 0 and (rows.min() < 0 or rows.max() >= n_rows)
+    if outside or np.isin(rows, held_out).any() or familiar.proba.shape != (len(rows), n_classes):
+        raise ValueError(f"{path}: its familiar answers are not on rows of the sources its fit trained on")
+    if len(familiar.foreignness) != len(rows):
+        raise ValueError(f"{path} holds {len(familiar.foreignness)} familiar foreignness values for {len(rows)} rows")
+    return familiar
 
 
 def load_answers(run_id: str, spec: ModelSpec, sources: list[str], snapshot: Snapshot) -> dict[str, HeldoutAnswers]:
@@ -146,6 +177,7 @@ def load_answers(run_id: str, spec: ModelSpec, sources: list[str], snapshot: Sna
                 local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=tmp)
             except Exception as exc:  # MLflow raises several types for a missing artifact
                 raise ValueError(f"no held-out answers {path} in run {run_id}: did fit_heldout run?") from exc
+            expected = np.flatnonzero(np.isin(np.asarray(snapshot.source).astype(str), held_out_members(source)))
             with np.load(local) as data:
                 answers = HeldoutAnswers(
                     spec.name,
@@ -156,10 +188,10 @@ def load_answers(run_id: str, spec: ModelSpec, sources: list[str], snapshot: Sna
                     str(data["data_digest"]),
                     float(data["fit_time_s"]),
                     data["foreignness"] if "foreignness" in data.files else None,
+                    _read_familiar(data, path, expected, len(y), data["proba"].shape[1]),
                 )
             if answers.data_digest != snapshot.digest:
                 raise ValueError(f"{path} answers snapshot {answers.data_digest}, not {snapshot.digest}")
-            expected = np.flatnonzero(np.isin(np.asarray(snapshot.source).astype(str), held_out_members(source)))
             if not np.array_equal(answers.rows, expected) or len(answers.proba) != len(expected):
                 raise ValueError(f"{path} does not cover the rows of source {source!r} in this snapshot")
             if answers.foreignness is not None and len(answers.foreignness) != len(expected):

@@ -27,7 +27,9 @@ import numpy as np
 from instropitch.ml.calibration import (
     HELDOUT_SOURCES,
     Calibration,
+    Familiar,
     calibrate,
+    cross_familiar_ece,
     cross_source_candidates,
     cross_source_ece,
     cross_source_family_sure,
@@ -496,13 +498,17 @@ def fit_labels(sources: np.ndarray, fits: Iterable[str]) -> np.ndarray:
 
 class Answers(NamedTuple):
     """What a model answered on some rows of the snapshot: the rows, their class probabilities
-    and, for models fitted with a foreignness reference (`ml.foreignness`), each row's foreignness."""
+    and, for models fitted with a foreignness reference (`ml.foreignness`), each row's foreignness.
+    A held-out fit's answers also carry what it answered on the test rows of the sources it trained on
+    (`familiar`: `calibration.Familiar`)."""
 
     rows: np.ndarray
     proba: np.ndarray
     foreignness: np.ndarray | None = None
+    familiar: Answers | None = None
 
     def subset(self, mask: np.ndarray) -> Answers:
+        """These rows' answers (without `familiar`: they belong to the fit, not to some of its rows)."""
         return Answers(self.rows[mask], self.proba[mask], None if self.foreignness is None else self.foreignness[mask])
 
 
@@ -515,6 +521,20 @@ def per_source(answers: dict[str, Answers], sources: np.ndarray) -> dict[str, An
         for name in held_out_members(held_out):
             out[name] = answer.subset(np.asarray(sources)[answer.rows].astype(str) == name)
     return dict(sorted(out.items()))
+
+
+def familiar_answers(answers: dict[str, Answers], y: np.ndarray) -> Familiar | None:
+    """The familiar answers of every fit in `answers` (keyed by held-out label), each labelled with its fit; None
+    unless every fit brings them with their foreignness (fits stored before them bring none)."""
+    parts = {label: a.familiar for label, a in answers.items()}
+    if not parts or any(f is None or f.foreignness is None for f in parts.values()):
+        return None
+    return Familiar(
+        np.concatenate([f.proba for f in parts.values()]),
+        np.asarray(y)[np.concatenate([f.rows for f in parts.values()])],
+        np.concatenate([f.foreignness for f in parts.values()]),
+        np.concatenate([[label] * len(f.rows) for label, f in parts.items()]),
+    )
 
 
 def pooled(answers: dict[str, Answers]) -> tuple[Answers, np.ndarray]:
@@ -544,7 +564,8 @@ def fit_without_source(
     instruments: np.ndarray | None = None,
 ) -> Answers:
     """Fit on the training rows of every source but `held_out` (one, or a group: `held_out_members`);
-    its answers on every row of `held_out`, with their foreignness to this fit.
+    its answers on every row of `held_out`, with their foreignness to this fit, and on the test rows of the
+    sources it trained on (`Answers.familiar`).
 
     No row of a held-out source (train or test part) is seen in fitting or early stopping,
     nor a row another source plays from samples it shares with the held-out one
@@ -576,7 +597,14 @@ def fit_without_source(
     target = np.flatnonzero(np.isin(sources, members))
     reference = fitted_reference(model, x[fit_rows], y[fit_rows], x[val_rows])
     proba, embeddings = embed(model, x[target])
-    return Answers(target, proba, reference.distance(embeddings))
+    tested = np.ones(len(y), dtype=bool)
+    tested[train_rows] = False
+    known = np.flatnonzero(heard & tested)  # notes of fonts it learnt, never fitted on
+    familiar = None
+    if len(known):
+        known_proba, known_embeddings = embed(model, x[known])
+        familiar = Answers(known, known_proba, reference.distance(known_embeddings))
+    return Answers(target, proba, reference.distance(embeddings), familiar)
 
 
 def shared_sample_rows(
@@ -615,7 +643,8 @@ def heldout_source_probabilities(
     """`fit_without_source` for each source (or group: `heldout_sources`) in turn, in this process
     (the DAG maps them as tasks instead).
 
-    Returns {source: its `Answers`}; empty with fewer than 2 sources.
+    Returns {held-out label: its fit's `Answers`} (`per_source` splits them by source); empty with fewer than
+    2 sources.
     """
     answers = {
         held_out: fit_without_source(
@@ -633,7 +662,7 @@ def heldout_source_probabilities(
         )
         for held_out in heldout_sources(spec, sources.tolist(), max(epochs, 1), override=True)
     }
-    return per_source(answers, sources)
+    return answers
 
 
 def leave_one_source_out(spec: ModelSpec, *data: Any, epochs: int) -> dict[str, dict[str, float]]:
@@ -642,7 +671,7 @@ def leave_one_source_out(spec: ModelSpec, *data: Any, epochs: int) -> dict[str, 
     `data` is (x, y, sources, train_rows, n_classes), as that function takes them.
     """
     predicted = heldout_source_probabilities(spec, *data, epochs=epochs)
-    return _heldout_scores(spec, data[1], predicted)
+    return _heldout_scores(spec, data[1], per_source(predicted, data[2]))
 
 
 def _heldout_scores(spec: ModelSpec, y: np.ndarray, predicted: dict[str, Answers]) -> dict[str, dict[str, float]]:
@@ -898,7 +927,8 @@ def _fit_and_score(
         heldout_time = time.perf_counter() - started
     else:
         fits = sorted(predicted)  # by held-out label: a quick run may bring one fit of the recipe's several
-    predicted = per_source(predicted, rows.sources)  # the DAG's answers come by held-out label, maybe a group
+    familiar = familiar_answers(predicted, rows.y)
+    predicted = per_source(predicted, rows.sources)  # the answers come by held-out label, maybe a group
     heldout = _heldout_scores(spec, rows.y, predicted)
 
     started = time.perf_counter()
@@ -936,17 +966,20 @@ def _fit_and_score(
     if predicted:
         cal, cal_groups = pooled(predicted)
         cal_y = rows.y[cal.rows]
-        calibration = calibrate(cal.proba, cal_y, HELDOUT_SOURCES, foreignness=cal.foreignness, families=families)
+        fitted_on = {"foreignness": cal.foreignness, "familiar": familiar}
+        calibration = calibrate(cal.proba, cal_y, HELDOUT_SOURCES, families=families, **fitted_on)
         by_fit = fit_labels(cal_groups, fits)
-        metrics["calibration.heldout_ece"] = cross_source_ece(cal.proba, cal_y, by_fit, foreignness=cal.foreignness)
-        hold, size = cross_source_candidates(cal.proba, cal_y, by_fit, foreignness=cal.foreignness)
+        metrics["calibration.heldout_ece"] = cross_source_ece(cal.proba, cal_y, by_fit, **fitted_on)
+        hold, size = cross_source_candidates(cal.proba, cal_y, by_fit, **fitted_on)
         metrics["calibration.heldout_candidates_hold"], metrics["calibration.heldout_candidates"] = hold, size
-        sure, right = cross_source_sure(cal.proba, cal_y, by_fit, foreignness=cal.foreignness)
+        sure, right = cross_source_sure(cal.proba, cal_y, by_fit, **fitted_on)
         metrics["calibration.heldout_sure"], metrics["calibration.heldout_sure_accuracy"] = sure, right
         if families is not None:
-            sure, right = cross_source_family_sure(cal.proba, cal_y, by_fit, families, foreignness=cal.foreignness)
+            sure, right = cross_source_family_sure(cal.proba, cal_y, by_fit, families, **fitted_on)
             metrics["calibration.heldout_family_sure"] = sure
             metrics["calibration.heldout_family_sure_accuracy"] = right
+        if familiar is not None and cal.foreignness is not None:  # how a note of a font it learnt is shown
+            metrics["calibration.familiar_ece"] = cross_familiar_ece(cal.proba, cal_y, by_fit, **fitted_on)
         if cal.foreignness is not None:  # the champion answers its own foreignness, the calibration reads it
             reference = fitted_reference(model, rows.x[rows.fit], rows.y[rows.fit], rows.x[rows.val])
     else:

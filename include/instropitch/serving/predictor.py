@@ -127,7 +127,8 @@ class _Model:
 def calibration_summary(calibration: Calibration) -> dict[str, Any]:
     """What `/models` says of a model's shown confidence: on what it was fitted, how it scales the softmax, the
     confidence at which an answer (and the instrument's family) is shown as sure (None: never), and its error on
-    the notes it was fitted on (flattering: MLflow's `calibration.heldout_ece` is the honest one)."""
+    the notes it was fitted on (flattering: MLflow's `calibration.heldout_ece` is the honest one); `familiar_notes`:
+    answers on notes of fonts the fits trained on that its temperature was also fitted on (0: none)."""
     return {
         "fitted_on": calibration.fitted_on,
         "scaling": calibration.describe(),
@@ -136,6 +137,7 @@ def calibration_summary(calibration: Calibration) -> dict[str, Any]:
         "candidates_level": calibration.candidate_level or None,
         "fitted_notes": calibration.n,
         "fitted_notes_ece": calibration.ece,
+        "familiar_notes": calibration.familiar_n,
     }
 
 

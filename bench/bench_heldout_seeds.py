@@ -127,6 +127,7 @@ def seed_scores(spec: Any, snapshot: Any, work: Path, recipe: str, far: dict[str
     """Per source: held-out accuracy; with their mean, worst, and cross-source calibrated ECE;
     and the same for the `far` sources, scored by the fit blind to their font."""
     from instropitch.ml import calibration, training
+    from instropitch.tinysol import family_indices
 
     rows = training.model_rows(spec, snapshot)
     missing = sorted(set(far) - set(rows.source_names))
@@ -145,7 +146,11 @@ def seed_scores(spec: Any, snapshot: Any, work: Path, recipe: str, far: dict[str
     fits = training.fit_labels(sources, groups)  # each fit's answers calibrated by the other fits'
     y = rows.y[everything.rows]
     # the product's calibration: the temperature also on the fits' familiar answers, when they were kept
-    fitted_on = {"foreignness": everything.foreignness, "familiar": training.familiar_answers(by_fit, rows.y)}
+    fitted_on = {
+        "foreignness": everything.foreignness,
+        "familiar": training.familiar_answers(by_fit, rows.y),
+        "families": family_indices(rows.class_names) if spec.label == "instrument" else None,
+    }
     hold, size = calibration.cross_source_candidates(everything.proba, y, fits, **fitted_on)
     scaled, _, _, _ = calibration.cross_fitted(everything.proba, y, fits, **fitted_on)
     sure, sure_right = calibration.cross_source_sure(everything.proba, y, fits, **fitted_on)
@@ -153,8 +158,12 @@ def seed_scores(spec: Any, snapshot: Any, work: Path, recipe: str, far: dict[str
         **scores,
         "ece_raw": calibration.expected_calibration_error(everything.proba, y),
         "ece_calibrated": calibration.cross_source_ece(everything.proba, y, fits, **fitted_on),
-        "ece_heldout_only": calibration.cross_source_ece(everything.proba, y, fits, foreignness=everything.foreignness),
-        "ece_without_foreignness": calibration.cross_source_ece(everything.proba, y, fits),
+        "ece_heldout_only": calibration.cross_source_ece(
+            everything.proba, y, fits, foreignness=everything.foreignness, families=fitted_on["families"]
+        ),
+        "ece_without_foreignness": calibration.cross_source_ece(
+            everything.proba, y, fits, families=fitted_on["families"]
+        ),
         **familiar_ece(everything.proba, y, fits, **fitted_on),
         "ece_by_fit": {  # where the calibration transfers worst (FreePats' fit, sessions 43-44)
             fit: calibration.expected_calibration_error(scaled[fits == fit], y[fits == fit])
@@ -193,7 +202,9 @@ def kept_answers(kept: dict[str, np.ndarray]) -> Any:
     return Answers(kept["rows"], kept["proba"], kept.get("foreignness"), familiar)
 
 
-def familiar_ece(proba: np.ndarray, y: np.ndarray, fits: np.ndarray, foreignness: Any, familiar: Any) -> dict:
+def familiar_ece(
+    proba: np.ndarray, y: np.ndarray, fits: np.ndarray, foreignness: Any, familiar: Any, families: Any
+) -> dict:
     """ECE of each fit's answers on the fonts it trained on (test rows), shown by the calibration fitted on the
     other fits': fitted with those answers (the product) and without (sessions 29-45). Empty when not kept."""
     from instropitch.ml import calibration
@@ -202,12 +213,12 @@ def familiar_ece(proba: np.ndarray, y: np.ndarray, fits: np.ndarray, foreignness
         return {}
     without = [
         (fitted, familiar.answered_by(name))
-        for name, _, fitted in calibration.cross_calibrations(proba, y, fits, foreignness)
+        for name, _, fitted in calibration.cross_calibrations(proba, y, fits, foreignness, families)
     ]
     shown = [fitted.apply(mine.proba, mine.foreignness) for fitted, mine in without]
     return {
         "familiar_accuracy": float(np.mean(familiar.proba.argmax(axis=1) == familiar.y)),
-        "familiar_ece": calibration.cross_familiar_ece(proba, y, fits, familiar, foreignness),
+        "familiar_ece": calibration.cross_familiar_ece(proba, y, fits, familiar, foreignness, families=families),
         "familiar_ece_heldout_only": calibration.answer_ece(
             np.concatenate([s.max(axis=1) for s in shown]),
             np.concatenate([s.argmax(axis=1) == mine.y for s, (_, mine) in zip(shown, without, strict=True)]),

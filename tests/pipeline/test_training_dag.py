@@ -196,6 +196,8 @@ def test_training_after_etl_logs_registers_and_promotes(
     assert latest.tags["heldout_sources"] == "copy"
     overridden = client.get_run(latest.run_id)
     assert overridden.data.params["training.members"] == "1"  # MLflow keeps the settings that ran
+    calibrated = overridden.data.metrics  # one fit: its honest figure is fitted on its own answers, as the version's
+    assert calibrated["calibration.heldout_ece"] == pytest.approx(calibrated["calibration.ece"])
     assert [a.path for a in client.list_artifacts(latest.run_id, "spec")] == ["spec/instrument.yaml"]
     assert latest.tags["promotion.basis"] == "test_accuracy"  # not the held-out score of other fits
     unknown = local_airflow.dags_test("instropitch_training", quick, {"epochs": 1, "heldout_sources": ["Nope"]})

@@ -331,12 +331,13 @@ def cross_source_ece(
     bins: int = ECE_BINS,
     foreignness: np.ndarray | None = None,
     familiar: Familiar | None = None,
+    families: list[int] | None = None,
 ) -> float:
     """ECE on each group with the calibration fitted on the others, pooled: the calibration's own honest error.
 
     Fitting and scoring on the same answers would flatter it; with one group it falls back to that.
     """
-    scaled, _, _, _ = cross_fitted(proba, y, groups, foreignness, familiar=familiar)
+    scaled, _, _, _ = cross_fitted(proba, y, groups, foreignness, families, familiar)
     return expected_calibration_error(scaled, y, bins)
 
 
@@ -347,11 +348,12 @@ def cross_familiar_ece(
     familiar: Familiar,
     foreignness: np.ndarray | None = None,
     bins: int = ECE_BINS,
+    families: list[int] | None = None,
 ) -> float:
     """`cross_source_ece` on the familiar answers: each fit's, shown by the calibration fitted on the other fits'
     answers. How a note of a font the model trained on is shown (too unsure, when fitted on unheard notes only)."""
     confidence, correct = [], []
-    for name, _, fitted in cross_calibrations(proba, y, groups, foreignness, familiar=familiar):
+    for name, _, fitted in cross_calibrations(proba, y, groups, foreignness, families, familiar):
         mine = familiar.answered_by(name)
         shown = fitted.apply(mine.proba, mine.foreignness)
         confidence.append(shown.max(axis=1))
@@ -365,10 +367,11 @@ def cross_source_candidates(
     groups: np.ndarray,
     foreignness: np.ndarray | None = None,
     familiar: Familiar | None = None,
+    families: list[int] | None = None,
 ) -> tuple[float, float]:
     """(how often the candidates held the right class, how many there were on average), each group's
     candidates chosen by the calibration fitted on the others: the honest figure of `CANDIDATE_LEVEL`."""
-    scaled, floors, _, _ = cross_fitted(proba, y, groups, foreignness, familiar=familiar)
+    scaled, floors, _, _ = cross_fitted(proba, y, groups, foreignness, families, familiar)
     return candidates_held(scaled, y, floors[:, None])
 
 
@@ -400,10 +403,11 @@ def cross_source_sure(
     groups: np.ndarray,
     foreignness: np.ndarray | None = None,
     familiar: Familiar | None = None,
+    families: list[int] | None = None,
 ) -> tuple[float, float]:
     """(share of notes answered as sure, how often those were right), each group's threshold fitted on the
     other groups' answers: the honest figure of `TARGET_ACCURACY` (0.0 right when none is sure)."""
-    scaled, _, thresholds, _ = cross_fitted(proba, y, groups, foreignness, familiar=familiar)
+    scaled, _, thresholds, _ = cross_fitted(proba, y, groups, foreignness, families, familiar)
     sure = scaled.max(axis=1) >= thresholds
     right = scaled.argmax(axis=1) == np.asarray(y)
     return float(sure.mean()), float(right[sure].mean()) if sure.any() else 0.0

@@ -966,8 +966,9 @@ def _fit_and_score(
     if predicted:
         cal, cal_groups = pooled(predicted)
         cal_y = rows.y[cal.rows]
-        fitted_on = {"foreignness": cal.foreignness, "familiar": familiar}
-        calibration = calibrate(cal.proba, cal_y, HELDOUT_SOURCES, families=families, **fitted_on)
+        # the honest figures of the calibration as built: the same answers, familiar ones and families
+        fitted_on = {"foreignness": cal.foreignness, "familiar": familiar, "families": families}
+        calibration = calibrate(cal.proba, cal_y, HELDOUT_SOURCES, **fitted_on)
         by_fit = fit_labels(cal_groups, fits)
         metrics["calibration.heldout_ece"] = cross_source_ece(cal.proba, cal_y, by_fit, **fitted_on)
         hold, size = cross_source_candidates(cal.proba, cal_y, by_fit, **fitted_on)
@@ -975,7 +976,7 @@ def _fit_and_score(
         sure, right = cross_source_sure(cal.proba, cal_y, by_fit, **fitted_on)
         metrics["calibration.heldout_sure"], metrics["calibration.heldout_sure_accuracy"] = sure, right
         if families is not None:
-            sure, right = cross_source_family_sure(cal.proba, cal_y, by_fit, families, **fitted_on)
+            sure, right = cross_source_family_sure(cal.proba, cal_y, by_fit, **fitted_on)
             metrics["calibration.heldout_family_sure"] = sure
             metrics["calibration.heldout_family_sure_accuracy"] = right
         if familiar is not None and cal.foreignness is not None:  # how a note of a font it learnt is shown

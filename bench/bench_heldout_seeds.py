@@ -211,17 +211,11 @@ def familiar_ece(
 
     if familiar is None or foreignness is None:
         return {}
-    without = [
-        (fitted, familiar.answered_by(name))
-        for name, _, fitted in calibration.cross_calibrations(proba, y, fits, foreignness, families)
-    ]
-    shown = [fitted.apply(mine.proba, mine.foreignness) for fitted, mine in without]
     return {
         "familiar_accuracy": float(np.mean(familiar.proba.argmax(axis=1) == familiar.y)),
         "familiar_ece": calibration.cross_familiar_ece(proba, y, fits, familiar, foreignness, families=families),
-        "familiar_ece_heldout_only": calibration.answer_ece(
-            np.concatenate([s.max(axis=1) for s in shown]),
-            np.concatenate([s.argmax(axis=1) == mine.y for s, (_, mine) in zip(shown, without, strict=True)]),
+        "familiar_ece_heldout_only": calibration.cross_familiar_ece(
+            proba, y, fits, familiar, foreignness, families=families, fitted_on_familiar=False
         ),
     }
 

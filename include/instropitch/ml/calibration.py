@@ -349,11 +349,14 @@ def cross_familiar_ece(
     foreignness: np.ndarray | None = None,
     bins: int = ECE_BINS,
     families: list[int] | None = None,
+    fitted_on_familiar: bool = True,
 ) -> float:
     """`cross_source_ece` on the familiar answers: each fit's, shown by the calibration fitted on the other fits'
-    answers. How a note of a font the model trained on is shown (too unsure, when fitted on unheard notes only)."""
+    answers (with their familiar ones, unless `fitted_on_familiar` is False: as calibrated before them). How a note
+    of a font the model trained on is shown (too unsure, when fitted on unheard notes only)."""
     confidence, correct = [], []
-    for name, _, fitted in cross_calibrations(proba, y, groups, foreignness, families, familiar):
+    fit_with = familiar if fitted_on_familiar else None
+    for name, _, fitted in cross_calibrations(proba, y, groups, foreignness, families, fit_with):
         mine = familiar.answered_by(name)
         shown = fitted.apply(mine.proba, mine.foreignness)
         confidence.append(shown.max(axis=1))
@@ -570,14 +573,11 @@ def calibrate(
     if foreignness is None:
         temperature, slope = fit_temperature(proba, y), 0.0
     else:
-        if familiar is not None and len(familiar.y):
-            familiar_n = len(familiar.y)
-            proba_t = np.concatenate([np.asarray(proba, dtype=np.float64), familiar.proba])
-            foreignness_t = np.concatenate([np.asarray(foreignness, dtype=np.float64), familiar.foreignness])
-            temperature, slope = fit_foreign_temperature(proba_t, foreignness_t, np.concatenate([y, familiar.y]))
-        else:
-            foreignness_t = np.asarray(foreignness, dtype=np.float64)
-            temperature, slope = fit_foreign_temperature(proba, foreignness, y)
+        familiar_n = 0 if familiar is None else len(familiar.y)
+        known = familiar if familiar_n else Familiar(proba[:0], y[:0], np.zeros(0))
+        proba_t = np.concatenate([np.asarray(proba, dtype=np.float64), known.proba])
+        foreignness_t = np.concatenate([np.asarray(foreignness, dtype=np.float64), known.foreignness])
+        temperature, slope = fit_foreign_temperature(proba_t, foreignness_t, np.concatenate([y, known.y]))
         floor = max(float(np.min(foreignness_t)), MIN_FOREIGNNESS)
     tempered = Calibration(temperature, slope, floor).apply(proba, foreignness)
     top_slope, top_bias = fit_top_answer(tempered.max(axis=1), tempered.argmax(axis=1) == y)

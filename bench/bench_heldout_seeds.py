@@ -7,13 +7,13 @@ source or a group of them, as `training.heldout_sources` chooses) once per seed,
 per source and seed the accuracy on the notes the fit never saw, the mean and the worst
 source, and the calibration error after the calibration the product fits (`calibration.calibrate`:
 a temperature that grows with each note's foreignness, then the top answer's map) fitted on the other fits' answers
-(`calibration.cross_source_ece` over `training.fit_labels`, the same honest figure the training run
+(`calibration.cross_fitted` over `training.fit_labels`, the same honest figure the training run
 logs; until session 38 over sources, so a font's other player was in its calibration), also per fit, beside the
 error of that calibration without the foreignness (until session 45 that was one temperature, the figure this
 benchmark reported before session 29: its "ECE" figures of sessions 13-28 are that one). It also reports how often the candidates of a "not sure" answer
-held the right class, and how many there were (`calibration.cross_source_candidates`: each fit's
+held the right class, and how many there were (`CrossFitted.candidates`: each fit's
 candidate floor fitted on the other fits' answers; the product promises 90 %), how many notes would
-be shown as sure and how often rightly (`calibration.cross_source_sure`), and how often the answer is of
+be shown as sure and how often rightly (`CrossFitted.sure`), and how often the answer is of
 the right family (nearly half of the held-out errors are one bowed string taken for another). Fits kept since
 session 46 also keep their answers on the test rows of the fonts they trained on: the calibration's
 temperature is then fitted on those too, as the product's is (`calibration.Familiar`), and the report adds
@@ -151,20 +151,20 @@ def seed_scores(spec: Any, snapshot: Any, work: Path, recipe: str, far: dict[str
         "familiar": training.familiar_answers(by_fit, rows.y),
         "families": family_indices(rows.class_names) if spec.label == "instrument" else None,
     }
-    hold, size = calibration.cross_source_candidates(everything.proba, y, fits, **fitted_on)
-    scaled, _, _, _ = calibration.cross_fitted(everything.proba, y, fits, **fitted_on)
-    sure, sure_right = calibration.cross_source_sure(everything.proba, y, fits, **fitted_on)
+    built = calibration.cross_fitted(everything.proba, y, fits, **fitted_on)
+    # the same answers as calibrated before the familiar ones (sessions 29-45), and without the foreignness
+    before = calibration.cross_fitted(everything.proba, y, fits, **fitted_on, fitted_on_familiar=False)
+    no_foreignness = calibration.cross_fitted(everything.proba, y, fits, families=fitted_on["families"])
+    hold, size = built.candidates()
+    sure, sure_right = built.sure()
+    scaled = built.scaled
     result = {
         **scores,
         "ece_raw": calibration.expected_calibration_error(everything.proba, y),
-        "ece_calibrated": calibration.cross_source_ece(everything.proba, y, fits, **fitted_on),
-        "ece_heldout_only": calibration.cross_source_ece(
-            everything.proba, y, fits, foreignness=everything.foreignness, families=fitted_on["families"]
-        ),
-        "ece_without_foreignness": calibration.cross_source_ece(
-            everything.proba, y, fits, families=fitted_on["families"]
-        ),
-        **familiar_ece(everything.proba, y, fits, **fitted_on),
+        "ece_calibrated": built.ece(),
+        "ece_heldout_only": before.ece(),
+        "ece_without_foreignness": no_foreignness.ece(),
+        **familiar_ece(built, before, fitted_on["familiar"]),
         "ece_by_fit": {  # where the calibration transfers worst (FreePats' fit, sessions 43-44)
             fit: calibration.expected_calibration_error(scaled[fits == fit], y[fits == fit])
             for fit in sorted(set(fits))
@@ -202,21 +202,16 @@ def kept_answers(kept: dict[str, np.ndarray]) -> Any:
     return Answers(kept["rows"], kept["proba"], kept.get("foreignness"), familiar)
 
 
-def familiar_ece(
-    proba: np.ndarray, y: np.ndarray, fits: np.ndarray, foreignness: Any, familiar: Any, families: Any
-) -> dict:
+def familiar_ece(built: Any, before: Any, familiar: Any) -> dict:
     """ECE of each fit's answers on the fonts it trained on (test rows), shown by the calibration fitted on the
-    other fits': fitted with those answers (the product) and without (sessions 29-45). Empty when not kept."""
-    from instropitch.ml import calibration
-
-    if familiar is None or foreignness is None:
+    other fits': fitted with those answers (`built`, the product) and without (`before`, sessions 29-45). Empty when
+    not kept."""
+    if familiar is None or built.familiar_ece() is None:
         return {}
     return {
         "familiar_accuracy": float(np.mean(familiar.proba.argmax(axis=1) == familiar.y)),
-        "familiar_ece": calibration.cross_familiar_ece(proba, y, fits, familiar, foreignness, families=families),
-        "familiar_ece_heldout_only": calibration.cross_familiar_ece(
-            proba, y, fits, familiar, foreignness, families=families, fitted_on_familiar=False
-        ),
+        "familiar_ece": built.familiar_ece(),
+        "familiar_ece_heldout_only": before.familiar_ece(),
     }
 
 

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,13 @@ HEAVY = ("tensorflow", "keras", "librosa", "mlflow", "pandas", "sklearn", "scipy
 DAGBAG_SCRIPT = """
 import json, sys
 from airflow.dag_processing.dagbag import DagBag
+from airflow.serialization.serialized_objects import DagSerialization
 bag = DagBag(dag_folder=sys.argv[1])
+
+def first_scheduled(dag):  # when a fresh deployment's scheduler (no run yet) runs it by its timetable
+    serialized = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    return serialized.next_dagrun_info(last_automated_run_info=None).run_after.isoformat()
+
 print(json.dumps({
     "errors": {k: str(v) for k, v in bag.import_errors.items()},
     "dags": {
@@ -39,6 +46,7 @@ print(json.dumps({
     "etl_outlets": [o.name for t in bag.dags["instropitch_etl"].tasks for o in t.outlets],
     "training_assets": [bag.dags["instropitch_training"].timetable.asset_condition.name],
     "training_cron": bag.dags["instropitch_training"].timetable.timetable.expression,
+    "first_scheduled": {dag_id: first_scheduled(dag) for dag_id, dag in bag.dags.items()},
     "etl_sources": {
         "value": bag.dags["instropitch_etl"].params.get_param("sources").value,
         "schema": bag.dags["instropitch_etl"].params.get_param("sources").schema,
@@ -140,3 +148,14 @@ def test_training_schedule_watches_the_asset_the_etl_publishes(dagbag):
     assert dagbag["etl_outlets"] == ["instruments_notes_spectrogram"]
     assert dagbag["training_assets"] == ["instruments_notes_spectrogram"]
     assert dagbag["training_cron"] == "0 2 * * *"
+
+
+def test_a_fresh_deployment_waits_for_the_next_night_instead_of_running_the_last_one(dagbag):
+    """No start_date, catchup off and `CronTriggerTimetable`'s `run_immediately=False`: services started at
+    04:00 UTC do not run that night's ETL and training at once (they would load and train beside whatever the
+    operator, or an end-to-end test, just started)."""
+    started = datetime.now(UTC)
+    for dag_id, hour in (("instropitch_etl", 1), ("instropitch_training", 2)):
+        first = datetime.fromisoformat(dagbag["first_scheduled"][dag_id])
+        assert started - timedelta(minutes=5) < first <= started + timedelta(days=1), (dag_id, first)
+        assert (first.hour, first.minute, first.utcoffset()) == (hour, 0, timedelta(0)), (dag_id, first)

@@ -17,12 +17,7 @@ from instropitch.ml.calibration import (
     candidate_floor,
     candidate_mask,
     choose_threshold,
-    cross_familiar_ece,
     cross_fitted,
-    cross_source_candidates,
-    cross_source_ece,
-    cross_source_family_sure,
-    cross_source_sure,
     expected_calibration_error,
     family_proba,
     fit_temperature,
@@ -145,16 +140,16 @@ def test_versions_without_calibration_show_their_raw_confidence():
     assert legacy.threshold == 0.0  # never "not sure"
 
 
-def test_cross_source_ece_scores_each_source_with_a_temperature_fitted_on_the_others():
+def test_cross_fitted_ece_scores_each_source_with_a_temperature_fitted_on_the_others():
     proba_a, y_a = overconfident(seed=10, true_temperature=3.0)
     proba_b, y_b = overconfident(seed=20, true_temperature=3.0)
     proba, y = np.concatenate([proba_a, proba_b]), np.concatenate([y_a, y_b])
     groups = np.array(["a"] * len(y_a) + ["b"] * len(y_b))
-    assert cross_source_ece(proba, y, groups) < 0.04  # same miscalibration everywhere: transfers
+    assert cross_fitted(proba, y, groups).ece() < 0.04  # same miscalibration everywhere: transfers
     proba_c, y_c = overconfident(seed=30, true_temperature=1.0)  # a source that is not overconfident
-    mixed = cross_source_ece(
+    mixed = cross_fitted(
         np.concatenate([proba_a, proba_c]), np.concatenate([y_a, y_c]), np.array(["a"] * len(y_a) + ["c"] * len(y_c))
-    )
+    ).ece()
     assert mixed > 0.05  # what one source teaches does not fit the other: the honest figure says so
 
 
@@ -168,7 +163,7 @@ def test_both_players_of_a_font_leave_its_calibration_together():
     assert sorted(set(fits.tolist())) == ["a+a-tsf", "b", "c"]
     assert fit_labels(np.array(["d"]), ["a+a-tsf"]).tolist() == ["d"]  # a source no fit names stands for itself
     # per source, font a's answers were calibrated on its other player's (as over-sure): the figure flattered it
-    assert cross_source_ece(proba, y, fits) > cross_source_ece(proba, y, sources) + 0.02
+    assert cross_fitted(proba, y, fits).ece() > cross_fitted(proba, y, sources).ece() + 0.02
 
 
 def foreign_mix(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -215,10 +210,10 @@ def test_notes_more_familiar_than_any_the_fit_saw_are_not_sharpened_further():
     assert Calibration.from_dict({"temperature": 2.0, "foreign_slope": 0.5}).foreign_floor == MIN_FOREIGNNESS
 
 
-def test_cross_source_ece_fits_the_foreign_temperature_on_the_other_sources():
+def test_cross_fitted_ece_fits_the_foreign_temperature_on_the_other_sources():
     proba, y, f = foreign_mix(seed=3)
     groups = np.where(np.arange(len(y)) % 2 == 0, "a", "b")
-    assert cross_source_ece(proba, y, groups, foreignness=f) < cross_source_ece(proba, y, groups) - 0.01
+    assert cross_fitted(proba, y, groups, foreignness=f).ece() < cross_fitted(proba, y, groups).ece() - 0.01
 
 
 def test_familiar_answers_teach_the_temperature_what_a_known_font_needs():
@@ -249,12 +244,15 @@ def test_each_fit_is_scored_by_a_calibration_fitted_on_the_other_fits_familiar_a
     familiar = Familiar(proba[known], y[known], f[known], fits[known])
     spoilt = familiar._replace(y=np.where(familiar.groups == "a", (familiar.y + 1) % 6, familiar.y))  # a's wrong
     args = (proba[unheard], y[unheard], fits[unheard])
-    good, bad = (cross_fitted(*args, f[unheard], familiar=k)[0] for k in (familiar, spoilt))
+    good, bad = (cross_fitted(*args, f[unheard], familiar=k).scaled for k in (familiar, spoilt))
     in_a = fits[unheard] == "a"
     np.testing.assert_allclose(good[in_a], bad[in_a])  # fit a's answers: calibrated on b's familiar answers
     assert not np.allclose(good[~in_a], bad[~in_a])  # fit b's: on a's
-    assert cross_familiar_ece(*args, familiar, foreignness=f[unheard]) < 0.05
-    assert cross_source_ece(*args, foreignness=f[unheard], familiar=familiar) < 0.05
+    honest = cross_fitted(*args, f[unheard], familiar=familiar)
+    assert honest.familiar_ece() < 0.05 and honest.ece() < 0.05
+    assert len(honest.familiar_confidence) == len(familiar.y)  # every familiar answer shown, by the other fit's
+    before = cross_fitted(*args, f[unheard], familiar=familiar, fitted_on_familiar=False)  # as before them
+    assert before.familiar_ece() > 0.1 and cross_fitted(*args, f[unheard]).familiar_ece() is None
 
 
 def test_the_candidate_floor_is_the_conformal_quantile_of_the_right_classes_probability():
@@ -290,26 +288,26 @@ def test_calibrate_fits_candidates_that_hold_the_right_class_as_often_as_promise
     assert legacy.candidate_floor == 0.0 and legacy.candidate_level == 0.0  # older versions: the top three
 
 
-def test_cross_source_candidates_say_how_often_they_held_on_a_source_the_floor_never_saw():
+def test_cross_fitted_candidates_say_how_often_they_held_on_a_source_the_floor_never_saw():
     proba_a, y_a = overconfident(seed=10, true_temperature=3.0)
     proba_b, y_b = overconfident(seed=20, true_temperature=3.0)
     proba, y = np.concatenate([proba_a, proba_b]), np.concatenate([y_a, y_b])
-    hold, size = cross_source_candidates(proba, y, np.repeat(["a", "b"], [len(y_a), len(y_b)]))
+    hold, size = cross_fitted(proba, y, np.repeat(["a", "b"], [len(y_a), len(y_b)])).candidates()
     assert hold == pytest.approx(CANDIDATE_LEVEL, abs=0.02) and 1.0 < size < 6  # same kind of source: it transfers
     proba_c, y_c = overconfident(seed=30, true_temperature=1.0)  # a source that is not overconfident
     proba, y = np.concatenate([proba_a, proba_c]), np.concatenate([y_a, y_c])
-    hold, _ = cross_source_candidates(proba, y, np.repeat(["a", "c"], [len(y_a), len(y_c)]))
+    hold, _ = cross_fitted(proba, y, np.repeat(["a", "c"], [len(y_a), len(y_c)])).candidates()
     assert hold < CANDIDATE_LEVEL - 0.05  # what one source teaches misleads on the other: the figure says so
 
 
-def test_cross_source_sure_judges_each_groups_sure_answers_by_a_threshold_fitted_on_the_others():
+def test_cross_fitted_sure_judges_each_groups_sure_answers_by_a_threshold_fitted_on_the_others():
     proba_a, y_a = overconfident(seed=10, spread=10.0)
     proba_b, y_b = overconfident(seed=20, spread=10.0)
     proba, groups = np.concatenate([proba_a, proba_b]), np.repeat(["a", "b"], [len(y_a), len(y_b)])
-    share, right = cross_source_sure(proba, np.concatenate([y_a, y_b]), groups)
+    share, right = cross_fitted(proba, np.concatenate([y_a, y_b]), groups).sure()
     assert share > 0.1 and right >= 0.93  # the same model on both: what is sure on one is sure on the other
     guessed = np.random.default_rng(3).integers(0, 6, len(y_b))  # a source where every answer is a guess
-    share, right = cross_source_sure(proba, np.concatenate([y_a, guessed]), groups)
+    share, right = cross_fitted(proba, np.concatenate([y_a, guessed]), groups).sure()
     assert share > 0.05 and right < 0.7  # b's sure answers, judged by a's threshold, are mostly wrong: it says so
 
 
@@ -331,7 +329,7 @@ def test_a_family_answer_gets_a_threshold_of_its_own_and_is_sure_where_the_class
     assert calibrate(proba, y, HELDOUT_SOURCES).family_threshold == 0.0  # without families: no family answer
     assert Calibration.from_dict({"temperature": 2.0}).family_threshold == 0.0  # older layouts: never sure
     groups = np.where(np.arange(4000) % 2 == 0, "a", "b")
-    share, right = cross_source_family_sure(proba, y, groups, families)
+    share, right = cross_fitted(proba, y, groups, families=families).family_sure()
     assert share > 0.5 and right >= 0.95
 
 
@@ -401,5 +399,5 @@ def test_calibrate_mends_what_the_temperature_leaves_and_older_layouts_read_with
     assert (older.top_slope, older.top_bias) == (1.0, 0.0)
     np.testing.assert_allclose(older.apply(proba), apply_temperature(proba, 2.0))
     groups = np.arange(len(y)) % 3
-    assert cross_source_ece(proba, y, groups) < 0.06  # it transfers to answers it was not fitted on
+    assert cross_fitted(proba, y, groups).ece() < 0.06  # it transfers to answers it was not fitted on
     assert calibrate(proba, y, HELDOUT_SOURCES, families=[0, 0, 1, 1, 2, 2]).families == (0, 0, 1, 1, 2, 2)

@@ -324,96 +324,10 @@ def candidates_held(proba: np.ndarray, y: np.ndarray, floor: float | np.ndarray)
     return float(shown[np.arange(len(shown)), np.asarray(y)].mean()), float(shown.sum(axis=1).mean())
 
 
-def cross_source_ece(
-    proba: np.ndarray,
-    y: np.ndarray,
-    groups: np.ndarray,
-    bins: int = ECE_BINS,
-    foreignness: np.ndarray | None = None,
-    familiar: Familiar | None = None,
-    families: list[int] | None = None,
-) -> float:
-    """ECE on each group with the calibration fitted on the others, pooled: the calibration's own honest error.
-
-    Fitting and scoring on the same answers would flatter it; with one group it falls back to that.
-    """
-    scaled, _, _, _ = cross_fitted(proba, y, groups, foreignness, families, familiar)
-    return expected_calibration_error(scaled, y, bins)
-
-
-def cross_familiar_ece(
-    proba: np.ndarray,
-    y: np.ndarray,
-    groups: np.ndarray,
-    familiar: Familiar,
-    foreignness: np.ndarray | None = None,
-    bins: int = ECE_BINS,
-    families: list[int] | None = None,
-    fitted_on_familiar: bool = True,
-) -> float:
-    """`cross_source_ece` on the familiar answers: each fit's, shown by the calibration fitted on the other fits'
-    answers (with their familiar ones, unless `fitted_on_familiar` is False: as calibrated before them). How a note
-    of a font the model trained on is shown (too unsure, when fitted on unheard notes only)."""
-    confidence, correct = [], []
-    fit_with = familiar if fitted_on_familiar else None
-    for name, _, fitted in cross_calibrations(proba, y, groups, foreignness, families, fit_with):
-        mine = familiar.answered_by(name)
-        shown = fitted.apply(mine.proba, mine.foreignness)
-        confidence.append(shown.max(axis=1))
-        correct.append(shown.argmax(axis=1) == mine.y)
-    return answer_ece(np.concatenate(confidence), np.concatenate(correct), bins)
-
-
-def cross_source_candidates(
-    proba: np.ndarray,
-    y: np.ndarray,
-    groups: np.ndarray,
-    foreignness: np.ndarray | None = None,
-    familiar: Familiar | None = None,
-    families: list[int] | None = None,
-) -> tuple[float, float]:
-    """(how often the candidates held the right class, how many there were on average), each group's
-    candidates chosen by the calibration fitted on the others: the honest figure of `CANDIDATE_LEVEL`."""
-    scaled, floors, _, _ = cross_fitted(proba, y, groups, foreignness, families, familiar)
-    return candidates_held(scaled, y, floors[:, None])
-
-
 def family_proba(proba: np.ndarray, families: list[int]) -> np.ndarray:
     """Each row's probabilities summed by family (`families[k]`: class k's family index)."""
     index = np.asarray(families)
     return np.asarray(proba, dtype=np.float64) @ np.eye(int(index.max()) + 1)[index]
-
-
-def cross_source_family_sure(
-    proba: np.ndarray,
-    y: np.ndarray,
-    groups: np.ndarray,
-    families: list[int],
-    foreignness: np.ndarray | None = None,
-    familiar: Familiar | None = None,
-) -> tuple[float, float]:
-    """`cross_source_sure` of the family answer: (share of notes whose family is shown as sure, how often rightly)."""
-    scaled, _, _, thresholds = cross_fitted(proba, y, groups, foreignness, families, familiar)
-    by_family = family_proba(scaled, families)
-    sure = by_family.max(axis=1) >= thresholds
-    right = by_family.argmax(axis=1) == np.asarray(families)[np.asarray(y)]
-    return float(sure.mean()), float(right[sure].mean()) if sure.any() else 0.0
-
-
-def cross_source_sure(
-    proba: np.ndarray,
-    y: np.ndarray,
-    groups: np.ndarray,
-    foreignness: np.ndarray | None = None,
-    familiar: Familiar | None = None,
-    families: list[int] | None = None,
-) -> tuple[float, float]:
-    """(share of notes answered as sure, how often those were right), each group's threshold fitted on the
-    other groups' answers: the honest figure of `TARGET_ACCURACY` (0.0 right when none is sure)."""
-    scaled, _, thresholds, _ = cross_fitted(proba, y, groups, foreignness, families, familiar)
-    sure = scaled.max(axis=1) >= thresholds
-    right = scaled.argmax(axis=1) == np.asarray(y)
-    return float(sure.mean()), float(right[sure].mean()) if sure.any() else 0.0
 
 
 def cross_calibrations(
@@ -444,6 +358,55 @@ def cross_calibrations(
         yield name, mine, fitted
 
 
+@dataclass(frozen=True)
+class CrossFitted:
+    """Each group's answers shown by the calibration fitted on the other groups' answers (`cross_calibrations`),
+    with what that calibration decides for them: the calibration's honest figures. Fitting and scoring on the
+    same answers would flatter it; with one group it falls back to that."""
+
+    y: np.ndarray
+    scaled: np.ndarray
+    floors: np.ndarray
+    """Each row's candidate floor."""
+    thresholds: np.ndarray
+    """Each row's "not sure" threshold."""
+    family_thresholds: np.ndarray
+    families: tuple[int, ...] = ()
+    familiar_confidence: np.ndarray | None = None
+    """The familiar answers' confidence, each fit's shown by the calibration fitted on the other fits'."""
+    familiar_correct: np.ndarray | None = None
+
+    def ece(self, bins: int = ECE_BINS) -> float:
+        return expected_calibration_error(self.scaled, self.y, bins)
+
+    def candidates(self) -> tuple[float, float]:
+        """(how often the candidates held the right class, how many there were on average): the honest figure of
+        `CANDIDATE_LEVEL`."""
+        return candidates_held(self.scaled, self.y, self.floors[:, None])
+
+    def sure(self) -> tuple[float, float]:
+        """(share of notes answered as sure, how often those were right; 0.0 when none is): the honest figure of
+        `TARGET_ACCURACY`."""
+        return _sure_share(self.scaled.max(axis=1) >= self.thresholds, self.scaled.argmax(axis=1) == self.y)
+
+    def family_sure(self) -> tuple[float, float]:
+        """`sure` of the family answer (the probabilities summed by family, `family_proba`)."""
+        by_family = family_proba(self.scaled, list(self.families))
+        right = by_family.argmax(axis=1) == np.asarray(self.families)[self.y]
+        return _sure_share(by_family.max(axis=1) >= self.family_thresholds, right)
+
+    def familiar_ece(self, bins: int = ECE_BINS) -> float | None:
+        """How a note of a font the model trained on is shown (too unsure, when fitted on unheard notes only);
+        None without familiar answers (or foreignness)."""
+        if self.familiar_confidence is None:
+            return None
+        return answer_ece(self.familiar_confidence, self.familiar_correct, bins)
+
+
+def _sure_share(sure: np.ndarray, right: np.ndarray) -> tuple[float, float]:
+    return float(sure.mean()), float(right[sure].mean()) if sure.any() else 0.0
+
+
 def cross_fitted(
     proba: np.ndarray,
     y: np.ndarray,
@@ -451,17 +414,37 @@ def cross_fitted(
     foreignness: np.ndarray | None = None,
     families: list[int] | None = None,
     familiar: Familiar | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Each group's answers calibrated by what was fitted on the other groups' (`cross_calibrations`):
-    the scaled probabilities, and each row's candidate floor, "not sure" threshold and family threshold."""
+    fitted_on_familiar: bool = True,
+) -> CrossFitted:
+    """Each group's answers calibrated by what was fitted on the other groups' (`cross_calibrations`), one pass for
+    every honest figure. The `familiar` answers are shown the same way: each fit's by the calibration fitted on
+    the other fits' answers, with their familiar ones unless `fitted_on_familiar` is False (as calibrated
+    before them); without `foreignness` they teach the calibration nothing and are not shown."""
+    y = np.asarray(y)
     f = None if foreignness is None else np.asarray(foreignness, dtype=np.float64)
     scaled = np.empty_like(np.asarray(proba, dtype=np.float64))
     floors, thresholds, family_thresholds = np.zeros(len(scaled)), np.zeros(len(scaled)), np.zeros(len(scaled))
-    for _, mine, fitted in cross_calibrations(proba, y, groups, foreignness, families, familiar):
+    confidence, correct = [], []
+    fit_with = familiar if fitted_on_familiar else None
+    for name, mine, fitted in cross_calibrations(proba, y, groups, foreignness, families, fit_with):
         scaled[mine] = fitted.apply(proba[mine], None if f is None else f[mine])
         floors[mine], thresholds[mine] = fitted.candidate_floor, fitted.threshold
         family_thresholds[mine] = fitted.family_threshold
-    return scaled, floors, thresholds, family_thresholds
+        if familiar is not None and f is not None:
+            theirs = familiar.answered_by(name)
+            shown = fitted.apply(theirs.proba, theirs.foreignness)
+            confidence.append(shown.max(axis=1))
+            correct.append(shown.argmax(axis=1) == theirs.y)
+    return CrossFitted(
+        y,
+        scaled,
+        floors,
+        thresholds,
+        family_thresholds,
+        tuple(families or ()),
+        np.concatenate(confidence) if confidence else None,
+        np.concatenate(correct) if correct else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -482,7 +465,7 @@ class Calibration:
     ece_raw: float = 0.0
     """Expected calibration error of the softmax as it comes, on those notes."""
     ece: float = 0.0
-    """The same after scaling (fitted and measured on the same notes: see `cross_source_ece`)."""
+    """The same after scaling (fitted and measured on the same notes: see `cross_fitted`)."""
     coverage: float = 1.0
     """Share of the calibration notes answered as sure at `threshold`."""
     answered_accuracy: float = 0.0

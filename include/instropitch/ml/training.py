@@ -29,11 +29,7 @@ from instropitch.ml.calibration import (
     Calibration,
     Familiar,
     calibrate,
-    cross_familiar_ece,
-    cross_source_candidates,
-    cross_source_ece,
-    cross_source_family_sure,
-    cross_source_sure,
+    cross_fitted,
     reliability_figure,
 )
 from instropitch.ml.foreignness import Reference, fitted_reference
@@ -489,7 +485,7 @@ def held_out_members(held_out: str) -> list[str]:
 def fit_labels(sources: np.ndarray, fits: Iterable[str]) -> np.ndarray:
     """Each of `sources` as the held-out label of the fit that answered it ("a+b" for a group).
 
-    The calibration's honest error (`cross_source_ece`) holds out a fit's answers together: scoring
+    The calibration's honest figures (`calibration.cross_fitted`) hold out a fit's answers together: scoring
     one player of a font with a calibration fitted on its other player's answers would flatter it.
     """
     label = {name: fit for fit in fits for name in held_out_members(fit)}
@@ -970,17 +966,17 @@ def _fit_and_score(
         fitted_on = {"foreignness": cal.foreignness, "familiar": familiar, "families": families}
         calibration = calibrate(cal.proba, cal_y, HELDOUT_SOURCES, **fitted_on)
         by_fit = fit_labels(cal_groups, fits)
-        metrics["calibration.heldout_ece"] = cross_source_ece(cal.proba, cal_y, by_fit, **fitted_on)
-        hold, size = cross_source_candidates(cal.proba, cal_y, by_fit, **fitted_on)
+        honest = cross_fitted(cal.proba, cal_y, by_fit, **fitted_on)  # one calibration per fit, on the others'
+        metrics["calibration.heldout_ece"] = honest.ece()
+        hold, size = honest.candidates()
         metrics["calibration.heldout_candidates_hold"], metrics["calibration.heldout_candidates"] = hold, size
-        sure, right = cross_source_sure(cal.proba, cal_y, by_fit, **fitted_on)
-        metrics["calibration.heldout_sure"], metrics["calibration.heldout_sure_accuracy"] = sure, right
+        metrics["calibration.heldout_sure"], metrics["calibration.heldout_sure_accuracy"] = honest.sure()
         if families is not None:
-            sure, right = cross_source_family_sure(cal.proba, cal_y, by_fit, **fitted_on)
+            sure, right = honest.family_sure()
             metrics["calibration.heldout_family_sure"] = sure
             metrics["calibration.heldout_family_sure_accuracy"] = right
-        if familiar is not None and cal.foreignness is not None:  # how a note of a font it learnt is shown
-            metrics["calibration.familiar_ece"] = cross_familiar_ece(cal.proba, cal_y, by_fit, **fitted_on)
+        if honest.familiar_ece() is not None:  # how a note of a font it learnt is shown
+            metrics["calibration.familiar_ece"] = honest.familiar_ece()
         if cal.foreignness is not None:  # the champion answers its own foreignness, the calibration reads it
             reference = fitted_reference(model, rows.x[rows.fit], rows.y[rows.fit], rows.x[rows.val])
     else:

@@ -58,11 +58,11 @@ def outside_sets(spec: Any, named: list[str], cache: Path | None) -> dict[str, t
 
 def seed_scores(spec: Any, snapshot: Any, sets: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
     """The champion fit of `spec` on `snapshot`: test accuracy, and accuracy and raw ECE on every outside set."""
-    from instropitch.ml import calibration, training
+    from instropitch.ml import calibration, fitting
 
-    rows = training.model_rows(spec, snapshot)
+    rows = fitting.model_rows(spec, snapshot)
     started = time.perf_counter()
-    model, history = training.fit_model(
+    model, history = fitting.fit_model(
         spec,
         rows.x[rows.fit],
         rows.y[rows.fit],
@@ -71,11 +71,11 @@ def seed_scores(spec: Any, snapshot: Any, sets: dict[str, tuple[np.ndarray, np.n
         len(rows.class_names),
         epochs=spec.training.epochs,
         groups=rows.sources[rows.fit],
-        extra=training.synthetic_tone_rows(spec, snapshot.feature_preset),
-        band_hz=training.band_hz_of(rows.band_hz, rows.fit),
+        extra=fitting.synthetic_tone_rows(spec, snapshot.feature_preset),
+        band_hz=fitting.band_hz_of(rows.band_hz, rows.fit),
     )
     scores: dict[str, Any] = {
-        "test": float(np.mean(training.predict_classes(model, rows.x[rows.test]) == rows.y[rows.test])),
+        "test": float(np.mean(fitting.predict_classes(model, rows.x[rows.test]) == rows.y[rows.test])),
         "epochs": len(history.get("loss", [])),
         "fit_s": time.perf_counter() - started,
         "load": os.getloadavg()[0],
@@ -83,7 +83,7 @@ def seed_scores(spec: Any, snapshot: Any, sets: dict[str, tuple[np.ndarray, np.n
         "ece_raw": {},
     }
     for name, (x, y) in sets.items():
-        proba = training.predict_proba(model, x)
+        proba = fitting.predict_proba(model, x)
         scores["sets"][name] = float(np.mean(proba.argmax(axis=1) == y))
         scores["ece_raw"][name] = calibration.expected_calibration_error(proba, y)
     return scores

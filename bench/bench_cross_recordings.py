@@ -52,8 +52,9 @@ def main() -> int:
     parser.add_argument("--spec", type=Path, default=Path("models/instrument.yaml"))
     args = parser.parse_args()
 
+    from instropitch.ml.fitting import model_rows, synthetic_tone_rows
+    from instropitch.ml.heldout import GROUP_SEPARATOR, fit_without_source
     from instropitch.ml.snapshot import Snapshot
-    from instropitch.ml.training import GROUP_SEPARATOR, fit_without_source, model_rows, synthetic_tone_rows
 
     snapshot = Snapshot.load(args.snapshot)
     for seed in (int(s) for s in args.seeds.split(",")):

@@ -112,7 +112,7 @@ def fit_and_score(
     n_classes: int,
 ) -> dict[str, Any]:
     """Fit on `paths[train]` as played by `font`; accuracy on `paths[scored]` as each font of `target` plays them."""
-    from instropitch.ml import training
+    from instropitch.ml import fitting
 
     def rows(name: str, wanted: np.ndarray) -> np.ndarray:
         index = {p: i for i, p in enumerate(fonts[name]["paths"].tolist())}
@@ -125,9 +125,9 @@ def fit_and_score(
     band = (
         None if spec.training.augmentation.lowpass == 0 else np.concatenate([fonts[n]["band_hz"][r] for n, r in parts])
     )
-    fit, val = training.fit_validation_rows(y, np.arange(len(y)), spec.training.validation_split, spec.training.seed)
+    fit, val = fitting.fit_validation_rows(y, np.arange(len(y)), spec.training.validation_split, spec.training.seed)
     started = time.perf_counter()
-    model, history = training.fit_model(
+    model, history = fitting.fit_model(
         spec,
         x[fit],
         y[fit],
@@ -136,12 +136,12 @@ def fit_and_score(
         n_classes,
         epochs=spec.training.epochs,
         groups=groups[fit],
-        band_hz=training.band_hz_of(band, fit),
+        band_hz=fitting.band_hz_of(band, fit),
     )
     out: dict[str, Any] = {"fit_s": time.perf_counter() - started, "epochs": len(history.get("loss", [])), "n": len(y)}
     for name in target:
         r = rows(name, paths[scored])
-        out[name] = float(np.mean(training.predict_classes(model, fonts[name]["x"][r]) == fonts[name]["y"][r]))
+        out[name] = float(np.mean(fitting.predict_classes(model, fonts[name]["x"][r]) == fonts[name]["y"][r]))
     out["accuracy"] = float(np.mean([out[name] for name in target]))
     out["load"] = os.getloadavg()[0]
     return out

@@ -3,11 +3,11 @@
 One seed of the demo's held-out fits moves by about ±3 points from another, which is as much
 as most recipe changes; a default should change only on the mean of three seeds. This runs,
 on one training snapshot, the fits the training DAG runs (`ml.heldout.fit`: each blind to a
-source or a group of them, as `training.heldout_sources` chooses) once per seed, and reports
+source or a group of them, as `heldout.heldout_sources` chooses) once per seed, and reports
 per source and seed the accuracy on the notes the fit never saw, the mean and the worst
 source, and the calibration error after the calibration the product fits (`calibration.calibrate`:
 a temperature that grows with each note's foreignness, then the top answer's map) fitted on the other fits' answers
-(`calibration.cross_fitted` over `training.fit_labels`, the same honest figure the training run
+(`calibration.cross_fitted` over `heldout.fit_labels`, the same honest figure the training run
 logs; until session 38 over sources, so a font's other player was in its calibration), also per fit, beside the
 error of that calibration without the foreignness (until session 45 that was one temperature, the figure this
 benchmark reported before session 29: its "ECE" figures of sessions 13-28 are that one). It also reports how often the candidates of a "not sure" answer
@@ -114,7 +114,7 @@ def answers_for(
 
 def with_far(groups: list[str], far: dict[str, str]) -> list[str]:
     """Each held-out group with the outside renders (`far`: {far source: font}) of its fonts added."""
-    from instropitch.ml.training import GROUP_SEPARATOR, held_out_members
+    from instropitch.ml.heldout import GROUP_SEPARATOR, held_out_members
 
     added = {g: [f for f, font in sorted(far.items()) if font in held_out_members(g)] for g in groups}
     lost = sorted(set(far) - {f for fs in added.values() for f in fs})
@@ -126,29 +126,29 @@ def with_far(groups: list[str], far: dict[str, str]) -> list[str]:
 def seed_scores(spec: Any, snapshot: Any, work: Path, recipe: str, far: dict[str, str]) -> dict[str, Any]:
     """Per source: held-out accuracy; with their mean, worst, and cross-source calibrated ECE;
     and the same for the `far` sources, scored by the fit blind to their font."""
-    from instropitch.ml import calibration, training
+    from instropitch.ml import calibration, fitting, heldout
     from instropitch.tinysol import family_indices
 
-    rows = training.model_rows(spec, snapshot)
+    rows = fitting.model_rows(spec, snapshot)
     missing = sorted(set(far) - set(rows.source_names))
     if missing:
         raise SystemExit(f"--far {', '.join(missing)}: not a source of the snapshot ({', '.join(rows.source_names)})")
     names = [n for n in rows.source_names if n not in far]
-    groups = with_far(training.heldout_sources(spec, names, spec.training.epochs), far)
+    groups = with_far(heldout.heldout_sources(spec, names, spec.training.epochs), far)
     if not groups:
         raise SystemExit("the recipe holds out nothing on this snapshot (one source, 0 epochs, or LOSO off)")
     kept = {group: answers_for(spec, snapshot, group, work, recipe, list(far)) for group in groups}
     by_fit = {g: kept_answers(k) for g, k in kept.items()}
-    answers = training.per_source(by_fit, rows.sources)
+    answers = heldout.per_source(by_fit, rows.sources)
     far_answers = {name: answers.pop(name) for name in far}
     scores = accuracies(spec, rows, answers)
-    everything, sources = training.pooled(answers)
-    fits = training.fit_labels(sources, groups)  # each fit's answers calibrated by the other fits'
+    everything, sources = heldout.pooled(answers)
+    fits = heldout.fit_labels(sources, groups)  # each fit's answers calibrated by the other fits'
     y = rows.y[everything.rows]
     # the product's calibration: the temperature also on the fits' familiar answers, when they were kept
     fitted_on = {
         "foreignness": everything.foreignness,
-        "familiar": training.familiar_answers(by_fit, rows.y),
+        "familiar": heldout.familiar_answers(by_fit, rows.y),
         "families": family_indices(rows.class_names) if spec.label == "instrument" else None,
     }
     built = calibration.cross_fitted(everything.proba, y, fits, **fitted_on)
@@ -179,7 +179,7 @@ def seed_scores(spec: Any, snapshot: Any, work: Path, recipe: str, far: dict[str
     }
     if far_answers:
         far_scores = accuracies(spec, rows, far_answers)
-        outside, _ = training.pooled(far_answers)
+        outside, _ = heldout.pooled(far_answers)
         fitted = calibration.calibrate(everything.proba, y, calibration.HELDOUT_SOURCES, **fitted_on)
         one = calibration.apply_temperature(outside.proba, calibration.fit_temperature(everything.proba, y))
         result["far"] = far_scores["per_source"]
@@ -193,8 +193,8 @@ def seed_scores(spec: Any, snapshot: Any, work: Path, recipe: str, far: dict[str
 
 
 def kept_answers(kept: dict[str, np.ndarray]) -> Any:
-    """A kept fit's answers as `training.Answers`, with its familiar answers when kept (since session 46)."""
-    from instropitch.ml.training import Answers
+    """A kept fit's answers as `heldout.Answers`, with its familiar answers when kept (since session 46)."""
+    from instropitch.ml.heldout import Answers
 
     familiar = None
     if "familiar_rows" in kept:
@@ -241,14 +241,11 @@ def candidates_on(fitted: Any, answers: Any, y: np.ndarray) -> dict[str, float]:
 
 
 def accuracies(spec: Any, rows: Any, answers: dict[str, Any]) -> dict[str, Any]:
-    """Per source, as the training run logs them (`training.source_metrics`); their mean and minimum."""
-    from instropitch.ml import training
+    """Per source, as the training run logs them (`heldout.source_metrics`); their mean and minimum."""
+    from instropitch.ml import heldout, reports
 
-    scores = training.source_metrics(
-        {
-            name: training.evaluation_metrics(spec, rows.y[a.rows], a.proba.argmax(axis=1))
-            for name, a in answers.items()
-        },
+    scores = heldout.source_metrics(
+        {name: reports.evaluation_metrics(spec, rows.y[a.rows], a.proba.argmax(axis=1)) for name, a in answers.items()},
         {},
     )
     return {

@@ -15,8 +15,8 @@ Two protocols (both print tables and write JSON; results are recorded in bench/R
   score on that source's test part) and a model trained on the other sources only
   (held-out: its score on every note of that source).
 
-Every CNN goes through ``instropitch.ml.training.fit_model`` with the rows in the DAG's order
-(``training.fit_validation_rows``): on the same data and thread count a bench figure is
+Every CNN goes through ``instropitch.ml.fitting.fit_model`` with the rows in the DAG's order
+(``fitting.fit_validation_rows``): on the same data and thread count a bench figure is
 the test accuracy the training DAG logs (checked: 0.9808 both, ``make demo``, one thread).
 A recipe whose input is built from the note (``instrument+harmonics``) is fed the labelled
 note, as in the training DAG; the product feeds it the pitch model's answer, right on
@@ -139,7 +139,7 @@ def class_index(spec, data) -> tuple[np.ndarray, list]:
 
 def train_cnn(spec, sets_rows: list[tuple[Set, np.ndarray]], epochs: int | None):
     """Fit `spec` on the given rows of the given sets (validation split carved from them)."""
-    from instropitch.ml import training
+    from instropitch.ml import fitting
 
     xs, ys, groups, hz = [], [], [], []
     for s, rows in sets_rows:
@@ -151,11 +151,11 @@ def train_cnn(spec, sets_rows: list[tuple[Set, np.ndarray]], epochs: int | None)
         band_hz = data.band_frequencies(spec.input)
         hz.append(np.broadcast_to(band_hz, (len(data), band_hz.shape[1]))[rows])
     x, y, g, band_hz = (np.concatenate(a) for a in (xs, ys, groups, hz))
-    fit_pos, val_pos = training.fit_validation_rows(
+    fit_pos, val_pos = fitting.fit_validation_rows(
         y, np.arange(len(y)), spec.training.validation_split, spec.training.seed
     )
     started = time.perf_counter()
-    model, history = training.fit_model(
+    model, history = fitting.fit_model(
         spec,
         x[fit_pos],
         y[fit_pos],
@@ -216,12 +216,12 @@ PROBABILITIES: dict[str, dict[str, np.ndarray]] = {}
 
 
 def score_cnn(spec, model, values: list, s: Set, rows: np.ndarray | None = None) -> dict[str, float]:
-    from instropitch.ml import training
+    from instropitch.ml import fitting
     from instropitch.ml.evaluation import instrument_report, pitch_report
 
     data = s.features(spec.features)
     rows = np.arange(len(data)) if rows is None else rows
-    proba = training.predict_proba(model, data.inputs(spec.input)[rows])
+    proba = fitting.predict_proba(model, data.inputs(spec.input)[rows])
     predicted = np.asarray(values)[proba.argmax(axis=1)]
     truth = data.midi[rows] if spec.label == "midi" else data.instrument[rows]
     PREDICTIONS[s.name] = (truth, predicted)
@@ -415,8 +415,8 @@ def protocol_loso(args, fonts: dict[str, str]) -> dict:
 
 def save_confusion(heldout_predictions: dict[str, list], out: Path) -> None:
     """The first instrument CNN's held-out predictions, all sources pooled, as a confusion matrix PNG."""
+    from instropitch.ml.reports import confusion_figure
     from instropitch.ml.snapshot import class_layout
-    from instropitch.ml.training import confusion_figure
 
     for label, pairs in heldout_predictions.items():
         pairs = [p for p in pairs if p is not None]

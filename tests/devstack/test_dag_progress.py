@@ -23,8 +23,8 @@ RUN = """\
 
 Downloading artifacts: 100%|██████████| 1/1 [00:00<00:00, 35.98it/s]
 WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
-2026-11-30T13:17:28.389792Z [info     ] instrument epoch 1/3: loss 2.6402 accuracy 0.0357 val_loss 2.7778 val_accuracy 0.2000 [instropitch.ml.training] loc=training.py:286
-2026-11-30T12:19:23.202000Z [info     ] instrument without fluid epoch 2/3: loss 1.2031 accuracy 0.6210 val_loss 0.9876 val_accuracy 0.7102 [instropitch.ml.training] loc=training.py:283
+2026-11-30T13:17:28.389792Z [info     ] instrument epoch 1/3: loss 2.6402 accuracy 0.0357 val_loss 2.7778 val_accuracy 0.2000 [instropitch.ml.fitting] loc=fitting.py:286
+2026-11-30T12:19:23.202000Z [info     ] instrument without fluid epoch 2/3: loss 1.2031 accuracy 0.6210 val_loss 0.9876 val_accuracy 0.7102 [instropitch.ml.fitting] loc=fitting.py:283
 2026-11-30T12:22:43.874817Z [info     ] instrument: test accuracy 0.9835, version 1, run 3213453fac1740998c6f8f09bb1b2f70 [instropitch.pipeline.training] loc=training.py:109
 2026-11-30T12:22:43.876092Z [info     ] Done. Returned value was: {'model': 'instrument', 'metrics': {'epochs_trained': 71.0, 'best_epoch': 56.0}} [airflow.task.operators.airflow.providers.standard.decorators.python._PythonDecoratedOperator] loc=python.py:233
 2026-11-30T12:22:43.952159Z [info     ] Task instance state updated    [airflow.api_fastapi.execution_api.routes.task_instances] correlation_id=01a22c68-51e4-7d20-be01-1f3e7fb14fe3 loc=task_instances.py:485 new_state=success rows_affected=1 ti_id=01a22c64-c837-7553-8a12-f45a62631e83

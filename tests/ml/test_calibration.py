@@ -154,7 +154,7 @@ def test_cross_fitted_ece_scores_each_source_with_a_temperature_fitted_on_the_ot
 
 
 def test_both_players_of_a_font_leave_its_calibration_together():
-    from instropitch.ml.training import fit_labels
+    from instropitch.ml.heldout import fit_labels
 
     parts = [overconfident(seed=s, true_temperature=t) for s, t in ((10, 3.0), (11, 3.0), (30, 1.0), (31, 1.0))]
     proba, y = np.concatenate([p for p, _ in parts]), np.concatenate([labels for _, labels in parts])

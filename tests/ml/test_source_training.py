@@ -317,8 +317,8 @@ def two_source_data(n_per_source: int = 96):
 
 
 def test_leave_one_source_out_never_sees_the_held_out_source():
+    from instropitch.ml.heldout import leave_one_source_out, source_metrics
     from instropitch.ml.snapshot import class_layout
-    from instropitch.ml.training import leave_one_source_out, source_metrics
 
     x, labels, sources = two_source_data()
     values, _ = class_layout("instrument")
@@ -358,8 +358,8 @@ def test_a_source_never_trained_on_is_left_out_of_the_fit_and_answered_only_when
     """A benchmark's outside render ("far", here a copy of "plain") is never fitted on: the fit without
     "mirror" then learns "plain" alone and gets "far" right; the fit without "plain" cannot learn it
     from "far" (it would, if "far" trained), so it gets both wrong."""
+    from instropitch.ml.heldout import fit_without_source
     from instropitch.ml.snapshot import class_layout
-    from instropitch.ml.training import fit_without_source
 
     x, labels, sources, y = plain_copied_as("far")
     values, _ = class_layout("instrument")
@@ -381,7 +381,7 @@ def test_notes_a_source_plays_from_samples_the_held_out_source_shares_are_not_tr
     """The "twin" source plays every note of "plain" from the same samples; `heldout_shared` says so for the first two
     instruments. The fit blind to "plain" and "mirror" trains on "twin" alone: it hears the last two
     instruments (and names plain's right) but not the shared two, which it never learns."""
-    from instropitch.ml import training
+    from instropitch.ml import heldout
     from instropitch.ml.snapshot import class_layout
 
     x, labels, sources, y = plain_copied_as("twin")
@@ -389,14 +389,14 @@ def test_notes_a_source_plays_from_samples_the_held_out_source_shares_are_not_tr
     shared = {"sources": ["plain", "twin"], "instruments": list(INSTRUMENTS[:2])}
     spec = parse_spec({**TINY, "training": {**TINY["training"], "heldout_shared": [shared]}})
     assert (
-        training.shared_sample_rows(spec, "plain+mirror", sources, labels).tolist()
+        heldout.shared_sample_rows(spec, "plain+mirror", sources, labels).tolist()
         == ((sources == "twin") & np.isin(labels, INSTRUMENTS[:2])).tolist()
     )
-    assert not training.shared_sample_rows(spec, "mirror", sources, labels).any()  # mirror shares nothing
+    assert not heldout.shared_sample_rows(spec, "mirror", sources, labels).any()  # mirror shares nothing
     with pytest.raises(ValueError, match="'plain' under training.heldout_shared needs each row's instrument"):
-        training.shared_sample_rows(spec, "plain", sources, None)
+        heldout.shared_sample_rows(spec, "plain", sources, None)
 
-    answers = training.fit_without_source(
+    answers = heldout.fit_without_source(
         spec, x, y, sources, np.arange(len(y)), len(values), "plain+mirror", epochs=10, instruments=labels
     )
     mine = sources[answers.rows] == "plain"
@@ -419,7 +419,7 @@ def test_heldout_shared_is_validated():
 
 def test_with_more_sources_than_heldout_groups_each_fit_holds_out_a_group_and_every_source_is_scored():
     """Four sources, `heldout_groups: 2`: two fits ("a+c", "b+d"), each blind to both of its sources."""
-    from instropitch.ml import training
+    from instropitch.ml import heldout
     from instropitch.ml.snapshot import class_layout
 
     x, labels, halves = two_source_data(48)
@@ -427,23 +427,23 @@ def test_with_more_sources_than_heldout_groups_each_fit_holds_out_a_group_and_ev
     values, _ = class_layout("instrument")
     y = np.array([values.index(v) for v in labels])
     spec = parse_spec({**TINY, "training": {**TINY["training"], "heldout_groups": 2}})
-    assert training.heldout_sources(spec, sources.tolist(), 10) == ["mirror0+plain0", "mirror1+plain1"]
-    assert training.heldout_sources(spec, ["a", "b"], 10) == ["a", "b"]  # no more sources than groups
-    assert training.heldout_sources(parse_spec(TINY), sources.tolist(), 10) == sorted(set(sources.tolist()))
+    assert heldout.heldout_sources(spec, sources.tolist(), 10) == ["mirror0+plain0", "mirror1+plain1"]
+    assert heldout.heldout_sources(spec, ["a", "b"], 10) == ["a", "b"]  # no more sources than groups
+    assert heldout.heldout_sources(parse_spec(TINY), sources.tolist(), 10) == sorted(set(sources.tolist()))
     fits = []
-    real_fit = training.fit_without_source
+    real_fit = heldout.fit_without_source
 
     def counted(*args, **kwargs):
         fits.append(args[6])
         return real_fit(*args, **kwargs)
 
-    training.fit_without_source = counted
+    heldout.fit_without_source = counted
     try:
-        by_fit = training.heldout_source_probabilities(spec, x, y, sources, np.arange(len(y)), len(values), epochs=2)
+        by_fit = heldout.heldout_source_probabilities(spec, x, y, sources, np.arange(len(y)), len(values), epochs=2)
     finally:
-        training.fit_without_source = real_fit
+        heldout.fit_without_source = real_fit
     assert fits == ["mirror0+plain0", "mirror1+plain1"] == sorted(by_fit)
-    answers = training.per_source(by_fit, sources)
+    answers = heldout.per_source(by_fit, sources)
     assert sorted(answers) == ["mirror0", "mirror1", "plain0", "plain1"]
     for name, (rows, proba, foreign, _) in answers.items():  # each source's own rows, answered by the fit blind to it
         assert np.array_equal(rows, np.flatnonzero(sources == name)) and proba.shape == (24, len(values))
@@ -455,17 +455,17 @@ def test_with_more_sources_than_heldout_groups_each_fit_holds_out_a_group_and_ev
 def test_sources_held_out_together_share_one_fit_and_every_other_source_gets_its_own(caplog):
     """Related fonts (`heldout_together`) are held out by one fit; the rest one each; names the data lacks
     drop out, and the log names them (a misspelt name would hold its relatives out apart)."""
-    from instropitch.ml import training
+    from instropitch.ml import heldout
 
     together = {**TINY["training"], "heldout_together": [["mslite", "fluidr3mono", "gone"]]}
     spec = parse_spec({**TINY, "training": together})
     assert spec.training.heldout_together == (("mslite", "fluidr3mono", "gone"),)
     fonts = ["timgm6mb", "mslite", "merlin", "fluidr3mono", "merlin"]
-    with caplog.at_level("INFO", logger=training.log.name):
-        assert training.heldout_sources(spec, fonts, 10) == ["fluidr3mono+mslite", "merlin", "timgm6mb"]
+    with caplog.at_level("INFO", logger=heldout.log.name):
+        assert heldout.heldout_sources(spec, fonts, 10) == ["fluidr3mono+mslite", "merlin", "timgm6mb"]
     assert "no data from gone (sources: fluidr3mono, merlin, mslite, timgm6mb)" in caplog.text
-    assert training.heldout_sources(spec, ["mslite", "merlin"], 10) == ["merlin", "mslite"]  # a group of one
-    assert training.heldout_sources(spec, ["mslite", "fluidr3mono"], 10) == []  # nothing would be left to train on
+    assert heldout.heldout_sources(spec, ["mslite", "merlin"], 10) == ["merlin", "mslite"]  # a group of one
+    assert heldout.heldout_sources(spec, ["mslite", "fluidr3mono"], 10) == []  # nothing would be left to train on
     assert spec.to_params()["training.heldout_together"] == "[[mslite, fluidr3mono, gone]]"
     for bad, reason in (
         ([["solo"]], "two or more"),
@@ -576,7 +576,7 @@ def test_promotion_compares_heldout_source_accuracy(heldout_story):
 
 
 def test_heldout_sources_plan_follows_the_recipe_unless_overridden():
-    from instropitch.ml.training import heldout_sources
+    from instropitch.ml.heldout import heldout_sources
 
     on, off = parse_spec(TINY), parse_spec({**TINY, "training": {**TINY["training"], "leave_one_source_out": False}})
     assert heldout_sources(on, ["plain", "mirror", "plain"], epochs=3) == ["mirror", "plain"]
@@ -593,8 +593,10 @@ def test_heldout_fits_run_apart_log_what_fitting_in_process_logs(heldout_story, 
     import mlflow
 
     from instropitch.ml import heldout, registry
+    from instropitch.ml.fitting import model_rows
+    from instropitch.ml.heldout import Answers
     from instropitch.ml.tracking import PORTABLE_PATH
-    from instropitch.ml.training import Answers, model_rows, train_and_log
+    from instropitch.ml.training import train_and_log
     from instropitch.serving.portable import OnnxModel
 
     snap, spec = heldout_story["snap"], parse_spec(TINY)

@@ -183,7 +183,7 @@ def test_a_lowpass_recipe_fits_with_each_rows_own_band_frequencies():
     """A note-centred input loses its own bands under one cut-off: the rows carry their frequencies to the fit."""
     from instropitch.audio.inputs import band_frequencies
     from instropitch.ml import heldout
-    from instropitch.ml.training import model_rows
+    from instropitch.ml.fitting import model_rows
 
     snap, config, _ = _default_preset_snapshot(5, source=np.array(["a", "b"] * 20))
     recipe = {
@@ -347,7 +347,7 @@ def test_mixup_trains_with_soft_labels():
 
 
 def test_reduce_lr_on_plateau_lowers_the_step_when_validation_stalls():
-    from instropitch.ml.training import fit_model
+    from instropitch.ml.fitting import fit_model
     from instropitch.modelspec import SpecError
 
     recipe = {
@@ -372,7 +372,7 @@ def test_reduce_lr_on_plateau_lowers_the_step_when_validation_stalls():
 
 
 def test_cosine_schedule_falls_from_the_rate_to_its_floor_over_the_epochs():
-    from instropitch.ml.training import COSINE_FLOOR, cosine_rate, fit_model
+    from instropitch.ml.fitting import COSINE_FLOOR, cosine_rate, fit_model
     from instropitch.modelspec import SpecError
 
     rates = [cosine_rate(0.01, 5, epoch) for epoch in range(5)]
@@ -405,7 +405,7 @@ def test_cosine_schedule_falls_from_the_rate_to_its_floor_over_the_epochs():
 
 def test_fit_logs_a_line_per_epoch(caplog):
     """What `make demo` shows of a training as it runs (Keras itself fits silently)."""
-    from instropitch.ml.training import fit_model
+    from instropitch.ml.fitting import fit_model
 
     spec = parse_spec(
         {
@@ -419,9 +419,9 @@ def test_fit_logs_a_line_per_epoch(caplog):
     rng = np.random.default_rng(0)
     x = rng.normal(-60, 5, (32, *INSTRUMENT_SHAPE)).astype(np.float32)
     y = rng.integers(0, 3, 32)
-    with caplog.at_level(logging.INFO, logger="instropitch.ml.training"):
+    with caplog.at_level(logging.INFO, logger="instropitch.ml.fitting"):
         _, history = fit_model(spec, x[:24], y[:24], x[24:], y[24:], 3, epochs=2)
-    lines = [r.getMessage() for r in caplog.records if r.name == "instropitch.ml.training"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "instropitch.ml.fitting"]
     assert lines == [
         f"quiet epoch {n + 1}/2: "
         + " ".join(f"{key} {history[key][n]:.4f}" for key in ("loss", "accuracy", "val_loss", "val_accuracy"))
@@ -720,7 +720,7 @@ def test_resampled_pairs_are_matched_within_their_own_source_only():
 
 def test_synthetic_tones_are_spectrograms_of_every_midi_class():
     from instropitch.audio.features import get_preset
-    from instropitch.ml.training import synthetic_tone_rows
+    from instropitch.ml.fitting import synthetic_tone_rows
 
     recipe = {"name": "tones", "label": "midi", "input": "pitch", "architecture": {"conv_blocks": [{"filters": 4}]}}
     spec = parse_spec({**recipe, "training": {"synthetic_tones": 1, "seed": 4}})
@@ -755,7 +755,7 @@ def test_compute_policy_reads_auto_off_the_cpu(precision, flags, policy):
 def test_a_fit_in_bfloat16_keeps_a_float32_model_that_answers_as_it_did():
     """Mixed precision is for the fit only: what is saved and exported computes in float32."""
     from instropitch.ml.cnn import as_float32, build_model
-    from instropitch.ml.training import fit_model
+    from instropitch.ml.fitting import fit_model
 
     recipe = {
         "name": "mixed",
@@ -805,9 +805,9 @@ def test_members_are_fitted_apart_and_joined_into_one_model_of_their_mean_logits
     import keras
 
     from instropitch.ml.cnn import build_model, join_members
+    from instropitch.ml.fitting import fit_model
     from instropitch.ml.foreignness import embed, fitted_reference, with_foreignness
     from instropitch.ml.portable import run_onnx_outputs, to_onnx
-    from instropitch.ml.training import fit_model
     from instropitch.modelspec import SpecError
 
     recipe = {
@@ -866,9 +866,9 @@ def test_band_shift_average_answers_the_mean_logits_of_shifted_looks(tmp_path):
     import keras
 
     from instropitch.ml.cnn import average_band_shifts, build_model, shift_bands
+    from instropitch.ml.fitting import fit_model
     from instropitch.ml.foreignness import embed, fitted_reference, with_foreignness
     from instropitch.ml.portable import run_onnx_outputs, to_onnx
-    from instropitch.ml.training import fit_model
     from instropitch.modelspec import SpecError
 
     recipe = {

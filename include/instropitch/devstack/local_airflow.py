@@ -85,7 +85,7 @@ class DagTestProgress:
 
     The run itself prints hundreds of long log lines; these are the few worth watching:
     `task train[0]: success in 215 s` and the training's per-epoch lines
-    (`instrument epoch 3/80: loss ... val_accuracy ...`, logged by `instropitch.ml.training`).
+    (`instrument epoch 3/80: loss ... val_accuracy ...`, logged by `instropitch.ml.fitting`).
     """
 
     _TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)")

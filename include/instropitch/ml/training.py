@@ -3,7 +3,9 @@
 The run holds the spec (params and the YAML itself), per-epoch curves, test metrics and
 reports, and the Keras model with its signature, input example, label layout and ONNX copy
 (`ml.portable`: what prediction loads); the model is registered as `instropitch-{spec.name}`. Promotion is a separate step
-(`registry.promote`), so training never changes what is served.
+(`registry.promote`), so training never changes what is served. The networks are fitted by
+`ml.fitting`; the leave-one-source-out fits whose answers score the model on unheard sources and fit its
+calibration are `ml.heldout`'s; the test reports are `ml.reports`'.
 
 TensorFlow, Keras, MLflow and matplotlib are imported inside the functions: the Airflow
 scheduler imports this module while parsing DAGs.
@@ -13,26 +15,49 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from functools import partial
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from instropitch.ml.calibration import (
     HELDOUT_SOURCES,
     Calibration,
-    Familiar,
     calibrate,
     cross_fitted,
     reliability_figure,
 )
+from instropitch.ml.fitting import (
+    ModelRows,
+    band_hz_of,
+    fit_model,
+    model_rows,
+    predict_classes,
+    predict_proba,
+    synthetic_tone_rows,
+)
 from instropitch.ml.foreignness import Reference, fitted_reference
+from instropitch.ml.heldout import (
+    Answers,
+    familiar_answers,
+    fit_labels,
+    heldout_scores,
+    heldout_source_probabilities,
+    heldout_sources,
+    per_source,
+    pooled,
+    source_metrics,
+)
+from instropitch.ml.reports import (
+    accuracy_by_instrument,
+    classification_table,
+    confusion_figure,
+    evaluation_metrics,
+    misclassified_figure,
+)
 from instropitch.ml.snapshot import Snapshot, class_layout, mlflow_dataset
 from instropitch.ml.tracking import (
     LABELS_FILENAME,
@@ -63,9 +88,7 @@ from instropitch.tinysol import family_indices
 
 if TYPE_CHECKING:
     import keras
-    import pandas as pd
 
-MAX_MISCLASSIFIED_SHOWN = 8
 log = logging.getLogger(__name__)
 
 
@@ -84,33 +107,6 @@ class TrainResult:
         return asdict(self)
 
 
-# ------------------------------------------------------------------------ helpers
-
-
-def split_validation(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(fit rows, validation rows) as positions into `y`: stratified when every class allows it."""
-    from sklearn.model_selection import train_test_split
-
-    index = np.arange(len(y))
-    if len(y) < 2:
-        raise ValueError(f"need at least 2 training notes to hold some out for validation, got {len(y)}")
-    try:
-        return train_test_split(index, test_size=fraction, random_state=seed, stratify=y)
-    except ValueError:  # a class with one note, or fewer validation rows than classes
-        return train_test_split(index, test_size=fraction, random_state=seed)
-
-
-def fit_validation_rows(y: np.ndarray, rows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """`rows` split into (fit rows, validation rows), each kept in `rows`' order.
-
-    Keeping the order matters for reproducibility: the training shuffle is seeded, so the
-    same rows in another order give another model. The DAG and the accuracy bench both
-    call this, so a bench figure is what the DAG trains on the same data.
-    """
-    fit_pos, val_pos = split_validation(y[rows], fraction, seed)
-    return rows[np.sort(fit_pos)], rows[np.sort(val_pos)]
-
-
 def label_info(spec: ModelSpec, snapshot: Snapshot, input_shape: tuple[int, int]) -> dict[str, Any]:
     """The label layout a predictor needs: stored in the model's metadata and as labels.json."""
     values, names = class_layout(spec.label)
@@ -125,622 +121,6 @@ def label_info(spec: ModelSpec, snapshot: Snapshot, input_shape: tuple[int, int]
         "feature_digest": snapshot.feature_digest,
         "data_digest": snapshot.digest,
     }
-
-
-# ----------------------------------------------------------------------- reports
-
-
-def evaluation_metrics(spec: ModelSpec, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """Accuracy and macro F1; for pitch models also note-only and octave-only accuracy."""
-    from sklearn.metrics import f1_score
-
-    metrics = {
-        "test_accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else 0.0,
-        "test_macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)) if len(y_true) else 0.0,
-    }
-    if spec.label == "midi":
-        values = np.asarray(class_layout("midi")[0])
-        true_midi, pred_midi = values[y_true], values[y_pred]
-        metrics["test_note_accuracy"] = float(np.mean(true_midi % 12 == pred_midi % 12)) if len(y_true) else 0.0
-        metrics["test_octave_accuracy"] = float(np.mean(true_midi // 12 == pred_midi // 12)) if len(y_true) else 0.0
-    return metrics
-
-
-def classification_table(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> pd.DataFrame:
-    """Per-class precision / recall / F1 / support for classes seen in the test set or predicted."""
-    import pandas as pd
-    from sklearn.metrics import classification_report
-
-    labels = sorted(set(y_true.tolist()) | set(y_pred.tolist()))
-    report = classification_report(
-        y_true, y_pred, labels=labels, target_names=[class_names[i] for i in labels], output_dict=True, zero_division=0
-    )
-    table = pd.DataFrame(report).T
-    table.index.name = "class"
-    return table
-
-
-def confusion_figure(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str], title: str) -> Any:
-    """Confusion matrix over the classes that occur (most of the 89 pitch classes would be empty)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import confusion_matrix
-
-    labels = sorted(set(y_true.tolist()) | set(y_pred.tolist()))
-    cm = confusion_matrix(y_true, y_pred, labels=labels)
-    size = min(4 + 0.18 * len(labels), 22)
-    fig, ax = plt.subplots(figsize=(size + 1.5, size))
-    image = ax.imshow(cm, cmap="Blues", interpolation="nearest")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    names = [class_names[i] for i in labels]
-    font = 8 if len(labels) <= 30 else 5
-    ax.set_xticks(range(len(labels)), names, rotation=90, fontsize=font)
-    ax.set_yticks(range(len(labels)), names, fontsize=font)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    if len(labels) <= 20:
-        for i in range(len(labels)):
-            for j in range(len(labels)):
-                if cm[i, j]:
-                    color = "white" if cm[i, j] > cm.max() / 2 else "black"
-                    ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7, color=color)
-    fig.tight_layout()
-    return fig
-
-
-def misclassified_figure(
-    x: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, paths: np.ndarray, class_names: list[str]
-) -> Any:
-    """Spectrograms of up to 8 wrongly predicted test notes, titled true -> predicted."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    wrong = np.flatnonzero(y_true != y_pred)[:MAX_MISCLASSIFIED_SHOWN]
-    if len(wrong) == 0:
-        fig, ax = plt.subplots(figsize=(4, 1.5))
-        ax.text(0.5, 0.5, "no misclassified test notes", ha="center", va="center")
-        ax.axis("off")
-        return fig
-    cols = min(4, len(wrong))
-    rows = int(np.ceil(len(wrong) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, i in zip(axes.flat, wrong, strict=False):
-        ax.axis("on")
-        ax.imshow(x[i].T, origin="lower", aspect="auto", cmap="magma")
-        ax.set_title(f"true {class_names[y_true[i]]} / pred {class_names[y_pred[i]]}", fontsize=9)
-        ax.set_xlabel(str(paths[i]).rsplit("/", 1)[-1][:40], fontsize=6)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.tight_layout()
-    return fig
-
-
-def _accuracy_by_instrument(snapshot: Snapshot, test_rows: np.ndarray, correct: np.ndarray) -> str:
-    import pandas as pd
-
-    frame = pd.DataFrame({"instrument": snapshot.instrument[test_rows], "correct": correct})
-    table = frame.groupby("instrument")["correct"].agg(["mean", "size"])
-    return table.rename(columns={"mean": "accuracy", "size": "n_test"}).to_csv()
-
-
-# ------------------------------------------------------------------------ training
-
-
-def band_hz_of(band_hz: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
-    """The band frequencies (`ModelRows.band_hz`) of `rows`: one row shared by all stays as it is."""
-    return band_hz if band_hz is None or len(band_hz) == 1 else band_hz[rows]
-
-
-MEMBER_SEED_STRIDE = 1000
-"""Member k of an ensemble (`training.members`) fits from seed `seed` + k x this: apart from the next seeds' members."""
-
-
-def fit_model(
-    spec: ModelSpec,
-    x_fit: np.ndarray,
-    y_fit: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
-    n_classes: int,
-    *,
-    epochs: int,
-    groups: np.ndarray | None = None,
-    callbacks: list[Any] | None = None,
-    extra: tuple[np.ndarray, np.ndarray] | None = None,
-    label: str | None = None,
-    band_hz: np.ndarray | None = None,
-) -> tuple[keras.Model, dict[str, list[float]]]:
-    """Build `spec`'s CNN and fit it (seeded; early stopping on the validation rows).
-
-    `groups` are the fit rows' sources, for source-balanced batches (`training.balance`).
-    `extra` (inputs, labels) are fitted on too, spread over the groups (e.g. `synthetic_tone_rows`).
-    `band_hz`: the fit rows' band frequencies, for an augmentation that cuts by Hz (`ModelRows.band_hz`).
-    Each epoch is logged as one line named `label` (default: the spec's name).
-    Returns the model (best weights when early stopping is on; computing in float32 whatever
-    `training.precision` fitted it in) and the Keras history. With `training.members` N > 1, N
-    networks are fitted one after another and joined (`cnn.join_members`); `callbacks` and the
-    history returned are the first one's. With `architecture.band_shift_average` the returned model
-    averages shifted looks at its input (`cnn.average_band_shifts`).
-    """
-    from instropitch.ml.cnn import average_band_shifts, join_members
-
-    if extra is not None and len(extra[1]):
-        if band_hz is not None and len(band_hz) != 1:
-            raise ValueError("extra rows cannot be fitted beside per-row band frequencies (a note-centred input)")
-        groups = np.full(len(y_fit), "data") if groups is None else np.asarray(groups).astype(str)
-        x_fit = np.concatenate([x_fit, extra[0].astype(x_fit.dtype)])
-        y_fit = np.concatenate([y_fit, extra[1]])
-        names = np.unique(groups)  # spread over the sources: balanced batches must not give them a share of their own
-        groups = np.concatenate([groups, names[np.arange(len(extra[1])) % len(names)]])
-    t, name = spec.training, label or spec.name
-    fits = [
-        _fit_network(
-            replace(spec, training=replace(t, seed=(t.seed + k * MEMBER_SEED_STRIDE) % 2**31)),
-            (x_fit, y_fit, x_val, y_val),
-            n_classes,
-            epochs=epochs,
-            groups=groups,
-            callbacks=callbacks if k == 0 else None,
-            label=name if t.members == 1 else f"{name} member {k + 1}/{t.members}",
-            band_hz=band_hz,
-        )
-        for k in range(t.members)
-    ]
-    return average_band_shifts(join_members([model for model, _ in fits], spec), spec), fits[0][1]
-
-
-def _fit_network(
-    spec: ModelSpec,
-    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    n_classes: int,
-    *,
-    epochs: int,
-    groups: np.ndarray | None,
-    callbacks: list[Any] | None,
-    label: str,
-    band_hz: np.ndarray | None,
-) -> tuple[keras.Model, dict[str, list[float]]]:
-    """One network of `fit_model`, from `spec.training.seed`, as a float32 model."""
-    from instropitch.ml.cnn import as_float32, build_model, compute_policy, configure_tensorflow, make_dataset
-
-    configure_tensorflow()
-    import keras
-
-    x_fit, y_fit, x_val, y_val = data
-    t = spec.training
-    keras.utils.set_random_seed(t.seed)
-    input_shape = (int(x_fit.shape[1]), int(x_fit.shape[2]))
-    model = build_model(
-        spec,
-        input_shape,
-        n_classes,
-        input_mean=float(x_fit.mean()),
-        input_std=float(x_fit.std() or 1.0),
-        dtype_policy=compute_policy(t.precision),
-    )
-    fit_ds = make_dataset(x_fit, y_fit, spec, n_classes, training=True, seed=t.seed, groups=groups, band_hz=band_hz)
-    val_ds = make_dataset(x_val, y_val, spec, n_classes, training=False)
-    callbacks = list(callbacks or [])
-    if t.reduce_lr_on_plateau is not None:
-        callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
-                monitor="val_loss",
-                factor=t.reduce_lr_on_plateau.factor,
-                patience=t.reduce_lr_on_plateau.patience,
-                min_lr=t.learning_rate / 64,
-            )
-        )
-    if t.lr_schedule == "cosine":
-        callbacks.append(keras.callbacks.LearningRateScheduler(partial(cosine_rate, t.learning_rate, epochs)))
-    if t.early_stopping is not None:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=t.early_stopping.monitor, patience=t.early_stopping.patience, restore_best_weights=True
-            )
-        )
-    callbacks.append(_epoch_log(label, epochs))
-    if t.weight_average:  # validates the averaged weights itself, before any callback reads val_*
-        from instropitch.ml.weight_average import WeightAverage
-
-        callbacks.insert(0, WeightAverage(t.weight_average, val_ds))
-    if epochs > 0:
-        history = model.fit(
-            fit_ds,
-            validation_data=None if t.weight_average else val_ds,
-            epochs=epochs,
-            callbacks=callbacks,
-            shuffle=False,
-            verbose=0,
-        ).history
-    else:
-        history = {}
-        model.optimizer.build(model.trainable_variables)  # saves cleanly even untrained
-    return as_float32(model, spec), history
-
-
-def synthetic_tone_rows(spec: ModelSpec, feature_preset: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """`training.synthetic_tones` generated tones per MIDI class as (pitch spectrograms, class indices).
-
-    Computed by the same feature code as the data (`feature_preset`); None when the recipe
-    asks for none.
-    """
-    if not spec.training.synthetic_tones:
-        return None
-    import io
-
-    from instropitch import audio
-    from instropitch.audio.features import compute_features, get_preset
-    from instropitch.audio.inputs import model_input
-    from instropitch.ml.snapshot import class_layout
-    from instropitch.synth.tones import tone_set
-
-    if not feature_preset:
-        raise ValueError(f"model {spec.name!r}: synthetic_tones needs the snapshot's feature preset, it names none")
-    config = get_preset(feature_preset)
-    values, _ = class_layout("midi")
-    xs, ys = [], []
-    for midi, samples in tone_set(list(values), spec.training.synthetic_tones, seed=spec.training.seed):
-        buffer = io.BytesIO()
-        audio.write_wav(buffer, samples, 44100)
-        tone = compute_features(buffer.getvalue(), config)
-        xs.append(model_input(spec.input, tone.pitch[None], tone.instrument[None], np.array([midi]), config)[0])
-        ys.append(values.index(midi))
-    return np.stack(xs).astype(np.float32), np.asarray(ys, dtype=np.int64)
-
-
-def predict_proba(model: keras.Model, x: np.ndarray) -> np.ndarray:
-    """Class probabilities per row (the softmax), in batches."""
-    n_classes = int(model.output_shape[-1])
-    if len(x) == 0:
-        return np.zeros((0, n_classes), dtype=np.float64)
-    return np.asarray(model.predict(x, batch_size=256, verbose=0), dtype=np.float64)
-
-
-EPOCH_LOG_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
-
-
-COSINE_FLOOR = 0.01
-"""`lr_schedule: cosine` ends at this fraction of the recipe's learning rate."""
-
-
-def cosine_rate(rate: float, epochs: int, epoch: int, _current: float | None = None) -> float:
-    """The learning rate of `epoch` (0-based) of `epochs`: half a cosine from `rate` to `rate * COSINE_FLOOR`.
-
-    Per epoch, not per step, so the schedule does not depend on the batch count (source-balanced
-    epochs and the held-out fits have other sizes than the champion's)."""
-    progress = min(epoch / max(epochs - 1, 1), 1.0)
-    return rate * (COSINE_FLOOR + (1.0 - COSINE_FLOOR) * 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-
-def _epoch_log(label: str, epochs: int) -> keras.callbacks.Callback:
-    """One log line per epoch: Keras fits silently here (`verbose=0`), and a DAG run should show progress."""
-    import keras
-
-    def log_epoch(epoch: int, logs: dict[str, float] | None = None) -> None:
-        numbers = " ".join(f"{key} {logs[key]:.4f}" for key in EPOCH_LOG_KEYS if key in (logs or {}))
-        log.info("%s epoch %d/%d: %s", label, epoch + 1, epochs, numbers)
-
-    return keras.callbacks.LambdaCallback(on_epoch_end=log_epoch)
-
-
-def predict_classes(model: keras.Model, x: np.ndarray) -> np.ndarray:
-    """Class index per row (argmax of the softmax), in batches."""
-    return np.argmax(predict_proba(model, x), axis=1).astype(np.int64)
-
-
-GROUP_SEPARATOR = "+"
-"""Joins the sources one held-out fit leaves out ("fluidr3mono+timgm6mb"); never in a source name."""
-
-
-def heldout_sources(spec: ModelSpec, source_names: list[str], epochs: int, override: bool | None = None) -> list[str]:
-    """What `spec` holds out, one fit each: a source, or a group of them joined by
-    `GROUP_SEPARATOR`. Groups come from the recipe's `heldout_together` (sources held out as
-    one; names the data lacks are dropped), or, with more sources than its `heldout_groups`,
-    round-robin over the sorted names. None with fewer than 2 fits to make, 0 epochs, or the
-    recipe's `leave_one_source_out` off (`override`, when not None, replaces that setting)."""
-    wanted = spec.training.leave_one_source_out if override is None else override
-    names = sorted(set(source_names))
-    if not (wanted and len(names) > 1 and epochs > 0):
-        return []
-    groups = spec.training.heldout_groups
-    if groups >= 2 and len(names) > groups:
-        return [GROUP_SEPARATOR.join(names[i::groups]) for i in range(groups)]
-    together = [sorted(set(group) & set(names)) for group in spec.training.heldout_together]
-    absent = sorted({name for group in spec.training.heldout_together for name in group} - set(names))
-    if absent:  # a font not installed here, or a misspelt name: then its relatives would be held out apart
-        log.info("heldout_together: no data from %s (sources: %s)", ", ".join(absent), ", ".join(names))
-    joined = {name for group in together for name in group}
-    fits = [GROUP_SEPARATOR.join(group) for group in together if group] + [n for n in names if n not in joined]
-    return sorted(fits) if len(fits) > 1 else []  # holding out everything leaves nothing to train on
-
-
-def fits_leaving_out(fits: list[str], only: Sequence[str]) -> list[str]:
-    """The held-out labels of `fits` that leave out any of the sources `only` names (every fit when it is empty).
-
-    A quick run (the demo) may run one fit of the recipe's several: it still calibrates and scores on a
-    source it never heard, at a fraction of the time. Every source of the data is in some fit, so a name no fit
-    leaves out is not a source of the data: an error, not a silent no-op.
-    """
-    if not only or not fits:
-        return list(fits)
-    members = {fit: set(held_out_members(fit)) for fit in fits}
-    unknown = sorted(set(only) - set().union(*members.values()))
-    if unknown:
-        raise ValueError(f"no held-out fit leaves out {', '.join(unknown)} (the fits: {', '.join(fits) or 'none'})")
-    return [fit for fit in fits if members[fit] & set(only)]
-
-
-def held_out_members(held_out: str) -> list[str]:
-    """The sources a held-out label (`heldout_sources`) stands for."""
-    return held_out.split(GROUP_SEPARATOR)
-
-
-def fit_labels(sources: np.ndarray, fits: Iterable[str]) -> np.ndarray:
-    """Each of `sources` as the held-out label of the fit that answered it ("a+b" for a group).
-
-    The calibration's honest figures (`calibration.cross_fitted`) hold out a fit's answers together: scoring
-    one player of a font with a calibration fitted on its other player's answers would flatter it.
-    """
-    label = {name: fit for fit in fits for name in held_out_members(fit)}
-    return np.array([label.get(name, name) for name in np.asarray(sources).astype(str)])
-
-
-class Answers(NamedTuple):
-    """What a model answered on some rows of the snapshot: the rows, their class probabilities
-    and, for models fitted with a foreignness reference (`ml.foreignness`), each row's foreignness.
-    A held-out fit's answers also carry what it answered on the test rows of the sources it trained on
-    (`familiar`: `calibration.Familiar`)."""
-
-    rows: np.ndarray
-    proba: np.ndarray
-    foreignness: np.ndarray | None = None
-    familiar: Answers | None = None
-
-    def subset(self, mask: np.ndarray) -> Answers:
-        """These rows' answers (without `familiar`: they belong to the fit, not to some of its rows)."""
-        return Answers(self.rows[mask], self.proba[mask], None if self.foreignness is None else self.foreignness[mask])
-
-
-def per_source(answers: dict[str, Answers], sources: np.ndarray) -> dict[str, Answers]:
-    """{source: answers} from answers keyed by held-out label: a group's answers split by the
-    source of each row, so every source is scored and calibrated on its own."""
-    out: dict[str, Answers] = {}
-    for held_out, answer in answers.items():
-        answer = Answers(*answer)
-        for name in held_out_members(held_out):
-            out[name] = answer.subset(np.asarray(sources)[answer.rows].astype(str) == name)
-    return dict(sorted(out.items()))
-
-
-def familiar_answers(answers: dict[str, Answers], y: np.ndarray) -> Familiar | None:
-    """The familiar answers of every fit in `answers` (keyed by held-out label), each labelled with its fit; None
-    unless every fit brings them with their foreignness (fits stored before them bring none)."""
-    parts = {label: a.familiar for label, a in answers.items()}
-    if not parts or any(f is None or f.foreignness is None for f in parts.values()):
-        return None
-    return Familiar(
-        np.concatenate([f.proba for f in parts.values()]),
-        np.asarray(y)[np.concatenate([f.rows for f in parts.values()])],
-        np.concatenate([f.foreignness for f in parts.values()]),
-        np.concatenate([[label] * len(f.rows) for label, f in parts.items()]),
-    )
-
-
-def pooled(answers: dict[str, Answers]) -> tuple[Answers, np.ndarray]:
-    """All `answers` as one (foreignness only when every part has it) and the source of each row."""
-    parts = list(answers.values())
-    foreign = [a.foreignness for a in parts]
-    return Answers(
-        np.concatenate([a.rows for a in parts]),
-        np.concatenate([a.proba for a in parts]),
-        None if any(f is None for f in foreign) else np.concatenate(foreign),
-    ), np.concatenate([[name] * len(a.rows) for name, a in answers.items()])
-
-
-def fit_without_source(
-    spec: ModelSpec,
-    x: np.ndarray,
-    y: np.ndarray,
-    sources: np.ndarray,
-    train_rows: np.ndarray,
-    n_classes: int,
-    held_out: str,
-    *,
-    epochs: int,
-    extra: tuple[np.ndarray, np.ndarray] | None = None,
-    never_train: Sequence[str] = (),
-    band_hz: np.ndarray | None = None,
-    instruments: np.ndarray | None = None,
-) -> Answers:
-    """Fit on the training rows of every source but `held_out` (one, or a group: `held_out_members`);
-    its answers on every row of `held_out`, with their foreignness to this fit, and on the test rows of the
-    sources it trained on (`Answers.familiar`).
-
-    No row of a held-out source (train or test part) is seen in fitting or early stopping,
-    nor a row another source plays from samples it shares with the held-out one
-    (`shared_sample_rows`), so the answers are what the recipe does on recordings unlike its
-    training data. `never_train` names sources left out of the fit even when not held out: a
-    benchmark's outside renders, scored only by the fit blind to the font they play. `band_hz`:
-    as `ModelRows.band_hz` (all rows); `instruments`: as `ModelRows.instruments`.
-    """
-    from instropitch.ml.foreignness import embed
-
-    t = spec.training
-    members = held_out_members(held_out)
-    heard = ~np.isin(sources, [*members, *never_train]) & ~shared_sample_rows(spec, held_out, sources, instruments)
-    rows = train_rows[heard[train_rows]]
-    fit_rows, val_rows = fit_validation_rows(y, rows, t.validation_split, t.seed)
-    model, _ = fit_model(
-        spec,
-        x[fit_rows],
-        y[fit_rows],
-        x[val_rows],
-        y[val_rows],
-        n_classes,
-        epochs=epochs,
-        groups=sources[fit_rows],
-        extra=extra,
-        label=f"{spec.name} without {held_out}",
-        band_hz=band_hz_of(band_hz, fit_rows),
-    )
-    target = np.flatnonzero(np.isin(sources, members))
-    reference = fitted_reference(model, x[fit_rows], y[fit_rows], x[val_rows])
-    proba, embeddings = embed(model, x[target])
-    tested = np.ones(len(y), dtype=bool)
-    tested[train_rows] = False
-    known = np.flatnonzero(heard & tested)  # notes of fonts it learnt, never fitted on
-    familiar = None
-    if len(known):
-        known_proba, known_embeddings = embed(model, x[known])
-        familiar = Answers(known, known_proba, reference.distance(known_embeddings))
-    return Answers(target, proba, reference.distance(embeddings), familiar)
-
-
-def shared_sample_rows(
-    spec: ModelSpec, held_out: str, sources: np.ndarray, instruments: np.ndarray | None
-) -> np.ndarray:
-    """Per row: played by another source from samples it shares with `held_out` (`training.heldout_shared`).
-
-    A fit blind to `held_out` must not train on these rows: their samples are the held-out notes' own.
-    """
-    members = set(held_out_members(held_out))
-    shared = [entry for entry in spec.training.heldout_shared if members & set(entry.sources)]
-    out = np.zeros(len(sources), dtype=bool)
-    if not shared:
-        return out
-    if instruments is None:
-        raise ValueError(f"holding out {held_out!r} under training.heldout_shared needs each row's instrument")
-    for entry in shared:
-        others = [name for name in entry.sources if name not in members]
-        out |= np.isin(sources, others) & np.isin(instruments, entry.instruments)
-    return out
-
-
-def heldout_source_probabilities(
-    spec: ModelSpec,
-    x: np.ndarray,
-    y: np.ndarray,
-    sources: np.ndarray,
-    train_rows: np.ndarray,
-    n_classes: int,
-    *,
-    epochs: int,
-    extra: tuple[np.ndarray, np.ndarray] | None = None,
-    band_hz: np.ndarray | None = None,
-    instruments: np.ndarray | None = None,
-) -> dict[str, Answers]:
-    """`fit_without_source` for each source (or group: `heldout_sources`) in turn, in this process
-    (the DAG maps them as tasks instead).
-
-    Returns {held-out label: its fit's `Answers`} (`per_source` splits them by source); empty with fewer than
-    2 sources.
-    """
-    answers = {
-        held_out: fit_without_source(
-            spec,
-            x,
-            y,
-            sources,
-            train_rows,
-            n_classes,
-            held_out,
-            epochs=epochs,
-            extra=extra,
-            band_hz=band_hz,
-            instruments=instruments,
-        )
-        for held_out in heldout_sources(spec, sources.tolist(), max(epochs, 1), override=True)
-    }
-    return answers
-
-
-def leave_one_source_out(spec: ModelSpec, *data: Any, epochs: int) -> dict[str, dict[str, float]]:
-    """{source: metrics (as `evaluation_metrics`, plus `n`)} of `heldout_source_probabilities`.
-
-    `data` is (x, y, sources, train_rows, n_classes), as that function takes them.
-    """
-    predicted = heldout_source_probabilities(spec, *data, epochs=epochs)
-    return _heldout_scores(spec, data[1], per_source(predicted, data[2]))
-
-
-def _heldout_scores(spec: ModelSpec, y: np.ndarray, predicted: dict[str, Answers]) -> dict[str, dict[str, float]]:
-    return {
-        name: {"n": float(len(a.rows)), **evaluation_metrics(spec, y[a.rows], np.argmax(a.proba, axis=1))}
-        for name, a in predicted.items()
-    }
-
-
-def source_metrics(heldout: dict[str, dict[str, float]], in_distribution: dict[str, float]) -> dict[str, float]:
-    """MLflow metrics per source (`source.<name>.test_accuracy`, `.heldout_accuracy`) and the
-    summary `heldout_accuracy` (mean over sources; what promotion compares) and its minimum."""
-    metrics = {f"source.{name}.test_accuracy": value for name, value in in_distribution.items()}
-    for name, scores in heldout.items():
-        for key, value in scores.items():
-            if key.startswith("test_"):
-                metrics[f"source.{name}.heldout_{key.removeprefix('test_')}"] = value
-    if heldout:
-        accuracies = [scores["test_accuracy"] for scores in heldout.values()]
-        metrics["heldout_accuracy"] = float(np.mean(accuracies))
-        metrics["heldout_min_accuracy"] = float(np.min(accuracies))
-    return metrics
-
-
-@dataclass(frozen=True)
-class ModelRows:
-    """The snapshot as one model sees it: inputs, labels, and which rows fit, validate and test."""
-
-    x: np.ndarray
-    y: np.ndarray
-    class_names: list[str]
-    sources: np.ndarray
-    train: np.ndarray
-    test: np.ndarray
-    fit: np.ndarray
-    val: np.ndarray
-    band_hz: np.ndarray | None = None
-    """Each row's band frequencies (`audio.inputs.band_frequencies`), when the augmentation cuts by Hz."""
-    instruments: np.ndarray | None = None
-    """Each row's TinySOL instrument, whatever the label: `training.heldout_shared` names instruments."""
-
-    @property
-    def input_shape(self) -> tuple[int, int]:
-        return int(self.x.shape[1]), int(self.x.shape[2])
-
-    @property
-    def source_names(self) -> list[str]:
-        return sorted(set(self.sources.tolist()))
-
-
-def model_rows(spec: ModelSpec, snapshot: Snapshot) -> ModelRows:
-    """Check the snapshot fits the spec and carve the validation rows from its training part."""
-    if spec.features and snapshot.feature_preset and spec.features != snapshot.feature_preset:
-        raise ValueError(
-            f"model {spec.name!r} wants features preset {spec.features!r}, "
-            f"but the snapshot was computed with {snapshot.feature_preset!r}"
-        )
-    x_all = snapshot.inputs_for(spec)
-    y_all, class_names = snapshot.labels_for(spec)
-    train_rows = np.flatnonzero(~snapshot.is_test)
-    fit_rows, val_rows = fit_validation_rows(y_all, train_rows, spec.training.validation_split, spec.training.seed)
-    return ModelRows(
-        x=x_all,
-        y=y_all,
-        class_names=list(class_names),
-        sources=np.asarray(snapshot.source).astype(str),
-        train=train_rows,
-        test=np.flatnonzero(snapshot.is_test),
-        fit=fit_rows,
-        val=val_rows,
-        band_hz=snapshot.band_frequencies_for(spec) if spec.training.augmentation.lowpass else None,
-        instruments=np.asarray(snapshot.instrument).astype(str),
-    )
 
 
 def train_and_log(
@@ -925,7 +305,7 @@ def _fit_and_score(
         fits = sorted(predicted)  # by held-out label: a quick run may bring one fit of the recipe's several
     familiar = familiar_answers(predicted, rows.y)
     predicted = per_source(predicted, rows.sources)  # the answers come by held-out label, maybe a group
-    heldout = _heldout_scores(spec, rows.y, predicted)
+    heldout = heldout_scores(spec, rows.y, predicted)
 
     started = time.perf_counter()
     model, history = fit_model(
@@ -1028,7 +408,7 @@ def _log_reports(
     if not len(y_test):
         return
     mlflow.log_text(classification_table(y_test, y_pred, rows.class_names).to_csv(), "classification_report.csv")
-    mlflow.log_text(_accuracy_by_instrument(snapshot, rows.test, y_test == y_pred), "accuracy_by_instrument.csv")
+    mlflow.log_text(accuracy_by_instrument(snapshot, rows.test, y_test == y_pred), "accuracy_by_instrument.csv")
     title = f"{spec.name}: test accuracy {metrics['test_accuracy']:.3f}"
     _log_figure(confusion_figure(y_test, y_pred, rows.class_names, title), "confusion_matrix.png")
     _log_figure(

@@ -7,7 +7,7 @@ Minima", NeurIPS 2021). Keras' own `use_ema` averages too, but swaps the average
 the end of `fit`, after early stopping has chosen its weights from the raw ones; here every
 epoch is validated on the average, so early stopping watches, keeps and restores averages.
 
-Imported by `ml.training.fit_model` when the recipe sets `training.weight_average` (Keras loads here).
+Imported by `ml.fitting.fit_model` when the recipe sets `training.weight_average` (Keras loads here).
 """
 
 from __future__ import annotations

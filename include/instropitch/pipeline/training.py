@@ -169,7 +169,7 @@ def heldout_fits(
     `leave_one_source_out` (the DAG param), when not None, overrides every recipe's setting.
     `only` (the DAG param `heldout_sources`) keeps the fits that leave out one of these sources.
     """
-    from instropitch.ml.training import fits_leaving_out, heldout_sources
+    from instropitch.ml.heldout import fits_leaving_out, heldout_sources
     from instropitch.modelspec import load_spec
 
     plan = []

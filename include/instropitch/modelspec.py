@@ -241,7 +241,10 @@ class Training:
     averaged: the mean of their logits, a deep ensemble (Lakshminarayanan et al., 2017) at N times
     the fit. 1 (the default) fits one.
     `weight_decay` w > 0 trains with AdamW (Loshchilov & Hutter, 2019): each step shrinks the
-    weights by learning_rate x w, apart from the gradient's step; 0 (the default) trains with Adam."""
+    weights by learning_rate x w, apart from the gradient's step; 0 (the default) trains with Adam.
+    `contrastive` c > 0 adds c x a supervised contrastive loss on the embedding (the softmax's input;
+    Khosla et al., 2020): in each batch, notes of one class are pulled together and apart from the
+    others, whatever source plays them (`cnn.supervised_contrastive_loss`). 0 (the default): none."""
 
     epochs: int = 30
     batch_size: int = 64
@@ -262,6 +265,7 @@ class Training:
     precision: str = "float32"
     members: int = 1
     weight_decay: float = 0.0
+    contrastive: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -608,6 +612,7 @@ def _read_training(s: _Section, label: str | None) -> Training:
         weight_average=s.take("weight_average", _float(0.0, 1.0, high_open=True), defaults.weight_average),
         precision=s.take("precision", _choice(PRECISIONS), defaults.precision),
         members=s.take("members", _int(1, 16), defaults.members),
+        contrastive=s.take("contrastive", _float(0.0, 10.0), defaults.contrastive),
     )
     if training.heldout_groups == 1:
         s.error("heldout_groups", "1 would hold out every source at once: use 0 (one fit per source) or 2 or more")

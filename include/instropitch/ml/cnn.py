@@ -236,9 +236,9 @@ def build_model(
     return model
 
 
-def compile_model(model: keras.Model, spec: ModelSpec) -> None:
-    """Adam (AdamW with the recipe's `weight_decay`) + cross-entropy + accuracy. With mixup the labels
-    are soft, hence one-hot losses."""
+def compile_model(model: keras.Model, spec: ModelSpec, optimizer: Any = None) -> None:
+    """Adam (AdamW with the recipe's `weight_decay`; or `optimizer`) + cross-entropy + accuracy. With mixup the
+    labels are soft, hence one-hot losses."""
     import keras
 
     if spec.training.augmentation.mixup:
@@ -248,11 +248,12 @@ def compile_model(model: keras.Model, spec: ModelSpec) -> None:
         loss = keras.losses.SparseCategoricalCrossentropy()
         metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     t = spec.training
-    optimizer = (
-        keras.optimizers.AdamW(t.learning_rate, weight_decay=t.weight_decay)
-        if t.weight_decay > 0
-        else keras.optimizers.Adam(t.learning_rate)
-    )
+    if optimizer is None:
+        optimizer = (
+            keras.optimizers.AdamW(t.learning_rate, weight_decay=t.weight_decay)
+            if t.weight_decay > 0
+            else keras.optimizers.Adam(t.learning_rate)
+        )
     model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
 
 

@@ -221,7 +221,12 @@ def _fit_network(
 
         callbacks.insert(0, WeightAverage(t.weight_average, val_ds))
     if epochs > 0:
-        history = model.fit(
+        fitted = model
+        if t.contrastive:  # the same network's weights, stepped on a loss with a contrastive term
+            from instropitch.ml.contrastive import contrastive_fit
+
+            fitted = contrastive_fit(model, spec)
+        history = fitted.fit(
             fit_ds,
             validation_data=None if t.weight_average else val_ds,
             epochs=epochs,

@@ -1,0 +1,77 @@
+"""A supervised contrastive loss on the embedding, beside the cross-entropy, for fitting only.
+
+On a font it never heard, the instrument model reads a horn as an oboe: what it learnt of a horn is partly
+the fonts' own sound. The loss of Khosla et al. ("Supervised Contrastive Learning", NeurIPS 2020), on
+the embedding the softmax reads, pulls the notes of one class in a batch together, whichever source
+plays them (batches draw from every source: `training.balance`), and pushes the other classes' away.
+The model kept is the recipe's own network: `ContrastiveFit` only changes how its weights are stepped.
+
+Imported by `ml.fitting` when the recipe sets `training.contrastive` (Keras loads here).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from instropitch.modelspec import ModelSpec
+
+TEMPERATURE = 0.1
+"""Divides the cosine similarities (Khosla et al.'s value): lower weighs the hardest pairs more."""
+
+
+def supervised_contrastive_loss(embedding: Any, labels: Any, temperature: float = TEMPERATURE) -> Any:
+    """Mean over the batch's notes that have another of their class: -mean log p(that other | the note), p the
+    softmax over every other note of the batch of the cosine similarity / `temperature`."""
+    z = tf.math.l2_normalize(tf.cast(embedding, tf.float32), axis=1)
+    n = tf.shape(z)[0]
+    itself = tf.eye(n, dtype=tf.bool)
+    similarity = tf.where(itself, -1e9, tf.matmul(z, z, transpose_b=True) / temperature)
+    log_p = similarity - tf.reduce_logsumexp(similarity, axis=1, keepdims=True)
+    labels = tf.reshape(labels, [-1])
+    positive = tf.logical_and(tf.equal(labels[:, None], labels[None, :]), tf.logical_not(itself))
+    count = tf.reduce_sum(tf.cast(positive, tf.float32), axis=1)
+    per_note = -tf.reduce_sum(tf.where(positive, log_p, 0.0), axis=1) / tf.maximum(count, 1.0)
+    has = tf.cast(count > 0, tf.float32)
+    return tf.reduce_sum(per_note * has) / tf.maximum(tf.reduce_sum(has), 1.0)
+
+
+class ContrastiveFit(keras.Model):
+    """Fits `model` (inputs -> ... -> `embedding` -> `probabilities` softmax) on its compiled loss plus `weight` x
+    `supervised_contrastive_loss` of its embedding; answers, validates and saves as `model` does (its variables
+    are the ones stepped). Labels may be class indices or one-hot / mixup rows (then the dominant class)."""
+
+    def __init__(self, model: keras.Model, weight: float, temperature: float = TEMPERATURE):
+        super().__init__(name=model.name)
+        self.network = model
+        self.embed = keras.Model(model.inputs, model.get_layer("probabilities").input)
+        self.weight = weight
+        self.temperature = temperature
+
+    def call(self, x: Any, training: bool = False) -> Any:
+        return self.network(x, training=training)
+
+    def train_step(self, data: Any) -> dict[str, Any]:
+        x, y = data
+        with tf.GradientTape() as tape:
+            embedding = self.embed(x, training=True)
+            y_pred = self.network.get_layer("probabilities")(embedding)
+            loss = self.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
+            labels = tf.argmax(y, axis=-1) if len(y.shape) == 2 else y
+            total = loss + self.weight * supervised_contrastive_loss(embedding, labels, self.temperature)
+        variables = self.network.trainable_variables
+        self.optimizer.apply(tape.gradient(total, variables), variables)
+        self._loss_tracker.update_state(loss, sample_weight=tf.shape(x)[0])  # `loss` stays the cross-entropy
+        return self.compute_metrics(x, y, y_pred)
+
+
+def contrastive_fit(model: keras.Model, spec: ModelSpec) -> keras.Model:
+    """What `fit` is called on: `model` compiled as the recipe compiles it, stepping `model`'s own optimizer (the
+    saved model's), plus `training.contrastive` x the contrastive term."""
+    from instropitch.ml.cnn import compile_model
+
+    fit = ContrastiveFit(model, spec.training.contrastive)
+    compile_model(fit, spec, optimizer=model.optimizer)
+    return fit

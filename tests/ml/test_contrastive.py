@@ -1,0 +1,63 @@
+"""`training.contrastive`: a supervised contrastive loss on the embedding, beside the cross-entropy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from support.models import INSTRUMENT_SHAPE
+
+from instropitch.modelspec import SpecError, parse_spec
+
+RECIPE = {
+    "name": "pull",
+    "label": "instrument",
+    "input": "instrument",
+    "architecture": {"conv_blocks": [{"filters": 4, "pool": 2}], "dense": [8], "pooling": "flatten", "dropout": 0.0},
+    "training": {"batch_size": 16, "early_stopping": None, "learning_rate": 0.01},
+}
+
+
+def test_the_loss_is_low_when_each_class_sits_together_and_ignores_notes_alone_in_their_class():
+    from instropitch.ml.contrastive import supervised_contrastive_loss
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2, 3], 8)
+    centres = rng.normal(0, 1, (4, 16))
+    together = centres[labels] + rng.normal(0, 0.05, (32, 16))
+    apart = rng.normal(0, 1, (32, 16))
+    low, high = (float(supervised_contrastive_loss(e.astype(np.float32), labels)) for e in (together, apart))
+    # together: each note finds its 7 classmates and nothing else, log 7 (the least there is); apart: about log 31,
+    # every other note of the batch as likely
+    assert low < np.log(7) + 0.05 and high > np.log(31) - 0.5
+    assert float(supervised_contrastive_loss((10 * together).astype(np.float32), labels)) == pytest.approx(low)
+    # a note alone in its class has nothing to be pulled to: it adds nothing (here, nothing at all)
+    assert float(supervised_contrastive_loss(apart.astype(np.float32), np.arange(32))) == 0.0
+
+
+def test_a_contrastive_fit_steps_the_recipes_own_network_and_keeps_it_plain():
+    """The term changes the weights (same seed, same data), and what comes back is the recipe's network: it saves,
+    converts and answers like any other; the history's loss stays the cross-entropy."""
+    from instropitch.ml.contrastive import ContrastiveFit
+    from instropitch.ml.fitting import fit_model
+    from instropitch.ml.portable import run_onnx_outputs, to_onnx
+
+    spec = parse_spec({**RECIPE, "training": {**RECIPE["training"], "contrastive": 0.5}})
+    plain = parse_spec(RECIPE)
+    assert spec.training.contrastive == 0.5 and plain.training.contrastive == 0.0
+    with pytest.raises(SpecError, match="training.contrastive"):
+        parse_spec({**RECIPE, "training": {"contrastive": -1}})
+    rng = np.random.default_rng(1)
+    x = rng.normal(-60, 5, (48, *INSTRUMENT_SHAPE)).astype(np.float32)
+    y = np.repeat([0, 1, 2], 16)
+    x[y == 1, :, :20] += 10.0  # three classes a network can tell apart
+    x[y == 2, :, 20:40] += 10.0
+    pulled, history = fit_model(spec, x[:40], y[:40], x[40:], y[40:], 3, epochs=3)
+    alone, _ = fit_model(plain, x[:40], y[:40], x[40:], y[40:], 3, epochs=3)
+    assert type(pulled) is type(alone) and not isinstance(pulled, ContrastiveFit)
+    assert {"loss", "accuracy", "val_loss"} <= set(history)
+    assert not np.allclose(
+        pulled.get_layer("probabilities").get_weights()[0], alone.get_layer("probabilities").get_weights()[0]
+    )
+    answers = pulled.predict(x[40:], verbose=0)
+    (onnx_answers,) = run_onnx_outputs(to_onnx(pulled, check=x[:4]), x[40:])
+    np.testing.assert_allclose(onnx_answers, answers, rtol=1e-4, atol=1e-5)

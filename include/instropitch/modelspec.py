@@ -244,7 +244,7 @@ class Training:
     weights by learning_rate x w, apart from the gradient's step; 0 (the default) trains with Adam.
     `contrastive` c > 0 adds c x a supervised contrastive loss on the embedding (the softmax's input;
     Khosla et al., 2020): in each batch, notes of one class are pulled together and apart from the
-    others, whatever source plays them (`cnn.supervised_contrastive_loss`). 0 (the default): none."""
+    others, whatever source plays them (`ml.contrastive.supervised_contrastive_loss`). 0 (the default): none."""
 
     epochs: int = 30
     batch_size: int = 64

@@ -5,8 +5,8 @@ rows); `fit_model` builds and fits the recipe's CNN (its members and looks joine
 `predict_proba` reads it. The DAG's `train` and `fit_heldout` tasks and every benchmark fit through
 here, so a bench figure is what the DAG trains on the same data.
 
-TensorFlow and Keras are imported inside the functions: the Airflow scheduler imports the
-training module, and with it this one, while parsing DAGs.
+TensorFlow and Keras are imported inside the functions: what imports this module only to plan fits or
+read their answers (`ml.heldout`, the DAG's planning tasks, the benches' scoring) does not load them.
 """
 
 from __future__ import annotations

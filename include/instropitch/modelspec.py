@@ -244,7 +244,9 @@ class Training:
     weights by learning_rate x w, apart from the gradient's step; 0 (the default) trains with Adam.
     `contrastive` c > 0 adds c x a supervised contrastive loss on the embedding (the softmax's input;
     Khosla et al., 2020): in each batch, notes of one class are pulled together and apart from the
-    others, whatever source plays them (`ml.contrastive.supervised_contrastive_loss`). 0 (the default): none."""
+    others, whatever source plays them (`ml.contrastive.supervised_contrastive_loss`). 0 (the default): none.
+    `contrastive_head` n > 0 puts that loss on an n-wide projection head over the embedding (Khosla et al.'s
+    form; the head is fitted beside the network and not kept); 0 (the default): on the embedding itself."""
 
     epochs: int = 30
     batch_size: int = 64
@@ -266,6 +268,7 @@ class Training:
     members: int = 1
     weight_decay: float = 0.0
     contrastive: float = 0.0
+    contrastive_head: int = 0
 
 
 @dataclass(frozen=True)
@@ -613,6 +616,7 @@ def _read_training(s: _Section, label: str | None) -> Training:
         precision=s.take("precision", _choice(PRECISIONS), defaults.precision),
         members=s.take("members", _int(1, 16), defaults.members),
         contrastive=s.take("contrastive", _float(0.0, 10.0), defaults.contrastive),
+        contrastive_head=s.take("contrastive_head", _int(0, 4096), defaults.contrastive_head),
     )
     if training.heldout_groups == 1:
         s.error("heldout_groups", "1 would hold out every source at once: use 0 (one fit per source) or 2 or more")
@@ -620,6 +624,8 @@ def _read_training(s: _Section, label: str | None) -> Training:
         s.error("heldout_together", "set either heldout_groups or heldout_together, not both: each chooses the fits")
     if training.lr_schedule != "constant" and training.reduce_lr_on_plateau is not None:
         s.error("lr_schedule", "set either lr_schedule or reduce_lr_on_plateau, not both: each sets the learning rate")
+    if training.contrastive_head and not training.contrastive:
+        s.error("contrastive_head", "a projection head for the contrastive loss: set training.contrastive above 0 too")
     if training.synthetic_tones and label != "midi":
         s.error("synthetic_tones", "only for label 'midi': a generated tone has a pitch, not an instrument")
     s.finish()

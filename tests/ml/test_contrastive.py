@@ -61,3 +61,42 @@ def test_a_contrastive_fit_steps_the_recipes_own_network_and_keeps_it_plain():
     answers = pulled.predict(x[40:], verbose=0)
     (onnx_answers,) = run_onnx_outputs(to_onnx(pulled, check=x[:4]), x[40:])
     np.testing.assert_allclose(onnx_answers, answers, rtol=1e-4, atol=1e-5)
+
+
+def test_a_projection_head_is_fitted_beside_the_network_and_not_kept():
+    """With `contrastive_head` the loss reads a head's output: the network's weights move differently from the
+    loss on the embedding itself, the head's own weights move too, and none of the head is in the model kept."""
+    import keras
+
+    from instropitch.ml.cnn import build_model
+    from instropitch.ml.contrastive import ContrastiveFit, contrastive_fit
+    from instropitch.ml.fitting import fit_model
+
+    with pytest.raises(SpecError, match="training.contrastive_head"):
+        parse_spec({**RECIPE, "training": {"contrastive_head": 16}})
+    headed = parse_spec({**RECIPE, "training": {**RECIPE["training"], "contrastive": 0.5, "contrastive_head": 16}})
+    bare = parse_spec({**RECIPE, "training": {**RECIPE["training"], "contrastive": 0.5}})
+    assert headed.training.contrastive_head == 16 and bare.training.contrastive_head == 0
+    rng = np.random.default_rng(2)
+    x = rng.normal(-60, 5, (48, *INSTRUMENT_SHAPE)).astype(np.float32)
+    y = np.repeat([0, 1, 2], 16)
+    x[y == 1, :, :20] += 10.0
+    x[y == 2, :, 20:40] += 10.0
+    with_head, _ = fit_model(headed, x[:40], y[:40], x[40:], y[40:], 3, epochs=2)
+    without, _ = fit_model(bare, x[:40], y[:40], x[40:], y[40:], 3, epochs=2)
+    assert not any(layer.name == "projection_head" for layer in with_head.layers)
+    assert len(with_head.weights) == len(without.weights)
+    assert not np.allclose(
+        with_head.get_layer("probabilities").get_weights()[0], without.get_layer("probabilities").get_weights()[0]
+    )
+
+    keras.utils.set_random_seed(3)
+    model = build_model(headed, INSTRUMENT_SHAPE, 3)
+    fit = contrastive_fit(model, headed)
+    assert isinstance(fit, ContrastiveFit) and fit.head is not None
+    before = [w.copy() for w in fit.head.get_weights()]
+    fit.fit(x[:32], y[:32], batch_size=16, epochs=1, verbose=0, shuffle=False)
+    assert any(not np.allclose(a, b) for a, b in zip(before, fit.head.get_weights(), strict=True))
+    # the saved model's optimizer steps the network alone: no slot of the head's (8 -> 8 -> 16) in it
+    assert (8, 16) not in {tuple(v.shape) for v in model.optimizer.variables}
+    assert (8, 16) in {tuple(v.shape) for v in fit.head_optimizer.variables}

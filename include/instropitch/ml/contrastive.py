@@ -4,7 +4,8 @@ On a font it never heard, the instrument model reads a horn as an oboe: what it 
 the fonts' own sound. The loss of Khosla et al. ("Supervised Contrastive Learning", NeurIPS 2020), on
 the embedding the softmax reads, pulls the notes of one class in a batch together, whichever source
 plays them (batches draw from every source: `training.balance`), and pushes the other classes' away.
-The model kept is the recipe's own network: `ContrastiveFit` only changes how its weights are stepped.
+The model kept is the recipe's own network: `ContrastiveFit` only changes how its weights are stepped (with
+`training.contrastive_head`, through a projection head fitted beside it and thrown away).
 
 Imported by `ml.fitting` when the recipe sets `training.contrastive` (Keras loads here).
 """
@@ -43,12 +44,17 @@ class ContrastiveFit(keras.Model):
     `supervised_contrastive_loss` of its embedding; answers, validates and saves as `model` does (its variables
     are the ones stepped). Labels may be class indices or one-hot / mixup rows (then the dominant class)."""
 
-    def __init__(self, model: keras.Model, weight: float, temperature: float = TEMPERATURE):
+    def __init__(self, model: keras.Model, weight: float, temperature: float = TEMPERATURE, head: int = 0):
         super().__init__(name=model.name)
         self.network = model
         self.embed = keras.Model(model.inputs, model.get_layer("probabilities").input)
         self.weight = weight
         self.temperature = temperature
+        self.head = projection_head(int(self.embed.outputs[0].shape[-1]), head) if head else None
+        # the head is thrown away after the fit: its own optimizer keeps its slots out of the saved model's
+        self.head_optimizer = (
+            keras.optimizers.Adam(float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))) if head else None
+        )
 
     def call(self, x: Any, training: bool = False) -> Any:
         return self.network(x, training=training)
@@ -60,11 +66,24 @@ class ContrastiveFit(keras.Model):
             y_pred = self.network.get_layer("probabilities")(embedding)
             loss = self.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
             labels = tf.argmax(y, axis=-1) if len(y.shape) == 2 else y
-            total = loss + self.weight * supervised_contrastive_loss(embedding, labels, self.temperature)
+            pulled = self.head(embedding, training=True) if self.head is not None else embedding
+            total = loss + self.weight * supervised_contrastive_loss(pulled, labels, self.temperature)
         variables = self.network.trainable_variables
-        self.optimizer.apply(tape.gradient(total, variables), variables)
+        head = self.head.trainable_variables if self.head is not None else []
+        gradients = tape.gradient(total, variables + head)
+        self.optimizer.apply(gradients[: len(variables)], variables)
+        if head:
+            self.head_optimizer.apply(gradients[len(variables) :], head)
         self._loss_tracker.update_state(loss, sample_weight=tf.shape(x)[0])  # `loss` stays the cross-entropy
         return self.compute_metrics(x, y, y_pred)
+
+
+def projection_head(width: int, size: int) -> keras.Model:
+    """Khosla et al.'s projection: the loss reads a small MLP's output (`width` -> ReLU `width` -> `size`), so the
+    embedding the softmax reads is shaped by the loss without having to be the space where classes cluster."""
+    inputs = keras.Input((width,))
+    hidden = keras.layers.Dense(width, activation="relu")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(size)(hidden), name="projection_head")
 
 
 def contrastive_fit(model: keras.Model, spec: ModelSpec) -> keras.Model:
@@ -72,6 +91,6 @@ def contrastive_fit(model: keras.Model, spec: ModelSpec) -> keras.Model:
     saved model's), plus `training.contrastive` x the contrastive term."""
     from instropitch.ml.cnn import compile_model
 
-    fit = ContrastiveFit(model, spec.training.contrastive)
+    fit = ContrastiveFit(model, spec.training.contrastive, head=spec.training.contrastive_head)
     compile_model(fit, spec, optimizer=model.optimizer)
     return fit

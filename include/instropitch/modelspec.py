@@ -74,6 +74,16 @@ class ConvBlock:
 
 
 @dataclass(frozen=True)
+class Envelope:
+    """A logistic regression on summaries of the instrument spectrogram over the note, fitted after the network
+    on the same rows, its logits x `weight` added to the network's (`ml.envelope`). `c`: scikit-learn's `C`, the
+    inverse strength of its L2 penalty."""
+
+    weight: float = 0.5
+    c: float = 0.1
+
+
+@dataclass(frozen=True)
 class Architecture:
     conv_blocks: tuple[ConvBlock, ...]
     batch_norm: bool = True
@@ -89,6 +99,9 @@ class Architecture:
     """K > 0: the model answers the mean logits of its input moved by -K..K bands (the edge filled with the
     note's floor, as `augmentation.freq_shift` moves it in training): several looks at one note, built into
     the graph (`cnn.average_band_shifts`). Not for a pitch model: a band is a pitch there."""
+    envelope: Envelope | None = None
+    """A linear read of the instrument spectrogram's summaries added to the network's logits (`ml.envelope`);
+    None (the default): the network alone. Not for the pitch input."""
 
 
 @dataclass(frozen=True)
@@ -535,6 +548,7 @@ def _read_architecture(s: _Section) -> Architecture:
         dense=s.take("dense", dense, (128,)),
         dropout=s.take("dropout", _float(0.0, 1.0, high_open=True), 0.3),
         band_shift_average=s.take("band_shift_average", _int(0, 8), 0),
+        envelope=_read_envelope(s),
     )
     if arch.batch_norm and arch.group_norm:
         s.error("group_norm", "cannot be used with batch_norm: true (one normalisation per block)")
@@ -543,6 +557,19 @@ def _read_architecture(s: _Section) -> Architecture:
             s.error(f"conv_blocks.{i}.filters", f"{block.filters} is not a multiple of group_norm ({arch.group_norm})")
     s.finish()
     return arch
+
+
+def _read_envelope(s: _Section) -> Envelope | None:
+    s.known.append("envelope")
+    if s.data.get("envelope") is None:
+        return None
+    e = _Section(s.data["envelope"], s.key("envelope"), s.errors, s.where)
+    envelope = Envelope(
+        weight=e.take("weight", _float(0.0, 10.0, low_open=True), Envelope.weight),
+        c=e.take("c", _float(0.0, 1e6, low_open=True), Envelope.c),
+    )
+    e.finish()
+    return envelope
 
 
 def _read_training(s: _Section, label: str | None) -> Training:
@@ -646,6 +673,8 @@ def parse_spec(data: Any, where: str = "<spec>", source: Path | None = None) -> 
     description = top.take("description", _text, "")
     architecture = _read_architecture(top.section("architecture"))
     training = _read_training(top.section("training"), label)
+    if architecture.envelope is not None and spec_input == "pitch":
+        top.error("architecture.envelope", "reads the instrument spectrogram: not for input 'pitch'")
     top.finish()
     if errors:
         raise SpecError("\n".join(errors))

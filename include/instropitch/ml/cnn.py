@@ -107,17 +107,19 @@ def join_members(members: list[keras.Model], spec: ModelSpec) -> keras.Model:
     if len(members) == 1:
         return members[0]
     inputs = keras.Input(shape=members[0].input_shape[1:], name="spectrogram", dtype="float32")
-    embeddings = [_embedding_layer(m, f"member{k}")(inputs) for k, m in enumerate(members, start=1)]
+    embeddings = [embedding_layer(m, f"member{k}")(inputs) for k, m in enumerate(members, start=1)]
     kernels, biases = zip(*(m.get_layer("probabilities").get_weights() for m in members), strict=True)
     weights = [np.concatenate(kernels) / len(members), np.mean(biases, axis=0)]
     return _read_by_softmax(inputs, layers.Concatenate(name="embedding")(embeddings), weights, members[0].name, spec)
 
 
-def _embedding_layer(model: keras.Model, name: str) -> keras.Model:
-    """`model` up to its embedding (the input of its `probabilities` softmax), as one layer."""
+def embedding_layer(model: keras.Model, name: str) -> keras.Model:
+    """`model` up to its embedding (`foreignness.embedding_tensor`: the input of its logits), as one layer."""
     import keras
 
-    return keras.Model(model.inputs, model.get_layer("probabilities").input, name=name)
+    from instropitch.ml.foreignness import embedding_tensor
+
+    return keras.Model(model.inputs, embedding_tensor(model), name=name)
 
 
 def _read_by_softmax(inputs: Any, embedding: Any, weights: list[np.ndarray], name: str, spec: ModelSpec) -> keras.Model:
@@ -148,7 +150,7 @@ def average_band_shifts(model: keras.Model, spec: ModelSpec) -> keras.Model:
     if not k:
         return model
     inputs = keras.Input(shape=model.input_shape[1:], name="spectrogram", dtype="float32")
-    tower = _embedding_layer(model, "tower")
+    tower = embedding_layer(model, "tower")
     views = [tower(inputs if shift == 0 else shift_bands(inputs, shift)) for shift in range(-k, k + 1)]
     mean = layers.Average(name="embedding")(views)
     return _read_by_softmax(inputs, mean, model.get_layer("probabilities").get_weights(), model.name, spec)

@@ -137,10 +137,12 @@ def fit_model(
     `training.precision` fitted it in) and the Keras history. With `training.members` N > 1, N
     networks are fitted one after another and joined (`cnn.join_members`); `callbacks` and the
     history returned are the first one's. With `architecture.band_shift_average` the returned model
-    averages shifted looks at its input (`cnn.average_band_shifts`).
+    averages shifted looks at its input (`cnn.average_band_shifts`); with `architecture.envelope` its softmax
+    also reads a linear model of the fit and validation rows' spectra (`with_envelope_read`).
     """
     from instropitch.ml.cnn import average_band_shifts, join_members
 
+    rows = (np.concatenate([x_fit, x_val]), np.concatenate([y_fit, y_val]))  # the notes an envelope read learns from
     if extra is not None and len(extra[1]):
         if band_hz is not None and len(band_hz) != 1:
             raise ValueError("extra rows cannot be fitted beside per-row band frequencies (a note-centred input)")
@@ -163,7 +165,24 @@ def fit_model(
         )
         for k in range(t.members)
     ]
-    return average_band_shifts(join_members([model for model, _ in fits], spec), spec), fits[0][1]
+    model = average_band_shifts(join_members([model for model, _ in fits], spec), spec)
+    return with_envelope_read(model, spec, *rows, n_classes), fits[0][1]
+
+
+def with_envelope_read(
+    model: keras.Model, spec: ModelSpec, x: np.ndarray, y: np.ndarray, n_classes: int
+) -> keras.Model:
+    """`model` with `architecture.envelope`'s linear read fitted on (`x`, `y`) and added to its logits
+    (`ml.envelope`); `model` itself when the recipe has none."""
+    envelope = spec.architecture.envelope
+    if envelope is None:
+        return model
+    from instropitch.audio.features import get_preset
+    from instropitch.ml.envelope import fit_read, with_envelope
+
+    bands = min(get_preset(spec.features).instrument.n_bands, int(x.shape[2]))  # the instrument spectrogram leads
+    kernel, bias = fit_read(x, y, n_classes, bands, envelope.c, spec.training.seed)
+    return with_envelope(model, kernel, bias, bands, envelope.weight, spec)
 
 
 def _fit_network(

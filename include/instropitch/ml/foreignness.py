@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 EMBEDDING_LAYER = "probabilities"
 """The softmax layer: its input is the embedding."""
+NETWORK_LOGITS = "network_logits"
+"""Where the softmax reads more than the network (`ml.envelope`), the network's own logits layer: its input is
+the embedding."""
 OUTPUT_NAME = "foreignness"
 SHRINKAGE = 0.1
 """Share of the covariance replaced by its mean variance: a 128-d covariance from a few thousand
@@ -66,11 +69,17 @@ def fit_reference(embeddings: np.ndarray, labels: np.ndarray, validation: np.nda
     return Reference(whitening, means @ whitening, max(scale, 1e-9))
 
 
+def embedding_tensor(model: keras.Model) -> Any:
+    """The network's embedding in `model`: the input of its logits layer (`NETWORK_LOGITS` or the softmax)."""
+    names = {layer.name for layer in model.layers}
+    return model.get_layer(NETWORK_LOGITS if NETWORK_LOGITS in names else EMBEDDING_LAYER).input
+
+
 def embedding_model(model: keras.Model) -> keras.Model:
-    """`model` answering its embedding (the softmax layer's input) beside the probabilities."""
+    """`model` answering its embedding (`embedding_tensor`) beside the probabilities."""
     import keras
 
-    return keras.Model(model.inputs, [model.output, model.get_layer(EMBEDDING_LAYER).input])
+    return keras.Model(model.inputs, [model.output, embedding_tensor(model)])
 
 
 def embed(model: keras.Model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -105,7 +114,7 @@ def with_foreignness(model: keras.Model, reference: Reference) -> keras.Model:
             return ops.min(ops.sum(gaps * gaps, axis=-1), axis=-1) * factor
 
     whiten = layers.Dense(reference.whitening.shape[1], use_bias=False, name="whiten")
-    u = whiten(model.get_layer(EMBEDDING_LAYER).input)
+    u = whiten(embedding_tensor(model))
     whiten.set_weights([reference.whitening.astype(np.float32)])
     distance = NearestClass(name=OUTPUT_NAME)(u)
     return keras.Model(model.inputs, [model.output, distance], name=model.name)

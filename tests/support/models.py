@@ -101,7 +101,8 @@ TRAIN_AMPLITUDES = (0.2, 0.5, 0.8)
 TRAINING = {"epochs": 25, "batch_size": 16, "learning_rate": 0.01, "seed": 3, "early_stopping": None}
 SPECS = {
     "pitch": {"label": "midi", "input": "pitch", "pool": [2, 1]},
-    "instrument": {"label": "instrument", "input": "instrument+harmonics", "pool": 2},  # as models/instrument.yaml
+    # as models/instrument.yaml: the note-relative input, and an envelope read beside the network
+    "instrument": {"label": "instrument", "input": "instrument+harmonics", "pool": 2, "envelope": {"weight": 0.5}},
 }
 
 
@@ -167,6 +168,7 @@ def build_trained_store(root: Path) -> TrainedStore:
                         "pooling": "time_avg",
                         "dense": [32],
                         "dropout": 0.0,
+                        "envelope": spec.get("envelope"),
                     },
                     "training": TRAINING,
                 }

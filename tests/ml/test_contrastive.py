@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from support.models import INSTRUMENT_SHAPE
+from support.models import INSTRUMENT_SHAPE, three_classes
 
 from instropitch.modelspec import SpecError, parse_spec
 
@@ -46,11 +46,7 @@ def test_a_contrastive_fit_steps_the_recipes_own_network_and_keeps_it_plain():
     assert spec.training.contrastive == 0.5 and plain.training.contrastive == 0.0
     with pytest.raises(SpecError, match="training.contrastive"):
         parse_spec({**RECIPE, "training": {"contrastive": -1}})
-    rng = np.random.default_rng(1)
-    x = rng.normal(-60, 5, (48, *INSTRUMENT_SHAPE)).astype(np.float32)
-    y = np.repeat([0, 1, 2], 16)
-    x[y == 1, :, :20] += 10.0  # three classes a network can tell apart
-    x[y == 2, :, 20:40] += 10.0
+    x, y = three_classes(1)
     pulled, history = fit_model(spec, x[:40], y[:40], x[40:], y[40:], 3, epochs=3)
     alone, _ = fit_model(plain, x[:40], y[:40], x[40:], y[40:], 3, epochs=3)
     assert type(pulled) is type(alone) and not isinstance(pulled, ContrastiveFit)
@@ -77,11 +73,7 @@ def test_a_projection_head_is_fitted_beside_the_network_and_not_kept():
     headed = parse_spec({**RECIPE, "training": {**RECIPE["training"], "contrastive": 0.5, "contrastive_head": 16}})
     bare = parse_spec({**RECIPE, "training": {**RECIPE["training"], "contrastive": 0.5}})
     assert headed.training.contrastive_head == 16 and bare.training.contrastive_head == 0
-    rng = np.random.default_rng(2)
-    x = rng.normal(-60, 5, (48, *INSTRUMENT_SHAPE)).astype(np.float32)
-    y = np.repeat([0, 1, 2], 16)
-    x[y == 1, :, :20] += 10.0
-    x[y == 2, :, 20:40] += 10.0
+    x, y = three_classes(2)
     with_head, _ = fit_model(headed, x[:40], y[:40], x[40:], y[40:], 3, epochs=2)
     without, _ = fit_model(bare, x[:40], y[:40], x[40:], y[40:], 3, epochs=2)
     assert not any(layer.name == "projection_head" for layer in with_head.layers)

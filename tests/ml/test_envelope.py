@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from support.models import INSTRUMENT_SHAPE
+from support.models import INSTRUMENT_SHAPE, three_classes
 
 from instropitch.ml.envelope import ATTACK_FRAMES, TAIL_FRAMES, UNSEEN_CLASS_LOGIT, fit_read, summaries
 from instropitch.modelspec import SpecError, parse_spec
@@ -89,11 +89,7 @@ def test_a_fit_with_an_envelope_read_adds_its_logits_in_one_graph_and_keeps_the_
     weight = 0.5
     spec = parse_spec({**RECIPE, "architecture": {**RECIPE["architecture"], "envelope": {"weight": weight}}})
     plain = parse_spec(RECIPE)
-    rng = np.random.default_rng(1)
-    x = rng.normal(-60, 5, (48, *INSTRUMENT_SHAPE)).astype(np.float32)
-    y = np.repeat([0, 1, 2], 16)
-    x[y == 1, :, :20] += 10.0
-    x[y == 2, :, 20:40] += 10.0
+    x, y = three_classes(1)
     read, _ = fit_model(spec, x[:40], y[:40], x[40:], y[40:], 3, epochs=2)
     alone, _ = fit_model(plain, x[:40], y[:40], x[40:], y[40:], 3, epochs=2)
 

@@ -17,6 +17,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from instropitch.ml.cnn import compile_model, embedding_layer
 from instropitch.modelspec import ModelSpec
 
 TEMPERATURE = 0.1
@@ -47,7 +48,7 @@ class ContrastiveFit(keras.Model):
     def __init__(self, model: keras.Model, weight: float, temperature: float = TEMPERATURE, head: int = 0):
         super().__init__(name=model.name)
         self.network = model
-        self.embed = keras.Model(model.inputs, model.get_layer("probabilities").input)
+        self.embed = embedding_layer(model, f"{model.name}_embedding")
         self.weight = weight
         self.temperature = temperature
         self.head = projection_head(int(self.embed.outputs[0].shape[-1]), head) if head else None
@@ -89,8 +90,6 @@ def projection_head(width: int, size: int) -> keras.Model:
 def contrastive_fit(model: keras.Model, spec: ModelSpec) -> keras.Model:
     """What `fit` is called on: `model` compiled as the recipe compiles it, stepping `model`'s own optimizer (the
     saved model's), plus `training.contrastive` x the contrastive term."""
-    from instropitch.ml.cnn import compile_model
-
     fit = ContrastiveFit(model, spec.training.contrastive, head=spec.training.contrastive_head)
     compile_model(fit, spec, optimizer=model.optimizer)
     return fit

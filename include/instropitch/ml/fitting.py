@@ -142,7 +142,7 @@ def fit_model(
     """
     from instropitch.ml.cnn import average_band_shifts, join_members
 
-    rows = (np.concatenate([x_fit, x_val]), np.concatenate([y_fit, y_val]))  # the notes an envelope read learns from
+    rows = (x_fit, y_fit, x_val, y_val)  # the notes an envelope read learns from (before any extra rows join them)
     if extra is not None and len(extra[1]):
         if band_hz is not None and len(band_hz) != 1:
             raise ValueError("extra rows cannot be fitted beside per-row band frequencies (a note-centred input)")
@@ -170,16 +170,23 @@ def fit_model(
 
 
 def with_envelope_read(
-    model: keras.Model, spec: ModelSpec, x: np.ndarray, y: np.ndarray, n_classes: int
+    model: keras.Model,
+    spec: ModelSpec,
+    x_fit: np.ndarray,
+    y_fit: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    n_classes: int,
 ) -> keras.Model:
-    """`model` with `architecture.envelope`'s linear read fitted on (`x`, `y`) and added to its logits
-    (`ml.envelope`); `model` itself when the recipe has none."""
+    """`model` with `architecture.envelope`'s linear read fitted on the fit and validation rows and added to its
+    logits (`ml.envelope`); `model` itself when the recipe has none."""
     envelope = spec.architecture.envelope
     if envelope is None:
         return model
     from instropitch.audio.features import get_preset
     from instropitch.ml.envelope import fit_read, with_envelope
 
+    x, y = np.concatenate([x_fit, x_val]), np.concatenate([y_fit, y_val])
     bands = min(get_preset(spec.features).instrument.n_bands, int(x.shape[2]))  # the instrument spectrogram leads
     kernel, bias = fit_read(x, y, n_classes, bands, envelope.c, spec.training.seed)
     return with_envelope(model, kernel, bias, bands, envelope.weight, spec)

@@ -73,14 +73,21 @@ class ConvBlock:
     pool: tuple[int, int] = (2, 2)
 
 
+ENVELOPE_READS = ("linear", "steps")
+
+
 @dataclass(frozen=True)
 class Envelope:
-    """A logistic regression on summaries of the instrument spectrogram over the note, fitted after the network
-    on the same rows, its logits x `weight` added to the network's (`ml.envelope`). `c`: scikit-learn's `C`, the
-    inverse strength of its L2 penalty."""
+    """A read of summaries of the instrument spectrogram over the note, fitted after the network on the same
+    rows, its logits x `weight` added to the network's (`ml.envelope`). `read`: "linear", a logistic regression
+    (`c`: scikit-learn's `C`, the inverse strength of its L2 penalty), or "steps", a sum of one step per test
+    (`summary <= threshold`) fitted by gradient boosting of depth-1 trees (`rounds`, `learning_rate`)."""
 
     weight: float = 0.5
+    read: str = "linear"
     c: float = 0.1
+    rounds: int = 150
+    learning_rate: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -564,10 +571,19 @@ def _read_envelope(s: _Section) -> Envelope | None:
     if s.data.get("envelope") is None:
         return None
     e = _Section(s.data["envelope"], s.key("envelope"), s.errors, s.where)
+    read = e.take("read", _choice(ENVELOPE_READS), Envelope.read)
     envelope = Envelope(
         weight=e.take("weight", _float(0.0, 10.0, low_open=True), Envelope.weight),
+        read=read,
         c=e.take("c", _float(0.0, 1e6, low_open=True), Envelope.c),
+        rounds=e.take("rounds", _int(1, 10_000), Envelope.rounds),
+        learning_rate=e.take("learning_rate", _float(0.0, 1.0, low_open=True), Envelope.learning_rate),
     )
+    own = {"linear": ("c",), "steps": ("rounds", "learning_rate")}
+    for other, keys in own.items():
+        for key in keys:
+            if other != read and key in e.data:
+                e.error(key, f"is for read: {other}, not {read}")
     e.finish()
     return envelope
 

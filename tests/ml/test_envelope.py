@@ -1,4 +1,5 @@
-"""`architecture.envelope`: a linear read of the instrument spectrogram's summaries, added to the network's logits."""
+"""`architecture.envelope`: a read of the instrument spectrogram's summaries (linear or steps), added to the network's
+logits."""
 
 from __future__ import annotations
 
@@ -6,8 +7,16 @@ import numpy as np
 import pytest
 from support.models import INSTRUMENT_SHAPE, three_classes
 
-from instropitch.ml.envelope import ATTACK_FRAMES, TAIL_FRAMES, UNSEEN_CLASS_LOGIT, fit_read, summaries
-from instropitch.modelspec import SpecError, parse_spec
+from instropitch.ml.envelope import (
+    ATTACK_FRAMES,
+    TAIL_FRAMES,
+    UNSEEN_CLASS_LOGIT,
+    LinearRead,
+    StepRead,
+    fit_read,
+    summaries,
+)
+from instropitch.modelspec import Envelope, SpecError, parse_spec
 
 RECIPE = {
     "name": "envelope",
@@ -37,46 +46,95 @@ def test_summaries_are_each_bands_mean_spread_attack_and_tail_of_the_leading_ban
     assert np.all(s[:, [2, 3, 6, 7]] == 0.0)
 
 
-def test_the_folded_read_answers_as_the_fitted_regression_and_keeps_classes_it_never_saw_unlikely():
+def four_classes_one_missing() -> tuple[np.ndarray, np.ndarray]:
+    """60 notes of classes 0, 1 and 3 of 4 (class 2 has no row), told apart by a band's level or its attack."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (60, 20, 5)).astype(np.float32)
+    y = np.repeat([0, 1, 3], 20)
+    x[y == 1, :, 0] += 2.0
+    x[y == 3, :5, 2] += 2.0
+    return x, y
+
+
+def test_the_folded_linear_read_answers_as_the_fitted_regression_and_keeps_classes_it_never_saw_unlikely():
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    rng = np.random.default_rng(0)
-    x = rng.normal(0, 1, (60, 20, 5)).astype(np.float32)
-    y = np.repeat([0, 1, 3], 20)  # class 2 of 4 has no row
-    x[y == 1, :, 0] += 2.0
-    x[y == 3, :5, 2] += 2.0
-    kernel, bias = fit_read(x, y, 4, 5, c=0.5)
-    assert kernel.shape == (20, 4) and bias.shape == (4,)
+    x, y = four_classes_one_missing()
+    linear = Envelope(read="linear", c=0.5)
+    read = fit_read(x, y, 4, 5, linear)
+    assert isinstance(read, LinearRead) and read.kernel.shape == (20, 4) and read.bias.shape == (4,)
     reference = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=3000)).fit(summaries(x, 5), y)
-    ours = softmax(summaries(x, 5) @ kernel + bias)
+    ours = softmax(read.logits(summaries(x, 5)))
     np.testing.assert_allclose(ours[:, [0, 1, 3]], reference.predict_proba(summaries(x, 5)), atol=1e-4)
-    assert bias[2] == UNSEEN_CLASS_LOGIT and np.all(kernel[:, 2] == 0) and ours[:, 2].max() < 1e-9
+    assert read.bias[2] == UNSEEN_CLASS_LOGIT and np.all(read.kernel[:, 2] == 0) and ours[:, 2].max() < 1e-9
 
-    two = fit_read(x[:40], y[:40], 2, 5, c=0.5)  # scikit-learn's binary form, spread over two logits
+    two = fit_read(x[:40], y[:40], 2, 5, linear)  # scikit-learn's binary form, spread over two logits
     pair = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=3000)).fit(summaries(x[:40], 5), y[:40])
     np.testing.assert_allclose(
-        softmax(summaries(x[:40], 5) @ two[0] + two[1]), pair.predict_proba(summaries(x[:40], 5)), atol=1e-4
+        softmax(two.logits(summaries(x[:40], 5))), pair.predict_proba(summaries(x[:40], 5)), atol=1e-4
     )
-    one_kernel, one_bias = fit_read(x[:20], y[:20], 3, 5, c=0.5)
-    assert np.all(one_kernel == 0) and one_bias.tolist() == [0.0, UNSEEN_CLASS_LOGIT, UNSEEN_CLASS_LOGIT]
+    one = fit_read(x[:20], y[:20], 3, 5, linear)
+    assert np.all(one.kernel == 0) and one.bias.tolist() == [0.0, UNSEEN_CLASS_LOGIT, UNSEEN_CLASS_LOGIT]
+
+
+def test_the_folded_step_read_answers_as_the_boosted_stumps_with_one_step_per_distinct_test():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    x, y = four_classes_one_missing()
+    steps = Envelope(read="steps", rounds=30, learning_rate=0.3)
+    s = summaries(x, 5)
+    read = fit_read(x, y, 4, 5, steps, seed=7)
+    assert isinstance(read, StepRead) and read.values.shape == (len(read.feature), 4)
+    tests = list(zip(read.feature.tolist(), read.threshold.tolist(), strict=True))
+    assert len(set(tests)) == len(tests) and 1 <= len(tests) <= 30 * 3
+    reference = HistGradientBoostingClassifier(
+        max_depth=1, max_iter=30, learning_rate=0.3, l2_regularization=1.0, early_stopping=False, random_state=7
+    ).fit(s.astype(np.float64), y)
+    np.testing.assert_allclose(read.logits(s)[:, [0, 1, 3]], reference.decision_function(s), atol=1e-4)
+    assert read.bias[2] == UNSEEN_CLASS_LOGIT and np.all(read.values[:, 2] == 0)
+    assert (read.logits(s).argmax(axis=1) == y).mean() > 0.9
+
+    two = fit_read(x[:40], y[:40], 2, 5, steps)  # one tree a round for two classes: spread over two logits
+    pair = HistGradientBoostingClassifier(
+        max_depth=1, max_iter=30, learning_rate=0.3, l2_regularization=1.0, early_stopping=False, random_state=0
+    ).fit(s[:40].astype(np.float64), y[:40])
+    logits = two.logits(s[:40])
+    np.testing.assert_allclose(logits[:, 1] - logits[:, 0], pair.decision_function(s[:40]), atol=1e-4)
+    np.testing.assert_allclose(logits.sum(axis=1), 0.0, atol=1e-4)
+    one = fit_read(x[:20], y[:20], 3, 5, steps)  # nothing to tell apart: a constant, as for the linear read
+    assert one.bias.tolist() == [0.0, UNSEEN_CLASS_LOGIT, UNSEEN_CLASS_LOGIT]
 
 
 def test_the_recipe_option_is_checked():
     spec = parse_spec({**RECIPE, "architecture": {**RECIPE["architecture"], "envelope": {"weight": 0.25}}})
-    assert (spec.architecture.envelope.weight, spec.architecture.envelope.c) == (0.25, 0.1)
+    assert spec.architecture.envelope == Envelope(weight=0.25, read="linear", c=0.1)
     assert parse_spec(RECIPE).architecture.envelope is None
+    steps = {"read": "steps", "rounds": 40, "learning_rate": 0.1}
+    parsed = parse_spec({**RECIPE, "architecture": {**RECIPE["architecture"], "envelope": steps}})
+    assert parsed.architecture.envelope == Envelope(weight=0.5, read="steps", rounds=40, learning_rate=0.1)
     assert spec.to_params()["architecture.envelope.weight"] == "0.25"
     with pytest.raises(SpecError, match="architecture.envelope.weight"):
         parse_spec({**RECIPE, "architecture": {**RECIPE["architecture"], "envelope": {"weight": 0}}})
     with pytest.raises(SpecError, match="architecture.envelope.c"):
         parse_spec({**RECIPE, "architecture": {**RECIPE["architecture"], "envelope": {"c": -1}}})
+    with pytest.raises(SpecError, match="architecture.envelope.read: must be one of linear, steps"):
+        parse_spec({**RECIPE, "architecture": {**RECIPE["architecture"], "envelope": {"read": "trees"}}})
+    with pytest.raises(SpecError, match="architecture.envelope.c: is for read: linear, not steps"):
+        parse_spec({**RECIPE, "architecture": {**RECIPE["architecture"], "envelope": {"read": "steps", "c": 1}}})
+    with pytest.raises(SpecError, match="architecture.envelope.rounds: is for read: steps, not linear"):
+        parse_spec({**RECIPE, "architecture": {**RECIPE["architecture"], "envelope": {"rounds": 10}}})
+    with pytest.raises(SpecError, match="architecture.envelope.learning_rate"):
+        parse_spec(
+            {**RECIPE, "architecture": {**RECIPE["architecture"], "envelope": {"read": "steps", "learning_rate": 0}}}
+        )
     with pytest.raises(SpecError, match="not for input 'pitch'"):
         parse_spec({**RECIPE, "input": "pitch", "architecture": {**RECIPE["architecture"], "envelope": {}}})
 
 
-def test_a_fit_with_an_envelope_read_adds_its_logits_in_one_graph_and_keeps_the_networks_embedding(tmp_path):
+@pytest.mark.parametrize("envelope", [{"read": "linear"}, {"read": "steps", "rounds": 20}])
+def test_a_fit_with_an_envelope_read_adds_its_logits_in_one_graph_and_keeps_the_networks_embedding(tmp_path, envelope):
     """The model's answers are softmax(network logits + weight x read logits) in the saved Keras model and its ONNX
     export; the embedding `ml.foreignness` reads is the network's, as without the read."""
     import keras
@@ -87,7 +145,9 @@ def test_a_fit_with_an_envelope_read_adds_its_logits_in_one_graph_and_keeps_the_
     from instropitch.ml.portable import run_onnx_outputs, to_onnx
 
     weight = 0.5
-    spec = parse_spec({**RECIPE, "architecture": {**RECIPE["architecture"], "envelope": {"weight": weight}}})
+    spec = parse_spec(
+        {**RECIPE, "architecture": {**RECIPE["architecture"], "envelope": {"weight": weight, **envelope}}}
+    )
     plain = parse_spec(RECIPE)
     x, y = three_classes(1)
     read, _ = fit_model(spec, x[:40], y[:40], x[40:], y[40:], 3, epochs=2)
@@ -98,10 +158,8 @@ def test_a_fit_with_an_envelope_read_adds_its_logits_in_one_graph_and_keeps_the_
     np.testing.assert_allclose(embeddings, plain_embeddings, rtol=1e-5, atol=1e-5)  # same seed, same network
     network = read.get_layer(NETWORK_LOGITS).get_weights()
     np.testing.assert_allclose(network[0], alone.get_layer("probabilities").get_weights()[0])
-    kernel, bias = fit_read(x, y, 3, INSTRUMENT_SHAPE[1], 0.1, seed=plain.training.seed)
-    expected = softmax(
-        embeddings @ network[0] + network[1] + weight * (summaries(x, INSTRUMENT_SHAPE[1]) @ kernel + bias)
-    )
+    fitted = fit_read(x, y, 3, INSTRUMENT_SHAPE[1], spec.architecture.envelope, seed=plain.training.seed)
+    expected = softmax(embeddings @ network[0] + network[1] + weight * fitted.logits(summaries(x, INSTRUMENT_SHAPE[1])))
     np.testing.assert_allclose(probabilities, expected, rtol=1e-4, atol=1e-5)
     assert not np.allclose(probabilities, plain_probabilities, atol=1e-3)
 

@@ -113,7 +113,12 @@ TRAINING = {"epochs": 25, "batch_size": 16, "learning_rate": 0.01, "seed": 3, "e
 SPECS = {
     "pitch": {"label": "midi", "input": "pitch", "pool": [2, 1]},
     # as models/instrument.yaml: the note-relative input, and an envelope read beside the network
-    "instrument": {"label": "instrument", "input": "instrument+harmonics", "pool": 2, "envelope": {"weight": 0.5}},
+    "instrument": {
+        "label": "instrument",
+        "input": "instrument+harmonics",
+        "pool": 2,
+        "envelope": {"weight": 0.5, "read": "steps"},
+    },
 }
 
 

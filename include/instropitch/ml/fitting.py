@@ -138,7 +138,7 @@ def fit_model(
     networks are fitted one after another and joined (`cnn.join_members`); `callbacks` and the
     history returned are the first one's. With `architecture.band_shift_average` the returned model
     averages shifted looks at its input (`cnn.average_band_shifts`); with `architecture.envelope` its softmax
-    also reads a linear model of the fit and validation rows' spectra (`with_envelope_read`).
+    also reads a model of the fit and validation rows' spectra (`with_envelope_read`).
     """
     from instropitch.ml.cnn import average_band_shifts, join_members
 
@@ -178,8 +178,8 @@ def with_envelope_read(
     y_val: np.ndarray,
     n_classes: int,
 ) -> keras.Model:
-    """`model` with `architecture.envelope`'s linear read fitted on the fit and validation rows and added to its
-    logits (`ml.envelope`); `model` itself when the recipe has none."""
+    """`model` with `architecture.envelope`'s read fitted on the fit and validation rows and added to its logits
+    (`ml.envelope`); `model` itself when the recipe has none."""
     envelope = spec.architecture.envelope
     if envelope is None:
         return model
@@ -188,8 +188,8 @@ def with_envelope_read(
 
     x, y = np.concatenate([x_fit, x_val]), np.concatenate([y_fit, y_val])
     bands = min(get_preset(spec.features).instrument.n_bands, int(x.shape[2]))  # the instrument spectrogram leads
-    kernel, bias = fit_read(x, y, n_classes, bands, envelope.c, spec.training.seed)
-    return with_envelope(model, kernel, bias, bands, envelope.weight, spec)
+    read = fit_read(x, y, n_classes, bands, envelope, spec.training.seed)
+    return with_envelope(model, read, bands, envelope.weight, spec)
 
 
 def _fit_network(

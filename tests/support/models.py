@@ -117,7 +117,7 @@ SPECS = {
         "label": "instrument",
         "input": "instrument+harmonics",
         "pool": 2,
-        "envelope": {"weight": 0.5, "read": "steps"},
+        "envelope": {"weight": 0.5},
     },
 }
 

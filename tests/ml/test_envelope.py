@@ -107,6 +107,31 @@ def test_the_folded_step_read_answers_as_the_boosted_stumps_with_one_step_per_di
     assert one.bias.tolist() == [0.0, UNSEEN_CLASS_LOGIT, UNSEEN_CLASS_LOGIT]
 
 
+def test_a_step_in_the_graph_holds_exactly_where_numpy_says_its_test_holds():
+    """At, one float32 above and one below each threshold: the built-in layers give `StepRead.logits` (a step
+    that counted in part near its threshold moved 18 % of a test split's answers)."""
+    import keras
+
+    from instropitch.ml.envelope import read_layers
+
+    read = StepRead(
+        feature=np.array([0, 1]),
+        threshold=np.array([0.5, -1.25], np.float32),
+        values=np.array([[1.0, 0.0], [0.0, 2.0]], np.float32),
+        bias=np.array([0.25, -0.25], np.float32),
+    )
+    edges = [
+        np.float32(0.5),
+        np.nextafter(np.float32(0.5), np.float32(1)),
+        np.nextafter(np.float32(0.5), np.float32(0)),
+    ]
+    s = np.array([[a, b, 7.0] for a in [*edges, -3.0, 3.0] for b in (-1.25, -1.0, -2.0)], np.float32)
+    inputs = keras.Input((3,))
+    graph = keras.Model(inputs, read_layers(inputs, read, 2.0))
+    np.testing.assert_allclose(graph.predict(s, verbose=0), 2.0 * read.logits(s), atol=1e-6)
+    assert read.logits(s[:1]).tolist() == [[1.25, 1.75]] and read.logits(s[3:4]).tolist() == [[0.25, 1.75]]
+
+
 def test_the_recipe_option_is_checked():
     spec = parse_spec({**RECIPE, "architecture": {**RECIPE["architecture"], "envelope": {"weight": 0.25}}})
     assert spec.architecture.envelope == Envelope(weight=0.25, read="linear", c=0.1)

@@ -13,6 +13,7 @@ from instropitch.ml.envelope import (
     UNSEEN_CLASS_LOGIT,
     LinearRead,
     StepRead,
+    accuracy_alone,
     fit_read,
     summaries,
 )
@@ -187,6 +188,12 @@ def test_a_fit_with_an_envelope_read_adds_its_logits_in_one_graph_and_keeps_the_
     expected = softmax(embeddings @ network[0] + network[1] + weight * fitted.logits(summaries(x, INSTRUMENT_SHAPE[1])))
     np.testing.assert_allclose(probabilities, expected, rtol=1e-4, atol=1e-5)
     assert not np.allclose(probabilities, plain_probabilities, atol=1e-3)
+    sides = accuracy_alone(read, x, y)  # each side of the sum by itself, as training logs them
+    assert sides == {
+        "network": pytest.approx(np.mean((embeddings @ network[0] + network[1]).argmax(axis=1) == y)),
+        "read": pytest.approx(np.mean(fitted.logits(summaries(x, INSTRUMENT_SHAPE[1])).argmax(axis=1) == y)),
+    }
+    assert accuracy_alone(alone, x, y) == {}  # no read
 
     graph = keras.Model(read.inputs, summary_layers(read.inputs[0], INSTRUMENT_SHAPE[1] - 8))
     np.testing.assert_allclose(graph.predict(x, verbose=0), summaries(x, INSTRUMENT_SHAPE[1] - 8), rtol=1e-5, atol=1e-4)

@@ -91,6 +91,7 @@ def test_run_records_params_curves_tags_and_parent(trained):
     assert metrics["test_accuracy"] == pytest.approx(result.test_accuracy)
     for key in ("test_macro_f1", "test_note_accuracy", "test_octave_accuracy", "training_time_s"):
         assert key in metrics
+    assert not [key for key in metrics if key.endswith("_alone")]  # no envelope read: no sides to score apart
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         history = client.get_metric_history(result.run_id, key)
         assert [m.step for m in history] == list(range(len(history))) and len(history) >= 1

@@ -48,6 +48,8 @@ SHARPNESS = 1e30
 where the float32 summary is at most the threshold and 0 where it is above by any normal float32 difference, as
 numpy's `<=`. A gentler 1e4 left a band of 1e-4 where a step counted in part: 18 % of the test split's notes
 (silent bands sit on their training values) read up to 0.68 logits away from `StepRead.logits`."""
+READ_LOGITS = "envelope_logits"
+"""The layer of the read's logits (x `weight`) in a model with a read; the network's are `NETWORK_LOGITS`."""
 NO_THRESHOLD = 1e6
 """The threshold of a test that always holds (summaries are standardised log-mel values, far below it; times
 `SHARPNESS` it stays a finite float32)."""
@@ -201,7 +203,7 @@ def read_layers(s: Any, read: Read, weight: float) -> Any:
     clip(1 - `SHARPNESS` x that, 0, 1): 1 where the test holds, else 0."""
     from keras import layers
 
-    logits = layers.Dense(int(read.bias.shape[0]), name="envelope_logits")
+    logits = layers.Dense(int(read.bias.shape[0]), name=READ_LOGITS)
     if isinstance(read, LinearRead):
         out = logits(s)
         logits.set_weights([weight * read.kernel, weight * read.bias])
@@ -243,3 +245,16 @@ def summary_layers(x: Any, bands: int) -> Any:
         layers.Cropping1D((frames - tail, 0), name="envelope_end")(s)
     )
     return layers.Concatenate(name="envelope_summaries")([mean, deviation, start, end])
+
+
+def accuracy_alone(model: keras.Model, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Accuracy on (`x`, `y`) of the network's logits alone and of the read's alone, where `model` has a read (else
+    {}): what each side of the sum gets right by itself, logged beside the model's own accuracy."""
+    import keras
+
+    names = {layer.name for layer in model.layers}
+    if not {NETWORK_LOGITS, READ_LOGITS} <= names:
+        return {}
+    parts = keras.Model(model.inputs, [model.get_layer(NETWORK_LOGITS).output, model.get_layer(READ_LOGITS).output])
+    network, read = parts.predict(x, verbose=0, batch_size=256)
+    return {"network": float(np.mean(network.argmax(axis=1) == y)), "read": float(np.mean(read.argmax(axis=1) == y))}

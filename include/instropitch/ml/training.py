@@ -30,6 +30,7 @@ from instropitch.ml.calibration import (
     cross_fitted,
     reliability_figure,
 )
+from instropitch.ml.envelope import accuracy_alone
 from instropitch.ml.fitting import (
     ModelRows,
     band_hz_of,
@@ -326,6 +327,9 @@ def _fit_and_score(
     y_test, test_sources = rows.y[rows.test], rows.sources[rows.test]
     y_pred = predict_classes(model, rows.x[rows.test])
     metrics = evaluation_metrics(spec, y_test, y_pred)
+    # with an envelope read: each side of the model's sum alone, to see what the read adds
+    alone = accuracy_alone(model, rows.x[rows.test], y_test)
+    metrics.update({f"test_accuracy_{side}_alone": value for side, value in alone.items()})
     in_distribution = {
         name: float(np.mean(y_pred[test_sources == name] == y_test[test_sources == name]))
         for name in rows.source_names

@@ -78,6 +78,18 @@ def test_answers_that_are_all_right_never_sharpen_the_probabilities():
     assert fit_temperature(underconfident, labels) == pytest.approx(1 / 3, rel=0.2)
 
 
+def test_chance_ece_is_what_exactly_right_confidences_show_and_shrinks_with_more_answers():
+    from instropitch.ml.calibration import answer_ece, chance_ece
+
+    rng = np.random.default_rng(1)
+    few, many = rng.uniform(0.3, 1.0, 200), rng.uniform(0.3, 1.0, 20_000)
+    assert chance_ece(few) == chance_ece(few)  # the same draws each time
+    assert 0.03 < chance_ece(few) < 0.1 and chance_ece(many) < 0.01
+    draws = [answer_ece(few, rng.random(200) < few) for _ in range(400)]
+    assert chance_ece(few) == pytest.approx(np.median(draws), abs=0.01)
+    assert chance_ece(np.ones(50)) == 0.0 and chance_ece(np.zeros(0)) == 0.0
+
+
 def test_ece_is_near_zero_when_right_and_large_when_overconfident():
     proba, y = overconfident()
     assert expected_calibration_error(proba, y) > 0.15

@@ -542,6 +542,7 @@ def test_confidences_are_calibrated_on_the_held_out_sources(heldout_story):
     assert calibration["temperature"] > 0 and 0.0 <= calibration["threshold"] <= 1.0
     assert metrics["calibration.ece"] == pytest.approx(calibration["ece"])
     assert 0.0 <= metrics["calibration.heldout_ece"] <= 1.0  # temperature fitted on the other source
+    assert 0.0 <= metrics["calibration.heldout_ece_chance"] <= 1.0  # what so few answers show by chance
     share, right = metrics["calibration.heldout_sure"], metrics["calibration.heldout_sure_accuracy"]
     assert 0.0 <= share <= 1.0 and 0.0 <= right <= 1.0 and (share > 0 or right == 0.0)  # sure: by the other's threshold
     family_share, family_right = (

@@ -27,6 +27,7 @@ from instropitch.ml.calibration import (
     HELDOUT_SOURCES,
     Calibration,
     calibrate,
+    chance_ece,
     cross_fitted,
     reliability_figure,
 )
@@ -352,6 +353,7 @@ def _fit_and_score(
         by_fit = fit_labels(cal_groups, fits)
         honest = cross_fitted(cal.proba, cal_y, by_fit, **fitted_on)  # one calibration per fit, on the others'
         metrics["calibration.heldout_ece"] = honest.ece()
+        metrics["calibration.heldout_ece_chance"] = chance_ece(honest.scaled.max(axis=1))  # its floor at this count
         hold, size = honest.candidates()
         metrics["calibration.heldout_candidates_hold"], metrics["calibration.heldout_candidates"] = hold, size
         metrics["calibration.heldout_sure"], metrics["calibration.heldout_sure_accuracy"] = honest.sure()

@@ -258,7 +258,7 @@ def answer_ece(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS
 
 def chance_ece(confidence: np.ndarray, bins: int = ECE_BINS, draws: int = 200, seed: int = 0) -> float:
     """The median ECE of answers whose `confidence` is exactly right, each right with that probability: what the
-    ECE of so few answers shows by chance. 564 notes at the demo's confidences show 0.049, 2,256 show 0.024
+    ECE of so few answers shows by chance. 564 notes at the demo's confidences show 0.049, 2,913 (the nightly's four fits) 0.021
     (bench/RESULTS.md, "How much ECE a few hundred notes show by chance"): an ECE near it is as good as can be
     told from those notes."""
     conf = np.asarray(confidence, dtype=np.float64)

@@ -258,9 +258,9 @@ def answer_ece(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS
 
 def chance_ece(confidence: np.ndarray, bins: int = ECE_BINS, draws: int = 200, seed: int = 0) -> float:
     """The median ECE of answers whose `confidence` is exactly right, each right with that probability: what the
-    ECE of so few answers shows by chance. 564 notes at the demo's confidences show 0.049, 2,913 (the nightly's four fits) 0.021
-    (bench/RESULTS.md, "How much ECE a few hundred notes show by chance"): an ECE near it is as good as can be
-    told from those notes."""
+    ECE of so few answers shows by chance. At the demo's confidences 564 notes show 0.049, the nightly's four
+    fits' 2,913 show 0.021 (bench/RESULTS.md, "How much ECE a few hundred notes show by chance"): an ECE near
+    it is as good as can be told from those notes."""
     conf = np.asarray(confidence, dtype=np.float64)
     if len(conf) == 0:
         return 0.0

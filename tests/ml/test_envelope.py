@@ -108,6 +108,18 @@ def test_the_folded_step_read_answers_as_the_boosted_stumps_with_one_step_per_di
     assert one.bias.tolist() == [0.0, UNSEEN_CLASS_LOGIT, UNSEEN_CLASS_LOGIT]
 
 
+def test_a_threshold_between_two_neighbouring_float32_values_keeps_both_on_their_side():
+    from instropitch.ml.envelope import float32_at_most
+
+    low = np.nextafter(np.float32(1.5), np.float32(2))  # odd last bit: the midpoint rounds (to even) up
+    high = np.nextafter(low, np.float32(2))
+    middle = (float(low) + float(high)) / 2  # scikit-learn's threshold: to the nearest float32 it is `high`
+    assert np.float32(middle) == high
+    (t,) = float32_at_most(np.array([middle]))
+    assert t.dtype == np.float32 and low <= t < high
+    assert float32_at_most(np.array([0.25, -3.0])).tolist() == [0.25, -3.0]  # exact ones stay
+
+
 def test_a_step_in_the_graph_holds_exactly_where_numpy_says_its_test_holds():
     """At, one float32 above and one below each threshold: the built-in layers give `StepRead.logits` (a step
     that counted in part near its threshold moved 18 % of a test split's answers)."""

@@ -164,10 +164,19 @@ def fit_steps(
     bias[present] = _by_class(raw_bias[None, :], present)[0]
     return StepRead(
         np.array([f for f, _ in tests], np.int64),
-        np.array([t for _, t in tests], np.float32),
+        float32_at_most(np.array([t for _, t in tests])),
         values.astype(np.float32),
         bias.astype(np.float32),
     )
+
+
+def float32_at_most(threshold: np.ndarray) -> np.ndarray:
+    """The largest float32 at most each float64 `threshold`. scikit-learn's thresholds lie between two training
+    values; rounded to the nearest float32 one could land on the upper value and send it left, rounded down every
+    float32 summary falls on the side it fell on in the fit."""
+    t = np.asarray(threshold, np.float64)
+    rounded = t.astype(np.float32)
+    return np.where(rounded.astype(np.float64) > t, np.nextafter(rounded, np.float32(-np.inf)), rounded)
 
 
 def _by_class(raw: np.ndarray, present: np.ndarray) -> np.ndarray:

@@ -15,8 +15,8 @@ held the right class, and how many there were (`CrossFitted.candidates`: each fi
 candidate floor fitted on the other fits' answers; the product promises 90 %), how many notes would
 be shown as sure and how often rightly (`CrossFitted.sure`), how often the answer is of
 the right family (nearly half of the held-out errors are one bowed string taken for another), and the accuracy
-with every class weighed alike (`class_mean`; TinySOL's accordion is a quarter of the notes, since session 49). Fits kept since
-session 46 also keep their answers on the test rows of the fonts they trained on: the calibration's
+with every class weighed alike (`class_mean`; TinySOL's accordion is a quarter of the notes; since session 49).
+Fits kept since session 46 also keep their answers on the test rows of the fonts they trained on: the calibration's
 temperature is then fitted on those too, as the product's is (`calibration.Familiar`), and the report adds
 their ECE with and without them (`familiar_ece`, `familiar_ece_heldout_only`) and the held-out ECE without
 them (`ece_heldout_only`).

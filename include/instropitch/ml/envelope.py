@@ -12,8 +12,8 @@ on it, weighs less. Two reads (bench/RESULTS.md, four seeds, held-out mean / wor
 * `steps`: gradient-boosted depth-1 trees, i.e. a sum of steps, each adding to the classes' logits where one
   summary is at most a threshold (58.1 / 54.9 %, "Steps in place of the linear read"): a curve per summary where
   the regression has a line. It reads real recordings worse (the champion 58.4 -> 51.5 %, two seeds; not
-  known why, perhaps a threshold learnt on rendered fonts transfers less than a slope). Deeper trees read the fonts no better (58.4-58.6 /
-  54.2-55.0 %) and would need a gather that no built-in layer does.
+  known why, perhaps a threshold learnt on rendered fonts transfers less than a slope). Deeper trees read the
+  fonts no better (58.4-58.6 / 54.2-55.0 %) and would need a gather that no built-in layer does.
 
 Either is fitted after the network, on the same rows (scikit-learn), then folded into the model as built-in
 Keras layers: the model saved, exported to ONNX and served is one graph whose `probabilities` are

@@ -73,7 +73,9 @@ class ConvBlock:
     pool: tuple[int, int] = (2, 2)
 
 
-ENVELOPE_READS = ("linear", "steps")
+ENVELOPE_READ_KEYS = {"linear": ("c",), "steps": ("rounds", "learning_rate")}
+"""The keys each `Envelope.read` takes; the other read's are refused in a recipe and not logged."""
+ENVELOPE_READS = tuple(ENVELOPE_READ_KEYS)
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,10 @@ class Envelope:
     c: float = 0.1
     rounds: int = 150
     learning_rate: float = 0.2
+
+    def recipe(self) -> dict[str, Any]:
+        """The keys this read uses, as a recipe writes them (MLflow logs no other read's settings)."""
+        return {"weight": self.weight, "read": self.read} | {k: getattr(self, k) for k in ENVELOPE_READ_KEYS[self.read]}
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,9 @@ class Architecture:
     envelope: Envelope | None = None
     """A linear read of the instrument spectrogram's summaries added to the network's logits (`ml.envelope`);
     None (the default): the network alone. Not for the pitch input."""
+    logit_adjustment: float = 0.0
+    """tau: the fitted model's logits minus tau x log(each class's share of its fit rows) (`ml.class_prior`):
+    0 answers by the training data's mix of classes, 1 as if every class were equally likely."""
 
 
 @dataclass(frozen=True)
@@ -333,6 +342,8 @@ def _list_text(value: tuple[Any, ...]) -> str:
 
 
 def _flatten(value: Any, prefix: str, out: dict[str, str]) -> None:
+    if isinstance(value, Envelope):
+        value = value.recipe()
     if hasattr(value, "__dataclass_fields__"):
         value = {name: getattr(value, name) for name in value.__dataclass_fields__}
     if isinstance(value, dict):
@@ -556,6 +567,7 @@ def _read_architecture(s: _Section) -> Architecture:
         dropout=s.take("dropout", _float(0.0, 1.0, high_open=True), 0.3),
         band_shift_average=s.take("band_shift_average", _int(0, 8), 0),
         envelope=_read_envelope(s),
+        logit_adjustment=s.take("logit_adjustment", _float(0.0, 2.0), 0.0),
     )
     if arch.batch_norm and arch.group_norm:
         s.error("group_norm", "cannot be used with batch_norm: true (one normalisation per block)")
@@ -579,8 +591,7 @@ def _read_envelope(s: _Section) -> Envelope | None:
         rounds=e.take("rounds", _int(1, 10_000), Envelope.rounds),
         learning_rate=e.take("learning_rate", _float(0.0, 1.0, low_open=True), Envelope.learning_rate),
     )
-    own = {"linear": ("c",), "steps": ("rounds", "learning_rate")}
-    for other, keys in own.items():
+    for other, keys in ENVELOPE_READ_KEYS.items():
         for key in keys:
             if other != read and key in e.data:
                 e.error(key, f"is for read: {other}, not {read}")

@@ -153,6 +153,14 @@ def test_the_recipe_option_is_checked():
     parsed = parse_spec({**RECIPE, "architecture": {**RECIPE["architecture"], "envelope": steps}})
     assert parsed.architecture.envelope == Envelope(weight=0.5, read="steps", rounds=40, learning_rate=0.1)
     assert spec.to_params()["architecture.envelope.weight"] == "0.25"
+    logged = {k: v for k, v in parsed.to_params().items() if k.startswith("architecture.envelope.")}
+    assert logged == {  # only what the read uses: no `c` beside steps
+        "architecture.envelope.weight": "0.5",
+        "architecture.envelope.read": "steps",
+        "architecture.envelope.rounds": "40",
+        "architecture.envelope.learning_rate": "0.1",
+    }
+    assert "architecture.envelope.rounds" not in spec.to_params()
     with pytest.raises(SpecError, match="architecture.envelope.weight"):
         parse_spec({**RECIPE, "architecture": {**RECIPE["architecture"], "envelope": {"weight": 0}}})
     with pytest.raises(SpecError, match="architecture.envelope.c"):

@@ -138,7 +138,8 @@ def fit_model(
     networks are fitted one after another and joined (`cnn.join_members`); `callbacks` and the
     history returned are the first one's. With `architecture.band_shift_average` the returned model
     averages shifted looks at its input (`cnn.average_band_shifts`); with `architecture.envelope` its softmax
-    also reads a model of the fit and validation rows' spectra (`with_envelope_read`).
+    also reads a model of the fit and validation rows' spectra (`with_envelope_read`); with
+    `architecture.logit_adjustment` its logits lean less to the classes those rows hold most (`ml.class_prior`).
     """
     from instropitch.ml.cnn import average_band_shifts, join_members
 
@@ -166,7 +167,14 @@ def fit_model(
         for k in range(t.members)
     ]
     model = average_band_shifts(join_members([model for model, _ in fits], spec), spec)
-    return with_envelope_read(model, spec, *rows, n_classes), fits[0][1]
+    model = with_envelope_read(model, spec, *rows, n_classes)
+    if spec.architecture.logit_adjustment:
+        from instropitch.ml.class_prior import logit_adjustment, with_logit_adjustment
+
+        taught = np.concatenate([rows[1], rows[3]])  # the labels the networks and the read learnt from
+        adjustment = logit_adjustment(taught, n_classes, spec.architecture.logit_adjustment)
+        model = with_logit_adjustment(model, adjustment)
+    return model, fits[0][1]
 
 
 def with_envelope_read(

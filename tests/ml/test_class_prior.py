@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from support.models import three_classes
+from support.models import three_classes, tiny_recipe
 
 from instropitch.ml.class_prior import logit_adjustment
 from instropitch.modelspec import SpecError, parse_spec
 
-RECIPE = {
-    "name": "prior",
-    "label": "instrument",
-    "input": "instrument",
-    "architecture": {"conv_blocks": [{"filters": 4, "pool": 2}], "dense": [8], "pooling": "flatten", "dropout": 0.0},
-    "training": {"batch_size": 16, "early_stopping": None, "learning_rate": 0.01},
-}
+RECIPE = tiny_recipe("prior")
 FIT = np.r_[0:16, 16:24, 32:36]  # three_classes' rows: 16 of class 0, 8 of class 1, 4 of class 2
 VALIDATION = np.r_[40:44]  # 4 more of class 2: the model learns from shares 1/2, 1/4, 1/4
 

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from support.models import INSTRUMENT_SHAPE, three_classes
+from support.models import INSTRUMENT_SHAPE, three_classes, tiny_recipe
 
 from instropitch.modelspec import SpecError, parse_spec
 
-RECIPE = {
-    "name": "pull",
-    "label": "instrument",
-    "input": "instrument",
-    "architecture": {"conv_blocks": [{"filters": 4, "pool": 2}], "dense": [8], "pooling": "flatten", "dropout": 0.0},
-    "training": {"batch_size": 16, "early_stopping": None, "learning_rate": 0.01},
-}
+RECIPE = tiny_recipe("pull")
 
 
 def test_the_loss_is_low_when_each_class_sits_together_and_ignores_notes_alone_in_their_class():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from support.models import INSTRUMENT_SHAPE, three_classes
+from support.models import INSTRUMENT_SHAPE, three_classes, tiny_recipe
 
 from instropitch.ml.envelope import (
     ATTACK_FRAMES,
@@ -19,13 +19,7 @@ from instropitch.ml.envelope import (
 )
 from instropitch.modelspec import Envelope, SpecError, parse_spec
 
-RECIPE = {
-    "name": "envelope",
-    "label": "instrument",
-    "input": "instrument",
-    "architecture": {"conv_blocks": [{"filters": 4, "pool": 2}], "dense": [8], "pooling": "flatten", "dropout": 0.0},
-    "training": {"batch_size": 16, "early_stopping": None, "learning_rate": 0.01},
-}
+RECIPE = tiny_recipe("envelope")
 
 
 def softmax(z: np.ndarray) -> np.ndarray:

@@ -503,7 +503,7 @@ def heldout_story(tmp_path_factory):
     )
     root = tmp_path_factory.mktemp("mlflow")
     with throwaway_store(root):
-        spec = parse_spec(TINY)
+        spec = parse_spec({**TINY, "architecture": {**TINY["architecture"], "logit_adjustment": 0.5}})
         good = train_and_log(spec, snap)
         first = registry.promote("inst", good.version, snap)
         bad = train_and_log(parse_spec({**TINY, "training": {**TINY["training"], "epochs": 1}}), snap)
@@ -518,6 +518,7 @@ def heldout_story(tmp_path_factory):
             "tags": client.get_run(good.run_id).data.tags,
             "layout": registry.load_model(good.model_uri).info,
             "artifacts": {a.path for a in client.list_artifacts(good.run_id)},
+            "class_prior": client.download_artifacts(good.run_id, "class_prior.csv", str(root)),
             "champion": registry.champion_info("inst"),
         }
 
@@ -552,6 +553,21 @@ def test_confidences_are_calibrated_on_the_held_out_sources(heldout_story):
     assert 0.0 <= family_share <= 1.0 and 0.0 <= family_right <= 1.0  # the family answer's, the same way
     assert calibration["family_threshold"] >= 0.95  # an instrument model gets a family threshold (>= the target)
     assert "reliability_diagram.png" in heldout_story["artifacts"]
+
+
+def test_the_version_logs_the_class_shares_it_took_out_of_its_answers(heldout_story):
+    import pandas as pd
+
+    from instropitch.ml.class_prior import logit_adjustment
+
+    table = pd.read_csv(heldout_story["class_prior"])
+    params = heldout_story["params"]
+    assert set(table["class"][table["rows"] > 0]) == set(INSTRUMENTS)  # a line per output class, these learnt
+    assert table["rows"].sum() == int(params["data.n_fit"]) + int(params["data.n_val"])
+    assert table["share"].sum() == pytest.approx(1.0, abs=1e-3)
+    taught = np.repeat(np.arange(len(table)), table["rows"])
+    np.testing.assert_allclose(table["adjustment"], logit_adjustment(taught, len(table), 0.5), atol=1e-4)
+    assert params["architecture.logit_adjustment"] == "0.5"
 
 
 def test_promotion_compares_heldout_source_accuracy(heldout_story):

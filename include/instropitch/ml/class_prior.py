@@ -35,6 +35,17 @@ def logit_adjustment(y: np.ndarray, n_classes: int, tau: float) -> np.ndarray:
     return adjustment
 
 
+def prior_table(y: np.ndarray, class_names: list[str], tau: float) -> str:
+    """CSV, a line per class: its rows among labels `y`, their share and the logit adjustment at `tau` (what a model
+    version took out of its answers, logged beside it)."""
+    counts = np.bincount(np.asarray(y, np.int64), minlength=len(class_names))
+    adjustment = logit_adjustment(y, len(class_names), tau)
+    lines = [
+        f"{name},{n},{n / counts.sum():.4f},{a:.4f}" for name, n, a in zip(class_names, counts, adjustment, strict=True)
+    ]
+    return "\n".join(["class,rows,share,adjustment", *lines]) + "\n"
+
+
 def with_logit_adjustment(model: keras.Model, adjustment: np.ndarray) -> keras.Model:
     """`model` with `adjustment` added to its logits: the bias of the network's logits layer (`NETWORK_LOGITS`
     beside a read, else the `probabilities` softmax) moves; changed in place and returned."""

@@ -31,6 +31,7 @@ from instropitch.ml.calibration import (
     cross_fitted,
     reliability_figure,
 )
+from instropitch.ml.class_prior import prior_table
 from instropitch.ml.envelope import accuracy_alone
 from instropitch.ml.fitting import (
     ModelRows,
@@ -415,6 +416,10 @@ def _log_reports(
         return
     mlflow.log_text(classification_table(y_test, y_pred, rows.class_names).to_csv(), "classification_report.csv")
     mlflow.log_text(accuracy_by_instrument(snapshot, rows.test, y_test == y_pred), "accuracy_by_instrument.csv")
+    if spec.architecture.logit_adjustment:  # each class's share of the rows learnt from, and what it took out
+        taught = rows.y[np.concatenate([rows.fit, rows.val])]
+        tau = spec.architecture.logit_adjustment
+        mlflow.log_text(prior_table(taught, rows.class_names, tau), "class_prior.csv")
     title = f"{spec.name}: test accuracy {metrics['test_accuracy']:.3f}"
     _log_figure(confusion_figure(y_test, y_pred, rows.class_names, title), "confusion_matrix.png")
     _log_figure(

@@ -113,7 +113,7 @@ class Architecture:
     note's floor, as `augmentation.freq_shift` moves it in training): several looks at one note, built into
     the graph (`cnn.average_band_shifts`). Not for a pitch model: a band is a pitch there."""
     envelope: Envelope | None = None
-    """A linear read of the instrument spectrogram's summaries added to the network's logits (`ml.envelope`);
+    """A read of the instrument spectrogram's summaries (`Envelope.read`) added to the network's logits (`ml.envelope`);
     None (the default): the network alone. Not for the pitch input."""
     logit_adjustment: float = 0.0
     """tau: the fitted model's logits minus tau x log(each class's share of its fit rows) (`ml.class_prior`):

@@ -518,7 +518,7 @@ def heldout_story(tmp_path_factory):
             "tags": client.get_run(good.run_id).data.tags,
             "layout": registry.load_model(good.model_uri).info,
             "artifacts": {a.path for a in client.list_artifacts(good.run_id)},
-            "class_prior": client.download_artifacts(good.run_id, "class_prior.csv", str(root)),
+            "class_prior": mlflow.artifacts.download_artifacts(run_id=good.run_id, artifact_path="class_prior.csv"),
             "champion": registry.champion_info("inst"),
         }
 

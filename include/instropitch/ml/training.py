@@ -224,7 +224,8 @@ def train_and_log(
 def _log_recipe_and_data(
     spec: ModelSpec, snapshot: Snapshot, rows: ModelRows, epochs: int, info: dict[str, Any]
 ) -> None:
-    """Params (the recipe and the data it saw), the recipe's YAML and the label layout."""
+    """Params (the recipe and the data it saw), the recipe's YAML, the label layout and, with
+    `architecture.logit_adjustment`, each class's share of the rows the model learns from and what it takes out."""
     import mlflow
     import yaml
 
@@ -249,6 +250,9 @@ def _log_recipe_and_data(
     else:
         mlflow.log_text(yaml.safe_dump(spec.to_params(), sort_keys=False), f"spec/{spec.name}.yaml")
     mlflow.log_dict(info, LABELS_FILENAME)
+    if spec.architecture.logit_adjustment:  # the fit and validation rows: what `fitting.fit_model` adjusts by
+        taught = rows.y[np.concatenate([rows.fit, rows.val])]
+        mlflow.log_text(prior_table(taught, rows.class_names, spec.architecture.logit_adjustment), "class_prior.csv")
 
 
 @dataclass
@@ -416,10 +420,6 @@ def _log_reports(
         return
     mlflow.log_text(classification_table(y_test, y_pred, rows.class_names).to_csv(), "classification_report.csv")
     mlflow.log_text(accuracy_by_instrument(snapshot, rows.test, y_test == y_pred), "accuracy_by_instrument.csv")
-    if spec.architecture.logit_adjustment:  # each class's share of the rows learnt from, and what it took out
-        taught = rows.y[np.concatenate([rows.fit, rows.val])]
-        tau = spec.architecture.logit_adjustment
-        mlflow.log_text(prior_table(taught, rows.class_names, tau), "class_prior.csv")
     title = f"{spec.name}: test accuracy {metrics['test_accuracy']:.3f}"
     _log_figure(confusion_figure(y_test, y_pred, rows.class_names, title), "confusion_matrix.png")
     _log_figure(

@@ -64,7 +64,11 @@ COMBINED_TABLE = Asset(name="instruments_notes_spectrogram")
 
 @dag(
     dag_id="instropitch_training",
-    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 2 * * *", timezone="UTC"), assets=COMBINED_TABLE),
+    # run_immediately=timedelta(0): a deployment started 02:00-04:24 waits for the next night (see the ETL DAG)
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 2 * * *", timezone="UTC", run_immediately=timedelta(0)),
+        assets=COMBINED_TABLE,
+    ),
     catchup=False,  # no start_date: nothing runs for past dates when the DAG is unpaused
     max_active_runs=1,
     doc_md=__doc__,

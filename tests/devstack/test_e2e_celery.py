@@ -148,9 +148,10 @@ def test_two_workers_share_the_etl_and_the_models(services, bucket, etl_referenc
     # training, whose `promote` loads that version (the champion) from MLflow and evaluates it.
     # (Not Celery's cancel_consumer/add_consumer: a worker given its queue back that way consumes
     # nothing after its next reconnection to the broker; celery 5.6.3 re-selects only queues it did not know.)
-    # The champion is read from the registry: once (2026-12-06, 04:06 UTC) another training run had registered
-    # and promoted pitch v1 before the asset-triggered run's v2 (only `promote` sets the alias). Not the nightly
-    # schedule: a fresh deployment waits for the next 02:00 (tests/dags/test_dag_integrity.py). Cause not found.
+    # The champion is read from the registry, not assumed to be the version above: once (04:06 UTC) the nightly
+    # training had run beside the asset-triggered one and promoted pitch v1. Its cause: Airflow 3.3 ran a
+    # fresh deployment's past 02:00 slot when started before 04:24; the DAGs now wait for the next night
+    # (tests/dags/test_dag_integrity.py).
     _, registered_on = trained["pitch"]
     champion_version = champion(started, "instropitch-pitch")
     assert champion_version is not None

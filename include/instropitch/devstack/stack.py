@@ -17,6 +17,7 @@ import atexit
 import contextlib
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -87,8 +88,48 @@ class Services:
         return cls(**json.loads(path.read_text())) if path.exists() else None
 
 
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_PORT = 15000
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
+    """A TCP port on 127.0.0.1 that is free right now, below the kernel's ephemeral range.
+
+    A service is given its port seconds before it binds it. A port from `bind(("", 0))` lies
+    in the ephemeral range, where in those seconds the kernel may hand it to any other
+    `bind(0)` (another service's port picked here, a client's socket): the API server of the
+    Celery e2e test once found its port taken. Ports below that range are never handed out
+    by the kernel, and this process never returns one twice.
+    """
+    rng = random.SystemRandom()
+    highest = _ephemeral_low() - 1
+    for _ in range(200):
+        port = rng.randint(_LOWEST_PORT, highest) if highest > _LOWEST_PORT else _kernel_port()
+        if port not in _handed_out and _bindable(port):
+            _handed_out.add(port)
+            return port
+    raise RuntimeError(f"no free TCP port on 127.0.0.1 between {_LOWEST_PORT} and {highest}")
+
+
+def _ephemeral_low() -> int:
+    """The lowest port of the kernel's ephemeral range (Linux's default when it cannot be read)."""
+    try:
+        return int(EPHEMERAL_RANGE_FILE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _kernel_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

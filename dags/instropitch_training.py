@@ -14,22 +14,26 @@ one network where a recipe averages several (`{"members": 1}`: the demo does thi
 1. `snapshot` — the combined table frozen into one seeded, stratified 75/25 split, or with `split: folds` TinySOL's
    own protocol (fold `test_fold` is the test part; re-tuned neighbours never straddle it) — an MLflow artifact
    of a parent run.
-2. `fit_heldout` — with two sources or more in the table: mapped over (model, source) as planned by
+2. `model_paths` — the model YAMLs to train: all (or those named by param `models`), except that the nightly
+   run skips a model whose newest version learnt this snapshot with the same recipe, epochs, code and held-out
+   fits (on a night the ETL published new data, the Asset-triggered run trained on it before 02:00); the
+   parent run's tag `instropitch.unchanged` names them.
+3. `fit_heldout` — with two sources or more in the table: mapped over (model, source) as planned by
    `heldout_fits`, one task per model of a recipe that never sees that source (leave-one-source-out),
    so that workers share them. Each stores its answers on that source (probabilities and labels) as
    `heldout/<model>/<source>.npz` in the parent run (a retry overwrites it) and returns its score.
    None with one source, 0 epochs, or param `leave_one_source_out` false (null: each recipe's setting);
    param `heldout_sources` keeps only the fits blind to those sources.
-3. `gather_heldout` — checks every planned fit answered; their scores by model and source.
-4. `train` — mapped over the model YAMLs: one child MLflow run each, registered as `instropitch-<name>`.
+4. `gather_heldout` — checks every planned fit answered; their scores by model and source.
+5. `train` — mapped over the model YAMLs: one child MLflow run each, registered as `instropitch-<name>`.
    It reads its model's held-out answers back: `source.<name>.heldout_accuracy`, their mean
    `heldout_accuracy`, and the confidence calibration fitted on the pooled answers (else on validation
    rows), logged with the model. Batches draw evenly from the sources. It waits for the held-out fits
    because the calibration is part of the logged model.
-5. `promote` — mapped: the new version becomes `champion` only if it beats the current one: on the
+6. `promote` — mapped: the new version becomes `champion` only if it beats the current one: on the
    held-out-source accuracy when both were held out on the same sources by the same fits, else on the same test split.
-6. `publish_serving_model` — registers the combined pyfunc `instropitch@champion` when a champion changed.
-7. `close_parent` — a teardown: marks the parent run FINISHED, or FAILED when any task of the run failed
+7. `publish_serving_model` — registers the combined pyfunc `instropitch@champion` when a champion changed.
+8. `close_parent` — a teardown: marks the parent run FINISHED, or FAILED when any task of the run failed
    (the reason lists them); the run's own state comes from the work tasks, so a failed `fit_heldout` or
    `train` fails the run.
 
@@ -128,10 +132,20 @@ def instropitch_training():
         )
 
     @task
-    def model_paths() -> list[str]:
+    def model_paths(snapshot_info: dict) -> list[str]:
         from instropitch.pipeline import training as training_pipeline
 
-        return training_pipeline.model_paths(get_current_context()["params"]["models"] or None)
+        context = get_current_context()
+        params = context["params"]
+        return training_pipeline.models_to_train(
+            training_pipeline.model_paths(params["models"] or None),
+            snapshot_info,
+            context["dag_run"].run_type,
+            params["epochs"],
+            params["members"],
+            params["leave_one_source_out"],
+            params["heldout_sources"],
+        )
 
     @task
     def heldout_fits(paths: list[str], snapshot_info: dict) -> list[dict]:
@@ -197,7 +211,7 @@ def instropitch_training():
         training_pipeline.close_parent(snapshot_info, states)
 
     frozen = snapshot()
-    paths = model_paths()
+    paths = model_paths(frozen)
     planned = heldout_fits(paths, frozen)
     summaries = fit_heldout.partial(snapshot_info=frozen).expand_kwargs(planned)
     scores = gather_heldout(planned, summaries)

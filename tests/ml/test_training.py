@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from support.mlflow_store import throwaway_store
-from support.models import PITCH_SHAPE, synthetic_arrays
+from support.models import PITCH_SHAPE, SPEC, synthetic_arrays
 
 from instropitch.ml.snapshot import MIDI_CLASSES, create_snapshot, download_snapshot, log_snapshot
 from instropitch.modelspec import load_spec, parse_spec
@@ -258,3 +259,15 @@ def test_the_parent_run_fails_when_a_task_failed_even_without_a_child_run(tracki
     empty = client.create_run(experiment_id).info.run_id
     assert close_parent({"parent_run_id": empty}, {}) == "FAILED"
     assert "no model was trained" in client.get_run(empty).data.tags[TAG_FAILURE_REASON]
+
+
+def test_the_recipe_digest_follows_the_recipe_the_epochs_and_the_code(monkeypatch):
+    from instropitch.ml import training
+
+    spec = parse_spec(SPEC)
+    digest = training.recipe_digest(spec, 8)
+    assert len(digest) == 16 and digest == training.recipe_digest(parse_spec(SPEC), 8)
+    assert training.recipe_digest(spec, 7) != digest
+    assert training.recipe_digest(replace(spec, training=replace(spec.training, members=2)), 8) != digest
+    monkeypatch.setattr(training, "code_digest", lambda: "0" * 16)
+    assert training.recipe_digest(spec, 8) != digest

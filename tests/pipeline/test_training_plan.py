@@ -86,3 +86,45 @@ def test_the_members_param_overrides_the_recipe_and_mlflow_keeps_what_ran(projec
     assert one.training == replace(shipped.training, members=1) and one.architecture == shipped.architecture
     with pytest.raises(ValueError, match="members must be 1 or more, not 0"):
         load_recipe(path, 0)
+
+
+def test_a_nightly_run_skips_a_model_that_learnt_this_data_with_this_recipe(tmp_path, monkeypatch):
+    import mlflow
+    import yaml
+    from support.mlflow_store import throwaway_store
+    from support.models import SPEC, synthetic_snapshot
+
+    from instropitch.ml import registry, tracking, training
+    from instropitch.pipeline.training import close_parent, models_to_train
+
+    recipe = tmp_path / "inst.yaml"
+    recipe.write_text(yaml.safe_dump(SPEC))
+    paths = [str(recipe)]
+    with throwaway_store(tmp_path):
+        snap = synthetic_snapshot()
+        client = mlflow.MlflowClient()
+
+        def nightly(digest: str = snap.digest, run_type: str = "scheduled", epochs: int | None = 0) -> tuple:
+            parent = client.create_run(tracking.ensure_experiment(), tags={"instropitch.kind": "pipeline"})
+            info = {"digest": digest, "parent_run_id": parent.info.run_id, "sources": snap.sources}
+            return models_to_train(paths, info, run_type, epochs=epochs), info
+
+        assert nightly()[0] == paths  # no version yet
+        version = training.train_and_log(load_recipe(str(recipe)), snap, epochs_override=0).version
+        assert nightly()[0] == paths  # a version that promotion never judged (the run failed after registering it)
+        registry.promote("inst", version, snap)
+
+        kept, info = nightly()
+        assert kept == []
+        assert client.get_run(info["parent_run_id"]).data.tags[tracking.TAG_UNCHANGED] == (
+            f"learnt this data with this recipe already: inst (as version {version})"
+        )
+        assert close_parent(info) == "FINISHED"  # nothing new to learn is no failure
+        assert close_parent(nightly(epochs=None)[1]) == "FAILED"  # a run that should have trained and did not
+
+        assert nightly(digest="other data")[0] == paths
+        assert nightly(epochs=None)[0] == paths  # the recipe's 8 epochs, not the version's 0
+        assert nightly(run_type="manual")[0] == paths  # asked for by hand
+        assert nightly(run_type="asset_triggered")[0] == paths
+        monkeypatch.setattr(training, "code_digest", lambda: "new code")
+        assert nightly()[0] == paths  # a deployment of other code

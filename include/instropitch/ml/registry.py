@@ -295,6 +295,16 @@ class ChampionInfo:
         return self.tags.get(TAG_HELDOUT_SOURCES, "")
 
 
+def latest_version_tags(spec_name: str) -> tuple[str, dict[str, str]] | None:
+    """(version, tags) of the newest version of `instropitch-{spec_name}`; None when it has none."""
+    import mlflow
+
+    versions = mlflow.MlflowClient().search_model_versions(
+        f"name = '{registered_name(spec_name)}'", max_results=1, order_by=["version_number DESC"]
+    )
+    return (str(versions[0].version), dict(versions[0].tags or {})) if versions else None
+
+
 def champion_info(spec_name: str, *, alias: str = CHAMPION) -> ChampionInfo | None:
     """The version holding `alias` for `instropitch-{spec_name}`, or None (no model or no alias yet)."""
     import mlflow

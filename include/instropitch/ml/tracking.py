@@ -99,11 +99,29 @@ TAG_DATA_DIGEST = "data_digest"
 TAG_FEATURE_DIGEST = "feature_digest"
 TAG_REGISTERED_MODEL = "registered_model"
 TAG_REGISTERED_VERSION = "registered_version"
+TAG_RECIPE_DIGEST = "recipe_digest"
+"""What trained the version besides its data (`ml.training.recipe_digest`): recipe, epochs and code."""
+TAG_UNCHANGED = "instropitch.unchanged"
+"""On a nightly parent run: the models it did not train again, each with the version that learnt the same."""
 TAG_HELDOUT_ACCURACY = "heldout_accuracy"
 """Mean held-out-source accuracy of the recipe (`leave_one_source_out`), on the version."""
 TAG_HELDOUT_SOURCES = "heldout_sources"
 """The held-out fits that score came from, comma-separated, each a source or sources held out together
 ("a+b"): promotion compares like with like, so versions measured with other fits fall back to test accuracy."""
+
+
+def code_digest() -> str:
+    """16 hex chars of sha256 over the `instropitch` package's Python files: other code, other digest.
+
+    Part of a version's recipe digest, so that a deployment of new code trains again on unchanged data.
+    """
+    import hashlib
+
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def pip_requirements(extra: tuple[str, ...] = (), *, keras: bool = True) -> list[str]:

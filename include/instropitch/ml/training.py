@@ -80,8 +80,10 @@ from instropitch.ml.tracking import (
     TAG_LABEL,
     TAG_MODEL,
     TAG_PORTABLE,
+    TAG_RECIPE_DIGEST,
     TAG_REGISTERED_MODEL,
     TAG_REGISTERED_VERSION,
+    code_digest,
     ensure_experiment,
     fail_stale_runs,
     pip_requirements,
@@ -126,6 +128,17 @@ def label_info(spec: ModelSpec, snapshot: Snapshot, input_shape: tuple[int, int]
     }
 
 
+def recipe_digest(spec: ModelSpec, epochs: int) -> str:
+    """16 hex chars of sha256 over the recipe's settings, the epochs that ran and the code (`code_digest`).
+
+    With the data digest, what a version learnt from: equal digests on the same data teach nothing new.
+    """
+    import hashlib
+
+    blob = json.dumps({"recipe": spec.to_params(), "epochs": int(epochs), "code": code_digest()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def train_and_log(
     spec: ModelSpec,
     snapshot: Snapshot,
@@ -168,6 +181,7 @@ def train_and_log(
         TAG_INPUT: spec.input,
         TAG_DATA_DIGEST: snapshot.digest,
         TAG_FEATURE_DIGEST: snapshot.feature_digest,
+        TAG_RECIPE_DIGEST: recipe_digest(spec, epochs),
         TAG_CLASSES: ",".join(rows.class_names),
     }
     if parent_run_id:

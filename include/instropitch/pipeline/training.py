@@ -184,6 +184,67 @@ def heldout_fits(
     return plan
 
 
+NIGHTLY_RUN_TYPE = "scheduled"
+"""Airflow's `run_type` of a run the timetable made (not `manual` or `asset_triggered`)."""
+
+
+def models_to_train(
+    model_paths: list[str],
+    snapshot_info: dict[str, Any],
+    run_type: str,
+    epochs: int | None = None,
+    members: int | None = None,
+    leave_one_source_out: bool | None = None,
+    only: Sequence[str] = (),
+) -> list[str]:
+    """The recipes this run trains: every one, except that a nightly run skips a recipe with nothing new to learn.
+
+    Nothing new: its newest version learnt this very snapshot (`digest`) with the same recipe digest
+    (settings, epochs, code), the same held-out fits, and was judged by `promote`. On a night the ETL
+    published changed data, the Asset-triggered run has trained on it before 02:00. The parent run
+    names what was skipped (`TAG_UNCHANGED`). Manual and Asset-triggered runs train everything asked.
+    """
+    import mlflow
+
+    from instropitch.ml.registry import TAG_DECISION, latest_version_tags
+    from instropitch.ml.tracking import TAG_DATA_DIGEST, TAG_HELDOUT_SOURCES, TAG_RECIPE_DIGEST, TAG_UNCHANGED
+    from instropitch.ml.training import recipe_digest
+
+    if run_type != NIGHTLY_RUN_TYPE:
+        return list(model_paths)
+    plan = heldout_fits(model_paths, snapshot_info, epochs, leave_one_source_out, only)
+    keep, unchanged = [], []
+    for path in model_paths:
+        spec = load_recipe(path, members)
+        latest = latest_version_tags(spec.name)
+        wanted = {
+            TAG_DATA_DIGEST: snapshot_info["digest"],
+            TAG_RECIPE_DIGEST: recipe_digest(spec, _effective_epochs(spec, epochs)),
+            TAG_HELDOUT_SOURCES: ",".join(sorted(p["source"] for p in plan if p["model_path"] == path)),
+        }
+        if latest is None or TAG_DECISION not in latest[1] or _learnt_from(latest[1]) != wanted:
+            keep.append(path)
+            continue
+        unchanged.append(f"{spec.name} (as version {latest[0]})")
+    if unchanged:
+        note = f"learnt this data with this recipe already: {', '.join(unchanged)}"
+        log.info("not trained again: %s", note)
+        mlflow.MlflowClient().set_tag(snapshot_info["parent_run_id"], TAG_UNCHANGED, note)
+    return keep
+
+
+def _learnt_from(tags: dict[str, str]) -> dict[str, str]:
+    """A version's data digest, recipe digest and held-out fits (sorted), as `models_to_train` compares them."""
+    from instropitch.ml.tracking import TAG_DATA_DIGEST, TAG_HELDOUT_SOURCES, TAG_RECIPE_DIGEST
+
+    fits = ",".join(sorted(f for f in tags.get(TAG_HELDOUT_SOURCES, "").split(",") if f))
+    return {
+        TAG_DATA_DIGEST: tags.get(TAG_DATA_DIGEST, ""),
+        TAG_RECIPE_DIGEST: tags.get(TAG_RECIPE_DIGEST, ""),
+        TAG_HELDOUT_SOURCES: fits,
+    }
+
+
 def fit_heldout(
     model_path: str,
     source: str,
@@ -296,7 +357,7 @@ def close_parent(snapshot_info: dict[str, Any], task_states: dict[str, str | Non
     """
     import mlflow
 
-    from instropitch.ml.tracking import TAG_FAILURE_REASON
+    from instropitch.ml.tracking import TAG_FAILURE_REASON, TAG_UNCHANGED
 
     client = mlflow.MlflowClient()
     parent = client.get_run(snapshot_info["parent_run_id"])
@@ -310,7 +371,7 @@ def close_parent(snapshot_info: dict[str, Any], task_states: dict[str, str | Non
         reasons.append(f"failed tasks: {', '.join(failed_tasks)}")
     if unfinished:
         reasons.append(f"child runs not finished: {', '.join(unfinished)}")
-    if not children:
+    if not children and TAG_UNCHANGED not in parent.data.tags:  # a nightly run with nothing new trains none
         reasons.append("no model was trained")
     status = "FAILED" if reasons else "FINISHED"
     if reasons:

@@ -10,6 +10,7 @@ import pytest
 
 from instropitch.data import objectstore
 from instropitch.devstack import local_airflow
+from instropitch.pipeline.training import model_paths, models_to_train
 
 pytestmark = pytest.mark.e2e
 
@@ -130,6 +131,17 @@ def test_training_after_etl_logs_registers_and_promotes(
         "instropitch", "champion"
     )  # the combined pyfunc for `mlflow models serve`
     assert str(serving.version) == "1"
+
+    # the nightly run after it, on this snapshot with these settings, trains neither model again: the versions'
+    # recipe digests (computed in the Airflow tasks) match this checkout's recipes and code
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", airflow_env["MLFLOW_TRACKING_URI"])
+        nightly = client.create_run(experiment.experiment_id, tags={"instropitch.kind": "check"})
+        snapshot_info = {"digest": runs[0].data.tags["data_digest"], "parent_run_id": nightly.info.run_id}
+        paths = model_paths(models_dir=tmp_path / "quick")
+        assert models_to_train(paths, {**snapshot_info, "sources": ["TinySOL", "copy"]}, "scheduled", epochs=2) == []
+        assert models_to_train(paths, {**snapshot_info, "sources": ["TinySOL", "copy"]}, "scheduled") == paths
+        client.delete_run(nightly.info.run_id)
 
     # a deliberately worse model (0 epochs: untrained) never takes `champion`
     # (no held-out fits: none with 0 epochs, and the param skips them; fit_heldout is skipped, train runs)

@@ -171,10 +171,15 @@ def fit_model(
     if spec.architecture.logit_adjustment:
         from instropitch.ml.class_prior import logit_adjustment, with_logit_adjustment
 
-        taught = np.concatenate([rows[1], rows[3]])  # the labels the networks and the read learnt from
-        adjustment = logit_adjustment(taught, n_classes, spec.architecture.logit_adjustment)
+        adjustment = logit_adjustment(taught_labels(rows[1], rows[3]), n_classes, spec.architecture.logit_adjustment)
         model = with_logit_adjustment(model, adjustment)
     return model, fits[0][1]
+
+
+def taught_labels(y_fit: np.ndarray, y_val: np.ndarray) -> np.ndarray:
+    """The labels a `fit_model` model's class prior is taken from: its fit and validation rows (as its read's),
+    without the extra rows. `ml.training` logs the prior from the same, as `class_prior.csv`."""
+    return np.concatenate([y_fit, y_val])
 
 
 def with_envelope_read(

@@ -41,6 +41,7 @@ from instropitch.ml.fitting import (
     predict_classes,
     predict_proba,
     synthetic_tone_rows,
+    taught_labels,
 )
 from instropitch.ml.foreignness import Reference, fitted_reference
 from instropitch.ml.heldout import (
@@ -264,8 +265,8 @@ def _log_recipe_and_data(
     else:
         mlflow.log_text(yaml.safe_dump(spec.to_params(), sort_keys=False), f"spec/{spec.name}.yaml")
     mlflow.log_dict(info, LABELS_FILENAME)
-    if spec.architecture.logit_adjustment:  # the fit and validation rows: what `fitting.fit_model` adjusts by
-        taught = rows.y[np.concatenate([rows.fit, rows.val])]
+    if spec.architecture.logit_adjustment:  # what `fitting.fit_model` adjusts by
+        taught = taught_labels(rows.y[rows.fit], rows.y[rows.val])
         mlflow.log_text(prior_table(taught, rows.class_names, spec.architecture.logit_adjustment), "class_prior.csv")
 
 

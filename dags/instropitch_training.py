@@ -11,13 +11,13 @@ leave-one-source-out fits of a quick run (`{"leave_one_source_out": false}`), or
 to some sources (`{"heldout_sources": ["timgm6mb"]}`: what `instropitch demo` does, one fit of four), or to fit
 one network where a recipe averages several (`{"members": 1}`: the demo does this too, to stay within 10 minutes).
 
-1. `snapshot` — the combined table frozen into one seeded, stratified 75/25 split, or with `split: folds` TinySOL's
+1. `model_paths` — the model YAMLs to train: all (or those named by param `models`), except that the nightly
+   run reads the table and skips a model whose newest version learnt that very snapshot with the same recipe,
+   epochs, code and held-out fits (on a night the ETL published new data, the Asset-triggered run trained on
+   it before 02:00). With none left, the rest is skipped and nothing is stored in MLflow.
+2. `snapshot` — the combined table frozen into one seeded, stratified 75/25 split, or with `split: folds` TinySOL's
    own protocol (fold `test_fold` is the test part; re-tuned neighbours never straddle it) — an MLflow artifact
    of a parent run.
-2. `model_paths` — the model YAMLs to train: all (or those named by param `models`), except that the nightly
-   run skips a model whose newest version learnt this snapshot with the same recipe, epochs, code and held-out
-   fits (on a night the ETL published new data, the Asset-triggered run trained on it before 02:00); the
-   parent run's tag `instropitch.unchanged` names them.
 3. `fit_heldout` — with two sources or more in the table: mapped over (model, source) as planned by
    `heldout_fits`, one task per model of a recipe that never sees that source (leave-one-source-out),
    so that workers share them. Each stores its answers on that source (probabilities and labels) as
@@ -45,7 +45,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.exceptions import AirflowFailException
 from airflow.sdk import (
     Asset,
     AssetOrTimeSchedule,
@@ -56,6 +55,7 @@ from airflow.sdk import (
     task,
 )
 from airflow.sdk.configuration import conf
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 # Seconds before a failed task's retry; `[instropitch] training_retry_delay` in airflow.cfg or
 # AIRFLOW__INSTROPITCH__TRAINING_RETRY_DELAY (the fault e2e tests shorten it).
@@ -117,10 +117,32 @@ COMBINED_TABLE = Asset(name="instruments_notes_spectrogram")
 )
 def instropitch_training():
     @task
-    def snapshot() -> dict:
+    def model_paths() -> list[str]:
         from instropitch.pipeline import training as training_pipeline
         from instropitch.pipeline.connections import warehouse_engine
 
+        context = get_current_context()
+        params = context["params"]
+        return training_pipeline.models_to_train(
+            training_pipeline.model_paths(params["models"] or None),
+            context["dag_run"].run_type,
+            warehouse_engine(),
+            seed=params["seed"],
+            split=params["split"],
+            test_fold=params["test_fold"],
+            epochs=params["epochs"],
+            members=params["members"],
+            leave_one_source_out=params["leave_one_source_out"],
+            only=params["heldout_sources"],
+        )
+
+    @task
+    def snapshot(paths: list[str]) -> dict:
+        from instropitch.pipeline import training as training_pipeline
+        from instropitch.pipeline.connections import warehouse_engine
+
+        if not paths:  # a nightly run with nothing new to learn (model_paths' log says why): store nothing
+            raise AirflowSkipException("no model to train: each learnt this snapshot with this recipe already")
         context = get_current_context()
         params = context["params"]
         return training_pipeline.make_snapshot(
@@ -129,22 +151,6 @@ def instropitch_training():
             seed=params["seed"],
             split=params["split"],
             test_fold=params["test_fold"],
-        )
-
-    @task
-    def model_paths(snapshot_info: dict) -> list[str]:
-        from instropitch.pipeline import training as training_pipeline
-
-        context = get_current_context()
-        params = context["params"]
-        return training_pipeline.models_to_train(
-            training_pipeline.model_paths(params["models"] or None),
-            snapshot_info,
-            context["dag_run"].run_type,
-            params["epochs"],
-            params["members"],
-            params["leave_one_source_out"],
-            params["heldout_sources"],
         )
 
     @task
@@ -210,8 +216,8 @@ def instropitch_training():
         states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
         training_pipeline.close_parent(snapshot_info, states)
 
-    frozen = snapshot()
-    paths = model_paths(frozen)
+    paths = model_paths()
+    frozen = snapshot(paths)
     planned = heldout_fits(paths, frozen)
     summaries = fit_heldout.partial(snapshot_info=frozen).expand_kwargs(planned)
     scores = gather_heldout(planned, summaries)

@@ -88,43 +88,36 @@ def test_the_members_param_overrides_the_recipe_and_mlflow_keeps_what_ran(projec
         load_recipe(path, 0)
 
 
-def test_a_nightly_run_skips_a_model_that_learnt_this_data_with_this_recipe(tmp_path, monkeypatch):
-    import mlflow
+def test_a_model_is_unchanged_when_its_newest_version_learnt_this_data_with_this_recipe(tmp_path, monkeypatch):
     import yaml
     from support.mlflow_store import throwaway_store
     from support.models import SPEC, synthetic_snapshot
 
-    from instropitch.ml import registry, tracking, training
-    from instropitch.pipeline.training import close_parent, models_to_train
+    from instropitch.ml import registry, training
+    from instropitch.pipeline.training import models_to_train, unchanged_models
 
     recipe = tmp_path / "inst.yaml"
     recipe.write_text(yaml.safe_dump(SPEC))
     paths = [str(recipe)]
     with throwaway_store(tmp_path):
         snap = synthetic_snapshot()
-        client = mlflow.MlflowClient()
 
-        def nightly(digest: str = snap.digest, run_type: str = "scheduled", epochs: int | None = 0) -> tuple:
-            parent = client.create_run(tracking.ensure_experiment(), tags={"instropitch.kind": "pipeline"})
-            info = {"digest": digest, "parent_run_id": parent.info.run_id, "sources": snap.sources}
-            return models_to_train(paths, info, run_type, epochs=epochs), info
+        def unchanged(digest: str = snap.digest, epochs: int | None = 0, **kwargs) -> dict[str, str]:
+            return unchanged_models(paths, digest, snap.sources, epochs, **kwargs)
 
-        assert nightly()[0] == paths  # no version yet
+        assert unchanged() == {}  # no version yet
         version = training.train_and_log(load_recipe(str(recipe)), snap, epochs_override=0).version
-        assert nightly()[0] == paths  # a version that promotion never judged (the run failed after registering it)
+        assert unchanged() == {}  # a version that promotion never judged (the run failed after registering it)
         registry.promote("inst", version, snap)
+        assert unchanged() == {str(recipe): f"inst (as version {version})"}
 
-        kept, info = nightly()
-        assert kept == []
-        assert client.get_run(info["parent_run_id"]).data.tags[tracking.TAG_UNCHANGED] == (
-            f"learnt this data with this recipe already: inst (as version {version})"
-        )
-        assert close_parent(info) == "FINISHED"  # nothing new to learn is no failure
-        assert close_parent(nightly(epochs=None)[1]) == "FAILED"  # a run that should have trained and did not
-
-        assert nightly(digest="other data")[0] == paths
-        assert nightly(epochs=None)[0] == paths  # the recipe's 8 epochs, not the version's 0
-        assert nightly(run_type="manual")[0] == paths  # asked for by hand
-        assert nightly(run_type="asset_triggered")[0] == paths
+        assert unchanged(digest="other data") == {}
+        assert unchanged(epochs=None) == {}  # the recipe's 8 epochs, not the version's 0
+        assert unchanged(members=2) == {}
+        assert unchanged(leave_one_source_out=True) == unchanged()  # one source: no fit planned, as the version had
         monkeypatch.setattr(training, "code_digest", lambda: "new code")
-        assert nightly()[0] == paths  # a deployment of other code
+        assert unchanged() == {}  # a deployment of other code
+
+        # only a nightly run asks (and reads the table to); manual and Asset-triggered runs train what they are given
+        assert models_to_train(paths, "manual", engine=None) == paths
+        assert models_to_train(paths, "asset_triggered", engine=None) == paths

@@ -23,6 +23,7 @@ from instropitch.data import warehouse
 from instropitch.ml.tracking import ensure_experiment, fail_stale_runs
 
 if TYPE_CHECKING:
+    from instropitch.ml.snapshot import Snapshot
     from instropitch.modelspec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -57,24 +58,16 @@ SPLITS = ("stratified", "folds")
 """`stratified`: the seed project's seeded 75/25 split; `folds`: TinySOL's own, one `Fold` as the test part."""
 
 
-def make_snapshot(
-    engine: Engine,
-    run_label: str = "",
-    seed: int = 42,
-    test_size: float = 0.25,
-    split: str = "stratified",
-    test_fold: int = 0,
-) -> dict[str, Any]:
-    """Read the combined table (every source in it), split it, and store the snapshot under a new parent run.
+def read_snapshot(
+    engine: Engine, seed: int = 42, test_size: float = 0.25, split: str = "stratified", test_fold: int = 0
+) -> Snapshot:
+    """The combined table (every source in it), split: what `make_snapshot` stores, and its digest.
 
     `split="folds"` tests on fold `test_fold` (TinySOL's protocol: run each fold, report the mean).
-
     Each row keeps its source (`Snapshot.source`), so training can hold a source out.
     """
-    import mlflow
-
     from instropitch.audio.features import PRESETS
-    from instropitch.ml.snapshot import create_snapshot, log_snapshot
+    from instropitch.ml.snapshot import create_snapshot
 
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
@@ -86,7 +79,7 @@ def make_snapshot(
         raise ValueError(f"the combined table mixes feature configs {sorted(digests)}")
     (feature_digest,) = digests
     preset = next((name for name, config in PRESETS.items() if config.digest() == feature_digest), "")
-    snapshot = create_snapshot(
+    return create_snapshot(
         [r.path for r in rows],
         [r.midi for r in rows],
         [r.instrument for r in rows],
@@ -100,6 +93,22 @@ def make_snapshot(
         feature_preset=preset,
         source=[r.source for r in rows],
     )
+
+
+def make_snapshot(
+    engine: Engine,
+    run_label: str = "",
+    seed: int = 42,
+    test_size: float = 0.25,
+    split: str = "stratified",
+    test_fold: int = 0,
+) -> dict[str, Any]:
+    """Read the combined table and split it (`read_snapshot`); store the snapshot under a new parent run."""
+    import mlflow
+
+    from instropitch.ml.snapshot import log_snapshot
+
+    snapshot = read_snapshot(engine, seed, test_size, split, test_fold)
     experiment_id = ensure_experiment()
     stale = fail_stale_runs(
         experiment_id,
@@ -190,8 +199,12 @@ NIGHTLY_RUN_TYPE = "scheduled"
 
 def models_to_train(
     model_paths: list[str],
-    snapshot_info: dict[str, Any],
     run_type: str,
+    engine: Engine,
+    *,
+    seed: int = 42,
+    split: str = "stratified",
+    test_fold: int = 0,
     epochs: int | None = None,
     members: int | None = None,
     leave_one_source_out: bool | None = None,
@@ -199,42 +212,53 @@ def models_to_train(
 ) -> list[str]:
     """The recipes this run trains: every one, except that a nightly run skips a recipe with nothing new to learn.
 
-    Nothing new: its newest version learnt this very snapshot (`digest`) with the same recipe digest
-    (settings, epochs, code), the same held-out fits, and was judged by `promote`. On a night the ETL
-    published changed data, the Asset-triggered run has trained on it before 02:00. The parent run
-    names what was skipped (`TAG_UNCHANGED`). Manual and Asset-triggered runs train everything asked.
+    A nightly run reads the table as `snapshot` would (`read_snapshot`, nothing stored) and drops
+    what `unchanged_models` finds: on a night the ETL published changed data, the Asset-triggered
+    run has trained on it before 02:00. Manual and Asset-triggered runs train everything asked.
     """
-    import mlflow
-
-    from instropitch.ml.registry import TAG_DECISION, latest_version_tags
-    from instropitch.ml.tracking import TAG_DATA_DIGEST, TAG_HELDOUT_SOURCES, TAG_RECIPE_DIGEST, TAG_UNCHANGED
-    from instropitch.ml.training import recipe_digest
-
     if run_type != NIGHTLY_RUN_TYPE:
         return list(model_paths)
-    plan = heldout_fits(model_paths, snapshot_info, epochs, leave_one_source_out, only)
-    keep, unchanged = [], []
+    snapshot = read_snapshot(engine, seed, split=split, test_fold=test_fold)
+    unchanged = unchanged_models(
+        model_paths, snapshot.digest, snapshot.sources, epochs, members, leave_one_source_out, only
+    )
+    if unchanged:
+        log.info("not trained again, nothing new to learn: %s", ", ".join(unchanged.values()))
+    return [path for path in model_paths if path not in unchanged]
+
+
+def unchanged_models(
+    model_paths: list[str],
+    digest: str,
+    sources: list[str],
+    epochs: int | None = None,
+    members: int | None = None,
+    leave_one_source_out: bool | None = None,
+    only: Sequence[str] = (),
+) -> dict[str, str]:
+    """{path: "name (as version N)"} of the recipes whose newest version learnt the snapshot `digest`
+    with the same recipe digest (settings, epochs, code), the same held-out fits, and was judged by `promote`."""
+    from instropitch.ml.registry import TAG_DECISION, latest_version_tags
+    from instropitch.ml.tracking import TAG_DATA_DIGEST, TAG_HELDOUT_SOURCES, TAG_RECIPE_DIGEST
+    from instropitch.ml.training import recipe_digest
+
+    plan = heldout_fits(model_paths, {"sources": sources}, epochs, leave_one_source_out, only)
+    unchanged = {}
     for path in model_paths:
         spec = load_recipe(path, members)
         latest = latest_version_tags(spec.name)
         wanted = {
-            TAG_DATA_DIGEST: snapshot_info["digest"],
+            TAG_DATA_DIGEST: digest,
             TAG_RECIPE_DIGEST: recipe_digest(spec, _effective_epochs(spec, epochs)),
             TAG_HELDOUT_SOURCES: ",".join(sorted(p["source"] for p in plan if p["model_path"] == path)),
         }
-        if latest is None or TAG_DECISION not in latest[1] or _learnt_from(latest[1]) != wanted:
-            keep.append(path)
-            continue
-        unchanged.append(f"{spec.name} (as version {latest[0]})")
-    if unchanged:
-        note = f"learnt this data with this recipe already: {', '.join(unchanged)}"
-        log.info("not trained again: %s", note)
-        mlflow.MlflowClient().set_tag(snapshot_info["parent_run_id"], TAG_UNCHANGED, note)
-    return keep
+        if latest is not None and TAG_DECISION in latest[1] and _learnt_from(latest[1]) == wanted:
+            unchanged[path] = f"{spec.name} (as version {latest[0]})"
+    return unchanged
 
 
 def _learnt_from(tags: dict[str, str]) -> dict[str, str]:
-    """A version's data digest, recipe digest and held-out fits (sorted), as `models_to_train` compares them."""
+    """A version's data digest, recipe digest and held-out fits (sorted), as `unchanged_models` compares them."""
     from instropitch.ml.tracking import TAG_DATA_DIGEST, TAG_HELDOUT_SOURCES, TAG_RECIPE_DIGEST
 
     fits = ",".join(sorted(f for f in tags.get(TAG_HELDOUT_SOURCES, "").split(",") if f))
@@ -357,7 +381,7 @@ def close_parent(snapshot_info: dict[str, Any], task_states: dict[str, str | Non
     """
     import mlflow
 
-    from instropitch.ml.tracking import TAG_FAILURE_REASON, TAG_UNCHANGED
+    from instropitch.ml.tracking import TAG_FAILURE_REASON
 
     client = mlflow.MlflowClient()
     parent = client.get_run(snapshot_info["parent_run_id"])
@@ -371,7 +395,7 @@ def close_parent(snapshot_info: dict[str, Any], task_states: dict[str, str | Non
         reasons.append(f"failed tasks: {', '.join(failed_tasks)}")
     if unfinished:
         reasons.append(f"child runs not finished: {', '.join(unfinished)}")
-    if not children and TAG_UNCHANGED not in parent.data.tags:  # a nightly run with nothing new trains none
+    if not children:
         reasons.append("no model was trained")
     status = "FAILED" if reasons else "FINISHED"
     if reasons:

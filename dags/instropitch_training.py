@@ -14,7 +14,8 @@ one network where a recipe averages several (`{"members": 1}`: the demo does thi
 1. `model_paths` — the model YAMLs to train: all (or those named by param `models`), except that the nightly
    run reads the table and skips a model whose newest version learnt that very snapshot with the same recipe,
    epochs, code and held-out fits (on a night the ETL published new data, the Asset-triggered run trained on
-   it before 02:00). With none left, the rest is skipped and nothing is stored in MLflow.
+   it before 02:00). Param `only_if_changed` asks the same of any run (true) or of none (false). With none
+   left, the rest is skipped and nothing is stored in MLflow.
 2. `snapshot` — the combined table frozen into one seeded, stratified 75/25 split, or with `split: folds` TinySOL's
    own protocol (fold `test_fold` is the test part; re-tuned neighbours never straddle it) — an MLflow artifact
    of a parent run.
@@ -95,6 +96,11 @@ COMBINED_TABLE = Asset(name="instruments_notes_spectrogram")
             maximum=16,
             description="override every model's training.members, networks averaged (null: each recipe's; the demo: 1)",
         ),
+        "only_if_changed": Param(
+            None,
+            type=["null", "boolean"],
+            description="skip a model whose newest version learnt this data with this recipe (null: nightly runs only)",
+        ),
         "seed": Param(42, type="integer", description="seed of the train/test split"),
         "split": Param(
             "stratified",
@@ -127,6 +133,7 @@ def instropitch_training():
             training_pipeline.model_paths(params["models"] or None),
             context["dag_run"].run_type,
             warehouse_engine(),
+            only_if_changed=params["only_if_changed"],
             seed=params["seed"],
             split=params["split"],
             test_fold=params["test_fold"],
@@ -177,8 +184,9 @@ def instropitch_training():
         except ValueError as exc:  # the recipe does not fit the data: a retry would fail the same way
             raise AirflowFailException(f"{model_path} without {source}: {exc}") from exc
 
-    # none_failed: with no held-out fit planned, fit_heldout is skipped and this still runs
-    @task(trigger_rule="none_failed")
+    # with no held-out fit planned, fit_heldout is skipped and this still runs (heldout_fits succeeded); with no
+    # model to train, heldout_fits is skipped too, and so is this
+    @task(trigger_rule="none_failed_min_one_success")
     def gather_heldout(planned: list[dict], summaries: list[dict]) -> dict:
         from instropitch.pipeline import training as training_pipeline
 

@@ -132,13 +132,22 @@ def test_training_after_etl_logs_registers_and_promotes(
     )  # the combined pyfunc for `mlflow models serve`
     assert str(serving.version) == "1"
 
-    # the nightly run after it, on this table with these settings, trains neither model again: it reads the table as
-    # `snapshot` did, and the versions' recipe digests (computed in the Airflow tasks) match this checkout's
-    with pytest.MonkeyPatch.context() as mp:
+    # the nightly run after it (here asked by param, as the 02:00 run does by itself) has nothing new to learn on
+    # this table with these settings: the versions' recipe digests, computed in the Airflow tasks, match this
+    # checkout's. It trains nothing and stores nothing in MLflow; the run succeeds.
+    shown.clear()
+    nightly = local_airflow.dags_test(
+        "instropitch_training", airflow_env, {"epochs": 2, "only_if_changed": True}, progress=shown.append
+    )
+    assert nightly.ok, nightly.tail(80)
+    ran = [re.sub(r" in \d+ s$", "", line) for line in shown if line.startswith("  task ")]
+    assert ran == ["  task model_paths: success", "  task snapshot: skipped"], shown
+    assert "nothing new to learn: instrument (as version 1), pitch (as version 1)" in nightly.log_path.read_text()
+    assert len(client.search_runs([experiment.experiment_id], "tags.`instropitch.kind` = 'pipeline'")) == 1
+    with pytest.MonkeyPatch.context() as mp:  # the recipes' own epochs are not what ran: both would train
         mp.setenv("MLFLOW_TRACKING_URI", airflow_env["MLFLOW_TRACKING_URI"])
         paths = model_paths(models_dir=tmp_path / "quick")
-        assert models_to_train(paths, "scheduled", engine, epochs=2) == []
-        assert models_to_train(paths, "scheduled", engine) == paths  # the recipes' own epochs: not what ran
+        assert models_to_train(paths, "scheduled", engine) == paths
 
     # a deliberately worse model (0 epochs: untrained) never takes `champion`
     # (no held-out fits: none with 0 epochs, and the param skips them; fit_heldout is skipped, train runs)

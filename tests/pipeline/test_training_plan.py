@@ -121,3 +121,4 @@ def test_a_model_is_unchanged_when_its_newest_version_learnt_this_data_with_this
         # only a nightly run asks (and reads the table to); manual and Asset-triggered runs train what they are given
         assert models_to_train(paths, "manual", engine=None) == paths
         assert models_to_train(paths, "asset_triggered", engine=None) == paths
+        assert models_to_train(paths, "scheduled", engine=None, only_if_changed=False) == paths  # the param decides

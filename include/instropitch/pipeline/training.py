@@ -202,6 +202,7 @@ def models_to_train(
     run_type: str,
     engine: Engine,
     *,
+    only_if_changed: bool | None = None,
     seed: int = 42,
     split: str = "stratified",
     test_fold: int = 0,
@@ -215,8 +216,9 @@ def models_to_train(
     A nightly run reads the table as `snapshot` would (`read_snapshot`, nothing stored) and drops
     what `unchanged_models` finds: on a night the ETL published changed data, the Asset-triggered
     run has trained on it before 02:00. Manual and Asset-triggered runs train everything asked.
+    `only_if_changed` (the DAG param), when not None, decides instead of the run type.
     """
-    if run_type != NIGHTLY_RUN_TYPE:
+    if not (run_type == NIGHTLY_RUN_TYPE if only_if_changed is None else only_if_changed):
         return list(model_paths)
     snapshot = read_snapshot(engine, seed, split=split, test_fold=test_fold)
     unchanged = unchanged_models(

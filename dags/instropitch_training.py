@@ -13,8 +13,8 @@ one network where a recipe averages several (`{"members": 1}`: the demo does thi
 
 1. `model_paths` — the model YAMLs to train: all (or those named by param `models`), except that the nightly
    run reads the table and skips a model whose newest version learnt that very snapshot with the same recipe,
-   epochs, code and held-out fits (on a night the ETL published new data, the Asset-triggered run trained on
-   it before 02:00). Param `only_if_changed` asks the same of any run (true) or of none (false). With none
+   epochs, code, libraries and held-out fits (on a night the ETL published new data, the Asset-triggered run
+   trained on it before 02:00). Param `only_if_changed` asks the same of any run (true) or of none (false). With none
    left, the rest is skipped and nothing is stored in MLflow.
 2. `snapshot` — the combined table frozen into one seeded, stratified 75/25 split, or with `split: folds` TinySOL's
    own protocol (fold `test_fold` is the test part; re-tuned neighbours never straddle it) — an MLflow artifact

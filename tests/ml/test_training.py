@@ -261,7 +261,7 @@ def test_the_parent_run_fails_when_a_task_failed_even_without_a_child_run(tracki
     assert "no model was trained" in client.get_run(empty).data.tags[TAG_FAILURE_REASON]
 
 
-def test_the_recipe_digest_follows_the_recipe_the_epochs_and_the_code(monkeypatch):
+def test_the_recipe_digest_follows_the_recipe_the_epochs_the_code_and_the_libraries(monkeypatch):
     from instropitch.ml import training
 
     spec = parse_spec(SPEC)
@@ -269,5 +269,8 @@ def test_the_recipe_digest_follows_the_recipe_the_epochs_and_the_code(monkeypatc
     assert len(digest) == 16 and digest == training.recipe_digest(parse_spec(SPEC), 8)
     assert training.recipe_digest(spec, 7) != digest
     assert training.recipe_digest(replace(spec, training=replace(spec.training, members=2)), 8) != digest
-    monkeypatch.setattr(training, "code_digest", lambda: "0" * 16)
+    with monkeypatch.context() as m:
+        m.setattr(training, "code_digest", lambda: "0" * 16)
+        assert training.recipe_digest(spec, 8) != digest
+    monkeypatch.setattr(training, "pip_requirements", lambda: ["keras==9.9.9"])
     assert training.recipe_digest(spec, 8) != digest

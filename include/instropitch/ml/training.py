@@ -130,13 +130,20 @@ def label_info(spec: ModelSpec, snapshot: Snapshot, input_shape: tuple[int, int]
 
 
 def recipe_digest(spec: ModelSpec, epochs: int) -> str:
-    """16 hex chars of sha256 over the recipe's settings, the epochs that ran and the code (`code_digest`).
+    """16 hex chars of sha256 over the recipe's settings, the epochs that ran, the code (`code_digest`) and the
+    versions of the libraries that fit it (`pip_requirements`: Keras, TensorFlow, NumPy, MLflow).
 
     With the data digest, what a version learnt from: equal digests on the same data teach nothing new.
     """
     import hashlib
 
-    blob = json.dumps({"recipe": spec.to_params(), "epochs": int(epochs), "code": code_digest()}, sort_keys=True)
+    learnt_by = {
+        "recipe": spec.to_params(),
+        "epochs": int(epochs),
+        "code": code_digest(),
+        "libraries": pip_requirements(),
+    }
+    blob = json.dumps(learnt_by, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

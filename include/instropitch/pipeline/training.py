@@ -238,8 +238,8 @@ def unchanged_models(
     leave_one_source_out: bool | None = None,
     only: Sequence[str] = (),
 ) -> dict[str, str]:
-    """{path: "name (as version N)"} of the recipes whose newest version learnt the snapshot `digest`
-    with the same recipe digest (settings, epochs, code, libraries), the same held-out fits, and was judged by `promote`."""
+    """{path: "name (as version N)"} of the recipes whose newest version learnt the snapshot `digest` with the
+    same recipe digest (settings, epochs, code, libraries), the same held-out fits, and was judged by `promote`."""
     from instropitch.ml.registry import TAG_DECISION, latest_version_tags
     from instropitch.ml.tracking import TAG_DATA_DIGEST, TAG_HELDOUT_SOURCES, TAG_RECIPE_DIGEST
     from instropitch.ml.training import recipe_digest

@@ -132,7 +132,7 @@ def instropitch_training():
         return training_pipeline.models_to_train(
             training_pipeline.model_paths(params["models"] or None),
             context["dag_run"].run_type,
-            warehouse_engine(),
+            warehouse_engine,  # called on nightly runs only: the Postgres hook takes seconds to import
             only_if_changed=params["only_if_changed"],
             seed=params["seed"],
             split=params["split"],

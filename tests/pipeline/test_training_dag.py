@@ -147,7 +147,7 @@ def test_training_after_etl_logs_registers_and_promotes(
     with pytest.MonkeyPatch.context() as mp:  # the recipes' own epochs are not what ran: both would train
         mp.setenv("MLFLOW_TRACKING_URI", airflow_env["MLFLOW_TRACKING_URI"])
         paths = model_paths(models_dir=tmp_path / "quick")
-        assert models_to_train(paths, "scheduled", engine) == paths
+        assert models_to_train(paths, "scheduled", lambda: engine) == paths
 
     # a deliberately worse model (0 epochs: untrained) never takes `champion`
     # (no held-out fits: none with 0 epochs, and the param skips them; fit_heldout is skipped, train runs)

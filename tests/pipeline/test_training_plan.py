@@ -119,6 +119,9 @@ def test_a_model_is_unchanged_when_its_newest_version_learnt_this_data_with_this
         assert unchanged() == {}  # a deployment of other code
 
         # only a nightly run asks (and reads the table to); manual and Asset-triggered runs train what they are given
-        assert models_to_train(paths, "manual", engine=None) == paths
-        assert models_to_train(paths, "asset_triggered", engine=None) == paths
-        assert models_to_train(paths, "scheduled", engine=None, only_if_changed=False) == paths  # the param decides
+        def connect():
+            raise AssertionError("only a run that skips unchanged models reads the table")
+
+        assert models_to_train(paths, "manual", connect) == paths
+        assert models_to_train(paths, "asset_triggered", connect) == paths
+        assert models_to_train(paths, "scheduled", connect, only_if_changed=False) == paths  # the param decides

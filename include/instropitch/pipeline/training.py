@@ -11,7 +11,7 @@ scores) crosses task boundaries; the held-out fits' answers go through the paren
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -200,7 +200,7 @@ NIGHTLY_RUN_TYPE = "scheduled"
 def models_to_train(
     model_paths: list[str],
     run_type: str,
-    engine: Engine,
+    connect: Callable[[], Engine],
     *,
     only_if_changed: bool | None = None,
     seed: int = 42,
@@ -213,14 +213,14 @@ def models_to_train(
 ) -> list[str]:
     """The recipes this run trains: every one, except that a nightly run skips a recipe with nothing new to learn.
 
-    A nightly run reads the table as `snapshot` would (`read_snapshot`, nothing stored) and drops
+    A nightly run reads the table as `snapshot` would (`read_snapshot` on `connect()`, nothing stored) and drops
     what `unchanged_models` finds: on a night the ETL published changed data, the Asset-triggered
     run has trained on it before 02:00. Manual and Asset-triggered runs train everything asked.
     `only_if_changed` (the DAG param), when not None, decides instead of the run type.
     """
     if not (run_type == NIGHTLY_RUN_TYPE if only_if_changed is None else only_if_changed):
         return list(model_paths)
-    snapshot = read_snapshot(engine, seed, split=split, test_fold=test_fold)
+    snapshot = read_snapshot(connect(), seed, split=split, test_fold=test_fold)
     unchanged = unchanged_models(
         model_paths, snapshot.digest, snapshot.sources, epochs, members, leave_one_source_out, only
     )

@@ -94,6 +94,7 @@ def test_a_model_is_unchanged_when_its_newest_version_learnt_this_data_with_this
     from support.models import SPEC, synthetic_snapshot
 
     from instropitch.ml import registry, training
+    from instropitch.modelspec import parse_spec
     from instropitch.pipeline.training import models_to_train, unchanged_models
 
     recipe = tmp_path / "inst.yaml"
@@ -117,6 +118,14 @@ def test_a_model_is_unchanged_when_its_newest_version_learnt_this_data_with_this
         assert unchanged(leave_one_source_out=True) == unchanged()  # one source: no fit planned, as the version had
         monkeypatch.setattr(training, "code_digest", lambda: "new code")
         assert unchanged() == {}  # a deployment of other code
+        monkeypatch.undo()
+
+        # the newest version is what counts: one of another recipe (a manual run's, judged and rejected) came after
+        other = training.train_and_log(
+            parse_spec({**SPEC, "training": {**SPEC["training"], "seed": 11}}), snap, epochs_override=0
+        )
+        registry.promote("inst", other.version, snap)
+        assert int(other.version) == int(version) + 1 and unchanged() == {}
 
         # only a nightly run asks (and reads the table to); manual and Asset-triggered runs train what they are given
         def connect():

@@ -22,6 +22,13 @@ def test_short_or_unsure_answers_are_checked_long_sure_ones_not():
     assert not pitch_evidence.needs_check(2.0, 0.99, 0.5)
 
 
+def test_no_period_to_believe_is_none_measured_or_one_as_aperiodic_as_noise():
+    assert pitch_evidence.no_period(None)
+    assert pitch_evidence.no_period(period(60, aperiodicity=pitch_evidence.APERIODICITY_GATE + 0.01))
+    assert not pitch_evidence.no_period(period(60, aperiodicity=pitch_evidence.APERIODICITY_GATE))
+    assert not pitch_evidence.no_period(period(60))
+
+
 def test_the_likelihood_peaks_on_the_measured_note_and_says_nothing_when_unsure():
     like = pitch_evidence.likelihood(period(45.2), MIDIS, cnn_top_midi=46)
     assert MIDIS[np.argmax(like)] == 45 and like.min() == pytest.approx(pitch_evidence.FLOOR, abs=1e-9)

@@ -182,6 +182,29 @@ def test_a_family_is_sure_when_its_instruments_together_reach_the_family_thresho
     assert ", sure; not sure" in cli._prediction_table([r.to_dict()])
 
 
+def test_a_file_with_no_pitched_note_gets_no_sure_instrument_or_family_and_says_why(predictor, monkeypatch):
+    """Noise the pitch model is unsure of and YIN finds no period in: an instrument answer that would be sure
+    (and a family one) is not, with a warning; a clean tone the pitch model is as unsure of keeps both."""
+    from instropitch import cli
+    from instropitch.ml.calibration import Calibration
+
+    sure_of_all = Calibration(threshold=1e-6, family_threshold=1e-6, fitted_on="heldout_sources")
+    monkeypatch.setattr(predictor.instrument_model, "calibration", sure_of_all)
+    monkeypatch.setattr(predictor.pitch_model, "calibration", Calibration(threshold=1.0))  # the pitch: never sure
+    noise = (0.3 * np.random.default_rng(3).standard_normal(int(1.5 * SR))).astype(np.float32)
+    r = predictor.predict_file(wav_bytes(noise), name="noise.wav", top_k=0)
+    assert r.ok and not (r.pitch_sure or r.instrument_sure or r.instrument_family_sure)
+    assert len(r.warnings) == 1 and r.warnings[0].startswith("no pitched note: ")
+    assert "aperiodicity 0.8" in r.warnings[0] or "aperiodicity 0.9" in r.warnings[0]
+    assert "sure" not in cli._prediction_table([r.to_dict()]).replace("not sure", "")
+    tone_ = predictor.predict_file(wav_bytes(tone("Vn", 69, amp=0.5, seed=77)), name="a4.wav", top_k=0)
+    assert not tone_.pitch_sure and tone_.instrument_sure and tone_.instrument_family_sure
+    assert tone_.warnings == []
+    monkeypatch.setattr(predictor.pitch_model, "calibration", Calibration(threshold=1e-6))  # a sure pitch: no check
+    r = predictor.predict_file(wav_bytes(noise), name="noise.wav", top_k=0)
+    assert r.pitch_sure and r.instrument_sure and r.warnings == []
+
+
 def test_the_answers_own_map_reaches_the_shown_confidence_and_models_says_how_it_is_made(predictor, monkeypatch):
     from instropitch.ml.calibration import Calibration, map_top_answer
     from instropitch.serving.predictor import calibration_summary

@@ -108,9 +108,14 @@ def needs_check(duration_s: float, top_probability: float, threshold: float) -> 
 
 def likelihood(period: Periodicity | None, class_midis: np.ndarray, cnn_top_midi: float) -> np.ndarray | None:
     """P(measured period | note) over the classes, or None when the period says nothing worth using."""
-    if period is None or period.aperiodicity > APERIODICITY_GATE or cnn_top_midi > TOP_MIDI:
+    if no_period(period) or cnn_top_midi > TOP_MIDI:
         return None
     return likelihood_at(period.midi, class_midis)
+
+
+def no_period(period: Periodicity | None) -> bool:
+    """Whether the waveform has no period worth believing: none measured, or one above `APERIODICITY_GATE`."""
+    return period is None or period.aperiodicity > APERIODICITY_GATE
 
 
 def window_fill(duration_s: float, window_s: float) -> float:

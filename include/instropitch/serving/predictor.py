@@ -573,10 +573,13 @@ class Predictor:
             evidence = list(pool.map(check, rows) if pool is not None else map(check, rows))
             shown_pitch = np.stack([self._shown_pitch(p_pitch[row], evidence[row]) for row in rows])
             notes_heard = np.asarray(self.pitch_model.class_values)[np.argmax(shown_pitch, axis=1)]
+            pitched = [True] * len(good)
             for row, i in enumerate(good):
                 held = notes[row].notes or []
                 several = melody.several_notes_warning(held, notes[row].pitch_window, float(notes_heard[row]))
-                warnings[i] += [several] if several else []
+                unpitched = self._no_pitch_warning(notes[row], shown_pitch[row])
+                pitched[row] = unpitched is None
+                warnings[i] += [w for w in (several, unpitched) if w]
             with self._lock:
                 p_inst, f_inst = self.instrument_model.answer(
                     self._model_input(self.instrument_model, stacked, notes_heard)
@@ -584,7 +587,7 @@ class Predictor:
             for row, i in enumerate(good):
                 foreign = None if f_inst is None else float(f_inst[row])
                 result = self._prediction(
-                    batch[i][0], p_pitch[row], shown_pitch[row], p_inst[row], k, evidence[row], foreign
+                    batch[i][0], p_pitch[row], shown_pitch[row], p_inst[row], k, evidence[row], foreign, pitched[row]
                 )
                 result.warnings = warnings.get(i, [])
                 if keep_spectrograms:
@@ -648,6 +651,22 @@ class Predictor:
         weight = pitch_evidence.window_fill(feats.duration, window.duration)
         return pitch_evidence.PeriodCheck(likelihood, weight, period.f0_hz)
 
+    def _no_pitch_warning(self, feats: Features, shown_pitch: np.ndarray) -> str | None:
+        """Why the file holds no pitched note, or None: the pitch answer is not sure and the waveform has no period
+        to believe either (noise, a cymbal, a clap, breath). The models know pitched instruments only, so their
+        instrument answer on such a file is a guess whatever its confidence (white noise read "Strings, sure")."""
+        threshold = self.pitch_model.calibration.threshold
+        if feats.pitch_audio is None or float(shown_pitch.max()) >= threshold:
+            return None
+        period = periodicity.estimate(feats.pitch_audio, self.features.pitch.sample_rate)
+        if not pitch_evidence.no_period(period):
+            return None
+        heard = "no period" if period is None else f"no period (aperiodicity {period.aperiodicity:.2f})"
+        return (
+            f"no pitched note: the pitch answer is not sure and the waveform has {heard}; the models know pitched "
+            "instruments only, so no instrument answer is shown as sure"
+        )
+
     def model_inputs(self, stacked: Mapping[str, np.ndarray], notes: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Each model's input (by role) from stacked `pitch`/`instrument` spectrograms; a note-relative
         input is re-centred on `notes` (MIDI numbers), by default the pitch model's top answers."""
@@ -694,9 +713,10 @@ class Predictor:
         top_k: int,
         period: pitch_evidence.PeriodCheck | None = None,
         instrument_foreignness: float | None = None,
+        pitched: bool = True,
     ) -> Prediction:
         """The answer from both models' raw probabilities and the pitch ones shown (`_shown_pitch`):
-        calibrated, sure or not, with alternatives."""
+        calibrated, sure or not, with alternatives; no instrument answer is sure of a file with no pitched note."""
         raw = {"pitch": p_pitch, "instrument": p_inst}
         shown = {"pitch": shown_pitch, "instrument": self.instrument_model.shown(p_inst, instrument_foreignness)}
         order = {role: np.argsort(-p, kind="stable") for role, p in shown.items()}
@@ -722,8 +742,10 @@ class Predictor:
 
         best = {role: int(order[role][0]) for role in raw}
         sure = {role: bool(shown[role][best[role]] >= self.models[role].calibration.threshold) for role in raw}
+        sure["instrument"] &= pitched
         best_inst, best_pitch = entry("instrument", best["instrument"]), entry("pitch", best["pitch"])
         family, family_confidence, family_sure = self._family(shown["instrument"])
+        family_sure &= pitched
         return Prediction(
             file=file,
             instrument=best_inst["instrument"],

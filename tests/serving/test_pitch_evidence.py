@@ -196,6 +196,50 @@ def test_the_predictor_replaces_a_sure_answer_the_waveform_does_not_repeat_at(pr
     assert result.pitch_period_hz == pytest.approx(466.16, rel=0.001)
 
 
+def chord(midis: list[int], seconds: float = 1.0) -> np.ndarray:
+    """Notes sounding at once, each with harmonics 1-6 falling off as 1/k."""
+    return sum(partials(m, {k: 1.0 / k for k in range(1, 7)}, seconds) for m in midis)
+
+
+def test_a_period_silent_at_its_fundamental_and_octave_is_shared_by_several_notes_not_a_note():
+    triad = repeats(chord([60, 64, 67]))  # just intonation: C4, E4, G4 are C2's 4th, 5th and 6th harmonics
+    assert pitch_evidence.shared_period(triad, 36, 60)
+    assert pitch_evidence.shared_period(repeats(chord([60, 65])), 41, 60)  # a fourth: F2's 3rd and 4th
+    missing = repeats(harmonics(46, range(2, 9)))  # its octave sounds: a note
+    assert not pitch_evidence.shared_period(missing, 46, 58)
+    bass = repeats(partials(33, {3: 1.0, 4: 0.8, 5: 0.6}))  # silent fundamental and octave, answered there
+    assert not pitch_evidence.shared_period(bass, 33, 33)
+    assert not pitch_evidence.shared_period(None, 36, 60)
+    check = pitch_evidence.shared_check(65.4, MIDIS)
+    cnn = np.linspace(1, 2, len(MIDIS)) / np.linspace(1, 2, len(MIDIS)).sum()
+    assert check.shared and np.allclose(pitch_evidence.combine(cnn, check.likelihood, check.cnn_weight), cnn)
+
+
+def test_the_predictor_says_a_chord_holds_several_notes_and_is_not_sure_of_its_pitch(predictor, monkeypatch):
+    """A C major triad the CNN answers C4 with: without the check the period C2 they share would be shown sure."""
+    from instropitch.ml.calibration import Calibration
+
+    model = predictor.pitch_model
+    monkeypatch.setattr(model, "calibration", Calibration(threshold=0.5))
+    classes = [int(v) for v in model.class_values]
+
+    def sure_of_c4(x):
+        p = np.full((len(x), len(classes)), 1e-4)
+        p[:, classes.index(60)] = 1.0
+        return p / p.sum(axis=1, keepdims=True)
+
+    monkeypatch.setattr(model, "proba", sure_of_c4)
+    y = chord([60, 64, 67], seconds=1.5)
+    result = predictor.predict_file(wav_bytes((0.3 * y / np.abs(y).max()).astype(np.float32)), name="c.wav", top_k=0)
+    assert result.ok and result.midi == 60 and not result.pitch_sure
+    assert result.pitch_period_hz == pytest.approx(65.41, rel=0.01)
+    assert [w for w in result.warnings if w.startswith("several notes at once")]
+    with monkeypatch.context() as before:
+        before.setattr(pitch_evidence, "shared_period", lambda *args: False)
+        unchecked = predictor.predict_file(wav_bytes((0.3 * y / np.abs(y).max()).astype(np.float32)), top_k=0)
+    assert unchecked.midi == 36 and unchecked.pitch_sure  # C2, sure: what the check is for
+
+
 def test_a_clean_tone_a_semitone_off_the_answer_takes_its_place_a_detuned_one_does_not():
     """Pure tones repeat exactly at their own period and clearly worse a semitone away; the CNN slips there."""
     for midi in (29, 52, 88):

@@ -99,6 +99,8 @@ class PeriodCheck(NamedTuple):
     likelihood: np.ndarray
     cnn_weight: float
     f0_hz: float
+    shared: bool = False
+    """The period is one several notes sounding at once share (`shared_period`): it names none of them."""
 
 
 def needs_check(duration_s: float, top_probability: float, threshold: float) -> bool:
@@ -246,6 +248,26 @@ def subharmonic_check(
     and the CNN answered another note; else None (the CNN's answer and confidence stand)."""
     note = None if period is None else subharmonic_note(repeats, class_midis, period.midi)
     return None if note == cnn_top_midi else _deciding(note, class_midis)
+
+
+def shared_period(repeats: Repeats | None, midi: float, cnn_top_midi: float) -> bool:
+    """Whether the period of note `midi` (the waveform's, unlike the CNN's answer) is one that several notes
+    sounding at once share, not a note's: nothing sounds at its fundamental or its octave (`SUBHARMONIC_DB`).
+
+    A C major triad on C4 repeats only at C2's period (its notes are C2's 4th, 5th and 6th harmonics) and
+    was shown as "C2, sure". A missing-fundamental tone sounds its octave; the one real note seen silent at
+    both (a bass A1, 2,913 renders and 172 recordings) was answered at that very note by the CNN:
+    bench/RESULTS.md, "Several notes at once".
+    """
+    if repeats is None or abs(midi - cnn_top_midi) <= 0.5:
+        return False
+    f0 = float(midi_to_hz(midi))
+    return all(repeats.level_db(k * f0) < SUBHARMONIC_DB for k in (1, 2))
+
+
+def shared_check(f0_hz: float, class_midis: np.ndarray) -> PeriodCheck:
+    """A shared period as evidence: it says nothing of which note (the CNN's probabilities stand)."""
+    return PeriodCheck(np.ones(len(class_midis)), 1.0, f0_hz, shared=True)
 
 
 def _deciding(note: float | None, class_midis: np.ndarray) -> PeriodCheck | None:

@@ -54,7 +54,14 @@ from instropitch.serving.export import FEATURES_FILENAME, model_file, read_expor
 from instropitch.serving.portable import OnnxModel, PortableModelError
 from instropitch.serving.registry_lookup import VersionRecord
 from instropitch.serving.results import ModelInfo, Prediction, PredictorError, confidence
-from instropitch.tinysol import FAMILIES, INSTRUMENT_BY_ABBR, family_indices, midi_to_note_octave, midi_to_pitch
+from instropitch.tinysol import (
+    FAMILIES,
+    INSTRUMENT_BY_ABBR,
+    family_indices,
+    hz_to_midi,
+    midi_to_note_octave,
+    midi_to_pitch,
+)
 
 ROLES: tuple[str, ...] = ("pitch", "instrument")
 """The two models, by spec name (registered as `instropitch-pitch`, `instropitch-instrument`)."""
@@ -139,6 +146,18 @@ def calibration_summary(calibration: Calibration) -> dict[str, Any]:
         "fitted_notes_ece": calibration.ece,
         "familiar_notes": calibration.familiar_n,
     }
+
+
+def shared_period_warning(period: pitch_evidence.PeriodCheck | None) -> str | None:
+    """What to tell a user whose file holds several notes at once (a chord): the pitch answer is one of them
+    at best, so it is not shown as sure (`pitch_evidence.shared_period`)."""
+    if period is None or not period.shared:
+        return None
+    return (
+        f"several notes at once (a chord?): the waveform repeats only every {1000 / period.f0_hz:.1f} ms, and "
+        f"nothing sounds at {period.f0_hz:.1f} Hz or its octave, so that is a period the notes share, not a note; "
+        "the pitch answer is one of them at best"
+    )
 
 
 def narrow_band_warning(info: audio.WavInfo, features: FeatureConfig) -> str | None:
@@ -579,7 +598,7 @@ class Predictor:
                 several = melody.several_notes_warning(held, notes[row].pitch_window, float(notes_heard[row]))
                 unpitched = self._no_pitch_warning(notes[row], shown_pitch[row])
                 pitched[row] = unpitched is None
-                warnings[i] += [w for w in (several, unpitched) if w]
+                warnings[i] += [w for w in (several, unpitched, shared_period_warning(evidence[row])) if w]
             with self._lock:
                 p_inst, f_inst = self.instrument_model.answer(
                     self._model_input(self.instrument_model, stacked, notes_heard)
@@ -638,6 +657,8 @@ class Predictor:
         heard = periodicity.repeats(feats.pitch_audio, window.sample_rate)
         repeated = pitch_evidence.repeat_check(heard, midis, top_midi)
         if repeated is not None:
+            if pitch_evidence.shared_period(heard, float(hz_to_midi(repeated.f0_hz)), top_midi):
+                return pitch_evidence.shared_check(repeated.f0_hz, midis)
             return repeated
         if not pitch_evidence.needs_check(feats.duration, float(shown.max()), model.calibration.threshold):
             return None
@@ -648,6 +669,8 @@ class Predictor:
         likelihood = pitch_evidence.likelihood(period, midis, top_midi)
         if likelihood is None:
             return None
+        if pitch_evidence.shared_period(heard, period.midi, top_midi):
+            return pitch_evidence.shared_check(period.f0_hz, midis)
         weight = pitch_evidence.window_fill(feats.duration, window.duration)
         return pitch_evidence.PeriodCheck(likelihood, weight, period.f0_hz)
 
@@ -743,6 +766,7 @@ class Predictor:
         best = {role: int(order[role][0]) for role in raw}
         sure = {role: bool(shown[role][best[role]] >= self.models[role].calibration.threshold) for role in raw}
         sure["instrument"] &= pitched
+        sure["pitch"] &= period is None or not period.shared
         best_inst, best_pitch = entry("instrument", best["instrument"]), entry("pitch", best["pitch"])
         family, family_confidence, family_sure = self._family(shown["instrument"])
         family_sure &= pitched

@@ -1,18 +1,22 @@
-"""Benchmark: a file with no pitched note must not get a sure instrument answer (issue 15).
+"""Benchmark: a file that is not one pitched note must not get a sure answer it cannot have (issue 15).
 
-A user may hand the tool noise, a cymbal, a clap, a breath or a metronome. The models know 14
-pitched instruments, so whatever they answer on such a file is wrong, and before session 53 the
-family answer of white noise read "Strings 100 %, sure". The predictor now says "no pitched note"
-(and shows no instrument or family answer as sure) when the pitch answer is not sure and the
-waveform has no period to believe (`Predictor._no_pitch_warning`). This renders such sounds with
-SoX (`sox -n ... synth`: code this project did not write; fresh random draws each run) and counts,
-per kind, how often the warning comes and how often an answer is still shown as sure. `--notes`
-adds TinySOL-layout folders of real notes (e.g. `bench/recordings_set.py`, the demo's renders)
-on which the warning must not come: it counts the notes it does come on, and the right
-instrument and family answers it would take "sure" from.
+A user may hand the tool noise, a cymbal, a clap, a breath or a metronome, or a chord. The
+models know single notes of 14 pitched instruments. Before session 53 the family answer of white
+noise read "Strings 100 %, sure", and a C major triad on C4 read "C2, sure" (the period its notes
+share). The predictor now says "no pitched note" (and shows no instrument or family answer as sure)
+when the pitch answer is not sure and the waveform has no period to believe
+(`Predictor._no_pitch_warning`), and "several notes at once" (the pitch answer not sure) when the
+period it would go by is silent at its fundamental and octave (`pitch_evidence.shared_period`).
 
-    .venv/bin/python bench/bench_no_note.py --from-export DIR --notes /tmp/tonejs --json /tmp/no_note.json
-    MLFLOW_TRACKING_URI=sqlite:///$PWD/.instropitch/mlflow.db .venv/bin/python bench/bench_no_note.py
+This renders such sounds with SoX (`sox -n ... synth`: code this project did not write; fresh random
+draws each run): noises, and chords of SoX's plucked strings (Karplus-Strong), sines, triangle and
+square waves on random roots. It counts, per kind, how often each warning comes and how often an
+answer is still shown as sure. `--notes` adds TinySOL-layout folders of real notes (e.g.
+`bench/recordings_set.py`, the demo's renders) on which neither warning may come: it counts the
+notes they come on. `--as-before` runs the predictor without either check.
+
+    .venv/bin/python bench/bench_not_one_note.py --from-export DIR --notes /tmp/tonejs --json /tmp/not_one.json
+    MLFLOW_TRACKING_URI=sqlite:///$PWD/.instropitch/mlflow.db .venv/bin/python bench/bench_not_one_note.py
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ import numpy as np
 
 SR = 44100
 NO_NOTE = "no pitched note"
-"""How the predictor's warning starts."""
+SEVERAL = "several notes at once"
+"""How the predictor's warnings start."""
 KINDS = {
     "white 1.5 s": ["synth", "1.5", "whitenoise"],
     "white 0.3 s": ["synth", "0.3", "whitenoise"],
@@ -47,6 +52,9 @@ KINDS = {
     "rumble (noise < 150 Hz)": ["synth", "1.5", "brownnoise", "sinc", "-150"],
 }
 """SoX effects after `sox -n -r 44100 -c 1 -b 16 OUT`, then `norm -6`."""
+CHORDS = {"major": (0, 4, 7), "minor": (0, 3, 7), "dominant 7th": (0, 4, 7, 10), "sus4": (0, 5, 7), "fifth": (0, 7)}
+"""Semitones above the root."""
+WAVES = ("pluck", "sine", "triangle", "square")
 
 
 def no_note_wav(kind: str, draw: int, folder: Path) -> tuple[str, bytes]:
@@ -54,6 +62,18 @@ def no_note_wav(kind: str, draw: int, folder: Path) -> tuple[str, bytes]:
     out = folder / f"{kind.split(' ')[0]}-{draw}.wav"
     command = ["sox", "-n", "-r", str(SR), "-c", "1", "-b", "16", str(out), *KINDS[kind], "norm", "-6"]
     subprocess.run(command, check=True, capture_output=True)
+    return out.name, out.read_bytes()
+
+
+def chord_wav(chord: str, draw: int, folder: Path) -> tuple[str, bytes]:
+    """One chord on a random root (MIDI 40-76) in a random SoX wave, 1.5 s with a 10 ms fade-in, as (name, bytes)."""
+    rng = np.random.default_rng(draw)
+    root, wave = int(rng.integers(40, 77)), str(rng.choice(WAVES))
+    out = folder / f"{chord.replace(' ', '_')}-{wave}-{root}.wav"
+    tones = [w for step in CHORDS[chord] for w in (wave, f"%{root + step - 69}")]
+    channels = str(len(CHORDS[chord]))
+    command = ["sox", "-n", "-r", str(SR), "-c", channels, "-b", "16", str(out), "synth", "1.5", *tones, "remix", "-"]
+    subprocess.run([*command, "fade", "0.01", "1.5", "0.3", "norm", "-6"], check=True, capture_output=True)
     return out.name, out.read_bytes()
 
 
@@ -77,12 +97,13 @@ def labelled_instruments(folder: Path) -> dict[str, str]:
 
 
 def tally(predictions: list) -> dict:
-    """How many answers were made, warned of as no note, and shown sure (instrument, family, pitch)."""
+    """How many answers were made, warned of as no note or as several, and shown sure (instrument, family, pitch)."""
     made = [p for p in predictions if p.ok]
     return {
         "n": len(predictions),
         "answered": len(made),
         "no_note": sum(any(w.startswith(NO_NOTE) for w in p.warnings) for p in made),
+        "several": sum(any(w.startswith(SEVERAL) for w in p.warnings) for p in made),
         "instrument_sure": sum(p.instrument_sure for p in made),
         "family_sure": sum(p.instrument_family_sure for p in made),
         "pitch_sure": sum(p.pitch_sure for p in made),
@@ -96,38 +117,42 @@ def main() -> int:
     parser.add_argument("--notes", type=Path, nargs="*", default=[], help="TinySOL-layout folders of real notes")
     parser.add_argument("--draws", type=int, default=20, help="draws of each kind of sound")
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--as-before", action="store_true", help="without the check (the predictor of session 52)")
+    parser.add_argument("--as-before", action="store_true", help="without the checks (the predictor of session 52)")
     args = parser.parse_args()
     if shutil.which("sox") is None:
-        raise SystemExit("bench_no_note: needs SoX (apt-get install sox)")
+        raise SystemExit("bench_not_one_note: needs SoX (apt-get install sox)")
+    from instropitch.serving import pitch_evidence
     from instropitch.serving.predictor import Predictor
     from instropitch.tinysol import INSTRUMENT_BY_ABBR
 
     if args.as_before:
         Predictor._no_pitch_warning = lambda *args: None  # type: ignore[method-assign]
+        pitch_evidence.shared_period = lambda *args: False
     predictor = Predictor.load(from_export=args.from_export)
     started = time.perf_counter()
     results: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-no-note-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-not-one-note-") as tmp:
         sets = {kind: [no_note_wav(kind, d, Path(tmp)) for d in range(args.draws)] for kind in KINDS}
         sets["clicks (metronome)"] = [clicks_wav(d) for d in range(args.draws)]
+        sets.update({f"chord: {c}": [chord_wav(c, d, Path(tmp)) for d in range(args.draws)] for c in CHORDS})
         for kind, sounds in sets.items():
             results[kind] = tally(predictor.predict_many(sounds, top_k=0))
             r = results[kind]
             print(
-                f"{kind:26s} {r['no_note']:3d} of {r['answered']:3d} warned no note; shown sure: instrument "
+                f"{kind:26s} {r['no_note']:3d} / {r['several']:3d} of {r['answered']:3d} warned no note / several; "
+                f"shown sure: instrument "
                 f"{r['instrument_sure']}, family {r['family_sure']}, pitch {r['pitch_sure']}  {r['errors'] or ''}"
             )
     for folder in args.notes:
         truth = labelled_instruments(folder)
         predictions = predictor.predict_many(list(truth), top_k=0)
         r = results[f"notes: {folder}"] = tally(predictions)
-        warned = [p for p in predictions if p.ok and any(w.startswith(NO_NOTE) for w in p.warnings)]
+        warned = [p for p in predictions if p.ok and any(w.startswith((NO_NOTE, SEVERAL)) for w in p.warnings)]
         r["warned_right_instrument"] = sum(p.instrument_abbr == truth[p.file] for p in warned)
         r["warned_right_family"] = sum(p.instrument_family == INSTRUMENT_BY_ABBR[truth[p.file]].family for p in warned)
         r["warned_files"] = [p.file for p in warned]
         print(
-            f"{str(folder):26s} {r['no_note']:3d} of {r['answered']:3d} notes warned no note "
+            f"{str(folder):26s} {r['no_note']:3d} / {r['several']:3d} of {r['answered']:3d} notes warned no note / several "
             f"(right instrument {r['warned_right_instrument']}, family {r['warned_right_family']} among them)"
         )
     record = {

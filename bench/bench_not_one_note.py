@@ -13,7 +13,7 @@ draws each run): noises, and chords of SoX's plucked strings (Karplus-Strong), s
 square waves on random roots. It counts, per kind, how often each warning comes and how often an
 answer is still shown as sure. `--notes` adds TinySOL-layout folders of real notes (e.g.
 `bench/recordings_set.py`, the demo's renders) on which neither warning may come: it counts the
-notes they come on. `--as-before` runs the predictor without either check.
+notes they come on. Every set is also predicted without either check (the predictor before them).
 
     .venv/bin/python bench/bench_not_one_note.py --from-export DIR --notes /tmp/tonejs --json /tmp/not_one.json
     MLFLOW_TRACKING_URI=sqlite:///$PWD/.instropitch/mlflow.db .venv/bin/python bench/bench_not_one_note.py
@@ -22,6 +22,7 @@ notes they come on. `--as-before` runs the predictor without either check.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -30,6 +31,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -89,11 +91,10 @@ def clicks_wav(draw: int) -> tuple[str, bytes]:
     return f"clicks-{draw}.wav", buffer.getvalue()
 
 
-def labelled_instruments(folder: Path) -> dict[str, str]:
-    """Every note of a TinySOL-layout folder (its metadata CSV) -> its instrument's abbreviation."""
+def labelled_notes(folder: Path) -> list[str]:
+    """Every note of a TinySOL-layout folder (its metadata CSV)."""
     with open(folder / "TinySOL_metadata.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if (folder / r["Path"]).is_file()]
-    return {str(folder / r["Path"]): r["Instrument (abbr.)"] for r in rows}
+        return [str(folder / r["Path"]) for r in csv.DictReader(f) if (folder / r["Path"]).is_file()]
 
 
 def tally(predictions: list) -> dict:
@@ -111,23 +112,32 @@ def tally(predictions: list) -> dict:
     }
 
 
+@contextlib.contextmanager
+def checks_off() -> Iterator[None]:
+    """The predictor of session 52: neither the no-pitched-note check nor the shared-period one."""
+    from instropitch.serving import pitch_evidence
+    from instropitch.serving.predictor import Predictor
+
+    originals = Predictor._no_pitch_warning, pitch_evidence.shared_period
+    Predictor._no_pitch_warning = lambda *args: None  # type: ignore[method-assign]
+    pitch_evidence.shared_period = lambda *args: False
+    try:
+        yield
+    finally:
+        Predictor._no_pitch_warning, pitch_evidence.shared_period = originals  # type: ignore[method-assign]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--from-export", type=Path, help="an export folder (default: the registry champions)")
     parser.add_argument("--notes", type=Path, nargs="*", default=[], help="TinySOL-layout folders of real notes")
     parser.add_argument("--draws", type=int, default=20, help="draws of each kind of sound")
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--as-before", action="store_true", help="without the checks (the predictor of session 52)")
     args = parser.parse_args()
     if shutil.which("sox") is None:
         raise SystemExit("bench_not_one_note: needs SoX (apt-get install sox)")
-    from instropitch.serving import pitch_evidence
     from instropitch.serving.predictor import Predictor
-    from instropitch.tinysol import INSTRUMENT_BY_ABBR
 
-    if args.as_before:
-        Predictor._no_pitch_warning = lambda *args: None  # type: ignore[method-assign]
-        pitch_evidence.shared_period = lambda *args: False
     predictor = Predictor.load(from_export=args.from_export)
     started = time.perf_counter()
     results: dict[str, dict] = {}
@@ -135,29 +145,20 @@ def main() -> int:
         sets = {kind: [no_note_wav(kind, d, Path(tmp)) for d in range(args.draws)] for kind in KINDS}
         sets["clicks (metronome)"] = [clicks_wav(d) for d in range(args.draws)]
         sets.update({f"chord: {c}": [chord_wav(c, d, Path(tmp)) for d in range(args.draws)] for c in CHORDS})
+        for folder in args.notes:
+            sets[f"notes: {folder}"] = [(path, path) for path in labelled_notes(folder)]
         for kind, sounds in sets.items():
-            results[kind] = tally(predictor.predict_many(sounds, top_k=0))
-            r = results[kind]
+            r = results[kind] = tally(predictor.predict_many(sounds, top_k=0))
+            with checks_off():
+                before = r["as_before"] = tally(predictor.predict_many(sounds, top_k=0))
             print(
-                f"{kind:26s} {r['no_note']:3d} / {r['several']:3d} of {r['answered']:3d} warned no note / several; "
-                f"shown sure: instrument "
-                f"{r['instrument_sure']}, family {r['family_sure']}, pitch {r['pitch_sure']}  {r['errors'] or ''}"
+                f"{kind:26s} {r['no_note']:3d} / {r['several']:3d} of {r['answered']:4d} warned no note / several; "
+                f"shown sure (before the checks): instrument {r['instrument_sure']} ({before['instrument_sure']}), "
+                f"family {r['family_sure']} ({before['family_sure']}), pitch {r['pitch_sure']} ({before['pitch_sure']})"
+                f"  {r['errors'] or ''}"
             )
-    for folder in args.notes:
-        truth = labelled_instruments(folder)
-        predictions = predictor.predict_many(list(truth), top_k=0)
-        r = results[f"notes: {folder}"] = tally(predictions)
-        warned = [p for p in predictions if p.ok and any(w.startswith((NO_NOTE, SEVERAL)) for w in p.warnings)]
-        r["warned_right_instrument"] = sum(p.instrument_abbr == truth[p.file] for p in warned)
-        r["warned_right_family"] = sum(p.instrument_family == INSTRUMENT_BY_ABBR[truth[p.file]].family for p in warned)
-        r["warned_files"] = [p.file for p in warned]
-        print(
-            f"{str(folder):26s} {r['no_note']:3d} / {r['several']:3d} of {r['answered']:3d} notes warned no note / several "
-            f"(right instrument {r['warned_right_instrument']}, family {r['warned_right_family']} among them)"
-        )
     record = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "as_before": args.as_before,
         "load_average": os.getloadavg(),
         "seconds": round(time.perf_counter() - started, 1),
         "models": predictor.describe()["models"],

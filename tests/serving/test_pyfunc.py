@@ -119,13 +119,15 @@ def test_pyfunc_in_process_mixed_rows(registered, tmp_path, served):
     flute = tmp_path / "flute-G4.wav"
     audio.write_wav(flute, tone("Fl", 67, amp=0.5, seed=31), 22050)
     violin = base64.b64encode(wav_bytes(tone("Vn", 62, amp=0.5, seed=32))).decode()
+    phone = tmp_path / "violin-8k.wav"
+    audio.write_wav(phone, tone("Vn", 62, amp=0.5, seed=32, sr=8000), 8000)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", store.uri)
         model = mlflow.pyfunc.load_model("models:/instropitch@champion")
     frame = pd.DataFrame(
         {
-            "wav_base64": [violin, None, "%%% not base64", base64.b64encode(b"plain text").decode(), None],
-            "path": [None, str(flute), None, None, str(tmp_path / "missing.wav")],
+            "wav_base64": [violin, None, "%%% not base64", base64.b64encode(b"plain text").decode(), None, None],
+            "path": [None, str(flute), None, None, str(tmp_path / "missing.wav"), str(phone)],
         }
     )
     out = model.predict(frame)
@@ -139,6 +141,8 @@ def test_pyfunc_in_process_mixed_rows(registered, tmp_path, served):
     assert rows[2]["error"] == "wav_base64 is not valid base64" and rows[2]["pitch"] is None
     assert rows[3]["error"].startswith("not an audio file")
     assert rows[4]["error"] == "No such file or directory"
+    assert rows[0]["warnings"] == [] and rows[2]["warnings"] is None
+    assert len(rows[5]["warnings"]) == 1 and rows[5]["warnings"][0].startswith("sampled at 8000 Hz")
     json.dumps(rows)  # None, not NaN: valid JSON
 
     only_b64 = model.predict(pd.DataFrame({"wav_base64": [violin]}))
@@ -180,5 +184,5 @@ def test_mlflow_models_serve_answers_on_loopback(served):
         "F",
         4,
     )
-    assert good["midi"] == 65 and good["error"] is None
+    assert good["midi"] == 65 and good["error"] is None and good["warnings"] == []
     assert bad["error"].startswith("not an audio file") and bad["instrument"] is None

@@ -12,8 +12,9 @@ Input: a DataFrame with a column `wav_base64` (the WAV file's bytes, base64) or 
 row with `instrument`, `instrument_abbr`, `pitch`, `note`, `octave`, `midi`,
 `instrument_confidence`, `pitch_confidence` (calibrated), `instrument_sure`, `pitch_sure`
 (False: below the model's "not sure" threshold), `instrument_family` and `instrument_family_sure`
-(the family answer, sure by its own threshold) and `error` (None, or why that row could
-not be analysed; its other columns are then None).
+(the family answer, sure by its own threshold), `warnings` (what a user should know of the file: narrow-band
+audio, several notes, no pitched note, a chord; a list, empty for most notes) and `error` (None, or why that row
+could not be analysed; its other columns are then None).
 
 `register_pyfunc()` logs it (from the current champions, or from a given export) as
 registered model `instropitch` and gives the new version the alias `champion`.
@@ -54,6 +55,7 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
     "pitch_sure",
     "instrument_family",
     "instrument_family_sure",
+    "warnings",
     "error",
 )
 MAX_WAV_BYTES = 50 * 1024 * 1024
@@ -65,7 +67,7 @@ ENV_ALLOW_PATHS = "INSTROPITCH_PYFUNC_ALLOW_PATHS"
 def model_signature() -> Any:
     """Input `wav_base64` / `path` (each optional, strings); output the prediction columns."""
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import ColSpec, Schema
+    from mlflow.types.schema import Array, ColSpec, Schema
 
     inputs = Schema([ColSpec("string", name, required=False) for name in INPUT_COLUMNS])
     types = {
@@ -76,8 +78,12 @@ def model_signature() -> Any:
         "instrument_sure": "boolean",
         "pitch_sure": "boolean",
         "instrument_family_sure": "boolean",
+        "warnings": Array("string"),
     }
-    outputs = Schema([ColSpec(types.get(name, "string"), name, required=name != "error") for name in OUTPUT_COLUMNS])
+    optional = ("warnings", "error")
+    outputs = Schema(
+        [ColSpec(types.get(name, "string"), name, required=name not in optional) for name in OUTPUT_COLUMNS]
+    )
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
@@ -149,7 +155,7 @@ def _frame(results: list[Any]) -> Any:
     rows = []
     for r in results:
         if r.ok:
-            rows.append({name: getattr(r, name) for name in OUTPUT_COLUMNS})
+            rows.append({name: getattr(r, name) for name in OUTPUT_COLUMNS} | {"warnings": list(r.warnings)})
         else:
             rows.append({**dict.fromkeys(OUTPUT_COLUMNS), "error": r.error})
     # object columns: a failed row's None must stay None (not NaN, which is not JSON)

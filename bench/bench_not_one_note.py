@@ -25,16 +25,19 @@ import argparse
 import contextlib
 import csv
 import io
-import json
-import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_tones import write_record  # noqa: E402  (a bench module beside this one)
 
 SR = 44100
 NO_NOTE = "no pitched note"
@@ -157,15 +160,7 @@ def main() -> int:
                 f"family {r['family_sure']} ({before['family_sure']}), pitch {r['pitch_sure']} ({before['pitch_sure']})"
                 f"  {r['errors'] or ''}"
             )
-    record = {
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-        "load_average": os.getloadavg(),
-        "seconds": round(time.perf_counter() - started, 1),
-        "models": predictor.describe()["models"],
-        "results": results,
-    }
-    if args.json:
-        args.json.write_text(json.dumps(record, indent=1, default=str))
+    write_record(args.json, predictor, started, results)
     return 0
 
 

@@ -39,6 +39,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -200,6 +201,12 @@ def main() -> int:
                 )
             )
             print(f"{'':30s} misses {r['misses'][:12]}{' ...' if len(r['misses']) > 12 else ''}")
+    write_record(args.json, predictor, started, results)
+    return 0
+
+
+def write_record(path: Path | None, predictor: Any, started: float, results: dict) -> None:
+    """A run's JSON record at `path` (none when None): when, the load, its seconds, the models, the results."""
     record = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "load_average": os.getloadavg(),
@@ -207,9 +214,8 @@ def main() -> int:
         "models": predictor.describe()["models"],
         "results": results,
     }
-    if args.json:
-        args.json.write_text(json.dumps(record, indent=1, default=str))
-    return 0
+    if path:
+        path.write_text(json.dumps(record, indent=1, default=str))
 
 
 if __name__ == "__main__":

@@ -257,7 +257,7 @@ def shared_period(repeats: Repeats | None, midi: float, cnn_top_midi: float) -> 
     A C major triad on C4 repeats only at C2's period (its notes are C2's 4th, 5th and 6th harmonics) and
     was shown as "C2, sure". A missing-fundamental tone sounds its octave; the one real note seen silent at
     both (a bass A1, 2,913 renders and 172 recordings) was answered at that very note by the CNN:
-    bench/RESULTS.md, "Several notes at once".
+    bench/RESULTS.md, "Not one note".
     """
     if repeats is None or abs(midi - cnn_top_midi) <= 0.5:
         return False

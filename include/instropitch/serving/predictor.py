@@ -677,7 +677,8 @@ class Predictor:
     def _no_pitch_warning(self, feats: Features, shown_pitch: np.ndarray) -> str | None:
         """Why the file holds no pitched note, or None: the pitch answer is not sure and the waveform has no period
         to believe either (noise, a cymbal, a clap, breath). The models know pitched instruments only, so their
-        instrument answer on such a file is a guess whatever its confidence (white noise read "Strings, sure")."""
+        instrument answer on such a file is a guess whatever its confidence (white noise read "Strings, sure"):
+        bench/RESULTS.md, "Not one note"."""
         threshold = self.pitch_model.calibration.threshold
         if feats.pitch_audio is None or float(shown_pitch.max()) >= threshold:
             return None

@@ -11,9 +11,9 @@ period it would go by is silent at its fundamental and octave (`pitch_evidence.s
 This renders such sounds with SoX (`sox -n ... synth`: code this project did not write; fresh random
 draws each run): noises, and chords of SoX's plucked strings (Karplus-Strong), sines, triangle and
 square waves on random roots. It counts, per kind, how often each warning comes and how often an
-answer is still shown as sure. `--notes` adds TinySOL-layout folders of real notes (e.g.
-`bench/recordings_set.py`, the demo's renders) on which neither warning may come: it counts the
-notes they come on. Every set is also predicted without either check (the predictor before them).
+answer is still shown as sure. Notes on which neither warning may come: `bench_tones.py`'s test tones
+(sines, squares, triangles, sawtooths, missing-fundamental, 80 ms and aliased tones over MIDI 28-105),
+and `--notes` TinySOL-layout folders of real notes (e.g. `bench/recordings_set.py`, the demo's renders). Every set is also predicted without either check (the predictor before them).
 
     .venv/bin/python bench/bench_not_one_note.py --from-export DIR --notes /tmp/tonejs --json /tmp/not_one.json
     MLFLOW_TRACKING_URI=sqlite:///$PWD/.instropitch/mlflow.db .venv/bin/python bench/bench_not_one_note.py
@@ -37,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_tones import write_record  # noqa: E402  (a bench module beside this one)
+import bench_tones  # noqa: E402  (a bench module beside this one)
 
 SR = 44100
 NO_NOTE = "no pitched note"
@@ -148,6 +148,12 @@ def main() -> int:
         sets = {kind: [no_note_wav(kind, d, Path(tmp)) for d in range(args.draws)] for kind in KINDS}
         sets["clicks (metronome)"] = [clicks_wav(d) for d in range(args.draws)]
         sets.update({f"chord: {c}": [chord_wav(c, d, Path(tmp)) for d in range(args.draws)] for c in CHORDS})
+        for kind, seconds in {**bench_tones.KINDS, **bench_tones.EXTRA_KINDS}.items():
+            made = [
+                (f"{kind}-{m}.wav", bench_tones.tone_wav(kind, m, seconds, Path(tmp) / f"{kind}-{m}.wav"))
+                for m in range(bench_tones.LOW, bench_tones.HIGH + 1)
+            ]
+            sets[f"notes: {kind} tones"] = made
         for folder in args.notes:
             sets[f"notes: {folder}"] = [(path, path) for path in labelled_notes(folder)]
         for kind, sounds in sets.items():
@@ -160,7 +166,7 @@ def main() -> int:
                 f"family {r['family_sure']} ({before['family_sure']}), pitch {r['pitch_sure']} ({before['pitch_sure']})"
                 f"  {r['errors'] or ''}"
             )
-    write_record(args.json, predictor, started, results)
+    bench_tones.write_record(args.json, predictor, started, results)
     return 0
 
 

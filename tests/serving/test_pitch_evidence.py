@@ -29,6 +29,14 @@ def test_no_period_to_believe_is_none_measured_or_one_as_aperiodic_as_noise():
     assert not pitch_evidence.no_period(period(60))
 
 
+def test_a_note_above_the_period_estimates_reach_still_repeats_at_its_own_period_noise_does_not():
+    high = repeats(harmonics(100, range(2, 9)))  # E7 without its fundamental: YIN, low-passed at 4 kHz, sees none
+    assert pitch_evidence.repeats_at(high, 100) and not pitch_evidence.repeats_at(high, 99)
+    white = repeats(np.random.default_rng(4).standard_normal(22050))
+    assert not any(pitch_evidence.repeats_at(white, m) for m in (30, 60, 100))
+    assert not pitch_evidence.repeats_at(None, 60)
+
+
 def test_the_likelihood_peaks_on_the_measured_note_and_says_nothing_when_unsure():
     like = pitch_evidence.likelihood(period(45.2), MIDIS, cnn_top_midi=46)
     assert MIDIS[np.argmax(like)] == 45 and like.min() == pytest.approx(pitch_evidence.FLOOR, abs=1e-9)

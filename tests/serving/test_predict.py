@@ -205,6 +205,30 @@ def test_a_file_with_no_pitched_note_gets_no_sure_instrument_or_family_and_says_
     assert r.pitch_sure and r.instrument_sure and r.warnings == []
 
 
+def test_a_tone_above_the_period_estimates_reach_is_a_pitched_note(predictor, monkeypatch):
+    """E7 with harmonics 2-4 only, answered E7 but not sure: YIN finds no period up there, the waveform
+    repeats at E7's all the same, so it is no "no pitched note"; noise answered E7 is."""
+    from instropitch.ml.calibration import Calibration
+
+    model = predictor.pitch_model
+    monkeypatch.setattr(model, "calibration", Calibration(threshold=1.0))
+    classes = [int(v) for v in model.class_values]
+
+    def unsure_e7(x):
+        p = np.full((len(x), len(classes)), 0.01)
+        p[:, classes.index(100)] = 0.3
+        return p / p.sum(axis=1, keepdims=True)
+
+    monkeypatch.setattr(model, "proba", unsure_e7)
+    f0, t = 440.0 * 2 ** (31 / 12), np.arange(int(1.5 * SR)) / SR
+    high = sum(np.sin(2 * np.pi * k * f0 * t) for k in (2, 3, 4) if k * f0 < SR / 2)
+    r = predictor.predict_file(wav_bytes((0.3 * high / np.abs(high).max()).astype(np.float32)), top_k=0)
+    assert r.midi == 100 and not r.pitch_sure and r.warnings == []
+    noise = (0.3 * np.random.default_rng(3).standard_normal(int(1.5 * SR))).astype(np.float32)
+    r = predictor.predict_file(wav_bytes(noise), top_k=0)
+    assert r.midi == 100 and r.warnings and r.warnings[0].startswith("no pitched note: ")
+
+
 def test_the_answers_own_map_reaches_the_shown_confidence_and_models_says_how_it_is_made(predictor, monkeypatch):
     from instropitch.ml.calibration import Calibration, map_top_answer
     from instropitch.serving.predictor import calibration_summary

@@ -120,6 +120,19 @@ def no_period(period: Periodicity | None) -> bool:
     return period is None or period.aperiodicity > APERIODICITY_GATE
 
 
+def repeats_at(repeats: Repeats | None, midi: float) -> bool:
+    """Whether the waveform repeats at note `midi`'s period (`REPEAT_MISSED` or better, after a dip under it).
+
+    Unlike the period estimate, this sees notes above its reach (`FMAX_HZ`): a missing-fundamental G7 does
+    repeat at its own period, where the estimate, low-passed at 4 kHz, finds none.
+    """
+    if repeats is None:
+        return False
+    period = float(_periods([midi])[0])
+    r = float(np.nan_to_num(repeats.at([period]), nan=-1.0)[0])
+    return r >= REPEAT_MISSED and _dips_before(repeats, period)
+
+
 def window_fill(duration_s: float, window_s: float) -> float:
     """The share of the pitch window the note fills (0..1]: the weight of the CNN's answer."""
     return float(min(1.0, max(duration_s, 1e-3) / window_s))

@@ -675,15 +675,19 @@ class Predictor:
         return pitch_evidence.PeriodCheck(likelihood, weight, period.f0_hz)
 
     def _no_pitch_warning(self, feats: Features, shown_pitch: np.ndarray) -> str | None:
-        """Why the file holds no pitched note, or None: the pitch answer is not sure and the waveform has no period
-        to believe either (noise, a cymbal, a clap, breath). The models know pitched instruments only, so their
-        instrument answer on such a file is a guess whatever its confidence (white noise read "Strings, sure"):
-        bench/RESULTS.md, "Not one note"."""
+        """Why the file holds no pitched note, or None: the pitch answer is not sure, the waveform has no period
+        to believe, and it does not repeat at the answer's either (noise, a cymbal, a clap, breath). The models
+        know pitched instruments only, so their instrument answer on such a file is a guess whatever its
+        confidence (white noise read "Strings, sure"): bench/RESULTS.md, "Not one note"."""
         threshold = self.pitch_model.calibration.threshold
         if feats.pitch_audio is None or float(shown_pitch.max()) >= threshold:
             return None
-        period = periodicity.estimate(feats.pitch_audio, self.features.pitch.sample_rate)
+        rate = self.features.pitch.sample_rate
+        period = periodicity.estimate(feats.pitch_audio, rate)
         if not pitch_evidence.no_period(period):
+            return None
+        answer = float(np.asarray(self.pitch_model.class_values, dtype=np.float64)[int(np.argmax(shown_pitch))])
+        if pitch_evidence.repeats_at(periodicity.repeats(feats.pitch_audio, rate), answer):
             return None
         heard = "no period" if period is None else f"no period (aperiodicity {period.aperiodicity:.2f})"
         return (

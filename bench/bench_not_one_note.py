@@ -13,7 +13,8 @@ draws each run): noises, and chords of SoX's plucked strings (Karplus-Strong), s
 square waves on random roots. It counts, per kind, how often each warning comes and how often an
 answer is still shown as sure. Notes on which neither warning may come: `bench_tones.py`'s test tones
 (sines, squares, triangles, sawtooths, missing-fundamental, 80 ms and aliased tones over MIDI 28-105),
-and `--notes` TinySOL-layout folders of real notes (e.g. `bench/recordings_set.py`, the demo's renders). Every set is also predicted without either check (the predictor before them).
+and `--notes` TinySOL-layout folders of real notes (e.g. `bench/recordings_set.py`, the demo's
+renders). Every set is also predicted without either check (the predictor before them).
 
     .venv/bin/python bench/bench_not_one_note.py --from-export DIR --notes /tmp/tonejs --json /tmp/not_one.json
     MLFLOW_TRACKING_URI=sqlite:///$PWD/.instropitch/mlflow.db .venv/bin/python bench/bench_not_one_note.py

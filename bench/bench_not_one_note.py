@@ -5,7 +5,7 @@ models know single notes of 14 pitched instruments. Before session 53 the family
 noise read "Strings 100 %, sure", and a C major triad on C4 read "C2, sure" (the period its notes
 share). The predictor now says "no pitched note" (and shows no instrument or family answer as sure)
 when the pitch answer is not sure and the waveform has no period to believe
-(`Predictor._no_pitch_warning`), and "several notes at once" (the pitch answer not sure) when the
+(`pitch_evidence.unpitched`), and "several notes at once" (the pitch answer not sure) when the
 period it would go by is silent at its fundamental and octave (`pitch_evidence.shared_period`).
 
 This renders such sounds with SoX (`sox -n ... synth`: code this project did not write; fresh random
@@ -120,15 +120,13 @@ def tally(predictions: list) -> dict:
 def checks_off() -> Iterator[None]:
     """The predictor of session 52: neither the no-pitched-note check nor the shared-period one."""
     from instropitch.serving import pitch_evidence
-    from instropitch.serving.predictor import Predictor
 
-    originals = Predictor._no_pitch_warning, pitch_evidence.shared_period
-    Predictor._no_pitch_warning = lambda *args: None  # type: ignore[method-assign]
-    pitch_evidence.shared_period = lambda *args: False
+    originals = pitch_evidence.unpitched, pitch_evidence.shared_period
+    pitch_evidence.unpitched = pitch_evidence.shared_period = lambda *args: False
     try:
         yield
     finally:
-        Predictor._no_pitch_warning, pitch_evidence.shared_period = originals  # type: ignore[method-assign]
+        pitch_evidence.unpitched, pitch_evidence.shared_period = originals
 
 
 def main() -> int:

@@ -122,7 +122,7 @@ def period_check(mode: str) -> Iterator[None]:
 
     originals = Predictor._period_evidence, pitch_evidence.repeated_note
     if mode == "cnn_only":
-        Predictor._period_evidence = lambda *args: None  # type: ignore[method-assign]
+        Predictor._period_evidence = lambda *args: (None, None)  # type: ignore[method-assign]
     elif mode == "no_repeat":
         pitch_evidence.repeated_note = lambda *args: None
     try:

@@ -120,6 +120,12 @@ def no_period(period: Periodicity | None) -> bool:
     return period is None or period.aperiodicity > APERIODICITY_GATE
 
 
+def unpitched(period: Periodicity | None, repeats: Repeats | None, answer_midi: float) -> bool:
+    """Whether a waveform whose pitch answer is not sure holds no pitched note: no period to believe
+    (`no_period`), and it does not repeat at the answer's either (`repeats_at`)."""
+    return no_period(period) and not repeats_at(repeats, answer_midi)
+
+
 def repeats_at(repeats: Repeats | None, midi: float) -> bool:
     """Whether the waveform repeats at note `midi`'s period (`REPEAT_MISSED` or better, after a dip under it).
 

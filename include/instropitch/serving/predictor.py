@@ -148,6 +148,17 @@ def calibration_summary(calibration: Calibration) -> dict[str, Any]:
     }
 
 
+def no_pitch_warning(period: periodicity.Periodicity | None) -> str:
+    """What to tell a user whose file holds no pitched note (`pitch_evidence.unpitched`: noise, a cymbal, a clap,
+    breath). The models know pitched instruments only, so their instrument answer on such a file is a guess
+    whatever its confidence (white noise read "Strings, sure"): bench/RESULTS.md, "Not one note"."""
+    heard = "no period" if period is None else f"no period (aperiodicity {period.aperiodicity:.2f})"
+    return (
+        f"no pitched note: the pitch answer is not sure and the waveform has {heard}; the models know pitched "
+        "instruments only, so no instrument answer is shown as sure"
+    )
+
+
 def shared_period_warning(period: pitch_evidence.PeriodCheck | None) -> str | None:
     """What to tell a user whose file holds several notes at once (a chord): the pitch answer is one of them
     at best, so it is not shown as sure (`pitch_evidence.shared_period`)."""
@@ -584,21 +595,18 @@ class Predictor:
                 p_pitch = self.pitch_model.proba(self._model_input(self.pitch_model, stacked))
             k = max(0, int(top_k))
 
-            def check(row: int) -> pitch_evidence.PeriodCheck | None:
+            def check(row: int) -> tuple[pitch_evidence.PeriodCheck | None, str | None]:
                 return self._period_evidence(notes[row], p_pitch[row])
 
             pool = self._feature_pool() if len(good) > 1 else None
             rows = range(len(good))
-            evidence = list(pool.map(check, rows) if pool is not None else map(check, rows))
+            evidence, unpitched = zip(*(pool.map(check, rows) if pool is not None else map(check, rows)), strict=True)
             shown_pitch = np.stack([self._shown_pitch(p_pitch[row], evidence[row]) for row in rows])
             notes_heard = np.asarray(self.pitch_model.class_values)[np.argmax(shown_pitch, axis=1)]
-            pitched = [True] * len(good)
             for row, i in enumerate(good):
                 held = notes[row].notes or []
                 several = melody.several_notes_warning(held, notes[row].pitch_window, float(notes_heard[row]))
-                unpitched = self._no_pitch_warning(notes[row], shown_pitch[row])
-                pitched[row] = unpitched is None
-                warnings[i] += [w for w in (several, unpitched, shared_period_warning(evidence[row])) if w]
+                warnings[i] += [w for w in (several, unpitched[row], shared_period_warning(evidence[row])) if w]
             with self._lock:
                 p_inst, f_inst = self.instrument_model.answer(
                     self._model_input(self.instrument_model, stacked, notes_heard)
@@ -606,7 +614,14 @@ class Predictor:
             for row, i in enumerate(good):
                 foreign = None if f_inst is None else float(f_inst[row])
                 result = self._prediction(
-                    batch[i][0], p_pitch[row], shown_pitch[row], p_inst[row], k, evidence[row], foreign, pitched[row]
+                    batch[i][0],
+                    p_pitch[row],
+                    shown_pitch[row],
+                    p_inst[row],
+                    k,
+                    evidence[row],
+                    foreign,
+                    pitched=unpitched[row] is None,
                 )
                 result.warnings = warnings.get(i, [])
                 if keep_spectrograms:
@@ -643,57 +658,41 @@ class Predictor:
             pool = self.__dict__.setdefault("_pool", ThreadPoolExecutor(threads, thread_name_prefix="features"))
         return pool
 
-    def _period_evidence(self, feats: Features, p_pitch: np.ndarray) -> pitch_evidence.PeriodCheck | None:
+    def _period_evidence(
+        self, feats: Features, p_pitch: np.ndarray
+    ) -> tuple[pitch_evidence.PeriodCheck | None, str | None]:
         """What the note's period says of each pitch class: always when the waveform does not repeat at
         the CNN's answer (the period alone decides), else when the answer needs a check and the note is periodic
-        (a period that is a silent subharmonic of the strongest partial gives way to that partial's note)."""
+        (a period that is a silent subharmonic of the strongest partial gives way to that partial's note).
+        Second, the warning of a file with no pitched note (`no_pitch_warning`), or None."""
         model = self.pitch_model
         shown = model.shown(p_pitch)
         midis = np.asarray(model.class_values, dtype=np.float64)
         top_midi = float(midis[int(np.argmax(shown))])
         if feats.pitch_audio is None:
-            return None
+            return None, None
         window = self.features.pitch
         heard = periodicity.repeats(feats.pitch_audio, window.sample_rate)
         repeated = pitch_evidence.repeat_check(heard, midis, top_midi)
         if repeated is not None:
             if pitch_evidence.shared_period(heard, float(hz_to_midi(repeated.f0_hz)), top_midi):
-                return pitch_evidence.shared_check(repeated.f0_hz, midis)
-            return repeated
+                return pitch_evidence.shared_check(repeated.f0_hz, midis), None
+            return repeated, None
         if not pitch_evidence.needs_check(feats.duration, float(shown.max()), model.calibration.threshold):
-            return None
+            return None, None
         period = periodicity.estimate(feats.pitch_audio, window.sample_rate)
         subharmonic = pitch_evidence.subharmonic_check(heard, midis, period, top_midi)
         if subharmonic is not None:
-            return subharmonic
+            return subharmonic, None
         likelihood = pitch_evidence.likelihood(period, midis, top_midi)
-        if likelihood is None:
-            return None
+        if likelihood is None:  # the CNN's answer stands: is it a note at all?
+            unsure = float(shown.max()) < model.calibration.threshold
+            no_note = unsure and pitch_evidence.unpitched(period, heard, top_midi)
+            return None, no_pitch_warning(period) if no_note else None
         if pitch_evidence.shared_period(heard, period.midi, top_midi):
-            return pitch_evidence.shared_check(period.f0_hz, midis)
+            return pitch_evidence.shared_check(period.f0_hz, midis), None
         weight = pitch_evidence.window_fill(feats.duration, window.duration)
-        return pitch_evidence.PeriodCheck(likelihood, weight, period.f0_hz)
-
-    def _no_pitch_warning(self, feats: Features, shown_pitch: np.ndarray) -> str | None:
-        """Why the file holds no pitched note, or None: the pitch answer is not sure, the waveform has no period
-        to believe, and it does not repeat at the answer's either (noise, a cymbal, a clap, breath). The models
-        know pitched instruments only, so their instrument answer on such a file is a guess whatever its
-        confidence (white noise read "Strings, sure"): bench/RESULTS.md, "Not one note"."""
-        threshold = self.pitch_model.calibration.threshold
-        if feats.pitch_audio is None or float(shown_pitch.max()) >= threshold:
-            return None
-        rate = self.features.pitch.sample_rate
-        period = periodicity.estimate(feats.pitch_audio, rate)
-        if not pitch_evidence.no_period(period):
-            return None
-        answer = float(np.asarray(self.pitch_model.class_values, dtype=np.float64)[int(np.argmax(shown_pitch))])
-        if pitch_evidence.repeats_at(periodicity.repeats(feats.pitch_audio, rate), answer):
-            return None
-        heard = "no period" if period is None else f"no period (aperiodicity {period.aperiodicity:.2f})"
-        return (
-            f"no pitched note: the pitch answer is not sure and the waveform has {heard}; the models know pitched "
-            "instruments only, so no instrument answer is shown as sure"
-        )
+        return pitch_evidence.PeriodCheck(likelihood, weight, period.f0_hz), None
 
     def model_inputs(self, stacked: Mapping[str, np.ndarray], notes: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Each model's input (by role) from stacked `pitch`/`instrument` spectrograms; a note-relative

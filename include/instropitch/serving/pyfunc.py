@@ -155,7 +155,7 @@ def _frame(results: list[Any]) -> Any:
     rows = []
     for r in results:
         if r.ok:
-            rows.append({name: getattr(r, name) for name in OUTPUT_COLUMNS} | {"warnings": list(r.warnings)})
+            rows.append({name: getattr(r, name) for name in OUTPUT_COLUMNS})
         else:
             rows.append({**dict.fromkeys(OUTPUT_COLUMNS), "error": r.error})
     # object columns: a failed row's None must stay None (not NaN, which is not JSON)

@@ -43,6 +43,7 @@ import bench_tones  # noqa: E402  (a bench module beside this one)
 SR = 44100
 NO_NOTE = "no pitched note"
 SEVERAL = "several notes at once"
+PLUCKED = "a plucked or struck note"
 """How the predictor's warnings start."""
 KINDS = {
     "white 1.5 s": ["synth", "1.5", "whitenoise"],
@@ -102,13 +103,15 @@ def labelled_notes(folder: Path) -> list[str]:
 
 
 def tally(predictions: list) -> dict:
-    """How many answers were made, warned of as no note or as several, and shown sure (instrument, family, pitch)."""
+    """How many answers were made, warned of as no note, as several or as plucked, and shown sure (instrument, family,
+    pitch)."""
     made = [p for p in predictions if p.ok]
     return {
         "n": len(predictions),
         "answered": len(made),
         "no_note": sum(any(w.startswith(NO_NOTE) for w in p.warnings) for p in made),
         "several": sum(any(w.startswith(SEVERAL) for w in p.warnings) for p in made),
+        "plucked": sum(any(w.startswith(PLUCKED) for w in p.warnings) for p in made),
         "instrument_sure": sum(p.instrument_sure for p in made),
         "family_sure": sum(p.instrument_family_sure for p in made),
         "pitch_sure": sum(p.pitch_sure for p in made),

@@ -205,6 +205,25 @@ def test_a_file_with_no_pitched_note_gets_no_sure_instrument_or_family_and_says_
     assert r.pitch_sure and r.instrument_sure and r.warnings == []
 
 
+def test_a_plucked_or_struck_note_gets_no_sure_instrument_or_family_and_says_why(predictor, monkeypatch):
+    """A string struck once falls in every band from its attack, as no held instrument the models know does: even a
+    calibration sure of everything shows neither its instrument nor its family as sure; its pitch stays sure."""
+    from instropitch import cli
+    from instropitch.ml.calibration import Calibration
+
+    sure_of_all = Calibration(threshold=1e-6, family_threshold=1e-6, fitted_on="heldout_sources")
+    for model in (predictor.instrument_model, predictor.pitch_model):
+        monkeypatch.setattr(model, "calibration", sure_of_all)
+    t = np.arange(2 * SR) / SR
+    string = sum(np.sin(2 * np.pi * k * 196.0 * t) / k * 10 ** (-12 * k * t / 20) for k in range(1, 9))
+    r = predictor.predict_file(wav_bytes((0.5 * string / np.abs(string).max()).astype(np.float32)), top_k=0)
+    assert r.ok and r.pitch_sure and r.midi == 55 and not (r.instrument_sure or r.instrument_family_sure)
+    assert len(r.warnings) == 1 and r.warnings[0].startswith("a plucked or struck note: it falls "), r.warnings
+    assert "not sure" in cli._prediction_table([r.to_dict()])
+    held = predictor.predict_file(wav_bytes(tone("Vn", 55, seconds=2.0, amp=0.5, seed=77)), top_k=0)
+    assert held.instrument_sure and held.instrument_family_sure and held.warnings == []
+
+
 def test_a_tone_above_the_period_estimates_reach_is_a_pitched_note(predictor, monkeypatch):
     """E7 with harmonics 2-4 only, answered E7 but not sure: YIN finds no period up there, the waveform
     repeats at E7's all the same, so it is no "no pitched note"; noise answered E7 is."""

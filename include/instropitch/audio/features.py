@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from instropitch import audio
-from instropitch.audio import melody, trim
+from instropitch.audio import decay, melody, trim
 
 FEATURES_VERSION = 1
 """Part of every digest: bump it when a code change alters the spectrograms of the same config."""
@@ -601,6 +601,9 @@ class Features:
     """Seconds of the file (start, end) the pitch spectrogram was read from."""
     notes: list[melody.HeldNote] | None = None
     """The notes the file holds over time (`melody.notes_held`), when asked for: more than one is worth a warning."""
+    decay_db: float | None = None
+    """How much the note falls after its attack (`decay.band_decay`), when the notes are asked for: a plucked or
+    struck string falls, the held notes the models know do not."""
 
 
 NOTE_PRE_ROLL = 0.05
@@ -616,11 +619,11 @@ def _window_start(config: SpectrogramConfig, span: tuple[float, float]) -> float
     return start + config.start_fraction * (end - start)
 
 
-def _window_span(frames: np.ndarray | None, info: audio.WavInfo) -> tuple[float, float]:
-    """Seconds of the file the windows are placed on: the sounding part of `frames` (the whole file), or all of it."""
-    if frames is None:
+def _window_span(note: tuple[float, float] | None, info: audio.WavInfo) -> tuple[float, float]:
+    """Seconds of the file the windows are placed on: from just before the `note` (`trim.note_span`), or all of it."""
+    if note is None:
         return 0.0, info.duration
-    start, end = trim.note_span(frames, info.sample_rate)
+    start, end = note
     return max(0.0, start - NOTE_PRE_ROLL), end
 
 
@@ -684,7 +687,8 @@ def compute_features(
     only the seconds each window needs.
 
     `keep_audio` keeps the pitch window's samples too (`Features.pitch_audio`, for a period
-    estimate in the time domain); `find_notes` reads the pitch over the whole file (`Features.notes`).
+    estimate in the time domain); `find_notes` reads the pitch over the whole file (`Features.notes`)
+    and how the note's level moves after its attack (`Features.decay_db`).
     Raises `audio.AudioError` subclasses for unusable files, including `SilentAudioError` when a window
     to analyse is silent (so no spectrogram is normalised by zero).
     """
@@ -696,8 +700,11 @@ def compute_features(
         # Locating the note reads every sample once; the windows are then cut from them.
         frames = audio.read_frames(src, 0, info.n_frames, info=info) if config.locate_note or find_notes else None
         located = frames if config.locate_note else None
+        note = trim.note_span(frames, info.sample_rate) if frames is not None else None
         window = (0.0, 0.0)
-        for what, cfg, start, length in _segments(info, config, _window_span(located, info)):
+        for what, cfg, start, length in _segments(
+            info, config, _window_span(note if config.locate_note else None, info)
+        ):
             if located is None:
                 y = audio.read_segment(src, start, length, cfg.sample_rate, info=info)
             else:
@@ -720,4 +727,5 @@ def compute_features(
         pitch_audio=kept,
         pitch_window=window,
         notes=melody.notes_held(frames, info.sample_rate) if find_notes and frames is not None else None,
+        decay_db=decay.band_decay(frames, info.sample_rate, note) if find_notes and frames is not None else None,
     )

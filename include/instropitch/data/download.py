@@ -674,10 +674,12 @@ def download_freepats(
     return target
 
 
-def tonejs_url(name: str, registry: str | None = None) -> str:
-    """The tarball of `tonejs-instrument-NAME-mp3` at its pinned version (`TONEJS_PACKAGES`) in `registry`."""
+def tonejs_url(name: str, registry: str | None = None, version: str | None = None) -> str:
+    """The tarball of `tonejs-instrument-NAME-mp3` at `version` (by default its pin in `TONEJS_PACKAGES`) in
+    `registry`."""
     package = f"tonejs-instrument-{name}-mp3"
-    return f"{(registry or NPM_REGISTRY).rstrip('/')}/{package}/-/{package}-{TONEJS_PACKAGES[name][1]}.tgz"
+    version = version or TONEJS_PACKAGES[name][1]
+    return f"{(registry or NPM_REGISTRY).rstrip('/')}/{package}/-/{package}-{version}.tgz"
 
 
 def read_tonejs_package(archive: Path, url: str, name: str = "") -> tuple[dict[int, np.ndarray], int]:

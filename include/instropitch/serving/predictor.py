@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from instropitch import audio
-from instropitch.audio import inputs, melody, periodicity
+from instropitch.audio import decay, inputs, melody, periodicity
 from instropitch.audio.features import FeatureConfig, Features, SpectrogramConfig, compute_features, get_preset
 from instropitch.ml.calibration import Calibration, candidate_mask, family_proba
 from instropitch.serving import modelcache, pitch_evidence, registry_lookup
@@ -156,6 +156,18 @@ def no_pitch_warning(period: periodicity.Periodicity | None) -> str:
     return (
         f"no pitched note: the pitch answer is not sure and the waveform has {heard}; the models know pitched "
         "instruments only, so no instrument answer is shown as sure"
+    )
+
+
+def plucked_or_struck_warning(decay_db: float | None) -> str | None:
+    """What to tell a user whose note dies away after its attack (`decay.plucked_or_struck`): a guitar, piano or harp.
+    The models know instruments that hold their notes, so their instrument answer on it is a guess whatever its
+    confidence (a guitar read "Brass, sure"): bench/RESULTS.md, "Plucked and struck notes"."""
+    if not decay.plucked_or_struck(decay_db):
+        return None
+    return (
+        f"a plucked or struck note: it falls {-decay_db:.0f} dB within a second of its attack; the models know "
+        "bowed, blown and bellows instruments that hold their notes, so no instrument answer is shown as sure"
     )
 
 
@@ -603,10 +615,12 @@ class Predictor:
             evidence, unpitched = zip(*(pool.map(check, rows) if pool is not None else map(check, rows)), strict=True)
             shown_pitch = np.stack([self._shown_pitch(p_pitch[row], evidence[row]) for row in rows])
             notes_heard = np.asarray(self.pitch_model.class_values)[np.argmax(shown_pitch, axis=1)]
+            plucked = [plucked_or_struck_warning(note.decay_db) for note in notes]
             for row, i in enumerate(good):
                 held = notes[row].notes or []
                 several = melody.several_notes_warning(held, notes[row].pitch_window, float(notes_heard[row]))
-                warnings[i] += [w for w in (several, unpitched[row], shared_period_warning(evidence[row])) if w]
+                said = (several, unpitched[row], shared_period_warning(evidence[row]), plucked[row])
+                warnings[i] += [w for w in said if w]
             with self._lock:
                 p_inst, f_inst = self.instrument_model.answer(
                     self._model_input(self.instrument_model, stacked, notes_heard)
@@ -621,7 +635,7 @@ class Predictor:
                     k,
                     evidence[row],
                     foreign,
-                    pitched=unpitched[row] is None,
+                    known_kind=unpitched[row] is None and plucked[row] is None,
                 )
                 result.warnings = warnings.get(i, [])
                 if keep_spectrograms:
@@ -740,10 +754,11 @@ class Predictor:
         top_k: int,
         period: pitch_evidence.PeriodCheck | None = None,
         instrument_foreignness: float | None = None,
-        pitched: bool = True,
+        known_kind: bool = True,
     ) -> Prediction:
         """The answer from both models' raw probabilities and the pitch ones shown (`_shown_pitch`):
-        calibrated, sure or not, with alternatives; no instrument answer is sure of a file with no pitched note."""
+        calibrated, sure or not, with alternatives; no instrument answer is sure unless the file holds `known_kind`
+        of sound: a pitched note, held (not plucked or struck)."""
         raw = {"pitch": p_pitch, "instrument": p_inst}
         shown = {"pitch": shown_pitch, "instrument": self.instrument_model.shown(p_inst, instrument_foreignness)}
         order = {role: np.argsort(-p, kind="stable") for role, p in shown.items()}
@@ -769,11 +784,11 @@ class Predictor:
 
         best = {role: int(order[role][0]) for role in raw}
         sure = {role: bool(shown[role][best[role]] >= self.models[role].calibration.threshold) for role in raw}
-        sure["instrument"] &= pitched
+        sure["instrument"] &= known_kind
         sure["pitch"] &= period is None or not period.shared
         best_inst, best_pitch = entry("instrument", best["instrument"]), entry("pitch", best["pitch"])
         family, family_confidence, family_sure = self._family(shown["instrument"])
-        family_sure &= pitched
+        family_sure &= known_kind
         return Prediction(
             file=file,
             instrument=best_inst["instrument"],

@@ -523,6 +523,19 @@ def heldout_story(tmp_path_factory):
         }
 
 
+def test_a_quick_run_keeps_the_fits_that_leave_out_the_sources_it_names_and_refuses_a_name_none_leaves_out():
+    """`heldout_sources`, the training DAG's param (the demo runs one fit of the recipe's several)."""
+    from instropitch.ml.heldout import fits_leaving_out
+
+    fits = ["fluidr3+mslite", "merlin", "timgm6mb"]
+    assert fits_leaving_out(fits, []) == fits
+    assert fits_leaving_out(fits, ["mslite"]) == ["fluidr3+mslite"]
+    assert fits_leaving_out(fits, ["timgm6mb", "merlin"]) == ["merlin", "timgm6mb"]
+    assert fits_leaving_out([], ["merlin"]) == []  # no fits to make (one source, 0 epochs): nothing to choose from
+    with pytest.raises(ValueError, match=r"no held-out fit leaves out Nope \(the fits: fluidr3\+mslite, merlin, "):
+        fits_leaving_out(fits, ["merlin", "Nope"])
+
+
 def test_train_and_log_records_heldout_accuracy_per_source(heldout_story):
     metrics = heldout_story["metrics"]
     for source in ("plain", "mirror"):

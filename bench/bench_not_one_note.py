@@ -31,8 +31,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -119,6 +120,31 @@ def tally(predictions: list) -> dict:
     }
 
 
+def tally_with_and_without(predictor: Any, sounds: list, off: Callable[[], contextlib.AbstractContextManager]) -> dict:
+    """`tally` of the predictor's answers on `sounds`, with the answers inside `off()` (a check taken out) under
+    "as_before"."""
+    r = tally(predictor.predict_many(sounds, top_k=0))
+    with off():
+        r["as_before"] = tally(predictor.predict_many(sounds, top_k=0))
+    return r
+
+
+def run_sets(
+    predictor: Any, sets: dict[str, list], off: Callable[[], contextlib.AbstractContextManager], warned: Callable
+) -> dict[str, dict]:
+    """`tally_with_and_without` of each set, printed a line each: `warned(tally)` says what was warned of."""
+    results = {}
+    for kind, sounds in sets.items():
+        r = results[kind] = tally_with_and_without(predictor, sounds, off)
+        before = r["as_before"]
+        print(
+            f"{kind:28s} {warned(r)}; shown sure (without the check): instrument {r['instrument_sure']} "
+            f"({before['instrument_sure']}), family {r['family_sure']} ({before['family_sure']}), "
+            f"pitch {r['pitch_sure']} ({before['pitch_sure']})  {r['errors'] or ''}"
+        )
+    return results
+
+
 @contextlib.contextmanager
 def checks_off() -> Iterator[None]:
     """The predictor of session 52: neither the no-pitched-note check nor the shared-period one."""
@@ -145,7 +171,6 @@ def main() -> int:
 
     predictor = Predictor.load(from_export=args.from_export)
     started = time.perf_counter()
-    results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bench-not-one-note-") as tmp:
         sets = {kind: [no_note_wav(kind, d, Path(tmp)) for d in range(args.draws)] for kind in KINDS}
         sets["clicks (metronome)"] = [clicks_wav(d) for d in range(args.draws)]
@@ -158,16 +183,12 @@ def main() -> int:
             sets[f"notes: {kind} tones"] = made
         for folder in args.notes:
             sets[f"notes: {folder}"] = [(path, path) for path in labelled_notes(folder)]
-        for kind, sounds in sets.items():
-            r = results[kind] = tally(predictor.predict_many(sounds, top_k=0))
-            with checks_off():
-                before = r["as_before"] = tally(predictor.predict_many(sounds, top_k=0))
-            print(
-                f"{kind:26s} {r['no_note']:3d} / {r['several']:3d} of {r['answered']:4d} warned no note / several; "
-                f"shown sure (before the checks): instrument {r['instrument_sure']} ({before['instrument_sure']}), "
-                f"family {r['family_sure']} ({before['family_sure']}), pitch {r['pitch_sure']} ({before['pitch_sure']})"
-                f"  {r['errors'] or ''}"
-            )
+        results = run_sets(
+            predictor,
+            sets,
+            checks_off,
+            lambda r: f"{r['no_note']:3d} / {r['several']:3d} of {r['answered']:4d} warned no note / several",
+        )
     bench_tones.write_record(args.json, predictor, started, results)
     return 0
 

@@ -102,22 +102,15 @@ def main() -> int:
     predictor = Predictor.load(from_export=args.from_export)
     started = time.perf_counter()
     args.cache.mkdir(parents=True, exist_ok=True)
-    results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bench-plucked-") as tmp:
         sets = {f"outside: {name}": outside_notes(name, args.cache, Path(tmp)) for name in OUTSIDE_PACKAGES}
         if shutil.which("sox"):
             sets["SoX pluck"] = [sox_pluck(note, Path(tmp)) for note in SOX_PLUCKS]
         for folder in args.notes:
             sets[f"held: {folder}"] = [(path, path) for path in bench_not_one_note.labelled_notes(folder)]
-        for kind, sounds in sets.items():
-            r = results[kind] = bench_not_one_note.tally(predictor.predict_many(sounds, top_k=0))
-            with check_off():
-                before = r["as_before"] = bench_not_one_note.tally(predictor.predict_many(sounds, top_k=0))
-            print(
-                f"{kind:28s} {r['plucked']:4d} of {r['answered']:4d} warned plucked or struck; shown sure (before the "
-                f"check): instrument {r['instrument_sure']} ({before['instrument_sure']}), family {r['family_sure']} "
-                f"({before['family_sure']}), pitch {r['pitch_sure']} ({before['pitch_sure']})  {r['errors'] or ''}"
-            )
+        results = bench_not_one_note.run_sets(
+            predictor, sets, check_off, lambda r: f"{r['plucked']:4d} of {r['answered']:4d} warned plucked or struck"
+        )
     bench_tones.write_record(args.json, predictor, started, results)
     return 0
 

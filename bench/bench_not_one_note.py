@@ -1,20 +1,22 @@
 """Benchmark: a file that is not one pitched note must not get a sure answer it cannot have (issue 15).
 
-A user may hand the tool noise, a cymbal, a clap, a breath or a metronome, or a chord. The
+A user may hand the tool noise, a cymbal, a clap, a breath or a metronome, a chord, or a glide. The
 models know single notes of 14 pitched instruments. Before session 53 the family answer of white
 noise read "Strings 100 %, sure", and a C major triad on C4 read "C2, sure" (the period its notes
 share). The predictor now says "no pitched note" (and shows no instrument or family answer as sure)
 when the pitch answer is not sure and the waveform has no period to believe
 (`pitch_evidence.unpitched`), and "several notes at once" (the pitch answer not sure) when the
 period it would go by is silent at its fundamental and octave (`pitch_evidence.shared_period`).
+Since session 54 a pitch that glides where the answer is read (`audio.melody.glide`: a siren, a slide)
+is not shown as sure either (a glide A3 -> A4 read "D#4, sure").
 
 This renders such sounds with SoX (`sox -n ... synth`: code this project did not write; fresh random
 draws each run): noises, and chords of SoX's plucked strings (Karplus-Strong), sines, triangle and
-square waves on random roots. It counts, per kind, how often each warning comes and how often an
-answer is still shown as sure. Notes on which neither warning may come: `bench_tones.py`'s test tones
+square waves on random roots, and glides (SoX's sweeps of a sine, sawtooth or triangle). It counts, per kind, how often each warning comes and how often an
+answer is still shown as sure. Notes on which no warning may come: `bench_tones.py`'s test tones
 (sines, squares, triangles, sawtooths, missing-fundamental, 80 ms and aliased tones over MIDI 28-105),
 and `--notes` TinySOL-layout folders of real notes (e.g. `bench/recordings_set.py`, the demo's
-renders). Every set is also predicted without either check (the predictor before them).
+renders). Every set is also predicted without the checks (the predictor before them).
 
     .venv/bin/python bench/bench_not_one_note.py --from-export DIR --notes /tmp/tonejs --json /tmp/not_one.json
     MLFLOW_TRACKING_URI=sqlite:///$PWD/.instropitch/mlflow.db .venv/bin/python bench/bench_not_one_note.py
@@ -45,6 +47,7 @@ SR = 44100
 NO_NOTE = "no pitched note"
 SEVERAL = "several notes at once"
 PLUCKED = "a plucked or struck note"
+GLIDES = "the pitch glides"
 """How the predictor's warnings start."""
 KINDS = {
     "white 1.5 s": ["synth", "1.5", "whitenoise"],
@@ -85,6 +88,18 @@ def chord_wav(chord: str, draw: int, folder: Path) -> tuple[str, bytes]:
     return out.name, out.read_bytes()
 
 
+def glide_wav(draw: int, folder: Path) -> tuple[str, bytes]:
+    """A glide of 3-12 semitones up or down from a random start (MIDI 45-75) over 1-3 s, in a random SoX wave."""
+    rng = np.random.default_rng(draw)
+    start, interval = int(rng.integers(45, 76)), int(rng.integers(3, 13)) * int(rng.choice([-1, 1]))
+    wave, seconds = str(rng.choice(WAVES[1:])), float(rng.uniform(1.0, 3.0))
+    out = folder / f"glide-{wave}-{start}-{interval:+d}.wav"
+    sweep = "-".join(f"{440 * 2 ** ((m - 69) / 12):.2f}" for m in (start, start + interval))  # Hz, a linear sweep
+    command = ["sox", "-n", "-r", str(SR), "-c", "1", "-b", "16", str(out), "synth", f"{seconds:.2f}", wave, sweep]
+    subprocess.run([*command, "fade", "0.01", f"{seconds:.2f}", "0.05", "norm", "-6"], check=True, capture_output=True)
+    return out.name, out.read_bytes()
+
+
 def clicks_wav(draw: int) -> tuple[str, bytes]:
     """A metronome: clicks every 0.25-0.6 s over 2 s (numpy: SoX has no click train), 16-bit WAV bytes."""
     import soundfile
@@ -113,6 +128,7 @@ def tally(predictions: list) -> dict:
         "no_note": sum(any(w.startswith(NO_NOTE) for w in p.warnings) for p in made),
         "several": sum(any(w.startswith(SEVERAL) for w in p.warnings) for p in made),
         "plucked": sum(any(w.startswith(PLUCKED) for w in p.warnings) for p in made),
+        "glides": sum(any(w.startswith(GLIDES) for w in p.warnings) for p in made),
         "instrument_sure": sum(p.instrument_sure for p in made),
         "family_sure": sum(p.instrument_family_sure for p in made),
         "pitch_sure": sum(p.pitch_sure for p in made),
@@ -147,15 +163,17 @@ def run_sets(
 
 @contextlib.contextmanager
 def checks_off() -> Iterator[None]:
-    """The predictor of session 52: neither the no-pitched-note check nor the shared-period one."""
+    """The predictor of session 52: no no-pitched-note check, no shared-period one, no glide."""
+    from instropitch.audio import melody
     from instropitch.serving import pitch_evidence
 
-    originals = pitch_evidence.unpitched, pitch_evidence.shared_period
+    originals = pitch_evidence.unpitched, pitch_evidence.shared_period, melody.glide_warning
     pitch_evidence.unpitched = pitch_evidence.shared_period = lambda *args: False
+    melody.glide_warning = lambda *args: None
     try:
         yield
     finally:
-        pitch_evidence.unpitched, pitch_evidence.shared_period = originals
+        pitch_evidence.unpitched, pitch_evidence.shared_period, melody.glide_warning = originals
 
 
 def main() -> int:
@@ -175,6 +193,7 @@ def main() -> int:
         sets = {kind: [no_note_wav(kind, d, Path(tmp)) for d in range(args.draws)] for kind in KINDS}
         sets["clicks (metronome)"] = [clicks_wav(d) for d in range(args.draws)]
         sets.update({f"chord: {c}": [chord_wav(c, d, Path(tmp)) for d in range(args.draws)] for c in CHORDS})
+        sets["glide"] = [glide_wav(d, Path(tmp)) for d in range(4 * args.draws)]
         for kind, seconds in {**bench_tones.KINDS, **bench_tones.EXTRA_KINDS}.items():
             made = [
                 (f"{kind}-{m}.wav", bench_tones.tone_wav(kind, m, seconds, Path(tmp) / f"{kind}-{m}.wav"))
@@ -187,7 +206,10 @@ def main() -> int:
             predictor,
             sets,
             checks_off,
-            lambda r: f"{r['no_note']:3d} / {r['several']:3d} of {r['answered']:4d} warned no note / several",
+            lambda r: (
+                f"{r['no_note']:3d} / {r['several']:3d} / {r['glides']:3d} of {r['answered']:4d} warned no note / "
+                "several / glides"
+            ),
         )
     bench_tones.write_record(args.json, predictor, started, results)
     return 0

@@ -92,3 +92,45 @@ def test_readings_under_the_answer_in_a_whole_ratio_are_its_subharmonics():
     d4, c7 = melody.HeldNote(2.0, 3.0, 62.0), melody.HeldNote(0.0, 2.0, 95.9)
     said = melody.several_notes_warning([c7, c6, d4], (0.5, 1.5), answer_midi=96.0)
     assert said is not None and said.startswith("holds 2 notes (C7 at 0.00 s, D4 at 2.00 s)")
+
+
+def glide_note(start_midi: float, end_midi: float, seconds: float) -> np.ndarray:
+    """A sawtooth-like tone whose pitch moves evenly (in semitones) from one note to another."""
+    t = np.arange(int(seconds * SR)) / SR
+    f = 440 * 2 ** ((start_midi + (end_midi - start_midi) * t / seconds - 69) / 12)
+    phase = 2 * np.pi * np.cumsum(f) / SR
+    y = sum(np.sin(k * phase) / k for k in range(1, 8))
+    return (0.4 * y / np.abs(y).max() * np.minimum(1, t / 0.03)).astype(np.float32)
+
+
+def test_a_pitch_that_glides_is_found_where_the_answer_is_read_and_said():
+    course = melody.pitch_course(glide_note(57, 69, 1.5), SR)  # A3 -> A4
+    moved = melody.glide(course, (0.25, 1.25))
+    assert moved is not None and moved[1] - moved[0] > 4  # upwards, most of the window's 8 semitones
+    assert 58 <= moved[0] < moved[1] <= 68
+    said = melody.glide_warning(moved, (0.25, 1.25))
+    assert said.startswith("the pitch glides from ") and "where the answer was read (0.25-1.25 s)" in said
+    down = melody.glide(melody.pitch_course(glide_note(72, 62, 1.5), SR), (0.25, 1.25))
+    assert down is not None and down[0] > down[1]
+    assert melody.glide(course, (1.6, 2.6)) is None  # nothing of it in that window
+    assert melody.glide_warning(None, (0.0, 1.0)) is None
+
+
+@pytest.mark.parametrize(
+    "y",
+    [
+        pytest.param(tone("Vn", 45, seconds=3.0), id="one note"),
+        pytest.param(vibrato_note(62.3, 2.0, 0.5), id="wide vibrato"),
+        pytest.param(legato(*(tone("ClBb", m, seconds=0.3, seed=m) for m in (60, 62, 64, 65, 67))), id="a scale"),
+        pytest.param(glide_note(60, 61, 1.5), id="a semitone bend"),
+    ],
+)
+def test_a_held_note_a_vibrato_a_scale_or_a_bend_is_no_glide(y):
+    assert melody.glide(melody.pitch_course(y, SR), (0.0, len(y) / SR)) is None
+
+
+def test_features_carry_the_glide_in_the_pitch_window_only_when_asked():
+    data = wav_bytes(glide_note(57, 69, 1.5))
+    assert features.compute_features(data, CONFIG).glide is None
+    found = features.compute_features(data, CONFIG, find_notes=True)
+    assert found.glide is not None and found.glide[1] > found.glide[0]

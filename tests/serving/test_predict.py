@@ -224,6 +224,21 @@ def test_a_plucked_or_struck_note_gets_no_sure_instrument_or_family_and_says_why
     assert held.instrument_sure and held.instrument_family_sure and held.warnings == []
 
 
+def test_a_pitch_that_glides_gets_no_sure_pitch_answer_and_says_why(predictor, monkeypatch):
+    """A3 -> A4 in 1.5 s read "D#4, sure" (session 53): no held note where the answer is read, so not sure."""
+    from instropitch.ml.calibration import Calibration
+
+    monkeypatch.setattr(predictor.pitch_model, "calibration", Calibration(threshold=1e-6, fitted_on="validation"))
+    t = np.arange(int(1.5 * SR)) / SR
+    phase = 2 * np.pi * np.cumsum(220.0 * 2 ** (t / 1.5)) / SR
+    y = sum(np.sin(k * phase) / k for k in range(1, 8))
+    r = predictor.predict_file(wav_bytes((0.4 * y / np.abs(y).max()).astype(np.float32)), top_k=0)
+    assert r.ok and not r.pitch_sure and r.candidates["pitch"]
+    assert [w.split(" from ")[0] for w in r.warnings] == ["the pitch glides"], r.warnings
+    held = predictor.predict_file(wav_bytes(tone("Vn", 57, seconds=1.5, amp=0.5, seed=7)), top_k=0)
+    assert held.pitch_sure and held.warnings == []
+
+
 def test_a_tone_above_the_period_estimates_reach_is_a_pitched_note(predictor, monkeypatch):
     """E7 with harmonics 2-4 only, answered E7 but not sure: YIN finds no period up there, the waveform
     repeats at E7's all the same, so it is no "no pitched note"; noise answered E7 is."""

@@ -601,6 +601,8 @@ class Features:
     """Seconds of the file (start, end) the pitch spectrogram was read from."""
     notes: list[melody.HeldNote] | None = None
     """The notes the file holds over time (`melody.notes_held`), when asked for: more than one is worth a warning."""
+    glide: tuple[float, float] | None = None
+    """(from, to) MIDI of a glide in the pitch window (`melody.glide`), when the notes are asked for."""
     decay_db: float | None = None
     """How much the note falls after its attack (`decay.band_decay`), when the notes are asked for: a plucked or
     struck string falls, the held notes the models know do not."""
@@ -687,8 +689,8 @@ def compute_features(
     only the seconds each window needs.
 
     `keep_audio` keeps the pitch window's samples too (`Features.pitch_audio`, for a period
-    estimate in the time domain); `find_notes` reads the pitch over the whole file (`Features.notes`)
-    and how the note's level moves after its attack (`Features.decay_db`).
+    estimate in the time domain); `find_notes` reads the pitch over the whole file (`Features.notes`,
+    `Features.glide`) and how the note's level moves after its attack (`Features.decay_db`).
     Raises `audio.AudioError` subclasses for unusable files, including `SilentAudioError` when a window
     to analyse is silent (so no spectrogram is normalised by zero).
     """
@@ -726,6 +728,17 @@ def compute_features(
         sample_rate=info.sample_rate,
         pitch_audio=kept,
         pitch_window=window,
-        notes=melody.notes_held(frames, info.sample_rate) if find_notes and frames is not None else None,
-        decay_db=decay.band_decay(frames, info.sample_rate, note) if find_notes and frames is not None else None,
+        **(_whole_file(frames, info.sample_rate, note, window) if find_notes and frames is not None else {}),
     )
+
+
+def _whole_file(
+    frames: np.ndarray, sample_rate: int, note: tuple[float, float], window: tuple[float, float]
+) -> dict[str, Any]:
+    """What the predictor reads of the whole file besides the windows: its notes, a glide, the fall after the attack."""
+    course = melody.pitch_course(frames, sample_rate)
+    return {
+        "notes": melody.held_notes(course),
+        "glide": melody.glide(course, window),
+        "decay_db": decay.band_decay(frames, sample_rate, note),
+    }

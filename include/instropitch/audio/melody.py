@@ -51,6 +51,12 @@ LOUD_DB = 20.0
 """Frames this far below the loudest are the tail or the room, not a note."""
 HARMONIC_RATIOS = (2, 3, 4, 5, 6)
 """Frequency ratios under which two readings may be one note's harmonic and the note (or it and its subharmonic)."""
+GLIDE_SEMITONES = 2.0
+GLIDE_STEPS = 3
+GLIDE_STEP = (0.15, 2.5)
+"""A glide (`glide`): the pitch moves `GLIDE_SEMITONES` or more one way over `GLIDE_STEPS` frames or more, each
+step `GLIDE_STEP` semitones (per `HOP_S`). On 3,085 held notes the longest such run moved 1.0 semitone (a violin
+A#5, pp); a glide A3 -> A4 over 1.5 s moves 8 in the pitch window (bench/RESULTS.md, "A pitch that glides")."""
 
 
 @dataclass(frozen=True)
@@ -112,17 +118,71 @@ def _decimated(y: np.ndarray, sample_rate: int) -> tuple[np.ndarray, float]:
     return np.asarray(total, dtype=np.float64) / k, sample_rate / k
 
 
-def notes_held(y: np.ndarray, sample_rate: int) -> list[HeldNote]:
-    """The notes of mono audio `y`, in order: each held `MIN_NOTE_S` or longer in periodic, loud frames.
+@dataclass(frozen=True)
+class PitchCourse:
+    """A file's pitch over time: fractional MIDI every `hop` s from `times`, and which frames are periodic and loud."""
 
-    Empty when a first look (`_pitch_moves`) finds one pitch all along, as in nearly every file handed in.
-    """
+    times: np.ndarray
+    midi: np.ndarray
+    usable: np.ndarray
+    hop: float
+
+
+def pitch_course(y: np.ndarray, sample_rate: int) -> PitchCourse | None:
+    """The pitch of mono audio `y` over time; None when a first look (`_pitch_moves`) finds one pitch all along,
+    as in nearly every file handed in."""
     if len(y) < 2 * MIN_NOTE_S * sample_rate or not _pitch_moves(y, sample_rate):
-        return []
+        return None
     y, rate = _decimated(y, sample_rate)
     hop = max(HOP_S, len(y) / rate / MAX_FRAMES)
     times, midi, aperiodicity, _ = periodicity.track(y, rate, hop_s=hop, quiet_db=LOUD_DB, fmin=FMIN_HZ)
-    return _merge(_runs(times, midi, aperiodicity < PERIODIC, hop))
+    return PitchCourse(times, midi, aperiodicity < PERIODIC, hop)
+
+
+def notes_held(y: np.ndarray, sample_rate: int) -> list[HeldNote]:
+    """The notes of mono audio `y`, in order: each held `MIN_NOTE_S` or longer in periodic, loud frames."""
+    return held_notes(pitch_course(y, sample_rate))
+
+
+def held_notes(course: PitchCourse | None) -> list[HeldNote]:
+    """The notes a `pitch_course` holds, in order (none when it found one pitch all along)."""
+    if course is None:
+        return []
+    return _merge(_runs(course.times, course.midi, course.usable, course.hop))
+
+
+def glide(course: PitchCourse | None, window: tuple[float, float]) -> tuple[float, float] | None:
+    """(from, to) MIDI of the longest glide of `course` within `window` (s): usable frames one after the other, each
+    `GLIDE_STEP` semitones one way of the last, at least `GLIDE_STEPS` steps and `GLIDE_SEMITONES` in all; None if
+    there is none. Vibrato turns back within a step or two; a high note read at its subharmonics jumps."""
+    if course is None:
+        return None
+    inside = course.usable & (course.times >= window[0] - course.hop / 2) & (course.times <= window[1])
+    best, run = None, [0]
+    for i in range(1, len(course.midi)):
+        step = course.midi[i] - course.midi[i - 1]
+        way = np.sign(step)
+        if not (inside[i] and inside[i - 1] and GLIDE_STEP[0] <= abs(step) <= GLIDE_STEP[1]):
+            run = [i]
+            continue
+        if len(run) > 1 and np.sign(course.midi[run[-1]] - course.midi[run[-2]]) != way:
+            run = [i - 1]
+        run.append(i)
+        moved = abs(course.midi[run[-1]] - course.midi[run[0]])
+        if len(run) > GLIDE_STEPS and moved >= GLIDE_SEMITONES and (best is None or moved > abs(best[1] - best[0])):
+            best = (float(course.midi[run[0]]), float(course.midi[run[-1]]))
+    return best
+
+
+def glide_warning(moved: tuple[float, float] | None, window: tuple[float, float]) -> str | None:
+    """What to tell a user whose pitch glides where the answer was read (`glide`): a siren, a slide, a bend."""
+    if moved is None:
+        return None
+    start, end = (midi_to_pitch(int(round(m))) for m in moved)
+    return (
+        f"the pitch glides from {start} to {end} where the answer was read ({max(window[0], 0.0):.2f}-"
+        f"{window[1]:.2f} s): no held note there, so the pitch answer is not sure"
+    )
 
 
 def _pitch_moves(y: np.ndarray, sample_rate: int) -> bool:

@@ -616,10 +616,11 @@ class Predictor:
             shown_pitch = np.stack([self._shown_pitch(p_pitch[row], evidence[row]) for row in rows])
             notes_heard = np.asarray(self.pitch_model.class_values)[np.argmax(shown_pitch, axis=1)]
             plucked = [plucked_or_struck_warning(note.decay_db) for note in notes]
+            glides = [melody.glide_warning(note.glide, note.pitch_window) for note in notes]
             for row, i in enumerate(good):
                 held = notes[row].notes or []
                 several = melody.several_notes_warning(held, notes[row].pitch_window, float(notes_heard[row]))
-                said = (several, unpitched[row], shared_period_warning(evidence[row]), plucked[row])
+                said = (several, glides[row], unpitched[row], shared_period_warning(evidence[row]), plucked[row])
                 warnings[i] += [w for w in said if w]
             with self._lock:
                 p_inst, f_inst = self.instrument_model.answer(
@@ -636,6 +637,7 @@ class Predictor:
                     evidence[row],
                     foreign,
                     known_kind=unpitched[row] is None and plucked[row] is None,
+                    one_pitch=glides[row] is None,
                 )
                 result.warnings = warnings.get(i, [])
                 if keep_spectrograms:
@@ -755,10 +757,12 @@ class Predictor:
         period: pitch_evidence.PeriodCheck | None = None,
         instrument_foreignness: float | None = None,
         known_kind: bool = True,
+        one_pitch: bool = True,
     ) -> Prediction:
         """The answer from both models' raw probabilities and the pitch ones shown (`_shown_pitch`):
         calibrated, sure or not, with alternatives; no instrument answer is sure unless the file holds `known_kind`
-        of sound: a pitched note, held (not plucked or struck)."""
+        of sound: a pitched note, held (not plucked or struck); no pitch answer is sure unless it holds `one_pitch`
+        (no glide) and its period is no chord's."""
         raw = {"pitch": p_pitch, "instrument": p_inst}
         shown = {"pitch": shown_pitch, "instrument": self.instrument_model.shown(p_inst, instrument_foreignness)}
         order = {role: np.argsort(-p, kind="stable") for role, p in shown.items()}
@@ -785,7 +789,7 @@ class Predictor:
         best = {role: int(order[role][0]) for role in raw}
         sure = {role: bool(shown[role][best[role]] >= self.models[role].calibration.threshold) for role in raw}
         sure["instrument"] &= known_kind
-        sure["pitch"] &= period is None or not period.shared
+        sure["pitch"] &= one_pitch and (period is None or not period.shared)
         best_inst, best_pitch = entry("instrument", best["instrument"]), entry("pitch", best["pitch"])
         family, family_confidence, family_sure = self._family(shown["instrument"])
         family_sure &= known_kind

@@ -14,6 +14,9 @@ subharmonics) must never read as a second note. So a note must hold its pitch (w
 `STEADY_SEMITONES`) for `MIN_NOTE_S` in frames that are periodic and loud, and two notes whose
 frequencies are in a whole ratio (2, 3, ... `HARMONIC_RATIOS`: an octave, a twelfth, ...) count as one:
 a phrase that only leaps by such intervals is not flagged.
+
+A pitch that never holds, a glide (a siren, a slide), is no note to name either: `glide` finds one
+where the answer is read, from the same track.
 """
 
 from __future__ import annotations

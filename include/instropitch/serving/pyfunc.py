@@ -13,8 +13,8 @@ row with `instrument`, `instrument_abbr`, `pitch`, `note`, `octave`, `midi`,
 `instrument_confidence`, `pitch_confidence` (calibrated), `instrument_sure`, `pitch_sure`
 (False: below the model's "not sure" threshold), `instrument_family` and `instrument_family_sure`
 (the family answer, sure by its own threshold), `warnings` (what a user should know of the file: narrow-band
-audio, several notes, no pitched note, a chord, a plucked or struck note; a list, empty for most notes) and
-`error` (None, or why that row could not be analysed; its other columns are then None).
+audio, several notes, a glide, no pitched note, a chord, a plucked or struck note; a list, empty for most notes)
+and `error` (None, or why that row could not be analysed; its other columns are then None).
 
 `register_pyfunc()` logs it (from the current champions, or from a given export) as
 registered model `instropitch` and gives the new version the alias `champion`.

@@ -8,8 +8,9 @@ before the predictor looked at how the note's level moves (`audio.decay`). This 
 packages (pinned, md5-checked), decodes them, and predicts every note with the check and without it;
 SoX's plucked string (Karplus-Strong, code this project did not write) over E2-C6 too. Notes on
 which the check must not fire: `--notes` TinySOL-layout folders of held notes (e.g.
-`bench/recordings_set.py`'s real recordings, the demo's renders); the organ and the harmonium of
-the packages hold their notes as well.
+`bench/recordings_set.py`'s real recordings, the demo's renders), and some of them cut after 0.3-0.8 s
+and played through SoX's reverb (a short note let go in a room falls as far as a guitar, but at once);
+the organ and the harmonium of the packages hold their notes as well.
 
     .venv/bin/python bench/bench_plucked.py --from-export DIR --notes /tmp/tonejs --json /tmp/plucked.json
     MLFLOW_TRACKING_URI=sqlite:///$PWD/.instropitch/mlflow.db .venv/bin/python bench/bench_plucked.py
@@ -52,6 +53,23 @@ OUTSIDE_PACKAGES = {
 tarball's sha512 matched the registry's published integrity (2026-12-06). The last two hold their notes."""
 HELD = ("organ", "harmonium")
 SOX_PLUCKS = ("E2", "A2", "D3", "G3", "B3", "E4", "A4", "E5", "C6")
+REVERBERANCE = (30, 60, 90)
+"""SoX `reverb` settings (%) for held notes let go early in a room: they fall as far as a guitar, but at once."""
+
+
+def let_go_in_a_room(path: str, draw: int, reverberance: int, folder: Path) -> tuple[str, Path]:
+    """Held note `path` cut after 0.3-0.8 s (a 20 ms fade), 2 s of silence after it, through SoX's reverb."""
+    samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    rng = np.random.default_rng(draw)
+    cut, fade = int(rng.uniform(0.3, 0.8) * rate), int(0.02 * rate)
+    note = samples.mean(axis=1)[:cut].copy()
+    note[-fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
+    dry, wet = folder / f"short-{draw}.wav", folder / f"short-{draw}-reverb{reverberance}.wav"
+    soundfile.write(dry, np.concatenate([note, np.zeros(2 * rate, dtype=np.float32)]), rate, subtype="PCM_16")
+    subprocess.run(
+        ["sox", str(dry), str(wet), "reverb", str(reverberance), "norm", "-3"], check=True, capture_output=True
+    )
+    return wet.name, wet
 
 
 def outside_notes(name: str, cache: Path, folder: Path) -> list[tuple[str, Path]]:
@@ -83,7 +101,7 @@ def check_off() -> Iterator[None]:
     from instropitch.audio import decay
 
     original = decay.plucked_or_struck
-    decay.plucked_or_struck = lambda decay_db: False
+    decay.plucked_or_struck = lambda fall: False
     try:
         yield
     finally:
@@ -95,6 +113,7 @@ def main() -> int:
     parser.add_argument("--from-export", type=Path, help="an export folder (default: the registry champions)")
     parser.add_argument("--notes", type=Path, nargs="*", default=[], help="TinySOL-layout folders of held notes")
     parser.add_argument("--cache", type=Path, default=Path(".instropitch/downloads"), help="where the tarballs go")
+    parser.add_argument("--short", type=int, default=80, help="held notes cut short and played in a room, per reverb")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     from instropitch.serving.predictor import Predictor
@@ -106,8 +125,15 @@ def main() -> int:
         sets = {f"outside: {name}": outside_notes(name, args.cache, Path(tmp)) for name in OUTSIDE_PACKAGES}
         if shutil.which("sox"):
             sets["SoX pluck"] = [sox_pluck(note, Path(tmp)) for note in SOX_PLUCKS]
-        for folder in args.notes:
-            sets[f"held: {folder}"] = [(path, path) for path in bench_not_one_note.labelled_notes(folder)]
+        held = {folder: bench_not_one_note.labelled_notes(folder) for folder in args.notes}
+        for folder, paths in held.items():
+            sets[f"held: {folder}"] = [(path, path) for path in paths]
+        pool = sorted(path for paths in held.values() for path in paths)
+        if pool and shutil.which("sox"):
+            picked = np.random.default_rng(0).choice(len(pool), size=min(args.short, len(pool)), replace=False)
+            for reverb in REVERBERANCE:
+                short = [let_go_in_a_room(pool[i], int(i), reverb, Path(tmp)) for i in picked]
+                sets[f"held 0.3-0.8 s, SoX reverb {reverb}"] = short
         results = bench_not_one_note.run_sets(
             predictor, sets, check_off, lambda r: f"{r['plucked']:4d} of {r['answered']:4d} warned plucked or struck"
         )

@@ -218,7 +218,9 @@ def test_a_plucked_or_struck_note_gets_no_sure_instrument_or_family_and_says_why
     string = sum(np.sin(2 * np.pi * k * 196.0 * t) / k * 10 ** (-12 * k * t / 20) for k in range(1, 9))
     r = predictor.predict_file(wav_bytes((0.5 * string / np.abs(string).max()).astype(np.float32)), top_k=0)
     assert r.ok and r.pitch_sure and r.midi == 55 and not (r.instrument_sure or r.instrument_family_sure)
-    assert len(r.warnings) == 1 and r.warnings[0].startswith("a plucked or struck note: it falls "), r.warnings
+    assert len(r.warnings) == 1 and r.warnings[0].startswith("a plucked or struck note: it dies away evenly, "), (
+        r.warnings
+    )
     assert "not sure" in cli._prediction_table([r.to_dict()])
     held = predictor.predict_file(wav_bytes(tone("Vn", 55, seconds=2.0, amp=0.5, seed=77)), top_k=0)
     assert held.instrument_sure and held.instrument_family_sure and held.warnings == []

@@ -5,17 +5,22 @@ TinySOL's 14 instruments play held notes (ordinario), and so do the renders the 
 guitar, piano or harp note is none of them, yet the models answered real recordings of such notes
 (npm's tonejs-instrument packages) "Brass, sure" on 57 of 216 (bench/RESULTS.md, "Plucked and struck
 notes"). What tells such a note apart needs no model: once struck, every band of its spectrum falls,
-the high ones fastest, while a held note keeps its level. `band_decay` measures that fall.
+the high ones fastest, and evenly, while a held note keeps its level until it is let go; then, in a room,
+it drops at once and its echo dies away. `fall_after_attack` measures both.
 
-Pure numpy: ten FFTs in each of the two 0.2-s windows it compares, 0.9 ms for a 44.1-kHz note (2026-12-06, load 2.3).
+Pure numpy: ten FFTs in each of the two 0.2-s windows compared, ~1 ms for a 44.1-kHz note (2026-12-06, load 2.3).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from instropitch.audio import trim
 
+FRAME_LEVEL_S = 0.01
+"""Length of the frames whose level finds the attack's peak and the steepest fall."""
 PEAK_WITHIN_S = 0.5
 """The attack's peak is the loudest 10-ms frame this soon after the note starts (`trim.note_span`)."""
 EARLY_S = (0.1, 0.3)
@@ -27,39 +32,66 @@ LOWEST_HZ = 55.0
 """The lowest octave band starts at A1; the bands go up an octave at a time to half the sample rate."""
 LIVE_DB = 30.0
 """Bands this far below the loudest band of the early window are left out (nothing there to fall)."""
+STEP_S = 0.05
+"""The steepest fall is the largest drop of the level (smoothed over 30 ms) in this long, between the windows."""
 DIES_AWAY_DB = -8.0
-"""A note whose bands fall by this much or more (the median) is plucked or struck. Of 3,085 held notes (the demo's
-renders of 10 sources, real recordings of 11 instruments) one falls that far, a horn recording; of 216 plucked
-and struck recordings, 145 (bench/RESULTS.md, "Plucked and struck notes")."""
+"""A note whose bands fall by this much or more (the median) has died away. Of 3,085 held notes (the demo's renders
+of 10 sources, real recordings of 11 instruments) one falls that far, a horn recording; of 216 plucked and struck
+recordings, 145, and 123 that fall evenly (`EVEN_DB`; bench/RESULTS.md, "Plucked and struck notes")."""
+EVEN_DB = 4.0
+EVEN_TIMES = 2.0
+"""A fall is even (a string dying away, not a held note let go in a room) when no `STEP_S` of it drops more than
+`EVEN_TIMES` its mean drop per `STEP_S` plus 2 dB, nor more than `EVEN_DB` if that is more. Held notes of
+0.3-0.8 s in SoX's reverb fall as far as a guitar, but at once: 10 dB in 50 ms (the median) where a plucked
+note falls 2; the rule keeps 123 of the 145 plucked notes and 11 of 244 such short notes."""
 
 
-def band_decay(y: np.ndarray, sample_rate: int, span: tuple[float, float] | None = None) -> float | None:
-    """How much (dB, the median over octave bands) the note in mono audio `y` falls from just after its attack
-    (`EARLY_S`) to ~0.7 s later (`LATE_S`); None when the note sounds too briefly for the second window.
-    `span`: (start, end) seconds of the note, `trim.note_span`'s when not given.
+@dataclass(frozen=True)
+class Fall:
+    """How a note's level moves in the second after its attack (dB, negative when it falls)."""
 
-    Near 0 for a held note (up when it swells), about -10 dB or lower for a plucked or struck one.
-    """
+    bands_db: float
+    """The median over octave bands of the change from `EARLY_S` to `LATE_S` after the peak."""
+    steepest_db: float
+    """The largest drop of the whole level within `STEP_S`, between the two windows (positive)."""
+    mean_step_db: float
+    """The mean drop per `STEP_S` over the same stretch (positive when it falls)."""
+
+
+def fall_after_attack(y: np.ndarray, sample_rate: int, span: tuple[float, float] | None = None) -> Fall | None:
+    """How the note in mono audio `y` falls after its attack; None when it sounds too briefly for the second
+    window. `span`: (start, end) seconds of the note, `trim.note_span`'s when not given."""
     if len(y) < LATE_S[1] * sample_rate:
         return None
     start, end = span or trim.note_span(y, sample_rate)
-    hop = max(1, round(0.01 * sample_rate))
+    hop = max(1, round(FRAME_LEVEL_S * sample_rate))
     note = np.asarray(y[round(start * sample_rate) : round(end * sample_rate)], dtype=np.float64)
-    frames = min(len(note) // hop, round(PEAK_WITHIN_S / 0.01))
     size = round(FRAME_S * sample_rate)
+    reach = round((PEAK_WITHIN_S + LATE_S[1]) / FRAME_LEVEL_S)
+    frames = min(len(note) // hop, reach)
     if frames == 0:
         return None
-    peak = int(np.argmax(np.mean(note[: frames * hop].reshape(frames, hop) ** 2, axis=1)))
-    if (peak + round(LATE_S[1] / 0.01)) * hop + size > len(note):
+    levels = 10 * np.log10(np.mean(note[: frames * hop].reshape(frames, hop) ** 2, axis=1) + 1e-20)
+    peak = int(np.argmax(levels[: round(PEAK_WITHIN_S / FRAME_LEVEL_S)]))
+    last = peak + round(LATE_S[1] / FRAME_LEVEL_S)
+    if last * hop + size > len(note) or last > frames:
         return None
     early, late = (_band_levels(note, sample_rate, peak * hop, window, size) for window in (EARLY_S, LATE_S))
     live = early > early.max() - LIVE_DB
-    return float(np.median(late[live] - early[live]))
+    smooth = np.convolve(levels[peak + round(EARLY_S[0] / FRAME_LEVEL_S) : last], np.ones(3) / 3, mode="valid")
+    step = round(STEP_S / FRAME_LEVEL_S)
+    return Fall(
+        bands_db=float(np.median(late[live] - early[live])),
+        steepest_db=float(np.max(smooth[:-step] - smooth[step:])),
+        mean_step_db=float((smooth[0] - smooth[-1]) / (len(smooth) - 1) * step),
+    )
 
 
-def plucked_or_struck(decay_db: float | None) -> bool:
-    """Whether a note that falls by `decay_db` (`band_decay`) is one no held instrument plays."""
-    return decay_db is not None and decay_db <= DIES_AWAY_DB
+def plucked_or_struck(fall: Fall | None) -> bool:
+    """Whether a note that falls so (`fall_after_attack`) is one no held instrument plays: it dies away, evenly."""
+    if fall is None or fall.bands_db > DIES_AWAY_DB:
+        return False
+    return fall.steepest_db <= max(EVEN_DB, EVEN_TIMES * fall.mean_step_db + 2.0)
 
 
 def _band_levels(note: np.ndarray, sample_rate: int, peak: int, span: tuple[float, float], size: int) -> np.ndarray:

@@ -603,9 +603,9 @@ class Features:
     """The notes the file holds over time (`melody.notes_held`), when asked for: more than one is worth a warning."""
     glide: tuple[float, float] | None = None
     """(from, to) MIDI of a glide in the pitch window (`melody.glide`), when the notes are asked for."""
-    decay_db: float | None = None
-    """How much the note falls after its attack (`decay.band_decay`), when the notes are asked for: a plucked or
-    struck string falls, the held notes the models know do not."""
+    fall: decay.Fall | None = None
+    """How the note falls after its attack (`decay.fall_after_attack`), when the notes are asked for: a plucked or
+    struck string dies away, the held notes the models know do not."""
 
 
 NOTE_PRE_ROLL = 0.05
@@ -690,7 +690,7 @@ def compute_features(
 
     `keep_audio` keeps the pitch window's samples too (`Features.pitch_audio`, for a period
     estimate in the time domain); `find_notes` reads the pitch over the whole file (`Features.notes`,
-    `Features.glide`) and how the note's level moves after its attack (`Features.decay_db`).
+    `Features.glide`) and how the note's level moves after its attack (`Features.fall`).
     Raises `audio.AudioError` subclasses for unusable files, including `SilentAudioError` when a window
     to analyse is silent (so no spectrogram is normalised by zero).
     """
@@ -740,5 +740,5 @@ def _whole_file(
     return {
         "notes": melody.held_notes(course),
         "glide": melody.glide(course, window),
-        "decay_db": decay.band_decay(frames, sample_rate, note),
+        "fall": decay.fall_after_attack(frames, sample_rate, note),
     }

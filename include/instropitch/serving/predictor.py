@@ -159,15 +159,16 @@ def no_pitch_warning(period: periodicity.Periodicity | None) -> str:
     )
 
 
-def plucked_or_struck_warning(decay_db: float | None) -> str | None:
+def plucked_or_struck_warning(fall: decay.Fall | None) -> str | None:
     """What to tell a user whose note dies away after its attack (`decay.plucked_or_struck`): a guitar, piano or harp.
     The models know instruments that hold their notes, so their instrument answer on it is a guess whatever its
     confidence (a guitar read "Brass, sure"): bench/RESULTS.md, "Plucked and struck notes"."""
-    if not decay.plucked_or_struck(decay_db):
+    if not decay.plucked_or_struck(fall):
         return None
     return (
-        f"a plucked or struck note: it falls {-decay_db:.0f} dB within a second of its attack; the models know "
-        "bowed, blown and bellows instruments that hold their notes, so no instrument answer is shown as sure"
+        f"a plucked or struck note: it dies away evenly, {-fall.bands_db:.0f} dB within a second of its attack; the "
+        "models know bowed, blown and bellows instruments that hold their notes, so no instrument answer is shown as "
+        "sure"
     )
 
 
@@ -615,7 +616,7 @@ class Predictor:
             evidence, unpitched = zip(*(pool.map(check, rows) if pool is not None else map(check, rows)), strict=True)
             shown_pitch = np.stack([self._shown_pitch(p_pitch[row], evidence[row]) for row in rows])
             notes_heard = np.asarray(self.pitch_model.class_values)[np.argmax(shown_pitch, axis=1)]
-            plucked = [plucked_or_struck_warning(note.decay_db) for note in notes]
+            plucked = [plucked_or_struck_warning(note.fall) for note in notes]
             glides = [melody.glide_warning(note.glide, note.pitch_window) for note in notes]
             for row, i in enumerate(good):
                 held = notes[row].notes or []

@@ -163,6 +163,7 @@ def test_a_family_is_sure_when_its_instruments_together_reach_the_family_thresho
     from instropitch.tinysol import INSTRUMENT_BY_ABBR
 
     note = wav_bytes(tone("Vn", 69, amp=0.5, seed=77))
+    monkeypatch.setattr(predictor.pitch_model, "calibration", Calibration(threshold=1e-6))  # the family stands on it
     soft = {"temperature": 30.0, "threshold": 0.99, "fitted_on": "heldout_sources"}
     monkeypatch.setattr(predictor.instrument_model, "calibration", Calibration(**soft))  # before family thresholds
     r = predictor.predict_file(note, name="n.wav", top_k=14)
@@ -184,7 +185,7 @@ def test_a_family_is_sure_when_its_instruments_together_reach_the_family_thresho
 
 def test_a_file_with_no_pitched_note_gets_no_sure_instrument_or_family_and_says_why(predictor, monkeypatch):
     """Noise the pitch model is unsure of and YIN finds no period in: an instrument answer that would be sure
-    (and a family one) is not, with a warning; a clean tone the pitch model is as unsure of keeps both."""
+    (and a family one) is not, with a warning; a clean tone the pitch model is as unsure of gets none."""
     from instropitch import cli
     from instropitch.ml.calibration import Calibration
 
@@ -198,11 +199,33 @@ def test_a_file_with_no_pitched_note_gets_no_sure_instrument_or_family_and_says_
     assert "aperiodicity 0.8" in r.warnings[0] or "aperiodicity 0.9" in r.warnings[0]
     assert "sure" not in cli._prediction_table([r.to_dict()]).replace("not sure", "")
     tone_ = predictor.predict_file(wav_bytes(tone("Vn", 69, amp=0.5, seed=77)), name="a4.wav", top_k=0)
-    assert not tone_.pitch_sure and tone_.instrument_sure and tone_.instrument_family_sure
-    assert tone_.warnings == []
+    assert not tone_.pitch_sure and tone_.warnings == []
     monkeypatch.setattr(predictor.pitch_model, "calibration", Calibration(threshold=1e-6))  # a sure pitch: no check
     r = predictor.predict_file(wav_bytes(noise), name="noise.wav", top_k=0)
     assert r.pitch_sure and r.instrument_sure and r.warnings == []
+
+
+def test_an_instrument_answer_read_relative_to_the_note_is_no_surer_than_the_pitch_answer(predictor, monkeypatch):
+    """The instrument model reads the spectrum re-centred on the pitch answer (`instrument+harmonics`): when that
+    answer is not sure, neither is the instrument or family answer built on it. A model that does not read the note
+    keeps its own."""
+    from instropitch import cli
+    from instropitch.audio import inputs
+    from instropitch.ml.calibration import Calibration
+
+    sure_of_all = Calibration(threshold=1e-6, family_threshold=1e-6, fitted_on="heldout_sources")
+    monkeypatch.setattr(predictor.instrument_model, "calibration", sure_of_all)
+    note = wav_bytes(tone("Fl", 72, amp=0.5, seed=5))
+    monkeypatch.setattr(predictor.pitch_model, "calibration", Calibration(threshold=1e-6))
+    r = predictor.predict_file(note, top_k=0)
+    assert r.pitch_sure and r.instrument_sure and r.instrument_family_sure
+    monkeypatch.setattr(predictor.pitch_model, "calibration", Calibration(threshold=1.0))  # the pitch: never sure
+    r = predictor.predict_file(note, top_k=0)
+    assert not (r.pitch_sure or r.instrument_sure or r.instrument_family_sure) and r.warnings == []
+    assert "sure" not in cli._prediction_table([r.to_dict()]).replace("not sure", "")
+    monkeypatch.setattr(inputs, "needs_note", lambda which: False)
+    r = predictor.predict_file(note, top_k=0)
+    assert not r.pitch_sure and r.instrument_sure and r.instrument_family_sure
 
 
 def test_a_plucked_or_struck_note_gets_no_sure_instrument_or_family_and_says_why(predictor, monkeypatch):

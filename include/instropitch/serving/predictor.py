@@ -761,9 +761,10 @@ class Predictor:
         one_pitch: bool = True,
     ) -> Prediction:
         """The answer from both models' raw probabilities and the pitch ones shown (`_shown_pitch`):
-        calibrated, sure or not, with alternatives; no instrument answer is sure unless the file holds `known_kind`
-        of sound: a pitched note, held (not plucked or struck); no pitch answer is sure unless it holds `one_pitch`
-        (no glide) and its period is no chord's."""
+        calibrated, sure or not, with alternatives; no pitch answer is sure unless the file holds `one_pitch` (no
+        glide) and its period is no chord's; no instrument or family answer is sure unless the file holds `known_kind`
+        of sound (a pitched note, held: not plucked or struck) and, for a model that reads the spectrum relative to
+        the note, the pitch answer is sure."""
         raw = {"pitch": p_pitch, "instrument": p_inst}
         shown = {"pitch": shown_pitch, "instrument": self.instrument_model.shown(p_inst, instrument_foreignness)}
         order = {role: np.argsort(-p, kind="stable") for role, p in shown.items()}
@@ -789,11 +790,13 @@ class Predictor:
 
         best = {role: int(order[role][0]) for role in raw}
         sure = {role: bool(shown[role][best[role]] >= self.models[role].calibration.threshold) for role in raw}
-        sure["instrument"] &= known_kind
         sure["pitch"] &= one_pitch and (period is None or not period.shared)
+        # an instrument input read relative to the note stands on the pitch answer: no surer than it
+        grounded = known_kind and (sure["pitch"] or not inputs.needs_note(self.instrument_model.input))
+        sure["instrument"] &= grounded
         best_inst, best_pitch = entry("instrument", best["instrument"]), entry("pitch", best["pitch"])
         family, family_confidence, family_sure = self._family(shown["instrument"])
-        family_sure &= known_kind
+        family_sure &= grounded
         return Prediction(
             file=file,
             instrument=best_inst["instrument"],

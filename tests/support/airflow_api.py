@@ -93,10 +93,14 @@ class Api:
 
 
 def quick_models(folder: Path, epochs: int = 2) -> Path:
-    """The project's model YAMLs with few epochs: the Asset-triggered run takes no params."""
+    """The project's model YAMLs with few epochs, one network per fit and one generated tone per MIDI class: the
+    Asset-triggered run takes no params, and these tests are about the services, not what the fits learn."""
     folder.mkdir(parents=True)
     for source in sorted((ROOT / "models").glob("*.yaml")):
         spec = yaml.safe_load(source.read_text())
         spec["training"]["epochs"] = epochs
+        spec["training"]["members"] = 1
+        if spec["training"].get("synthetic_tones"):
+            spec["training"]["synthetic_tones"] = 1
         (folder / source.name).write_text(yaml.safe_dump(spec))
     return folder

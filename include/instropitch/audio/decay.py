@@ -8,7 +8,7 @@ notes"). What tells such a note apart needs no model: once struck, every band of
 the high ones fastest, and evenly, while a held note keeps its level until it is let go; then, in a room,
 it drops at once and its echo dies away. `fall_after_attack` measures both.
 
-Pure numpy: ten FFTs in each of the two 0.2-s windows compared, ~1 ms for a 44.1-kHz note (2026-12-06, load 2.3).
+Pure numpy: ten FFTs in each of the two 0.2-s windows compared, 0.7 ms for a 44.1-kHz note (2026-12-06, load 1.5).
 """
 
 from __future__ import annotations
@@ -65,9 +65,10 @@ def fall_after_attack(y: np.ndarray, sample_rate: int, span: tuple[float, float]
         return None
     start, end = span or trim.note_span(y, sample_rate)
     hop = max(1, round(FRAME_LEVEL_S * sample_rate))
-    note = np.asarray(y[round(start * sample_rate) : round(end * sample_rate)], dtype=np.float64)
     size = round(FRAME_S * sample_rate)
     reach = round((PEAK_WITHIN_S + LATE_S[1]) / FRAME_LEVEL_S)
+    first = round(start * sample_rate)  # only what the windows can reach is read
+    note = np.asarray(y[first : min(round(end * sample_rate), first + reach * hop + size)], dtype=np.float64)
     frames = min(len(note) // hop, reach)
     if frames == 0:
         return None

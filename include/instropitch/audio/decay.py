@@ -72,7 +72,7 @@ def fall_after_attack(y: np.ndarray, sample_rate: int, span: tuple[float, float]
     frames = min(len(note) // hop, reach)
     if frames == 0:
         return None
-    levels = 10 * np.log10(np.mean(note[: frames * hop].reshape(frames, hop) ** 2, axis=1) + 1e-20)
+    levels = trim.frame_levels(note[: frames * hop], hop)
     peak = int(np.argmax(levels[: round(PEAK_WITHIN_S / FRAME_LEVEL_S)]))
     last = peak + round(LATE_S[1] / FRAME_LEVEL_S)
     if last * hop + size > len(note) or last > frames:

@@ -28,7 +28,7 @@ FLOOR_BELOW_PEAK_DB = 60.0
 """Frames further below the peak than this never count as the note (digital silence at the edge)."""
 
 
-def _frame_levels(y: np.ndarray, hop: int) -> np.ndarray:
+def frame_levels(y: np.ndarray, hop: int) -> np.ndarray:
     """dB power of consecutive `hop`-sample frames (the mean removed: a DC offset is not sound)."""
     n = len(y) // hop
     frames = (np.asarray(y[: n * hop], dtype=np.float64) - float(np.mean(y))).reshape(n, hop)
@@ -49,7 +49,7 @@ def note_span(y: np.ndarray, sample_rate: int) -> tuple[float, float]:
     duration = len(y) / sample_rate
     hop = max(1, round(sample_rate * FRAME_SECONDS))
     edge = max(1, round(EDGE_SECONDS / FRAME_SECONDS))
-    levels = _frame_levels(y, hop)
+    levels = frame_levels(y, hop)
     if len(levels) < 2 * edge:
         return 0.0, duration
     peak = float(levels.max())

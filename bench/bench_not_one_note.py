@@ -119,8 +119,8 @@ def labelled_notes(folder: Path) -> list[str]:
 
 
 def tally(predictions: list) -> dict:
-    """How many answers were made, warned of as no note, as several or as plucked, and shown sure (instrument, family,
-    pitch)."""
+    """How many answers were made, warned of as no note, as several or as plucked, shown sure (instrument, family,
+    pitch), and overruled by a check (`not_sure_because`: shown with no number), where the model said >= 50 %."""
     made = [p for p in predictions if p.ok]
     return {
         "n": len(predictions),
@@ -132,6 +132,10 @@ def tally(predictions: list) -> dict:
         "instrument_sure": sum(p.instrument_sure for p in made),
         "family_sure": sum(p.instrument_family_sure for p in made),
         "pitch_sure": sum(p.pitch_sure for p in made),
+        "overruled": sum(bool(p.not_sure_because) for p in made),
+        "numbers_withheld": sum(
+            any(getattr(p, f"{role}_confidence") >= 0.5 for role in p.not_sure_because) for p in made
+        ),
         "errors": sorted({str(p.error).split(":")[0] for p in predictions if not p.ok}),
     }
 
@@ -156,7 +160,8 @@ def run_sets(
         print(
             f"{kind:28s} {warned(r)}; shown sure (without the check): instrument {r['instrument_sure']} "
             f"({before['instrument_sure']}), family {r['family_sure']} ({before['family_sure']}), "
-            f"pitch {r['pitch_sure']} ({before['pitch_sure']})  {r['errors'] or ''}"
+            f"pitch {r['pitch_sure']} ({before['pitch_sure']}); overruled {r['overruled']}, of them shown with no "
+            f"number where the model said >= 50 %: {r['numbers_withheld']}  {r['errors'] or ''}"
         )
     return results
 

@@ -237,12 +237,27 @@ def _load_predictor(args: argparse.Namespace):
 
 def _not_sure(row: dict, role: str, key: str) -> str:
     """`not sure, 90% one of: Clarinet 41% / Oboe 30%` from a prediction's candidates (and how often such
-    candidates hold the right answer, when the model says)."""
-    options = " / ".join(f"{c[key]} {c['confidence']:.0%}" for c in row.get("candidates", {}).get(role, []))
+    candidates hold the right answer, when the model says); `not sure: a plucked or struck note (nearest: Tuba /
+    Horn)` when a check of the audio overruled the model, whose numbers then say nothing of the file."""
+    candidates = row.get("candidates", {}).get(role, [])
+    because = _overruled(row, role)
+    if because:
+        return f"not sure: {because}" + (f" (nearest: {' / '.join(c[key] for c in candidates)})" if candidates else "")
+    options = " / ".join(f"{c[key]} {c['confidence']:.0%}" for c in candidates)
     level = row.get("candidates_level", {}).get(role)
     if not options:
         return "not sure"
     return f"not sure, {level:.0%} one of: {options}" if level else f"not sure: {options}"
+
+
+def _overruled(row: dict, role: str) -> str | None:
+    """Why a check of the audio made `role`'s answer not sure whatever its confidence, or None."""
+    return (row.get("not_sure_because") or {}).get(role)
+
+
+def _confidence(row: dict, role: str) -> str:
+    """The confidence column: none where a check overruled the model (its number says nothing of the file)."""
+    return "-" if _overruled(row, role) else f"{row[role + '_confidence']:.2f}"
 
 
 def _family(row: dict) -> str:
@@ -262,12 +277,12 @@ def _prediction_table(rows: list[dict]) -> str:
             f"{r['instrument']} ({r['instrument_abbr']})"
             if r.get("instrument_sure", True) is not False
             else _family(r) + _not_sure(r, "instrument", "instrument"),
-            f"{r['instrument_confidence']:.2f}",
+            _confidence(r, "instrument"),
             r["pitch"] if r.get("pitch_sure", True) is not False else _not_sure(r, "pitch", "pitch"),
             r["note"],
             str(r["octave"]),
             str(r["midi"]),
-            f"{r['pitch_confidence']:.2f}",
+            _confidence(r, "pitch"),
         )
         for r in rows
     ]

@@ -80,10 +80,11 @@ def test_predict_file_gives_the_documented_json(predictor, trained_store):
         "pitch_period_hz",
         "candidates",
         "candidates_level",
+        "not_sure_because",
         "top_k",
         "warnings",
     ]
-    assert d["warnings"] == []
+    assert d["warnings"] == [] and d["not_sure_because"] == {}
     assert d["file"] == "my-note.wav"
     assert (d["instrument"], d["instrument_abbr"]) == ("Violin", "Vn")
     assert (d["note"], d["octave"], d["pitch"], d["midi"]) == ("A", 4, "A4", 69)
@@ -198,8 +199,10 @@ def test_a_file_with_no_pitched_note_gets_no_sure_instrument_or_family_and_says_
     assert len(r.warnings) == 1 and r.warnings[0].startswith("no pitched note: ")
     assert "aperiodicity 0.8" in r.warnings[0] or "aperiodicity 0.9" in r.warnings[0]
     assert "sure" not in cli._prediction_table([r.to_dict()]).replace("not sure", "")
+    assert r.not_sure_because == {"pitch": "no pitched note", "instrument": "no pitched note"}
+    assert "not sure: no pitched note (nearest: " in cli._prediction_table([r.to_dict()])
     tone_ = predictor.predict_file(wav_bytes(tone("Vn", 69, amp=0.5, seed=77)), name="a4.wav", top_k=0)
-    assert not tone_.pitch_sure and tone_.warnings == []
+    assert not tone_.pitch_sure and tone_.warnings == [] and tone_.not_sure_because == {}
     monkeypatch.setattr(predictor.pitch_model, "calibration", Calibration(threshold=1e-6))  # a sure pitch: no check
     r = predictor.predict_file(wav_bytes(noise), name="noise.wav", top_k=0)
     assert r.pitch_sure and r.instrument_sure and r.warnings == []
@@ -223,6 +226,7 @@ def test_an_instrument_answer_read_relative_to_the_note_is_no_surer_than_the_pit
     r = predictor.predict_file(note, top_k=0)
     assert not (r.pitch_sure or r.instrument_sure or r.instrument_family_sure) and r.warnings == []
     assert "sure" not in cli._prediction_table([r.to_dict()]).replace("not sure", "")
+    assert r.not_sure_because == {}  # unsure by the pitch model's own numbers: they still mean what they say
     monkeypatch.setattr(inputs, "needs_note", lambda which: False)
     r = predictor.predict_file(note, top_k=0)
     assert not r.pitch_sure and r.instrument_sure and r.instrument_family_sure
@@ -244,9 +248,16 @@ def test_a_plucked_or_struck_note_gets_no_sure_instrument_or_family_and_says_why
     assert len(r.warnings) == 1 and r.warnings[0].startswith("a plucked or struck note: it dies away evenly, "), (
         r.warnings
     )
-    assert "not sure" in cli._prediction_table([r.to_dict()])
+    # the models' numbers were fitted on held notes: shown with none, and no promise of how often candidates hold
+    assert r.not_sure_because == {"instrument": "a plucked or struck note"} and r.candidates["instrument"]
+    assert r.candidates_level == {} and r.instrument_confidence > 0  # `--json` keeps the model's number
+    row = cli._prediction_table([r.to_dict()]).splitlines()[1]
+    assert "not sure: a plucked or struck note (nearest: " in row and "%" not in row, row
+    d = r.to_dict()
+    assert cli._confidence(d, "instrument") == "-" and cli._confidence(d, "pitch") == f"{r.pitch_confidence:.2f}"
     held = predictor.predict_file(wav_bytes(tone("Vn", 55, seconds=2.0, amp=0.5, seed=77)), top_k=0)
     assert held.instrument_sure and held.instrument_family_sure and held.warnings == []
+    assert held.not_sure_because == {}
 
 
 def test_a_pitch_that_glides_gets_no_sure_pitch_answer_and_says_why(predictor, monkeypatch):
@@ -260,8 +271,42 @@ def test_a_pitch_that_glides_gets_no_sure_pitch_answer_and_says_why(predictor, m
     r = predictor.predict_file(wav_bytes((0.4 * y / np.abs(y).max()).astype(np.float32)), top_k=0)
     assert r.ok and not r.pitch_sure and r.candidates["pitch"]
     assert [w.split(" from ")[0] for w in r.warnings] == ["the pitch glides"], r.warnings
+    # the instrument model reads the spectrum at that pitch: its numbers say nothing of a glide either
+    assert r.not_sure_because == {"pitch": "the pitch glides", "instrument": "the pitch glides"}
+    assert not r.instrument_sure and not r.instrument_family_sure
     held = predictor.predict_file(wav_bytes(tone("Vn", 57, seconds=1.5, amp=0.5, seed=7)), top_k=0)
-    assert held.pitch_sure and held.warnings == []
+    assert held.pitch_sure and held.warnings == [] and held.not_sure_because == {}
+
+
+def test_a_chord_gets_no_sure_pitch_or_instrument_answer_and_says_why(predictor, monkeypatch):
+    """C4-E4-G4 at once repeats only every C2's period: the pitch answer is one of the notes at best."""
+    from instropitch.ml.calibration import Calibration
+
+    sure_of_all = Calibration(threshold=1e-6, family_threshold=1e-6, fitted_on="heldout_sources")
+    for model in (predictor.instrument_model, predictor.pitch_model):
+        monkeypatch.setattr(model, "calibration", sure_of_all)
+    t = np.arange(int(1.5 * SR)) / SR
+    y = sum(np.sin(2 * np.pi * k * 440 * 2 ** ((m - 69) / 12) * t) / k for m in (60, 64, 67) for k in range(1, 6))
+    r = predictor.predict_file(wav_bytes((0.4 * y / np.abs(y).max()).astype(np.float32)), top_k=0)
+    assert r.ok and any(w.startswith("several notes at once") for w in r.warnings), r.warnings
+    assert r.not_sure_because == {"pitch": "several notes at once", "instrument": "several notes at once"}
+    assert not (r.pitch_sure or r.instrument_sure or r.instrument_family_sure)
+
+
+@pytest.mark.parametrize(
+    ("unpitched", "plucked", "glide", "expected"),
+    [
+        (False, False, False, {}),
+        (True, True, True, {"pitch": "no pitched note", "instrument": "no pitched note"}),
+        (False, True, True, {"pitch": "the pitch glides", "instrument": "a plucked or struck note"}),
+        (False, True, False, {"instrument": "a plucked or struck note"}),
+        (False, False, True, {"pitch": "the pitch glides"}),
+    ],
+)
+def test_overruled_names_each_answer_a_check_takes_and_why(unpitched, plucked, glide, expected):
+    from instropitch.serving.predictor import overruled
+
+    assert overruled(unpitched=unpitched, plucked=plucked, glide=glide) == expected
 
 
 def test_a_tone_above_the_period_estimates_reach_is_a_pitched_note(predictor, monkeypatch):

@@ -142,6 +142,7 @@ def test_pyfunc_in_process_mixed_rows(registered, tmp_path, served):
     assert rows[3]["error"].startswith("not an audio file")
     assert rows[4]["error"] == "No such file or directory"
     assert rows[0]["warnings"] == [] and rows[2]["warnings"] is None
+    assert rows[0]["not_sure_because"] == {} and rows[2]["not_sure_because"] is None
     assert len(rows[5]["warnings"]) == 1 and rows[5]["warnings"][0].startswith("sampled at 8000 Hz")
     json.dumps(rows)  # None, not NaN: valid JSON
 
@@ -184,5 +185,5 @@ def test_mlflow_models_serve_answers_on_loopback(served):
         "F",
         4,
     )
-    assert good["midi"] == 65 and good["error"] is None and good["warnings"] == []
+    assert good["midi"] == 65 and good["error"] is None and good["warnings"] == [] and good["not_sure_because"] == {}
     assert bad["error"].startswith("not an audio file") and bad["instrument"] is None

@@ -444,6 +444,15 @@ def test_page_in_headless_chromium(predictor, tmp_path, monkeypatch):
                 assert shown == "Strings 97.0%, sure. Not sure, 90.0% one of: Violin 41.0% or Viola 30.0%", shown
                 assert evaluate("document.getElementById('instrument').classList.contains('unsure')")
                 assert evaluate("document.getElementById('pitch').textContent") == "A4"  # the pitch model was sure
+                assert evaluate("document.getElementById('top-instrument').textContent").count("%") == 3
+                # a check of the audio overruled the model: its candidates with no number, its confidence none
+                unsure.update(instrument_family_sure=False, not_sure_because={"instrument": "a plucked or struck note"})
+                evaluate(f"show({json.dumps(unsure)})")
+                shown = evaluate("document.getElementById('instrument').textContent")
+                assert shown == "Not sure: a plucked or struck note (nearest: Violin or Viola)", shown
+                assert evaluate("document.getElementById('instrument-conf').textContent") == "none for such a sound"
+                assert "%" not in evaluate("document.getElementById('top-instrument').textContent")
+                assert evaluate("document.getElementById('pitch-conf').textContent").endswith("%")
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(browser.pid, 9)

@@ -85,6 +85,12 @@ LEAST_CANDIDATES = 2
 DEFAULT_BATCH_SIZE = 64
 _MODEL_CHUNK = 256
 
+NO_PITCHED_NOTE = "no pitched note"
+PLUCKED_OR_STRUCK = "a plucked or struck note"
+GLIDE = "the pitch glides"
+CHORD = "several notes at once"
+"""Why a check of the audio took an answer out of its model's hands (`Prediction.not_sure_because`)."""
+
 
 # ----------------------------------------------------------------------- results
 
@@ -170,6 +176,21 @@ def plucked_or_struck_warning(fall: decay.Fall | None) -> str | None:
         "models know bowed, blown and bellows instruments that hold their notes, so no instrument answer is shown as "
         "sure"
     )
+
+
+def overruled(*, unpitched: bool, plucked: bool, glide: bool) -> dict[str, str]:
+    """The answers a check of the audio makes not sure whatever their confidence, by role, and why: the models'
+    calibrated numbers were fitted on held notes of the 14 instruments and say nothing of noise (neither answer),
+    a plucked or struck note (the instrument) or a glide (the pitch). A chord is added where its period is known
+    (`Predictor._prediction`)."""
+    reasons: dict[str, str] = {}
+    if unpitched:
+        reasons = {"pitch": NO_PITCHED_NOTE, "instrument": NO_PITCHED_NOTE}
+    if glide:
+        reasons.setdefault("pitch", GLIDE)
+    if plucked:
+        reasons.setdefault("instrument", PLUCKED_OR_STRUCK)
+    return reasons
 
 
 def shared_period_warning(period: pitch_evidence.PeriodCheck | None) -> str | None:
@@ -637,8 +658,11 @@ class Predictor:
                     k,
                     evidence[row],
                     foreign,
-                    known_kind=unpitched[row] is None and plucked[row] is None,
-                    one_pitch=glides[row] is None,
+                    overruled(
+                        unpitched=unpitched[row] is not None,
+                        plucked=plucked[row] is not None,
+                        glide=glides[row] is not None,
+                    ),
                 )
                 result.warnings = warnings.get(i, [])
                 if keep_spectrograms:
@@ -757,17 +781,22 @@ class Predictor:
         top_k: int,
         period: pitch_evidence.PeriodCheck | None = None,
         instrument_foreignness: float | None = None,
-        known_kind: bool = True,
-        one_pitch: bool = True,
+        checks: Mapping[str, str] | None = None,
     ) -> Prediction:
         """The answer from both models' raw probabilities and the pitch ones shown (`_shown_pitch`):
-        calibrated, sure or not, with alternatives; no pitch answer is sure unless the file holds `one_pitch` (no
-        glide) and its period is no chord's; no instrument or family answer is sure unless the file holds `known_kind`
-        of sound (a pitched note, held: not plucked or struck) and, for a model that reads the spectrum relative to
-        the note, the pitch answer is sure."""
+        calibrated, sure or not, with alternatives. An answer `checks` overrule (`overruled`; the pitch of a chord,
+        and an instrument read relative to an overruled pitch, too) is not sure and lists its candidates with no
+        promise (`not_sure_because`); for a model that reads the spectrum relative to the note, no instrument or
+        family answer is surer than the pitch answer."""
         raw = {"pitch": p_pitch, "instrument": p_inst}
         shown = {"pitch": shown_pitch, "instrument": self.instrument_model.shown(p_inst, instrument_foreignness)}
         order = {role: np.argsort(-p, kind="stable") for role, p in shown.items()}
+        reads_note = inputs.needs_note(self.instrument_model.input)
+        because = dict(checks or {})
+        if period is not None and period.shared:
+            because.setdefault("pitch", CHORD)
+        if reads_note and "pitch" in because:
+            because.setdefault("instrument", because["pitch"])
 
         def entry(role: str, j: int) -> dict[str, Any]:
             value = self.models[role].class_values[j]
@@ -789,10 +818,12 @@ class Predictor:
             }
 
         best = {role: int(order[role][0]) for role in raw}
-        sure = {role: bool(shown[role][best[role]] >= self.models[role].calibration.threshold) for role in raw}
-        sure["pitch"] &= one_pitch and (period is None or not period.shared)
+        sure = {
+            role: bool(shown[role][best[role]] >= self.models[role].calibration.threshold and role not in because)
+            for role in raw
+        }
         # an instrument input read relative to the note stands on the pitch answer: no surer than it
-        grounded = known_kind and (sure["pitch"] or not inputs.needs_note(self.instrument_model.input))
+        grounded = "instrument" not in because and (sure["pitch"] or not reads_note)
         sure["instrument"] &= grounded
         best_inst, best_pitch = entry("instrument", best["instrument"]), entry("pitch", best["pitch"])
         family, family_confidence, family_sure = self._family(shown["instrument"])
@@ -824,8 +855,9 @@ class Predictor:
             candidates_level={
                 role: self.models[role].calibration.candidate_level
                 for role in raw
-                if not sure[role] and self.models[role].calibration.candidate_floor > 0
+                if not sure[role] and role not in because and self.models[role].calibration.candidate_floor > 0
             },
+            not_sure_because={role: because[role] for role in ROLES if role in because},
             top_k={role: [entry(role, int(j)) for j in order[role][:top_k]] for role in ("instrument", "pitch")},
         )
 

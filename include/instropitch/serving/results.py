@@ -61,6 +61,11 @@ class Prediction:
     candidates_level: dict[str, float] = field(default_factory=dict)
     """Per model listing candidates by a floor: how often its candidates held the right answer on notes of
     sources it never trained on (0.9), the notes its calibration was fitted on."""
+    not_sure_because: dict[str, str] = field(default_factory=dict)
+    """Per answer a check of the audio made not sure whatever its model's confidence (`pitch`, `instrument`, whose
+    family goes with it), why: no pitched note, a plucked or struck note, the pitch glides, several notes at once.
+    The model's numbers for it (confidences, candidates) were fitted on held notes of the 14 instruments and do not
+    describe this file: the CLI and the page show its candidates with none, and no `candidates_level` promise."""
     top_k: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     error: str | None = None
     error_type: str | None = field(default=None, repr=False)
@@ -99,6 +104,7 @@ class Prediction:
             "pitch_period_hz": self.pitch_period_hz,
             "candidates": self.candidates,
             "candidates_level": self.candidates_level,
+            "not_sure_because": self.not_sure_because,
             "top_k": self.top_k,
             "warnings": list(self.warnings),
         }

@@ -51,6 +51,19 @@ def test_a_held_note_holds_and_a_struck_one_falls_evenly() -> None:
     assert fall.steepest_db < 2 * fall.mean_step_db + 2  # evenly: no step much steeper than the mean
     slow = decay.fall_after_attack(struck(db_per_s=3.0), SR)  # a low string rings long: not called struck
     assert slow is not None and -8 < slow.bands_db < -2 and not decay.plucked_or_struck(slow)
+    assert slow.later is None  # the note stops before the third window
+
+
+def test_a_string_that_rings_long_is_struck_by_the_third_window_and_a_long_held_note_is_not() -> None:
+    ringing = decay.fall_after_attack(struck(seconds=3.0, f0=82.4, db_per_s=3.5), SR)  # a low E that rings long
+    assert ringing is not None and ringing.bands_db > decay.DIES_AWAY_DB  # not far enough in the first second...
+    assert ringing.later is not None and ringing.later.bands_db <= decay.DIES_AWAY_LATER_DB  # ...but by the third
+    assert decay.plucked_or_struck(ringing)
+    slower = decay.fall_after_attack(struck(seconds=3.0, f0=82.4, db_per_s=1.5), SR)
+    assert slower.later.bands_db > decay.DIES_AWAY_LATER_DB and not decay.plucked_or_struck(slower), slower
+    for abbr, midi in (("Vc", 40), ("Tbn", 45), ("Fl", 72)):
+        held = decay.fall_after_attack(tone(abbr, midi, seconds=3.0), SR)
+        assert held.later is not None and abs(held.later.bands_db) < 1.5 and not decay.plucked_or_struck(held), held
 
 
 def test_a_held_note_let_go_in_a_room_falls_as_far_but_at_once_so_it_is_not_struck() -> None:
@@ -100,6 +113,9 @@ def test_soxs_plucked_string_falls_and_its_reverb_of_a_short_note_is_let_go(tmp_
         subprocess.run(["sox", "-n", "-r", str(SR), "-c", "1", str(out), "synth", "2", "pluck", note], check=True)
         falls[note] = decay.fall_after_attack(*audio.load(out))
     assert falls["A2"].bands_db < -4 and decay.plucked_or_struck(falls["E5"]), falls
+    long_a2 = tmp_path / "A2-long.wav"  # 4 s: by the third window its low string has fallen far enough
+    subprocess.run(["sox", "-n", "-r", str(SR), "-c", "1", str(long_a2), "synth", "4", "pluck", "A2"], check=True)
+    assert decay.plucked_or_struck(decay.fall_after_attack(*audio.load(long_a2)))
     dry, wet = tmp_path / "dry.wav", tmp_path / "wet.wav"
     dry.write_bytes(wav_bytes(np.concatenate([tone("ClBb", 62, seconds=0.5), np.zeros(2 * SR, dtype=np.float32)])))
     subprocess.run(["sox", str(dry), str(wet), "reverb", "60", "norm", "-3"], check=True)

@@ -8,11 +8,13 @@ notes"). What tells such a note apart needs no model: once struck, every band of
 the high ones fastest, and evenly, while a held note keeps its level until it is let go; then, in a room,
 it drops at once and its echo dies away. `fall_after_attack` measures both.
 
-Pure numpy: ten FFTs in each of the two 0.2-s windows compared, 0.7 ms for a 44.1-kHz note (2026-12-06, load 1.5).
+Pure numpy: ten FFTs in each 0.2-s window compared (three), 1.3-1.5 ms for a 44.1-kHz note (0.8-0.9 ms with two;
+AMD EPYC, 2026-12-07, load 0.4-1.2).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +28,8 @@ PEAK_WITHIN_S = 0.5
 EARLY_S = (0.1, 0.3)
 LATE_S = (0.8, 1.0)
 """The two windows compared, in seconds after the attack's peak: just past the attack, and ~0.7 s on."""
+LATER_S = (1.8, 2.0)
+"""A third window, ~1.7 s on, for a note that sounds so long: a low string rings too long to fall far in a second."""
 FRAME_S = 0.04
 """Length of the frames whose spectra are averaged in each window (half overlapping)."""
 LOWEST_HZ = 55.0
@@ -38,6 +42,11 @@ DIES_AWAY_DB = -8.0
 """A note whose bands fall by this much or more (the median) has died away. Of 3,085 held notes (the demo's renders
 of 10 sources, real recordings of 11 instruments) one falls that far, a horn recording; of 216 plucked and struck
 recordings, 145, and 123 that fall evenly (`EVEN_DB`; bench/RESULTS.md, "Plucked and struck notes")."""
+DIES_AWAY_LATER_DB = -12.0
+"""The same by `LATER_S`: a slower fall (~7 dB a second where `DIES_AWAY_DB` asks ~11), so the low strings that ring
+long are caught too (E1-D3 of SoX's pluck, an electric bass, a nylon guitar's low notes; 157 of the 216 plucked and
+struck recordings in all); of the 3,085 held notes, six more fall so far (a trumpet recording, high viola and oboe
+renders): bench/RESULTS.md, "A low string rings long: a third window"."""
 EVEN_DB = 4.0
 EVEN_TIMES = 2.0
 """A fall is even (a string dying away, not a held note let go in a room) when no `STEP_S` of it drops more than
@@ -56,17 +65,20 @@ class Fall:
     """The largest drop of the whole level within `STEP_S`, between the two windows (positive)."""
     mean_step_db: float
     """The mean drop per `STEP_S` over the same stretch (positive when it falls)."""
+    later: Fall | None = None
+    """The same measured to `LATER_S` instead of `LATE_S`, when the note sounds that long."""
 
 
 def fall_after_attack(y: np.ndarray, sample_rate: int, span: tuple[float, float] | None = None) -> Fall | None:
-    """How the note in mono audio `y` falls after its attack; None when it sounds too briefly for the second
-    window. `span`: (start, end) seconds of the note, `trim.note_span`'s when not given."""
+    """How the note in mono audio `y` falls after its attack (to `LATE_S`, and `later` to `LATER_S`); None when it
+    sounds too briefly for the second window. `span`: (start, end) seconds of the note, `trim.note_span`'s when not
+    given."""
     if len(y) < LATE_S[1] * sample_rate:
         return None
     start, end = span or trim.note_span(y, sample_rate)
     hop = max(1, round(FRAME_LEVEL_S * sample_rate))
     size = round(FRAME_S * sample_rate)
-    reach = round((PEAK_WITHIN_S + LATE_S[1]) / FRAME_LEVEL_S)
+    reach = round((PEAK_WITHIN_S + LATER_S[1]) / FRAME_LEVEL_S)
     first = round(start * sample_rate)  # only what the windows can reach is read
     note = np.asarray(y[first : min(round(end * sample_rate), first + reach * hop + size)], dtype=np.float64)
     frames = min(len(note) // hop, reach)
@@ -74,25 +86,37 @@ def fall_after_attack(y: np.ndarray, sample_rate: int, span: tuple[float, float]
         return None
     levels = trim.frame_levels(note[: frames * hop], hop)
     peak = int(np.argmax(levels[: round(PEAK_WITHIN_S / FRAME_LEVEL_S)]))
-    last = peak + round(LATE_S[1] / FRAME_LEVEL_S)
-    if last * hop + size > len(note) or last > frames:
+    ends = {late: peak + round(late[1] / FRAME_LEVEL_S) for late in (LATE_S, LATER_S)}
+    reached = [late for late, last in ends.items() if last * hop + size <= len(note) and last <= frames]
+    if LATE_S not in reached:
         return None
-    early, late = (_band_levels(note, sample_rate, peak * hop, window, size) for window in (EARLY_S, LATE_S))
+    early = _band_levels(note, sample_rate, peak * hop, EARLY_S, size)
     live = early > early.max() - LIVE_DB
-    smooth = np.convolve(levels[peak + round(EARLY_S[0] / FRAME_LEVEL_S) : last], np.ones(3) / 3, mode="valid")
-    step = round(STEP_S / FRAME_LEVEL_S)
-    return Fall(
-        bands_db=float(np.median(late[live] - early[live])),
-        steepest_db=float(np.max(smooth[:-step] - smooth[step:])),
-        mean_step_db=float((smooth[0] - smooth[-1]) / (len(smooth) - 1) * step),
-    )
+
+    def fall_to(late: tuple[float, float]) -> Fall:
+        last = ends[late]
+        change = _band_levels(note, sample_rate, peak * hop, late, size)[live] - early[live]
+        smooth = np.convolve(levels[peak + round(EARLY_S[0] / FRAME_LEVEL_S) : last], np.ones(3) / 3, mode="valid")
+        step = round(STEP_S / FRAME_LEVEL_S)
+        return Fall(
+            bands_db=float(np.median(change)),
+            steepest_db=float(np.max(smooth[:-step] - smooth[step:])),
+            mean_step_db=float((smooth[0] - smooth[-1]) / (len(smooth) - 1) * step),
+        )
+
+    return dataclasses.replace(fall_to(LATE_S), later=fall_to(LATER_S) if LATER_S in reached else None)
 
 
 def plucked_or_struck(fall: Fall | None) -> bool:
-    """Whether a note that falls so (`fall_after_attack`) is one no held instrument plays: it dies away, evenly."""
-    if fall is None or fall.bands_db > DIES_AWAY_DB:
+    """Whether a note that falls so (`fall_after_attack`) is one no held instrument plays: it dies away, evenly, by
+    `LATE_S` or by `LATER_S`."""
+    if fall is None:
         return False
-    return fall.steepest_db <= max(EVEN_DB, EVEN_TIMES * fall.mean_step_db + 2.0)
+    return _dies_evenly(fall, DIES_AWAY_DB) or (fall.later is not None and _dies_evenly(fall.later, DIES_AWAY_LATER_DB))
+
+
+def _dies_evenly(fall: Fall, by_db: float) -> bool:
+    return fall.bands_db <= by_db and fall.steepest_db <= max(EVEN_DB, EVEN_TIMES * fall.mean_step_db + 2.0)
 
 
 def _band_levels(note: np.ndarray, sample_rate: int, peak: int, span: tuple[float, float], size: int) -> np.ndarray:

@@ -59,6 +59,9 @@ def test_a_string_that_rings_long_is_struck_by_the_third_window_and_a_long_held_
     assert ringing is not None and ringing.bands_db > decay.DIES_AWAY_DB  # not far enough in the first second...
     assert ringing.later is not None and ringing.later.bands_db <= decay.DIES_AWAY_LATER_DB  # ...but by the third
     assert decay.plucked_or_struck(ringing)
+    assert decay.struck_fall(ringing) == (ringing.later.bands_db, decay.LATER_S[1])  # read where it is called struck
+    fast = decay.fall_after_attack(struck(seconds=3.0), SR)
+    assert decay.struck_fall(fast) == (fast.bands_db, decay.LATE_S[1])
     slower = decay.fall_after_attack(struck(seconds=3.0, f0=82.4, db_per_s=1.5), SR)
     assert slower.later.bands_db > decay.DIES_AWAY_LATER_DB and not decay.plucked_or_struck(slower), slower
     for abbr, midi in (("Vc", 40), ("Tbn", 45), ("Fl", 72)):
@@ -86,7 +89,7 @@ def test_a_note_too_short_for_the_second_window_is_not_judged() -> None:
     assert decay.fall_after_attack(struck(seconds=0.9), SR) is None
     assert decay.fall_after_attack(tone("Vn", 55, seconds=0.5), SR) is None
     assert decay.fall_after_attack(np.zeros(0, dtype=np.float32), SR) is None
-    assert not decay.plucked_or_struck(None)
+    assert not decay.plucked_or_struck(None) and decay.struck_fall(None) is None
 
 
 def test_any_sample_rate() -> None:

@@ -110,9 +110,19 @@ def fall_after_attack(y: np.ndarray, sample_rate: int, span: tuple[float, float]
 def plucked_or_struck(fall: Fall | None) -> bool:
     """Whether a note that falls so (`fall_after_attack`) is one no held instrument plays: it dies away, evenly, by
     `LATE_S` or by `LATER_S`."""
+    return struck_fall(fall) is not None
+
+
+def struck_fall(fall: Fall | None) -> tuple[float, float] | None:
+    """How far (dB, negative) a plucked or struck note has fallen, and by how many seconds after its attack, read at
+    the first window that calls it so (`plucked_or_struck`); None for a note that holds."""
     if fall is None:
-        return False
-    return _dies_evenly(fall, DIES_AWAY_DB) or (fall.later is not None and _dies_evenly(fall.later, DIES_AWAY_LATER_DB))
+        return None
+    if _dies_evenly(fall, DIES_AWAY_DB):
+        return fall.bands_db, LATE_S[1]
+    if fall.later is not None and _dies_evenly(fall.later, DIES_AWAY_LATER_DB):
+        return fall.later.bands_db, LATER_S[1]
+    return None
 
 
 def _dies_evenly(fall: Fall, by_db: float) -> bool:

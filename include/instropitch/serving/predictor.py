@@ -169,10 +169,12 @@ def plucked_or_struck_warning(fall: decay.Fall | None) -> str | None:
     """What to tell a user whose note dies away after its attack (`decay.plucked_or_struck`): a guitar, piano or harp.
     The models know instruments that hold their notes, so their instrument answer on it is a guess whatever its
     confidence (a guitar read "Brass, sure"): bench/RESULTS.md, "Plucked and struck notes"."""
-    if not decay.plucked_or_struck(fall):
+    struck = decay.struck_fall(fall)
+    if struck is None or not decay.plucked_or_struck(fall):
         return None
+    fallen_db, seconds = struck
     return (
-        f"a plucked or struck note: it dies away evenly, {-fall.bands_db:.0f} dB within a second of its attack; the "
+        f"a plucked or struck note: it dies away evenly, {-fallen_db:.0f} dB within {seconds:g} s of its attack; the "
         "models know bowed, blown and bellows instruments that hold their notes, so no instrument answer is shown as "
         "sure"
     )

@@ -100,12 +100,12 @@ def check_off() -> Iterator[None]:
     """The predictor before session 54: the note's fall after its attack not looked at."""
     from instropitch.audio import decay
 
-    original = decay.plucked_or_struck
-    decay.plucked_or_struck = lambda fall: False
+    original = decay.struck_fall
+    decay.struck_fall = lambda fall: None
     try:
         yield
     finally:
-        decay.plucked_or_struck = original
+        decay.struck_fall = original
 
 
 def main() -> int:

@@ -307,7 +307,7 @@ def test_a_chord_gets_no_sure_pitch_or_instrument_answer_and_says_why(predictor,
 def test_overruled_names_each_answer_a_check_takes_and_why(unpitched, plucked, glide, expected):
     from instropitch.serving.predictor import overruled
 
-    assert overruled(unpitched=unpitched, plucked=plucked, glide=glide) == expected
+    assert overruled(unpitched=unpitched, plucked=plucked, glide=glide, chord=False) == expected
 
 
 def test_a_tone_above_the_period_estimates_reach_is_a_pitched_note(predictor, monkeypatch):

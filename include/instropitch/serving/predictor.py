@@ -160,36 +160,37 @@ def no_pitch_warning(period: periodicity.Periodicity | None) -> str:
     whatever its confidence (white noise read "Strings, sure"): bench/RESULTS.md, "Not one note"."""
     heard = "no period" if period is None else f"no period (aperiodicity {period.aperiodicity:.2f})"
     return (
-        f"no pitched note: the pitch answer is not sure and the waveform has {heard}; the models know pitched "
+        f"{NO_PITCHED_NOTE}: the pitch answer is not sure and the waveform has {heard}; the models know pitched "
         "instruments only, so no instrument answer is shown as sure"
     )
 
 
 def plucked_or_struck_warning(fall: decay.Fall | None) -> str | None:
-    """What to tell a user whose note dies away after its attack (`decay.plucked_or_struck`): a guitar, piano or harp.
+    """What to tell a user whose note dies away after its attack (`decay.struck_fall`): a guitar, piano or harp.
     The models know instruments that hold their notes, so their instrument answer on it is a guess whatever its
     confidence (a guitar read "Brass, sure"): bench/RESULTS.md, "Plucked and struck notes"."""
     struck = decay.struck_fall(fall)
-    if struck is None or not decay.plucked_or_struck(fall):
+    if struck is None:
         return None
     fallen_db, seconds = struck
     return (
-        f"a plucked or struck note: it dies away evenly, {-fallen_db:.0f} dB within {seconds:g} s of its attack; the "
+        f"{PLUCKED_OR_STRUCK}: it dies away evenly, {-fallen_db:.0f} dB within {seconds:g} s of its attack; the "
         "models know bowed, blown and bellows instruments that hold their notes, so no instrument answer is shown as "
         "sure"
     )
 
 
-def overruled(*, unpitched: bool, plucked: bool, glide: bool) -> dict[str, str]:
+def overruled(*, unpitched: bool, plucked: bool, glide: bool, chord: bool) -> dict[str, str]:
     """The answers a check of the audio makes not sure whatever their confidence, by role, and why: the models'
     calibrated numbers were fitted on held notes of the 14 instruments and say nothing of noise (neither answer),
-    a plucked or struck note (the instrument) or a glide (the pitch). A chord is added where its period is known
-    (`Predictor._prediction`)."""
+    a plucked or struck note (the instrument), a glide or a chord (the pitch)."""
     reasons: dict[str, str] = {}
     if unpitched:
         reasons = {"pitch": NO_PITCHED_NOTE, "instrument": NO_PITCHED_NOTE}
     if glide:
         reasons.setdefault("pitch", GLIDE)
+    if chord:
+        reasons.setdefault("pitch", CHORD)
     if plucked:
         reasons.setdefault("instrument", PLUCKED_OR_STRUCK)
     return reasons
@@ -201,7 +202,7 @@ def shared_period_warning(period: pitch_evidence.PeriodCheck | None) -> str | No
     if period is None or not period.shared:
         return None
     return (
-        f"several notes at once (a chord?): the waveform repeats only every {1000 / period.f0_hz:.1f} ms, and "
+        f"{CHORD} (a chord?): the waveform repeats only every {1000 / period.f0_hz:.1f} ms, and "
         f"nothing sounds at {period.f0_hz:.1f} Hz or its octave, so that is a period the notes share, not a note; "
         "the pitch answer is one of them at best"
     )
@@ -664,6 +665,7 @@ class Predictor:
                         unpitched=unpitched[row] is not None,
                         plucked=plucked[row] is not None,
                         glide=glides[row] is not None,
+                        chord=evidence[row] is not None and evidence[row].shared,
                     ),
                 )
                 result.warnings = warnings.get(i, [])
@@ -786,17 +788,15 @@ class Predictor:
         checks: Mapping[str, str] | None = None,
     ) -> Prediction:
         """The answer from both models' raw probabilities and the pitch ones shown (`_shown_pitch`):
-        calibrated, sure or not, with alternatives. An answer `checks` overrule (`overruled`; the pitch of a chord,
-        and an instrument read relative to an overruled pitch, too) is not sure and lists its candidates with no
-        promise (`not_sure_because`); for a model that reads the spectrum relative to the note, no instrument or
-        family answer is surer than the pitch answer."""
+        calibrated, sure or not, with alternatives. An answer `checks` overrule (`overruled`; an instrument read
+        relative to an overruled pitch, too) is not sure and lists its candidates with no promise
+        (`not_sure_because`); for a model that reads the spectrum relative to the note, no instrument or family answer
+        is surer than the pitch answer."""
         raw = {"pitch": p_pitch, "instrument": p_inst}
         shown = {"pitch": shown_pitch, "instrument": self.instrument_model.shown(p_inst, instrument_foreignness)}
         order = {role: np.argsort(-p, kind="stable") for role, p in shown.items()}
         reads_note = inputs.needs_note(self.instrument_model.input)
         because = dict(checks or {})
-        if period is not None and period.shared:
-            because.setdefault("pitch", CHORD)
         if reads_note and "pitch" in because:
             because.setdefault("instrument", because["pitch"])
 

@@ -248,6 +248,58 @@ def test_the_predictor_says_a_chord_holds_several_notes_and_is_not_sure_of_its_p
     assert unchecked.midi == 36 and unchecked.pitch_sure  # C2, sure: what the check is for
 
 
+def test_a_period_silent_at_its_fundamental_5th_and_7th_harmonics_is_two_notes_a_fifth_apart():
+    fifth = repeats(chord([60, 67]))  # C4 + G4: C3's 2nd and 3rd harmonics (to 0.1 %) and their multiples
+    assert pitch_evidence.fifth_period(fifth, 48)
+    assert not pitch_evidence.fifth_period(fifth, 60) and not pitch_evidence.fifth_period(fifth, 36)
+    missing = repeats(harmonics(48, range(2, 9)))  # a C3 with no fundamental sounds its 5th and 7th: a note
+    assert not pitch_evidence.fifth_period(missing, 48)
+    bright = repeats(partials(48, {2: 1.0, 3: 0.8, 4: 0.5, 5: 0.03, 6: 0.3}))  # its 5th at -30 dB: sounds
+    assert not pitch_evidence.fifth_period(bright, 48)
+    assert not pitch_evidence.fifth_period(repeats(harmonics(48, (2,))), 48)  # its octave alone: no 3rd
+    assert not pitch_evidence.fifth_period(fifth, 100)  # its 7th above Nyquist: undecided
+    assert not pitch_evidence.fifth_period(None, 48)
+    check = pitch_evidence.shared_evidence(fifth, 130.81, 48, MIDIS)
+    assert check.shared and check.fifth and np.all(check.likelihood == 1.0)  # the CNN's answer stands
+    triad = pitch_evidence.shared_evidence(repeats(chord([60, 64, 67])), 65.41, 60, MIDIS)
+    assert triad.shared and not triad.fifth
+    assert pitch_evidence.shared_evidence(missing, 130.81, 48, MIDIS) is None
+
+
+def test_the_predictor_says_a_fifth_holds_two_notes_and_is_not_sure_of_its_pitch(predictor, monkeypatch):
+    """C4 + G4 the CNN answers C3 (as a missing-fundamental tone): the waveform repeats there, so only the silent
+    5th and 7th harmonics tell the fifth from a note. Answered C4, the waveform does not repeat there: C3 found."""
+    from instropitch.ml.calibration import Calibration
+
+    model = predictor.pitch_model
+    monkeypatch.setattr(model, "calibration", Calibration(threshold=0.5))
+    classes = [int(v) for v in model.class_values]
+
+    def sure_of(midi):
+        def proba(x):
+            p = np.full((len(x), len(classes)), 1e-4)
+            p[:, classes.index(midi)] = 1.0
+            return p / p.sum(axis=1, keepdims=True)
+
+        return proba
+
+    y = chord([60, 67], seconds=1.5)
+    wav = wav_bytes((0.3 * y / np.abs(y).max()).astype(np.float32))
+    for answered in (48, 60):  # the shared period, and the lower note (where the waveform does not repeat)
+        monkeypatch.setattr(model, "proba", sure_of(answered))
+        result = predictor.predict_file(wav, name="fifth.wav", top_k=0)
+        assert result.ok and result.midi == answered and not result.pitch_sure
+        assert result.not_sure_because["pitch"] == "several notes at once"
+        assert result.pitch_period_hz == pytest.approx(130.81, rel=0.01)
+        said = [w for w in result.warnings if w.startswith("several notes at once (a fifth, C4 and G4?)")]
+        assert said and "5th and 7th harmonics" in said[0], result.warnings
+    monkeypatch.setattr(model, "proba", sure_of(48))
+    with monkeypatch.context() as before:
+        before.setattr(pitch_evidence, "fifth_period", lambda *args: False)
+        unchecked = predictor.predict_file(wav, top_k=0)
+    assert unchecked.midi == 48 and unchecked.pitch_sure  # C3, sure: what the check is for
+
+
 def test_a_clean_tone_a_semitone_off_the_answer_takes_its_place_a_detuned_one_does_not():
     """Pure tones repeat exactly at their own period and clearly worse a semitone away; the CNN slips there."""
     for midi in (29, 52, 88):

@@ -88,6 +88,15 @@ more there): the answer is a subharmonic only above `FMAX_HZ` and on its silent 
 HARMONIC_TOLERANCE = 0.005
 """How near a whole multiple of the strongest partial's submultiple a harmonic is looked for (a fraction):
 an aliased wave's fold-backs land at random places, so a wide band would catch them (3 %: -9 dB)."""
+FIFTH_FUNDAMENTAL_DB = -42.0
+FIFTH_SILENT_DB = -35.0
+"""Two notes a fifth apart (C4 + G4) are the 2nd and 3rd harmonics of the period they share (C3), which is
+what a note with a missing fundamental sounds too; but a note sounds its 5th and 7th harmonics, and the fifth
+has nothing there. Under these (below the strongest partial) at the period's fundamental and at its 5th and 7th
+harmonics, with its 2nd and 3rd sounding (`SOUNDING_HARMONIC_DB`), the period is the fifth's: SoX fifths of
+sines, triangles, squares, sawtooths and plucks read -48 dB or less at the fundamental and -38 dB or less at the
+5th and 7th; of 3,085 real notes (the demo's renders, 172 recordings) the nearest, a recorded cello E2, reads
+-32 dB at its fundamental, -39 and -38 dB at its 5th and 7th (bench/RESULTS.md, "Two notes a fifth apart")."""
 DIP_LAGS = 64
 """Lags read between 0 and a period to find the waveform's dip (a zero-mean periodic waveform's
 autocorrelation averages 0 over a period, so it sits under 0.5 for at least a third of it)."""
@@ -101,6 +110,8 @@ class PeriodCheck(NamedTuple):
     f0_hz: float
     shared: bool = False
     """The period is one several notes sounding at once share (`shared_period`): it names none of them."""
+    fifth: bool = False
+    """The notes sharing it are a fifth apart (`fifth_period`): its 2nd and 3rd harmonics."""
 
 
 def needs_check(duration_s: float, top_probability: float, threshold: float) -> bool:
@@ -284,9 +295,42 @@ def shared_period(repeats: Repeats | None, midi: float, cnn_top_midi: float) -> 
     return all(repeats.level_db(k * f0) < SUBHARMONIC_DB for k in (1, 2))
 
 
-def shared_check(f0_hz: float, class_midis: np.ndarray) -> PeriodCheck:
-    """A shared period as evidence: it says nothing of which note (the CNN's probabilities stand)."""
-    return PeriodCheck(np.ones(len(class_midis)), 1.0, f0_hz, shared=True)
+def fifth_period(repeats: Repeats | None, midi: float) -> bool:
+    """Whether the period of note `midi` is the one two notes a fifth apart share (its 2nd and 3rd harmonics):
+    nothing sounds at its fundamental (`FIFTH_FUNDAMENTAL_DB`), 5th or 7th harmonic (`FIFTH_SILENT_DB`), while
+    its 2nd and 3rd do.
+
+    C4 + G4 repeat at C3's period and were shown as "C3, sure": a missing-fundamental C3 sounds its 2nd and 3rd
+    harmonics too, but also its 5th and 7th, which no note of the fifth sounds (C4's are C3's even harmonics,
+    G4's its multiples of 3). Undecided where the 7th lies above the Nyquist frequency.
+    """
+    if repeats is None:
+        return False
+    f0 = float(midi_to_hz(midi))
+    if 7 * f0 >= repeats.sample_rate / 2 or repeats.level_db(f0) >= FIFTH_FUNDAMENTAL_DB:
+        return False
+    silent = all(repeats.level_db(k * f0) < FIFTH_SILENT_DB for k in (5, 7))
+    return silent and all(repeats.level_db(k * f0) >= SOUNDING_HARMONIC_DB for k in (2, 3))
+
+
+def shared_evidence(
+    repeats: Repeats | None, f0_hz: float, cnn_top_midi: float, class_midis: np.ndarray
+) -> PeriodCheck | None:
+    """`shared_check` when the period of `f0_hz` is one several notes share (`shared_period`, `fifth_period`);
+    else None."""
+    midi = float(hz_to_midi(f0_hz))
+    if shared_period(repeats, midi, cnn_top_midi):
+        return shared_check(f0_hz, class_midis)
+    if fifth_period(repeats, midi):
+        return shared_check(f0_hz, class_midis, fifth=True)
+    return None
+
+
+def shared_check(f0_hz: float, class_midis: np.ndarray, *, fifth: bool = False) -> PeriodCheck:
+    """A shared period as evidence: it says nothing of which note (the CNN's probabilities stand). The CNN's answer
+    under a fifth is often the shared period itself, but a false alarm on a note would then turn a right answer
+    wrong: it stays, and the warning names the two notes."""
+    return PeriodCheck(np.ones(len(class_midis)), 1.0, f0_hz, shared=True, fifth=fifth)
 
 
 def _deciding(note: float | None, class_midis: np.ndarray) -> PeriodCheck | None:

@@ -59,6 +59,7 @@ from instropitch.tinysol import (
     INSTRUMENT_BY_ABBR,
     family_indices,
     hz_to_midi,
+    midi_to_hz,
     midi_to_note_octave,
     midi_to_pitch,
 )
@@ -197,10 +198,18 @@ def overruled(*, unpitched: bool, plucked: bool, glide: bool, chord: bool) -> di
 
 
 def shared_period_warning(period: pitch_evidence.PeriodCheck | None) -> str | None:
-    """What to tell a user whose file holds several notes at once (a chord): the pitch answer is one of them
-    at best, so it is not shown as sure (`pitch_evidence.shared_period`)."""
+    """What to tell a user whose file holds several notes at once (a chord, a fifth): the pitch answer is one of
+    them at best, so it is not shown as sure (`pitch_evidence.shared_period`, `pitch_evidence.fifth_period`)."""
     if period is None or not period.shared:
         return None
+    if period.fifth:
+        lower = round(float(hz_to_midi(2.0 * period.f0_hz)))
+        return (
+            f"{CHORD} (a fifth, {midi_to_pitch(lower)} and {midi_to_pitch(lower + 7)}?): the waveform repeats every "
+            f"{1000 / period.f0_hz:.1f} ms, yet nothing sounds at {period.f0_hz:.1f} Hz or its 5th and 7th harmonics, "
+            "which a note without its fundamental would sound: its 2nd and 3rd are two notes, and the pitch answer "
+            "one of them at best"
+        )
     return (
         f"{CHORD} (a chord?): the waveform repeats only every {1000 / period.f0_hz:.1f} ms, and "
         f"nothing sounds at {period.f0_hz:.1f} Hz or its octave, so that is a period the notes share, not a note; "
@@ -720,9 +729,10 @@ class Predictor:
         heard = periodicity.repeats(feats.pitch_audio, window.sample_rate)
         repeated = pitch_evidence.repeat_check(heard, midis, top_midi)
         if repeated is not None:
-            if pitch_evidence.shared_period(heard, float(hz_to_midi(repeated.f0_hz)), top_midi):
-                return pitch_evidence.shared_check(repeated.f0_hz, midis), None
-            return repeated, None
+            return pitch_evidence.shared_evidence(heard, repeated.f0_hz, top_midi, midis) or repeated, None
+        shared = pitch_evidence.shared_evidence(heard, float(midi_to_hz(top_midi)), top_midi, midis)
+        if shared is not None:  # a fifth read as its shared period (the CNN's answer is no chord's period)
+            return shared, None
         if not pitch_evidence.needs_check(feats.duration, float(shown.max()), model.calibration.threshold):
             return None, None
         period = periodicity.estimate(feats.pitch_audio, window.sample_rate)
@@ -734,8 +744,9 @@ class Predictor:
             unsure = float(shown.max()) < model.calibration.threshold
             no_note = unsure and pitch_evidence.unpitched(period, heard, top_midi)
             return None, no_pitch_warning(period) if no_note else None
-        if pitch_evidence.shared_period(heard, period.midi, top_midi):
-            return pitch_evidence.shared_check(period.f0_hz, midis), None
+        shared = pitch_evidence.shared_evidence(heard, period.f0_hz, top_midi, midis)
+        if shared is not None:
+            return shared, None
         weight = pitch_evidence.window_fill(feats.duration, window.duration)
         return pitch_evidence.PeriodCheck(likelihood, weight, period.f0_hz), None
 

@@ -30,7 +30,9 @@ def let_go_in_a_room(held_s: float = 0.5, rt60_s: float = 1.5, seed: int = 0) ->
     rng = np.random.default_rng(seed)
     note = np.concatenate([tone("Vn", 55, seconds=held_s, seed=seed), np.zeros(2 * SR, dtype=np.float32)])
     t = np.arange(round(1.5 * rt60_s * SR)) / SR
-    echo = np.convolve(note, rng.standard_normal(len(t)) * 10 ** (-3 * t / rt60_s) * 0.05)[: len(note)]
+    response = rng.standard_normal(len(t)) * 10 ** (-3 * t / rt60_s) * 0.05
+    n = len(note) + len(response) - 1  # convolved through the FFT: directly, 2.6e9 products took 16 s
+    echo = np.fft.irfft(np.fft.rfft(note, n) * np.fft.rfft(response, n), n)[: len(note)]
     y = note + echo
     return (0.5 * y / np.max(np.abs(y))).astype(np.float32)
 

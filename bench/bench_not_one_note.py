@@ -6,7 +6,9 @@ noise read "Strings 100 %, sure", and a C major triad on C4 read "C2, sure" (the
 share). The predictor now says "no pitched note" (and shows no instrument or family answer as sure)
 when the pitch answer is not sure and the waveform has no period to believe
 (`pitch_evidence.unpitched`), and "several notes at once" (the pitch answer not sure) when the
-period it would go by is silent at its fundamental and octave (`pitch_evidence.shared_period`).
+period it would go by is silent at its fundamental and octave (`pitch_evidence.shared_period`), or at its
+fundamental, 5th and 7th harmonics while its 2nd and 3rd sound (two notes a fifth apart, since session 56:
+`pitch_evidence.fifth_period`).
 Since session 54 a pitch that glides where the answer is read (`audio.melody.glide`: a siren, a slide)
 is not shown as sure either (a glide A3 -> A4 read "D#4, sure").
 
@@ -168,17 +170,20 @@ def run_sets(
 
 @contextlib.contextmanager
 def checks_off() -> Iterator[None]:
-    """The predictor of session 52: no no-pitched-note check, no shared-period one, no glide."""
+    """The predictor of session 52: no no-pitched-note check, no shared-period one (a chord's, a fifth's), no
+    glide."""
     from instropitch.audio import melody
     from instropitch.serving import pitch_evidence
 
-    originals = pitch_evidence.unpitched, pitch_evidence.shared_period, melody.glide_warning
-    pitch_evidence.unpitched = pitch_evidence.shared_period = lambda *args: False
+    originals = pitch_evidence.unpitched, pitch_evidence.shared_period, pitch_evidence.fifth_period
+    glide = melody.glide_warning
+    pitch_evidence.unpitched = pitch_evidence.shared_period = pitch_evidence.fifth_period = lambda *args: False
     melody.glide_warning = lambda *args: None
     try:
         yield
     finally:
-        pitch_evidence.unpitched, pitch_evidence.shared_period, melody.glide_warning = originals
+        pitch_evidence.unpitched, pitch_evidence.shared_period, pitch_evidence.fifth_period = originals
+        melody.glide_warning = glide
 
 
 def main() -> int:

@@ -53,6 +53,7 @@ def test_a_phrase_is_read_as_its_notes_in_order():
     [
         pytest.param(tone("Vn", 45, seconds=3.0), id="one note"),
         pytest.param(vibrato_note(62.3, 2.0, 0.5), id="wide vibrato"),
+        pytest.param(vibrato_note(62.3, 2.0, 0.5, rate_hz=2.0), id="wide, slow vibrato"),
         pytest.param(
             legato(tone("Fl", 72, seconds=0.15, seed=3), tone("Fl", 74, seconds=1.5, seed=4)), id="grace note"
         ),
@@ -113,6 +114,8 @@ def test_a_pitch_that_glides_is_found_where_the_answer_is_read_and_said():
     down = melody.glide(melody.pitch_course(glide_note(72, 62, 1.5), SR), (0.25, 1.25))
     assert down is not None and down[0] > down[1]
     assert melody.glide(course, (1.6, 2.6)) is None  # nothing of it in that window
+    slow = melody.glide(melody.pitch_course(glide_note(57, 60, 1.8), SR), (0.4, 1.4))  # 1.7 semitones a second
+    assert slow is not None and 1.5 <= slow[1] - slow[0] <= 1.8
     assert melody.glide_warning(None, (0.0, 1.0)) is None
 
 

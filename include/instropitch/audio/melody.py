@@ -54,12 +54,14 @@ LOUD_DB = 20.0
 """Frames this far below the loudest are the tail or the room, not a note."""
 HARMONIC_RATIOS = (2, 3, 4, 5, 6)
 """Frequency ratios under which two readings may be one note's harmonic and the note (or it and its subharmonic)."""
-GLIDE_SEMITONES = 2.0
+GLIDE_SEMITONES = 1.5
 GLIDE_STEPS = 3
-GLIDE_STEP = (0.15, 2.5)
+GLIDE_STEP = (0.08, 2.5)
 """A glide (`glide`): the pitch moves `GLIDE_SEMITONES` or more one way over `GLIDE_STEPS` frames or more, each
-step `GLIDE_STEP` semitones (per `HOP_S`). On 3,085 held notes the longest such run moved 1.0 semitone (a violin
-A#5, pp); a glide A3 -> A4 over 1.5 s moves 8 in the pitch window (bench/RESULTS.md, "A pitch that glides")."""
+step `GLIDE_STEP` semitones (per `HOP_S`). A glide A3 -> A4 over 1.5 s moves 8 in the pitch window; a slow one,
+3 semitones in 1.8 s, 1.7 (it was read as held notes, "sure", under 2 semitones and 0.15 a step). On 3,085 held
+notes no frame run of 0.08 a step goes one way at all; wide vibrato (+-0.5) turns back within a semitone
+(bench/RESULTS.md, "A pitch that glides", "A slow glide")."""
 
 
 @dataclass(frozen=True)

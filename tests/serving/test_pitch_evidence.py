@@ -217,6 +217,7 @@ def test_a_period_silent_at_its_fundamental_and_octave_is_shared_by_several_note
     assert not pitch_evidence.shared_period(missing, 46, 58)
     bass = repeats(partials(33, {3: 1.0, 4: 0.8, 5: 0.6}))  # silent fundamental and octave, answered there
     assert not pitch_evidence.shared_period(bass, 33, 33)
+    assert pitch_evidence.shared_period(triad, 36, 36)  # answered at the period itself: its 3rd is silent too
     assert not pitch_evidence.shared_period(None, 36, 60)
     check = pitch_evidence.shared_check(65.4, MIDIS)
     cnn = np.linspace(1, 2, len(MIDIS)) / np.linspace(1, 2, len(MIDIS)).sum()
@@ -246,6 +247,16 @@ def test_the_predictor_says_a_chord_holds_several_notes_and_is_not_sure_of_its_p
         before.setattr(pitch_evidence, "shared_period", lambda *args: False)
         unchecked = predictor.predict_file(wav_bytes((0.3 * y / np.abs(y).max()).astype(np.float32)), top_k=0)
     assert unchecked.midi == 36 and unchecked.pitch_sure  # C2, sure: what the check is for
+
+    def sure_of_c2(x):  # the CNN answers the period itself: the waveform repeats there
+        p = np.full((len(x), len(classes)), 1e-4)
+        p[:, classes.index(36)] = 1.0
+        return p / p.sum(axis=1, keepdims=True)
+
+    monkeypatch.setattr(model, "proba", sure_of_c2)
+    at_period = predictor.predict_file(wav_bytes((0.3 * y / np.abs(y).max()).astype(np.float32)), top_k=0)
+    assert at_period.midi == 36 and not at_period.pitch_sure
+    assert [w for w in at_period.warnings if w.startswith("several notes at once (a chord?)")]
 
 
 def test_a_period_silent_at_its_fundamental_5th_and_7th_harmonics_is_two_notes_a_fifth_apart():

@@ -281,18 +281,23 @@ def subharmonic_check(
 
 
 def shared_period(repeats: Repeats | None, midi: float, cnn_top_midi: float) -> bool:
-    """Whether the period of note `midi` (the waveform's, unlike the CNN's answer) is one that several notes
-    sounding at once share, not a note's: nothing sounds at its fundamental or its octave (`SUBHARMONIC_DB`).
+    """Whether the period of note `midi` is one that several notes sounding at once share, not a note's: nothing
+    sounds at its fundamental or its octave (`SUBHARMONIC_DB`), nor at its 3rd harmonic when the period is the
+    CNN's own answer.
 
     A C major triad on C4 repeats only at C2's period (its notes are C2's 4th, 5th and 6th harmonics) and
     was shown as "C2, sure". A missing-fundamental tone sounds its octave; the one real note seen silent at
-    both (a bass A1, 2,913 renders and 172 recordings) was answered at that very note by the CNN:
-    bench/RESULTS.md, "Not one note".
+    both (a bass A1, 2,913 renders and 172 recordings) was answered at that very note by the CNN, so an answer
+    that is the period itself must be silent at its 3rd harmonic too: of 3,085 held notes, the one whose first
+    three harmonics are quietest sounds one of them at -24 dB, where a dominant 7th answered at its period (F#2
+    for F#4 A#4 C#5 E5, its 4th to 7th harmonics) sounds none (bench/RESULTS.md, "Not one note", "A chord
+    answered at its period").
     """
-    if repeats is None or abs(midi - cnn_top_midi) <= 0.5:
+    if repeats is None:
         return False
     f0 = float(midi_to_hz(midi))
-    return all(repeats.level_db(k * f0) < SUBHARMONIC_DB for k in (1, 2))
+    harmonics = (1, 2, 3) if abs(midi - cnn_top_midi) <= 0.5 else (1, 2)
+    return all(repeats.level_db(k * f0) < SUBHARMONIC_DB for k in harmonics)
 
 
 def fifth_period(repeats: Repeats | None, midi: float) -> bool:

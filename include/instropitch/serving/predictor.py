@@ -730,9 +730,10 @@ class Predictor:
         repeated = pitch_evidence.repeat_check(heard, midis, top_midi)
         if repeated is not None:
             return pitch_evidence.shared_evidence(heard, repeated.f0_hz, top_midi, midis) or repeated, None
-        shared = pitch_evidence.shared_evidence(heard, float(midi_to_hz(top_midi)), top_midi, midis)
-        if shared is not None:  # a fifth read as its shared period (the CNN's answer is no chord's period)
-            return shared, None
+        if pitch_evidence.repeats_at(heard, top_midi):  # the answer is a period the waveform has: a note's, or not?
+            shared = pitch_evidence.shared_evidence(heard, float(midi_to_hz(top_midi)), top_midi, midis)
+            if shared is not None:  # a chord or a fifth answered at the period its notes share
+                return shared, None
         if not pitch_evidence.needs_check(feats.duration, float(shown.max()), model.calibration.threshold):
             return None, None
         period = periodicity.estimate(feats.pitch_audio, window.sample_rate)

@@ -718,6 +718,8 @@ class Predictor:
         """What the note's period says of each pitch class: always when the waveform does not repeat at
         the CNN's answer (the period alone decides), else when the answer needs a check and the note is periodic
         (a period that is a silent subharmonic of the strongest partial gives way to that partial's note).
+        Whichever period it goes by, the CNN's answer where the waveform repeats included, one that several notes
+        share (a chord's, a fifth's: `pitch_evidence.shared_evidence`) names none of them.
         Second, the warning of a file with no pitched note (`no_pitch_warning`), or None."""
         model = self.pitch_model
         shown = model.shown(p_pitch)

@@ -95,7 +95,7 @@ what a note with a missing fundamental sounds too; but a note sounds its 5th and
 has nothing there. Under these (below the strongest partial) at the period's fundamental and at its 5th and 7th
 harmonics, with its 2nd and 3rd sounding (`SOUNDING_HARMONIC_DB`), the period is the fifth's: SoX fifths of
 sines, triangles, squares, sawtooths and plucks read -48 dB or less at the fundamental and -38 dB or less at the
-5th and 7th; of 3,085 real notes (the demo's renders, 172 recordings) the nearest, a recorded cello E2, reads
+5th and 7th; of 3,085 held notes (the demo's renders, 172 recordings) the nearest, a recorded cello E2, reads
 -32 dB at its fundamental, -39 and -38 dB at its 5th and 7th (bench/RESULTS.md, "Two notes a fifth apart")."""
 DIP_LAGS = 64
 """Lags read between 0 and a period to find the waveform's dip (a zero-mean periodic waveform's
@@ -332,9 +332,9 @@ def shared_evidence(
 
 
 def shared_check(f0_hz: float, class_midis: np.ndarray, *, fifth: bool = False) -> PeriodCheck:
-    """A shared period as evidence: it says nothing of which note (the CNN's probabilities stand). The CNN's answer
-    under a fifth is often the shared period itself, but a false alarm on a note would then turn a right answer
-    wrong: it stays, and the warning names the two notes."""
+    """A shared period as evidence: it says nothing of which note (the CNN's probabilities stand). A fifth's too:
+    answering its lower note would be right for a fifth but would turn a right answer wrong on a false alarm, so
+    the CNN's answer stays (often the shared period itself) and the warning names the two notes."""
     return PeriodCheck(np.ones(len(class_midis)), 1.0, f0_hz, shared=True, fifth=fifth)
 
 

@@ -124,6 +124,7 @@ def test_a_pitch_that_glides_is_found_where_the_answer_is_read_and_said():
     [
         pytest.param(tone("Vn", 45, seconds=3.0), id="one note"),
         pytest.param(vibrato_note(62.3, 2.0, 0.5), id="wide vibrato"),
+        pytest.param(vibrato_note(62.3, 2.0, 0.5, rate_hz=2.0), id="wide, slow vibrato"),
         pytest.param(legato(*(tone("ClBb", m, seconds=0.3, seed=m) for m in (60, 62, 64, 65, 67))), id="a scale"),
         pytest.param(glide_note(60, 61, 1.5), id="a semitone bend"),
     ],

@@ -269,8 +269,14 @@ def _family(row: dict) -> str:
     )
 
 
+def _cents(row: dict) -> str:
+    """The cents column: how far the note sounds from the note named (`+12`), `-` where the period did not say."""
+    cents = row.get("pitch_cents")
+    return "-" if cents is None else f"{cents:+.0f}"
+
+
 def _prediction_table(rows: list[dict]) -> str:
-    headers = ("file", "instrument", "conf", "pitch", "note", "octave", "midi", "conf")
+    headers = ("file", "instrument", "conf", "pitch", "note", "octave", "midi", "cents", "conf")
     body = [
         (
             r["file"],
@@ -282,12 +288,13 @@ def _prediction_table(rows: list[dict]) -> str:
             r["note"],
             str(r["octave"]),
             str(r["midi"]),
+            _cents(r),
             _confidence(r, "pitch"),
         )
         for r in rows
     ]
     widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(headers)]
-    right = {2, 5, 6, 7}
+    right = {2, 5, 6, 7, 8}
 
     def line(cells) -> str:
         return "  ".join(

@@ -78,6 +78,7 @@ def test_predict_file_gives_the_documented_json(predictor, trained_store):
         "pitch_confidence_raw",
         "instrument_foreignness",
         "pitch_period_hz",
+        "pitch_cents",
         "candidates",
         "candidates_level",
         "not_sure_because",
@@ -88,6 +89,7 @@ def test_predict_file_gives_the_documented_json(predictor, trained_store):
     assert d["file"] == "my-note.wav"
     assert (d["instrument"], d["instrument_abbr"]) == ("Violin", "Vn")
     assert (d["note"], d["octave"], d["pitch"], d["midi"]) == ("A", 4, "A4", 69)
+    assert abs(d["pitch_cents"]) < 10  # the tone is at 440 Hz, give or take its draw
     assert 0.5 < d["instrument_confidence"] <= 1 and 0.5 < d["pitch_confidence"] <= 1
     assert len(d["top_k"]["instrument"]) == 3 and len(d["top_k"]["pitch"]) == 3
     assert d["top_k"]["instrument"][0] == {
@@ -294,6 +296,49 @@ def test_a_chord_gets_no_sure_pitch_or_instrument_answer_and_says_why(predictor,
     assert not (r.pitch_sure or r.instrument_sure or r.instrument_family_sure)
 
 
+def detuned(cents: float, seconds: float = 1.5) -> bytes:
+    """A violin-like A4 (sawtooth partials) `cents` off 440 Hz, as WAV bytes."""
+    t = np.arange(int(seconds * SR)) / SR
+    f0 = 440.0 * 2 ** (cents / 1200)
+    y = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 10)) * np.minimum(1, t / 0.02)
+    return wav_bytes((0.4 * y / np.abs(y).max()).astype(np.float32))
+
+
+def test_a_note_halfway_between_two_gets_no_sure_pitch_answer_and_says_why(predictor, monkeypatch):
+    """A4 47 cents sharp: either name is a guess, so neither is sure whatever the model's confidence; 20 cents sharp
+    is still A4, and the cents are shown either way (`pitch_cents`, the CLI's cents column)."""
+    from instropitch import cli
+    from instropitch.ml.calibration import Calibration
+
+    sure_of_all = Calibration(threshold=1e-6, family_threshold=1e-6, fitted_on="heldout_sources")
+    for model in (predictor.instrument_model, predictor.pitch_model):
+        monkeypatch.setattr(model, "calibration", sure_of_all)
+    near = predictor.predict_file(detuned(20), top_k=0)
+    assert near.ok and near.pitch_sure and near.midi == 69 and near.warnings == [] and near.not_sure_because == {}
+    assert near.pitch_cents == pytest.approx(20, abs=1.5)
+    assert cli._prediction_table([near.to_dict()]).splitlines()[1].split()[-2] == "+20"
+    r = predictor.predict_file(detuned(47), top_k=0)
+    assert r.ok and r.midi in (69, 70) and not r.pitch_sure
+    assert r.pitch_cents == pytest.approx(47 if r.midi == 69 else -53, abs=1.5)
+    assert r.not_sure_because == {"pitch": "between two notes", "instrument": "between two notes"}
+    way, other = ("above A4", "A#4") if r.midi == 69 else ("below A#4", "A4")
+    assert r.warnings == [
+        f"between two notes: it sounds {abs(r.pitch_cents):.0f} cents {way}, nearly halfway to {other}, so the "
+        "pitch answer is not sure (the waveform's period, over the pitch window)"
+    ]
+    assert "not sure: between two notes (nearest: " in cli._prediction_table([r.to_dict()])
+
+
+@pytest.mark.parametrize(
+    ("cents", "between"), [(None, False), (0.0, False), (44.9, False), (-44.9, False), (45.0, True), (-60.0, True)]
+)
+def test_between_notes_from_45_cents_either_way(cents, between):
+    from instropitch.serving.predictor import between_notes, between_notes_warning
+
+    assert between_notes(cents) is between
+    assert (between_notes_warning(cents, 69) is not None) is between
+
+
 @pytest.mark.parametrize(
     ("unpitched", "plucked", "glide", "expected"),
     [
@@ -308,6 +353,8 @@ def test_overruled_names_each_answer_a_check_takes_and_why(unpitched, plucked, g
     from instropitch.serving.predictor import overruled
 
     assert overruled(unpitched=unpitched, plucked=plucked, glide=glide, chord=False) == expected
+    between = overruled(unpitched=unpitched, plucked=plucked, glide=glide, chord=False, between=True)
+    assert between == {"pitch": expected.get("pitch", "between two notes"), **expected}
 
 
 def test_a_tone_above_the_period_estimates_reach_is_a_pitched_note(predictor, monkeypatch):
@@ -591,7 +638,7 @@ def test_cli_predicts_a_mixed_batch(trained_store, tracking, tmp_path, capsys):
     assert len(err_lines) == 3
 
     lines = out.strip().splitlines()
-    assert lines[0].split() == ["file", "instrument", "conf", "pitch", "note", "octave", "midi", "conf"]
+    assert lines[0].split() == ["file", "instrument", "conf", "pitch", "note", "octave", "midi", "cents", "conf"]
     rows = {Path(line.split()[0]).name: line for line in lines[1:]}
     assert set(rows) == {name for name, want in expected.items() if want}
     from instropitch.tinysol import INSTRUMENT_BY_ABBR, midi_to_pitch
@@ -603,6 +650,8 @@ def test_cli_predicts_a_mixed_batch(trained_store, tracking, tmp_path, capsys):
             name_ = INSTRUMENT_BY_ABBR[abbr].name
             assert f"{name_} ({abbr})" in rows[name] or f"not sure: {name_} " in rows[name], rows[name]
             assert f" {midi_to_pitch(midi)} " in rows[name] and f" {midi} " in rows[name]
+            cents = rows[name].split()[-2]  # the test tones are in tune, give or take their draw
+            assert cents[0] in "+-" and abs(int(cents)) < 10, rows[name]
 
 
 def test_cli_json_and_json_lines(trained_store, tracking, tmp_path, capsys):

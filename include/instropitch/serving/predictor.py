@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from instropitch import audio
-from instropitch.audio import decay, inputs, melody, periodicity
+from instropitch.audio import decay, inputs, melody, periodicity, tuning
 from instropitch.audio.features import FeatureConfig, Features, SpectrogramConfig, compute_features, get_preset
 from instropitch.ml.calibration import Calibration, candidate_mask, family_proba
 from instropitch.serving import modelcache, pitch_evidence, registry_lookup
@@ -90,7 +90,13 @@ NO_PITCHED_NOTE = "no pitched note"
 PLUCKED_OR_STRUCK = "a plucked or struck note"
 GLIDE = "the pitch glides"
 CHORD = "several notes at once"
+BETWEEN_NOTES = "between two notes"
 """Why a check of the audio took an answer out of its model's hands (`Prediction.not_sure_because`)."""
+BETWEEN_NOTES_CENTS = 45.0
+"""A note this many cents or more off the note it is named is between two notes. Real recordings moved 46-48 cents
+off their notes by SoX's `speed` were named "sure" and a semitone wrong on 14 of 240, none with the check; of 3,369
+held notes (renders, real recordings of TinySOL's instruments and nine others; 475 recordings at most 34 cents off),
+two renders read 45.9 and 51.1 (bench/RESULTS.md, "Between two notes")."""
 
 
 # ----------------------------------------------------------------------- results
@@ -181,10 +187,10 @@ def plucked_or_struck_warning(fall: decay.Fall | None) -> str | None:
     )
 
 
-def overruled(*, unpitched: bool, plucked: bool, glide: bool, chord: bool) -> dict[str, str]:
+def overruled(*, unpitched: bool, plucked: bool, glide: bool, chord: bool, between: bool = False) -> dict[str, str]:
     """The answers a check of the audio makes not sure whatever their confidence, by role, and why: the models'
     calibrated numbers were fitted on held notes of the 14 instruments and say nothing of noise (neither answer),
-    a plucked or struck note (the instrument), a glide or a chord (the pitch)."""
+    a plucked or struck note (the instrument), a glide, a chord or a note between two (the pitch)."""
     reasons: dict[str, str] = {}
     if unpitched:
         reasons = {"pitch": NO_PITCHED_NOTE, "instrument": NO_PITCHED_NOTE}
@@ -192,9 +198,30 @@ def overruled(*, unpitched: bool, plucked: bool, glide: bool, chord: bool) -> di
         reasons.setdefault("pitch", GLIDE)
     if chord:
         reasons.setdefault("pitch", CHORD)
+    if between:
+        reasons.setdefault("pitch", BETWEEN_NOTES)
     if plucked:
         reasons.setdefault("instrument", PLUCKED_OR_STRUCK)
     return reasons
+
+
+def between_notes(cents: float | None) -> bool:
+    """Whether a note `cents` off the note it is named (`audio.tuning.cents_off`) sits too near halfway to the next
+    for the name to be sure (`BETWEEN_NOTES_CENTS`)."""
+    return cents is not None and abs(cents) >= BETWEEN_NOTES_CENTS
+
+
+def between_notes_warning(cents: float | None, midi: int) -> str | None:
+    """What to tell a user whose note sounds nearly halfway between two (`between_notes`): either name is a guess."""
+    if not between_notes(cents):
+        return None
+    assert cents is not None  # between_notes said so
+    other = midi + (1 if cents > 0 else -1)
+    way = "above" if cents > 0 else "below"
+    return (
+        f"{BETWEEN_NOTES}: it sounds {abs(cents):.0f} cents {way} {midi_to_pitch(midi)}, nearly halfway to "
+        f"{midi_to_pitch(other)}, so the pitch answer is not sure (the waveform's period, over the pitch window)"
+    )
 
 
 def shared_period_warning(period: pitch_evidence.PeriodCheck | None) -> str | None:
@@ -651,10 +678,13 @@ class Predictor:
             notes_heard = np.asarray(self.pitch_model.class_values)[np.argmax(shown_pitch, axis=1)]
             plucked = [plucked_or_struck_warning(note.fall) for note in notes]
             glides = [melody.glide_warning(note.glide, note.pitch_window) for note in notes]
+            cents = [self._cents_off(note, float(notes_heard[row])) for row, note in enumerate(notes)]
             for row, i in enumerate(good):
                 held = notes[row].notes or []
                 several = melody.several_notes_warning(held, notes[row].pitch_window, float(notes_heard[row]))
-                said = (several, glides[row], unpitched[row], shared_period_warning(evidence[row]), plucked[row])
+                shared = shared_period_warning(evidence[row])
+                between = between_notes_warning(cents[row], int(notes_heard[row]))
+                said = (several, glides[row], unpitched[row], shared, between, plucked[row])
                 warnings[i] += [w for w in said if w]
             with self._lock:
                 p_inst, f_inst = self.instrument_model.answer(
@@ -675,7 +705,9 @@ class Predictor:
                         plucked=plucked[row] is not None,
                         glide=glides[row] is not None,
                         chord=evidence[row] is not None and evidence[row].shared,
+                        between=between_notes(cents[row]),
                     ),
+                    cents[row],
                 )
                 result.warnings = warnings.get(i, [])
                 if keep_spectrograms:
@@ -711,6 +743,12 @@ class Predictor:
 
             pool = self.__dict__.setdefault("_pool", ThreadPoolExecutor(threads, thread_name_prefix="features"))
         return pool
+
+    def _cents_off(self, feats: Features, midi: float) -> float | None:
+        """How far the note sounds from the `midi` it is named, in cents (`audio.tuning`), over the pitch window."""
+        if feats.pitch_audio is None:
+            return None
+        return tuning.cents_off(feats.pitch_audio, self.features.pitch.sample_rate, midi)
 
     def _period_evidence(
         self, feats: Features, p_pitch: np.ndarray
@@ -800,6 +838,7 @@ class Predictor:
         period: pitch_evidence.PeriodCheck | None = None,
         instrument_foreignness: float | None = None,
         checks: Mapping[str, str] | None = None,
+        cents: float | None = None,
     ) -> Prediction:
         """The answer from both models' raw probabilities and the pitch ones shown (`_shown_pitch`):
         calibrated, sure or not, with alternatives. An answer `checks` overrule (`overruled`; an instrument read
@@ -863,6 +902,7 @@ class Predictor:
             pitch_confidence_raw=confidence(p_pitch[best["pitch"]]),
             instrument_foreignness=None if instrument_foreignness is None else round(instrument_foreignness, 3),
             pitch_period_hz=None if period is None else round(period.f0_hz, 2),
+            pitch_cents=None if cents is None else round(cents, 1),
             candidates={
                 role: [entry(role, int(j)) for j in self._candidates(role, shown[role], order[role])]
                 for role in raw

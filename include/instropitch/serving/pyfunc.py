@@ -12,10 +12,11 @@ Input: a DataFrame with a column `wav_base64` (the WAV file's bytes, base64) or 
 row with `instrument`, `instrument_abbr`, `pitch`, `note`, `octave`, `midi`,
 `instrument_confidence`, `pitch_confidence` (calibrated), `instrument_sure`, `pitch_sure`
 (False: below the model's "not sure" threshold), `instrument_family` and `instrument_family_sure`
-(the family answer, sure by its own threshold), `not_sure_because` (answer -> why a check of the audio made it not
+(the family answer, sure by its own threshold), `pitch_cents` (how far the note sounds from the note named; None
+where its period did not say), `not_sure_because` (answer -> why a check of the audio made it not
 sure whatever its confidence, whose number then says nothing of the file; empty for most notes), `warnings` (what a
-user should know of the file: narrow-band audio, several notes, a glide, no pitched note, a chord, a plucked or
-struck note; a list, empty for most notes)
+user should know of the file: narrow-band audio, several notes, a glide, no pitched note, a chord, a note between
+two, a plucked or struck note; a list, empty for most notes)
 and `error` (None, or why that row could not be analysed; its other columns are then None).
 
 `register_pyfunc()` logs it (from the current champions, or from a given export) as
@@ -57,6 +58,7 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
     "pitch_sure",
     "instrument_family",
     "instrument_family_sure",
+    "pitch_cents",
     "not_sure_because",
     "warnings",
     "error",
@@ -81,10 +83,11 @@ def model_signature() -> Any:
         "instrument_sure": "boolean",
         "pitch_sure": "boolean",
         "instrument_family_sure": "boolean",
+        "pitch_cents": "double",
         "not_sure_because": Map(DataType.string),
         "warnings": Array("string"),
     }
-    optional = ("not_sure_because", "warnings", "error")
+    optional = ("pitch_cents", "not_sure_because", "warnings", "error")
     outputs = Schema(
         [ColSpec(types.get(name, "string"), name, required=name not in optional) for name in OUTPUT_COLUMNS]
     )

@@ -54,6 +54,10 @@ class Prediction:
     pitch_period_hz: float | None = None
     """The f0 the waveform's period gives (YIN), when the pitch answer was checked against it
     (a short note, an unsure answer, the lowest register); None otherwise."""
+    pitch_cents: float | None = None
+    """How far the note sounds from the note named, in cents (100 to a semitone; negative: below), from the
+    waveform's period over the pitch window (`audio.tuning`); None where the period is not believed or names
+    another note. 45 or more either way: the pitch answer is "not sure", between two notes."""
     candidates: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """When a model is not sure: the answers it cannot rule out (calibrated), whatever `top_k` asked for:
     those whose confidence reaches its calibration's candidate floor, or the top three for models calibrated
@@ -102,6 +106,7 @@ class Prediction:
             "pitch_confidence_raw": self.pitch_confidence_raw,
             "instrument_foreignness": self.instrument_foreignness,
             "pitch_period_hz": self.pitch_period_hz,
+            "pitch_cents": self.pitch_cents,
             "candidates": self.candidates,
             "candidates_level": self.candidates_level,
             "not_sure_because": self.not_sure_because,

@@ -453,6 +453,12 @@ def test_page_in_headless_chromium(predictor, tmp_path, monkeypatch):
                 assert evaluate("document.getElementById('instrument-conf').textContent") == "none for such a sound"
                 assert "%" not in evaluate("document.getElementById('top-instrument').textContent")
                 assert evaluate("document.getElementById('pitch-conf').textContent").endswith("%")
+                # how far the note sounds from the note named
+                for cents, text in ((47.2, "+47 cents"), (-12.6, "\u221213 cents"), (3.0, "in tune"), (None, "")):
+                    unsure["pitch_cents"] = cents
+                    evaluate(f"show({json.dumps(unsure)})")
+                    shown = evaluate("document.getElementById('cents').textContent")
+                    assert shown == (text or "tuning unknown"), shown
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(browser.pid, 9)

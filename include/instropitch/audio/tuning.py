@@ -2,8 +2,8 @@
 
 The pitch CNN names the nearest of 89 notes and its calibration was fitted on notes played within ~35 cents of
 their names. A note halfway between two (an instrument tuned apart, a slowed recording, a tone generator at
-452 Hz) is named either way: real recordings moved by SoX's `speed` 46-48 cents off their notes were named
-"sure" and a semitone wrong on 14 of 240 (bench/RESULTS.md, "Between two notes").
+452 Hz) is named either way: real recordings moved by SoX's `speed` 44-50 cents off their notes were named
+"sure" and a semitone wrong on 22 of 480 (bench/RESULTS.md, "Between two notes").
 
 The period says where the note sits. YIN (`periodicity.track`) every `HOP_S` over the pitch window, each frame's
 frequency folded onto the note (above ~1.3 kHz YIN reads a subharmonic: its whole multiple nearest the note), and

@@ -93,10 +93,10 @@ CHORD = "several notes at once"
 BETWEEN_NOTES = "between two notes"
 """Why a check of the audio took an answer out of its model's hands (`Prediction.not_sure_because`)."""
 BETWEEN_NOTES_CENTS = 45.0
-"""A note this many cents or more off the note it is named is between two notes. Real recordings moved 46-48 cents
-off their notes by SoX's `speed` were named "sure" and a semitone wrong on 14 of 240, none with the check; of 3,369
-held notes (renders, real recordings of TinySOL's instruments and nine others; 475 recordings at most 34 cents off),
-two renders read 45.9 and 51.1 (bench/RESULTS.md, "Between two notes")."""
+"""A note this many cents or more off the note it is named is between two notes. Real recordings moved 44-50 cents
+off their notes by SoX's `speed` were named "sure" and a semitone wrong on 22 of 480, none with the check, which
+keeps 75 of the 83 sure answers at 44; of 3,085 held notes three renders read 45.9-49.8 (their player detunes by up
+to 30 cents), the 172 real recordings at most 39.6 (bench/RESULTS.md, "Between two notes")."""
 
 
 # ----------------------------------------------------------------------- results

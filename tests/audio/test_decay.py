@@ -18,11 +18,14 @@ from instropitch.audio.features import compute_features, get_preset
 SR = 22050
 
 
-def struck(seconds: float = 2.0, f0: float = 196.0, db_per_s: float = 12.0, sr: int = SR) -> np.ndarray:
-    """A string struck once: harmonics that fall from the first sample, the k-th k-times as fast in dB."""
+def struck(
+    seconds: float = 2.0, f0: float = 196.0, db_per_s: float = 12.0, sr: int = SR, attack_s: float = 0.002
+) -> np.ndarray:
+    """A string struck once: harmonics that fall from the first sample, the k-th k-times as fast in dB, after a
+    linear rise of `attack_s` (a pluck's 2 ms; a slower one is no strike)."""
     t = np.arange(round(seconds * sr)) / sr
     y = sum(np.sin(2 * np.pi * k * f0 * t) / k * 10 ** (-db_per_s * k * t / 20) for k in range(1, 9) if k * f0 < sr / 2)
-    return (0.5 * y / np.max(np.abs(y)) * np.minimum(t / 0.002, 1.0)).astype(np.float32)
+    return (0.5 * y / np.max(np.abs(y)) * np.minimum(t / attack_s, 1.0)).astype(np.float32)
 
 
 def let_go_in_a_room(held_s: float = 0.5, rt60_s: float = 1.5, seed: int = 0) -> np.ndarray:
@@ -51,9 +54,28 @@ def test_a_held_note_holds_and_a_struck_one_falls_evenly() -> None:
     fall = decay.fall_after_attack(struck(), SR)
     assert fall is not None and fall.bands_db < -12 and decay.plucked_or_struck(fall)
     assert fall.steepest_db < 2 * fall.mean_step_db + 2  # evenly: no step much steeper than the mean
-    slow = decay.fall_after_attack(struck(db_per_s=3.0), SR)  # a low string rings long: not called struck
-    assert slow is not None and -8 < slow.bands_db < -2 and not decay.plucked_or_struck(slow)
+    # a low string rings long: it falls less than 8 dB in its first second, yet its attack was a strike
+    slow = decay.fall_after_attack(struck(db_per_s=3.0), SR)
+    assert slow is not None and -8 < slow.bands_db < decay.STRUCK_DB and slow.attack_s <= decay.STRUCK_ATTACK_S
     assert slow.later is None  # the note stops before the third window
+    assert decay.struck_fall(slow) == (slow.bands_db, decay.LATE_S[1])
+    swelling = decay.fall_after_attack(struck(db_per_s=3.0, attack_s=0.03), SR)  # the same fall after a 30-ms rise
+    assert swelling is not None and swelling.attack_s > decay.STRUCK_ATTACK_S and not decay.plucked_or_struck(swelling)
+
+
+def test_the_attack_is_timed_from_20_to_3_db_under_its_peak() -> None:
+    """A linear rise of 10 ms reaches -20 dB at 1 ms and -3 dB at 7 ms: 6 ms, read in 2-ms frames (+-2; a note of
+    1 kHz, whose period the frames hold twice); silence before the note costs nothing, and a note that starts at its
+    peak (a file cut there) rises in no time."""
+    for attack_s, lead_s in ((0.002, 0.0), (0.01, 0.0), (0.01, 0.3), (0.03, 0.3)):
+        note = struck(f0=1000.0, db_per_s=6.0, attack_s=attack_s)
+        fall = decay.fall_after_attack(np.concatenate([np.zeros(round(lead_s * SR), dtype=np.float32), note]), SR)
+        assert fall is not None and fall.attack_s == pytest.approx((0.707 - 0.1) * attack_s, abs=0.0025), (
+            attack_s,
+            lead_s,
+        )
+    cut = struck(f0=1000.0, db_per_s=6.0)[round(0.05 * SR) :]
+    assert decay.fall_after_attack(cut, SR).attack_s == 0.0
 
 
 def test_a_string_that_rings_long_is_struck_by_the_third_window_and_a_long_held_note_is_not() -> None:

@@ -47,6 +47,19 @@ DIES_AWAY_LATER_DB = -12.0
 long are caught too (E1-D3 of SoX's pluck, an electric bass, a nylon guitar's low notes; 157 of the 216 plucked and
 struck recordings in all); of the 3,085 held notes, six more fall so far (a trumpet recording, high viola and oboe
 renders): bench/RESULTS.md, "A low string rings long: a third window"."""
+ATTACK_FRAME_S = 0.002
+ATTACK_BEFORE_S = 0.05
+"""Length of the frames whose level times the attack, read from this long before the note starts (`trim.note_span`
+starts it at the first 10-ms frame 6 dB over the silence: the rise may have begun under it)."""
+STRUCK_ATTACK_S = 0.004
+STRUCK_DB = -3.0
+"""A note that rises from 20 dB under its peak to 3 dB under within `STRUCK_ATTACK_S` and then falls `STRUCK_DB` or
+more by `LATE_S`, evenly, was struck: a plucked bass string's low notes ring too long to fall 8 dB in a second (3 to
+6 dB), and read "Brass, sure". Of 3,144 held notes (the demo's renders, real recordings of 11 of TinySOL's
+instruments, an organ and a harmonium) 44 renders rise so fast (high accordion notes among them) and none of those
+falls 3 dB; 16 of 17 electric-bass recordings rise within 4 ms, none of the 172 held recordings (bench/RESULTS.md,
+"A struck attack"). Within a low note's period the 2-ms frames follow its waveform, not its level: its attack reads
+in its first cycles, which a plucked string sounds at full strength and a blown or bowed note builds up."""
 EVEN_DB = 4.0
 EVEN_TIMES = 2.0
 """A fall is even (a string dying away, not a held note let go in a room) when no `STEP_S` of it drops more than
@@ -67,6 +80,8 @@ class Fall:
     """The mean drop per `STEP_S` over the same stretch (positive when it falls)."""
     later: Fall | None = None
     """The same measured to `LATER_S` instead of `LATE_S`, when the note sounds that long."""
+    attack_s: float = float("inf")
+    """Seconds from 20 dB under the attack's peak to 3 dB under (`ATTACK_FRAME_S` frames)."""
 
 
 def fall_after_attack(y: np.ndarray, sample_rate: int, span: tuple[float, float] | None = None) -> Fall | None:
@@ -104,12 +119,14 @@ def fall_after_attack(y: np.ndarray, sample_rate: int, span: tuple[float, float]
             mean_step_db=float((smooth[0] - smooth[-1]) / (len(smooth) - 1) * step),
         )
 
-    return dataclasses.replace(fall_to(LATE_S), later=fall_to(LATER_S) if LATER_S in reached else None)
+    later = fall_to(LATER_S) if LATER_S in reached else None
+    rise = y[max(0, first - round(ATTACK_BEFORE_S * sample_rate)) : first + peak * hop + hop]
+    return dataclasses.replace(fall_to(LATE_S), later=later, attack_s=_attack_s(rise, sample_rate))
 
 
 def plucked_or_struck(fall: Fall | None) -> bool:
     """Whether a note that falls so (`fall_after_attack`) is one no held instrument plays: it dies away, evenly, by
-    `LATE_S` or by `LATER_S`."""
+    `LATE_S` or by `LATER_S`, or it was struck (`STRUCK_ATTACK_S`) and falls evenly a little."""
     return struck_fall(fall) is not None
 
 
@@ -118,11 +135,22 @@ def struck_fall(fall: Fall | None) -> tuple[float, float] | None:
     the first window that calls it so (`plucked_or_struck`); None for a note that holds."""
     if fall is None:
         return None
-    if _dies_evenly(fall, DIES_AWAY_DB):
+    if _dies_evenly(fall, DIES_AWAY_DB) or (fall.attack_s <= STRUCK_ATTACK_S and _dies_evenly(fall, STRUCK_DB)):
         return fall.bands_db, LATE_S[1]
     if fall.later is not None and _dies_evenly(fall.later, DIES_AWAY_LATER_DB):
         return fall.later.bands_db, LATER_S[1]
     return None
+
+
+def _attack_s(rise: np.ndarray, sample_rate: int) -> float:
+    """Seconds `rise` (the audio up to the attack's peak) takes from 20 dB under its loudest `ATTACK_FRAME_S` frame to
+    3 dB under it."""
+    hop = max(1, round(ATTACK_FRAME_S * sample_rate))
+    levels = trim.frame_levels(np.asarray(rise, dtype=np.float64), hop)
+    if not len(levels):
+        return float("inf")
+    peak = float(levels.max())
+    return float(np.argmax(levels > peak - 3.0) - np.argmax(levels > peak - 20.0)) * hop / sample_rate
 
 
 def _dies_evenly(fall: Fall, by_db: float) -> bool:

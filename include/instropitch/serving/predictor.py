@@ -180,8 +180,11 @@ def plucked_or_struck_warning(fall: decay.Fall | None) -> str | None:
     if struck is None:
         return None
     fallen_db, seconds = struck
+    assert fall is not None  # struck_fall said so
+    quick = fallen_db > decay.DIES_AWAY_DB  # called struck by its attack: say so
+    strike = f"it rises to its peak within {1000 * decay.STRUCK_ATTACK_S:.0f} ms, then " if quick else "it "
     return (
-        f"{PLUCKED_OR_STRUCK}: it dies away evenly, {-fallen_db:.0f} dB within {seconds:g} s of its attack; the "
+        f"{PLUCKED_OR_STRUCK}: {strike}dies away evenly, {-fallen_db:.0f} dB within {seconds:g} s of its attack; the "
         "models know bowed, blown and bellows instruments that hold their notes, so no instrument answer is shown as "
         "sure"
     )

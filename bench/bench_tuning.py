@@ -92,8 +92,10 @@ def tally(predictions: list, nearest: list[int]) -> dict[str, Any]:
     }
 
 
-def cents_errors(read: list[float | None], expected: list[float]) -> dict[str, Any]:
-    """How far `pitch_cents` read from the cents expected: unread, median and 95th-percentile absolute error."""
+def cents_errors(predictions: list, expected: list[float]) -> dict[str, Any]:
+    """How far each prediction's `pitch_cents` is from the cents `expected` of it: how many are unread (or failed),
+    the median, 95th-percentile and largest absolute error."""
+    read = [p.pitch_cents if p.ok else None for p in predictions]
     errors = np.asarray([abs(r - e) for r, e in zip(read, expected, strict=True) if r is not None])
     return {
         "unread": sum(r is None for r in read),
@@ -123,7 +125,7 @@ def moved_sets(predictor: Any, notes: dict[str, int], draw: int, out: Path) -> d
         expected = [
             a - 100 * (p.midi - o) if p.ok else 0.0 for p, a, o in zip(predictions, applied, own_midis, strict=True)
         ]
-        r["cents"] = cents_errors([p.pitch_cents if p.ok else None for p in predictions], expected)
+        r["cents"] = cents_errors(predictions, expected)
         results[f"moved {cents}"] = r
         print(
             f"moved +-{cents} cents ({r['n']}): nearest named {r['nearest']}; sure {r['sure']} "
@@ -142,7 +144,7 @@ def tone_sets(predictor: Any, out: Path) -> dict[str, Any]:
         predictions = predictor.predict_many([tone(wave, m, c, out) for m, c in played], top_k=0)
         expected = [c + 100 * (m - p.midi) if p.ok else 0.0 for p, (m, c) in zip(predictions, played, strict=True)]
         r = tally(predictions, [m for m, _ in played])
-        r["cents"] = cents_errors([p.pitch_cents if p.ok else None for p in predictions], expected)
+        r["cents"] = cents_errors(predictions, expected)
         results[f"SoX {wave}"] = r
         print(
             f"SoX {wave:8s} ({r['n']}): cents read off by {r['cents']['median_error']} (median), "

@@ -9,7 +9,7 @@ The period says where the note sits. YIN (`periodicity.track`) every `HOP_S` ove
 frequency folded onto the note (above ~1.3 kHz YIN reads a subharmonic: its whole multiple nearest the note), and
 the mean of their cents: a vibrato's swing averages out over its cycles where a few frames' median would land on
 one side of it. A steady tone is read again where it repeats after a whole number of periods at least `REFINE_S`
-long (the autocorrelation's peak over the whole window): a fraction of a cent, where YIN's own reading of a short
+long (the autocorrelation's peak over the window's middle): a fraction of a cent, where YIN's own reading of a short
 period is off by 1-3 (A5 at 22 kHz repeats every 25 samples).
 
 Pure numpy: about 1 ms a note.

@@ -831,6 +831,13 @@ class Predictor:
             return order[:NOT_SURE_CANDIDATES]
         return order[candidate_mask(shown, floor, least=LEAST_CANDIDATES)[order]]
 
+    def _halfway(self, answer: int, cents: float | None) -> list[int]:
+        """The pitch classes a note between two sits between (`between_notes`): the answer, then the neighbour it
+        leans to (the CNN's own runner-up may be the other one)."""
+        values = [int(v) for v in self.pitch_model.class_values]
+        neighbour = values[answer] + (1 if (cents or 0.0) > 0 else -1)
+        return [answer] + ([values.index(neighbour)] if neighbour in values else [])
+
     def _prediction(
         self,
         file: str,
@@ -884,6 +891,7 @@ class Predictor:
         grounded = "instrument" not in because and (sure["pitch"] or not reads_note)
         sure["instrument"] &= grounded
         best_inst, best_pitch = entry("instrument", best["instrument"]), entry("pitch", best["pitch"])
+        halfway = self._halfway(best["pitch"], cents) if because.get("pitch") == BETWEEN_NOTES else []
         family, family_confidence, family_sure = self._family(shown["instrument"])
         family_sure &= grounded
         return Prediction(
@@ -910,7 +918,8 @@ class Predictor:
                 role: [entry(role, int(j)) for j in self._candidates(role, shown[role], order[role])]
                 for role in raw
                 if not sure[role]
-            },
+            }
+            | ({"pitch": [entry("pitch", j) for j in halfway]} if halfway else {}),
             candidates_level={
                 role: self.models[role].calibration.candidate_level
                 for role in raw

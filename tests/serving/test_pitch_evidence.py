@@ -219,6 +219,10 @@ def test_a_period_silent_at_its_fundamental_and_octave_is_shared_by_several_note
     assert not pitch_evidence.shared_period(bass, 33, 33)
     assert pitch_evidence.shared_period(triad, 36, 36)  # answered at the period itself: its 3rd is silent too
     assert not pitch_evidence.shared_period(None, 36, 60)
+    # a pure E6 30 cents sharp "repeats" at 2.875 of its periods, A#4's: no note sounds at a harmonic of A#4
+    sine = repeats(partials(88.3, {1: 1.0}, seconds=1.5))
+    assert float(sine.at([1 / 466.16])[0]) > pitch_evidence.REPEAT_MISSED
+    assert not pitch_evidence.shared_period(sine, 70, 70)
     check = pitch_evidence.shared_check(65.4, MIDIS)
     cnn = np.linspace(1, 2, len(MIDIS)) / np.linspace(1, 2, len(MIDIS)).sum()
     assert check.shared and np.allclose(pitch_evidence.combine(cnn, check.likelihood, check.cnn_weight), cnn)

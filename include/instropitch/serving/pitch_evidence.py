@@ -291,11 +291,15 @@ def shared_period(repeats: Repeats | None, midi: float, cnn_top_midi: float) -> 
     that is the period itself must be silent at its 3rd harmonic too: of 3,085 held notes, the one whose first
     three harmonics are quietest sounds one of them at -24 dB, where a dominant 7th answered at its period (F#2
     for F#4 A#4 C#5 E5, its 4th to 7th harmonics) sounds none (bench/RESULTS.md, "Not one note", "A chord
-    answered at its period").
+    answered at its period"). Every note sharing the period is one of its harmonics, and so the loudest partial: a
+    pure E6 30 cents sharp "repeats" (0.7) at 2.875 of its periods and was called a chord at that A#4.
     """
     if repeats is None:
         return False
     f0 = float(midi_to_hz(midi))
+    multiple = round(repeats.strongest_hz / f0)
+    if multiple < 2 or abs(repeats.strongest_hz / (multiple * f0) - 1.0) > PARTIAL_TOLERANCE:
+        return False  # the notes that share a period are its harmonics, the loudest partial among them
     harmonics = (1, 2, 3) if abs(midi - cnn_top_midi) <= 0.5 else (1, 2)
     return all(repeats.level_db(k * f0) < SUBHARMONIC_DB for k in harmonics)
 

@@ -29,7 +29,7 @@ HOP_S = 0.04
 """Seconds between YIN's frames: 25 over the 1-s pitch window, four or more to each cycle of a 6-Hz vibrato (every
 20 ms read the same, at twice the cost: 9 ms for A1)."""
 HIGHEST_HZ = 3000.0
-"""Notes above (F#7 and up) are not read: the low-pass before YIN (`periodicity.CUTOFF_HZ`) takes their
+"""Notes above it (G7 and up) are not read: the low-pass before YIN (`periodicity.CUTOFF_HZ`) takes their
 fundamental, and G#7 read 6 cents flat."""
 LOWEST_RATIO = 0.45
 """YIN looks for periods up to 1 / (this x the note's frequency): the note's, and the octave under it."""

@@ -35,6 +35,8 @@ LOWEST_RATIO = 0.45
 """YIN looks for periods up to 1 / (this x the note's frequency): the note's, and the octave under it."""
 SUBHARMONIC_HZ = 400.0
 """...and up to 1 / this at least, so that a note above YIN's reach (`periodicity.FMAX_HZ`) shows a subharmonic."""
+LOUD_DB = 20.0
+"""Frames this far under the window's loudest are the note's tail or the room, and are not read (as in `melody`)."""
 BELIEVED_APERIODICITY = 0.3
 """Frames this aperiodic or more are not read (noise, a transition, detuned reeds beating)."""
 BELIEVED_SHARE = 0.5
@@ -69,7 +71,7 @@ def cents_off(y: np.ndarray, sample_rate: int, midi: float) -> float | None:
     if note_hz > HIGHEST_HZ:
         return None
     fmin = min(LOWEST_RATIO * note_hz, SUBHARMONIC_HZ)
-    _, frame_midi, aperiodicity, _ = periodicity.track(y, sample_rate, hop_s=HOP_S, quiet_db=20.0, fmin=fmin)
+    _, frame_midi, aperiodicity, _ = periodicity.track(y, sample_rate, hop_s=HOP_S, quiet_db=LOUD_DB, fmin=fmin)
     analysed = np.isfinite(frame_midi)
     if not analysed.any():
         return None

@@ -6,8 +6,9 @@ off their pitch with SoX's `speed` (code this project did not write; pitch and l
 recording played fast or slow) by 25-50 cents either way, and asks the predictor with the "between two notes"
 check (`serving.predictor.BETWEEN_NOTES_CENTS`) and without it: how often the nearest note is named, shown sure,
 shown sure and wrong. It reads `pitch_cents` against the cents applied (each note's own reading added), on those
-notes and on SoX's tone generator (sine, triangle, square; MIDI 28-102, -47 to +47 cents), and counts the notes of
-every `--notes` folder, as they are, that the check makes not sure.
+notes and on SoX's tone generator (sine, triangle, square; MIDI 28-102, -47 to +47 cents; and the top register,
+MIDI 76-105 every 10 cents to +-40, sawtooths too), and counts the notes of every `--notes` folder, as they are, that
+the check makes not sure.
 
     MLFLOW_TRACKING_URI=sqlite:///$PWD/.instropitch/mlflow.db .venv/bin/python bench/bench_tuning.py \
         --notes /tmp/tonejs /tmp/renders/* --moved /tmp/tonejs --json /tmp/tuning.json
@@ -38,6 +39,12 @@ CENTS = (25, 36, 40, 42, 44, 46, 48, 50)
 TONE_CENTS = (-47, -30, -12, 0, 5, 20, 47)
 TONE_MIDIS = range(28, 103, 6)
 TONE_WAVES = ("sine", "triangle", "square")
+TOP_CENTS = range(-40, 41, 10)
+TOP_MIDIS = range(76, 106)
+TOP_WAVES = ("sine", "triangle", "square", "sawtooth")
+"""The top register, every note and 10 cents: SoX's squares and sawtooths there are not band-limited (their
+harmonics fold back under the Nyquist frequency at places no harmonic of them), and a detuned pure tone repeats
+almost exactly at a subharmonic's period."""
 
 
 @contextlib.contextmanager
@@ -136,19 +143,22 @@ def moved_sets(predictor: Any, notes: dict[str, int], draw: int, out: Path) -> d
     return results
 
 
-def tone_sets(predictor: Any, out: Path) -> dict[str, Any]:
-    """SoX's tones at `TONE_MIDIS` + `TONE_CENTS`: the cents read against the cents played, and the sure answers."""
+def tone_sets(
+    predictor: Any, out: Path, waves=TONE_WAVES, midis=TONE_MIDIS, detunes=TONE_CENTS, name: str = "SoX"
+) -> dict[str, Any]:
+    """SoX's `waves` at `midis` + `detunes` (cents): the cents read against the cents played, and the sure answers."""
     results = {}
-    for wave in TONE_WAVES:
-        played = [(m, c) for m in TONE_MIDIS for c in TONE_CENTS]
+    for wave in waves:
+        played = [(m, c) for m in midis for c in detunes]
         predictions = predictor.predict_many([tone(wave, m, c, out) for m, c in played], top_k=0)
         expected = [c + 100 * (m - p.midi) if p.ok else 0.0 for p, (m, c) in zip(predictions, played, strict=True)]
         r = tally(predictions, [m for m, _ in played])
         r["cents"] = cents_errors(predictions, expected)
-        results[f"SoX {wave}"] = r
+        r["misses"] = [f"{m}{c:+d}c -> {p.midi}" for p, (m, c) in zip(predictions, played, strict=True) if p.midi != m]
+        results[f"{name} {wave}"] = r
         print(
-            f"SoX {wave:8s} ({r['n']}): cents read off by {r['cents']['median_error']} (median), "
-            f"{r['cents']['p95_error']} (95th), {r['cents']['max_error']} (max), {r['cents']['unread']} unread; "
+            f"{name} {wave:8s} ({r['n']}): named {r['nearest']}; cents read off by "
+            f"{r['cents']['median_error']} (median), {r['cents']['p95_error']} (95th), {r['cents']['max_error']} (max), {r['cents']['unread']} unread; "
             f"between two notes {r['between']}, sure {r['sure']}, sure and wrong {r['sure_wrong']}"
         )
     return results
@@ -192,6 +202,7 @@ def main() -> int:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-tuning-") as tmp:
         results.update(tone_sets(predictor, Path(tmp)))
+        results.update(tone_sets(predictor, Path(tmp), TOP_WAVES, TOP_MIDIS, TOP_CENTS, "SoX top register"))
         for folder in args.moved:
             results[f"moved: {folder}"] = moved_sets(predictor, labelled(folder), args.draw, Path(tmp))
     results.update(held_sets(predictor, args.notes))

@@ -384,3 +384,36 @@ def test_a_measured_period_that_is_a_silent_subharmonic_gives_way_to_the_stronge
     assert pitch_evidence.subharmonic_check(heard, MIDIS, period(102), 78) is None
     assert pitch_evidence.subharmonic_check(heard, MIDIS, None, 78) is None
     assert pitch_evidence.subharmonic_check(None, MIDIS, period(74), 78) is None
+
+
+def test_a_neighbour_the_waveform_repeats_at_exactly_is_not_taken_when_it_is_a_silent_subharmonic():
+    """A pure F#6 10 cents sharp repeats at B4's period (three of its own) within 0.5 %, and a CNN's C5 next to it
+    does not: the neighbour B4 is silent under the sine, a twelfth down, so the sine's own note is taken."""
+    heard = repeats(harmonics(90.1, (1,)))
+    assert heard.at([1.0 / (440.0 * 2 ** ((71 - 69) / 12))])[0] >= pitch_evidence.REPEAT_EXACT
+    assert pitch_evidence.repeated_note(heard, MIDIS, 72) == 90
+    assert pitch_evidence.repeated_note(heard, MIDIS, 90) is None
+    assert pitch_evidence.repeated_note(repeats(harmonics(52, (1,))), MIDIS, 51) == 52  # a sounding neighbour stays
+
+
+def test_a_note_named_more_than_half_a_semitone_off_is_named_the_nearer_note():
+    """A note's name is the nearest note's: 60 cents above A4 is A#4 40 cents flat, decided by the period alone."""
+    check = pitch_evidence.nearest_check(60.0, 69.0, MIDIS)
+    assert MIDIS[np.argmax(check.likelihood)] == 70 and check.cnn_weight == 0.0
+    assert check.f0_hz == pytest.approx(440.0 * 2**0.05)
+    assert MIDIS[np.argmax(pitch_evidence.nearest_check(-50.5, 69.0, MIDIS).likelihood)] == 68
+    for cents in (None, 0.0, 49.9, 50.0, -50.0):
+        assert pitch_evidence.nearest_check(cents, 69.0, MIDIS) is None, cents
+    assert pitch_evidence.nearest_check(60.0, float(MIDIS.max()), MIDIS) is None  # no class above the top one
+
+
+def test_a_fold_back_near_a_subharmonics_fundamental_does_not_sound_it():
+    """A tone generator's sawtooth 30 cents under F#7 at 44.1 kHz (read at 22.05 kHz, as the predictor does) folds a
+    harmonic back 1-3 % from F#6's fundamental, -33 dB under the tone: a note's fundamental would sit at its partial's
+    half exactly, and nothing sounds there, so F#6 is a silent subharmonic still."""
+    from instropitch.audio.wav import resample
+
+    heard = repeats(resample(naive_wave(101.7, "sawtooth", sr=44100), 44100, 22050))
+    assert heard.level_db(440.0 * 2 ** ((90 - 69) / 12)) > pitch_evidence.SUBHARMONIC_DB  # within 3 %: the fold-back
+    assert pitch_evidence.repeated_note(heard, MIDIS, 90) == 102
+    assert pitch_evidence.repeated_note(heard, MIDIS, 102) is None

@@ -323,17 +323,32 @@ def test_a_note_halfway_between_two_gets_no_sure_pitch_answer_and_says_why(predi
     assert near.pitch_cents == pytest.approx(20, abs=1.5)
     assert cli._prediction_table([near.to_dict()]).splitlines()[1].split()[-2] == "+20"
     r = predictor.predict_file(detuned(47), top_k=0)
-    assert r.ok and r.midi in (69, 70) and not r.pitch_sure
-    assert r.pitch_cents == pytest.approx(47 if r.midi == 69 else -53, abs=1.5)
+    assert r.ok and r.midi == 69 and not r.pitch_sure  # named the nearer note, whichever the CNN named
+    assert r.pitch_cents == pytest.approx(47, abs=1.5)
     assert r.not_sure_because == {"pitch": "between two notes", "instrument": "between two notes"}
-    way, other = ("above A4", "A#4") if r.midi == 69 else ("below A#4", "A4")
     assert r.warnings == [
-        f"between two notes: it sounds {abs(r.pitch_cents):.0f} cents {way}, nearly halfway to {other}, so the "
+        f"between two notes: it sounds {r.pitch_cents:.0f} cents above A4, nearly halfway to A#4, so the "
         "pitch answer is not sure (the waveform's period, over the pitch window)"
     ]
     # the candidates are the two notes it sits between, the answer first, whatever the CNN's runner-up
-    assert [c["pitch"] for c in r.candidates["pitch"]] == [r.pitch, other]
-    assert f"not sure: between two notes (nearest: {r.pitch} / {other})" in cli._prediction_table([r.to_dict()])
+    assert [c["pitch"] for c in r.candidates["pitch"]] == ["A4", "A#4"]
+    assert "not sure: between two notes (nearest: A4 / A#4)" in cli._prediction_table([r.to_dict()])
+
+
+def test_a_note_is_named_the_nearest_note_whichever_neighbour_the_model_names(predictor, monkeypatch):
+    """60 cents above A4 is A#4 40 cents flat: the period decides when the CNN names the note further away, and the
+    answer may be sure (it is not between two notes)."""
+    from instropitch.ml.calibration import Calibration
+
+    sure_of_all = Calibration(threshold=1e-6, family_threshold=1e-6, fitted_on="heldout_sources")
+    monkeypatch.setattr(predictor.pitch_model, "calibration", sure_of_all)
+    classes = np.asarray(predictor.pitch_model.class_values)
+    far = np.where(classes == 69, 1.0, 1e-4)  # the CNN sure of A4
+    monkeypatch.setattr(predictor.pitch_model, "proba", lambda x: np.tile(far / far.sum(), (len(x), 1)))
+    r = predictor.predict_file(detuned(60), top_k=0)
+    assert r.ok and r.midi == 70 and r.pitch_sure and r.not_sure_because == {}, (r.midi, r.not_sure_because)
+    assert r.pitch_cents == pytest.approx(-40, abs=1.5)
+    assert r.pitch_period_hz == pytest.approx(440.0 * 2 ** (60 / 1200), rel=2e-3)
 
 
 @pytest.mark.parametrize(

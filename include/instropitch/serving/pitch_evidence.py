@@ -86,8 +86,11 @@ down, is such a subharmonic at 175 Hz). Further up there are too many places bet
 fold-backs land near one of them (2,538 of 6,814 answers five or more times under the partial read -24 dB or
 more there): the answer is a subharmonic only above `FMAX_HZ` and on its silent fundamental alone."""
 HARMONIC_TOLERANCE = 0.005
-"""How near a whole multiple of the strongest partial's submultiple a harmonic is looked for (a fraction):
-an aliased wave's fold-backs land at random places, so a wide band would catch them (3 %: -9 dB)."""
+"""How near a whole multiple of the strongest partial's submultiple a harmonic is looked for (a fraction), the
+fundamental too: an aliased wave's fold-backs land at random places, so a wide band would catch them (3 %: -9 dB;
+a SoX square 20 cents under D#7, answered an octave down, read -25.6 dB within 3 % of the answer's fundamental and
+nothing within 0.5 % of its partial's half, where a real note's fundamental sits: bench/RESULTS.md, "The nearest
+note")."""
 FIFTH_FUNDAMENTAL_DB = -42.0
 FIFTH_SILENT_DB = -35.0
 """Two notes a fifth apart (C4 + G4) are the 2nd and 3rd harmonics of the period they share (C3), which is
@@ -97,6 +100,11 @@ harmonics, with its 2nd and 3rd sounding (`SOUNDING_HARMONIC_DB`), the period is
 sines, triangles, squares, sawtooths and plucks read -48 dB or less at the fundamental and -38 dB or less at the
 5th and 7th; of 3,085 held notes (the demo's renders, 172 recordings) the nearest, a recorded cello E2, reads
 -32 dB at its fundamental, -39 and -38 dB at its 5th and 7th (bench/RESULTS.md, "Two notes a fifth apart")."""
+NEAREST_CENTS = 50.0
+"""A note that sounds more than this many cents off the note it is named (`audio.tuning.cents_off`) is nearer the next
+one, and a note's name is the nearest note's. The CNN learned from notes within ~35 cents of their names; SoX sines
+and squares 40 cents flat or sharp at MIDI 79-90 were named the far neighbour, 60 cents off (bench/RESULTS.md,
+"The nearest note"). No held note is named so: the 172 real recordings read at most 39.6, the 2,913 renders 49.8."""
 DIP_LAGS = 64
 """Lags read between 0 and a period to find the waveform's dip (a zero-mean periodic waveform's
 autocorrelation averages 0 over a period, so it sits under 0.5 for at least a third of it)."""
@@ -181,7 +189,8 @@ def repeated_note(repeats: Repeats | None, class_midis: np.ndarray, cnn_top_midi
     the CNN's B7 for that sine would stand. Three cases replace the answer:
     - the waveform does not repeat at the answer's period: the shortest period it repeats at;
     - it does, and a neighbouring semitone repeats almost exactly (`REPEAT_EXACT`) and clearly
-      better (`NEIGHBOUR_MARGIN`): the CNN's semitone slips on pure tones;
+      better (`NEIGHBOUR_MARGIN`): the CNN's semitone slips on pure tones (unless that semitone is a silent
+      subharmonic of the strongest partial in turn);
     - it does, but the answer is a silent subharmonic of the strongest partial (`subharmonic_note`):
       an aliased square or sawtooth wave from a tone generator read an octave or a twelfth down.
     An answer an octave below stays: it repeats too, and real notes repeat at half their period
@@ -192,14 +201,20 @@ def repeated_note(repeats: Repeats | None, class_midis: np.ndarray, cnn_top_midi
     periods = _periods([cnn_top_midi, cnn_top_midi - 1, cnn_top_midi + 1])
     here, below, above = np.nan_to_num(repeats.at(periods), nan=-1.0)
     if here < REPEAT_MISSED or not _dips_before(repeats, float(periods[0])):
-        found = _shortest_period_note(repeats, class_midis)
-        higher = None if found is None else subharmonic_note(repeats, class_midis, found)
-        return found if higher is None else higher
+        return _unless_subharmonic(repeats, class_midis, _shortest_period_note(repeats, class_midis))
     classes = set(np.asarray(class_midis, dtype=np.float64).tolist())
     best, r = (cnn_top_midi - 1, below) if below >= above else (cnn_top_midi + 1, above)
     if best in classes and r >= REPEAT_EXACT and r > here + NEIGHBOUR_MARGIN:
-        return best
+        return _unless_subharmonic(repeats, class_midis, best)
     return subharmonic_note(repeats, class_midis, cnn_top_midi)
+
+
+def _unless_subharmonic(repeats: Repeats, class_midis: np.ndarray, note: float | None) -> float | None:
+    """`note`, a note the waveform repeats at, or the strongest partial's when `note` is its silent subharmonic
+    (`subharmonic_note`): a pure F#6 10 cents sharp repeats at B4's period too (three of its own), and a CNN's C5
+    next to it was taken for B4, a twelfth down."""
+    higher = None if note is None else subharmonic_note(repeats, class_midis, note)
+    return note if higher is None else higher
 
 
 def subharmonic_note(repeats: Repeats | None, class_midis: np.ndarray, midi: float) -> float | None:
@@ -209,7 +224,8 @@ def subharmonic_note(repeats: Repeats | None, class_midis: np.ndarray, midi: flo
     back under the Nyquist frequency at places that are no harmonic of it, and the CNN may answer
     an octave or a twelfth down, at a period the waveform repeats at too (three periods of E7 are
     one of A5); a pure tone may be answered a twelfth down anywhere. What gives such an answer away
-    is that the note it names is silent: nothing at its fundamental (`SUBHARMONIC_DB`), while its
+    is that the note it names is silent: nothing at its fundamental (`SUBHARMONIC_DB`, read where the partial's
+    submultiple lies, within `HARMONIC_TOLERANCE`, so that a fold-back nearby does not count), while its
     strongest partial, a whole multiple of it, is a note the waveform repeats at; and up to the 4th
     multiple, nothing at its harmonics between the partial's multiples either (`_sounding_harmonic`:
     a clarinet E6 whose 1.3 kHz a room silenced still sounds its 3rd harmonic, a bass note whose
@@ -224,7 +240,10 @@ def subharmonic_note(repeats: Repeats | None, class_midis: np.ndarray, midi: flo
     multiple = round(strongest / f0)
     if multiple < 2 or abs(strongest / (multiple * f0) - 1.0) > PARTIAL_TOLERANCE:
         return None
-    if repeats.level_db(f0) > SUBHARMONIC_DB or float(repeats.at([1.0 / strongest])[0]) < REPEAT_MISSED:
+    if (
+        repeats.level_db(strongest / multiple, HARMONIC_TOLERANCE) > SUBHARMONIC_DB
+        or float(repeats.at([1.0 / strongest])[0]) < REPEAT_MISSED
+    ):
         return None
     if multiple <= SILENT_BETWEEN_MULTIPLES:
         if _sounding_harmonic(repeats, strongest, multiple):
@@ -340,6 +359,17 @@ def shared_check(f0_hz: float, class_midis: np.ndarray, *, fifth: bool = False) 
     answering its lower note would be right for a fifth but would turn a right answer wrong on a false alarm, so
     the CNN's answer stays (often the shared period itself) and the warning names the two notes."""
     return PeriodCheck(np.ones(len(class_midis)), 1.0, f0_hz, shared=True, fifth=fifth)
+
+
+def nearest_check(cents: float | None, midi: float, class_midis: np.ndarray) -> PeriodCheck | None:
+    """The neighbouring class as evidence that decides alone, when the note named `midi` sounds nearer it (more than
+    `NEAREST_CENTS` towards it, as its period says); else None."""
+    if cents is None or abs(cents) <= NEAREST_CENTS:
+        return None
+    nearer = midi + (1.0 if cents > 0 else -1.0)
+    if nearer not in set(np.asarray(class_midis, dtype=np.float64).tolist()):
+        return None
+    return PeriodCheck(likelihood_at(nearer, class_midis), 0.0, float(midi_to_hz(midi + cents / 100.0)))
 
 
 def _deciding(note: float | None, class_midis: np.ndarray) -> PeriodCheck | None:

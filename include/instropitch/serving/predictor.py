@@ -682,6 +682,14 @@ class Predictor:
             plucked = [plucked_or_struck_warning(note.fall) for note in notes]
             glides = [melody.glide_warning(note.glide, note.pitch_window) for note in notes]
             cents = [self._cents_off(note, float(notes_heard[row])) for row, note in enumerate(notes)]
+            evidence = list(evidence)
+            for row, note in enumerate(notes):
+                nearer = self._nearer(evidence[row], cents[row], float(notes_heard[row]))
+                if nearer is not None:  # named a note it sounds further from than from the next: named anew
+                    evidence[row] = nearer
+                    shown_pitch[row] = self._shown_pitch(p_pitch[row], nearer)
+                    notes_heard[row] = self.pitch_model.class_values[int(np.argmax(shown_pitch[row]))]
+                    cents[row] = self._cents_off(note, float(notes_heard[row]))
             for row, i in enumerate(good):
                 held = notes[row].notes or []
                 several = melody.several_notes_warning(held, notes[row].pitch_window, float(notes_heard[row]))
@@ -746,6 +754,16 @@ class Predictor:
 
             pool = self.__dict__.setdefault("_pool", ThreadPoolExecutor(threads, thread_name_prefix="features"))
         return pool
+
+    def _nearer(
+        self, period: pitch_evidence.PeriodCheck | None, cents: float | None, midi: float
+    ) -> pitch_evidence.PeriodCheck | None:
+        """The neighbouring note as deciding evidence when the note named `midi` sounds nearer it
+        (`pitch_evidence.nearest_check`); None otherwise, and for a period several notes share (a chord's answer
+        stays the CNN's)."""
+        if period is not None and period.shared:
+            return None
+        return pitch_evidence.nearest_check(cents, midi, np.asarray(self.pitch_model.class_values, dtype=np.float64))
 
     def _cents_off(self, feats: Features, midi: float) -> float | None:
         """How far the note sounds from the `midi` it is named, in cents (`audio.tuning`), over the pitch window."""

@@ -4,7 +4,7 @@ The pitch CNN names the nearest of 89 notes; its calibration was fitted on notes
 names. This moves real notes (`--notes`: TinySOL-layout folders, e.g. `bench/recordings_set.py`'s recordings)
 off their pitch with SoX's `speed` (code this project did not write; pitch and length change together, as a
 recording played fast or slow) by 25-50 cents either way, and asks the predictor with the "between two notes"
-check (`serving.predictor.BETWEEN_NOTES_CENTS`) and without it: how often the nearest note is named, shown sure,
+check (`serving.caveats.BETWEEN_NOTES_CENTS`) and without it: how often the nearest note is named, shown sure,
 shown sure and wrong. It reads `pitch_cents` against the cents applied (each note's own reading added), on those
 notes and on SoX's tone generator (sine, triangle, square; MIDI 28-102, -47 to +47 cents; and the top register,
 MIDI 76-105 every 10 cents to +-40, sawtooths too), and counts the notes of every `--notes` folder, as they are, that
@@ -50,14 +50,14 @@ almost exactly at a subharmonic's period."""
 @contextlib.contextmanager
 def check_off() -> Iterator[None]:
     """The predictor of session 56: no "between two notes" check (the cents are still read)."""
-    from instropitch.serving import predictor
+    from instropitch.serving import caveats
 
-    original = predictor.between_notes
-    predictor.between_notes = lambda cents: False
+    original = caveats.between_notes
+    caveats.between_notes = lambda cents: False
     try:
         yield
     finally:
-        predictor.between_notes = original
+        caveats.between_notes = original
 
 
 def labelled(folder: Path) -> dict[str, int]:

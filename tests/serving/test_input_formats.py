@@ -96,7 +96,7 @@ def test_a_streamed_wav_predicts_with_its_warning(predictor):
 
 
 def test_narrow_band_audio_predicts_with_a_warning_that_names_its_band(predictor):
-    from instropitch.serving.predictor import narrow_band_warning
+    from instropitch.serving.caveats import narrow_band_warning
 
     phone = np.round(tone("Vn", 69, amp=0.5, seed=123, sr=8000) * 32767).astype(np.int16)
     got = predictor.predict_file(wav_bytes(phone / 32768.0, 8000), "phone.wav")

@@ -355,7 +355,7 @@ def test_a_note_is_named_the_nearest_note_whichever_neighbour_the_model_names(pr
     ("cents", "between"), [(None, False), (0.0, False), (44.9, False), (-44.9, False), (45.0, True), (-60.0, True)]
 )
 def test_between_notes_from_45_cents_either_way(cents, between):
-    from instropitch.serving.predictor import between_notes, between_notes_warning
+    from instropitch.serving.caveats import between_notes, between_notes_warning
 
     assert between_notes(cents) is between
     assert (between_notes_warning(cents, 69) is not None) is between
@@ -372,7 +372,7 @@ def test_between_notes_from_45_cents_either_way(cents, between):
     ],
 )
 def test_overruled_names_each_answer_a_check_takes_and_why(unpitched, plucked, glide, expected):
-    from instropitch.serving.predictor import overruled
+    from instropitch.serving.caveats import overruled
 
     assert overruled(unpitched=unpitched, plucked=plucked, glide=glide, chord=False) == expected
     between = overruled(unpitched=unpitched, plucked=plucked, glide=glide, chord=False, between=True)

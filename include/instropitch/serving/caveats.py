@@ -1,0 +1,130 @@
+"""What a user is told when a check of the audio (not the models) decides how far an answer can be trusted.
+
+The models' calibrated confidences were fitted on held notes of TinySOL's 14 instruments. Noise, a plucked or struck
+note, a glide, a chord, a note between two notes and narrow-band audio are none of that, and the checks that find
+them (`audio.decay`, `audio.melody`, `audio.tuning`, `serving.pitch_evidence`) take the answers they say nothing of
+out of the models' hands: `overruled` names those answers and the reason (`Prediction.not_sure_because`), and each
+`*_warning` says in words what was found (`Prediction.warnings`). Pure functions of what the checks measured.
+"""
+
+from __future__ import annotations
+
+from instropitch import audio
+from instropitch.audio import decay, periodicity
+from instropitch.audio.features import FeatureConfig
+from instropitch.serving import pitch_evidence
+from instropitch.tinysol import hz_to_midi, midi_to_pitch
+
+NO_PITCHED_NOTE = "no pitched note"
+PLUCKED_OR_STRUCK = "a plucked or struck note"
+GLIDE = "the pitch glides"
+CHORD = "several notes at once"
+BETWEEN_NOTES = "between two notes"
+"""Why a check of the audio took an answer out of its model's hands (`Prediction.not_sure_because`)."""
+BETWEEN_NOTES_CENTS = 45.0
+"""A note this many cents or more off the note it is named is between two notes. Real recordings moved 44-50 cents
+off their notes by SoX's `speed` were named "sure" and a semitone wrong on 22 of 480, none with the check, which
+keeps 75 of the 83 sure answers at 44; of 3,085 held notes three renders read 45.9-49.8 (their player detunes by up
+to 30 cents), the 172 real recordings at most 39.6 (bench/RESULTS.md, "Between two notes")."""
+
+
+def no_pitch_warning(period: periodicity.Periodicity | None) -> str:
+    """What to tell a user whose file holds no pitched note (`pitch_evidence.unpitched`: noise, a cymbal, a clap,
+    breath). The models know pitched instruments only, so their instrument answer on such a file is a guess
+    whatever its confidence (white noise read "Strings, sure"): bench/RESULTS.md, "Not one note"."""
+    heard = "no period" if period is None else f"no period (aperiodicity {period.aperiodicity:.2f})"
+    return (
+        f"{NO_PITCHED_NOTE}: the pitch answer is not sure and the waveform has {heard}; the models know pitched "
+        "instruments only, so no instrument answer is shown as sure"
+    )
+
+
+def plucked_or_struck_warning(fall: decay.Fall | None) -> str | None:
+    """What to tell a user whose note dies away after its attack (`decay.struck_fall`): a guitar, piano or harp.
+    The models know instruments that hold their notes, so their instrument answer on it is a guess whatever its
+    confidence (a guitar read "Brass, sure"): bench/RESULTS.md, "Plucked and struck notes"."""
+    struck = decay.struck_fall(fall)
+    if struck is None:
+        return None
+    fallen_db, seconds = struck
+    assert fall is not None  # struck_fall said so
+    quick = fallen_db > decay.DIES_AWAY_DB  # called struck by its attack: say so
+    strike = f"it rises to its peak within {1000 * decay.STRUCK_ATTACK_S:.0f} ms, then " if quick else "it "
+    return (
+        f"{PLUCKED_OR_STRUCK}: {strike}dies away evenly, {-fallen_db:.0f} dB within {seconds:g} s of its attack; the "
+        "models know bowed, blown and bellows instruments that hold their notes, so no instrument answer is shown as "
+        "sure"
+    )
+
+
+def overruled(*, unpitched: bool, plucked: bool, glide: bool, chord: bool, between: bool = False) -> dict[str, str]:
+    """The answers a check of the audio makes not sure whatever their confidence, by role, and why: the models'
+    calibrated numbers were fitted on held notes of the 14 instruments and say nothing of noise (neither answer),
+    a plucked or struck note (the instrument), a glide, a chord or a note between two (the pitch)."""
+    reasons: dict[str, str] = {}
+    if unpitched:
+        reasons = {"pitch": NO_PITCHED_NOTE, "instrument": NO_PITCHED_NOTE}
+    if glide:
+        reasons.setdefault("pitch", GLIDE)
+    if chord:
+        reasons.setdefault("pitch", CHORD)
+    if between:
+        reasons.setdefault("pitch", BETWEEN_NOTES)
+    if plucked:
+        reasons.setdefault("instrument", PLUCKED_OR_STRUCK)
+    return reasons
+
+
+def between_notes(cents: float | None) -> bool:
+    """Whether a note `cents` off the note it is named (`audio.tuning.cents_off`) sits too near halfway to the next
+    for the name to be sure (`BETWEEN_NOTES_CENTS`)."""
+    return cents is not None and abs(cents) >= BETWEEN_NOTES_CENTS
+
+
+def between_notes_warning(cents: float | None, midi: int) -> str | None:
+    """What to tell a user whose note sounds nearly halfway between two (`between_notes`): either name is a guess."""
+    if not between_notes(cents):
+        return None
+    assert cents is not None  # between_notes said so
+    other = midi + (1 if cents > 0 else -1)
+    way = "above" if cents > 0 else "below"
+    return (
+        f"{BETWEEN_NOTES}: it sounds {abs(cents):.0f} cents {way} {midi_to_pitch(midi)}, nearly halfway to "
+        f"{midi_to_pitch(other)}, so the pitch answer is not sure (the waveform's period, over the pitch window)"
+    )
+
+
+def shared_period_warning(period: pitch_evidence.PeriodCheck | None) -> str | None:
+    """What to tell a user whose file holds several notes at once (a chord, a fifth): the pitch answer is one of
+    them at best, so it is not shown as sure (`pitch_evidence.shared_period`, `pitch_evidence.fifth_period`)."""
+    if period is None or not period.shared:
+        return None
+    if period.fifth:
+        lower = round(float(hz_to_midi(2.0 * period.f0_hz)))
+        return (
+            f"{CHORD} (a fifth, {midi_to_pitch(lower)} and {midi_to_pitch(lower + 7)}?): the waveform repeats every "
+            f"{1000 / period.f0_hz:.1f} ms, yet nothing sounds at {period.f0_hz:.1f} Hz or its 5th and 7th harmonics, "
+            "which a note without its fundamental would sound: its 2nd and 3rd are two notes, and the pitch answer "
+            "one of them at best"
+        )
+    return (
+        f"{CHORD} (a chord?): the waveform repeats only every {1000 / period.f0_hz:.1f} ms, and "
+        f"nothing sounds at {period.f0_hz:.1f} Hz or its octave, so that is a period the notes share, not a note; "
+        "the pitch answer is one of them at best"
+    )
+
+
+def narrow_band_warning(info: audio.WavInfo, features: FeatureConfig) -> str | None:
+    """What to tell a user whose file lacks bands the models read: a phone's, a codec's, a low rate.
+
+    The instrument model reads up to half the features' rate (11,025 Hz); a file sampled at
+    8 kHz leaves everything above 4 kHz empty, and the instrument answers on such files were
+    right far less often (bench/RESULTS.md, "Narrow-band audio"). Their shown confidence does not know it.
+    """
+    model_rate = features.instrument.sample_rate
+    if info.sample_rate >= model_rate:
+        return None
+    return (
+        f"sampled at {info.sample_rate} Hz: nothing above {info.sample_rate // 2} Hz, where the models read up "
+        f"to {model_rate // 2} Hz; instrument answers on such narrow-band audio are right less often"
+    )

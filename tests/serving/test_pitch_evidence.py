@@ -417,3 +417,18 @@ def test_a_fold_back_near_a_subharmonics_fundamental_does_not_sound_it():
     assert heard.level_db(440.0 * 2 ** ((90 - 69) / 12)) > pitch_evidence.SUBHARMONIC_DB  # within 3 %: the fold-back
     assert pitch_evidence.repeated_note(heard, MIDIS, 90) == 102
     assert pitch_evidence.repeated_note(heard, MIDIS, 102) is None
+
+
+def test_a_waveform_that_repeats_at_no_notes_period_holds_no_one_steady_note():
+    """An equal-tempered minor triad repeats at none of its notes' periods nor at any shared one (its notes share
+    none); a note repeats at its own, a missing fundamental's too."""
+    triad = sum(harmonics(m, range(1, 6)) for m in (57, 60, 64))
+    heard = repeats(triad)
+    for answer in (57, 60, 64):
+        assert pitch_evidence.unrepeated(heard, MIDIS, answer), answer
+    assert not pitch_evidence.unrepeated(repeats(harmonics(57, range(1, 6))), MIDIS, 57)
+    assert not pitch_evidence.unrepeated(repeats(harmonics(57, range(2, 9))), MIDIS, 57)
+    assert not pitch_evidence.unrepeated(None, MIDIS, 57)
+    check = pitch_evidence.unrepeated_check(MIDIS)
+    assert check.unrepeated and not check.shared and check.f0_hz is None and check.cnn_weight == 1.0
+    assert np.all(check.likelihood == 1.0)  # it says nothing of which note: the CNN's probabilities stand

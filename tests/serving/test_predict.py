@@ -301,6 +301,31 @@ def test_a_chord_gets_no_sure_pitch_or_instrument_answer_and_says_why(predictor,
     assert not (r.pitch_sure or r.instrument_sure or r.instrument_family_sure)
 
 
+def test_a_sure_answer_the_waveform_does_not_repeat_at_nor_at_any_note_is_not_sure(predictor, monkeypatch):
+    """An equal-tempered A minor triad repeats at no note's period: whatever the CNN answers, and however sure, no one
+    note sounds steadily; the answer says so, with no period to show."""
+    from instropitch.ml.calibration import Calibration
+
+    sure_of_all = Calibration(threshold=1e-6, family_threshold=1e-6, fitted_on="heldout_sources")
+    for model in (predictor.instrument_model, predictor.pitch_model):
+        monkeypatch.setattr(model, "calibration", sure_of_all)
+    t = np.arange(int(1.5 * SR)) / SR
+    y = sum(np.sin(2 * np.pi * k * 440 * 2 ** ((m - 69) / 12) * t) / k for m in (57, 60, 64) for k in range(1, 6))
+    r = predictor.predict_file(wav_bytes((0.4 * y / np.abs(y).max()).astype(np.float32)), top_k=0)
+    assert r.ok and not (r.pitch_sure or r.instrument_sure or r.instrument_family_sure)
+    assert r.not_sure_because == {"pitch": "no steady period", "instrument": "no steady period"}
+    assert r.pitch_period_hz is None
+    period_ms = 1000 / (440 * 2 ** ((r.midi - 69) / 12))
+    assert (
+        f"no steady period: the waveform repeats neither after {r.pitch}'s period ({period_ms:.1f} ms) nor after any "
+        "note's, as one note held steadily would (several notes at once, a bell, noise?), so the pitch answer is not "
+        "sure"
+    ) in r.warnings
+    held = np.sin(2 * np.pi * 220 * t) + 0.5 * np.sin(2 * np.pi * 440 * t)  # one note: sure, as before
+    one = predictor.predict_file(wav_bytes((0.4 * held / np.abs(held).max()).astype(np.float32)), top_k=0)
+    assert one.ok and one.pitch_sure and one.midi == 57 and one.not_sure_because == {}
+
+
 def detuned(cents: float, seconds: float = 1.5) -> bytes:
     """A violin-like A4 (sawtooth partials) `cents` off 440 Hz, as WAV bytes."""
     t = np.arange(int(seconds * SR)) / SR
@@ -375,6 +400,8 @@ def test_overruled_names_each_answer_a_check_takes_and_why(unpitched, plucked, g
     from instropitch.serving.caveats import overruled
 
     assert overruled(unpitched=unpitched, plucked=plucked, glide=glide, chord=False) == expected
+    unsteady = overruled(unpitched=unpitched, plucked=plucked, glide=glide, chord=False, unrepeated=True)
+    assert unsteady == {"pitch": expected.get("pitch", "no steady period"), **expected}
     between = overruled(unpitched=unpitched, plucked=plucked, glide=glide, chord=False, between=True)
     assert between == {"pitch": expected.get("pitch", "between two notes"), **expected}
 

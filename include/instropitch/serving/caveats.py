@@ -1,10 +1,11 @@
 """What a user is told when a check of the audio (not the models) decides how far an answer can be trusted.
 
 The models' calibrated confidences were fitted on held notes of TinySOL's 14 instruments. Noise, a plucked or struck
-note, a glide, a chord, a note between two notes and narrow-band audio are none of that, and the checks that find
-them (`audio.decay`, `audio.melody`, `audio.tuning`, `serving.pitch_evidence`) take the answers they say nothing of
-out of the models' hands: `overruled` names those answers and the reason (`Prediction.not_sure_because`), and each
-`*_warning` says in words what was found (`Prediction.warnings`). Pure functions of what the checks measured.
+note, a glide, a chord, a note between two notes, a waveform with no steady period and narrow-band audio are none of
+that, and the checks that find them (`audio.decay`, `audio.melody`, `audio.tuning`, `serving.pitch_evidence`) take
+the answers they say nothing of out of the models' hands: `overruled` names those answers and the reason
+(`Prediction.not_sure_because`), and each `*_warning` says in words what was found (`Prediction.warnings`). Pure
+functions of what the checks measured.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from instropitch import audio
 from instropitch.audio import decay, periodicity
 from instropitch.audio.features import FeatureConfig
 from instropitch.serving import pitch_evidence
-from instropitch.tinysol import hz_to_midi, midi_to_pitch
+from instropitch.tinysol import hz_to_midi, midi_to_hz, midi_to_pitch
 
 NO_PITCHED_NOTE = "no pitched note"
 PLUCKED_OR_STRUCK = "a plucked or struck note"
 GLIDE = "the pitch glides"
 CHORD = "several notes at once"
 BETWEEN_NOTES = "between two notes"
+NO_STEADY_PERIOD = "no steady period"
 """Why a check of the audio took an answer out of its model's hands (`Prediction.not_sure_because`)."""
 BETWEEN_NOTES_CENTS = 45.0
 """A note this many cents or more off the note it is named is between two notes. Real recordings moved 44-50 cents
@@ -57,10 +59,13 @@ def plucked_or_struck_warning(fall: decay.Fall | None) -> str | None:
     )
 
 
-def overruled(*, unpitched: bool, plucked: bool, glide: bool, chord: bool, between: bool = False) -> dict[str, str]:
+def overruled(
+    *, unpitched: bool, plucked: bool, glide: bool, chord: bool, between: bool = False, unrepeated: bool = False
+) -> dict[str, str]:
     """The answers a check of the audio makes not sure whatever their confidence, by role, and why: the models'
     calibrated numbers were fitted on held notes of the 14 instruments and say nothing of noise (neither answer),
-    a plucked or struck note (the instrument), a glide, a chord or a note between two (the pitch)."""
+    a plucked or struck note (the instrument), a glide, a chord, a note between two or a waveform with no steady
+    period (the pitch)."""
     reasons: dict[str, str] = {}
     if unpitched:
         reasons = {"pitch": NO_PITCHED_NOTE, "instrument": NO_PITCHED_NOTE}
@@ -70,6 +75,8 @@ def overruled(*, unpitched: bool, plucked: bool, glide: bool, chord: bool, betwe
         reasons.setdefault("pitch", CHORD)
     if between:
         reasons.setdefault("pitch", BETWEEN_NOTES)
+    if unrepeated:
+        reasons.setdefault("pitch", NO_STEADY_PERIOD)
     if plucked:
         reasons.setdefault("instrument", PLUCKED_OR_STRUCK)
     return reasons
@@ -111,6 +118,18 @@ def shared_period_warning(period: pitch_evidence.PeriodCheck | None) -> str | No
         f"{CHORD} (a chord?): the waveform repeats only every {1000 / period.f0_hz:.1f} ms, and "
         f"nothing sounds at {period.f0_hz:.1f} Hz or its octave, so that is a period the notes share, not a note; "
         "the pitch answer is one of them at best"
+    )
+
+
+def unrepeated_warning(period: pitch_evidence.PeriodCheck | None, midi: int) -> str | None:
+    """What to tell a user whose waveform repeats at no note's period, the answer's included
+    (`pitch_evidence.unrepeated`): no one note sounds steadily, so the pitch answer is a guess however sure."""
+    if period is None or not period.unrepeated:
+        return None
+    return (
+        f"{NO_STEADY_PERIOD}: the waveform repeats neither after {midi_to_pitch(midi)}'s period "
+        f"({1000 / float(midi_to_hz(midi)):.1f} ms) nor after any note's, as one note held steadily would (several "
+        "notes at once, a bell, noise?), so the pitch answer is not sure"
     )
 
 

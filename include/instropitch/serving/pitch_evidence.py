@@ -115,11 +115,14 @@ class PeriodCheck(NamedTuple):
 
     likelihood: np.ndarray
     cnn_weight: float
-    f0_hz: float
+    f0_hz: float | None
+    """The period's frequency the check went by; None where the waveform has none (`unrepeated`)."""
     shared: bool = False
     """The period is one several notes sounding at once share (`shared_period`): it names none of them."""
     fifth: bool = False
     """The notes sharing it are a fifth apart (`fifth_period`): its 2nd and 3rd harmonics."""
+    unrepeated: bool = False
+    """The waveform repeats at no note's period, the answer's included (`unrepeated`): no one note sounds steadily."""
 
 
 def needs_check(duration_s: float, top_probability: float, threshold: float) -> bool:
@@ -321,6 +324,26 @@ def shared_period(repeats: Repeats | None, midi: float, cnn_top_midi: float) -> 
         return False  # the notes that share a period are its harmonics, the loudest partial among them
     harmonics = (1, 2, 3) if abs(midi - cnn_top_midi) <= 0.5 else (1, 2)
     return all(repeats.level_db(k * f0) < SUBHARMONIC_DB for k in harmonics)
+
+
+def unrepeated(repeats: Repeats | None, class_midis: np.ndarray, midi: float) -> bool:
+    """Whether the waveform repeats neither at note `midi`'s period (`repeats_at`) nor at any class's
+    (`_shortest_period_note`): no one periodic note sounds, whatever the CNN answered.
+
+    Real notes repeat at their own period with 0.53 or more, even in the project's rooms (`REPEAT_MISSED`). A minor
+    triad in equal temperament repeats at none (its notes share no period), and the CNN answered four of SoX's
+    "sure" at a note of theirs or below; a harp's F7, 0.3 s of it, "A#1, sure". Of 3,085 held notes one render
+    repeats at no note's period, a cello F2 played pp (bench/RESULTS.md, "No steady period").
+    """
+    if repeats is None:
+        return False
+    return not repeats_at(repeats, midi) and _shortest_period_note(repeats, class_midis) is None
+
+
+def unrepeated_check(class_midis: np.ndarray) -> PeriodCheck:
+    """`unrepeated` as evidence: it says nothing of which note (the CNN's probabilities stand), only that the
+    answer cannot be sure."""
+    return PeriodCheck(np.ones(len(class_midis)), 1.0, None, unrepeated=True)
 
 
 def fifth_period(repeats: Repeats | None, midi: float) -> bool:

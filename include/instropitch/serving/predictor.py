@@ -28,8 +28,8 @@ calls each model once per batch. Any format `audio` reads is accepted (WAV, FLAC
 A file that cannot be used (not audio, truncated, silent, ...) gives a `Prediction` with
 `error` set, never an exception. `warnings` carry what a user should know of a file that was
 answered: read despite its header (a WAV written to a pipe), or what a check of the audio found (narrow-band,
-no pitched note, plucked or struck, a glide, several notes, between two notes: `serving.caveats`, which also
-names the answers such a check takes out of the models' hands).
+no pitched note, plucked or struck, a glide, several notes, between two notes, no steady period:
+`serving.caveats`, which also names the answers such a check takes out of the models' hands).
 """
 
 from __future__ import annotations
@@ -578,7 +578,9 @@ class Predictor:
             for row, i in enumerate(good):
                 held = notes[row].notes or []
                 several = melody.several_notes_warning(held, notes[row].pitch_window, float(notes_heard[row]))
-                shared = caveats.shared_period_warning(evidence[row])
+                shared = caveats.shared_period_warning(evidence[row]) or caveats.unrepeated_warning(
+                    evidence[row], int(notes_heard[row])
+                )
                 between = caveats.between_notes_warning(cents[row], int(notes_heard[row]))
                 said = (several, glides[row], unpitched[row], shared, between, plucked[row])
                 warnings[i] += [w for w in said if w]
@@ -602,6 +604,7 @@ class Predictor:
                         glide=glides[row] is not None,
                         chord=evidence[row] is not None and evidence[row].shared,
                         between=caveats.between_notes(cents[row]),
+                        unrepeated=evidence[row] is not None and evidence[row].unrepeated,
                     ),
                     cents[row],
                 )
@@ -644,9 +647,9 @@ class Predictor:
         self, period: pitch_evidence.PeriodCheck | None, cents: float | None, midi: float
     ) -> pitch_evidence.PeriodCheck | None:
         """The neighbouring note as deciding evidence when the note named `midi` sounds nearer it
-        (`pitch_evidence.nearest_check`); None otherwise, and for a period several notes share (a chord's answer
-        stays the CNN's)."""
-        if period is not None and period.shared:
+        (`pitch_evidence.nearest_check`); None otherwise, and for a period several notes share or none (a chord's
+        answer stays the CNN's)."""
+        if period is not None and (period.shared or period.unrepeated):
             return None
         return pitch_evidence.nearest_check(cents, midi, np.asarray(self.pitch_model.class_values, dtype=np.float64))
 
@@ -681,6 +684,8 @@ class Predictor:
             if shared is not None:  # a chord or a fifth answered at the period its notes share
                 return shared, None
         if not pitch_evidence.needs_check(feats.duration, float(shown.max()), model.calibration.threshold):
+            if pitch_evidence.unrepeated(heard, midis, top_midi):  # sure of a note the waveform does not hold
+                return pitch_evidence.unrepeated_check(midis), None
             return None, None
         period = periodicity.estimate(feats.pitch_audio, window.sample_rate)
         subharmonic = pitch_evidence.subharmonic_check(heard, midis, period, top_midi)
@@ -815,7 +820,7 @@ class Predictor:
             instrument_confidence_raw=confidence(p_inst[best["instrument"]]),
             pitch_confidence_raw=confidence(p_pitch[best["pitch"]]),
             instrument_foreignness=None if instrument_foreignness is None else round(instrument_foreignness, 3),
-            pitch_period_hz=None if period is None else round(period.f0_hz, 2),
+            pitch_period_hz=None if period is None or period.f0_hz is None else round(period.f0_hz, 2),
             pitch_cents=None if cents is None else round(cents, 1),
             candidates={
                 role: [entry(role, int(j)) for j in self._candidates(role, shown[role], order[role])]

@@ -286,16 +286,26 @@ def test_a_pitch_that_glides_gets_no_sure_pitch_answer_and_says_why(predictor, m
     assert held.pitch_sure and held.warnings == [] and held.not_sure_because == {}
 
 
-def test_a_chord_gets_no_sure_pitch_or_instrument_answer_and_says_why(predictor, monkeypatch):
-    """C4-E4-G4 at once repeats only every C2's period: the pitch answer is one of the notes at best."""
+def sure_of_everything(predictor, monkeypatch) -> None:
+    """Both models' answers shown as sure at any confidence, so that only a check of the audio can take that away."""
     from instropitch.ml.calibration import Calibration
 
     sure_of_all = Calibration(threshold=1e-6, family_threshold=1e-6, fitted_on="heldout_sources")
     for model in (predictor.instrument_model, predictor.pitch_model):
         monkeypatch.setattr(model, "calibration", sure_of_all)
-    t = np.arange(int(1.5 * SR)) / SR
-    y = sum(np.sin(2 * np.pi * k * 440 * 2 ** ((m - 69) / 12) * t) / k for m in (60, 64, 67) for k in range(1, 6))
-    r = predictor.predict_file(wav_bytes((0.4 * y / np.abs(y).max()).astype(np.float32)), top_k=0)
+
+
+def chord(midis: tuple[int, ...], seconds: float = 1.5) -> bytes:
+    """Equal-tempered notes `midis` at once, five harmonics each falling as 1/k, as WAV bytes."""
+    t = np.arange(int(seconds * SR)) / SR
+    y = sum(np.sin(2 * np.pi * k * 440 * 2 ** ((m - 69) / 12) * t) / k for m in midis for k in range(1, 6))
+    return wav_bytes((0.4 * y / np.abs(y).max()).astype(np.float32))
+
+
+def test_a_chord_gets_no_sure_pitch_or_instrument_answer_and_says_why(predictor, monkeypatch):
+    """C4-E4-G4 at once repeats only every C2's period: the pitch answer is one of the notes at best."""
+    sure_of_everything(predictor, monkeypatch)
+    r = predictor.predict_file(chord((60, 64, 67)), top_k=0)
     assert r.ok and any(w.startswith("several notes at once") for w in r.warnings), r.warnings
     assert r.not_sure_because == {"pitch": "several notes at once", "instrument": "several notes at once"}
     assert not (r.pitch_sure or r.instrument_sure or r.instrument_family_sure)
@@ -304,14 +314,8 @@ def test_a_chord_gets_no_sure_pitch_or_instrument_answer_and_says_why(predictor,
 def test_a_sure_answer_the_waveform_does_not_repeat_at_nor_at_any_note_is_not_sure(predictor, monkeypatch):
     """An equal-tempered A minor triad repeats at no note's period: whatever the CNN answers, and however sure, no one
     note sounds steadily; the answer says so, with no period to show."""
-    from instropitch.ml.calibration import Calibration
-
-    sure_of_all = Calibration(threshold=1e-6, family_threshold=1e-6, fitted_on="heldout_sources")
-    for model in (predictor.instrument_model, predictor.pitch_model):
-        monkeypatch.setattr(model, "calibration", sure_of_all)
-    t = np.arange(int(1.5 * SR)) / SR
-    y = sum(np.sin(2 * np.pi * k * 440 * 2 ** ((m - 69) / 12) * t) / k for m in (57, 60, 64) for k in range(1, 6))
-    r = predictor.predict_file(wav_bytes((0.4 * y / np.abs(y).max()).astype(np.float32)), top_k=0)
+    sure_of_everything(predictor, monkeypatch)
+    r = predictor.predict_file(chord((57, 60, 64)), top_k=0)
     assert r.ok and not (r.pitch_sure or r.instrument_sure or r.instrument_family_sure)
     assert r.not_sure_because == {"pitch": "no steady period", "instrument": "no steady period"}
     assert r.pitch_period_hz is None
@@ -321,8 +325,7 @@ def test_a_sure_answer_the_waveform_does_not_repeat_at_nor_at_any_note_is_not_su
         "note's, as one note held steadily would (several notes at once, a bell, noise?), so the pitch answer is not "
         "sure"
     ) in r.warnings
-    held = np.sin(2 * np.pi * 220 * t) + 0.5 * np.sin(2 * np.pi * 440 * t)  # one note: sure, as before
-    one = predictor.predict_file(wav_bytes((0.4 * held / np.abs(held).max()).astype(np.float32)), top_k=0)
+    one = predictor.predict_file(chord((57,)), top_k=0)  # one note: sure, as before
     assert one.ok and one.pitch_sure and one.midi == 57 and one.not_sure_because == {}
 
 
@@ -338,11 +341,8 @@ def test_a_note_halfway_between_two_gets_no_sure_pitch_answer_and_says_why(predi
     """A4 47 cents sharp: either name is a guess, so neither is sure whatever the model's confidence; 20 cents sharp
     is still A4, and the cents are shown either way (`pitch_cents`, the CLI's cents column)."""
     from instropitch import cli
-    from instropitch.ml.calibration import Calibration
 
-    sure_of_all = Calibration(threshold=1e-6, family_threshold=1e-6, fitted_on="heldout_sources")
-    for model in (predictor.instrument_model, predictor.pitch_model):
-        monkeypatch.setattr(model, "calibration", sure_of_all)
+    sure_of_everything(predictor, monkeypatch)
     near = predictor.predict_file(detuned(20), top_k=0)
     assert near.ok and near.pitch_sure and near.midi == 69 and near.warnings == [] and near.not_sure_because == {}
     assert near.pitch_cents == pytest.approx(20, abs=1.5)

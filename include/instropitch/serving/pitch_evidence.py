@@ -331,8 +331,8 @@ def unrepeated(repeats: Repeats | None, class_midis: np.ndarray, midi: float) ->
     (`_shortest_period_note`): no one periodic note sounds, whatever the CNN answered.
 
     Real notes repeat at their own period with 0.53 or more, even in the project's rooms (`REPEAT_MISSED`). A minor
-    triad in equal temperament repeats at none (its notes share no period), and the CNN answered four of SoX's
-    "sure" at a note of theirs or below; a recorded harp A6 "A#1, sure". Of 3,085 held notes one render
+    triad in equal temperament repeats at none (its notes share no period): the CNN answered four of SoX's chords
+    "sure" at a note of theirs or under them, and a recorded harp A6 "A#1, sure". Of 3,085 held notes one render
     repeats at no note's period, a cello F2 played pp (bench/RESULTS.md, "No steady period").
     """
     if repeats is None:

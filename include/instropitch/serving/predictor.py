@@ -27,9 +27,9 @@ and the registry otherwise. Prediction reads what the spectrograms need
 calls each model once per batch. Any format `audio` reads is accepted (WAV, FLAC, MP3, ...).
 A file that cannot be used (not audio, truncated, silent, ...) gives a `Prediction` with
 `error` set, never an exception. `warnings` carry what a user should know of a file that was
-answered: read despite its header (a WAV written to a pipe), or what a check of the audio found (narrow-band,
-no pitched note, plucked or struck, a glide, several notes, between two notes, no steady period:
-`serving.caveats`, which also names the answers such a check takes out of the models' hands).
+answered: read despite its header (a WAV written to a pipe), or what a check of the audio found: narrow-band,
+no pitched note, plucked or struck, a chord, between two notes, no steady period (`serving.caveats`, which also
+names the answers such a check takes out of the models' hands), notes in turn or a glide (`audio.melody`).
 """
 
 from __future__ import annotations

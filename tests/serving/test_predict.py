@@ -205,9 +205,12 @@ def test_a_file_with_no_pitched_note_gets_no_sure_instrument_or_family_and_says_
     assert "not sure: no pitched note (nearest: " in cli._prediction_table([r.to_dict()])
     tone_ = predictor.predict_file(wav_bytes(tone("Vn", 69, amp=0.5, seed=77)), name="a4.wav", top_k=0)
     assert not tone_.pitch_sure and tone_.warnings == [] and tone_.not_sure_because == {}
-    monkeypatch.setattr(predictor.pitch_model, "calibration", Calibration(threshold=1e-6))  # a sure pitch: no check
+    # a sure pitch answer is not checked for a period, but the waveform repeats at none: "no steady period" instead
+    monkeypatch.setattr(predictor.pitch_model, "calibration", Calibration(threshold=1e-6))
     r = predictor.predict_file(wav_bytes(noise), name="noise.wav", top_k=0)
-    assert r.pitch_sure and r.instrument_sure and r.warnings == []
+    assert not (r.pitch_sure or r.instrument_sure) and len(r.warnings) == 1
+    assert r.warnings[0].startswith("no steady period: ")
+    assert r.not_sure_because == {"pitch": "no steady period", "instrument": "no steady period"}
 
 
 def test_an_instrument_answer_read_relative_to_the_note_is_no_surer_than_the_pitch_answer(predictor, monkeypatch):

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +144,12 @@ def moved_sets(predictor: Any, notes: dict[str, int], draw: int, out: Path) -> d
 
 
 def tone_sets(
-    predictor: Any, out: Path, waves=TONE_WAVES, midis=TONE_MIDIS, detunes=TONE_CENTS, name: str = "SoX"
+    predictor: Any,
+    out: Path,
+    waves: tuple[str, ...] = TONE_WAVES,
+    midis: range = TONE_MIDIS,
+    detunes: Iterable[int] = TONE_CENTS,
+    name: str = "SoX",
 ) -> dict[str, Any]:
     """SoX's `waves` at `midis` + `detunes` (cents): the cents read against the cents played, and the sure answers."""
     results = {}

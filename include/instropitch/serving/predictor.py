@@ -578,11 +578,11 @@ class Predictor:
             for row, i in enumerate(good):
                 held = notes[row].notes or []
                 several = melody.several_notes_warning(held, notes[row].pitch_window, float(notes_heard[row]))
-                shared = caveats.shared_period_warning(evidence[row]) or caveats.unrepeated_warning(
+                period_warning = caveats.shared_period_warning(evidence[row]) or caveats.unrepeated_warning(
                     evidence[row], int(notes_heard[row])
                 )
                 between = caveats.between_notes_warning(cents[row], int(notes_heard[row]))
-                said = (several, glides[row], unpitched[row], shared, between, plucked[row])
+                said = (several, glides[row], unpitched[row], period_warning, between, plucked[row])
                 warnings[i] += [w for w in said if w]
             with self._lock:
                 p_inst, f_inst = self.instrument_model.answer(
@@ -679,12 +679,13 @@ class Predictor:
         repeated = pitch_evidence.repeat_check(heard, midis, top_midi)
         if repeated is not None:
             return pitch_evidence.shared_evidence(heard, repeated.f0_hz, top_midi, midis) or repeated, None
-        if pitch_evidence.repeats_at(heard, top_midi):  # the answer is a period the waveform has: a note's, or not?
+        answer_repeats = pitch_evidence.repeats_at(heard, top_midi)
+        if answer_repeats:  # the answer is a period the waveform has: a note's, or not?
             shared = pitch_evidence.shared_evidence(heard, float(midi_to_hz(top_midi)), top_midi, midis)
             if shared is not None:  # a chord or a fifth answered at the period its notes share
                 return shared, None
         if not pitch_evidence.needs_check(feats.duration, float(shown.max()), model.calibration.threshold):
-            if pitch_evidence.unrepeated(heard, midis, top_midi):  # sure of a note the waveform does not hold
+            if not answer_repeats and pitch_evidence.unrepeated(heard, midis, top_midi):  # sure of a note not held
                 return pitch_evidence.unrepeated_check(midis), None
             return None, None
         period = periodicity.estimate(feats.pitch_audio, window.sample_rate)

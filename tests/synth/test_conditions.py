@@ -78,6 +78,10 @@ def test_draws_are_deterministic_and_in_range() -> None:
     detunes = np.array([p.detune_cents for p in players])
     assert np.all(np.abs(detunes) <= 30) and detunes.min() < -20 and detunes.max() > 20
     assert {p.attack_add_s > 0 for p in players} == {True, False}
+    own = np.array([p.own_vibrato for p in players if p.own_vibrato != (0.0, 0.0)])
+    assert 100 < len(own) < 200  # about half the players swing their own way
+    assert np.all((own[:, 0] >= 4.5) & (own[:, 0] <= 7.0) & (own[:, 1] >= 5.0) & (own[:, 1] <= 50.0))
+    assert own[:, 1].min() < 8 and own[:, 1].max() > 35
     mics = [conditions.draw_mic(rng) for _ in range(300)]
     assert all(40 <= m.highpass_hz <= 250 and 5000 <= m.lowpass_hz <= 16000 for m in mics)
     assert all(-6 <= m.tilt_db_per_decade <= 6 for m in mics)
@@ -250,6 +254,16 @@ def test_player_detunes_within_30_cents_and_keeps_the_label(gm: SoundFont) -> No
         f = estimate_f0(render(n, gm, condition)[segment])
         assert abs(1200 * math.log2(f / f_dry) - condition.player.detune_cents) < 3.0
         assert abs(1200 * math.log2(f / f_dry)) <= 31.0
+
+
+def test_a_players_own_vibrato_replaces_the_instruments_but_never_reaches_a_free_reed() -> None:
+    own = Player(vibrato_depth_scale=0.5, added_vibrato=(5.0, 4.0), own_vibrato=(6.0, 40.0))
+    assert own.vibrato(5.6, 14.0) == (6.0, 40.0)  # a violin's usual swing, played the player's way
+    assert own.vibrato(0.0, 0.0) == (6.0, 40.0)  # a trumpet's none too
+    assert own.vibrato(0.0, 0.0, may_add=False) == (0.0, 0.0)  # the accordion
+    usual = Player(vibrato_rate_scale=2.0, vibrato_depth_scale=0.5, added_vibrato=(5.0, 4.0))
+    assert usual.vibrato(5.6, 14.0) == (11.2, 7.0)
+    assert usual.vibrato(0.0, 0.0) == (5.0, 4.0)
 
 
 def test_player_attack_and_vibrato(gm: SoundFont) -> None:

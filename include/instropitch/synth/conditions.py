@@ -451,7 +451,11 @@ CONDITIONS: dict[str, Preset] = {
         Preset("hall", "large hall reverb: RT60 1.2-2.5 s, pre-delay 15-50 ms, 30-65 % wet", hall),
         Preset("mic", "microphone colour: tilt +-6 dB/decade, high-pass 40-250 Hz, low-pass 5-16 kHz", mic),
         Preset("distant", "far microphone: -6..-24 dB, noise floor -65..-45 dBFS, air loss, a little room", distant),
-        Preset("player", "player: tuning +-30 cents, vibrato rate/depth changes, faster/slower attack", player),
+        Preset(
+            "player",
+            "player: tuning +-30 cents, the vibrato changed or the player's own (up to 50 cents), faster/slower attack",
+            player,
+        ),
         Preset("mixed", "a random combination of room/hall, mic, distant and player", mixed),
     )
 }

@@ -68,3 +68,9 @@ def test_sox_speed_moves_a_tone_by_the_cents_it_is_asked(tmp_path):
     subprocess.run(["sox", str(source), str(moved), "speed", "46c"], check=True, capture_output=True)
     y, rate = audio.load(moved, SR)
     assert tuning.cents_off(y, rate, 69) == pytest.approx(46, abs=1.0)
+
+
+def test_the_neighbour_a_note_leans_to_is_above_when_sharp_and_below_otherwise() -> None:
+    assert tuning.leaning_neighbour(69, 40.0) == 70
+    assert tuning.leaning_neighbour(69, -40.0) == 68
+    assert tuning.leaning_neighbour(69, None) == 68  # no reading: below, as the answer's runner-up list had it

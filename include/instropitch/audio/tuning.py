@@ -89,6 +89,11 @@ def cents_off(y: np.ndarray, sample_rate: int, midi: float) -> float | None:
     return float(1200.0 * np.log2(heard_hz / note_hz))
 
 
+def leaning_neighbour(midi: int, cents: float | None) -> int:
+    """The note next to `midi` that a note `cents` off it leans towards (above when sharp, else below)."""
+    return midi + (1 if (cents or 0.0) > 0 else -1)
+
+
 def _refined_lag(y: np.ndarray, lag: float, sample_rate: int) -> float:
     """The period `lag` (samples) read again where `y` repeats after the whole number of them nearest `REFINE_S`:
     the normalised autocorrelation's peak there, parabolic between whole lags, over that number. `lag` itself when

@@ -11,7 +11,7 @@ functions of what the checks measured.
 from __future__ import annotations
 
 from instropitch import audio
-from instropitch.audio import decay, periodicity
+from instropitch.audio import decay, periodicity, tuning
 from instropitch.audio.features import FeatureConfig
 from instropitch.serving import pitch_evidence
 from instropitch.tinysol import hz_to_midi, midi_to_hz, midi_to_pitch
@@ -93,7 +93,7 @@ def between_notes_warning(cents: float | None, midi: int) -> str | None:
     if not between_notes(cents):
         return None
     assert cents is not None  # between_notes said so
-    other = midi + (1 if cents > 0 else -1)
+    other = tuning.leaning_neighbour(midi, cents)
     way = "above" if cents > 0 else "below"
     return (
         f"{BETWEEN_NOTES}: it sounds {abs(cents):.0f} cents {way} {midi_to_pitch(midi)}, nearly halfway to "

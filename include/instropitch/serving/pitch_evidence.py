@@ -32,6 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from instropitch.audio import tuning
 from instropitch.audio.periodicity import FMAX_HZ, PARTIAL_TOLERANCE, Periodicity, Repeats
 from instropitch.tinysol import hz_to_midi, midi_to_hz
 
@@ -389,7 +390,7 @@ def nearest_check(cents: float | None, midi: float, class_midis: np.ndarray) -> 
     `NEAREST_CENTS` towards it, as its period says); else None."""
     if cents is None or abs(cents) <= NEAREST_CENTS:
         return None
-    nearer = midi + (1.0 if cents > 0 else -1.0)
+    nearer = float(tuning.leaning_neighbour(round(midi), cents))
     if nearer not in set(np.asarray(class_midis, dtype=np.float64).tolist()):
         return None
     return PeriodCheck(likelihood_at(nearer, class_midis), 0.0, float(midi_to_hz(midi + cents / 100.0)))

@@ -744,7 +744,7 @@ class Predictor:
         """The pitch classes a note between two sits between (`between_notes`): the answer, then the neighbour it
         leans to (the CNN's own runner-up may be the other one)."""
         values = [int(v) for v in self.pitch_model.class_values]
-        neighbour = values[answer] + (1 if (cents or 0.0) > 0 else -1)
+        neighbour = tuning.leaning_neighbour(values[answer], cents)
         return [answer] + ([values.index(neighbour)] if neighbour in values else [])
 
     def _prediction(

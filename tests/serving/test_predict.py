@@ -271,6 +271,25 @@ def test_a_plucked_or_struck_note_gets_no_sure_instrument_or_family_and_says_why
     assert r.warnings and r.warnings[0].startswith("a plucked or struck note: it rises to its peak within 4 ms, then ")
 
 
+def test_a_short_note_or_a_pure_tone_gets_no_sure_instrument_or_family_and_says_why(predictor, monkeypatch):
+    """SoX's 80-ms sines read "Brass, sure" and its 1-s sines too (sessions 56 and 59): the models learnt from held
+    notes with overtones that fill the instrument window, so even a calibration sure of everything shows neither
+    the instrument nor the family of such a file as sure; the pitch answer is not the instrument's to lose."""
+    sure_of_everything(predictor, monkeypatch)
+    t = np.arange(SR) / SR
+    sine = predictor.predict_file(wav_bytes((0.5 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)), top_k=0)
+    assert sine.ok and sine.midi == 69 and sine.pitch_sure and not (sine.instrument_sure or sine.instrument_family_sure)
+    assert sine.not_sure_because == {"instrument": "a pure tone"}
+    assert [w.split(" (")[0] for w in sine.warnings] == ["a pure tone: it is one partial"], sine.warnings
+    short = tone("Vn", 69, seconds=0.08, amp=0.5, seed=3)
+    r = predictor.predict_file(wav_bytes(short), top_k=0)
+    assert r.ok and not (r.instrument_sure or r.instrument_family_sure), r
+    assert r.not_sure_because.get("instrument") == "a short note"
+    assert any(w.startswith("a short note: it sounds for 0.0") for w in r.warnings), r.warnings
+    held = predictor.predict_file(wav_bytes(tone("Vn", 69, seconds=1.0, amp=0.5, seed=3)), top_k=0)
+    assert held.instrument_sure and held.instrument_family_sure and held.not_sure_because == {}, held
+
+
 def test_a_pitch_that_glides_gets_no_sure_pitch_answer_and_says_why(predictor, monkeypatch):
     """A3 -> A4 in 1.5 s read "D#4, sure" (session 53): no held note where the answer is read, so not sure."""
     from instropitch.ml.calibration import Calibration
@@ -407,6 +426,21 @@ def test_overruled_names_each_answer_a_check_takes_and_why(unpitched, plucked, g
     assert unsteady == {"pitch": expected.get("pitch", "no steady period"), **expected}
     between = overruled(unpitched=unpitched, plucked=plucked, glide=glide, chord=False, between=True)
     assert between == {"pitch": expected.get("pitch", "between two notes"), **expected}
+    for key, reason in (("short", "a short note"), ("pure", "a pure tone")):
+        found = overruled(unpitched=unpitched, plucked=plucked, glide=glide, chord=False, **{key: True})
+        assert found == {**expected, "instrument": expected.get("instrument", reason)}
+
+
+@pytest.mark.parametrize(("sounding", "impurity", "warned"), [(0.08, -20.0, 1), (0.25, -50.0, 1), (1.0, -49.9, 0)])
+def test_a_short_note_under_a_quarter_second_and_a_pure_tone_from_50_db_down(sounding, impurity, warned):
+    from instropitch.serving.caveats import pure_tone_warning, short_note_warning
+
+    assert [short_note_warning(sounding), pure_tone_warning(impurity)].count(None) == 2 - warned
+    assert short_note_warning(None) is None and pure_tone_warning(None) is None
+    assert pure_tone_warning(float("-inf")) == (
+        "a pure tone: it is one partial (nothing else), as a tone generator's sine is; every instrument the models "
+        "know sounds overtones, so no instrument answer is shown as sure"
+    )
 
 
 def test_a_tone_above_the_period_estimates_reach_is_a_pitched_note(predictor, monkeypatch):

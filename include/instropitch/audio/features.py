@@ -606,6 +606,8 @@ class Features:
     fall: decay.Fall | None = None
     """How the note falls after its attack (`decay.fall_after_attack`), when the notes are asked for: a plucked or
     struck string dies away, the held notes the models know do not."""
+    sounding: float | None = None
+    """Seconds the note sounds (`trim.note_span`), when the notes are asked for."""
 
 
 NOTE_PRE_ROLL = 0.05
@@ -735,10 +737,12 @@ def compute_features(
 def _whole_file(
     frames: np.ndarray, sample_rate: int, note: tuple[float, float], window: tuple[float, float]
 ) -> dict[str, Any]:
-    """What the predictor reads of the whole file besides the windows: its notes, a glide, the fall after the attack."""
+    """What the predictor reads of the whole file besides the windows: its notes, a glide, the fall after the attack,
+    how long the note sounds."""
     course = melody.pitch_course(frames, sample_rate)
     return {
         "notes": melody.held_notes(course),
         "glide": melody.glide(course, window),
         "fall": decay.fall_after_attack(frames, sample_rate, note),
+        "sounding": note[1] - note[0],
     }

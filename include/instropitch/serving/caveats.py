@@ -1,8 +1,9 @@
 """What a user is told when a check of the audio (not the models) decides how far an answer can be trusted.
 
 The models' calibrated confidences were fitted on held notes of TinySOL's 14 instruments. Noise, a plucked or struck
-note, a glide, a chord, a note between two notes, a waveform with no steady period and narrow-band audio are none of
-that, and the checks that find them (`audio.decay`, `audio.melody`, `audio.tuning`, `serving.pitch_evidence`) take
+note, a note too short to fill the instrument's window, a pure tone, a glide, a chord, a note between two notes, a
+waveform with no steady period and narrow-band audio are none of that, and the checks that find them (`audio.decay`,
+`audio.trim`, `audio.purity`, `audio.melody`, `audio.tuning`, `serving.pitch_evidence`) take
 the answers they say nothing of out of the models' hands: `overruled` names those answers and the reason
 (`Prediction.not_sure_because`), and each `*_warning` says in words what was found (`Prediction.warnings`). Pure
 functions of what the checks measured.
@@ -18,6 +19,8 @@ from instropitch.tinysol import hz_to_midi, midi_to_hz, midi_to_pitch
 
 NO_PITCHED_NOTE = "no pitched note"
 PLUCKED_OR_STRUCK = "a plucked or struck note"
+SHORT_NOTE = "a short note"
+PURE_TONE = "a pure tone"
 GLIDE = "the pitch glides"
 CHORD = "several notes at once"
 BETWEEN_NOTES = "between two notes"
@@ -59,13 +62,53 @@ def plucked_or_struck_warning(fall: decay.Fall | None) -> str | None:
     )
 
 
+SHORTEST_S = 0.25
+"""A note that sounds for less than this fills under a quarter of the instrument window (the note's first second).
+The models learnt from notes of 1.7 s or more (the demo's renders), and the demo's champion of session 59 answered
+SoX's 80-ms sines "Brass, sure" 56 times in 78; the plucked and struck recordings' shortest notes sound 0.47 s
+(bench/RESULTS.md, "A pure tone or a short one")."""
+PURE_DB = -50.0
+"""A note whose strongest partial holds all but this much of its pitch window (`audio.purity.impurity_db`) is a pure
+tone: SoX's sines read -80 dB or less, the 3,085 held notes -41.5 dB at most (a MuseScore tuba; all others -29 or
+more), the 216 plucked and struck recordings -37."""
+
+
+def short_note_warning(sounding: float | None) -> str | None:
+    """What to tell a user whose note sounds for less than `SHORTEST_S` (`Features.sounding`), or None."""
+    if sounding is None or sounding >= SHORTEST_S:
+        return None
+    return (
+        f"{SHORT_NOTE}: it sounds for {sounding:.2f} s; the instrument answer reads a note's first second and the "
+        "models learnt from notes that fill it, so no instrument answer is shown as sure"
+    )
+
+
+def pure_tone_warning(impurity_db: float | None) -> str | None:
+    """What to tell a user whose note is one partial and nothing else (`PURE_DB`), or None."""
+    if impurity_db is None or impurity_db > PURE_DB:
+        return None
+    rest = "nothing else" if impurity_db == float("-inf") else f"the rest {-impurity_db:.0f} dB below it"
+    return (
+        f"{PURE_TONE}: it is one partial ({rest}), as a tone generator's sine is; every instrument the models know "
+        "sounds overtones, so no instrument answer is shown as sure"
+    )
+
+
 def overruled(
-    *, unpitched: bool, plucked: bool, glide: bool, chord: bool, between: bool = False, unrepeated: bool = False
+    *,
+    unpitched: bool,
+    plucked: bool,
+    glide: bool,
+    chord: bool,
+    between: bool = False,
+    unrepeated: bool = False,
+    short: bool = False,
+    pure: bool = False,
 ) -> dict[str, str]:
     """The answers a check of the audio makes not sure whatever their confidence, by role, and why: the models'
     calibrated numbers were fitted on held notes of the 14 instruments and say nothing of noise (neither answer),
-    a plucked or struck note (the instrument), a glide, a chord, a note between two or a waveform with no steady
-    period (the pitch)."""
+    a plucked or struck note, a short note or a pure tone (the instrument), a glide, a chord, a note between two or a
+    waveform with no steady period (the pitch)."""
     reasons: dict[str, str] = {}
     if unpitched:
         reasons = {"pitch": NO_PITCHED_NOTE, "instrument": NO_PITCHED_NOTE}
@@ -77,8 +120,9 @@ def overruled(
         reasons.setdefault("pitch", BETWEEN_NOTES)
     if unrepeated:
         reasons.setdefault("pitch", NO_STEADY_PERIOD)
-    if plucked:
-        reasons.setdefault("instrument", PLUCKED_OR_STRUCK)
+    for found, reason in ((plucked, PLUCKED_OR_STRUCK), (short, SHORT_NOTE), (pure, PURE_TONE)):
+        if found:
+            reasons.setdefault("instrument", reason)
     return reasons
 
 

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from instropitch import audio
-from instropitch.audio import inputs, melody, periodicity, tuning
+from instropitch.audio import inputs, melody, periodicity, purity, tuning
 from instropitch.audio.features import FeatureConfig, Features, SpectrogramConfig, compute_features, get_preset
 from instropitch.ml.calibration import Calibration, candidate_mask, family_proba
 from instropitch.serving import caveats, modelcache, pitch_evidence, registry_lookup
@@ -565,6 +565,8 @@ class Predictor:
             shown_pitch = np.stack([self._shown_pitch(p_pitch[row], evidence[row]) for row in rows])
             notes_heard = np.asarray(self.pitch_model.class_values)[np.argmax(shown_pitch, axis=1)]
             plucked = [caveats.plucked_or_struck_warning(note.fall) for note in notes]
+            short = [caveats.short_note_warning(note.sounding) for note in notes]
+            pure = [caveats.pure_tone_warning(self._impurity_db(note)) for note in notes]
             glides = [melody.glide_warning(note.glide, note.pitch_window) for note in notes]
             cents = [self._cents_off(note, float(notes_heard[row])) for row, note in enumerate(notes)]
             evidence = list(evidence)
@@ -582,7 +584,16 @@ class Predictor:
                     evidence[row], int(notes_heard[row])
                 )
                 between = caveats.between_notes_warning(cents[row], int(notes_heard[row]))
-                said = (several, glides[row], unpitched[row], period_warning, between, plucked[row])
+                said = (
+                    several,
+                    glides[row],
+                    unpitched[row],
+                    period_warning,
+                    between,
+                    plucked[row],
+                    short[row],
+                    pure[row],
+                )
                 warnings[i] += [w for w in said if w]
             with self._lock:
                 p_inst, f_inst = self.instrument_model.answer(
@@ -605,6 +616,8 @@ class Predictor:
                         chord=evidence[row] is not None and evidence[row].shared,
                         between=caveats.between_notes(cents[row]),
                         unrepeated=evidence[row] is not None and evidence[row].unrepeated,
+                        short=short[row] is not None,
+                        pure=pure[row] is not None,
                     ),
                     cents[row],
                 )
@@ -739,6 +752,12 @@ class Predictor:
         if floor <= 0:
             return order[:NOT_SURE_CANDIDATES]
         return order[candidate_mask(shown, floor, least=LEAST_CANDIDATES)[order]]
+
+    def _impurity_db(self, feats: Features) -> float | None:
+        """How far the pitch window is from one partial alone (`audio.purity`); None without its samples."""
+        if feats.pitch_audio is None:
+            return None
+        return purity.impurity_db(feats.pitch_audio, self.features.pitch.sample_rate)
 
     def _halfway(self, answer: int, cents: float | None) -> list[int]:
         """The pitch classes a note between two sits between (`between_notes`): the answer, then the neighbour it

@@ -56,7 +56,8 @@ EFFECTS: dict[str, list[str]] = {
 
 
 def apply(effect: list[str], src: Path, out: Path) -> None:
-    """`src` through `effect` into `out` (a 16-bit WAV at the source's rate); raises when the tool fails."""
+    """`src` through `effect` into `out` (a 16-bit WAV at the source's rate); raises when the tool fails. SoX dithers
+    what it writes at 16 bits, from a fixed seed (`-R`) so that two runs read the same files."""
     tool, *args = effect
     if tool == "ffmpeg":
         cmd = ["ffmpeg", "-v", "error", "-y", "-i", str(src), "-af", args[0], "-c:a", "pcm_s16le", str(out)]
@@ -64,9 +65,9 @@ def apply(effect: list[str], src: Path, out: Path) -> None:
         f = float(args[0])
         seconds, rate = (_soxi(flag, src) for flag in ("-D", "-r"))
         hum = f"|sox -n -r {rate} -c 1 -p synth {seconds} " + HUM.format(f=f, f2=2 * f, f3=3 * f)
-        cmd = ["sox", "-q", "-m", "-v", "1", str(src), "-v", "1", hum, "-b", "16", str(out)]
+        cmd = ["sox", "-q", "-R", "-m", "-v", "1", str(src), "-v", "1", hum, "-b", "16", str(out)]
     else:
-        cmd = ["sox", "-q", str(src), "-b", "16", str(out), *args]
+        cmd = ["sox", "-q", "-R", str(src), "-b", "16", str(out), *args]  # -R: the same dither every run
     subprocess.run(cmd, check=True, capture_output=True)
 
 

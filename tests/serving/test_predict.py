@@ -906,3 +906,45 @@ def test_a_layout_with_an_input_the_role_cannot_read_is_refused(role, model_inpu
     layout |= {"class_names": ["A0"], "input_shape": [44, 200]}
     with pytest.raises(PredictorError, match=message):
         _model_from_layout(role, b"", layout, ModelInfo(role=role), "v9")
+
+
+@pytest.mark.parametrize(
+    ("midi", "hum_hz", "at"),
+    [(31, 50.0, True), (32, 50.0, True), (30, 50.0, False), (33, 50.0, False), (34, 60.0, True), (35, 60.0, True)]
+    + [(36, 60.0, False), (43, 50.0, False), (47, 60.0, False), (31, None, False)],
+)
+def test_a_pitch_answer_within_a_semitone_of_the_hum_may_be_the_hums(midi, hum_hz, at):
+    from instropitch.serving.caveats import at_hum, mains_hum_warning, overruled
+
+    assert at_hum(hum_hz, midi) is at
+    assert (mains_hum_warning(hum_hz, midi) is not None) is at
+    assert overruled(unpitched=False, plucked=False, glide=False, chord=False, hum=at) == (
+        {"pitch": "mains hum"} if at else {}
+    )
+    # the hum explains the other pitch checks' findings: its reason goes first
+    assert overruled(unpitched=False, plucked=False, glide=True, chord=True, unrepeated=True, hum=True) == {
+        "pitch": "mains hum"
+    }
+
+
+def test_a_pitch_answer_at_the_mains_hum_is_not_sure_and_says_why(predictor, monkeypatch):
+    """A quiet A4 under a loud line at a grid's frequency, the pitch model sure of the note at the line: not sure,
+    the hum named; a loud A4 over a quieter line, the model sure of A4: sure. The tiny models know C4-A4 only, so the grid is moved to 300 Hz (D4 + 37 cents,
+    as 50 Hz is G1 + 35)."""
+    from instropitch.audio import hum
+    from instropitch.ml.calibration import Calibration
+
+    monkeypatch.setattr(hum, "MAINS_HZ", (267.0,))
+    monkeypatch.setattr(predictor.pitch_model, "calibration", Calibration(threshold=1e-6, fitted_on="heldout_sources"))
+    classes = np.asarray(predictor.pitch_model.class_values)
+    t = np.arange(int(2.0 * SR)) / SR
+    a4 = sum(np.sin(2 * np.pi * 440.0 * k * t) / k for k in range(1, 6))
+    line, a4 = np.sin(2 * np.pi * 267.0 * t), a4 / np.abs(a4).max()
+    for midi, sure, y in ((60, False, 0.3 * line + 0.1 * a4), (69, True, 0.03 * line + 0.3 * a4)):
+        said = np.where(classes == midi, 1.0, 1e-4)
+        monkeypatch.setattr(predictor.pitch_model, "proba", lambda x, p=said: np.tile(p / p.sum(), (len(x), 1)))
+        r = predictor.predict_file(wav_bytes(y.astype(np.float32)), top_k=0)
+        assert r.ok and r.midi == midi and r.pitch_sure is sure, (r.midi, r.not_sure_because, r.warnings)
+        hum_warnings = [w for w in r.warnings if w.startswith("mains hum: a steady 267.0-Hz line")]
+        assert len(hum_warnings) == (0 if sure else 1), r.warnings
+        assert r.not_sure_because.get("pitch") == (None if sure else "mains hum"), r.not_sure_because

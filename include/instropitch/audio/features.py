@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from instropitch import audio
-from instropitch.audio import decay, melody, trim
+from instropitch.audio import decay, hum, melody, trim
 
 FEATURES_VERSION = 1
 """Part of every digest: bump it when a code change alters the spectrograms of the same config."""
@@ -608,6 +608,8 @@ class Features:
     struck string dies away, the held notes the models know do not."""
     sounding: float | None = None
     """Seconds the note sounds (`trim.note_span`), when the notes are asked for."""
+    hum: float | None = None
+    """Hz of the mains hum sounding through the file (`hum.mains_hum`), when the notes are asked for."""
 
 
 NOTE_PRE_ROLL = 0.05
@@ -738,11 +740,12 @@ def _whole_file(
     frames: np.ndarray, sample_rate: int, note: tuple[float, float], window: tuple[float, float]
 ) -> dict[str, Any]:
     """What the predictor reads of the whole file besides the windows: its notes, a glide, the fall after the attack,
-    how long the note sounds."""
+    how long the note sounds, a mains hum."""
     course = melody.pitch_course(frames, sample_rate)
     return {
         "notes": melody.held_notes(course),
         "glide": melody.glide(course, window),
         "fall": decay.fall_after_attack(frames, sample_rate, note),
         "sounding": note[1] - note[0],
+        "hum": hum.mains_hum(frames, sample_rate),
     }

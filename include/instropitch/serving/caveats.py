@@ -2,8 +2,8 @@
 
 The models' calibrated confidences were fitted on held notes of TinySOL's 14 instruments. Noise, a plucked or struck
 note, a note too short to fill the instrument's window, a pure tone, a glide, a chord, a note between two notes, a
-waveform with no steady period and narrow-band audio are none of that, and the checks that find them (`audio.decay`,
-`audio.trim`, `audio.purity`, `audio.melody`, `audio.tuning`, `serving.pitch_evidence`) take
+waveform with no steady period, mains hum and narrow-band audio are none of that, and the checks that find them
+(`audio.decay`, `audio.trim`, `audio.purity`, `audio.melody`, `audio.tuning`, `audio.hum`, `serving.pitch_evidence`) take
 the answers they say nothing of out of the models' hands: `overruled` names those answers and the reason
 (`Prediction.not_sure_because`), and each `*_warning` says in words what was found (`Prediction.warnings`). Pure
 functions of what the checks measured.
@@ -25,6 +25,7 @@ GLIDE = "the pitch glides"
 CHORD = "several notes at once"
 BETWEEN_NOTES = "between two notes"
 NO_STEADY_PERIOD = "no steady period"
+MAINS_HUM = "mains hum"
 """Why a check of the audio took an answer out of its model's hands (`Prediction.not_sure_because`)."""
 BETWEEN_NOTES_CENTS = 45.0
 """A note this many cents or more off the note it is named is between two notes. Real recordings moved 44-50 cents
@@ -104,14 +105,17 @@ def overruled(
     unrepeated: bool = False,
     short: bool = False,
     pure: bool = False,
+    hum: bool = False,
 ) -> dict[str, str]:
     """The answers a check of the audio makes not sure whatever their confidence, by role, and why: the models'
     calibrated numbers were fitted on held notes of the 14 instruments and say nothing of noise (neither answer),
-    a plucked or struck note, a short note or a pure tone (the instrument), a glide, a chord, a note between two or a
-    waveform with no steady period (the pitch)."""
+    a plucked or struck note, a short note or a pure tone (the instrument), a glide, a chord, a note between two, a
+    waveform with no steady period or a pitch answer at the mains hum's (the pitch)."""
     reasons: dict[str, str] = {}
     if unpitched:
         reasons = {"pitch": NO_PITCHED_NOTE, "instrument": NO_PITCHED_NOTE}
+    if hum:  # the likeliest cause of any other pitch check failing: the waveform repeats at the hum's period
+        reasons.setdefault("pitch", MAINS_HUM)
     if glide:
         reasons.setdefault("pitch", GLIDE)
     if chord:
@@ -124,6 +128,26 @@ def overruled(
         if found:
             reasons.setdefault("instrument", reason)
     return reasons
+
+
+def at_hum(hum_hz: float | None, midi: int) -> bool:
+    """Whether the note `midi` lies within a semitone of the mains hum found in the file (`audio.hum.mains_hum`):
+    then the pitch answer may be the hum's, not the note's. Only the line frequency counts: with SoX's hum (its 2nd
+    and 3rd harmonics 6 dB down) under 333 quiet Merlin renders, every sure answer that named the hum named it there
+    (11 of 20 sure answers within a semitone of 50 or 60 Hz were wrong), while all 35 sure answers within a semitone
+    of the 2nd or 3rd harmonic were right (bench/RESULTS.md, "Mains hum")."""
+    return hum_hz is not None and abs(midi - float(hz_to_midi(hum_hz))) < 1.0
+
+
+def mains_hum_warning(hum_hz: float | None, midi: int) -> str | None:
+    """What to tell a user whose pitch answer sits at the mains hum under the note (`at_hum`), or None."""
+    if not at_hum(hum_hz, midi):
+        return None
+    return (
+        f"{MAINS_HUM}: a steady {hum_hz:.1f}-Hz line (the power grid's) sounds through the file, and "
+        f"{midi_to_pitch(midi)} lies within a semitone of it, so the pitch answer may be the hum's, not the note's: "
+        "it is not sure"
+    )
 
 
 def between_notes(cents: float | None) -> bool:

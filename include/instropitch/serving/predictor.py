@@ -584,12 +584,14 @@ class Predictor:
                     evidence[row], int(notes_heard[row])
                 )
                 between = caveats.between_notes_warning(cents[row], int(notes_heard[row]))
+                hum = caveats.mains_hum_warning(notes[row].hum, int(notes_heard[row]))
                 said = (
                     several,
                     glides[row],
                     unpitched[row],
                     period_warning,
                     between,
+                    hum,
                     plucked[row],
                     short[row],
                     pure[row],
@@ -618,6 +620,7 @@ class Predictor:
                         unrepeated=evidence[row] is not None and evidence[row].unrepeated,
                         short=short[row] is not None,
                         pure=pure[row] is not None,
+                        hum=caveats.at_hum(notes[row].hum, int(notes_heard[row])),
                     ),
                     cents[row],
                 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from instropitch.audio import trim
 from instropitch.audio.trim import note_span
 
 SR = 22050
@@ -56,3 +57,16 @@ def test_a_steady_tone_and_a_tiny_file_span_everything() -> None:
     assert note_span(tone(1.0)[SR // 10 :], SR) == (0.0, pytest.approx(0.9))
     assert note_span(tone(0.05), SR) == (0.0, len(tone(0.05)) / SR)
     assert note_span(room(1.0), SR) == (0.0, 1.0)
+
+
+def test_a_note_holds_until_it_falls_15_db_under_its_peak_not_while_its_echo_dies() -> None:
+    sr = 16000
+    t = np.arange(3 * sr) / sr
+    tone = 0.5 * np.sin(2 * np.pi * 440.0 * t)
+    assert trim.held_seconds(tone[: 2 * sr], sr) == pytest.approx(2.0, abs=0.02)
+    # 0.5 s held, then an echo falling 60 dB a second: it holds 0.5 s and 0.25 s of its echo
+    echo = tone * np.where(t < 0.5, 1.0, 10 ** (-60 * (t - 0.5) / 20))
+    assert trim.held_seconds(echo, sr) == pytest.approx(0.75, abs=0.03)
+    silence_around = np.concatenate([np.zeros(sr // 2), tone[: sr // 2], 1e-4 * tone[:sr]])
+    assert trim.held_seconds(silence_around, sr) == pytest.approx(0.5, abs=0.03)  # its edge frames smoothed away
+    assert trim.held_seconds(np.zeros(0), sr) == 0.0

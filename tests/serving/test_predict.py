@@ -276,7 +276,7 @@ def test_a_short_note_or_a_pure_tone_gets_no_sure_instrument_or_family_and_says_
     notes with overtones that fill the instrument window, so even a calibration sure of everything shows neither
     the instrument nor the family of such a file as sure; the pitch answer is not the instrument's to lose."""
     sure_of_everything(predictor, monkeypatch)
-    t = np.arange(SR) / SR
+    t = np.arange(int(1.5 * SR)) / SR
     sine = predictor.predict_file(wav_bytes((0.5 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)), top_k=0)
     assert sine.ok and sine.midi == 69 and sine.pitch_sure and not (sine.instrument_sure or sine.instrument_family_sure)
     assert sine.not_sure_because == {"instrument": "a pure tone"}
@@ -285,8 +285,10 @@ def test_a_short_note_or_a_pure_tone_gets_no_sure_instrument_or_family_and_says_
     r = predictor.predict_file(wav_bytes(short), top_k=0)
     assert r.ok and not (r.instrument_sure or r.instrument_family_sure), r
     assert r.not_sure_because.get("instrument") == "a short note"
-    assert any(w.startswith("a short note: it sounds for 0.0") for w in r.warnings), r.warnings
-    held = predictor.predict_file(wav_bytes(tone("Vn", 69, seconds=1.0, amp=0.5, seed=3)), top_k=0)
+    assert any(w.startswith("a short note: it holds for 0.0") for w in r.warnings), r.warnings
+    staccato = predictor.predict_file(wav_bytes(tone("Vn", 69, seconds=0.8, amp=0.5, seed=3)), top_k=0)
+    assert staccato.not_sure_because == {"instrument": "a short note"}, staccato.not_sure_because
+    held = predictor.predict_file(wav_bytes(tone("Vn", 69, seconds=1.2, amp=0.5, seed=3)), top_k=0)
     assert held.instrument_sure and held.instrument_family_sure and held.not_sure_because == {}, held
 
 
@@ -431,12 +433,17 @@ def test_overruled_names_each_answer_a_check_takes_and_why(unpitched, plucked, g
         assert found == {**expected, "instrument": expected.get("instrument", reason)}
 
 
-@pytest.mark.parametrize(("sounding", "impurity", "warned"), [(0.08, -20.0, 1), (0.25, -50.0, 1), (1.0, -49.9, 0)])
-def test_a_short_note_under_a_quarter_second_and_a_pure_tone_from_50_db_down(sounding, impurity, warned):
-    from instropitch.serving.caveats import pure_tone_warning, short_note_warning
+@pytest.mark.parametrize(
+    ("held", "impurity", "warned"), [(0.08, -20.0, 1), (0.94, -49.9, 1), (0.95, -50.0, 1), (0.95, -49.9, 0)]
+)
+def test_a_note_too_short_to_fill_the_instrument_window_and_a_pure_tone_from_50_db_down(held, impurity, warned):
+    from instropitch.audio.features import PRESETS
+    from instropitch.serving.caveats import pure_tone_warning, short_note_warning, shortest_note
 
-    assert [short_note_warning(sounding), pure_tone_warning(impurity)].count(None) == 2 - warned
-    assert short_note_warning(None) is None and pure_tone_warning(None) is None
+    default = PRESETS["default"]
+    assert shortest_note(default) == pytest.approx(0.95)  # the 1-s window from 0.05 s before the onset
+    assert [short_note_warning(held, default), pure_tone_warning(impurity)].count(None) == 2 - warned
+    assert short_note_warning(None, default) is None and pure_tone_warning(None) is None
     assert pure_tone_warning(float("-inf")) == (
         "a pure tone: it is one partial (nothing else), as a tone generator's sine is; every instrument the models "
         "know sounds overtones, so no instrument answer is shown as sure"

@@ -606,8 +606,8 @@ class Features:
     fall: decay.Fall | None = None
     """How the note falls after its attack (`decay.fall_after_attack`), when the notes are asked for: a plucked or
     struck string dies away, the held notes the models know do not."""
-    sounding: float | None = None
-    """Seconds the note sounds (`trim.note_span`), when the notes are asked for."""
+    held: float | None = None
+    """Seconds the note holds near its peak level (`trim.held_seconds`), when the notes are asked for."""
     hum: float | None = None
     """Hz of the mains hum sounding through the file (`hum.mains_hum`), when the notes are asked for."""
 
@@ -740,12 +740,12 @@ def _whole_file(
     frames: np.ndarray, sample_rate: int, note: tuple[float, float], window: tuple[float, float]
 ) -> dict[str, Any]:
     """What the predictor reads of the whole file besides the windows: its notes, a glide, the fall after the attack,
-    how long the note sounds, a mains hum."""
+    how long the note holds, a mains hum."""
     course = melody.pitch_course(frames, sample_rate)
     return {
         "notes": melody.held_notes(course),
         "glide": melody.glide(course, window),
         "fall": decay.fall_after_attack(frames, sample_rate, note),
-        "sounding": note[1] - note[0],
+        "held": trim.held_seconds(frames, sample_rate),
         "hum": hum.mains_hum(frames, sample_rate),
     }

@@ -58,3 +58,20 @@ def note_span(y: np.ndarray, sample_rate: int) -> tuple[float, float]:
     if start + after >= len(levels):
         return 0.0, duration
     return start * hop / sample_rate, (duration if after == 0 else (len(levels) - after) * hop / sample_rate)
+
+
+HELD_DB = 15.0
+"""A note holds while its level (10-ms frames, smoothed over 30 ms) stays within this of its peak."""
+
+
+def held_seconds(y: np.ndarray, sample_rate: int) -> float:
+    """Seconds from the first to the last frame of `y` within `HELD_DB` of its loudest: how long the note holds,
+    without the room's echo after it (a 0.6-s note in SoX's reverb sounds 1.1 s by `note_span`'s -60 dB, holds
+    0.6-1.1 s by this; every held note of the demo's renders and of 172 real recordings holds 1.7 s or more)."""
+    hop = max(1, round(sample_rate * FRAME_SECONDS))
+    levels = frame_levels(y, hop)
+    if len(levels) == 0:
+        return 0.0
+    levels = np.convolve(np.pad(levels, 1, mode="edge"), np.ones(3) / 3, mode="valid")
+    held = np.flatnonzero(levels >= levels.max() - HELD_DB)
+    return float(held[-1] - held[0] + 1) * hop / sample_rate

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from instropitch import audio
 from instropitch.audio import decay, periodicity, tuning
-from instropitch.audio.features import FeatureConfig
+from instropitch.audio.features import NOTE_PRE_ROLL, FeatureConfig
 from instropitch.serving import pitch_evidence
 from instropitch.tinysol import hz_to_midi, midi_to_hz, midi_to_pitch
 
@@ -63,24 +63,30 @@ def plucked_or_struck_warning(fall: decay.Fall | None) -> str | None:
     )
 
 
-SHORTEST_S = 0.25
-"""A note that sounds for less than this fills under a quarter of the instrument window (the note's first second).
-The models learnt from notes of 1.7 s or more (the demo's renders), and the demo's champion of session 59 answered
-SoX's 80-ms sines "Brass, sure" 56 times in 78; the plucked and struck recordings' shortest notes sound 0.47 s
-(bench/RESULTS.md, "A pure tone or a short one")."""
+def shortest_note(features: FeatureConfig) -> float:
+    """Seconds a note must sound to fill the instrument window (`FeatureConfig.instrument`: 1 s from just before the
+    onset, `features.NOTE_PRE_ROLL`). A shorter note leaves silence in the window, which no training note did (the
+    demo's renders sound 1.75 s or more), and the models read such notes worse and surer: real recordings cut to
+    0.3 / 0.4 / 0.6 / 0.7 / 0.8 / 0.9 / 1.0 s (SoX, a 30-ms fade) were shown a sure family wrongly 18 of 58 / 43 of 95
+    / 49 of 108 / 38 of 96 / 14 of 67 / 1 of 50 / 0 of 44 times, saxophones as "Strings, sure"; SoX's 80-ms sines
+    read "Brass, sure" 56 times in 78 (bench/RESULTS.md, "A short note", "A pure tone or a short one")."""
+    return features.instrument.duration - NOTE_PRE_ROLL
+
+
 PURE_DB = -50.0
 """A note whose strongest partial holds all but this much of its pitch window (`audio.purity.impurity_db`) is a pure
 tone: SoX's sines read -80 dB or less, the 3,085 held notes -41.5 dB at most (a MuseScore tuba; all others -29 or
 more), the 216 plucked and struck recordings -37."""
 
 
-def short_note_warning(sounding: float | None) -> str | None:
-    """What to tell a user whose note sounds for less than `SHORTEST_S` (`Features.sounding`), or None."""
-    if sounding is None or sounding >= SHORTEST_S:
+def short_note_warning(held: float | None, features: FeatureConfig) -> str | None:
+    """What to tell a user whose note holds for less than `shortest_note` (`Features.held`), or None."""
+    if held is None or held >= shortest_note(features):
         return None
     return (
-        f"{SHORT_NOTE}: it sounds for {sounding:.2f} s; the instrument answer reads a note's first second and the "
-        "models learnt from notes that fill it, so no instrument answer is shown as sure"
+        f"{SHORT_NOTE}: it holds for {held:.2f} s; the instrument answer reads the note's first "
+        f"{features.instrument.duration:g} s and the models learnt from notes that fill it, so no instrument answer is "
+        "shown as sure"
     )
 
 

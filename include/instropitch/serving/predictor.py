@@ -565,7 +565,11 @@ class Predictor:
             shown_pitch = np.stack([self._shown_pitch(p_pitch[row], evidence[row]) for row in rows])
             notes_heard = np.asarray(self.pitch_model.class_values)[np.argmax(shown_pitch, axis=1)]
             plucked = [caveats.plucked_or_struck_warning(note.fall) for note in notes]
-            short = [caveats.short_note_warning(note.sounding) for note in notes]
+            # a plucked or struck note dies away within the window too: its own warning says more
+            short = [
+                None if plucked[row] else caveats.short_note_warning(note.held, self.features)
+                for row, note in enumerate(notes)
+            ]
             pure = [caveats.pure_tone_warning(self._impurity_db(note)) for note in notes]
             glides = [melody.glide_warning(note.glide, note.pitch_window) for note in notes]
             cents = [self._cents_off(note, float(notes_heard[row])) for row, note in enumerate(notes)]

@@ -70,3 +70,13 @@ def test_a_note_holds_until_it_falls_15_db_under_its_peak_not_while_its_echo_die
     silence_around = np.concatenate([np.zeros(sr // 2), tone[: sr // 2], 1e-4 * tone[:sr]])
     assert trim.held_seconds(silence_around, sr) == pytest.approx(0.5, abs=0.03)  # its edge frames smoothed away
     assert trim.held_seconds(np.zeros(0), sr) == 0.0
+
+
+def test_repeated_notes_hold_one_stroke_each_and_a_deep_tremolo_holds_throughout() -> None:
+    sr = 16000
+    t = np.arange(sr // 2) / sr
+    stroke = np.concatenate([0.5 * np.sin(2 * np.pi * 440.0 * t[: int(0.3 * sr)]), np.zeros(int(0.2 * sr))])
+    assert trim.held_seconds(np.tile(stroke, 3), sr) == pytest.approx(0.3, abs=0.03)
+    t = np.arange(2 * sr) / sr
+    tremolo = np.sin(2 * np.pi * 440.0 * t) * (1 - 0.9 * (0.5 + 0.5 * np.sin(2 * np.pi * 5 * t)))  # dips 20 dB
+    assert trim.held_seconds(tremolo, sr) == pytest.approx(2.0, abs=0.05)

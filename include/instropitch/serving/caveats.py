@@ -68,8 +68,10 @@ def shortest_note(features: FeatureConfig) -> float:
     onset, `features.NOTE_PRE_ROLL`). A shorter note leaves silence in the window, which no training note did (the
     demo's renders sound 1.75 s or more), and the models read such notes worse and surer: real recordings cut to
     0.3 / 0.4 / 0.6 / 0.7 / 0.8 / 0.9 / 1.0 s (SoX, a 30-ms fade) were shown a sure family wrongly 18 of 58 / 43 of 95
-    / 49 of 108 / 38 of 96 / 14 of 67 / 1 of 50 / 0 of 44 times, saxophones as "Strings, sure"; SoX's 80-ms sines
-    read "Brass, sure" 56 times in 78 (bench/RESULTS.md, "A short note", "A pure tone or a short one")."""
+    / 49 of 108 / 38 of 96 / 14 of 67 / 1 of 50 / 0 of 44 times, saxophones as "Strings, sure"; cut to 0.6 s with
+    SoX's reverb after it 23 of 48, three 0.3-s strokes 0.2 s apart 42 of 99 (`trim.held_seconds` holds neither the
+    echo nor the strokes together); SoX's 80-ms sines read "Brass, sure" 56 times in 78 (bench/RESULTS.md, "A short
+    note: one that does not hold through the window", "A pure tone or a short one")."""
     return features.instrument.duration - NOTE_PRE_ROLL
 
 

@@ -2,14 +2,15 @@
 
 A user's note is rarely the plain take a sample library holds: a saxophonist or a singer swings a
 vibrato as wide as a violinist's, a guitar pedal adds chorus or a phaser, a room adds echo, a cheap
-interface clips, a quiet take sits near the noise floor, the mains hum under it. This passes every note
-of `--notes` TinySOL-layout folders (e.g. `bench/recordings_set.py`'s real recordings, the demo's
-renders) through such effects, made by SoX and ffmpeg (code this project did not write), and counts
-per folder and effect how often the instrument, family and pitch answers are right, and how often a
-sure answer is wrong: a wider vibrato may cost the instrument answer, but must not make a wrong
-answer look sure. Session 59 found ffmpeg's 22-cent vibrato turning 38 of 122 wind notes and 39 of
-69 accordion notes into strings (three of them "Strings, sure"), and a 75-cent one 34 wrong sure
-families of 230.
+interface clips, a quiet take sits near the noise floor, the mains hum under it, and a note is often
+stopped short or repeated (staccato: `cut`). This passes every note of `--notes` TinySOL-layout folders
+(e.g. `bench/recordings_set.py`'s real recordings, the demo's renders) through such effects, made by SoX
+and ffmpeg (code this project did not write), and counts per folder and effect how often the instrument,
+family and pitch answers are right, and how often a sure answer is wrong: a wider vibrato may cost the
+instrument answer, but must not make a wrong answer look sure. Session 59 found ffmpeg's 22-cent vibrato
+turning 38 of 122 wind notes and 39 of 69 accordion notes into strings (three of them "Strings, sure"),
+and a 75-cent one 34 wrong sure families of 230; session 60 found real notes stopped after 0.3-0.8 s
+read "Strings, sure" for saxophones, and hum under a quiet note named as the note, sure.
 
     MLFLOW_TRACKING_URI=sqlite:///$PWD/.instropitch/mlflow.db .venv/bin/python bench/bench_effects.py \\
         --notes /tmp/tonejs /tmp/renders/merlin --json /tmp/effects.json
@@ -36,6 +37,33 @@ from instropitch import tinysol  # noqa: E402
 HUM = "sine {f} sine mix {f2} sine mix {f3} gain -40"
 """Mains hum, -46 dBFS peak: the line frequency and its 2nd and 3rd harmonics 6 dB down (`sox -n ... synth`),
 mixed under the note."""
+
+
+def cut(seconds: float, *after: str) -> list[str]:
+    """SoX's effects that keep the first `seconds` of sound of a note (its leading silence trimmed), fade its last 30 ms
+    and leave 0.5 s of silence after it, then `after`: a staccato note, as a player stops it."""
+    s = f"{seconds:g}"
+    return [
+        "sox",
+        "silence",
+        "1",
+        "0.005",
+        "0.5%",
+        "trim",
+        "0",
+        s,
+        "fade",
+        "t",
+        "0",
+        s,
+        "0.03",
+        "pad",
+        "0",
+        "0.5",
+        *after,
+    ]
+
+
 EFFECTS: dict[str, list[str]] = {
     "as is": [],
     "vibrato 15 cents": ["ffmpeg", "vibrato=f=5.5:d=0.1"],
@@ -51,6 +79,11 @@ EFFECTS: dict[str, list[str]] = {
     "quiet, -48 dBFS peak": ["sox", "gain", "-n", "-48", "dither"],
     "hum 50 Hz": ["hum", "50"],
     "hum 60 Hz": ["hum", "60"],
+    "cut after 0.3 s": cut(0.3),
+    "cut after 0.6 s": cut(0.6),
+    "cut after 0.9 s": cut(0.9),
+    "cut after 0.6 s, reverb": cut(0.6, "reverb", "50", "gain", "-3"),
+    "three 0.3-s strokes": cut(0.3, "trim", "0", "0.5", "repeat", "2"),
 }
 """Effect -> the tool and its arguments (ffmpeg: an `-af` filter; "hum": the line frequency)."""
 

@@ -936,8 +936,8 @@ def test_a_pitch_answer_within_a_semitone_of_the_hum_may_be_the_hums(midi, hum_h
 
 def test_a_pitch_answer_at_the_mains_hum_is_not_sure_and_says_why(predictor, monkeypatch):
     """A quiet A4 under a loud line at a grid's frequency, the pitch model sure of the note at the line: not sure,
-    the hum named; a loud A4 over a quieter line, the model sure of A4: sure. The tiny models know C4-A4 only, so the grid is moved to 300 Hz (D4 + 37 cents,
-    as 50 Hz is G1 + 35)."""
+    the hum named; a loud A4 over a quieter line, the model sure of A4: sure. The tiny models know C4-A4 only, so
+    the grid is moved to 267 Hz (C4 + 36 cents, as 50 Hz is G1 + 35)."""
     from instropitch.audio import hum
     from instropitch.ml.calibration import Calibration
 

@@ -177,6 +177,10 @@ class Augmentation:
     own frames, as a sample player loops a few periods of a recording: a steady sustain then
     marks no instrument (cheap fonts and FM synthesis play every instrument steadily).
 
+    `release` — with this probability, the note stops early: from a random moment 0.15-0.95 s into the
+    window it falls to the floor over 0.05-0.8 s (a player's release and the room's ring), as a staccato
+    note does; the renders all hold for longer than the window, a person's short note does not.
+
     `same_label_mix` — with this probability, the example is blended (a random weight, at least half its own)
     with another training example of the same label, from another source where there is one: a timbre
     between two sample sets of one instrument, a font none of them is (intra-label LISA, Yao et al. 2022).
@@ -201,6 +205,7 @@ class Augmentation:
     freq_mask: int = 0
     time_mask: int = 0
     loop: float = 0.0
+    release: float = 0.0
     same_label_mix: float = 0.0
 
     @property
@@ -220,6 +225,7 @@ class Augmentation:
             or self.freq_mask
             or self.time_mask
             or self.loop
+            or self.release
             or self.same_label_mix
         )
 
@@ -639,6 +645,7 @@ def _read_training(s: _Section, label: str | None) -> Training:
         freq_mask=a.take("freq_mask", _int(0, 1000), 0),
         time_mask=a.take("time_mask", _int(0, 1000), 0),
         loop=a.take("loop", _float(0.0, 1.0), 0.0),
+        release=a.take("release", _float(0.0, 1.0), 0.0),
         same_label_mix=a.take("same_label_mix", _float(0.0, 1.0), 0.0),
     )
     if aug.freq_shift and label == "midi":

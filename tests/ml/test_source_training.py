@@ -60,19 +60,23 @@ def test_new_augmentation_keys_are_validated():
                     "freq_mask": 8,
                     "time_mask": 4,
                     "loop": 0.3,
+                    "release": 0.2,
                 },
             },
         }
     )
     aug = spec.training.augmentation
     assert (aug.eq_tilt, aug.reverb, aug.noise_floor, aug.band_limit) == (2.0, 0.5, 1.5, 0.2)
-    assert (aug.freq_mask, aug.time_mask, aug.loop) == (8, 4, 0.3)
+    assert (aug.freq_mask, aug.time_mask, aug.loop, aug.release) == (8, 4, 0.3, 0.2)
     assert aug.acoustic and aug.enabled
     assert Augmentation(loop=0.5).enabled and not Augmentation(loop=0.5).acoustic
     assert spec.training.balance == "none" and spec.training.leave_one_source_out is False
     assert parse_spec({**base, "name": "q"}).training.balance == "sources"
     with pytest.raises(SpecError, match="training.augmentation.reverb"):
         parse_spec({**base, "name": "r", "training": {"augmentation": {"reverb": 2}}})
+    assert Augmentation(release=0.5).enabled and not Augmentation(release=0.5).acoustic
+    with pytest.raises(SpecError, match="training.augmentation.release"):
+        parse_spec({**base, "name": "e", "training": {"augmentation": {"release": -0.1}}})
     with pytest.raises(SpecError, match="training.augmentation.loop"):
         parse_spec({**base, "name": "l", "training": {"augmentation": {"loop": 1.5}}})
     with pytest.raises(SpecError, match="training.balance"):
@@ -208,6 +212,28 @@ def test_loop_keeps_the_attack_then_repeats_a_short_run_of_the_notes_own_frames(
     assert len(starts) > 3 and len(lengths) > 3  # random places and lengths
     kept = _tf_augment(x, Augmentation(loop=0.0001), seed=0)
     assert np.array_equal(kept, x)  # drawn with its probability, not always
+
+
+def test_release_keeps_the_note_until_it_stops_then_falls_to_the_floor():
+    from instropitch.ml.cnn import RELEASE_FRAMES
+
+    frames = 44  # the instrument input's one second of a steady note: every frame alike
+    x = _zscore(np.tile(np.random.default_rng(5).normal(0, 1, (1, BANDS)), (frames, 1))).astype(np.float32)
+    stops, falls = set(), set()
+    for seed in range(16):
+        y = _tf_augment(x, Augmentation(release=1.0), seed=seed)
+        assert abs(y.mean()) < 1e-4 and abs(y.std() - 1.0) < 1e-3  # z-scored again
+        changed = np.flatnonzero(np.any(np.abs(y - y[0]) > 1e-4, axis=1))
+        stop = int(changed[0]) - 1  # the last frame as loud as the note
+        assert RELEASE_FRAMES[0] <= stop <= RELEASE_FRAMES[1]
+        assert list(changed) == list(range(stop + 1, frames))  # the note itself until then...
+        level = y.mean(axis=1)  # ...then quieter every frame, down to the floor, its spectrum never louder
+        assert np.all(np.diff(level[stop:]) <= 1e-5) and level[-1] < level[stop] - 0.1
+        assert np.all(y[stop:] <= y[stop] + 1e-5) and np.all(y >= y.min())
+        stops.add(stop)
+        falls.add(round(float(level[stop] - level[stop + 1]), 2))
+    assert len(stops) > 3 and len(falls) > 3  # random stops and fall times
+    assert np.array_equal(_tf_augment(x, Augmentation(release=0.0001), seed=0), x)  # drawn with its probability
 
 
 def test_spec_augment_masks_one_run_of_bands_or_frames_and_nothing_else():

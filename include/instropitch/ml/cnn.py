@@ -290,6 +290,10 @@ def _log_add(a: Any, b: Any) -> Any:
     return tf.math.reduce_logsumexp(tf.stack([k * a, k * b]), axis=0) / k
 
 
+SIXTY_DB = 3.5
+"""What `_reverb` and `_release` take for 60 dB in an example's z-score units (one is 13-17 dB of a note's spread)."""
+
+
 def _reverb(x: Any) -> Any:
     """Mix in a decaying tail: each frame rings on, losing ~3.5 units (about 60 dB) per RT60.
 
@@ -300,7 +304,7 @@ def _reverb(x: Any) -> Any:
 
     frames = tf.cast(tf.shape(x)[0], tf.float32)
     rt60_frames = tf.random.uniform([], 4.0, 64.0)  # ~0.1-1.5 s at 23 ms per frame
-    decay = 3.5 / rt60_frames
+    decay = SIXTY_DB / rt60_frames
     ramp = tf.range(frames)[:, None] * decay
     k = LOG_POWER_PER_UNIT
     tail = tf.math.cumulative_logsumexp(k * (x + ramp), axis=0) / k - ramp
@@ -393,10 +397,31 @@ def _loop(x: Any) -> Any:
     return tf.gather(x, source)  # never past the frame it replaces: in range
 
 
+RELEASE_FRAMES = (6, 41)
+"""Where a `release` may stop the note (frames, ~23 ms each): 0.15-0.95 s into the window, which holds the
+note's first second after a 50-ms pre-roll."""
+RELEASE_FALL_FRAMES = (2.0, 35.0)
+"""How long a stopped note takes to fall ~60 dB (frames, drawn log-evenly): a player's quick release
+(~50 ms) to a hall's ring (~0.8 s)."""
+
+
+def _release(x: Any) -> Any:
+    """The note stopped at a random frame: from there each frame falls linearly in dB to the floor."""
+    import tensorflow as tf
+
+    frames = tf.shape(x)[0]
+    stop = tf.minimum(tf.random.uniform([], *RELEASE_FRAMES, dtype=tf.int32), frames - 1)
+    low, high = np.log(RELEASE_FALL_FRAMES)
+    fall = tf.exp(tf.random.uniform([], float(low), float(high)))
+    after = tf.cast(tf.maximum(tf.range(frames) - stop, 0), tf.float32)
+    floor = tf.reduce_min(x)
+    return _zscored(tf.maximum(x - (SIXTY_DB / fall) * after[:, None], floor))
+
+
 def augment_example(x: Any, aug: Augmentation, band_hz: Any = None) -> Any:
     """One training spectrogram (frames, bands) -> a randomly changed copy.
 
-    First a sample player's loop, then what a different recording would change (`_acoustic`:
+    First a sample player's loop and a player's early stop, then what a different recording would change (`_acoustic`:
     room, microphone, distance, device), then the generic perturbations (level, noise, small
     shifts), then SpecAugment masks. `band_hz` (bands,) is needed by `lowpass` only.
     """
@@ -404,6 +429,8 @@ def augment_example(x: Any, aug: Augmentation, band_hz: Any = None) -> Any:
 
     if aug.loop:  # first: the room and microphone hear the looped note
         x = tf.cond(tf.random.uniform([]) < aug.loop, lambda: _loop(x), lambda: x)
+    if aug.release:  # before the room: it rings on after the note stops
+        x = tf.cond(tf.random.uniform([]) < aug.release, lambda: _release(x), lambda: x)
     if aug.acoustic:
         x = _acoustic(x, aug, band_hz)
     if aug.gain_db:

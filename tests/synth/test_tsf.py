@@ -51,6 +51,32 @@ def test_vibrato_bends_the_pitch_around_the_note_and_attack_softens_the_onset() 
     assert np.allclose(slow[int(0.3 * SR) :], plain[int(0.3 * SR) :])
 
 
+def test_a_vibrato_note_is_each_block_rendered_after_its_own_bend() -> None:
+    """The one-buffer render equals the plain reading of the performance: for every 64-frame block, set the bend
+    the vibrato has at its start (faded in over 300 ms), render the block; the last block shorter."""
+    import tinysoundfont
+
+    hold, hz, depth = 0.7301, 5.5, 35.0
+    got = tsf.play(_gm(), FLUTE, 69, 82, hold, 0.1, SR, vibrato_hz=hz, vibrato_cents=depth)
+    ref = tinysoundfont.Synth(samplerate=SR, gain=0)
+    ref.program_select(0, ref.sfload(_gm()), 0, FLUTE)
+    ref.pitchbend_range(0, tsf.PITCHBEND_RANGE_SEMITONES)
+    ref.set_tuning(0, 0.0)
+    ref.noteon(0, 69, 82)
+    n_on, blocks = int(round(hold * SR)), []
+    assert n_on % tsf.BLOCK  # a shorter last block
+    for start in range(0, n_on, tsf.BLOCK):
+        t = start / SR
+        cents = depth * min(t / 0.3, 1.0) * np.sin(2 * np.pi * hz * t)
+        ref.pitchbend(0, int(np.clip(round(8192 + cents / (100 * tsf.PITCHBEND_RANGE_SEMITONES) * 8192), 0, 16383)))
+        blocks.append(np.frombuffer(ref.generate(min(tsf.BLOCK, n_on - start)), dtype=np.float32))
+    ref.noteoff(0, 69)
+    blocks.append(np.frombuffer(ref.generate(int(0.1 * SR)), dtype=np.float32))
+    want = np.concatenate(blocks).reshape(-1, 2).mean(axis=1)
+    assert got.shape == want.shape and np.array_equal(got, want)
+    assert len(set(tsf._bends(n_on, SR, hz, depth).tolist())) > 20  # the bend moves
+
+
 def test_rendered_notes_are_in_tune_even_where_the_font_is_not() -> None:
     """TimGM6mb's accordion plays 68 cents low over MIDI 81-96 through TinySoundFont, a semitone
     wrong by its label; the measured channel tuning puts every render within a few cents of it."""

@@ -6,13 +6,15 @@ at 44.1 kHz: pure sines, square and triangle waves, tones whose fundamental is m
 (harmonics 2..8 mixed, as in low brass and bassoon; those under 0.45 x the rate, two at least:
 `makes_a_tone`), and 80 ms sine notes; 1 s each (but the short ones), 10 ms fades. `--more` adds
 SoX's sawtooth and SciPy's square, sawtooth and 25 % pulse waves sampled as they are (aliased, as a
-few lines of numpy make them), `--rates` other sample rates. It predicts them with the champion
+few lines of numpy make them), `--rates` other sample rates, `--high` a higher top note (the pitch model names
+nothing above C#8, MIDI 109: such a note must not be answered sure). It predicts them with the champion
 models (`Predictor.load`: an export folder or the registry) and prints the exact note + octave
 accuracy per kind, with the misses.
 
     .venv/bin/python bench/bench_tones.py --from-export DIR --json /tmp/tones.json
     .venv/bin/python bench/bench_tones.py --from-export DIR --more --rates 16000,22050,44100,48000 --json /tmp/more.json
     .venv/bin/python bench/bench_tones.py --from-export DIR --notes /tmp/ext/fluidr3 /tmp/ext/opl3 --json /tmp/t.json
+    .venv/bin/python bench/bench_tones.py --from-export DIR --high 120 --json /tmp/above.json
 
 Every set is predicted three times: as the product answers (the CNN; its answer replaced when
 the waveform does not repeat at its period, checked against the period when the note is short
@@ -155,6 +157,7 @@ def score(predictions: list, truth: list[int]) -> dict:
         "misses": misses,
         "sure_share": len(sure) / len(truth),
         "sure_accuracy": float(np.mean(sure)) if sure else 0.0,
+        "sure_wrong": int(len(sure) - sum(sure)),
     }
 
 
@@ -169,6 +172,7 @@ def main() -> int:
         default=str(SR),
         help="comma-separated sample rates of the tones (default 44100), e.g. 16000,22050,44100,48000",
     )
+    parser.add_argument("--high", type=int, default=HIGH, help=f"the top MIDI note of the tones (default {HIGH})")
     args = parser.parse_args()
 
     from instropitch.serving.predictor import Predictor
@@ -183,9 +187,9 @@ def main() -> int:
     kinds = {**KINDS, **(EXTRA_KINDS if args.more else {})}
     for rate in (int(r) for r in args.rates.split(",")):
         for kind, seconds in kinds.items():
-            truth = [m for m in range(LOW, HIGH + 1) if makes_a_tone(kind, m, rate)]
-            if len(truth) < HIGH + 1 - LOW:
-                print(f"{kind}@{rate}: {HIGH + 1 - LOW - len(truth)} notes left out (`makes_a_tone`)")
+            truth = [m for m in range(LOW, args.high + 1) if makes_a_tone(kind, m, rate)]
+            if len(truth) < args.high + 1 - LOW:
+                print(f"{kind}@{rate}: {args.high + 1 - LOW - len(truth)} notes left out (`makes_a_tone`)")
             notes = [(f"{kind}-{m}.wav", tone_wav(kind, m, seconds, tmp / f"{kind}-{m}.wav", rate)) for m in truth]
             sets[kind if rate == SR else f"{kind}@{rate}"] = (notes, truth)
     tones = set(sets)
@@ -208,7 +212,7 @@ def main() -> int:
                 r["in_tune"] = {"off_key": int(sum(off)), "accuracy": in_tune["accuracy"]}
             print(
                 f"{name:20s} {mode:9s} {r['accuracy']:6.1%} of {r['n']}  sure {r['sure_share']:4.0%} of notes, "
-                f"{r['sure_accuracy']:6.1%} of those right  ({seconds_mode:.1f} s)"
+                f"{r['sure_accuracy']:6.1%} of those right ({r['sure_wrong']} wrong)  ({seconds_mode:.1f} s)"
                 + (
                     f"; in tune {r['in_tune']['accuracy']:.1%} (without the {r['in_tune']['off_key']} notes"
                     " > 50 cents off their key)"

@@ -955,3 +955,42 @@ def test_a_pitch_answer_at_the_mains_hum_is_not_sure_and_says_why(predictor, mon
         hum_warnings = [w for w in r.warnings if w.startswith("mains hum: a steady 267.0-Hz line")]
         assert len(hum_warnings) == (0 if sure else 1), r.warnings
         assert r.not_sure_because.get("pitch") == (None if sure else "mains hum"), r.not_sure_because
+
+
+@pytest.mark.parametrize(
+    ("lowest_hz", "highest", "above"),
+    [(4700.0, 109, True), (4560.0, 109, False), (4435.0, 109, False), (460.0, 69, True), (None, 69, False)],
+)
+def test_a_note_above_the_highest_the_pitch_model_names_cannot_be_named(lowest_hz, highest, above):
+    from instropitch.serving.caveats import above_range, above_range_warning, overruled
+
+    assert above_range(lowest_hz, highest) is above
+    warning = above_range_warning(lowest_hz, highest)
+    assert (warning is not None) is above
+    if above:
+        assert warning.startswith(f"above the highest note: its partials imply no fundamental below {lowest_hz:.0f} Hz")
+        assert "C#8 (4435 Hz)" in warning if highest == 109 else "A4 (440 Hz)" in warning
+    # every other pitch finding follows from it: its reason goes first
+    assert overruled(unpitched=False, plucked=False, glide=True, chord=True, hum=True, above=above) == {
+        "pitch": "above the highest note" if above else "mains hum"
+    }
+
+
+def test_a_tone_above_the_pitch_models_highest_note_is_not_sure_and_says_why(predictor, monkeypatch):
+    """SoX's sines over C#8 were named an octave or more down, sure: the pitch model names nothing higher. A sine at
+    D#8 with the model sure of D#7 is not sure, and says why; an A4 with the model sure of A4 is."""
+    sure_of_everything(predictor, monkeypatch)
+    classes = np.asarray(predictor.pitch_model.class_values)
+    assert classes.max() == 109
+    t = np.arange(int(1.5 * SR)) / SR
+    for midi, told, sure in ((111, 99, False), (69, 69, True)):
+        said = np.where(classes == told, 1.0, 1e-4)
+        monkeypatch.setattr(predictor.pitch_model, "proba", lambda x, p=said: np.tile(p / p.sum(), (len(x), 1)))
+        hz = 440.0 * 2 ** ((midi - 69) / 12)
+        r = predictor.predict_file(wav_bytes((0.5 * np.sin(2 * np.pi * hz * t)).astype(np.float32)), top_k=0)
+        assert r.ok and r.pitch_sure is sure, (midi, r.midi, r.not_sure_because, r.warnings)
+        assert r.not_sure_because.get("pitch") == (None if sure else "above the highest note"), r.not_sure_because
+        assert r.not_sure_because.get("instrument") == "a pure tone"  # its own reason, which says more of it
+        assert not (r.instrument_sure or r.instrument_family_sure)
+        above = [w for w in r.warnings if w.startswith("above the highest note: its partials imply no fundamental")]
+        assert len(above) == (0 if sure else 1), r.warnings

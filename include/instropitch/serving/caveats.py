@@ -2,7 +2,8 @@
 
 The models' calibrated confidences were fitted on held notes of TinySOL's 14 instruments. Noise, a plucked or struck
 note, a note too short to fill the instrument's window, a pure tone, a glide, a chord, a note between two notes, a
-waveform with no steady period, mains hum and narrow-band audio are none of that, and the checks that find them
+waveform with no steady period, mains hum, a note above the highest one the pitch model names and narrow-band audio
+are none of that, and the checks that find them
 (`audio.decay`, `audio.trim`, `audio.purity`, `audio.melody`, `audio.tuning`, `audio.hum`, `serving.pitch_evidence`)
 take the answers they say nothing of out of the models' hands: `overruled` names those answers and the reason
 (`Prediction.not_sure_because`), and each `*_warning` says in words what was found (`Prediction.warnings`). Pure
@@ -26,6 +27,7 @@ CHORD = "several notes at once"
 BETWEEN_NOTES = "between two notes"
 NO_STEADY_PERIOD = "no steady period"
 MAINS_HUM = "mains hum"
+ABOVE_RANGE = "above the highest note"
 """Why a check of the audio took an answer out of its model's hands (`Prediction.not_sure_because`)."""
 BETWEEN_NOTES_CENTS = 45.0
 """A note this many cents or more off the note it is named is between two notes. Real recordings moved 44-50 cents
@@ -114,14 +116,18 @@ def overruled(
     short: bool = False,
     pure: bool = False,
     hum: bool = False,
+    above: bool = False,
 ) -> dict[str, str]:
     """The answers a check of the audio makes not sure whatever their confidence, by role, and why: the models'
     calibrated numbers were fitted on held notes of the 14 instruments and say nothing of noise (neither answer),
     a plucked or struck note, a short note or a pure tone (the instrument), a glide, a chord, a note between two, a
-    waveform with no steady period or a pitch answer at the mains hum's (the pitch)."""
+    waveform with no steady period, a pitch answer at the mains hum's or a note above the pitch model's highest (the
+    pitch)."""
     reasons: dict[str, str] = {}
     if unpitched:
         reasons = {"pitch": NO_PITCHED_NOTE, "instrument": NO_PITCHED_NOTE}
+    if above:  # no answer can be right: what else a check finds there follows from it
+        reasons.setdefault("pitch", ABOVE_RANGE)
     if hum:  # the likeliest cause of any other pitch check failing: the waveform repeats at the hum's period
         reasons.setdefault("pitch", MAINS_HUM)
     if glide:
@@ -155,6 +161,25 @@ def mains_hum_warning(hum_hz: float | None, midi: int) -> str | None:
         f"{MAINS_HUM}: a steady {hum_hz:.1f}-Hz line (the power grid's) sounds through the file, and "
         f"{midi_to_pitch(midi)} lies within a semitone of it, so the pitch answer may be the hum's, not the note's: "
         "it is not sure"
+    )
+
+
+def above_range(lowest_hz: float | None, highest_midi: int) -> bool:
+    """Whether the lowest fundamental a note's partials allow (`audio.purity.lowest_fundamental_hz`) lies more than
+    half a semitone above the highest note the pitch model names: then every answer is wrong, and was named an
+    octave or more down, sure (SoX's sines over C#8; bench/RESULTS.md, "Above the highest note"). Of 3,085 held
+    notes, 172 real recordings and their cut copies, and SoX's test tones up to MIDI 105 none lies there."""
+    return lowest_hz is not None and float(hz_to_midi(lowest_hz)) > highest_midi + 0.5
+
+
+def above_range_warning(lowest_hz: float | None, highest_midi: int) -> str | None:
+    """What to tell a user whose note sounds above the pitch model's highest note (`above_range`), or None."""
+    if not above_range(lowest_hz, highest_midi):
+        return None
+    return (
+        f"{ABOVE_RANGE}: its partials imply no fundamental below {lowest_hz:.0f} Hz, above "
+        f"{midi_to_pitch(highest_midi)} ({float(midi_to_hz(highest_midi)):.0f} Hz), the highest note the pitch model "
+        "names, so no pitch answer can be right: it is not sure"
     )
 
 

@@ -571,6 +571,8 @@ class Predictor:
                 for row, note in enumerate(notes)
             ]
             pure = [caveats.pure_tone_warning(self._impurity_db(note)) for note in notes]
+            lowest = [self._lowest_fundamental_hz(note) for note in notes]
+            highest = int(max(self.pitch_model.class_values))
             glides = [melody.glide_warning(note.glide, note.pitch_window) for note in notes]
             cents = [self._cents_off(note, float(notes_heard[row])) for row, note in enumerate(notes)]
             evidence = list(evidence)
@@ -590,6 +592,7 @@ class Predictor:
                 between = caveats.between_notes_warning(cents[row], int(notes_heard[row]))
                 hum = caveats.mains_hum_warning(notes[row].hum, int(notes_heard[row]))
                 said = (
+                    caveats.above_range_warning(lowest[row], highest),
                     several,
                     glides[row],
                     unpitched[row],
@@ -625,6 +628,7 @@ class Predictor:
                         short=short[row] is not None,
                         pure=pure[row] is not None,
                         hum=caveats.at_hum(notes[row].hum, int(notes_heard[row])),
+                        above=caveats.above_range(lowest[row], highest),
                     ),
                     cents[row],
                 )
@@ -765,6 +769,12 @@ class Predictor:
         if feats.pitch_audio is None:
             return None
         return purity.impurity_db(feats.pitch_audio, self.features.pitch.sample_rate)
+
+    def _lowest_fundamental_hz(self, feats: Features) -> float | None:
+        """The lowest fundamental the pitch window's strong partials allow (`audio.purity`); None without samples."""
+        if feats.pitch_audio is None:
+            return None
+        return purity.lowest_fundamental_hz(feats.pitch_audio, self.features.pitch.sample_rate)
 
     def _halfway(self, answer: int, cents: float | None) -> list[int]:
         """The pitch classes a note between two sits between (`between_notes`): the answer, then the neighbour it

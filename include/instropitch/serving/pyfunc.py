@@ -16,7 +16,8 @@ row with `instrument`, `instrument_abbr`, `pitch`, `note`, `octave`, `midi`,
 where its period did not say), `not_sure_because` (answer -> why a check of the audio made it not
 sure whatever its confidence, whose number then says nothing of the file; empty for most notes), `warnings` (what a
 user should know of the file: narrow-band audio, several notes, a glide, no pitched note, a chord, a note between
-two, a plucked or struck note, a short note, a pure tone, mains hum; a list, empty for most notes)
+two, a plucked or struck note, a short note, a pure tone, mains hum, a note above the highest one the pitch model
+names; a list, empty for most notes)
 and `error` (None, or why that row could not be analysed; its other columns are then None).
 
 `register_pyfunc()` logs it (from the current champions, or from a given export) as

@@ -68,9 +68,9 @@ class Prediction:
     not_sure_because: dict[str, str] = field(default_factory=dict)
     """Per answer a check of the audio made not sure whatever its model's confidence (`pitch`, `instrument`, whose
     family goes with it), why: no pitched note, a plucked or struck note, a short note, a pure tone, the pitch glides,
-    several notes at once, between two notes, no steady period, mains hum. The model's numbers for it (confidences,
-    candidates) were fitted on held notes of the 14 instruments and do not describe this file: the CLI and the page
-    show its candidates with none, and no `candidates_level` promise."""
+    several notes at once, between two notes, no steady period, mains hum, above the highest note. The model's
+    numbers for it (confidences, candidates) were fitted on held notes of the 14 instruments and do not describe
+    this file: the CLI and the page show its candidates with none, and no `candidates_level` promise."""
     top_k: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     error: str | None = None
     error_type: str | None = field(default=None, repr=False)

@@ -14,6 +14,11 @@ read "Strings, sure" for saxophones, and hum under a quiet note named as the not
 
     MLFLOW_TRACKING_URI=sqlite:///$PWD/.instropitch/mlflow.db .venv/bin/python bench/bench_effects.py \\
         --notes /tmp/tonejs /tmp/renders/merlin --json /tmp/effects.json
+
+`--copies DIR` only writes the copies, as TinySOL-layout folders `DIR/EFFECT/FOLDER` (the effect's name with
+its spaces and punctuation as `_`), for a recipe's champion fits to be scored on (`bench_champion_seeds.py --data`):
+
+    .venv/bin/python bench/bench_effects.py --notes /tmp/tonejs --effects "cut after 0.3 s" --copies /tmp/cuts
 """
 
 from __future__ import annotations
@@ -148,20 +153,42 @@ def run(predictor: Any, folder: Path, effects: dict[str, list[str]], work: Path)
     return results
 
 
+def write_copies(folder: Path, effects: dict[str, list[str]], out: Path) -> None:
+    """Every note of `folder` through each effect into `out/EFFECT/FOLDER`, with its metadata: a TinySOL-layout set."""
+    rows = [r for r in tinysol.parse_metadata(folder / tinysol.METADATA_FILENAME).rows if (folder / r.path).is_file()]
+    for name, effect in effects.items():
+        target = out / "".join(c if c.isalnum() or c == "." else "_" for c in name) / folder.name
+        for row in rows:
+            (target / row.path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(folder / tinysol.METADATA_FILENAME, target / tinysol.METADATA_FILENAME)
+        sources, outs = [folder / r.path for r in rows], [target / r.path for r in rows]
+        with ThreadPoolExecutor(2) as pool:
+            if effect:
+                list(pool.map(apply, [effect] * len(rows), sources, outs))
+            else:
+                list(pool.map(shutil.copy, sources, outs))
+        print(f"{folder.name}: {len(rows)} notes through {name!r} into {target}", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--from-export", type=Path, help="an export folder (default: the registry champions)")
     parser.add_argument("--notes", type=Path, nargs="+", required=True, help="TinySOL-layout folders")
     parser.add_argument("--effects", nargs="*", choices=list(EFFECTS), help="default: every one")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--copies", type=Path, help="only write the copies as TinySOL-layout folders under this one")
     args = parser.parse_args()
     for tool in ("sox", "ffmpeg"):
         if shutil.which(tool) is None:
             raise SystemExit(f"bench_effects: needs {tool} (apt-get install sox ffmpeg)")
+    effects = {name: EFFECTS[name] for name in args.effects or EFFECTS}
+    if args.copies is not None:
+        for folder in args.notes:
+            write_copies(folder, effects, args.copies)
+        return 0
     from instropitch.serving.predictor import Predictor
 
     predictor = Predictor.load(from_export=args.from_export)
-    effects = {name: EFFECTS[name] for name in args.effects or EFFECTS}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-effects-") as tmp:
         results = {str(folder): run(predictor, folder, effects, Path(tmp)) for folder in args.notes}

@@ -421,8 +421,8 @@ def _release(x: Any) -> Any:
 def augment_example(x: Any, aug: Augmentation, band_hz: Any = None) -> Any:
     """One training spectrogram (frames, bands) -> a randomly changed copy.
 
-    First a sample player's loop and a player's early stop, then what a different recording would change (`_acoustic`:
-    room, microphone, distance, device), then the generic perturbations (level, noise, small
+    First a sample player's loop and a player's early stop (`_release`), then what a different recording would
+    change (`_acoustic`: room, microphone, distance, device), then the generic perturbations (level, noise, small
     shifts), then SpecAugment masks. `band_hz` (bands,) is needed by `lowpass` only.
     """
     import tensorflow as tf

@@ -3,11 +3,10 @@
 The models' calibrated confidences were fitted on held notes of TinySOL's 14 instruments. Noise, a plucked or struck
 note, a note too short to fill the instrument's window, a pure tone, a glide, a chord, a note between two notes, a
 waveform with no steady period, mains hum, a note above the highest one the pitch model names and narrow-band audio
-are none of that, and the checks that find them
-(`audio.decay`, `audio.trim`, `audio.purity`, `audio.melody`, `audio.tuning`, `audio.hum`, `serving.pitch_evidence`)
-take the answers they say nothing of out of the models' hands: `overruled` names those answers and the reason
-(`Prediction.not_sure_because`), and each `*_warning` says in words what was found (`Prediction.warnings`). Pure
-functions of what the checks measured.
+are none of that, and the checks that find them (`audio.decay`, `audio.trim`, `audio.purity`, `audio.melody`,
+`audio.tuning`, `audio.hum`, `serving.pitch_evidence`) take the answers they say nothing of out of the models' hands:
+`overruled` names those answers and the reason (`Prediction.not_sure_because`), and each `*_warning` says in words
+what was found (`Prediction.warnings`). Pure functions of what the checks measured.
 """
 
 from __future__ import annotations

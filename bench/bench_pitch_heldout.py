@@ -19,7 +19,7 @@ folder per source, the snapshot's paths inside it).
     .venv/bin/python bench/bench_pitch_heldout.py --snapshot SNAPSHOT.npz \\
         --data .instropitch/data/sources-seed0-scale1 --from-export /tmp/export --seeds 42,1 --json /tmp/p.json
 
-One fit takes ~40-75 s on 2 cores (four per seed on the demo's five fonts).
+One fit and its product answers take ~35-100 s on 2 cores (four fits a seed on the demo's five fonts).
 """
 
 from __future__ import annotations

@@ -73,8 +73,7 @@ def test_shipped_recipes_parse_and_sort_by_name():
     assert pitch.registered_model_name == "instropitch-pitch"
     assert pitch.training.augmentation.freq_shift == 0
     assert pitch.training.early_stopping is not None and pitch.training.early_stopping.monitor == "val_loss"
-    assert pitch.training.learning_rate == pytest.approx(3e-3)  # without batch norm (bench/RESULTS.md, session 63)
-    assert not pitch.architecture.batch_norm
+    assert pitch.training.learning_rate == pytest.approx(1e-3)
     assert pitch.source == MODELS / "pitch.yaml"
 
     instrument = by_name["instrument"]

@@ -20,6 +20,8 @@ folder per source, the snapshot's paths inside it).
         --data .instropitch/data/sources-seed0-scale1 --from-export /tmp/export --seeds 42,1 --json /tmp/p.json
 
 One fit and its product answers take ~35-100 s on 2 cores (four fits a seed on the demo's five fonts).
+`--answers DIR` keeps each fit's probabilities there (`seed42-<group>.npz`) and reuses them when present, so a
+change to the product's checks is scored again in ~1 min without fitting.
 """
 
 from __future__ import annotations
@@ -87,20 +89,39 @@ def product_midis(predictor: Any, files: list[Path], proba: np.ndarray) -> tuple
     return midis, sure
 
 
-def seed_scores(spec: Any, snapshot: Any, data: Path, predictor: Any, groups: list[str]) -> dict[str, Any]:
-    """Per held-out group: notes, CNN right, product right, product sure and sure-right, and the product's misses."""
+def heldout_answers(
+    spec: Any, snapshot: Any, group: str, cache: Path | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The snapshot rows of `group`, their true classes and what the recipe fitted without it answered: from `cache` (a
+    `seed<N>-<group>.npz` file) when it holds them, else fitted (and kept there when a cache is given)."""
     from instropitch.ml import heldout
+
+    kept = None if cache is None else cache / f"seed{spec.training.seed}-{group}.npz"
+    if kept is not None and kept.exists():
+        with np.load(kept) as saved:
+            return saved["rows"], saved["labels"], saved["proba"]
+    answers = heldout.fit(spec, snapshot, group, spec.training.epochs)
+    if kept is not None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(kept, rows=answers.rows, labels=answers.labels, proba=answers.proba)
+    return answers.rows, answers.labels, answers.proba
+
+
+def seed_scores(
+    spec: Any, snapshot: Any, data: Path, predictor: Any, groups: list[str], cache: Path | None = None
+) -> dict[str, Any]:
+    """Per held-out group: notes, CNN right, product right, product sure and sure-right, and the product's misses."""
     from instropitch.ml.snapshot import class_layout
 
     values = np.asarray(class_layout("midi")[0])
     scores: dict[str, Any] = {}
     for group in groups:
         started = time.perf_counter()
-        answers = heldout.fit(spec, snapshot, group, spec.training.epochs)
-        truth = values[answers.labels]
-        files = [data / str(snapshot.source[r]) / str(snapshot.paths[r]) for r in answers.rows]
-        shown, sure = product_midis(predictor, files, answers.proba)
-        cnn = values[answers.proba.argmax(axis=1)]
+        rows, labels, proba = heldout_answers(spec, snapshot, group, cache)
+        truth = values[labels]
+        files = [data / str(snapshot.source[r]) / str(snapshot.paths[r]) for r in rows]
+        shown, sure = product_midis(predictor, files, proba)
+        cnn = values[proba.argmax(axis=1)]
         scores[group] = {
             "n": len(truth),
             "cnn_right": int(np.sum(cnn == truth)),
@@ -149,6 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", default="42,1")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--answers", type=Path, help="a folder keeping each fit's probabilities (reused when there)")
     args = parser.parse_args(argv)
 
     from instropitch.ml.snapshot import Snapshot
@@ -166,7 +188,9 @@ def main(argv: list[str] | None = None) -> None:
     }
     for seed in [int(s) for s in args.seeds.split(",")]:
         print(f"seed {seed}", flush=True)
-        scores = seed_scores(load_recipe(args.spec, args.settings, seed), snapshot, args.data, predictor, groups)
+        scores = seed_scores(
+            load_recipe(args.spec, args.settings, seed), snapshot, args.data, predictor, groups, args.answers
+        )
         report["seeds"][seed] = {"groups": scores, **summary(scores)}
         s = report["seeds"][seed]
         print(

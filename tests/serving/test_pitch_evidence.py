@@ -166,6 +166,74 @@ def test_a_pure_tone_answered_an_octave_or_a_twelfth_down_gives_way_to_its_note(
     assert pitch_evidence.repeated_note(heard, MIDIS, 53) is None
 
 
+def db(levels: list[float]) -> dict[int, float]:
+    """Harmonic amplitudes 1, 2, ... from their levels in dB."""
+    return {k: 10 ** (level / 20) for k, level in enumerate(levels, start=1)}
+
+
+LOW_STRING = db([-25.7, -1.6, -18.8, 0.0, -34.7, -15.9])
+"""MS Lite's contrabass F#1, its first six harmonics: the 2nd and 4th loudest (read F#2, sure, by CNN and product)."""
+
+
+def test_a_low_string_read_an_octave_up_gives_way_to_its_note():
+    """The octave's period repeats too, but its answer cannot sound 1.5 times its fundamental: the lower note does."""
+    heard = repeats(partials(30, LOW_STRING))
+    assert pitch_evidence.repeats_at(heard, 42)
+    assert pitch_evidence.octave_below_note(heard, MIDIS, 42) == 30
+    assert pitch_evidence.repeated_note(heard, MIDIS, 42) == 30
+    assert pitch_evidence.repeated_note(heard, MIDIS, 30) is None
+    measured = pitch_evidence.octave_checked(heard, MIDIS, period(42))
+    assert measured is not None and measured.midi == pytest.approx(30)
+    assert pitch_evidence.octave_checked(heard, MIDIS, period(30)) == period(30)
+    assert pitch_evidence.octave_checked(heard, MIDIS, None) is None
+
+
+def test_the_predictor_names_a_low_string_whose_period_reads_an_octave_up(predictor, monkeypatch):
+    """TimGM6mb's contrabass F2: the CNN was right but unsure, YIN read F3 (its loud 2nd harmonic) and the product
+    showed F3, sure. The period is doubled where the lower note's 3rd harmonic sounds (`octave_checked`)."""
+    from instropitch.audio import periodicity
+    from instropitch.ml.calibration import Calibration
+
+    model = predictor.pitch_model
+    monkeypatch.setattr(model, "calibration", Calibration(threshold=0.5))
+    classes = [int(v) for v in model.class_values]
+    true = 41
+
+    def unsure_of_f2(x):
+        p = np.full((len(x), len(classes)), 0.001)
+        p[:, classes.index(true)], p[:, classes.index(true + 12)] = 0.45, 0.4
+        return p / p.sum(axis=1, keepdims=True)
+
+    monkeypatch.setattr(model, "proba", unsure_of_f2)
+    y = partials(true, db([-19.5, -2.2, -19.6, 0.0, -20.4, -7.6]), seconds=1.5)
+    assert periodicity.estimate(y, 22050).midi == pytest.approx(true + 12, abs=0.1)  # YIN's octave
+    result = predictor.predict_file(wav_bytes((0.3 * y / np.abs(y).max()).astype(np.float32)), name="cb.wav", top_k=0)
+    assert result.ok and result.midi == true and result.pitch_period_hz == pytest.approx(87.3, rel=0.01)
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [(1,), range(1, 12), range(1, 20, 2), range(2, 9), {1: 0.3, 2: 1.0, 3: 0.5, 4: 0.6, 5: 0.2}],
+    ids=["sine", "sawtooth", "square", "missing fundamental", "bassoon"],
+)
+def test_a_note_answered_right_is_not_moved_an_octave_down_whatever_its_timbre(parts):
+    """No harmonic of a note lies at 1.5 or 2.5 times its fundamental."""
+    for midi in (28, 40, 57, 69, 84):
+        y = partials(midi, parts) if isinstance(parts, dict) else harmonics(midi, parts)
+        assert pitch_evidence.octave_below_note(repeats(y), MIDIS, midi) is None, midi
+
+
+def test_a_fifth_answered_at_its_lower_note_moves_to_the_period_the_two_share_and_is_named_a_fifth():
+    """C4 + a softer G4 repeats at C4's period (0.87), but sounds 1.5 times C4: the answer moves to C3, which
+    `fifth_period` names as a fifth's."""
+    fifth = repeats(chord([60]) + 0.3 * chord([67]))
+    assert pitch_evidence.repeats_at(fifth, 60)
+    assert pitch_evidence.repeated_note(fifth, MIDIS, 60) == 48
+    assert pitch_evidence.fifth_period(fifth, 48)
+    assert pitch_evidence.octave_below_note(None, MIDIS, 60) is None
+    assert pitch_evidence.octave_below_note(repeats(partials(30, LOW_STRING)), MIDIS, 30) is None  # A0 is no class
+
+
 def test_a_slow_waveform_does_not_repeat_at_a_short_lag_it_never_dipped_before():
     """A 52 Hz sine is near 1 at B7's tiny period (it has hardly moved): that answer gives way to its note."""
     heard = repeats(harmonics(32, (1,)))

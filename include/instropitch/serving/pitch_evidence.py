@@ -28,6 +28,7 @@ tone-generator waves, a pure tone answered a twelfth down).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import numpy as np
@@ -101,6 +102,9 @@ harmonics, with its 2nd and 3rd sounding (`SOUNDING_HARMONIC_DB`), the period is
 sines, triangles, squares, sawtooths and plucks read -48 dB or less at the fundamental and -38 dB or less at the
 5th and 7th; of 3,085 held notes (the demo's renders, 172 recordings) the nearest, a recorded cello E2, reads
 -32 dB at its fundamental, -39 and -38 dB at its 5th and 7th (bench/RESULTS.md, "Two notes a fifth apart")."""
+OCTAVE_BELOW_HARMONICS = (3, 5)
+"""The odd harmonics of the note an octave below the answer that no harmonic of the answer can sound (1.5 and 2.5
+times its fundamental): either sounding (`SOUNDING_HARMONIC_DB`) names the lower note (`octave_below_note`)."""
 NEAREST_CENTS = 50.0
 """A note that sounds more than this many cents off the note it is named (`audio.tuning.cents_off`) is nearer the next
 one, and a note's name is the nearest note's. The CNN learned from notes within ~35 cents of their names; SoX sines
@@ -196,9 +200,11 @@ def repeated_note(repeats: Repeats | None, class_midis: np.ndarray, cnn_top_midi
       better (`NEIGHBOUR_MARGIN`): the CNN's semitone slips on pure tones (unless that semitone is a silent
       subharmonic of the strongest partial in turn);
     - it does, but the answer is a silent subharmonic of the strongest partial (`subharmonic_note`):
-      an aliased square or sawtooth wave from a tone generator read an octave or a twelfth down.
-    An answer an octave below stays: it repeats too, and real notes repeat at half their period
-    as well as a square wave does (bassoons 0.98, bench/RESULTS.md, "Pitch: a period needs a dip").
+      an aliased square or sawtooth wave from a tone generator read an octave or a twelfth down;
+    - it does, but so does the period an octave below, and a harmonic only that lower note has sounds
+      (`octave_below_note`): a low string whose even harmonics are its loudest, read an octave up.
+    An answer an octave below is not replaced for repeating: real notes repeat at twice their period
+    as well as at it (bassoons 0.98, bench/RESULTS.md, "Pitch: a period needs a dip").
     """
     if repeats is None:
         return None
@@ -210,7 +216,8 @@ def repeated_note(repeats: Repeats | None, class_midis: np.ndarray, cnn_top_midi
     best, r = (cnn_top_midi - 1, below) if below >= above else (cnn_top_midi + 1, above)
     if best in classes and r >= REPEAT_EXACT and r > here + NEIGHBOUR_MARGIN:
         return _unless_subharmonic(repeats, class_midis, best)
-    return subharmonic_note(repeats, class_midis, cnn_top_midi)
+    higher = subharmonic_note(repeats, class_midis, cnn_top_midi)
+    return higher if higher is not None else octave_below_note(repeats, class_midis, cnn_top_midi)
 
 
 def _unless_subharmonic(repeats: Repeats, class_midis: np.ndarray, note: float | None) -> float | None:
@@ -266,6 +273,38 @@ def _sounding_harmonic(repeats: Repeats, strongest_hz: float, multiple: int) -> 
     f0 = strongest_hz / multiple
     between = [k * f0 for k in range(1, 2 * multiple) if k % multiple and k * f0 < repeats.sample_rate / 2]
     return any(repeats.level_db(hz, HARMONIC_TOLERANCE) >= SOUNDING_HARMONIC_DB for hz in between)
+
+
+def octave_below_note(repeats: Repeats | None, class_midis: np.ndarray, midi: float) -> float | None:
+    """The note an octave below `midi` (the CNN's answer, or a period's), when that is the note sounding; else None.
+
+    A low bowed string may sound its 2nd and 4th harmonics far above its 1st and 3rd (MS Lite's contrabass F#1:
+    -25.7, -1.6, -18.8 and 0 dB), and both the CNN and the period estimate may name its octave, whose period the
+    waveform repeats at too, sure. But an octave's harmonics are the lower note's even ones: a partial at 1.5 or
+    2.5 times the answer's fundamental (`OCTAVE_BELOW_HARMONICS`, within `HARMONIC_TOLERANCE`) cannot be the
+    answer's, and with the waveform repeating at the lower period at least as well as at the answer's, the
+    lower note is the one heard. Two notes a fifth apart sound such a partial too; their answer then moves to
+    the period they share, which `fifth_period` names as theirs.
+    """
+    if repeats is None:
+        return None
+    lower = float(round(midi)) - 12.0
+    if lower not in set(np.asarray(class_midis, dtype=np.float64).tolist()):
+        return None
+    f0 = float(midi_to_hz(lower))
+    r_answer, r_lower = np.nan_to_num(repeats.at(_periods([lower + 12.0, lower])), nan=-1.0)
+    if r_lower < max(r_answer, REPEAT_MISSED) or not _dips_before(repeats, float(_periods([lower])[0])):
+        return None
+    sounding = any(repeats.level_db(k * f0, HARMONIC_TOLERANCE) >= SOUNDING_HARMONIC_DB for k in OCTAVE_BELOW_HARMONICS)
+    return lower if sounding else None
+
+
+def octave_checked(repeats: Repeats | None, class_midis: np.ndarray, period: Periodicity | None) -> Periodicity | None:
+    """The measured period, or twice it when its note is the octave of the one sounding (`octave_below_note`):
+    YIN too may take a low string's loud 2nd harmonic for its pitch (TimGM6mb's contrabass F2 read F3)."""
+    if period is None or octave_below_note(repeats, class_midis, period.midi) is None:
+        return period
+    return dataclasses.replace(period, f0_hz=period.f0_hz / 2.0)
 
 
 def _dips_before(repeats: Repeats, period_s: float) -> bool:

@@ -716,6 +716,7 @@ class Predictor:
         subharmonic = pitch_evidence.subharmonic_check(heard, midis, period, top_midi)
         if subharmonic is not None:
             return subharmonic, None
+        period = pitch_evidence.octave_checked(heard, midis, period)
         likelihood = pitch_evidence.likelihood(period, midis, top_midi)
         if likelihood is None:  # the CNN's answer stands: is it a note at all?
             unsure = float(shown.max()) < model.calibration.threshold

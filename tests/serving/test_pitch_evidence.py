@@ -180,6 +180,10 @@ def test_a_low_string_read_an_octave_up_gives_way_to_its_note():
     heard = repeats(partials(30, LOW_STRING))
     assert pitch_evidence.repeats_at(heard, 42)
     assert pitch_evidence.octave_below_note(heard, MIDIS, 42) == 30
+    softer = repeats(partials(30, db([-21.6, 0.0, -26.1, -19.5, -30.8, -18.9])))  # the same font, TinySoundFont's
+    assert pitch_evidence.octave_below_note(softer, MIDIS, 42) == 30
+    quiet_third = repeats(partials(30, db([-21.6, 0.0, -30.0, -19.5, -30.8, -18.9])))  # a trombone's -29.8 dB at most
+    assert pitch_evidence.octave_below_note(quiet_third, MIDIS, 42) is None
     assert pitch_evidence.repeated_note(heard, MIDIS, 42) == 30
     assert pitch_evidence.repeated_note(heard, MIDIS, 30) is None
     measured = pitch_evidence.octave_checked(heard, MIDIS, period(42))

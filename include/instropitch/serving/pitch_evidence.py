@@ -102,9 +102,13 @@ harmonics, with its 2nd and 3rd sounding (`SOUNDING_HARMONIC_DB`), the period is
 sines, triangles, squares, sawtooths and plucks read -48 dB or less at the fundamental and -38 dB or less at the
 5th and 7th; of 3,085 held notes (the demo's renders, 172 recordings) the nearest, a recorded cello E2, reads
 -32 dB at its fundamental, -39 and -38 dB at its 5th and 7th (bench/RESULTS.md, "Two notes a fifth apart")."""
-OCTAVE_BELOW_HARMONICS = (3, 5)
-"""The odd harmonics of the note an octave below the answer that no harmonic of the answer can sound (1.5 and 2.5
-times its fundamental): either sounding (`SOUNDING_HARMONIC_DB`) names the lower note (`octave_below_note`)."""
+OCTAVE_BELOW_DB = -27.0
+"""A partial at 1.5 times the answer's fundamental at or above this (under the strongest partial) is the 3rd harmonic
+of the note an octave below, which no harmonic of the answer sounds (`octave_below_note`). Of 3,353 notes answered
+right (the demo's 2,913 renders, the 172 real recordings as they are and cut after 0.3 and 0.6 s), where the octave
+below repeats as well, the loudest there reads -29.8 dB (a trombone C4); low strings and a bassoon whose 2nd and 4th
+harmonics are their loudest, read an octave up by the CNN held out of their font, read -18.8 to -26.1 dB
+(bench/RESULTS.md, "An octave up: a low string's odd harmonics")."""
 NEAREST_CENTS = 50.0
 """A note that sounds more than this many cents off the note it is named (`audio.tuning.cents_off`) is nearer the next
 one, and a note's name is the nearest note's. The CNN learned from notes within ~35 cents of their names; SoX sines
@@ -280,23 +284,22 @@ def octave_below_note(repeats: Repeats | None, class_midis: np.ndarray, midi: fl
 
     A low bowed string may sound its 2nd and 4th harmonics far above its 1st and 3rd (MS Lite's contrabass F#1:
     -25.7, -1.6, -18.8 and 0 dB), and both the CNN and the period estimate may name its octave, whose period the
-    waveform repeats at too, sure. But an octave's harmonics are the lower note's even ones: a partial at 1.5 or
-    2.5 times the answer's fundamental (`OCTAVE_BELOW_HARMONICS`, within `HARMONIC_TOLERANCE`) cannot be the
-    answer's, and with the waveform repeating at the lower period at least as well as at the answer's, the
-    lower note is the one heard. Two notes a fifth apart sound such a partial too; their answer then moves to
-    the period they share, which `fifth_period` names as theirs.
+    waveform repeats at too, sure. But the octave's harmonics are the lower note's even ones: a partial at 1.5 times
+    the answer's fundamental (`OCTAVE_BELOW_DB`, within `HARMONIC_TOLERANCE`) cannot be the answer's, and with the
+    waveform repeating at the lower period at least as well as at the answer's, the lower note is the one heard.
+    Two notes a fifth apart sound such a partial too; their answer then moves to the period they share, which
+    `fifth_period` names as theirs.
     """
     if repeats is None:
         return None
     lower = float(round(midi)) - 12.0
     if lower not in set(np.asarray(class_midis, dtype=np.float64).tolist()):
         return None
-    f0 = float(midi_to_hz(lower))
     r_answer, r_lower = np.nan_to_num(repeats.at(_periods([lower + 12.0, lower])), nan=-1.0)
     if r_lower < max(r_answer, REPEAT_MISSED) or not _dips_before(repeats, float(_periods([lower])[0])):
         return None
-    sounding = any(repeats.level_db(k * f0, HARMONIC_TOLERANCE) >= SOUNDING_HARMONIC_DB for k in OCTAVE_BELOW_HARMONICS)
-    return lower if sounding else None
+    third = repeats.level_db(3.0 * float(midi_to_hz(lower)), HARMONIC_TOLERANCE)
+    return lower if third >= OCTAVE_BELOW_DB else None
 
 
 def octave_checked(repeats: Repeats | None, class_midis: np.ndarray, period: Periodicity | None) -> Periodicity | None:

@@ -47,6 +47,15 @@ def test_the_likelihood_peaks_on_the_measured_note_and_says_nothing_when_unsure(
     assert pitch_evidence.likelihood(period(45), MIDIS, cnn_top_midi=100) is None  # above what YIN sees
 
 
+def test_a_measured_period_the_waveform_does_not_repeat_at_is_not_believed():
+    """YIN read a cello D#2 stopped after 0.3 s as E3 (aperiodicity 0.61), 13 semitones up, where it repeats at 0.12."""
+    heard = repeats(harmonics(39, range(1, 8)))
+    assert pitch_evidence.likelihood(period(52.3, aperiodicity=0.61), MIDIS, 39, heard) is None
+    own = pitch_evidence.likelihood(period(39, aperiodicity=0.61), MIDIS, 52, heard)
+    assert own is not None and MIDIS[np.argmax(own)] == 39
+    assert pitch_evidence.likelihood(period(52.3, aperiodicity=0.61), MIDIS, 39) is not None  # nothing to read it on
+
+
 def test_combining_keeps_an_agreeing_answer_and_corrects_a_disagreeing_one_only_with_support():
     cnn = np.full(len(MIDIS), 1e-4)
     cnn[MIDIS == 57] = 0.6  # an octave above the measured 45

@@ -139,9 +139,20 @@ def needs_check(duration_s: float, top_probability: float, threshold: float) -> 
     return duration_s < SHORT_NOTE_S or top_probability < threshold
 
 
-def likelihood(period: Periodicity | None, class_midis: np.ndarray, cnn_top_midi: float) -> np.ndarray | None:
-    """P(measured period | note) over the classes, or None when the period says nothing worth using."""
+def likelihood(
+    period: Periodicity | None, class_midis: np.ndarray, cnn_top_midi: float, repeats: Repeats | None = None
+) -> np.ndarray | None:
+    """P(measured period | note) over the classes, or None when the period says nothing worth using: none to
+    believe (`no_period`), the CNN answering above the estimate's reach, or a waveform that does not repeat at
+    it (`REPEAT_MISSED`, read on `repeats`, when given).
+
+    A note repeats after its period, and real notes do at 0.53 or more; YIN's period of a low real note
+    stopped after 0.3 s (its bowed or blown attack, aperiodicity 0.5-0.67) was a fourth to two octaves
+    above it, where the waveform repeats at -0.21 to 0.52, and outweighed a right CNN: 6 of the 172 real
+    recordings cut so (bench/RESULTS.md, "An octave up: a low string's odd harmonics")."""
     if no_period(period) or cnn_top_midi > TOP_MIDI:
+        return None
+    if repeats is not None and float(np.nan_to_num(repeats.at([1.0 / period.f0_hz]), nan=-1.0)[0]) < REPEAT_MISSED:
         return None
     return likelihood_at(period.midi, class_midis)
 

@@ -717,7 +717,7 @@ class Predictor:
         if subharmonic is not None:
             return subharmonic, None
         period = pitch_evidence.octave_checked(heard, midis, period)
-        likelihood = pitch_evidence.likelihood(period, midis, top_midi)
+        likelihood = pitch_evidence.likelihood(period, midis, top_midi, heard)
         if likelihood is None:  # the CNN's answer stands: is it a note at all?
             unsure = float(shown.max()) < model.calibration.threshold
             no_note = unsure and pitch_evidence.unpitched(period, heard, top_midi)

@@ -193,8 +193,14 @@ def test_a_low_string_read_an_octave_up_gives_way_to_its_note():
     assert pitch_evidence.octave_below_note(softer, MIDIS, 42) == 30
     quiet_third = repeats(partials(30, db([-21.6, 0.0, -30.0, -19.5, -30.8, -18.9])))  # a trombone's -29.8 dB at most
     assert pitch_evidence.octave_below_note(quiet_third, MIDIS, 42) is None
-    assert pitch_evidence.repeated_note(heard, MIDIS, 42) == 30
-    assert pitch_evidence.repeated_note(heard, MIDIS, 30) is None
+    assert pitch_evidence.repeated_note(heard, MIDIS, 42) is None  # it repeats at the answer's period
+    check = pitch_evidence.octave_below_check(heard, MIDIS, 42)
+    assert check is not None and check.cnn_weight == 0.0 and MIDIS[np.argmax(check.likelihood)] == 30
+    assert pitch_evidence.octave_below_check(heard, MIDIS, 30) is None
+    g1 = repeats(partials(31, LOW_STRING))  # at G1 a 50-Hz hum's 3rd harmonic would sound there as well
+    assert pitch_evidence.octave_below_note(g1, MIDIS, 43) == 31
+    assert pitch_evidence.octave_below_note(g1, MIDIS, 43, hum_hz=50.0) is None
+    assert pitch_evidence.octave_below_note(g1, MIDIS, 43, hum_hz=60.0) == 31
     measured = pitch_evidence.octave_checked(heard, MIDIS, period(42))
     assert measured is not None and measured.midi == pytest.approx(30)
     assert pitch_evidence.octave_checked(heard, MIDIS, period(30)) == period(30)
@@ -224,6 +230,23 @@ def test_the_predictor_names_a_low_string_whose_period_reads_an_octave_up(predic
     assert result.ok and result.midi == true and result.pitch_period_hz == pytest.approx(87.3, rel=0.01)
 
 
+def test_a_plateau_at_one_and_a_half_times_the_answer_is_no_harmonic_of_the_note_below():
+    """A real contrabass E2 with an echo read -20.6 dB there, but its bow noise as loud half a harmonic either side
+    (1.25 and 1.75 times the answer): a plateau, not E1's 3rd harmonic. The same sound over the low string's own."""
+    lower_hz = 440.0 * 2 ** ((30 - 69) / 12)
+    t = np.arange(22050) / 22050
+
+    def with_sides(amplitude: float):
+        sides = sum(amplitude * np.sin(2 * np.pi * k * lower_hz * t + k) for k in (2.5, 3.5))
+        return repeats(partials(30, LOW_STRING) + sides)
+
+    plateau = with_sides(0.115)  # as loud as the 3rd harmonic (-18.8 dB)
+    assert plateau.at([1 / lower_hz])[0] >= plateau.at([0.5 / lower_hz])[0]  # it repeats as well an octave down
+    assert plateau.level_db(3 * lower_hz, pitch_evidence.HARMONIC_TOLERANCE) >= pitch_evidence.OCTAVE_BELOW_DB
+    assert pitch_evidence.octave_below_note(plateau, MIDIS, 42) is None
+    assert pitch_evidence.octave_below_note(with_sides(0.05), MIDIS, 42) == 30  # 6.5 dB under it: a peak
+
+
 @pytest.mark.parametrize(
     "parts",
     [(1,), range(1, 12), range(1, 20, 2), range(2, 9), {1: 0.3, 2: 1.0, 3: 0.5, 4: 0.6, 5: 0.2}],
@@ -241,7 +264,7 @@ def test_a_fifth_answered_at_its_lower_note_moves_to_the_period_the_two_share_an
     `fifth_period` names as a fifth's."""
     fifth = repeats(chord([60]) + 0.3 * chord([67]))
     assert pitch_evidence.repeats_at(fifth, 60)
-    assert pitch_evidence.repeated_note(fifth, MIDIS, 60) == 48
+    assert pitch_evidence.octave_below_note(fifth, MIDIS, 60) == 48
     assert pitch_evidence.fifth_period(fifth, 48)
     assert pitch_evidence.octave_below_note(None, MIDIS, 60) is None
     assert pitch_evidence.octave_below_note(repeats(partials(30, LOW_STRING)), MIDIS, 30) is None  # A0 is no class

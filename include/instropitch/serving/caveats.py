@@ -15,6 +15,7 @@ from instropitch import audio
 from instropitch.audio import decay, periodicity, tuning
 from instropitch.audio.features import NOTE_PRE_ROLL, FeatureConfig
 from instropitch.serving import pitch_evidence
+from instropitch.serving.pitch_evidence import at_hum
 from instropitch.tinysol import hz_to_midi, midi_to_hz, midi_to_pitch
 
 NO_PITCHED_NOTE = "no pitched note"
@@ -141,15 +142,6 @@ def overruled(
         if found:
             reasons.setdefault("instrument", reason)
     return reasons
-
-
-def at_hum(hum_hz: float | None, midi: int) -> bool:
-    """Whether the note `midi` lies within a semitone of the mains hum found in the file (`audio.hum.mains_hum`):
-    then the pitch answer may be the hum's, not the note's. Only the line frequency counts: with SoX's hum (its 2nd
-    and 3rd harmonics 6 dB down) under 333 quiet Merlin renders, every sure answer that named the hum named it there
-    (9 of the 18 sure answers within a semitone of 50 or 60 Hz were wrong), while all 35 answers within a semitone of
-    the 2nd or 3rd harmonic were right (bench/RESULTS.md, "Mains hum")."""
-    return hum_hz is not None and abs(midi - float(hz_to_midi(hum_hz))) < 1.0
 
 
 def mains_hum_warning(hum_hz: float | None, midi: int) -> str | None:

@@ -700,7 +700,9 @@ class Predictor:
             return None, None
         window = self.features.pitch
         heard = periodicity.repeats(feats.pitch_audio, window.sample_rate)
-        repeated = pitch_evidence.repeat_check(heard, midis, top_midi)
+        repeated = pitch_evidence.repeat_check(heard, midis, top_midi) or pitch_evidence.octave_below_check(
+            heard, midis, top_midi, feats.hum
+        )
         if repeated is not None:
             return pitch_evidence.shared_evidence(heard, repeated.f0_hz, top_midi, midis) or repeated, None
         answer_repeats = pitch_evidence.repeats_at(heard, top_midi)
@@ -716,7 +718,7 @@ class Predictor:
         subharmonic = pitch_evidence.subharmonic_check(heard, midis, period, top_midi)
         if subharmonic is not None:
             return subharmonic, None
-        period = pitch_evidence.octave_checked(heard, midis, period)
+        period = pitch_evidence.octave_checked(heard, midis, period, feats.hum)
         likelihood = pitch_evidence.likelihood(period, midis, top_midi, heard)
         if likelihood is None:  # the CNN's answer stands: is it a note at all?
             unsure = float(shown.max()) < model.calibration.threshold

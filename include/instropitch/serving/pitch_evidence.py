@@ -23,7 +23,9 @@ period it does repeat at is taken instead (`repeated_note`); a clean tone that r
 exactly a semitone away from the answer is that semitone; and an answer (or a measured period)
 with nothing at its own fundamental under a strong partial that is a whole multiple of it, and
 nothing at its harmonics between, is a subharmonic of that partial (`subharmonic_note`: aliased
-tone-generator waves, a pure tone answered a twelfth down).
+tone-generator waves, a pure tone answered a twelfth down); and an answer whose octave below repeats as
+well, with a peak at 1.5 times the answer's fundamental (that lower note's 3rd harmonic, no harmonic of the
+answer), is that lower note (`octave_below_note`: low strings whose 2nd and 4th harmonics are their loudest).
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ OCTAVE_PEAK_DB = 3.0
 `OCTAVE_PEAK_DB` above the spectrum half a harmonic either side of it (1.25 and 1.75 times), is the 3rd harmonic of the
 note an octave below, which no harmonic of the answer sounds (`octave_below_note`). Of 7,308 notes answered right
 (the demo's 2,913 renders; the 172 real recordings as they are, cut after 0.3 and 0.6 s, and with eight of
-`bench_effects.py`'s effects; MS Lite's renders with those effects), none but three under mains hum reads so where
+`bench_effects.py`'s effects; MS Lite's renders with those effects), none but four under mains hum reads so where
 the octave below repeats as well: a real contrabass's bow noise, an echo or a reverb make a plateau there (up to
 -20.6 dB, but at most 1.8 dB above its sides), not a peak. Low strings and a bassoon whose 2nd and 4th harmonics
 are their loudest, read an octave up by the CNN held out of their font, read -18.0 to -26.1 dB, 4.9 to 32 dB above
@@ -151,9 +153,9 @@ def likelihood(
     it (`REPEAT_MISSED`, read on `repeats`, when given).
 
     A note repeats after its period, and real notes do at 0.53 or more; YIN's period of a low real note
-    stopped after 0.3 s (its bowed or blown attack, aperiodicity 0.5-0.67) was a fourth to two octaves
-    above it, where the waveform repeats at -0.21 to 0.52, and outweighed a right CNN: 6 of the 172 real
-    recordings cut so (bench/RESULTS.md, "An octave up: a low string's odd harmonics")."""
+    stopped after 0.3 s (its bowed or blown attack, aperiodicity 0.48-0.67) was a fourth to two octaves
+    above it, where the waveform repeats at -0.21 to 0.52, and outweighed a right CNN: 6 of the 8 misses of the 172
+    real recordings cut so (bench/RESULTS.md, "An octave up: a low string's odd harmonics")."""
     if no_period(period) or cnn_top_midi > TOP_MIDI:
         return None
     if repeats is not None and float(np.nan_to_num(repeats.at([1.0 / period.f0_hz]), nan=-1.0)[0]) < REPEAT_MISSED:

@@ -20,13 +20,14 @@ folder per source, the snapshot's paths inside it).
         --data .instropitch/data/sources-seed0-scale1 --from-export /tmp/export --seeds 42,1 --json /tmp/p.json
 
 One fit and its product answers take ~35-100 s on 2 cores (four fits a seed on the demo's five fonts).
-`--answers DIR` keeps each fit's probabilities there (`seed42-<group>.npz`) and reuses them when present, so a
-change to the product's checks is scored again in ~1 min without fitting.
+`--answers DIR` keeps each fit's probabilities there (`seed42-<group>.npz`) and reuses them for the same snapshot
+and recipe, so a change to the product's checks is scored again in ~1.5 min without fitting.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -93,17 +94,20 @@ def heldout_answers(
     spec: Any, snapshot: Any, group: str, cache: Path | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The snapshot rows of `group`, their true classes and what the recipe fitted without it answered: from `cache` (a
-    `seed<N>-<group>.npz` file) when it holds them, else fitted (and kept there when a cache is given)."""
+    `seed<N>-<group>.npz` file) when it holds this snapshot's and recipe's answers, else fitted (and kept there)."""
     from instropitch.ml import heldout
 
     kept = None if cache is None else cache / f"seed{spec.training.seed}-{group}.npz"
+    recipe = dataclasses.replace(spec, source=None)  # where the YAML was read from is no part of the recipe
+    fit = f"{snapshot.digest} {recipe!r}"  # answers of another snapshot or recipe (`--set`) must not be reused
     if kept is not None and kept.exists():
         with np.load(kept) as saved:
-            return saved["rows"], saved["labels"], saved["proba"]
+            if "fit" in saved.files and str(saved["fit"]) == fit:
+                return saved["rows"], saved["labels"], saved["proba"]
     answers = heldout.fit(spec, snapshot, group, spec.training.epochs)
     if kept is not None:
         kept.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(kept, rows=answers.rows, labels=answers.labels, proba=answers.proba)
+        np.savez(kept, rows=answers.rows, labels=answers.labels, proba=answers.proba, fit=np.array(fit))
     return answers.rows, answers.labels, answers.proba
 
 
